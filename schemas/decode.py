@@ -1,0 +1,171 @@
+"""The decoder: bytes or a parsed object in, a valid event or a :class:`Rejection` out.
+
+It never raises. Each way CONTRACT.md §3 says input can be wrong maps to one machine-readable
+``reason`` (see ``outputs.REJECTION_REASONS``) and a human message naming the field. Unknown
+extra fields are ignored, so producers can add fields without breaking consumers.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any, Final
+
+import msgspec
+import orjson
+
+from closedloop.schemas.events import MODELS, Cohort, Event, Lab
+from closedloop.schemas.identifiers import REDACTED, looks_raw, redact_text
+from closedloop.schemas.outputs import DeadLetter
+
+__all__ = ["Rejection", "dead_letter", "decode_envelope", "decode_event", "validate_event"]
+
+# Fields that name a person (or may): checked for raw identifiers before anything else.
+IDENTITY_FIELDS: Final = ("person_id", "worker_id", "operator_id", "subject")
+
+_MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`(?: - at `(?P<at>[^`]+)`)?")
+_AT = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why an input was refused; ``message`` is safe to log (no raw identifier)."""
+
+    reason: str
+    message: str
+
+
+def _classify(error: str) -> Rejection:
+    """Map a msgspec validation message onto the contract's reasons."""
+    missing = _MISSING.match(error)
+    if missing:
+        field = missing.group("field")
+        return Rejection("missing_field", f"{field}: required field is missing")
+    at = _AT.search(error)
+    path = at.group("path") if at else ""
+    text = error[: at.start()] if at else error
+    if text.startswith("Invalid enum value"):
+        reason = "unknown_enum"
+    elif "with a timezone component" in text:
+        reason = "naive_timestamp"
+    elif text.startswith("Invalid RFC3339"):
+        reason = "invalid_timestamp"
+    elif text.endswith("got `null`"):
+        reason = "missing_field"
+    elif text.startswith("Expected `") and ", got `" in text:
+        reason = "wrong_type"
+    else:
+        reason = "invalid_value"
+    return Rejection(reason, redact_text(f"{path or 'value'}: {text}"))
+
+
+def validate_event(
+    topic: str, obj: Any, cohorts: Collection[str] | None = None
+) -> Event | Rejection:
+    """Validate a parsed JSON value as an event of ``topic``."""
+    model = MODELS.get(topic)
+    if model is None:
+        return Rejection("unknown_topic", f"topic {redact_text(str(topic))!r} is not an input topic")
+    if not isinstance(obj, dict):
+        return Rejection("not_object", f"{topic}: the event must be a JSON object")
+    for field in IDENTITY_FIELDS:
+        value = obj.get(field)
+        if isinstance(value, str) and looks_raw(value):
+            return Rejection(
+                "raw_identifier",
+                f"{field}: looks like a raw resident ID or mobile number; send a pseudonym "
+                "(closedloop pseudonymize)",
+            )
+    try:
+        event = msgspec.convert(obj, model)
+    except msgspec.ValidationError as exc:
+        return _classify(str(exc))
+    if isinstance(event, Lab) and event.status == "reported" and event.result is None:
+        return Rejection("missing_field", "result: required when status is \"reported\"")
+    if isinstance(event, Cohort) and cohorts is not None and event.cohort not in cohorts:
+        return Rejection(
+            "unknown_cohort",
+            f"cohort: {redact_text(event.cohort)!r} is not a cohort the policy defines",
+        )
+    return event
+
+
+def decode_event(
+    topic: str, raw: bytes, cohorts: Collection[str] | None = None
+) -> Event | Rejection:
+    """Parse and validate one message value."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return Rejection("not_json", f"not JSON: {exc.msg} at byte {exc.pos}")
+    return validate_event(topic, obj, cohorts)
+
+
+def decode_envelope(line: bytes | str) -> tuple[str, Any] | Rejection:
+    """Parse a replay line ``{"topic": name, "value": {...}}`` into (topic, value)."""
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        return Rejection("not_json", f"not JSON: {exc.msg} at byte {exc.pos}")
+    if not isinstance(obj, dict):
+        return Rejection("not_object", "a replay line must be a JSON object")
+    topic = obj.get("topic")
+    if not isinstance(topic, str):
+        return Rejection("bad_envelope", "topic: a replay line needs a string \"topic\"")
+    if "value" not in obj:
+        return Rejection("bad_envelope", "value: a replay line needs the event as \"value\"")
+    return topic, obj["value"]
+
+
+def _redact_identity_fields(raw: bytes) -> bytes:
+    """Blank identity fields of a JSON document that look raw, keeping the rest as it was."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw
+    changed = False
+
+    def walk(node: Any) -> Any:
+        nonlocal changed
+        if isinstance(node, dict):
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        if isinstance(node, str) and looks_raw(node):
+            changed = True
+            return REDACTED
+        return node
+
+    cleaned = walk(obj)
+    return orjson.dumps(cleaned) if changed else raw
+
+
+def dead_letter(
+    rejection: Rejection,
+    original: bytes,
+    *,
+    topic: str | None = None,
+    partition: int | None = None,
+    offset: int | None = None,
+    line: int | None = None,
+) -> DeadLetter:
+    """Build the dead-letter record; raw identifiers in the original become ``[redacted]``."""
+    cleaned = _redact_identity_fields(original)
+    try:
+        text = redact_text(cleaned.decode("utf-8"))
+        encoding = "utf-8"
+    except UnicodeDecodeError:
+        text = base64.b64encode(cleaned).decode("ascii")
+        encoding = "base64"
+    return DeadLetter(
+        reason=rejection.reason,  # type: ignore[arg-type]
+        message=rejection.message,
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        line=line,
+        original=text,
+        original_encoding=encoding,  # type: ignore[arg-type]
+    )

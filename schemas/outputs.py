@@ -1,0 +1,119 @@
+"""Output records of CONTRACT.md §5: the alert, person status, daily report and dead letter."""
+
+from __future__ import annotations
+
+from typing import Any, Final, Literal
+
+import msgspec
+
+__all__ = [
+    "ALERT_KINDS",
+    "REJECTION_REASONS",
+    "Alert",
+    "DailyReport",
+    "DeadLetter",
+    "PersonStatus",
+    "PushStatus",
+]
+
+AlertKind = Literal[
+    "unlocated",
+    "followup_overdue",
+    "test_missed",
+    "positive",
+    "pool_positive",
+    "retest_missed",
+    "lab_sla_breached",
+    "orphan_result",
+    "identity_suspect",
+]
+ALERT_KINDS: Final = AlertKind.__args__  # type: ignore[attr-defined]
+
+RejectionReason = Literal[
+    "not_json",
+    "not_object",
+    "unknown_topic",
+    "bad_envelope",
+    "missing_field",
+    "wrong_type",
+    "unknown_enum",
+    "invalid_value",
+    "invalid_timestamp",
+    "naive_timestamp",
+    "raw_identifier",
+    "unknown_cohort",
+    "pool_overflow",
+]
+REJECTION_REASONS: Final = RejectionReason.__args__  # type: ignore[attr-defined]
+
+
+class Alert(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """One alert. ``alert_id`` is a digest of (kind, subject, due_at): stable on every run.
+
+    ``raised_at`` is event time: the instant at which the alert's condition became true
+    (``due_at`` for a lapsed deadline, the latest contributing event for a result), so the
+    same input gives the same bytes in replay and in the worker alike.
+    """
+
+    alert_id: str
+    kind: AlertKind
+    subject: str
+    person_id: str | None
+    tube_id: str | None
+    district: str | None
+    due_at: str
+    raised_at: str
+    details: dict[str, Any]
+
+
+class PushStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """The travel-push regimen a person is under, as downstream services see it."""
+
+    risk: str
+    regimen: str
+    arrived_at: str
+    pushed_at: str
+    ends_at: str
+    located_at: str | None
+    last_cleared_at: str | None
+    released_at: str | None
+
+
+class PersonStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """A person's current state, published to the compacted ``person-status`` topic."""
+
+    person_id: str
+    district: str | None
+    updated_at: str
+    under_control: bool
+    push: PushStatus | None
+    cohorts: list[str]
+    open_requirements: list[str]
+    last_sampled_at: str | None
+    last_result: str | None
+
+
+class DailyReport(msgspec.Struct, frozen=True, kw_only=True):
+    """The 日清日结 report of one district for one local day, at the daily cut-off."""
+
+    district: str
+    date: str
+    pushed: int
+    located: int
+    under_control: int
+    followup_overdue_open: int
+    tests_missed: int
+    positives: int
+
+
+class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
+    """A rejected input: why (``reason``, ``message``), where from, and its redacted bytes."""
+
+    reason: RejectionReason
+    message: str
+    topic: str | None
+    partition: int | None
+    offset: int | None
+    line: int | None
+    original: str
+    original_encoding: Literal["utf-8", "base64"]

@@ -1,0 +1,206 @@
+"""The policy: CONTRACT.md §4's tunables, loaded from TOML and validated at start.
+
+A bad policy stops the program with :class:`PolicyError`, whose message names the key and
+the problem; the engine only ever sees a valid, frozen :class:`Policy`.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+__all__ = ["Policy", "PolicyError", "Regimen", "default_policy", "load_policy", "parse_duration"]
+
+RISKS: Final = ("high", "medium", "outside_province", "inside_province")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+_UNIT: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_COHORT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+class PolicyError(ValueError):
+    """A policy file that cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Regimen:
+    """What a risk level asks: ``days`` of control, tests on ``test_days`` (day 1 = arrival)."""
+
+    mode: str
+    days: int
+    test_days: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Validated policy; durations in whole seconds."""
+
+    timezone: str
+    allowed_lateness: int
+    daily_cutoff: int  # seconds after local midnight
+    dedup_retention: int
+    locate_within: int
+    followup_every: int
+    regimens: Mapping[str, Regimen]
+    received_within: int
+    reported_within: int
+    retest_within: int
+    orphan_after: int
+    max_speed_kmh: float
+    max_samples_per_day: int
+    cohorts: Mapping[str, int]  # cohort name -> test_every in seconds
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+def parse_duration(value: object, key: str) -> int:
+    """``"2h"`` -> 7200. Plain numbers are refused: a unit avoids hour/second mix-ups."""
+    if not isinstance(value, str):
+        raise PolicyError(f"{key}: expected a duration such as \"2h\" or \"30m\", got {value!r}")
+    match = _DURATION.match(value)
+    if match is None:
+        raise PolicyError(f"{key}: {value!r} is not a duration (a number and one of s, m, h, d)")
+    seconds = float(match.group(1)) * _UNIT[match.group(2)]
+    if seconds != int(seconds) or seconds <= 0:
+        raise PolicyError(f"{key}: {value!r} must be a positive whole number of seconds")
+    return int(seconds)
+
+
+def _table(data: Mapping[str, Any], key: str, prefix: str = "") -> Mapping[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, Mapping):
+        raise PolicyError(f"{prefix}{key}: expected a table, got {type(value).__name__}")
+    return value
+
+
+def _positive_int(value: object, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise PolicyError(f"{key}: expected a positive integer, got {value!r}")
+    return value
+
+
+def _positive_number(value: object, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise PolicyError(f"{key}: expected a positive number, got {value!r}")
+    return float(value)
+
+
+def _cutoff(value: object) -> int:
+    if not isinstance(value, str) or not re.fullmatch(r"\d{2}:\d{2}", value):
+        raise PolicyError(f"daily_cutoff: expected local time \"HH:MM\", got {value!r}")
+    hours, minutes = int(value[:2]), int(value[3:])
+    if hours > 23 or minutes > 59:
+        raise PolicyError(f"daily_cutoff: {value!r} is not a time of day")
+    return hours * 3600 + minutes * 60
+
+
+def _regimen(risk: str, raw: object) -> Regimen:
+    key = f"travel.regimens.{risk}"
+    if not isinstance(raw, Mapping):
+        raise PolicyError(f"{key}: expected a table")
+    days = _positive_int(raw.get("days"), f"{key}.days")
+    test_days = raw.get("test_days", [])
+    if not isinstance(test_days, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) for d in test_days
+    ):
+        raise PolicyError(f"{key}.test_days: expected a list of day numbers")
+    for day in test_days:
+        if not 1 <= day <= days:
+            raise PolicyError(f"{key}.test_days: day {day} is outside days 1..{days}")
+    mode = raw.get("mode", risk)
+    if not isinstance(mode, str):
+        raise PolicyError(f"{key}.mode: expected a string")
+    _reject_unknown(raw, {"mode", "days", "test_days"}, key + ".")
+    return Regimen(mode=mode, days=days, test_days=tuple(sorted(set(test_days))))
+
+
+def _reject_unknown(data: Mapping[str, Any], known: set[str], prefix: str = "") -> None:
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise PolicyError(f"{prefix}{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
+
+
+def policy_from_mapping(data: Mapping[str, Any]) -> Policy:
+    """Validate a parsed TOML document; every problem names its key."""
+    _reject_unknown(
+        data,
+        {"timezone", "allowed_lateness", "daily_cutoff", "dedup_retention", "travel", "lab",
+         "identity", "cohorts"},
+    )
+    timezone = data.get("timezone", "Asia/Shanghai")
+    try:
+        ZoneInfo(str(timezone))
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise PolicyError(f"timezone: unknown time zone {timezone!r}") from exc
+    travel = _table(data, "travel")
+    _reject_unknown(travel, {"locate_within", "followup_every", "regimens"}, "travel.")
+    regimens_raw = _table(travel, "regimens", "travel.")
+    _reject_unknown(regimens_raw, set(RISKS), "travel.regimens.")
+    missing = [risk for risk in RISKS if risk not in regimens_raw]
+    if missing:
+        raise PolicyError(f"travel.regimens.{missing[0]}: missing (every risk needs a regimen)")
+    lab = _table(data, "lab")
+    _reject_unknown(
+        lab, {"received_within", "reported_within", "retest_within", "orphan_after"}, "lab."
+    )
+    identity = _table(data, "identity")
+    _reject_unknown(identity, {"max_speed_kmh", "max_samples_per_day"}, "identity.")
+    cohorts_raw = _table(data, "cohorts")
+    cohorts: dict[str, int] = {}
+    for name, hours in cohorts_raw.items():
+        if not _COHORT_NAME.match(name):
+            raise PolicyError(f"cohorts.{name}: a cohort name is lower-case letters, digits, _")
+        cohorts[name] = _positive_int(hours, f"cohorts.{name}") * 3600
+    return Policy(
+        timezone=str(timezone),
+        allowed_lateness=parse_duration(data.get("allowed_lateness", "5m"), "allowed_lateness"),
+        daily_cutoff=_cutoff(data.get("daily_cutoff", "22:00")),
+        dedup_retention=parse_duration(data.get("dedup_retention", "72h"), "dedup_retention"),
+        locate_within=parse_duration(travel.get("locate_within", "2h"), "travel.locate_within"),
+        followup_every=parse_duration(
+            travel.get("followup_every", "24h"), "travel.followup_every"
+        ),
+        regimens={risk: _regimen(risk, regimens_raw[risk]) for risk in RISKS},
+        received_within=parse_duration(lab.get("received_within", "4h"), "lab.received_within"),
+        reported_within=parse_duration(lab.get("reported_within", "12h"), "lab.reported_within"),
+        retest_within=parse_duration(lab.get("retest_within", "6h"), "lab.retest_within"),
+        orphan_after=parse_duration(lab.get("orphan_after", "24h"), "lab.orphan_after"),
+        max_speed_kmh=_positive_number(
+            identity.get("max_speed_kmh", 120), "identity.max_speed_kmh"
+        ),
+        max_samples_per_day=_positive_int(
+            identity.get("max_samples_per_day", 3), "identity.max_samples_per_day"
+        ),
+        cohorts=cohorts,
+    )
+
+
+def default_policy_text() -> str:
+    """The shipped default policy file (CONTRACT.md §4's bracketed values)."""
+    return resources.files("closedloop.schemas").joinpath("policy.default.toml").read_text("utf-8")
+
+
+def default_policy() -> Policy:
+    return policy_from_mapping(tomllib.loads(default_policy_text()))
+
+
+def load_policy(path: str | Path | None) -> Policy:
+    """Load and validate a TOML policy file; ``None`` gives the defaults."""
+    if path is None:
+        return default_policy()
+    try:
+        text = Path(path).read_text("utf-8")
+    except OSError as exc:
+        raise PolicyError(f"cannot read policy file {path}: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(f"{path}: not valid TOML: {exc}") from exc
+    return policy_from_mapping(data)

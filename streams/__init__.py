@@ -1,0 +1,1 @@
+"""The imperative shell: clock, deadline index, de-duplication, the embedded driver, the CLI."""
