@@ -44,6 +44,7 @@ class Policy:
     allowed_lateness: int
     daily_cutoff: int  # seconds after local midnight
     dedup_retention: int
+    state_retention: int
     locate_within: int
     followup_every: int
     regimens: Mapping[str, Regimen]
@@ -131,8 +132,8 @@ def policy_from_mapping(data: Mapping[str, Any]) -> Policy:
     """Validate a parsed TOML document; every problem names its key."""
     _reject_unknown(
         data,
-        {"timezone", "allowed_lateness", "daily_cutoff", "dedup_retention", "travel", "lab",
-         "identity", "cohorts"},
+        {"timezone", "allowed_lateness", "daily_cutoff", "dedup_retention", "state_retention",
+         "travel", "lab", "identity", "cohorts"},
     )
     timezone = data.get("timezone", "Asia/Shanghai")
     try:
@@ -163,6 +164,7 @@ def policy_from_mapping(data: Mapping[str, Any]) -> Policy:
         allowed_lateness=parse_duration(data.get("allowed_lateness", "5m"), "allowed_lateness"),
         daily_cutoff=_cutoff(data.get("daily_cutoff", "22:00")),
         dedup_retention=parse_duration(data.get("dedup_retention", "72h"), "dedup_retention"),
+        state_retention=parse_duration(data.get("state_retention", "8d"), "state_retention"),
         locate_within=parse_duration(travel.get("locate_within", "2h"), "travel.locate_within"),
         followup_every=parse_duration(
             travel.get("followup_every", "24h"), "travel.followup_every"

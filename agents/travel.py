@@ -1,0 +1,224 @@
+"""Travel push (上级推送, 第一时间定位, 每日随访日清日结), CONTRACT.md §4.
+
+- ``unlocated``: no ``followup.located`` within ``locate_within`` of the push.
+- ``followup_overdue``: the first clearance is the ``located`` record; each ``located`` or
+  ``visit`` clears the person for ``followup_every``; a lapse fires at last clearance + 24 h,
+  + 48 h, … while no record arrives and the regimen runs.
+- ``test_missed``: no sampling on a required local day of the regimen (day 1 = local date of
+  ``arrived_at``), due at the end of that day; days that ended before the push are not required.
+- The regimen ends at the end of its last day, or at ``followup.released``.
+
+Where the contract is silent (documented in README "Rules where the contract is silent"):
+a ``located`` record counts for the push if it is at or after ``arrived_at``; a newer push
+(later ``occurred_at``) replaces the person's regimen; a lapse at or after the regimen's end or
+release raises nothing, except the last test day, whose end is the regimen's end.
+"""
+
+from __future__ import annotations
+
+from bisect import insort
+from datetime import date, timedelta
+from typing import Any, Final
+
+from closedloop.agents.closure import GAUGES, close_interval, set_interval
+from closedloop.agents.requirements import (
+    Context,
+    LapseHandler,
+    State,
+    close_req,
+    latest_in,
+    open_req,
+    raise_alert,
+)
+from closedloop.schemas.events import Followup, Travel
+
+__all__ = ["HANDLERS", "on_followup", "on_travel"]
+
+FOREVER: Final = 2**62
+
+
+def _first_at_or_after(times: list[int], floor: int) -> int | None:
+    for value in times:
+        if value >= floor:
+            return value
+    return None
+
+
+def located_at(st: State) -> int | None:
+    push = st.get("push")
+    return None if push is None else _first_at_or_after(st.get("located", []), push["arrived_at"])
+
+
+def released_at(st: State) -> int | None:
+    push = st.get("push")
+    return None if push is None else _first_at_or_after(st.get("released", []), push["arrived_at"])
+
+
+def control_end(st: State) -> int:
+    """When the regimen stops: the end of its last day, or release if earlier."""
+    release = released_at(st)
+    ends: int = st["push"]["ends_at"]
+    return ends if release is None else min(ends, release)
+
+
+def on_travel(ctx: Context, st: State, person_id: str, event: Travel) -> None:
+    """A push opens (or replaces) the person's regimen and its requirements."""
+    pushed = int(event.occurred_at.timestamp())
+    old = st.get("push")
+    if old is not None and old["pushed_at"] > pushed:
+        return  # an older push arriving late: the newer one stands
+    if old is not None:
+        for name in [n for n in st.get("req", {}) if n.split(":", 1)[0] in HANDLERS]:
+            close_req(st, name)
+        for gauge in GAUGES:
+            close_interval(ctx, st, gauge, pushed)
+    arrived = int(event.arrived_at.timestamp())
+    regimen = ctx.policy.regimens[event.risk]
+    first_day = ctx.cal.date_of(arrived)
+    ends = ctx.cal.day_start(first_day + timedelta(days=regimen.days))
+    st["push"] = {
+        "pushed_at": pushed,
+        "arrived_at": arrived,
+        "risk": event.risk,
+        "district": event.district,
+        "origin": event.origin,
+        "ends_at": ends,
+        "first_day": first_day.isoformat(),
+    }
+    st["district"] = event.district
+    ctx.contribute(event.district, pushed, "pushed")
+    open_req(st, "unlocated", pushed + ctx.policy.locate_within)
+    for number in regimen.test_days:
+        day = first_day + timedelta(days=number - 1)
+        due = ctx.cal.day_start(day + timedelta(days=1))
+        if due > pushed:
+            open_req(st, f"test:{day.isoformat()}", due)
+    _refresh(ctx, st)
+
+
+def on_followup(ctx: Context, st: State, person_id: str, event: Followup) -> None:
+    """Record the grid worker's fact; requirements look at facts when they fall due."""
+    at = int(event.occurred_at.timestamp())
+    if event.kind == "released":
+        insort(st.setdefault("released", []), at)
+    else:
+        if event.kind == "located":
+            insort(st.setdefault("located", []), at)
+        insort(st.setdefault("clears", []), at)
+    if st.get("push") is not None:
+        _refresh(ctx, st)
+        if event.kind != "released":
+            _end_overdue_at(ctx, st, at)
+
+
+def _refresh(ctx: Context, st: State) -> None:
+    """Bring derived requirements in line with the facts: follow-up chain, release, gauges."""
+    push = st["push"]
+    located = located_at(st)
+    if located is not None and not push.get("located_counted"):
+        push["located_counted"] = True
+        ctx.contribute(push["district"], located, "located")
+    if located is not None and "fu" not in push:
+        push["fu"] = {"anchor": located, "floor": located}
+        open_req(st, "followup", located + ctx.policy.followup_every)
+    end = control_end(st)
+    set_interval(ctx, st, "under_control", push["district"], located, end)
+    over = st.get("iv", {}).get("followup_overdue_open")
+    if over is not None and (over[2] is None or over[2] > end):
+        set_interval(ctx, st, "followup_overdue_open", over[0], over[1], end)
+    release = released_at(st)
+    if release is not None:
+        # Anything due after the release can no longer lapse: close it now.
+        for name, due in list(st.get("req", {}).items()):
+            prefix = name.split(":", 1)[0]
+            lapsed_after = due >= release if prefix in ("unlocated", "followup") else due > release
+            if prefix in HANDLERS and lapsed_after:
+                close_req(st, name)
+
+
+def _end_overdue_at(ctx: Context, st: State, at: int) -> None:
+    """A clearance at ``at`` ends an open follow-up lapse at that instant (for the report)."""
+    over = st.get("iv", {}).get("followup_overdue_open")
+    if over is not None and over[1] <= at and (over[2] is None or at < over[2]):
+        set_interval(ctx, st, "followup_overdue_open", over[0], over[1], at)
+
+
+def _lapse_unlocated(ctx: Context, st: State, person_id: str, name: str, due: int) -> int | None:
+    push = st["push"]
+    located = located_at(st)
+    release = released_at(st)
+    if (located is not None and located <= due) or (release is not None and release <= due):
+        return None
+    raise_alert(
+        ctx, st, kind="unlocated", subject=person_id, due=due, person_id=person_id,
+        district=push["district"],
+        details={
+            "pushed_at": ctx.cal.iso(push["pushed_at"]),
+            "locate_within_hours": ctx.policy.locate_within / 3600,
+            "risk": push["risk"],
+        },
+    )
+    return None
+
+
+def _lapse_followup(ctx: Context, st: State, person_id: str, name: str, due: int) -> int | None:
+    push = st["push"]
+    chain: dict[str, Any] = push["fu"]
+    every = ctx.policy.followup_every
+    if due >= control_end(st):
+        return None
+    cleared = latest_in(st.get("clears", []), max(chain["anchor"], chain["floor"]), due)
+    if cleared is not None:
+        chain["anchor"] = cleared
+        return cleared + every
+    lapses = (due - chain["anchor"]) // every
+    raised = raise_alert(
+        ctx, st, kind="followup_overdue", subject=person_id, due=due, person_id=person_id,
+        district=push["district"],
+        details={
+            "last_cleared_at": ctx.cal.iso(chain["anchor"]),
+            "days_overdue": lapses,
+            "followup_every_hours": every / 3600,
+            "risk": push["risk"],
+        },
+    )
+    chain["floor"] = due
+    over = st.get("iv", {}).get("followup_overdue_open")
+    if over is not None and over[2] is not None and over[2] <= due:
+        close_interval(ctx, st, "followup_overdue_open", over[2])  # an earlier, ended lapse
+    if raised and "followup_overdue_open" not in st.get("iv", {}):
+        later = _first_at_or_after(st.get("clears", []), due + 1)
+        end = control_end(st) if later is None else min(later, control_end(st))
+        set_interval(ctx, st, "followup_overdue_open", push["district"], due, end)
+    return due + every
+
+
+def _lapse_test(ctx: Context, st: State, person_id: str, name: str, due: int) -> int | None:
+    push = st["push"]
+    day = date.fromisoformat(name.split(":", 1)[1])
+    start = ctx.cal.day_start(day)
+    release = released_at(st)
+    if release is not None and release < due:
+        return None
+    sampled = latest_in([s[0] for s in st.get("samples", [])], start - 1, due - 1)
+    if sampled is not None:
+        return None
+    number = (day - date.fromisoformat(push["first_day"])).days + 1
+    if raise_alert(
+        ctx, st, kind="test_missed", subject=person_id, due=due, person_id=person_id,
+        district=push["district"],
+        details={
+            "requirement": f"regimen:{push['risk']}",
+            "regimen_day": number,
+            "date": day.isoformat(),
+        },
+    ):
+        ctx.contribute(push["district"], due, "tests_missed")
+    return None
+
+
+HANDLERS: Final[dict[str, LapseHandler]] = {
+    "unlocated": _lapse_unlocated,
+    "followup": _lapse_followup,
+    "test": _lapse_test,
+}

@@ -1,0 +1,166 @@
+"""Sample ⋈ lab, the tube join (CONTRACT.md §4), keyed by ``tube_id``.
+
+Results may arrive before samplings, so both sides are facts in the tube's state and every
+rule is checked when the later side arrives or when its deadline falls due:
+
+- ``lab_sla_breached``: stage ``transport`` when no ``received``/``reported`` within
+  ``received_within`` of the tube's earliest collection; stage ``result`` when no
+  ``reported`` within ``reported_within``; once per tube and stage.
+- ``positive``: a single tube (pool_size 1) reported positive, one alert for its person.
+- ``pool_positive``: a pooled tube reported positive, one alert for the tube listing its
+  members, due at the report (so members sampled before it are all listed, whatever the
+  arrival order); each member then needs a single-tube retest (person side, ``retests``).
+- ``invalid``: every member needs a new sampling; no positive alert.
+- ``orphan_result``: a reported tube with no sampling within ``orphan_after`` of the report.
+
+What a person must know (sampled, a result, a retest needed) is forwarded, re-keyed by person.
+The first sampling fixes the tube's ``pool_size``; a member beyond it is rejected
+(``pool_overflow``). The first report of a tube is its result; later ones are ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from closedloop.agents.requirements import (
+    Context,
+    LapseHandler,
+    State,
+    keep_alive,
+    lapse_gc,
+    open_req,
+    raise_alert,
+)
+from closedloop.schemas.decode import Rejection
+from closedloop.schemas.events import Lab, Sampling
+
+__all__ = ["HANDLERS", "on_lab", "on_sampling"]
+
+
+def on_sampling(ctx: Context, st: State, tube_id: str, event: Sampling) -> Rejection | None:
+    at = int(event.occurred_at.timestamp())
+    members: dict[str, Any] = st.setdefault("members", {})
+    pool_size = st.setdefault("pool", event.pool_size)
+    if event.person_id in members:
+        return None  # the same person again in the same tube: one member
+    if len(members) >= pool_size:
+        return Rejection(
+            "pool_overflow",
+            f"tube already has its {pool_size} member(s) (pool_size {pool_size})",
+        )
+    members[event.person_id] = at
+    st.setdefault("district", event.district)
+    ctx.forwards.append((event.person_id, {
+        "type": "sampled", "at": at, "tube": tube_id, "pool": pool_size, "site": event.site_id,
+        "lat": event.site_lat, "lon": event.site_lon, "district": event.district,
+    }))
+    first = st.get("first")
+    if first is None or at < first:
+        st["first"] = at
+        for stage, within in (("transport", ctx.policy.received_within),
+                              ("result", ctx.policy.reported_within)):
+            if stage not in st.get("sla", []):
+                open_req(st, f"lab:{stage}", at + within)
+    if "rep" in st:
+        _apply_result(ctx, st, tube_id, [event.person_id])
+    keep_alive(ctx, st, at)
+    return None
+
+
+def on_lab(ctx: Context, st: State, tube_id: str, event: Lab) -> None:
+    at = int(event.occurred_at.timestamp())
+    if st.get("recv") is None or at < st["recv"]:
+        st["recv"] = at
+    st.setdefault("lab", event.lab_id)
+    if event.status == "reported" and "rep" not in st:
+        st["rep"] = [at, event.result, event.lab_id]
+        if not st.get("members"):
+            open_req(st, "orphan", at + ctx.policy.orphan_after)
+        if event.result == "positive" and st.get("pool", 0) != 1:
+            open_req(st, "pool", at)  # listed once every sampling up to the report is in
+        _apply_result(ctx, st, tube_id, sorted(st.get("members", {})))
+    keep_alive(ctx, st, at)
+
+
+def _apply_result(ctx: Context, st: State, tube_id: str, persons: list[str]) -> None:
+    """Tell each member its result; raise a single tube's positive; ask pooled retests."""
+    reported, result, lab_id = st["rep"]
+    single = st.get("pool") == 1
+    for person_id in persons:
+        sampled = st["members"][person_id]
+        ctx.forwards.append((person_id, {
+            "type": "result", "at": max(reported, sampled), "tube": tube_id, "result": result,
+        }))
+        if result == "positive" and single:
+            if raise_alert(
+                ctx, st, kind="positive", subject=person_id, due=reported, raised=sampled,
+                person_id=person_id, tube_id=tube_id, district=st.get("district"),
+                details={"lab_id": lab_id, "collected_at": ctx.cal.iso(sampled),
+                         "reported_at": ctx.cal.iso(reported), "pool_size": 1},
+            ):
+                ctx.contribute(st.get("district"), reported, "positives")
+        elif result == "invalid" or (result == "positive" and not single):
+            ctx.forwards.append((person_id, {
+                "type": "retest", "tube": tube_id, "reported": reported, "result": result,
+                "single": result == "positive", "district": st.get("district"),
+            }))
+    if result == "positive" and not single and "pool" not in st.get("req", {}) and persons:
+        _raise_pool_positive(ctx, st, tube_id, max(st["members"][p] for p in persons))
+
+
+def _raise_pool_positive(ctx: Context, st: State, tube_id: str, raised: int) -> None:
+    reported, _, lab_id = st["rep"]
+    raise_alert(
+        ctx, st, kind="pool_positive", subject=tube_id, due=reported, raised=raised,
+        tube_id=tube_id, district=st.get("district"),
+        details={"members": sorted(st["members"]), "pool_size": st.get("pool"),
+                 "lab_id": lab_id, "reported_at": ctx.cal.iso(reported),
+                 "retest_within_hours": ctx.policy.retest_within / 3600},
+    )
+
+
+def _lapse_pool(ctx: Context, st: State, tube_id: str, name: str, due: int) -> int | None:
+    """At the report instant: one alert listing the members known by then (if any yet)."""
+    if st.get("members") and st.get("pool") != 1:
+        _raise_pool_positive(ctx, st, tube_id, due)
+    return None
+
+
+def _lapse_lab(ctx: Context, st: State, tube_id: str, name: str, due: int) -> int | None:
+    stage = name.split(":", 1)[1]
+    within = ctx.policy.received_within if stage == "transport" else ctx.policy.reported_within
+    deadline = st["first"] + within
+    if deadline > due:
+        return deadline
+    done = st.get("recv") if stage == "transport" else (st["rep"][0] if "rep" in st else None)
+    st.setdefault("sla", []).append(stage)
+    if done is not None and done <= deadline:
+        return None
+    raise_alert(
+        ctx, st, kind="lab_sla_breached", subject=tube_id, due=deadline, tube_id=tube_id,
+        district=st.get("district"),
+        details={"stage": stage, "sla_hours": within / 3600,
+                 "collected_at": ctx.cal.iso(st["first"]), "lab_id": st.get("lab"),
+                 "pool_size": st.get("pool")},
+    )
+    return None
+
+
+def _lapse_orphan(ctx: Context, st: State, tube_id: str, name: str, due: int) -> int | None:
+    if st.get("members"):
+        return None
+    reported, result, lab_id = st["rep"]
+    raise_alert(
+        ctx, st, kind="orphan_result", subject=tube_id, due=due, tube_id=tube_id,
+        details={"lab_id": lab_id, "result": result, "reported_at": ctx.cal.iso(reported),
+                 "orphan_after_hours": ctx.policy.orphan_after / 3600},
+    )
+    return None
+
+
+HANDLERS: Final[dict[str, LapseHandler]] = {
+    "lab": _lapse_lab,
+    "pool": _lapse_pool,
+    "orphan": _lapse_orphan,
+    "gc": lapse_gc,
+}

@@ -1,0 +1,66 @@
+"""The deadline index: which keys have a deadline due, without scanning any table.
+
+A min-heap of (due, key) per partition with at most one live entry per key (coalesced): a key
+is pushed again only when its earliest deadline moves earlier; an entry whose due no longer
+matches is skipped when popped, and the stage re-checks the key's state anyway. Every
+operation is O(log n) in the number of open deadlines. The deadlines themselves live in the
+keyed state (changelogged), so the index is rebuilt from the table after a restart.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from closedloop.agents.requirements import next_due
+
+__all__ = ["DeadlineIndex"]
+
+
+class DeadlineIndex:
+    __slots__ = ("_heap", "_live")
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, str]] = []
+        self._live: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        """Keys with a deadline (not heap entries, which may include stale ones)."""
+        return len(self._live)
+
+    def schedule(self, key: str, due: int | None) -> None:
+        """Make sure ``key`` is woken at or before ``due``."""
+        if due is None:
+            return
+        live = self._live.get(key)
+        if live is not None and live <= due:
+            return
+        self._live[key] = due
+        heapq.heappush(self._heap, (due, key))
+
+    def pop_due(self, clock: int) -> Iterator[str]:
+        """Yield, earliest first, each key whose indexed deadline is at or before ``clock``."""
+        heap = self._heap
+        while heap and heap[0][0] <= clock:
+            due, key = heapq.heappop(heap)
+            if self._live.get(key) == due:
+                del self._live[key]
+                yield key
+
+    def peek(self) -> int | None:
+        """The earliest live deadline, if any."""
+        while self._heap and self._live.get(self._heap[0][1]) != self._heap[0][0]:
+            heapq.heappop(self._heap)
+        return self._heap[0][0] if self._heap else None
+
+    def rebuild(self, items: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
+        """Recreate the index from keyed state, e.g. when partitions are assigned."""
+        self._heap.clear()
+        self._live.clear()
+        for key, state in items:
+            due = next_due(state)
+            if due is not None:
+                self._live[key] = due
+                self._heap.append((due, key))
+        heapq.heapify(self._heap)

@@ -1,0 +1,225 @@
+"""Replay a JSON Lines file of events through the engine (CONTRACT.md §6).
+
+Each line is an envelope ``{"topic": "<sampling|lab|travel|followup|cohort|action>",
+"value": {...event...}}``, applied in file order. Alerts are written as JSON Lines (stdout
+by default), sorted by (raised_at, alert_id) within each flush; a bad line goes to the
+dead-letter output with its line number and reason, and the run goes on. With ``--until T``
+the clock finally moves to exactly T and everything due by then fires. The exit status is 0
+unless the input cannot be read (or an option is wrong: 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO, BinaryIO
+
+import msgspec
+
+from closedloop.schemas.decode import Rejection, decode_envelope
+from closedloop.schemas.outputs import Alert
+from closedloop.schemas.policy import Policy, PolicyError, load_policy
+from closedloop.streams.driver import EmbeddedDriver, Origin
+
+__all__ = ["ReplayResult", "add_parser", "parse_instant", "replay_lines", "run"]
+
+FLUSH_EVERY = 50_000
+_encode = msgspec.json.Encoder().encode
+
+
+def parse_instant(text: str) -> int:
+    """RFC 3339 with an offset -> epoch seconds; naive instants are refused."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is not an RFC 3339 timestamp") from exc
+    if value.tzinfo is None:
+        raise ValueError(f"{text!r} has no UTC offset (write e.g. {text}+08:00)")
+    return int(value.timestamp())
+
+
+@dataclass(slots=True)
+class ReplayResult:
+    stats: Counter[str]
+    alerts_by_kind: Counter[str]
+    reports: int
+    clock: int
+
+
+def _sorted_alerts(alerts: list[Alert]) -> list[Alert]:
+    return sorted(alerts, key=lambda a: (a.raised_at, a.alert_id))
+
+
+def replay_lines(
+    lines: Iterable[bytes],
+    policy: Policy,
+    *,
+    until: int | None = None,
+    alerts_out: IO[bytes] | None = None,
+    reports_out: IO[bytes] | None = None,
+    deadletter_out: IO[bytes] | None = None,
+    progress: ProgressLine | None = None,
+) -> ReplayResult:
+    """Drive the embedded engine over ``lines``; the reusable core of ``closedloop replay``."""
+    driver = EmbeddedDriver(policy)
+    alerts_by_kind: Counter[str] = Counter()
+    reports = 0
+    buffered = 0
+
+    def flush() -> None:
+        nonlocal reports, buffered
+        out = driver.drain()
+        for alert in _sorted_alerts(out.alerts):
+            alerts_by_kind[alert.kind] += 1
+            if alerts_out is not None:
+                alerts_out.write(_encode(alert) + b"\n")
+        for report in sorted(out.reports, key=lambda r: (r.date, r.district)):
+            reports += 1
+            if reports_out is not None:
+                reports_out.write(_encode(report) + b"\n")
+        for letter in out.dead_letters:
+            if deadletter_out is not None:
+                deadletter_out.write(_encode(letter) + b"\n")
+        buffered = 0
+
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            driver.stats["blank_lines"] += 1
+            continue
+        envelope = decode_envelope(line)
+        if isinstance(envelope, Rejection):
+            driver.stats["events_read"] += 1
+            driver.reject(envelope, line.rstrip(b"\r\n"), Origin(line=number), None)
+        else:
+            topic, value = envelope
+            driver.pipe(topic, value, line.rstrip(b"\r\n"), Origin(line=number))
+        if len(driver.out.alerts) + len(driver.out.dead_letters) >= FLUSH_EVERY:
+            flush()
+        if progress is not None:
+            progress.update(number, driver)
+    if until is not None:
+        driver.advance_to(until)
+    flush()
+    if progress is not None:
+        progress.done()
+    return ReplayResult(driver.stats, alerts_by_kind, reports, driver.clock.value)
+
+
+class ProgressLine:
+    """A one-line progress display on a terminal's stderr, redrawn twice a second."""
+
+    def __init__(self, stream: IO[str], total_bytes: int | None) -> None:
+        self.stream = stream
+        self.total = total_bytes
+        self.started = time.monotonic()
+        self.last = 0.0
+
+    def update(self, lines: int, driver: EmbeddedDriver) -> None:
+        now = time.monotonic()
+        if now - self.last < 0.5:
+            return
+        self.last = now
+        rate = lines / max(now - self.started, 1e-9)
+        clock = driver.clock.value
+        when = driver.cal.iso(clock) if clock > 0 else "-"
+        self.stream.write(
+            f"\r{lines:,} lines  {rate:,.0f}/s  alerts {driver.stats.get('alerts', 0) or '…'}"
+            f"  clock {when}   "
+        )
+        self.stream.flush()
+
+    def done(self) -> None:
+        self.stream.write("\r" + " " * 79 + "\r")
+        self.stream.flush()
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__
+    parser.add_argument("file", metavar="FILE|-", help="JSON Lines input; - reads stdin")
+    parser.add_argument(
+        "--until", metavar="T",
+        help="finally move the clock to T (RFC 3339 with offset) and fire all that is due",
+    )
+    parser.add_argument("--policy", metavar="FILE", help="TOML policy (default: the contract's)")
+    parser.add_argument("--alerts", metavar="OUT", help="alerts JSON Lines (default: stdout)")
+    parser.add_argument("--deadletter", metavar="OUT", help="rejected lines with reasons")
+    parser.add_argument("--reports", metavar="OUT", help="daily closure reports JSON Lines")
+    parser.add_argument("--quiet", action="store_true", help="no summary on stderr")
+
+
+def _open_input(name: str, stack: ExitStack) -> tuple[Iterator[bytes], int | None]:
+    if name == "-":
+        return iter(sys.stdin.buffer), None
+    handle: BinaryIO = stack.enter_context(open(name, "rb"))  # noqa: SIM115
+    return iter(handle), Path(name).stat().st_size
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        policy = load_policy(args.policy)
+        until = None if args.until is None else parse_instant(args.until)
+    except (PolicyError, ValueError) as exc:
+        print(f"closedloop replay: {exc}", file=sys.stderr)
+        return 2
+    with ExitStack() as stack:
+        try:
+            lines, size = _open_input(args.file, stack)
+        except OSError as exc:
+            print(f"closedloop replay: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+            return 1
+        outputs = {}
+        for name in ("alerts", "deadletter", "reports"):
+            path = getattr(args, name)
+            try:
+                outputs[name] = stack.enter_context(open(path, "wb")) if path else None
+            except OSError as exc:
+                print(f"closedloop replay: cannot write {path}: {exc.strerror}", file=sys.stderr)
+                return 2
+        alerts_out = outputs["alerts"] or sys.stdout.buffer
+        progress = ProgressLine(sys.stderr, size) if sys.stderr.isatty() else None
+        try:
+            result = replay_lines(
+                lines, policy, until=until, alerts_out=alerts_out,
+                reports_out=outputs["reports"], deadletter_out=outputs["deadletter"],
+                progress=progress,
+            )
+        except OSError as exc:
+            print(f"closedloop replay: read failed: {exc.strerror}", file=sys.stderr)
+            return 1
+        alerts_out.flush()
+    if not args.quiet:
+        print(summary(result, policy, deadletter_kept=bool(args.deadletter)), file=sys.stderr)
+    return 0
+
+
+def summary(result: ReplayResult, policy: Policy, *, deadletter_kept: bool) -> str:
+    """A closing summary: events read, rejected by reason, alerts by kind."""
+    stats = result.stats
+    rejected = {k.split(":", 1)[1]: v for k, v in stats.items() if k.startswith("rejected:")}
+    applied = sum(v for k, v in stats.items() if k.startswith("applied:"))
+    lines = [
+        f"events read {stats.get('events_read', 0):,}; applied {applied:,}; "
+        f"duplicates ignored {stats.get('duplicates_ignored', 0):,}; "
+        f"rejected {sum(rejected.values()):,}",
+    ]
+    if rejected:
+        lines.append("  rejected by reason: " + ", ".join(
+            f"{reason} {count}" for reason, count in sorted(rejected.items())))
+        if not deadletter_kept:
+            lines.append("  (rejected lines were not kept: pass --deadletter FILE to keep them)")
+    lines.append(f"alerts {sum(result.alerts_by_kind.values()):,}" + (
+        ": " + ", ".join(f"{k} {v}" for k, v in sorted(result.alerts_by_kind.items()))
+        if result.alerts_by_kind else ""))
+    lines.append(f"daily reports {result.reports:,}")
+    if result.clock > -(2**61):
+        from datetime import datetime as _dt
+
+        lines.append(f"clock at end {_dt.fromtimestamp(result.clock, policy.zone).isoformat()}")
+    return "\n".join(lines)

@@ -1,0 +1,109 @@
+"""The topology, wired once: three keyed stages and what flows between them.
+
+    sampling, lab (key tube)  ──> tube stage ──forwards (key person)──> person stage
+    travel, followup, cohort, action (key person) ─────────────────────> person stage
+    tube + person stages ──contributions (key district)──> report stage ──> daily-report
+    every stage ──> alerts
+
+Both the embedded driver (replay, demo, tests, benchmarks) and the Faust worker call
+:meth:`Stage.apply` and :meth:`Stage.fire` on their own keyed state; nothing here knows
+whether the state is a dict or a Faust table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, MutableMapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from closedloop.agents import closure, person, tubes
+from closedloop.agents.requirements import Context, LapseHandler, State, fire_due, next_due
+from closedloop.schemas.decode import Rejection
+from closedloop.schemas.events import Event, Lab, Sampling
+
+__all__ = ["PERSON", "REPORT", "STAGE_OF_TOPIC", "TUBE", "Stage"]
+
+Apply = Callable[[Context, State, str, Any], "Rejection | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """A keyed stage: how an input changes a key's state, and its lapse handlers."""
+
+    name: str
+    apply_fn: Apply
+    handlers: Mapping[str, LapseHandler]
+
+    def apply(
+        self,
+        ctx: Context,
+        table: MutableMapping[str, State],
+        key: str,
+        item: Any,
+        *,
+        fire: bool = True,
+    ) -> tuple[Rejection | None, int | None]:
+        """Apply one input to ``key``, fire what is due, store; returns (rejection, next due).
+
+        ``fire=False`` defers firing to the stage's own turn: the report stage must not pass
+        a cut-off before every upstream deadline up to the clock has contributed.
+        """
+        st = table.get(key)
+        if st is None:
+            st = {}
+        rejection = self.apply_fn(ctx, st, key, item)
+        return rejection, self._finish(ctx, table, key, st, fire)
+
+    def fire(self, ctx: Context, table: MutableMapping[str, State], key: str) -> int | None:
+        """Fire ``key``'s deadlines at or before the clock; returns its next due instant."""
+        st = table.get(key)
+        if st is None:
+            return None
+        return self._finish(ctx, table, key, st, True)
+
+    def _finish(
+        self, ctx: Context, table: MutableMapping[str, State], key: str, st: State, fire: bool
+    ) -> int | None:
+        if fire:
+            fire_due(ctx, st, key, self.handlers)
+        if st.get("gone") or not st:
+            if key in table:
+                del table[key]
+            return None
+        table[key] = st  # write back: a Faust table only changelogs assignments
+        return next_due(st)
+
+
+def _apply_tube(ctx: Context, st: State, key: str, event: Event) -> Rejection | None:
+    if isinstance(event, Sampling):
+        return tubes.on_sampling(ctx, st, key, event)
+    if isinstance(event, Lab):
+        tubes.on_lab(ctx, st, key, event)
+    return None
+
+
+def _apply_person(ctx: Context, st: State, key: str, item: Any) -> Rejection | None:
+    if isinstance(item, dict):
+        person.on_forward(ctx, st, key, item)
+    else:
+        person.on_event(ctx, st, key, item)
+    return None
+
+
+def _apply_report(ctx: Context, st: State, key: str, item: Any) -> Rejection | None:
+    closure.handle_contribution(ctx, st, key, item)
+    return None
+
+
+TUBE: Final = Stage("tube", _apply_tube, tubes.HANDLERS)
+PERSON: Final = Stage("person", _apply_person, person.HANDLERS)
+REPORT: Final = Stage("report", _apply_report, closure.HANDLERS)
+
+STAGE_OF_TOPIC: Final[dict[str, Stage]] = {
+    "sampling": TUBE,
+    "lab": TUBE,
+    "travel": PERSON,
+    "followup": PERSON,
+    "cohort": PERSON,
+    "action": PERSON,
+}
