@@ -131,6 +131,8 @@ def fire_due(
 ) -> None:
     """Run every lapse handler whose due instant the clock has reached, earliest first."""
     reqs = st.get("req")
+    if not reqs or min(reqs.values()) > ctx.clock:
+        return
     while reqs:
         name, due = min(reqs.items(), key=lambda item: (item[1], item[0]))
         if due > ctx.clock:

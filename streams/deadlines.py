@@ -39,6 +39,10 @@ class DeadlineIndex:
         self._live[key] = due
         heapq.heappush(self._heap, (due, key))
 
+    def has_due(self, clock: int) -> bool:
+        """Cheap test before :meth:`pop_due` (may be true for a stale entry)."""
+        return bool(self._heap) and self._heap[0][0] <= clock
+
     def pop_due(self, clock: int) -> Iterator[str]:
         """Yield, earliest first, each key whose indexed deadline is at or before ``clock``."""
         heap = self._heap

@@ -23,7 +23,6 @@ from typing import IO, BinaryIO
 
 import msgspec
 
-from closedloop.schemas.decode import Rejection, decode_envelope
 from closedloop.schemas.outputs import Alert
 from closedloop.schemas.policy import Policy, PolicyError, load_policy
 from closedloop.streams.driver import EmbeddedDriver, Origin
@@ -93,13 +92,7 @@ def replay_lines(
         if not line.strip():
             driver.stats["blank_lines"] += 1
             continue
-        envelope = decode_envelope(line)
-        if isinstance(envelope, Rejection):
-            driver.stats["events_read"] += 1
-            driver.reject(envelope, line.rstrip(b"\r\n"), Origin(line=number), None)
-        else:
-            topic, value = envelope
-            driver.pipe(topic, value, line.rstrip(b"\r\n"), Origin(line=number))
+        driver.pipe_line(line.rstrip(b"\r\n"), Origin(line=number))
         if len(driver.out.alerts) + len(driver.out.dead_letters) >= FLUSH_EVERY:
             flush()
         if progress is not None:
