@@ -129,7 +129,7 @@ def _lapse_pool(ctx: Context, st: State, tube_id: str, name: str, due: int) -> i
 def _lapse_lab(ctx: Context, st: State, tube_id: str, name: str, due: int) -> int | None:
     stage = name.split(":", 1)[1]
     within = ctx.policy.received_within if stage == "transport" else ctx.policy.reported_within
-    deadline = st["first"] + within
+    deadline: int = st["first"] + within
     if deadline > due:
         return deadline
     done = st.get("recv") if stage == "transport" else (st["rep"][0] if "rep" in st else None)

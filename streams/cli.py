@@ -6,6 +6,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 __all__ = ["main"]
 
@@ -27,7 +28,7 @@ examples:
   closedloop replay city.jsonl --until 2022-09-09T00:00:00+08:00 --alerts alerts.jsonl
   closedloop pseudonymize --column id_number people.csv > pseudonyms.csv
 
-The contract (topics, fields, rules, alert kinds) is CONTRACT.md; see README.md.
+The contract (topics, fields, rules, alert kinds) is schemas/CONTRACT.md; see README.md.
 """
 
 
@@ -56,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(module_name: str) -> object | None:
+def _load(module_name: str) -> ModuleType | None:
     try:
         return importlib.import_module(f"closedloop.streams.{module_name}")
     except ModuleNotFoundError as exc:
