@@ -67,13 +67,21 @@ def check_day(
 
 
 def on_sampled(ctx: Context, st: State, person_id: str, sample: list[Any]) -> None:
-    """After a new sampling, (re)arm the check of each local day it can affect."""
+    """After a new sampling, (re)arm the check of each local day it can affect.
+
+    A new sampling can only create a violation with its neighbours in time, or by the count
+    of its own day, so those are looked at first; the full day check runs only on a hit.
+    """
     samples = st["samples"]
+    if len(samples) == 1:
+        return
     index = samples.index(sample)
-    days = {ctx.cal.date_of(sample[0])}
-    if index + 1 < len(samples):
-        days.add(ctx.cal.date_of(samples[index + 1][0]))
-    alerted = st.get("id_days", [])
+    days = []
+    if _too_fast(ctx, samples, index) or _too_many(ctx, samples, index):
+        days.append(ctx.cal.date_of(sample[0]))
+    if index + 1 < len(samples) and _too_fast(ctx, samples, index + 1):
+        days.append(ctx.cal.date_of(samples[index + 1][0]))
+    alerted = st.get("id_days", ())
     for day in days:
         if day.isoformat() in alerted:
             continue
@@ -84,6 +92,30 @@ def on_sampled(ctx: Context, st: State, person_id: str, sample: list[Any]) -> No
         current = st.get("req", {}).get(name)
         if current is None or found[0] < current:
             open_req(st, name, found[0])
+
+
+def _too_fast(ctx: Context, samples: list[list[Any]], index: int) -> bool:
+    """Is the pair (previous sampling with coordinates, ``samples[index]``) too fast?"""
+    later = samples[index]
+    if later[4] is None or later[5] is None:
+        return False
+    for earlier in reversed(samples[:index]):
+        if earlier[4] is not None and earlier[5] is not None:
+            if earlier[3] == later[3]:
+                return False
+            km = distance_km(earlier[4], earlier[5], later[4], later[5])
+            hours = (later[0] - earlier[0]) / 3600
+            return km > 0 and (hours == 0 or km / hours > ctx.policy.max_speed_kmh)
+    return False
+
+
+def _too_many(ctx: Context, samples: list[list[Any]], index: int) -> bool:
+    """Does the day of ``samples[index]`` hold more samplings than allowed?"""
+    limit = ctx.policy.max_samples_per_day
+    if len(samples) <= limit:
+        return False
+    day = ctx.cal.date_of(samples[index][0])
+    return sum(1 for s in samples if ctx.cal.date_of(s[0]) == day) > limit
 
 
 def _lapse_identity(ctx: Context, st: State, person_id: str, name: str, due: int) -> int | None:

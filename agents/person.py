@@ -24,6 +24,8 @@ from closedloop.schemas.outputs import PersonStatus, PushStatus
 
 __all__ = ["HANDLERS", "on_event", "on_forward", "person_status"]
 
+PRUNE_ABOVE: Final = 12  # facts kept per list before old ones are looked at
+
 HANDLERS: Final[dict[str, LapseHandler]] = {
     **travel.HANDLERS,
     **cohorts.HANDLERS,
@@ -44,7 +46,8 @@ def on_event(ctx: Context, st: State, person_id: str, event: Event) -> None:
         cohorts.on_cohort(ctx, st, person_id, event)
     elif isinstance(event, Action):
         st.setdefault("actions", {})[event.alert_id] = [event.action, event.operator_id, at]
-    _prune(ctx, st)
+    if len(st.get("clears", ())) > PRUNE_ABOVE:
+        _prune(ctx, st)
     keep_alive(ctx, st, at)
 
 
@@ -54,21 +57,30 @@ def on_forward(ctx: Context, st: State, person_id: str, msg: dict[str, Any]) -> 
     if kind == "sampled":
         sample = [msg["at"], msg["tube"], msg["pool"], msg["site"], msg["lat"], msg["lon"],
                   msg["district"]]
-        samples = st.setdefault("samples", [])
-        if all(existing[1] != msg["tube"] for existing in samples):
-            insort(samples, sample, key=lambda s: (s[0], s[1]))
-            st.setdefault("district", msg["district"])
+        samples = st.get("samples")
+        if samples is None:
+            st["samples"] = [sample]
+            if "district" not in st:
+                st["district"] = msg["district"]
             identity.on_sampled(ctx, st, person_id, sample)
+        elif all(existing[1] != msg["tube"] for existing in samples):
+            insort(samples, sample, key=_sample_order)
+            identity.on_sampled(ctx, st, person_id, sample)
+            if len(samples) > PRUNE_ABOVE:
+                _prune(ctx, st)
     elif kind == "retest":
         retests.on_retest_needed(ctx, st, person_id, msg)
     elif kind == "result":
         st["last_result"] = [msg["at"], msg["result"]]
-    _prune(ctx, st)
     keep_alive(ctx, st, int(msg.get("at", msg.get("reported", ctx.clock))))
 
 
+def _sample_order(sample: list[Any]) -> tuple[int, str]:
+    return sample[0], sample[1]
+
+
 def _prune(ctx: Context, st: State) -> None:
-    """Drop facts no open requirement can still look at."""
+    """Drop facts no open requirement can still look at (called when a list grows long)."""
     horizon = ctx.clock - ctx.policy.state_retention
     samples = st.get("samples")
     if samples and samples[0][0] < horizon:

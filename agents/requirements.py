@@ -148,16 +148,25 @@ def fire_due(
 
 
 def keep_alive(ctx: Context, st: State, at: int) -> None:
-    """(Re)arm the ``gc`` requirement: a key with nothing open is forgotten after retention."""
-    due = max(at, ctx.clock) + ctx.policy.state_retention
-    reqs = st.setdefault("req", {})
-    if reqs.get("gc", 0) < due:
-        reqs["gc"] = due
+    """Note activity; the ``gc`` requirement forgets a key idle for ``state_retention``.
+
+    Cheap on the hot path: it records the latest activity, and arms ``gc`` only once; the
+    handler looks at the activity when it falls due and re-arms itself if need be.
+    """
+    if at > st.get("last", 0):
+        st["last"] = at
+    reqs = st.get("req")
+    if reqs is None:
+        st["req"] = reqs = {}
+    if "gc" not in reqs:
+        reqs["gc"] = max(at, ctx.clock) + ctx.policy.state_retention
 
 
 def lapse_gc(ctx: Context, st: State, key: str, name: str, due: int) -> int | None:
-    """Forget the key once nothing else is open; otherwise look again a retention later."""
-    if len(st.get("req", {})) > 1:
-        return due + ctx.policy.state_retention
+    """Forget the key once it has been idle and nothing else is open; else look again later."""
+    idle_until: int = st.get("last", 0) + ctx.policy.state_retention
+    prune_sent(st, ctx.clock - ctx.policy.state_retention)
+    if len(st.get("req", {})) > 1 or idle_until > due:
+        return max(idle_until, due + ctx.policy.state_retention // 8)
     st["gone"] = True
     return None

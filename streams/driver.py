@@ -25,6 +25,8 @@ from closedloop.streams.topology import PERSON, REPORT, STAGE_OF_TOPIC, TUBE, St
 
 __all__ = ["EmbeddedDriver", "Origin", "Outputs"]
 
+_APPLIED = {topic: f"applied:{topic}" for topic in STAGE_OF_TOPIC}
+
 
 @dataclass(frozen=True, slots=True)
 class Origin:
@@ -107,7 +109,7 @@ class EmbeddedDriver:
         run.index.schedule(key, due)
         if rejection is not None:
             self.reject(rejection, raw, origin, topic)
-        self.stats[f"applied:{topic}"] += 1
+        self.stats[_APPLIED[topic]] += 1
         self._route(ctx)
         self._advance(ctx)
         tracked = len(self.person.table)

@@ -1,0 +1,81 @@
+# Development and CI entry points. `make test` on a fresh machine does everything: creates the
+# venv, fetches and starts Kafka and PostgreSQL, then runs the whole test suite.
+#
+#   make demo           install, then `closedloop demo`: a simulated city, no services needed
+#   make install        .venv with the package (editable) and the dev tools
+#   make services       Kafka 4 (KRaft, 127.0.0.1:9092) and PostgreSQL (127.0.0.1:55432)
+#   make services-stop  stop both
+#   make test           pytest against those services
+#   make lint           ruff, and mypy --strict on the packages
+#   make check          lint + test
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := test
+
+VENV := .venv
+BIN := $(VENV)/bin
+
+# The services' addresses; override in the environment to run them elsewhere.
+CLOSEDLOOP_KAFKA_PORT ?= 9092
+CLOSEDLOOP_PG_PORT ?= 55432
+CLOSEDLOOP_KAFKA ?= 127.0.0.1:$(CLOSEDLOOP_KAFKA_PORT)
+CLOSEDLOOP_TEST_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:$(CLOSEDLOOP_PG_PORT)/closedloop_test
+export CLOSEDLOOP_KAFKA_PORT CLOSEDLOOP_PG_PORT CLOSEDLOOP_KAFKA CLOSEDLOOP_TEST_DATABASE_URL
+
+PYTEST_ARGS ?=
+
+.PHONY: demo install services services-stop test lint check typecheck-tree
+
+install: $(VENV)/.installed
+
+# Reinstalls only when pyproject.toml changes: the install is editable, so code edits need none.
+$(VENV)/.installed: pyproject.toml
+	@if [[ ! -x $(BIN)/python ]]; then \
+	  py=""; \
+	  for c in python3.13 python3.12 python3.11 python3; do \
+	    if command -v $$c >/dev/null && $$c -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then \
+	      py=$$c; break; \
+	    fi; \
+	  done; \
+	  if [[ -z "$$py" ]]; then echo "make install: Python 3.11 or newer is required" >&2; exit 1; fi; \
+	  echo "creating $(VENV) with $$($$py -V)"; \
+	  $$py -m venv $(VENV) || { echo "make install: '$$py -m venv' failed (Debian: apt-get install python3-venv)" >&2; exit 1; }; \
+	fi
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+	@touch $@
+
+demo: install
+	$(BIN)/closedloop demo
+
+services:
+	bash deploy/kafka/fetch.sh
+	bash deploy/kafka/start.sh
+	bash deploy/postgres/start.sh
+
+# Stops both even when one of them fails to stop.
+services-stop:
+	@status=0; \
+	bash deploy/kafka/stop.sh || status=1; \
+	bash deploy/postgres/stop.sh || status=1; \
+	exit $$status
+
+test: install services
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# mypy cannot follow the editable install's import hook that maps closedloop.schemas onto
+# schemas/, so it reads the packages through a tree of symlinks with the installed names.
+# (Its messages name files as build/typecheck/closedloop/<package>/...)
+typecheck-tree:
+	@mkdir -p build/typecheck/closedloop
+	@for pkg in schemas agents streams; do ln -sfn ../../../$$pkg build/typecheck/closedloop/$$pkg; done
+
+# Runs every checker and fails at the end if any failed, so one run reports everything.
+lint: install typecheck-tree
+	@status=0; \
+	echo "ruff check ."; $(BIN)/ruff check . || status=1; \
+	echo "mypy --strict on the core: closedloop.schemas, closedloop.agents, closedloop.streams"; \
+	MYPYPATH=build/typecheck $(BIN)/mypy --strict -p closedloop.schemas -p closedloop.agents \
+	  -p closedloop.streams || status=1; \
+	exit $$status
+
+check: lint test
