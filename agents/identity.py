@@ -125,9 +125,10 @@ def _lapse_identity(ctx: Context, st: State, person_id: str, name: str, due: int
         return None
     at, evidence = found
     st.setdefault("id_days", []).append(day.isoformat())
+    district = next((s[6] for s in st["samples"] if s[0] == at), None)
     raise_alert(
         ctx, st, kind="identity_suspect", subject=person_id, due=at, person_id=person_id,
-        district=st.get("district"), details={"date": day.isoformat(), **evidence},
+        district=district, details={"date": day.isoformat(), **evidence},
     )
     return None
 

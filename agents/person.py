@@ -126,7 +126,7 @@ def person_status(ctx: Context, person_id: str, st: State) -> PersonStatus:
         updated_at=ctx.cal.iso(ctx.clock),
         under_control=under_control,
         push=push_status,
-        cohorts=sorted(st.get("cohorts", {})),
+        cohorts=cohorts.active_cohorts(st),
         open_requirements=sorted(name for name in st.get("req", {}) if name != "gc"),
         last_sampled_at=ctx.cal.iso(samples[-1][0]) if samples else None,
         last_result=None if last_result is None else last_result[1],

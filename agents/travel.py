@@ -9,9 +9,11 @@
 - The regimen ends at the end of its last day, or at ``followup.released``.
 
 Where the contract is silent (documented in README "Rules where the contract is silent"):
-a ``located`` record counts for the push if it is at or after ``arrived_at``; a newer push
-(later ``occurred_at``) replaces the person's regimen; a lapse at or after the regimen's end or
-release raises nothing, except the last test day, whose end is the regimen's end.
+a ``located`` record counts for the push if it is at or after ``arrived_at``, and one older
+than the push clears the person from the push on; a newer push (later ``occurred_at``)
+replaces the person's regimen; a push whose regimen ended before it requires nothing; a lapse
+at or after the regimen's end or release raises nothing, except the last test day, whose end
+is the regimen's end.
 """
 
 from __future__ import annotations
@@ -64,9 +66,10 @@ def control_end(st: State) -> int:
 def on_travel(ctx: Context, st: State, person_id: str, event: Travel) -> None:
     """A push opens (or replaces) the person's regimen and its requirements."""
     pushed = int(event.occurred_at.timestamp())
+    ctx.contribute(event.district, pushed, "pushed")  # every push counts, even a superseded one
     old = st.get("push")
-    if old is not None and old["pushed_at"] > pushed:
-        return  # an older push arriving late: the newer one stands
+    if old is not None and (old["pushed_at"], old["event_id"]) >= (pushed, event.event_id):
+        return  # an older push arriving late: the newer one stands (ties: larger event_id)
     if old is not None:
         for name in [n for n in st.get("req", {}) if n.split(":", 1)[0] in HANDLERS]:
             close_req(st, name)
@@ -78,6 +81,7 @@ def on_travel(ctx: Context, st: State, person_id: str, event: Travel) -> None:
     ends = ctx.cal.day_start(first_day + timedelta(days=regimen.days))
     st["push"] = {
         "pushed_at": pushed,
+        "event_id": event.event_id,
         "arrived_at": arrived,
         "risk": event.risk,
         "district": event.district,
@@ -86,7 +90,8 @@ def on_travel(ctx: Context, st: State, person_id: str, event: Travel) -> None:
         "first_day": first_day.isoformat(),
     }
     st["district"] = event.district
-    ctx.contribute(event.district, pushed, "pushed")
+    if ends <= pushed:
+        return  # the regimen was over before the push: counted, nothing to require
     open_req(st, "unlocated", pushed + ctx.policy.locate_within)
     for number in regimen.test_days:
         day = first_day + timedelta(days=number - 1)
@@ -115,12 +120,19 @@ def _refresh(ctx: Context, st: State) -> None:
     """Bring derived requirements in line with the facts: follow-up chain, release, gauges."""
     push = st["push"]
     located = located_at(st)
-    if located is not None and not push.get("located_counted"):
-        push["located_counted"] = True
+    counted = st.setdefault("located_counted", [])
+    if located is not None and located not in counted:
+        # One count per located instant of the person: a re-push that finds the same
+        # record does not count it twice, whatever the arrival order.
+        counted.append(located)
+        del counted[:-4]
         ctx.contribute(push["district"], located, "located")
-    if located is not None and "fu" not in push:
-        push["fu"] = {"anchor": located, "floor": located}
-        open_req(st, "followup", located + ctx.policy.followup_every)
+    if located is not None and "fu" not in push and push["ends_at"] > push["pushed_at"]:
+        # Nobody is asked to follow a person up before the push: a record older than the
+        # push clears the person from the push on.
+        anchor = max(located, push["pushed_at"])
+        push["fu"] = {"anchor": anchor, "floor": anchor}
+        open_req(st, "followup", anchor + ctx.policy.followup_every)
     end = control_end(st)
     set_interval(ctx, st, "under_control", push["district"], located, end)
     over = st.get("iv", {}).get("followup_overdue_open")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -17,7 +17,13 @@ import msgspec
 import orjson
 
 from closedloop.schemas.events import MODELS, Cohort, Event, Lab
-from closedloop.schemas.identifiers import REDACTED, looks_raw, redact_bytes, redact_text
+from closedloop.schemas.identifiers import (
+    REDACTED,
+    contains_raw,
+    looks_raw,
+    redact_bytes,
+    redact_text,
+)
 from closedloop.schemas.outputs import DeadLetter
 
 __all__ = [
@@ -31,6 +37,31 @@ __all__ = [
 
 # Fields that name a person (or may): checked for raw identifiers before anything else.
 IDENTITY_FIELDS: Final = ("person_id", "worker_id", "operator_id", "subject")
+# Free text, where an identifier may hide inside other words.
+FREE_TEXT_FIELDS: Final = frozenset({"origin", "reason", "note"})
+# Every string field of each model: none may be a raw identifier (CONTRACT.md §2: raw
+# identifiers never reach a topic), whatever it is called.
+STRING_FIELDS: Final = {
+    model: tuple(
+        name for name, kind in zip(
+            model.__struct_fields__, msgspec.structs.fields(model), strict=True
+        )
+        if "str" in str(kind.type)
+    )
+    for model in MODELS.values()
+}
+_RAW_MESSAGE: Final = (
+    "looks like a raw resident ID or mobile number; send a pseudonym (closedloop pseudonymize)"
+)
+
+
+def _raw_field(items: Iterable[tuple[str, Any]]) -> Rejection | None:
+    for field, value in items:
+        if isinstance(value, str) and (
+            looks_raw(value) or (field in FREE_TEXT_FIELDS and contains_raw(value))
+        ):
+            return Rejection("raw_identifier", f"{field}: {_RAW_MESSAGE}")
+    return None
 
 _MISSING = re.compile(
     r"^Object missing required field `(?P<field>[^`]+)`(?: - at `(?P<at>[^`]+)`)?"
@@ -80,14 +111,9 @@ def validate_event(
         return Rejection("unknown_topic", f"topic {shown!r} is not an input topic")
     if not isinstance(obj, dict):
         return Rejection("not_object", f"{topic}: the event must be a JSON object")
-    for field in IDENTITY_FIELDS:
-        value = obj.get(field)
-        if isinstance(value, str) and looks_raw(value):
-            return Rejection(
-                "raw_identifier",
-                f"{field}: looks like a raw resident ID or mobile number; send a pseudonym "
-                "(closedloop pseudonymize)",
-            )
+    raw = _raw_field(obj.items())
+    if raw is not None:
+        return raw
     try:
         event = msgspec.convert(obj, model)
     except msgspec.ValidationError as exc:
@@ -97,14 +123,9 @@ def validate_event(
 
 def _after_checks(event: Event, cohorts: Collection[str] | None) -> Event | Rejection:
     """Rules a field-by-field schema cannot say: raw identifiers, lab result, cohort names."""
-    for field in IDENTITY_FIELDS:
-        value = getattr(event, field, None)
-        if value is not None and looks_raw(value):
-            return Rejection(
-                "raw_identifier",
-                f"{field}: looks like a raw resident ID or mobile number; send a pseudonym "
-                "(closedloop pseudonymize)",
-            )
+    raw = _raw_field((name, getattr(event, name)) for name in STRING_FIELDS[type(event)])
+    if raw is not None:
+        return raw
     if isinstance(event, Lab) and event.status == "reported" and event.result is None:
         return Rejection("missing_field", "result: required when status is \"reported\"")
     if isinstance(event, Cohort) and cohorts is not None and event.cohort not in cohorts:
@@ -137,7 +158,9 @@ def decode_event(
     if decoder is not None:
         try:
             return _after_checks(decoder.decode(raw), cohorts)
-        except (msgspec.ValidationError, msgspec.DecodeError):
+        except (msgspec.MsgspecError, ValueError, RecursionError):
+            # ValueError: msgspec raises UnicodeDecodeError on non-UTF-8 strings, and
+            # RecursionError on deep nesting; the slow path gives both their reason.
             pass
     try:
         obj = orjson.loads(raw)
@@ -155,8 +178,8 @@ def decode_line(
         decoder = _DECODERS.get(envelope.topic)
         if decoder is not None:
             return envelope.topic, _after_checks(decoder.decode(envelope.value), cohorts)
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        pass
+    except (msgspec.MsgspecError, ValueError, RecursionError):
+        pass  # as in decode_event
     parsed = decode_envelope(line)
     if isinstance(parsed, Rejection):
         return parsed
@@ -186,7 +209,9 @@ def _redact_identity_fields(raw: bytes) -> bytes:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return raw
-    changed = False
+    # \u escapes hide digits from the text scan in dead_letter: re-encode such documents.
+    escaped = b"\\u" in raw
+    changed = escaped
 
     def walk(node: Any) -> Any:
         nonlocal changed
@@ -199,8 +224,13 @@ def _redact_identity_fields(raw: bytes) -> bytes:
             return REDACTED
         return node
 
-    cleaned = walk(obj)
-    return orjson.dumps(cleaned) if changed else raw
+    try:
+        cleaned = walk(obj)
+        return orjson.dumps(cleaned) if changed else raw
+    except (RecursionError, orjson.JSONEncodeError):
+        # Too deep to rebuild (orjson writes 254 levels at most): without escapes the text
+        # scan still finds every identifier; with them, withhold the bytes rather than leak.
+        return REDACTED.encode() if escaped else raw
 
 
 def dead_letter(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-__all__ = ["REDACTED", "looks_raw", "redact_bytes", "redact_text"]
+__all__ = ["REDACTED", "contains_raw", "looks_raw", "redact_bytes", "redact_text"]
 
 REDACTED: Final = "[redacted]"
 _RAW_WHOLE = re.compile(r"\d{17}[\dXx]|1\d{10}")
@@ -20,7 +20,12 @@ _RAW_INSIDE_BYTES = re.compile(rb"(?<![0-9])(?:[0-9]{17}[0-9Xx]|1[0-9]{10})(?![0
 
 def looks_raw(value: str) -> bool:
     """True when the whole value is a resident ID or a mobile number."""
-    return _RAW_WHOLE.fullmatch(value) is not None
+    return len(value) in (11, 18) and _RAW_WHOLE.fullmatch(value) is not None
+
+
+def contains_raw(text: str) -> bool:
+    """True when free text holds a raw-identifier-shaped token anywhere."""
+    return _RAW_INSIDE.search(text) is not None
 
 
 def redact_text(text: str) -> str:

@@ -1,0 +1,317 @@
+"""Named instants, event builders and a replay runner for the rule and replay tests.
+
+Every builder returns a replay envelope ``{"topic": ..., "value": {...}}`` (CONTRACT.md §6)
+with a fresh ``event_id`` unless one is given; every timestamp is RFC 3339 in +08:00
+(Asia/Shanghai, the default policy's zone). :func:`run` feeds envelopes, in list order,
+through ``replay_lines`` with the default policy and returns the parsed outputs.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime, timedelta
+from typing import Any, Final, NamedTuple
+from zoneinfo import ZoneInfo
+
+from closedloop.schemas.policy import Policy, default_policy
+from closedloop.streams.replay import parse_instant, replay_lines
+
+__all__ = [
+    "ALERT_FIELDS",
+    "DAY1",
+    "DAY2",
+    "DAY3",
+    "LATENESS",
+    "T0",
+    "TZ",
+    "Envelope",
+    "Outputs",
+    "Raw",
+    "action",
+    "alerts_of",
+    "assert_well_formed",
+    "at",
+    "cohort",
+    "envelope",
+    "epoch",
+    "followup",
+    "keys_of",
+    "lab",
+    "midnight_after",
+    "next_event_id",
+    "policy",
+    "run",
+    "run_bytes",
+    "sampling",
+    "to_line",
+    "travel",
+]
+
+TZ: Final = ZoneInfo("Asia/Shanghai")
+LATENESS: Final = timedelta(minutes=5)
+
+# Named instants. T0 is a Tuesday morning; DAY1..DAY3 open the local days from T0 on.
+T0: Final = "2022-09-06T09:00:00+08:00"  # 09:00 local, 2022-09-06
+DAY1: Final = "2022-09-06T00:00:00+08:00"  # local midnight opening 2022-09-06
+DAY2: Final = "2022-09-07T00:00:00+08:00"  # ... 2022-09-07 (the end of DAY1)
+DAY3: Final = "2022-09-08T00:00:00+08:00"  # ... 2022-09-08
+
+ALERT_FIELDS: Final = frozenset(
+    {"alert_id", "kind", "subject", "person_id", "tube_id", "district", "due_at",
+     "raised_at", "details"}
+)
+
+Envelope = dict[str, Any]
+Raw = bytes | str
+"""A replay line given verbatim (for bad input): bytes or text, without the newline."""
+
+_ids = itertools.count(1)
+_RFC3339_LOCAL = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+08:00$")
+
+
+def policy() -> Policy:
+    """The contract's default policy."""
+    return default_policy()
+
+
+def next_event_id(prefix: str = "ev") -> str:
+    """A process-wide unique event id."""
+    return f"{prefix}-{next(_ids):06d}"
+
+
+def at(
+    base: str,
+    *,
+    days: float = 0,
+    hours: float = 0,
+    minutes: float = 0,
+    seconds: float = 0,
+) -> str:
+    """``base`` moved by the given amount, as RFC 3339 in +08:00.
+
+    ``at(T0, hours=2, seconds=-1)`` is one second before push + 2 h when T0 is the push.
+    """
+    moved = datetime.fromisoformat(base) + timedelta(
+        days=days, hours=hours, minutes=minutes, seconds=seconds
+    )
+    return moved.astimezone(TZ).isoformat()
+
+
+def epoch(instant: str) -> int:
+    """Epoch seconds of an RFC 3339 instant."""
+    return int(datetime.fromisoformat(instant).timestamp())
+
+
+def midnight_after(instant: str) -> str:
+    """00:00 local of the day after ``instant``'s local date (the end of its day)."""
+    local = datetime.fromisoformat(instant).astimezone(TZ)
+    start = datetime(local.year, local.month, local.day, tzinfo=TZ)
+    return (start + timedelta(days=1)).isoformat()
+
+
+def envelope(topic: str, value: Mapping[str, Any]) -> Envelope:
+    return {"topic": topic, "value": dict(value)}
+
+
+def _event(topic: str, occurred_at: str, event_id: str | None, **fields: Any) -> Envelope:
+    value: dict[str, Any] = {
+        "event_id": event_id if event_id is not None else next_event_id(topic),
+        "occurred_at": occurred_at,
+    }
+    value.update({name: v for name, v in fields.items() if v is not None})
+    return envelope(topic, value)
+
+
+def travel(
+    person: str,
+    at: str,
+    *,
+    risk: str = "high",
+    arrived: str | None = None,
+    district: str = "district-a",
+    origin: str = "Shanghai",
+    event_id: str | None = None,
+) -> Envelope:
+    """A pushed travel record; ``at`` is the push time, ``arrived`` defaults to it."""
+    return _event(
+        "travel", at, event_id, person_id=person, district=district,
+        arrived_at=arrived if arrived is not None else at, origin=origin, risk=risk,
+    )
+
+
+def followup(
+    person: str,
+    at: str,
+    kind: str = "visit",
+    *,
+    worker_id: str | None = None,
+    event_id: str | None = None,
+) -> Envelope:
+    """A grid worker's record: ``located``, ``visit`` or ``released``."""
+    return _event("followup", at, event_id, person_id=person, kind=kind, worker_id=worker_id)
+
+
+def sampling(
+    person: str,
+    tube: str,
+    at: str,
+    *,
+    pool_size: int = 1,
+    site: str = "site-1",
+    district: str = "district-a",
+    lat: float | None = None,
+    lon: float | None = None,
+    reason: str | None = None,
+    event_id: str | None = None,
+) -> Envelope:
+    """A swab taken at ``at`` (the collection time) into ``tube``."""
+    return _event(
+        "sampling", at, event_id, person_id=person, tube_id=tube, site_id=site,
+        district=district, pool_size=pool_size, site_lat=lat, site_lon=lon, reason=reason,
+    )
+
+
+def lab(
+    tube: str,
+    at: str,
+    result: str | None = None,
+    *,
+    status: str | None = None,
+    lab_id: str = "lab-1",
+    event_id: str | None = None,
+) -> Envelope:
+    """A lab record; with a ``result`` it is ``reported``, without one ``received``."""
+    if status is None:
+        status = "received" if result is None else "reported"
+    return _event("lab", at, event_id, tube_id=tube, lab_id=lab_id, status=status, result=result)
+
+
+def cohort(
+    person: str,
+    at: str,
+    name: str = "cold_chain",
+    *,
+    active: bool = True,
+    district: str = "district-a",
+    event_id: str | None = None,
+) -> Envelope:
+    """A key-population roster change."""
+    return _event(
+        "cohort", at, event_id, person_id=person, cohort=name, district=district, active=active
+    )
+
+
+def action(
+    alert_id: str,
+    subject: str,
+    at: str,
+    kind: str = "ack",
+    *,
+    operator_id: str = "operator-1",
+    note: str | None = None,
+    event_id: str | None = None,
+) -> Envelope:
+    """An operator handling an alert."""
+    return _event(
+        "action", at, event_id, alert_id=alert_id, subject=subject, action=kind,
+        operator_id=operator_id, note=note,
+    )
+
+
+def to_line(item: Envelope | Raw) -> bytes:
+    """One replay line (without newline)."""
+    if isinstance(item, bytes):
+        return item
+    if isinstance(item, str):
+        return item.encode("utf-8")
+    return json.dumps(item, ensure_ascii=False).encode("utf-8")
+
+
+class RawOutputs(NamedTuple):
+    alerts: bytes
+    reports: bytes
+    dead_letters: bytes
+    stats: Counter[str]
+
+
+class Outputs(NamedTuple):
+    alerts: list[dict[str, Any]]
+    reports: list[dict[str, Any]]
+    dead_letters: list[dict[str, Any]]
+    stats: Counter[str]
+
+
+def run_bytes(
+    events: Iterable[Envelope | Raw], until: str | None = None, pol: Policy | None = None
+) -> RawOutputs:
+    """Replay ``events`` in order (then move the clock to ``until``); the bytes written."""
+    alerts, reports, letters = io.BytesIO(), io.BytesIO(), io.BytesIO()
+    result = replay_lines(
+        (to_line(item) for item in events),
+        pol if pol is not None else policy(),
+        until=None if until is None else parse_instant(until),
+        alerts_out=alerts,
+        reports_out=reports,
+        deadletter_out=letters,
+    )
+    return RawOutputs(alerts.getvalue(), reports.getvalue(), letters.getvalue(), result.stats)
+
+
+def _parse(data: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in data.splitlines() if line.strip()]
+
+
+def run(
+    events: Iterable[Envelope | Raw], until: str | None = None, pol: Policy | None = None
+) -> Outputs:
+    """Replay ``events``; returns (alerts, reports, dead_letters, stats), parsed."""
+    raw = run_bytes(events, until, pol)
+    return Outputs(_parse(raw.alerts), _parse(raw.reports), _parse(raw.dead_letters), raw.stats)
+
+
+def alerts_of(alerts: Iterable[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [alert for alert in alerts if alert["kind"] == kind]
+
+
+def keys_of(alerts: Iterable[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """(kind, subject, due_at) of each alert, in output order."""
+    return [(alert["kind"], alert["subject"], alert["due_at"]) for alert in alerts]
+
+
+def _check_alert(alert: Mapping[str, Any]) -> Iterator[str]:
+    if set(alert) != ALERT_FIELDS:
+        yield f"fields {sorted(alert)} != {sorted(ALERT_FIELDS)}"
+    for name in ("due_at", "raised_at"):
+        if not _RFC3339_LOCAL.match(str(alert.get(name))):
+            yield f"{name} {alert.get(name)!r} is not RFC 3339 in +08:00"
+    if not isinstance(alert.get("details"), dict):
+        yield "details is not an object"
+    kind, subject = alert.get("kind"), alert.get("subject")
+    if kind in ("lab_sla_breached", "orphan_result", "pool_positive"):
+        if alert.get("person_id") is not None or alert.get("tube_id") != subject:
+            yield "a tube alert has person_id null and tube_id = subject"
+    elif alert.get("person_id") != subject:
+        yield "a person alert has person_id = subject"
+    if kind in ("unlocated", "followup_overdue", "test_missed", "identity_suspect") and (
+        alert.get("tube_id") is not None
+    ):
+        yield "a person alert that is about no tube has tube_id null"
+    if kind in ("positive", "retest_missed") and not isinstance(alert.get("tube_id"), str):
+        yield "positive / retest_missed name their tube"
+    if str(alert.get("raised_at")) < str(alert.get("due_at")):
+        yield "raised_at before due_at"
+
+
+def assert_well_formed(alerts: list[dict[str, Any]]) -> None:
+    """Every alert carries the contract's fields, with the right nulls, and none is repeated."""
+    problems = [f"{a.get('kind')} {a.get('subject')}: {p}" for a in alerts for p in _check_alert(a)]
+    assert not problems, problems
+    keys = keys_of(alerts)
+    assert len(keys) == len(set(keys)), "an alert was emitted twice for one (kind, subject, due_at)"
+    ids = [alert["alert_id"] for alert in alerts]
+    assert len(ids) == len(set(ids)), "alert ids repeat"

@@ -1,0 +1,139 @@
+"""``closedloop replay FILE|- [--until T] [--alerts A] [--deadletter D] [--reports R]``
+(CONTRACT.md §6): in-process through ``cli.main`` and as the installed command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import T0, at, followup, lab, run_bytes, sampling, to_line, travel
+
+from closedloop.streams.cli import main
+
+CLOSEDLOOP = str(Path(sys.executable).with_name("closedloop"))
+UNTIL = at(T0, days=1)  # 2022-09-07T09:00:00+08:00
+
+
+def city_lines() -> list[bytes]:
+    """Three good events, then two bad lines (3 and 5), then more good events."""
+    return [
+        to_line(travel("traveller-1", T0, risk="inside_province")),
+        to_line(sampling("resident-1", "tube-1", T0)),
+        b"this is not json",
+        to_line(lab("tube-1", at(T0, hours=2), "positive")),
+        to_line(travel("traveller-2", "2022-09-06T10:00:00")),  # naive timestamp
+        to_line(followup("traveller-1", at(T0, hours=3), "located")),
+    ]
+
+
+def _write(tmp_path: Path, lines: list[bytes]) -> Path:
+    path = tmp_path / "city.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+class TestReplayCommand:
+    def test_writes_alerts_reports_and_dead_letters_and_exits_0(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        # given a file with two bad lines among good ones
+        source = _write(tmp_path, city_lines())
+        alerts, letters, reports = (tmp_path / n for n in ("a.jsonl", "d.jsonl", "r.jsonl"))
+        # when replayed to 09:00 the next day
+        status = main([
+            "replay", str(source), "--until", UNTIL, "--alerts", str(alerts),
+            "--deadletter", str(letters), "--reports", str(reports),
+        ])
+        # then the run succeeded, every output has its lines
+        assert status == 0
+        assert [(a["kind"], a["subject"]) for a in _jsonl(alerts)] == [
+            ("positive", "resident-1"),
+            ("unlocated", "traveller-1"),
+            ("test_missed", "traveller-1"),
+        ]
+        assert [(d["line"], d["reason"]) for d in _jsonl(letters)] == [
+            (3, "not_json"), (5, "naive_timestamp"),
+        ]
+        assert all(d["message"] and d["original"] for d in _jsonl(letters))
+        assert [(r["district"], r["date"]) for r in _jsonl(reports)] == [
+            ("district-a", "2022-09-06")
+        ]
+        # and nothing but the summary went to the terminal
+        out, err = capsys.readouterr()
+        assert out == "" and "rejected" in err
+
+    def test_the_command_writes_what_the_library_writes(self, tmp_path: Path) -> None:
+        source = _write(tmp_path, city_lines())
+        alerts = tmp_path / "a.jsonl"
+        status = main(["replay", str(source), "--until", UNTIL, "--alerts", str(alerts),
+                       "--quiet"])
+        assert status == 0
+        assert alerts.read_bytes() == run_bytes(city_lines(), until=UNTIL).alerts
+
+    def test_alerts_go_to_stdout_by_default(self, tmp_path: Path) -> None:
+        source = _write(tmp_path, city_lines())
+        done = subprocess.run(
+            [CLOSEDLOOP, "replay", str(source), "--until", UNTIL],
+            capture_output=True, check=False, timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == run_bytes(city_lines(), until=UNTIL).alerts
+        assert done.stdout.count(b"\n") == 3
+
+    def test_dash_reads_standard_input(self) -> None:
+        data = b"\n".join(city_lines()) + b"\n"
+        done = subprocess.run(
+            [CLOSEDLOOP, "replay", "-", "--until", UNTIL, "--quiet"],
+            input=data, capture_output=True, check=False, timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert [json.loads(line)["kind"] for line in done.stdout.splitlines()] == [
+            "positive", "unlocated", "test_missed",
+        ]
+
+    def test_a_missing_file_fails_with_a_clear_message(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        missing = tmp_path / "nowhere.jsonl"
+        status = main(["replay", str(missing)])
+        out, err = capsys.readouterr()
+        assert status != 0
+        assert str(missing) in err and "cannot read" in err
+        assert out == ""
+
+    def test_a_naive_until_is_refused_with_exit_2(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        source = _write(tmp_path, city_lines())
+        alerts = tmp_path / "a.jsonl"
+        status = main(["replay", str(source), "--until", "2022-09-07T09:00:00",
+                       "--alerts", str(alerts)])
+        _, err = capsys.readouterr()
+        assert status == 2
+        assert "offset" in err
+        assert not alerts.exists()
+
+    def test_until_is_inclusive_on_the_command_line(self, tmp_path: Path) -> None:
+        # given a push at 09:00: unlocated due 11:00
+        source = _write(tmp_path, [to_line(travel("traveller-1", T0))])
+        before, on_time = tmp_path / "before.jsonl", tmp_path / "on_time.jsonl"
+        for until, out in ((at(T0, hours=2, seconds=-1), before), (at(T0, hours=2), on_time)):
+            assert main(["replay", str(source), "--until", until, "--alerts", str(out),
+                         "--quiet"]) == 0
+        assert _jsonl(before) == []
+        assert [a["due_at"] for a in _jsonl(on_time)] == [at(T0, hours=2)]
+
+    def test_blank_lines_are_skipped_and_line_numbers_stay_true(self, tmp_path: Path) -> None:
+        source = _write(tmp_path, [b"", to_line(travel("traveller-1", T0)), b"", b"{oops"])
+        letters = tmp_path / "d.jsonl"
+        assert main(["replay", str(source), "--deadletter", str(letters), "--quiet",
+                     "--alerts", str(tmp_path / "a.jsonl")]) == 0
+        assert [(d["line"], d["reason"]) for d in _jsonl(letters)] == [(4, "not_json")]

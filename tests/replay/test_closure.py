@@ -1,0 +1,97 @@
+"""Daily closure (日清日结, CONTRACT.md §4): a report per district at 22:00 local."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from helpers import DAY1, T0, at, followup, lab, run, sampling, travel
+
+CUTOFF = at(DAY1, hours=22)  # 22:00 local on 2022-09-06
+REPORT_FIELDS = {
+    "district", "date", "pushed", "located", "under_control", "followup_overdue_open",
+    "tests_missed", "positives",
+}
+
+
+def _by_date(reports: list[dict[str, Any]], district: str) -> dict[str, dict[str, Any]]:
+    return {r["date"]: r for r in reports if r["district"] == district}
+
+
+def _counts(report: dict[str, Any]) -> tuple[int, ...]:
+    names = ("pushed", "located", "under_control", "followup_overdue_open", "tests_missed",
+             "positives")
+    return tuple(report[name] for name in names)
+
+
+class TestDailyReport:
+    def _city(self) -> list[dict[str, Any]]:
+        # district-a, all inside_province (3 days, tests on days 1 and 3), arrived at push:
+        # A pushed 09:00, located 09:30, swabbed 10:00 (negative);
+        # B pushed 10:00, never located, never swabbed;
+        # C pushed 11:00, located 11:30, swabbed 12:00 in a single tube, positive at 14:00.
+        # district-b: D pushed 12:00 and located 12:10, swabbed 12:30.
+        return [
+            travel("person-aaaa", T0, risk="inside_province"),
+            followup("person-aaaa", at(T0, minutes=30), "located"),
+            sampling("person-aaaa", "tube-a1", at(T0, hours=1)),
+            travel("person-bbbb", at(T0, hours=1), risk="inside_province"),
+            travel("person-cccc", at(T0, hours=2), risk="inside_province"),
+            followup("person-cccc", at(T0, hours=2, minutes=30), "located"),
+            sampling("person-cccc", "tube-c1", at(T0, hours=3)),
+            lab("tube-a1", at(T0, hours=3, minutes=30), "negative"),
+            travel("person-dddd", at(T0, hours=3), risk="inside_province",
+                   district="district-b"),
+            followup("person-dddd", at(T0, hours=3, minutes=10), "located"),
+            sampling("person-dddd", "tube-d1", at(T0, hours=3, minutes=30),
+                     district="district-b"),
+            lab("tube-c1", at(T0, hours=5), "positive"),
+            lab("tube-d1", at(T0, hours=5), "negative"),
+        ]
+
+    def test_reports_count_the_day_per_district(self) -> None:
+        # when the clock passes 22:00 on 09-06 .. 09-09
+        _, reports, _, _ = run(self._city(), until=at(CUTOFF, days=3))
+        # then one report per district and day, with every documented field
+        assert all(set(r) == REPORT_FIELDS for r in reports)
+        a = _by_date(reports, "district-a")
+        assert sorted(a) == ["2022-09-06", "2022-09-07", "2022-09-08", "2022-09-09"]
+        # (pushed, located, under_control, followup_overdue_open, tests_missed, positives)
+        # 09-06: 3 pushed, A and C located and under control, C positive
+        assert _counts(a["2022-09-06"]) == (3, 2, 2, 0, 0, 1)
+        # 09-07: B missed day 1 (due 09-07 00:00); A and C overdue since 09:30 / 11:30
+        assert _counts(a["2022-09-07"]) == (0, 0, 2, 2, 1, 0)
+        # 09-08: no test day, the follow-up lapses still open
+        assert _counts(a["2022-09-08"]) == (0, 0, 2, 2, 0, 0)
+        # 09-09: the regimens ended at 00:00; A, B and C all missed day 3
+        assert _counts(a["2022-09-09"]) == (0, 0, 0, 0, 3, 0)
+        b = _by_date(reports, "district-b")
+        assert _counts(b["2022-09-06"]) == (1, 1, 1, 0, 0, 0)
+
+    def test_report_fires_at_22_00_not_one_second_before(self) -> None:
+        _, before, _, _ = run(self._city(), until=at(CUTOFF, seconds=-1))
+        _, on_time, _, _ = run(self._city(), until=CUTOFF)
+        assert before == []
+        assert sorted((r["district"], r["date"]) for r in on_time) == [
+            ("district-a", "2022-09-06"), ("district-b", "2022-09-06"),
+        ]
+
+    def test_an_event_at_exactly_22_00_counts_for_that_day(self) -> None:
+        # given a push at 22:00:00 and another at 22:00:01
+        events = [
+            travel("person-eeee", CUTOFF, risk="inside_province"),
+            travel("person-ffff", at(CUTOFF, seconds=1), risk="inside_province"),
+        ]
+        _, reports, _, _ = run(events, until=at(CUTOFF, days=1))
+        a = _by_date(reports, "district-a")
+        # then the first is in 09-06's report, the second in 09-07's
+        assert (a["2022-09-06"]["pushed"], a["2022-09-07"]["pushed"]) == (1, 1)
+
+    def test_a_release_ends_under_control(self) -> None:
+        events = [
+            travel("person-gggg", T0, risk="high"),
+            followup("person-gggg", at(T0, minutes=10), "located"),
+            followup("person-gggg", at(T0, days=1, hours=1), "released"),
+        ]
+        _, reports, _, _ = run(events, until=at(CUTOFF, days=1))
+        a = _by_date(reports, "district-a")
+        assert (a["2022-09-06"]["under_control"], a["2022-09-07"]["under_control"]) == (1, 0)

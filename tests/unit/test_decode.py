@@ -1,0 +1,368 @@
+"""The decoder against CONTRACT.md §3: every kind of bad input maps to its exact ``reason``.
+
+Each case builds one bad event from a valid one, so the test names the only thing wrong.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import msgspec
+import orjson
+import pytest
+
+from closedloop.schemas.decode import (
+    Rejection,
+    dead_letter,
+    decode_envelope,
+    decode_event,
+    decode_line,
+    validate_event,
+)
+from closedloop.schemas.events import MODELS, Action, Cohort, Followup, Lab, Sampling, Travel
+from closedloop.schemas.outputs import REJECTION_REASONS
+from closedloop.schemas.policy import default_policy
+
+PERSON = "pz:8f14e45fceea167a5a36dedd4bea2543"
+RESIDENT_ID = "11010119900307123X"
+RESIDENT_ID_DIGITS = "110101199003071234"
+MOBILE = "13812345678"
+
+VALID: dict[str, dict[str, Any]] = {
+    "sampling": {
+        "event_id": "smp-1",
+        "occurred_at": "2022-09-06T09:30:00+08:00",  # collection time
+        "person_id": PERSON,
+        "tube_id": "T20220906-0001",
+        "site_id": "site-hd-0042",
+        "district": "haidian",
+        "pool_size": 10,
+        "site_lat": 39.959,
+        "site_lon": 116.298,
+        "reason": "routine",
+    },
+    "lab": {
+        "event_id": "lab-1",
+        "occurred_at": "2022-09-06T15:00:00+08:00",
+        "tube_id": "T20220906-0001",
+        "lab_id": "lab-7",
+        "status": "reported",
+        "result": "negative",
+    },
+    "travel": {
+        "event_id": "trv-1",
+        "occurred_at": "2022-09-06T08:00:00+08:00",  # push time
+        "person_id": PERSON,
+        "district": "chaoyang",
+        "arrived_at": "2022-09-05T21:40:00+08:00",
+        "origin": "shanghai-pudong",
+        "risk": "medium",
+    },
+    "followup": {
+        "event_id": "fu-1",
+        "occurred_at": "2022-09-06T09:10:00+08:00",
+        "person_id": PERSON,
+        "kind": "located",
+        "worker_id": "grid-0815",
+    },
+    "cohort": {
+        "event_id": "co-1",
+        "occurred_at": "2022-09-01T08:00:00+08:00",
+        "person_id": PERSON,
+        "cohort": "courier",
+        "district": "haidian",
+        "active": True,
+    },
+    "action": {
+        "event_id": "act-1",
+        "occurred_at": "2022-09-06T12:00:00+08:00",
+        "alert_id": "al-3c59dc048e885024",
+        "subject": PERSON,
+        "action": "ack",
+        "operator_id": "op-17",
+        "note": "called, will test this afternoon",
+    },
+}
+MODEL_OF = {
+    "sampling": Sampling,
+    "lab": Lab,
+    "travel": Travel,
+    "followup": Followup,
+    "cohort": Cohort,
+    "action": Action,
+}
+
+
+def event(topic: str, **changes: Any) -> dict[str, Any]:
+    """A valid event of ``topic`` with ``changes``; a value of ``...`` removes the field."""
+    data = dict(VALID[topic])
+    for field, value in changes.items():
+        if value is ...:
+            data.pop(field, None)
+        else:
+            data[field] = value
+    return data
+
+
+def reject(topic: str, raw: bytes) -> Rejection:
+    result = decode_event(topic, raw, default_policy().cohorts)
+    assert isinstance(result, Rejection), f"accepted: {result!r}"
+    return result
+
+
+# (case id, topic, raw message value, reason, text the message must name)
+BAD: list[tuple[str, str, bytes, str, str]] = [
+    ("not-json", "sampling", b'{"event_id": "smp-1", ', "not_json", "not JSON"),
+    ("not-json-empty", "lab", b"", "not_json", "not JSON"),
+    ("not-object-array", "sampling", b"[1, 2]", "not_object", "object"),
+    ("not-object-string", "travel", b'"travel"', "not_object", "object"),
+    ("not-object-null", "followup", b"null", "not_object", "object"),
+    ("missing-field", "sampling", orjson.dumps(event("sampling", tube_id=...)), "missing_field",
+     "tube_id"),
+    ("missing-timestamp", "travel", orjson.dumps(event("travel", arrived_at=...)),
+     "missing_field", "arrived_at"),
+    ("null-required-field", "cohort", orjson.dumps(event("cohort", district=None)),
+     "missing_field", "district"),
+    ("wrong-type-int-as-string", "sampling", orjson.dumps(event("sampling", pool_size="10")),
+     "wrong_type", "pool_size"),
+    ("wrong-type-bool-as-int", "sampling", orjson.dumps(event("sampling", pool_size=True)),
+     "wrong_type", "pool_size"),
+    ("wrong-type-bool", "cohort", orjson.dumps(event("cohort", active="yes")), "wrong_type",
+     "active"),
+    ("wrong-type-timestamp-number", "followup",
+     orjson.dumps(event("followup", occurred_at=1662427800)), "wrong_type", "occurred_at"),
+    ("unknown-enum-risk", "travel", orjson.dumps(event("travel", risk="low")), "unknown_enum",
+     "risk"),
+    ("unknown-enum-status", "lab", orjson.dumps(event("lab", status="lost")), "unknown_enum",
+     "status"),
+    ("unknown-enum-action", "action", orjson.dumps(event("action", action="close")),
+     "unknown_enum", "action"),
+    ("naive-timestamp", "sampling",
+     orjson.dumps(event("sampling", occurred_at="2022-09-06T09:30:00")), "naive_timestamp",
+     "occurred_at"),
+    ("naive-arrival", "travel", orjson.dumps(event("travel", arrived_at="2022-09-05 21:40:00")),
+     "naive_timestamp", "arrived_at"),
+    ("invalid-timestamp-text", "followup",
+     orjson.dumps(event("followup", occurred_at="yesterday")), "invalid_timestamp",
+     "occurred_at"),
+    ("invalid-timestamp-date", "lab",
+     orjson.dumps(event("lab", occurred_at="2022-02-30T09:30:00+08:00")), "invalid_timestamp",
+     "occurred_at"),
+    ("invalid-pool-size-0", "sampling", orjson.dumps(event("sampling", pool_size=0)),
+     "invalid_value", "pool_size"),
+    ("invalid-person-id-short", "followup", orjson.dumps(event("followup", person_id="pz:1")),
+     "invalid_value", "person_id"),
+    ("invalid-person-id-chars", "travel",
+     orjson.dumps(event("travel", person_id="pz:has space")), "invalid_value", "person_id"),
+    ("invalid-latitude", "sampling", orjson.dumps(event("sampling", site_lat=91.0)),
+     "invalid_value", "site_lat"),
+    ("invalid-empty-event-id", "action", orjson.dumps(event("action", event_id="")),
+     "invalid_value", "event_id"),
+    ("unknown-cohort", "cohort", orjson.dumps(event("cohort", cohort="astronaut")),
+     "unknown_cohort", "cohort"),
+    ("lab-reported-without-result", "lab", orjson.dumps(event("lab", result=...)),
+     "missing_field", "result"),
+    ("lab-reported-null-result", "lab", orjson.dumps(event("lab", result=None)),
+     "missing_field", "result"),
+    ("unknown-topic", "weather", orjson.dumps(VALID["sampling"]), "unknown_topic", "weather"),
+]
+
+
+@pytest.mark.parametrize(
+    ("topic", "raw", "reason", "names"), [case[1:] for case in BAD], ids=[case[0] for case in BAD]
+)
+def test_bad_input_gets_its_reason(topic: str, raw: bytes, reason: str, names: str) -> None:
+    rejection = reject(topic, raw)
+    assert rejection.reason == reason
+    assert names in rejection.message
+
+
+def test_every_decoder_reason_is_covered() -> None:
+    """pool_overflow comes from the engine; every other reason has a case here."""
+    covered = {case[3] for case in BAD} | {"raw_identifier", "bad_envelope"}
+    assert covered == set(REJECTION_REASONS) - {"pool_overflow"}
+
+
+RAW_CASES = [
+    ("resident-id", "followup", "person_id", RESIDENT_ID),
+    ("resident-id-lower-x", "sampling", "person_id", RESIDENT_ID.lower()),
+    ("resident-id-digits", "travel", "person_id", RESIDENT_ID_DIGITS),
+    ("mobile", "cohort", "person_id", MOBILE),
+    ("mobile-as-worker", "followup", "worker_id", MOBILE),
+    ("resident-id-as-operator", "action", "operator_id", RESIDENT_ID),
+    ("mobile-as-subject", "action", "subject", MOBILE),
+]
+
+
+@pytest.mark.parametrize(
+    ("topic", "field", "raw_id"), [c[1:] for c in RAW_CASES], ids=[c[0] for c in RAW_CASES]
+)
+def test_raw_identifier_is_rejected_and_never_repeated(topic: str, field: str, raw_id: str) -> None:
+    raw = orjson.dumps(event(topic, **{field: raw_id}))
+    rejection = reject(topic, raw)
+    assert rejection.reason == "raw_identifier"
+    assert field in rejection.message
+    assert raw_id not in rejection.message
+    letter = dead_letter(rejection, raw, topic=f"closedloop.{topic}.v1", partition=3, offset=42)
+    encoded = msgspec.json.encode(letter)
+    assert raw_id.encode() not in encoded
+    assert raw_id.upper().encode() not in encoded
+    assert letter.original_encoding == "utf-8"
+    # The rest of the event survives, with the identifier replaced.
+    assert orjson.loads(letter.original)[field] == "[redacted]"
+    assert orjson.loads(letter.original)["event_id"] == VALID[topic]["event_id"]
+
+
+def test_raw_identifier_in_any_field_wins_over_other_errors_and_is_redacted() -> None:
+    # The risk value is wrong AND is a mobile number: a raw identifier in any field is
+    # rejected as such, and neither the message nor the letter carries it.
+    raw = orjson.dumps(event("travel", risk=MOBILE))
+    rejection = reject("travel", raw)
+    assert rejection.reason == "raw_identifier"
+    letter = msgspec.json.encode(dead_letter(rejection, raw, line=7))
+    assert MOBILE not in rejection.message
+    assert MOBILE.encode() not in letter
+
+
+def test_raw_identifier_in_undecodable_bytes_is_redacted_in_the_base64_copy() -> None:
+    raw = b'{"event_id":"fu-9","person_id":"' + RESIDENT_ID.encode() + b'","note":"\xff"}'
+    rejection = reject("followup", raw)
+    letter = dead_letter(rejection, raw, topic="closedloop.followup.v1")
+    assert letter.original_encoding == "base64"
+    assert RESIDENT_ID.encode() not in base64.b64decode(letter.original)
+    assert b"[redacted]" in base64.b64decode(letter.original)
+
+
+def test_escaped_raw_identifier_in_free_text_is_redacted_in_the_dead_letter() -> None:
+    # JSON \u escapes hide the digits from a scan of the text; the decoded copy must not
+    # reveal them either.
+    escaped = "".join(f"\\u{ord(c):04x}" for c in MOBILE)
+    raw = b'{"event_id":"fu-8","kind":"called","note":"call ' + escaped.encode() + b' now"}'
+    rejection = reject("followup", raw)
+    letter = dead_letter(rejection, raw)
+    assert MOBILE not in str(orjson.loads(letter.original))
+    assert escaped not in letter.original
+
+
+@pytest.mark.parametrize("depth", [300, 600, 1000, 3000])
+def test_deeply_nested_input_never_raises(depth: int) -> None:
+    # An unknown field nested deeper than the parsers' limits: a result, never an exception.
+    nest = b"[" * depth + b"]" * depth
+    valid = orjson.dumps(VALID["followup"])[:-1] + b',"x":' + nest + b"}"
+    result = decode_event("followup", valid)
+    assert isinstance(result, Followup | Rejection)
+    line = decode_line(b'{"topic":"followup","value":' + valid + b"}")
+    assert isinstance(line, tuple | Rejection)
+    # ...and a rejected one, with a raw identifier, still makes a clean dead letter.
+    bad = valid.replace(PERSON.encode(), MOBILE.encode())
+    rejection = reject("followup", bad)
+    assert rejection.reason in {"raw_identifier", "not_json"}
+    assert MOBILE.encode() not in msgspec.json.encode(dead_letter(rejection, bad))
+
+
+def test_non_utf8_bytes_are_not_json_with_a_base64_dead_letter() -> None:
+    raw = b'{"event_id": "smp-1", "district": "\xb3\xaf\xd1\xf4"}'  # GBK, not UTF-8
+    rejection = reject("sampling", raw)
+    assert rejection.reason == "not_json"
+    letter = dead_letter(rejection, raw, topic="closedloop.sampling.v1", partition=0, offset=9)
+    assert letter.original_encoding == "base64"
+    assert base64.b64decode(letter.original) == raw
+    assert (letter.topic, letter.partition, letter.offset, letter.line) == (
+        "closedloop.sampling.v1", 0, 9, None
+    )
+    in_replay = decode_line(b'{"topic": "sampling", "value": ' + raw + b"}")
+    assert isinstance(in_replay, Rejection)
+    assert in_replay.reason == "not_json"
+
+
+def test_dead_letter_keeps_utf8_originals_as_they_were() -> None:
+    raw = orjson.dumps(event("sampling", district="海淀区", pool_size=0))
+    rejection = reject("sampling", raw)
+    letter = dead_letter(rejection, raw, line=12)
+    assert (letter.reason, letter.line, letter.original_encoding) == ("invalid_value", 12, "utf-8")
+    assert letter.original == raw.decode()
+
+
+@pytest.mark.parametrize("topic", list(MODELS))
+def test_valid_event_decodes_into_its_model(topic: str) -> None:
+    result = decode_event(topic, orjson.dumps(VALID[topic]), default_policy().cohorts)
+    assert type(result) is MODEL_OF[topic]
+    assert result.event_id == VALID[topic]["event_id"]
+    assert result.occurred_at == datetime.fromisoformat(VALID[topic]["occurred_at"])
+
+
+def test_optional_fields_may_be_left_out() -> None:
+    raw = orjson.dumps(event("sampling", site_lat=..., site_lon=..., reason=...))
+    result = decode_event("sampling", raw)
+    assert isinstance(result, Sampling)
+    assert (result.site_lat, result.site_lon, result.reason) == (None, None, None)
+
+
+def test_lab_received_needs_no_result() -> None:
+    result = validate_event("lab", event("lab", status="received", result=...))
+    assert isinstance(result, Lab)
+    assert result.result is None
+
+
+def test_unknown_extra_fields_are_ignored() -> None:
+    raw = orjson.dumps(event("travel", vaccine_doses=3, source={"system": "push-v2"}))
+    result = decode_event("travel", raw)
+    assert isinstance(result, Travel)
+    assert not hasattr(result, "vaccine_doses")
+
+
+def test_z_offset_is_accepted_as_utc() -> None:
+    result = validate_event("followup", event("followup", occurred_at="2022-09-06T01:10:00Z"))
+    assert isinstance(result, Followup)
+    assert result.occurred_at == datetime(2022, 9, 6, 1, 10, tzinfo=UTC)
+    assert result.occurred_at == datetime(2022, 9, 6, 9, 10, tzinfo=timezone(timedelta(hours=8)))
+
+
+def test_cohort_names_are_checked_only_against_the_given_policy() -> None:
+    cohorts = default_policy().cohorts
+    assert isinstance(validate_event("cohort", event("cohort", cohort="cold_chain"), cohorts),
+                      Cohort)
+    custom = validate_event("cohort", event("cohort", cohort="astronaut"), {"astronaut"})
+    assert isinstance(custom, Cohort)
+
+
+def test_validate_event_refuses_unknown_topic_before_anything_else() -> None:
+    result = validate_event("weather", "not even an object")
+    assert isinstance(result, Rejection)
+    assert result.reason == "unknown_topic"
+
+
+# --- the replay envelope ------------------------------------------------------
+
+
+def test_envelope_gives_topic_and_value() -> None:
+    line = orjson.dumps({"topic": "lab", "value": VALID["lab"]})
+    assert decode_envelope(line) == ("lab", VALID["lab"])
+
+
+@pytest.mark.parametrize(
+    ("line", "reason", "names"),
+    [
+        (b'{"value": {}}', "bad_envelope", "topic"),
+        (b'{"topic": 7, "value": {}}', "bad_envelope", "topic"),
+        (b'{"topic": "lab"}', "bad_envelope", "value"),
+        (b'{"topic": "lab", "value": ', "not_json", "not JSON"),
+        (b'["lab", {}]', "not_object", "object"),
+    ],
+    ids=["no-topic", "topic-not-string", "no-value", "not-json", "not-object"],
+)
+def test_bad_envelope(line: bytes, reason: str, names: str) -> None:
+    result = decode_envelope(line)
+    assert isinstance(result, Rejection)
+    assert result.reason == reason
+    assert names in result.message
+
+
+def test_envelope_with_unknown_topic_is_rejected_by_the_event_step() -> None:
+    parsed = decode_envelope(b'{"topic": "weather", "value": {}}')
+    assert parsed == ("weather", {})
+    result = validate_event(*parsed)
+    assert isinstance(result, Rejection)
+    assert result.reason == "unknown_topic"

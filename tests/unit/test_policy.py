@@ -1,0 +1,174 @@
+"""The policy: the shipped defaults are CONTRACT.md §4's bracketed values, and every kind of
+bad policy stops with a PolicyError that names the key (or the file) at fault."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from closedloop.schemas.policy import (
+    Policy,
+    PolicyError,
+    default_policy,
+    default_policy_text,
+    load_policy,
+    policy_from_mapping,
+)
+
+HOUR = 3600
+MINUTE = 60
+
+
+def default_data() -> dict[str, Any]:
+    """The default policy as parsed TOML, to break one key at a time."""
+    return copy.deepcopy(tomllib.loads(default_policy_text()))
+
+
+class TestDefaults:
+    policy = default_policy()
+
+    def test_time(self) -> None:
+        assert self.policy.timezone == "Asia/Shanghai"
+        assert self.policy.zone.key == "Asia/Shanghai"
+        assert self.policy.allowed_lateness == 5 * MINUTE
+        assert self.policy.daily_cutoff == 22 * HOUR  # 22:00 local
+
+    def test_travel_push(self) -> None:
+        assert self.policy.locate_within == 2 * HOUR
+        assert self.policy.followup_every == 24 * HOUR
+
+    def test_regimens(self) -> None:
+        regimens = {
+            risk: (r.mode, r.days, r.test_days) for risk, r in self.policy.regimens.items()
+        }
+        assert regimens == {
+            "high": ("centralized_quarantine", 7, (1, 2, 3, 5, 7)),
+            "medium": ("home_quarantine", 7, (1, 4, 7)),
+            "outside_province": ("health_monitoring", 3, (1, 2, 3)),
+            "inside_province": ("health_monitoring", 3, (1, 3)),
+        }
+
+    def test_lab(self) -> None:
+        assert self.policy.received_within == 4 * HOUR
+        assert self.policy.reported_within == 12 * HOUR
+        assert self.policy.retest_within == 6 * HOUR
+        assert self.policy.orphan_after == 24 * HOUR
+
+    def test_identity(self) -> None:
+        assert self.policy.max_speed_kmh == 120.0
+        assert self.policy.max_samples_per_day == 3
+
+    def test_cohort_cadence(self) -> None:
+        assert dict(self.policy.cohorts) == {
+            "cold_chain": 24 * HOUR,
+            "medical": 24 * HOUR,
+            "courier": 48 * HOUR,
+            "construction": 48 * HOUR,
+            "truck_driver": 48 * HOUR,
+            "school_staff": 48 * HOUR,
+            "elderly_care": 48 * HOUR,
+        }
+
+    def test_no_file_means_the_defaults(self) -> None:
+        assert load_policy(None) == self.policy
+
+    def test_the_shipped_file_loads_from_disk(self, tmp_path: Path) -> None:
+        path = tmp_path / "policy.toml"
+        path.write_text(default_policy_text(), "utf-8")
+        assert load_policy(path) == self.policy
+
+
+def test_a_city_can_change_a_value(tmp_path: Path) -> None:
+    text = default_policy_text().replace('locate_within = "2h"', 'locate_within = "90m"')
+    path = tmp_path / "city.toml"
+    path.write_text(text, "utf-8")
+    policy = load_policy(path)
+    assert isinstance(policy, Policy)
+    assert policy.locate_within == 90 * MINUTE
+
+
+def break_key(path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    """The default data with the key at ``path`` set to ``value`` (``...`` deletes it)."""
+    data = default_data()
+    node = data
+    for part in path[:-1]:
+        node = node[part]
+    if value is ...:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return data
+
+
+BAD: list[tuple[str, tuple[str, ...], Any, str]] = [
+    ("duration-words", ("travel", "locate_within"), "2 hours", "travel.locate_within"),
+    ("duration-bare-number", ("lab", "retest_within"), 6, "lab.retest_within"),
+    ("duration-zero", ("allowed_lateness",), "0m", "allowed_lateness"),
+    ("duration-fraction-of-second", ("lab", "orphan_after"), "0.5s", "lab.orphan_after"),
+    ("unknown-top-key", ("lateness",), "5m", "lateness"),
+    ("unknown-nested-key", ("lab", "result_within"), "12h", "lab.result_within"),
+    ("unknown-regimen-key", ("travel", "regimens", "high", "tests"), [1],
+     "travel.regimens.high.tests"),
+    ("unknown-risk", ("travel", "regimens", "low"), {"days": 1}, "travel.regimens.low"),
+    ("unknown-timezone", ("timezone",), "Mars/Olympus_Mons", "timezone"),
+    ("timezone-path", ("timezone",), "../etc/passwd", "timezone"),
+    ("test-day-past-the-end", ("travel", "regimens", "medium", "test_days"), [1, 4, 8],
+     "travel.regimens.medium.test_days"),
+    ("test-day-zero", ("travel", "regimens", "high", "test_days"), [0, 1],
+     "travel.regimens.high.test_days"),
+    ("regimen-days-zero", ("travel", "regimens", "inside_province", "days"), 0,
+     "travel.regimens.inside_province.days"),
+    ("missing-regimen", ("travel", "regimens", "medium"), ..., "travel.regimens.medium"),
+    ("cutoff-24h", ("daily_cutoff",), "24:00", "daily_cutoff"),
+    ("cutoff-minutes", ("daily_cutoff",), "22:60", "daily_cutoff"),
+    ("cutoff-words", ("daily_cutoff",), "10pm", "daily_cutoff"),
+    ("cohort-zero-hours", ("cohorts", "courier"), 0, "cohorts.courier"),
+    ("cohort-negative-hours", ("cohorts", "medical"), -24, "cohorts.medical"),
+    ("cohort-fractional-hours", ("cohorts", "medical"), 1.5, "cohorts.medical"),
+    ("cohort-bad-name", ("cohorts", "Cold Chain"), 24, "cohorts.Cold Chain"),
+    ("speed-zero", ("identity", "max_speed_kmh"), 0, "identity.max_speed_kmh"),
+    ("samples-not-int", ("identity", "max_samples_per_day"), "3", "identity.max_samples_per_day"),
+    ("table-not-table", ("lab",), "4h", "lab"),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "key"), [case[1:] for case in BAD], ids=[case[0] for case in BAD]
+)
+def test_bad_policy_names_the_key(path: tuple[str, ...], value: Any, key: str) -> None:
+    with pytest.raises(PolicyError) as raised:
+        policy_from_mapping(break_key(path, value))
+    assert str(raised.value).startswith(f"{key}:")
+
+
+def test_bad_value_in_a_file_names_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "city.toml"
+    path.write_text(default_policy_text().replace('"22:00"', '"25:00"'), "utf-8")
+    with pytest.raises(PolicyError, match=r"^daily_cutoff: '25:00'"):
+        load_policy(path)
+
+
+def test_unreadable_file_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "absent.toml"
+    with pytest.raises(PolicyError) as raised:
+        load_policy(path)
+    assert "cannot read policy file" in str(raised.value)
+    assert str(path) in str(raised.value)
+
+
+def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text('timezone = "Asia/Shanghai"\n[travel\nlocate_within = "2h"\n', "utf-8")
+    with pytest.raises(PolicyError) as raised:
+        load_policy(path)
+    assert str(raised.value).startswith(f"{path}: not valid TOML")
+
+
+def test_policy_error_is_a_value_error() -> None:
+    # Callers that only know ValueError still stop on a bad policy.
+    with pytest.raises(ValueError, match="timezone"):
+        policy_from_mapping(break_key(("timezone",), "Nowhere/Nothing"))

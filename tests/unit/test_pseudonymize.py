@@ -1,0 +1,270 @@
+"""``closedloop pseudonymize``: right pseudonyms, one per person, and no raw identifier ever
+printed — not even when the input is wrong."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from closedloop.schemas.decode import validate_event
+from closedloop.schemas.events import PSEUDONYM_PATTERN, Followup
+from closedloop.schemas.identifiers import looks_raw
+from closedloop.streams import pseudonymize
+from closedloop.streams.pseudonymize import ENV_KEY, PseudonymError, normalize, pseudonym
+
+KEY = b"test-key-0123456789abcdef"  # 25 bytes
+RESIDENT_ID = "11010119900307123X"
+MOBILE = "13812345678"
+RAW_IDS = (RESIDENT_ID, RESIDENT_ID.lower(), MOBILE, "110101199003071234")
+
+
+def expected(canonical: str, key: bytes = KEY, prefix: str = "pz:") -> str:
+    """The pseudonym computed independently, straight from the definition."""
+    return prefix + hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def run_cli(
+    tmp_path: Path, *argv: str, stdin: str | bytes = "", key: str | None = KEY.decode()
+) -> subprocess.CompletedProcess[bytes]:
+    """The real command line, as a user runs it."""
+    env = {k: v for k, v in os.environ.items() if k != ENV_KEY}
+    if key is not None:
+        env[ENV_KEY] = key
+    return subprocess.run(
+        [sys.executable, "-m", "closedloop.streams.cli", "pseudonymize", *argv],
+        input=stdin.encode() if isinstance(stdin, str) else stdin,
+        capture_output=True, env=env, cwd=tmp_path, timeout=60, check=False,
+    )
+
+
+def run_here(*argv: str) -> int:
+    """The sub-command in-process (fast; output through capsys)."""
+    parser = argparse.ArgumentParser()
+    pseudonymize.add_parser(parser)
+    return pseudonymize.run(parser.parse_args(list(argv)))
+
+
+# --- the function -------------------------------------------------------------
+
+
+def test_known_answer() -> None:
+    assert pseudonym(RESIDENT_ID, KEY) == expected(RESIDENT_ID)
+    assert pseudonym(MOBILE, KEY, prefix="sh:") == expected(MOBILE, prefix="sh:")
+
+
+def test_fixed_vector() -> None:
+    # HMAC-SHA256(b"0123456789abcdef", b"13812345678") begins 9a6a05aaf6e16b4533623812bf4184c6;
+    # pinned so that a change of algorithm, truncation or normalisation cannot go unseen.
+    assert pseudonym("138 1234 5678", b"0123456789abcdef") == "pz:9a6a05aaf6e16b4533623812bf4184c6"
+
+
+@pytest.mark.parametrize(
+    ("spelling", "canonical"),
+    [
+        ("110101 19900307 123x", RESIDENT_ID),
+        ("11010119900307123x", RESIDENT_ID),
+        ("  11010119900307123X\t", RESIDENT_ID),
+        ("１１０１０１１９９００３０７１２３Ｘ", RESIDENT_ID),  # full-width, as typed in some IMEs
+        ("138 1234 5678", MOBILE),
+        ("138-1234-5678", MOBILE),
+        ("+86 138 1234 5678", MOBILE),
+        ("008613812345678", MOBILE),
+    ],
+)
+def test_same_person_same_pseudonym(spelling: str, canonical: str) -> None:
+    assert normalize(spelling) == canonical
+    assert pseudonym(spelling, KEY) == expected(canonical)
+
+
+def test_different_people_and_keys_differ() -> None:
+    assert pseudonym(MOBILE, KEY) != pseudonym("13812345679", KEY)
+    assert pseudonym(MOBILE, KEY) != pseudonym(MOBILE, KEY + b"!")
+
+
+def test_an_x_inside_other_identifiers_is_left_alone() -> None:
+    # Only a resident ID's check digit is case-folded; a passport number keeps its spelling.
+    assert normalize("e1234567x") == "e1234567x"
+
+
+@pytest.mark.parametrize("raw", [*RAW_IDS, "E12345678", "x"])
+@pytest.mark.parametrize("prefix", ["pz:", "", "city-7.pz:"])
+def test_pseudonym_is_a_valid_person_id(raw: str, prefix: str) -> None:
+    value = pseudonym(raw, KEY, prefix)
+    assert re.fullmatch(PSEUDONYM_PATTERN, value)
+    assert not looks_raw(value)
+    decoded = validate_event(
+        "followup",
+        {"event_id": "fu-1", "occurred_at": "2022-09-06T09:10:00+08:00", "person_id": value,
+         "kind": "located"},
+    )
+    assert isinstance(decoded, Followup)
+
+
+@pytest.mark.parametrize(
+    ("raw", "key", "prefix"),
+    [
+        (MOBILE, b"short", "pz:"),
+        (MOBILE, KEY, "pz "),
+        (MOBILE, KEY, "p" * 97),
+        (" - ", KEY, "pz:"),
+    ],
+    ids=["short-key", "bad-prefix-char", "prefix-too-long", "empty-identifier"],
+)
+def test_refuses_bad_settings_without_echoing_the_identifier(
+    raw: str, key: bytes, prefix: str
+) -> None:
+    with pytest.raises(PseudonymError) as raised:
+        pseudonym(raw, key, prefix)
+    assert MOBILE not in str(raised.value)
+
+
+# --- the key ------------------------------------------------------------------
+
+
+def test_key_from_env() -> None:
+    assert pseudonymize.key_from_env({ENV_KEY: "k" * 16}) == b"k" * 16
+
+
+@pytest.mark.parametrize("value", [None, "", "fifteen-bytes!!"])
+def test_refuses_to_run_without_a_proper_key(
+    value: str | None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "ids.txt"
+    source.write_text(f"{MOBILE}\n", "utf-8")
+    if value is None:
+        monkeypatch.delenv(ENV_KEY, raising=False)
+    else:
+        monkeypatch.setenv(ENV_KEY, value)
+    assert run_here(str(source)) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert ENV_KEY in err
+    assert MOBILE not in err
+
+
+def test_cli_refuses_without_key(tmp_path: Path) -> None:
+    done = run_cli(tmp_path, stdin=f"{MOBILE}\n", key=None)
+    assert done.returncode == 2
+    assert done.stdout == b""
+    assert ENV_KEY.encode() in done.stderr
+    assert MOBILE.encode() not in done.stderr
+
+
+# --- line mode and CSV mode ---------------------------------------------------
+
+
+def test_cli_line_mode_keeps_lines_aligned(tmp_path: Path) -> None:
+    done = run_cli(tmp_path, "-", stdin=f"{MOBILE}\n\n110101 19900307123x\r\n+86 138-1234-5678\n")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().split("\n") == [
+        expected(MOBILE), "", expected(RESIDENT_ID), expected(MOBILE), ""
+    ]
+    assert b"3 identifier(s)" in done.stderr
+    assert b"1 blank" in done.stderr
+    for raw in RAW_IDS:
+        assert raw.encode() not in done.stderr
+
+
+def test_csv_mode_replaces_only_the_column(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(ENV_KEY, KEY.decode())
+    source = tmp_path / "people.csv"
+    source.write_text(
+        "name,id_number,district\n"
+        '"Li, Wei",110101199003071 23x,haidian\n'
+        "Wang Fang,13812345678,\"chaoyang\"\n"
+        "Zhao,,xicheng\n",
+        "utf-8",
+    )
+    output = tmp_path / "out.csv"
+    assert run_here(str(source), "--column", "id_number", "--output", str(output)) == 0
+    assert output.read_text("utf-8") == (
+        "name,id_number,district\n"
+        f'"Li, Wei",{expected(RESIDENT_ID)},haidian\n'
+        f"Wang Fang,{expected(MOBILE)},chaoyang\n"
+        "Zhao,,xicheng\n"
+    )
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "2 identifier(s)" in err
+
+
+def test_csv_with_a_byte_order_mark(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Spreadsheet exports often start with a BOM; the header must still be found.
+    monkeypatch.setenv(ENV_KEY, KEY.decode())
+    source = tmp_path / "export.csv"
+    source.write_bytes("\ufeffid_number\n13812345678\n".encode())
+    assert run_here(str(source), "--column", "id_number") == 0
+    assert capsys.readouterr().out == f"id_number\n{expected(MOBILE)}\n"
+
+
+# --- errors never show a raw identifier ---------------------------------------
+
+
+def test_missing_column_names_column_and_line_only(tmp_path: Path) -> None:
+    # No header at all: the "header" the tool sees is a row of raw identifiers.
+    source = tmp_path / "headerless.csv"
+    source.write_text(f"{RESIDENT_ID},{MOBILE}\n{MOBILE},{RESIDENT_ID}\n", "utf-8")
+    output = tmp_path / "out.csv"
+    done = run_cli(tmp_path, str(source), "--column", "id_number", "--output", str(output))
+    assert done.returncode == 1
+    assert b"line 1" in done.stderr
+    assert b"'id_number'" in done.stderr
+    assert RESIDENT_ID.encode() not in done.stderr
+    assert MOBILE.encode() not in done.stderr
+    assert not output.exists()  # nothing half-written
+
+
+def test_short_row_names_line_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(ENV_KEY, KEY.decode())
+    source = tmp_path / "people.csv"
+    source.write_text(f"name,phone,id_number\nLi,{MOBILE},{RESIDENT_ID}\nWang,{MOBILE}\n", "utf-8")
+    output = tmp_path / "out.csv"
+    assert run_here(str(source), "--column", "id_number", "-o", str(output)) == 1
+    out, err = capsys.readouterr()
+    assert "line 3" in err
+    assert "'id_number'" in err
+    assert MOBILE not in err + out
+    assert RESIDENT_ID not in err + out
+    assert not output.exists()
+    assert list(tmp_path.iterdir()) == [source]  # no temporary file left behind
+
+
+def test_wrong_encoding_is_reported_without_content(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(ENV_KEY, KEY.decode())
+    source = tmp_path / "gbk.csv"
+    source.write_bytes(f"姓名,id_number\n张三,{RESIDENT_ID}\n".encode("gbk"))
+    assert run_here(str(source), "--column", "id_number") == 1
+    out, err = capsys.readouterr()
+    assert "--encoding" in err
+    assert RESIDENT_ID not in err + out
+    # ...and with the right encoding it works.
+    assert run_here(str(source), "--column", "id_number", "--encoding", "gbk") == 0
+    assert capsys.readouterr().out == f"姓名,id_number\n张三,{expected(RESIDENT_ID)}\n"
+
+
+def test_unreadable_input_named_without_raw_identifier(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Even a file named after a person is not echoed as such.
+    monkeypatch.setenv(ENV_KEY, KEY.decode())
+    assert run_here(str(tmp_path / f"{MOBILE}.txt")) == 1
+    err = capsys.readouterr().err
+    assert "cannot open" in err
+    assert MOBILE not in err

@@ -1,0 +1,151 @@
+"""Key populations (CONTRACT.md §4): a sampling due every ``test_every`` while active."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import T0, alerts_of, at, cohort, run, sampling, travel
+
+PERSON = "worker-0001"
+ENROLLED = T0  # 09:00 enrolment -> first sampling due 09:00 + test_every
+
+# cohort -> test_every hours (CONTRACT.md §4)
+COHORT_HOURS = {
+    "cold_chain": 24,
+    "medical": 24,
+    "courier": 48,
+    "construction": 48,
+    "truck_driver": 48,
+    "school_staff": 48,
+    "elderly_care": 48,
+}
+
+
+def _dues(alerts: list[dict[str, object]]) -> list[object]:
+    return [alert["due_at"] for alert in alerts_of(alerts, "test_missed")]
+
+
+class TestCohortCadence:
+    @pytest.mark.parametrize("name", sorted(COHORT_HOURS))
+    def test_first_test_is_due_at_enrolment_plus_test_every(self, name: str) -> None:
+        # given an enrolment at 09:00 and no sampling
+        hours = COHORT_HOURS[name]
+        events = [cohort(PERSON, ENROLLED, name, district="district-c")]
+        # when the clock stops one second before the due instant, then at it
+        before, *_ = run(events, until=at(ENROLLED, hours=hours, seconds=-1))
+        on_time, *_ = run(events, until=at(ENROLLED, hours=hours))
+        # then test_missed appears exactly at enrolment + test_every
+        assert alerts_of(before, "test_missed") == []
+        [alert] = alerts_of(on_time, "test_missed")
+        assert alert["due_at"] == at(ENROLLED, hours=hours)
+        assert alert["raised_at"] == alert["due_at"]
+        assert alert["details"]["requirement"] == f"cohort:{name}"
+        assert (alert["subject"], alert["person_id"], alert["tube_id"]) == (PERSON, PERSON, None)
+        assert alert["district"] == "district-c"
+
+    @pytest.mark.parametrize("name", sorted(COHORT_HOURS))
+    def test_lapses_repeat_every_test_every_while_none_arrives(self, name: str) -> None:
+        hours = COHORT_HOURS[name]
+        events = [cohort(PERSON, ENROLLED, name)]
+        alerts, *_ = run(events, until=at(ENROLLED, hours=3 * hours))
+        assert _dues(alerts) == [at(ENROLLED, hours=n * hours) for n in (1, 2, 3)]
+
+    def test_a_sampling_moves_the_due_instant_to_sampled_plus_test_every(self) -> None:
+        # given cold_chain (24 h) enrolled 09:00, sampled 19:00 -> next due 19:00 tomorrow
+        sampled = at(ENROLLED, hours=10)
+        events = [cohort(PERSON, ENROLLED), sampling(PERSON, "tube-1", sampled)]
+        before, *_ = run(events, until=at(sampled, hours=24, seconds=-1))
+        on_time, *_ = run(events, until=at(sampled, hours=24))
+        assert alerts_of(before, "test_missed") == []
+        [alert] = alerts_of(on_time, "test_missed")
+        assert alert["due_at"] == at(sampled, hours=24)
+        assert alert["details"]["last_sampled_at"] == sampled
+
+    def test_a_sampling_exactly_at_the_due_instant_is_in_time(self) -> None:
+        # given cold_chain enrolled 09:00, sampled 09:00:00 the next day
+        events = [cohort(PERSON, ENROLLED), sampling(PERSON, "tube-1", at(ENROLLED, hours=24))]
+        alerts, *_ = run(events, until=at(ENROLLED, hours=48, seconds=-1))
+        assert alerts_of(alerts, "test_missed") == []
+
+    def test_a_sampling_one_second_late_still_moves_the_next_due(self) -> None:
+        # given the sampling at 09:00:01 the next day: the 09:00 lapse fires, the next
+        # requirement is 09:00:01 the day after (sampled + 24 h), not 09:00
+        late = at(ENROLLED, hours=24, seconds=1)
+        events = [cohort(PERSON, ENROLLED), sampling(PERSON, "tube-1", late)]
+        at_48h, *_ = run(events, until=at(ENROLLED, hours=48))
+        after, *_ = run(events, until=at(late, hours=24))
+        assert _dues(at_48h) == [at(ENROLLED, hours=24)]
+        assert _dues(after) == [at(ENROLLED, hours=24), at(late, hours=24)]
+
+    def test_a_sampling_after_lapses_restarts_the_cadence(self) -> None:
+        # given courier (48 h): lapse at +48 h, sampled at +60 h -> next due +108 h
+        sampled = at(ENROLLED, hours=60)
+        events = [cohort(PERSON, ENROLLED, "courier"), sampling(PERSON, "tube-1", sampled)]
+        alerts, *_ = run(events, until=at(sampled, hours=48))
+        assert _dues(alerts) == [at(ENROLLED, hours=48), at(sampled, hours=48)]
+
+    def test_leaving_before_the_due_instant_ends_the_requirement(self) -> None:
+        events = [
+            cohort(PERSON, ENROLLED),
+            cohort(PERSON, at(ENROLLED, hours=10), active=False),
+        ]
+        alerts, *_ = run(events, until=at(ENROLLED, days=10))
+        assert alerts == []
+
+    def test_leaving_after_a_lapse_keeps_that_lapse_and_stops_the_next(self) -> None:
+        events = [
+            cohort(PERSON, ENROLLED),
+            cohort(PERSON, at(ENROLLED, hours=30), active=False),
+        ]
+        alerts, *_ = run(events, until=at(ENROLLED, days=10))
+        assert _dues(alerts) == [at(ENROLLED, hours=24)]
+
+    def test_leaving_exactly_at_a_due_instant_raises_nothing_for_it(self) -> None:
+        # documented: a lapse at or after the leaving instant raises nothing
+        events = [
+            cohort(PERSON, ENROLLED),
+            cohort(PERSON, at(ENROLLED, hours=48), active=False),
+        ]
+        alerts, *_ = run(events, until=at(ENROLLED, days=10))
+        assert _dues(alerts) == [at(ENROLLED, hours=24)]
+
+    def test_leaving_one_second_after_a_due_instant_keeps_its_lapse(self) -> None:
+        events = [
+            cohort(PERSON, ENROLLED),
+            cohort(PERSON, at(ENROLLED, hours=24, seconds=1), active=False),
+        ]
+        alerts, *_ = run(events, until=at(ENROLLED, days=10))
+        assert _dues(alerts) == [at(ENROLLED, hours=24)]
+
+    def test_re_enrolment_starts_a_new_cadence(self) -> None:
+        # given left at +2 h, re-enrolled at +5 h -> first due +29 h
+        again = at(ENROLLED, hours=5)
+        events = [
+            cohort(PERSON, ENROLLED),
+            cohort(PERSON, at(ENROLLED, hours=2), active=False),
+            cohort(PERSON, again),
+        ]
+        alerts, *_ = run(events, until=at(again, hours=24))
+        assert _dues(alerts) == [at(again, hours=24)]
+
+    def test_repeated_activation_keeps_the_enrolment(self) -> None:
+        # documented: an activation while already active keeps the enrolment
+        events = [cohort(PERSON, ENROLLED), cohort(PERSON, at(ENROLLED, hours=20))]
+        alerts, *_ = run(events, until=at(ENROLLED, hours=24))
+        assert _dues(alerts) == [at(ENROLLED, hours=24)]
+
+    def test_unknown_cohort_goes_to_the_dead_letter_output_and_processing_goes_on(
+        self,
+    ) -> None:
+        # given a cohort name the policy does not define, then a valid push
+        events = [
+            cohort(PERSON, ENROLLED, "astronauts"),
+            travel("traveller-01", at(ENROLLED, hours=1)),
+        ]
+        alerts, _, letters, stats = run(events, until=at(ENROLLED, days=3))
+        # then one dead letter on line 1, and the push was still processed
+        [letter] = letters
+        assert letter["reason"] == "unknown_cohort"
+        assert letter["line"] == 1
+        assert "astronauts" in letter["original"]
+        assert {a["subject"] for a in alerts} == {"traveller-01"}
+        assert stats["rejected:unknown_cohort"] == 1

@@ -1,0 +1,349 @@
+"""Sample ⋈ lab (CONTRACT.md §4): lab SLAs, positives, pooled positives, retests, orphans."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from helpers import T0, alerts_of, at, lab, run, sampling, travel
+
+TUBE = "tube-0001"
+POOL = "pool-0001"
+ALICE, BOB, CAROL = "person-alice", "person-bob", "person-carol"
+COLLECTED = T0  # 09:00 swab -> received due 13:00, reported due 21:00
+REPORTED = at(T0, hours=3)  # 12:00 report -> retests due 18:00, orphan check 12:00 tomorrow
+
+
+def _sla(alerts: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(a["details"]["stage"], a["due_at"]) for a in alerts_of(alerts, "lab_sla_breached")]
+
+
+class TestLabSla:
+    """Transport: received within 4 h of collection; result: reported within 12 h."""
+
+    def test_received_exactly_at_4h_and_reported_exactly_at_12h_are_in_time(self) -> None:
+        events = [
+            sampling(ALICE, TUBE, COLLECTED),
+            lab(TUBE, at(COLLECTED, hours=4)),
+            lab(TUBE, at(COLLECTED, hours=12), "negative"),
+        ]
+        alerts, *_ = run(events, until=at(COLLECTED, days=2))
+        assert alerts == []
+
+    def test_received_one_second_late_breaches_transport_once(self) -> None:
+        events = [
+            sampling(ALICE, TUBE, COLLECTED, district="district-t"),
+            lab(TUBE, at(COLLECTED, hours=4, seconds=1)),
+            lab(TUBE, at(COLLECTED, hours=11), "negative"),
+        ]
+        alerts, *_ = run(events, until=at(COLLECTED, days=2))
+        [alert] = alerts_of(alerts, "lab_sla_breached")
+        assert alert["details"]["stage"] == "transport"
+        assert alert["due_at"] == alert["raised_at"] == at(COLLECTED, hours=4)
+        assert alert["subject"] == alert["tube_id"] == TUBE
+        assert alert["person_id"] is None
+        assert alert["district"] == "district-t"
+
+    def test_reported_one_second_late_breaches_result_once(self) -> None:
+        events = [
+            sampling(ALICE, TUBE, COLLECTED),
+            lab(TUBE, at(COLLECTED, hours=1)),
+            lab(TUBE, at(COLLECTED, hours=12, seconds=1), "negative"),
+        ]
+        alerts, *_ = run(events, until=at(COLLECTED, days=2))
+        assert _sla(alerts) == [("result", at(COLLECTED, hours=12))]
+
+    def test_a_report_without_received_satisfies_transport(self) -> None:
+        events = [sampling(ALICE, TUBE, COLLECTED), lab(TUBE, at(COLLECTED, hours=3), "negative")]
+        alerts, *_ = run(events, until=at(COLLECTED, days=2))
+        assert alerts == []
+
+    def test_nothing_from_the_lab_breaches_both_stages_once_each(self) -> None:
+        # given a swab and silence from the lab for days
+        events = [sampling(ALICE, TUBE, COLLECTED)]
+        alerts, *_ = run(events, until=at(COLLECTED, days=5))
+        # then transport at 13:00 and result at 21:00, never again
+        assert _sla(alerts) == [
+            ("transport", at(COLLECTED, hours=4)),
+            ("result", at(COLLECTED, hours=12)),
+        ]
+
+    def test_deadlines_fire_at_4h_and_12h_not_one_second_before(self) -> None:
+        events = [sampling(ALICE, TUBE, COLLECTED)]
+        before_4h, *_ = run(events, until=at(COLLECTED, hours=4, seconds=-1))
+        at_4h, *_ = run(events, until=at(COLLECTED, hours=4))
+        before_12h, *_ = run(events, until=at(COLLECTED, hours=12, seconds=-1))
+        at_12h, *_ = run(events, until=at(COLLECTED, hours=12))
+        assert _sla(before_4h) == []
+        assert _sla(at_4h) == [("transport", at(COLLECTED, hours=4))]
+        assert _sla(before_12h) == [("transport", at(COLLECTED, hours=4))]
+        assert _sla(at_12h)[-1] == ("result", at(COLLECTED, hours=12))
+
+    def test_sla_counts_from_the_earliest_collection_of_a_pool(self) -> None:
+        # given pool members swabbed at 09:00 and 10:00, arriving latest first
+        events = [
+            sampling(BOB, POOL, at(COLLECTED, hours=1), pool_size=10),
+            sampling(ALICE, POOL, COLLECTED, pool_size=10),
+            lab(POOL, at(COLLECTED, hours=4, minutes=30)),
+        ]
+        alerts, *_ = run(events, until=at(COLLECTED, hours=6))
+        # then transport was due 13:00 (from 09:00), and 13:30 is late
+        assert _sla(alerts) == [("transport", at(COLLECTED, hours=4))]
+
+
+class TestPositive:
+    def test_a_single_tube_reported_positive_raises_one_positive_for_its_person(self) -> None:
+        events = [
+            sampling(ALICE, TUBE, COLLECTED, district="district-p"),
+            lab(TUBE, REPORTED, "positive", lab_id="lab-9"),
+        ]
+        alerts, *_ = run(events, until=at(REPORTED, days=2))
+        [alert] = alerts
+        assert alert["kind"] == "positive"
+        assert (alert["subject"], alert["person_id"], alert["tube_id"]) == (ALICE, ALICE, TUBE)
+        assert alert["district"] == "district-p"
+        assert alert["due_at"] == alert["raised_at"] == REPORTED
+        assert alert["details"]["lab_id"] == "lab-9"
+
+    def test_positive_is_raised_without_waiting_for_the_clock(self) -> None:
+        events = [sampling(ALICE, TUBE, COLLECTED), lab(TUBE, REPORTED, "positive")]
+        alerts, *_ = run(events)
+        assert [a["kind"] for a in alerts] == ["positive"]
+
+    @pytest.mark.parametrize("result", ["negative", "invalid"])
+    def test_a_single_tube_not_positive_raises_no_positive(self, result: str) -> None:
+        events = [sampling(ALICE, TUBE, COLLECTED), lab(TUBE, REPORTED, result)]
+        alerts, *_ = run(events, until=at(REPORTED, days=2))
+        assert alerts_of(alerts, "positive") == []
+        assert alerts_of(alerts, "pool_positive") == []
+
+    def test_a_later_second_report_of_the_tube_is_ignored(self) -> None:
+        # documented: the first report of a tube is its result
+        events = [
+            sampling(ALICE, TUBE, COLLECTED),
+            lab(TUBE, REPORTED, "negative"),
+            lab(TUBE, at(REPORTED, hours=1), "positive"),
+        ]
+        alerts, *_ = run(events, until=at(REPORTED, days=2))
+        assert alerts == []
+
+
+class TestResultsBeforeSamplings:
+    def test_positive_result_before_its_sampling_gives_the_same_alert(self) -> None:
+        # given the same swab and report in both arrival orders
+        in_order = [sampling(ALICE, TUBE, COLLECTED), lab(TUBE, REPORTED, "positive")]
+        reversed_ = [in_order[1], in_order[0]]
+        # then the alert is the same, byte for byte
+        first, *_ = run(in_order, until=at(REPORTED, days=2))
+        second, *_ = run(reversed_, until=at(REPORTED, days=2))
+        assert first == second
+        assert [a["kind"] for a in second] == ["positive"]
+
+    def test_pooled_positive_before_its_samplings_lists_every_member(self) -> None:
+        # given the report first, then members sampled earlier arriving within lateness
+        events = [
+            lab(POOL, REPORTED, "positive"),
+            sampling(ALICE, POOL, COLLECTED, pool_size=10),
+            sampling(BOB, POOL, at(COLLECTED, minutes=1), pool_size=10),
+        ]
+        alerts, *_ = run(events, until=at(REPORTED, hours=1))
+        [alert] = alerts_of(alerts, "pool_positive")
+        assert alert["details"]["members"] == [ALICE, BOB]
+
+    def test_a_result_before_samplings_is_not_an_orphan(self) -> None:
+        events = [lab(TUBE, REPORTED, "negative"), sampling(ALICE, TUBE, COLLECTED)]
+        alerts, *_ = run(events, until=at(REPORTED, days=3))
+        assert alerts == []
+
+
+class TestPoolPositive:
+    def _pool(self, *members: str, result: str = "positive") -> list[dict[str, Any]]:
+        swabs = [
+            sampling(person, POOL, at(COLLECTED, minutes=i), pool_size=10)
+            for i, person in enumerate(members)
+        ]
+        return [*swabs, lab(POOL, REPORTED, result)]
+
+    def test_a_pooled_positive_raises_one_alert_listing_its_members(self) -> None:
+        events = self._pool(CAROL, ALICE, BOB)
+        alerts, *_ = run(events, until=at(REPORTED, hours=1))
+        [alert] = alerts_of(alerts, "pool_positive")
+        assert alert["subject"] == alert["tube_id"] == POOL
+        assert alert["person_id"] is None
+        assert alert["due_at"] == REPORTED
+        assert alert["details"]["members"] == [ALICE, BOB, CAROL]
+        assert alert["details"]["pool_size"] == 10
+        assert alerts_of(alerts, "positive") == []
+
+    def test_a_pool_of_one_member_is_still_a_pool(self) -> None:
+        alerts, *_ = run(self._pool(ALICE), until=at(REPORTED, hours=1))
+        assert [a["kind"] for a in alerts] == ["pool_positive"]
+
+    def test_single_tube_retests_within_6h_satisfy_every_member(self) -> None:
+        # given retests at 12:00 (the report instant) and 18:00:00 (report + 6 h exactly)
+        events = [
+            *self._pool(ALICE, BOB),
+            sampling(ALICE, "tube-retest-a", REPORTED),
+            sampling(BOB, "tube-retest-b", at(REPORTED, hours=6)),
+        ]
+        alerts, *_ = run(events, until=at(REPORTED, hours=8))
+        assert alerts_of(alerts, "retest_missed") == []
+
+    def test_a_retest_one_second_late_is_missed(self) -> None:
+        events = [
+            *self._pool(ALICE),
+            sampling(ALICE, "tube-retest-a", at(REPORTED, hours=6, seconds=1)),
+        ]
+        alerts, *_ = run(events, until=at(REPORTED, hours=8))
+        [alert] = alerts_of(alerts, "retest_missed")
+        assert alert["due_at"] == alert["raised_at"] == at(REPORTED, hours=6)
+        assert (alert["subject"], alert["person_id"], alert["tube_id"]) == (ALICE, ALICE, POOL)
+
+    def test_a_pooled_retest_does_not_satisfy_a_pooled_positive(self) -> None:
+        events = [
+            *self._pool(ALICE),
+            sampling(ALICE, "pool-0002", at(REPORTED, hours=1), pool_size=10),
+        ]
+        alerts, *_ = run(events, until=at(REPORTED, hours=8))
+        assert [a["subject"] for a in alerts_of(alerts, "retest_missed")] == [ALICE]
+
+    def test_a_sampling_before_the_report_is_not_a_retest(self) -> None:
+        events = [
+            *self._pool(ALICE),
+            sampling(ALICE, "tube-before", at(REPORTED, hours=-1)),
+        ]
+        alerts, *_ = run(events, until=at(REPORTED, hours=8))
+        assert [a["subject"] for a in alerts_of(alerts, "retest_missed")] == [ALICE]
+
+    def test_every_member_without_retest_gets_retest_missed_at_report_plus_6h(self) -> None:
+        events = self._pool(ALICE, BOB, CAROL)
+        before, *_ = run(events, until=at(REPORTED, hours=6, seconds=-1))
+        on_time, *_ = run(events, until=at(REPORTED, hours=6))
+        assert alerts_of(before, "retest_missed") == []
+        missed = alerts_of(on_time, "retest_missed")
+        assert sorted(a["subject"] for a in missed) == [ALICE, BOB, CAROL]
+        assert {a["due_at"] for a in missed} == {at(REPORTED, hours=6)}
+
+    def test_an_invalid_pool_needs_any_new_sampling_and_raises_no_positive(self) -> None:
+        # given an invalid pooled result, Alice re-swabbed in another pool, Bob never
+        events = [
+            *self._pool(ALICE, BOB, result="invalid"),
+            sampling(ALICE, "pool-0002", at(REPORTED, hours=6), pool_size=10),
+        ]
+        alerts, *_ = run(events, until=at(REPORTED, hours=8))
+        assert [(a["kind"], a["subject"]) for a in alerts] == [("retest_missed", BOB)]
+
+    def test_an_invalid_single_tube_needs_a_new_sampling(self) -> None:
+        events = [sampling(ALICE, TUBE, COLLECTED), lab(TUBE, REPORTED, "invalid")]
+        late = [*events, sampling(ALICE, "tube-0002", at(REPORTED, hours=6, seconds=1))]
+        in_time = [*events, sampling(ALICE, "tube-0002", at(REPORTED, hours=6))]
+        missed, *_ = run(late, until=at(REPORTED, hours=8))
+        kept, *_ = run(in_time, until=at(REPORTED, hours=8))
+        assert [(a["kind"], a["due_at"]) for a in missed] == [
+            ("retest_missed", at(REPORTED, hours=6))
+        ]
+        assert kept == []
+
+    def test_a_member_arriving_after_the_result_needs_a_retest_too(self) -> None:
+        # given Alice in the pool, the report at 12:00; the clock reaches 13:00 (another
+        # person's push), and only then Bob's 09:00 swab in the same pool arrives
+        events = [
+            sampling(ALICE, POOL, COLLECTED, pool_size=10),
+            lab(POOL, REPORTED, "positive"),
+            travel("traveller-9", at(REPORTED, hours=1, minutes=5)),
+            sampling(BOB, POOL, at(COLLECTED, minutes=1), pool_size=10),
+        ]
+        alerts, *_ = run(events, until=at(REPORTED, hours=7))
+        # then Bob, like Alice, must retest by 18:00
+        missed = alerts_of(alerts, "retest_missed")
+        assert sorted(a["subject"] for a in missed) == [ALICE, BOB]
+        assert {a["due_at"] for a in missed} == {at(REPORTED, hours=6)}
+
+    def test_a_member_arriving_after_the_retest_window_is_missed_at_once(self) -> None:
+        # given the clock at 20:00 (> 18:00, report + 6 h) when Bob's swab arrives
+        events = [
+            sampling(ALICE, POOL, COLLECTED, pool_size=10),
+            lab(POOL, REPORTED, "positive"),
+            travel("traveller-9", at(REPORTED, hours=8, minutes=5)),
+            sampling(BOB, POOL, at(COLLECTED, minutes=1), pool_size=10),
+        ]
+        # when nothing else moves the clock
+        alerts, *_ = run(events)
+        # then Bob's retest_missed, due 18:00, is raised with that line
+        missed = alerts_of(alerts, "retest_missed")
+        assert sorted(a["subject"] for a in missed) == [ALICE, BOB]
+        assert {a["due_at"] for a in missed} == {at(REPORTED, hours=6)}
+
+
+class TestOrphanResult:
+    def test_a_report_with_no_sampling_for_24h_is_an_orphan(self) -> None:
+        events = [lab(TUBE, REPORTED, "positive", lab_id="lab-7")]
+        before, *_ = run(events, until=at(REPORTED, hours=24, seconds=-1))
+        on_time, *_ = run(events, until=at(REPORTED, hours=24))
+        assert before == []
+        [alert] = on_time
+        assert alert["kind"] == "orphan_result"
+        assert alert["due_at"] == alert["raised_at"] == at(REPORTED, hours=24)
+        assert (alert["subject"], alert["tube_id"]) == (TUBE, TUBE)
+        assert alert["person_id"] is None and alert["district"] is None
+        assert alert["details"]["lab_id"] == "lab-7"
+
+    def test_a_sampling_arriving_within_24h_prevents_the_orphan(self) -> None:
+        # given the report, then the clock reaching 12:00 + 20 h, then the swab
+        events = [
+            lab(TUBE, REPORTED, "negative"),
+            travel("traveller-9", at(REPORTED, hours=20)),
+            sampling(ALICE, TUBE, COLLECTED),
+        ]
+        alerts, *_ = run(events, until=at(REPORTED, days=3))
+        assert alerts_of(alerts, "orphan_result") == []
+
+    def test_a_sampling_arriving_after_24h_comes_too_late(self) -> None:
+        events = [
+            lab(TUBE, REPORTED, "negative"),
+            travel("traveller-9", at(REPORTED, hours=24, minutes=5)),
+            sampling(ALICE, TUBE, COLLECTED),
+        ]
+        alerts, *_ = run(events, until=at(REPORTED, days=3))
+        assert [a["due_at"] for a in alerts_of(alerts, "orphan_result")] == [
+            at(REPORTED, hours=24)
+        ]
+
+    def test_a_received_tube_without_report_is_no_orphan(self) -> None:
+        alerts, *_ = run([lab(TUBE, REPORTED)], until=at(REPORTED, days=3))
+        assert alerts == []
+
+
+class TestPoolOverflow:
+    def test_an_eleventh_member_of_a_10_tube_is_rejected_and_processing_goes_on(self) -> None:
+        # given ten members swabbed into a 10-in-1 tube, then an eleventh, then a push
+        members = [f"member-{i:04d}" for i in range(11)]
+        swabs = [
+            sampling(person, POOL, at(COLLECTED, minutes=i), pool_size=10)
+            for i, person in enumerate(members)
+        ]
+        events = [*swabs, lab(POOL, REPORTED, "positive"), travel("traveller-9", REPORTED)]
+        alerts, _, letters, stats = run(events, until=at(REPORTED, hours=3))
+        # then line 11 is a dead letter with reason pool_overflow
+        [letter] = letters
+        assert (letter["reason"], letter["line"]) == ("pool_overflow", 11)
+        assert members[10] in letter["original"]
+        # and the run went on: the pool lists its ten members, the push lapsed
+        [pool] = alerts_of(alerts, "pool_positive")
+        assert pool["details"]["members"] == sorted(members[:10])
+        assert [a["subject"] for a in alerts_of(alerts, "unlocated")] == ["traveller-9"]
+        assert stats["rejected:pool_overflow"] == 1
+
+    def test_the_same_person_twice_in_a_tube_is_one_member(self) -> None:
+        events = [
+            sampling(ALICE, TUBE, COLLECTED),
+            sampling(ALICE, TUBE, at(COLLECTED, minutes=1)),
+            lab(TUBE, REPORTED, "negative"),
+        ]
+        alerts, _, letters, _ = run(events, until=at(REPORTED, days=2))
+        assert letters == [] and alerts == []
+
+    def test_a_second_person_in_a_single_tube_overflows(self) -> None:
+        events = [sampling(ALICE, TUBE, COLLECTED), sampling(BOB, TUBE, at(COLLECTED, minutes=1))]
+        _, _, letters, _ = run(events)
+        assert [(d["reason"], d["line"]) for d in letters] == [("pool_overflow", 2)]
