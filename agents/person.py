@@ -123,7 +123,7 @@ def person_status(ctx: Context, person_id: str, st: State) -> PersonStatus:
     return PersonStatus(
         person_id=person_id,
         district=st.get("district"),
-        updated_at=ctx.cal.iso(ctx.clock),
+        updated_at=ctx.cal.iso(st.get("last", 0)),
         under_control=under_control,
         push=push_status,
         cohorts=cohorts.active_cohorts(st),

@@ -49,6 +49,7 @@ class Context:
     forwards: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     contributions: list[dict[str, Any]] = field(default_factory=list)
     reports: list[DailyReport] = field(default_factory=list)
+    catch_up_before: int | None = None  # wall mode: lapses due before the worker started
 
     def contribute(self, district: str | None, at: int, name: str, delta: int = 1) -> None:
         """Count ``delta`` for the daily report of ``district`` at event time ``at``."""
@@ -99,6 +100,8 @@ def raise_alert(
     if ident in sent:
         return False
     sent[ident] = due
+    if ctx.catch_up_before is not None and due < ctx.catch_up_before:
+        details = {**(details or {}), "catch_up": True}
     ctx.alerts.append(
         Alert(
             alert_id=ident,

@@ -140,8 +140,7 @@ def _lapse_lab(ctx: Context, st: State, tube_id: str, name: str, due: int) -> in
         ctx, st, kind="lab_sla_breached", subject=tube_id, due=deadline, tube_id=tube_id,
         district=st.get("district"),
         details={"stage": stage, "sla_hours": within / 3600,
-                 "collected_at": ctx.cal.iso(st["first"]), "lab_id": st.get("lab"),
-                 "pool_size": st.get("pool")},
+                 "collected_at": ctx.cal.iso(st["first"]), "pool_size": st.get("pool")},
     )
     return None
 

@@ -313,7 +313,7 @@ COPARTITION_NOTE: Final = (
 )
 
 
-def _channel_specs() -> list[dict[str, Any]]:
+def channel_specs() -> list[dict[str, Any]]:
     """One spec per topic: name, key field, cleanup policy, retention and prose."""
     specs: list[dict[str, Any]] = []
     for name in MODELS:
@@ -333,6 +333,7 @@ def _channel_specs() -> list[dict[str, Any]]:
     specs.append(
         {
             "name": "person-tests",
+            "title": "Person test record",
             "schema": None,
             "key": "person_id",
             "direction": "both",
@@ -343,6 +344,38 @@ def _channel_specs() -> list[dict[str, Any]]:
             "co-partitioned with travel, followup and cohort. Not a public contract: its "
             "records belong to the engine and may change within v1.\n"
             f"{INTERNAL_RETENTION_WHY}\n{COPARTITION_NOTE}",
+        }
+    )
+    specs.append(
+        {
+            "name": "report-parts",
+            "title": "Report contribution or clock mark",
+            "schema": None,
+            "key": "district",
+            "direction": "both",
+            "compact": False,
+            "retention_days": INTERNAL_RETENTION_DAYS,
+            "description": "Internal: what the tube and person loops contribute to each "
+            "district's daily closure report (counts and gauge changes at event time), and "
+            "the clock marks of every upstream partition, so the report stage passes a "
+            "cut-off only when every loop has caught up with it. Not a public contract.\n"
+            f"{INTERNAL_RETENTION_WHY}",
+        }
+    )
+    specs.append(
+        {
+            "name": "tube-ticks",
+            "title": "Clock tick",
+            "schema": None,
+            "key": None,
+            "direction": "both",
+            "compact": False,
+            "retention_days": INTERNAL_RETENTION_DAYS,
+            "description": "Internal: clock ticks sent to every partition of the tube join "
+            "(by the leader's wall-clock timer, or by `closedloop produce --until`), so its "
+            "deadlines fire while inputs are idle. Co-partitioned with sampling and lab. "
+            "Person-loop ticks travel on person-tests. Not a public contract.\n"
+            f"{INTERNAL_RETENTION_WHY}",
         }
     )
     outputs = (
@@ -373,9 +406,11 @@ def _camel(name: str) -> str:
     return head + "".join(part.capitalize() for part in rest)
 
 
-def _key_schema(key: str | None) -> dict[str, Any]:
+def _key_schema(key: str | None, channel: str) -> dict[str, Any]:
     if key is None:
-        return {"type": "null", "description": "no key: dead letters spread over partitions"}
+        where = ("sent to each partition explicitly" if channel == "tube-ticks"
+                 else "dead letters spread over partitions")
+        return {"type": "null", "description": f"no key: {where}"}
     return dict(KEY_SCHEMAS[key])
 
 
@@ -400,7 +435,7 @@ def asyncapi_document() -> dict[str, Any]:
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
-    for spec in _channel_specs():
+    for spec in channel_specs():
         name: str = spec["name"]
         ident = _camel(name)
         if spec["schema"] is None:
@@ -413,10 +448,12 @@ def asyncapi_document() -> dict[str, Any]:
         key = spec["key"]
         messages[ident] = {
             "name": name,
-            "title": TITLES.get(spec["schema"] or "", "Person test record"),
+            "title": TITLES.get(spec["schema"] or "", spec.get("title", "Internal record")),
             "contentType": "application/json",
             "payload": payload,
-            "bindings": {"kafka": {"key": _key_schema(key), "bindingVersion": BINDING_VERSION}},
+            "bindings": {
+                "kafka": {"key": _key_schema(key, name), "bindingVersion": BINDING_VERSION}
+            },
         }
         channels[ident] = {
             "address": f"{PREFIX}.{name}.v1",

@@ -71,29 +71,38 @@ class TestReplayCommand:
         assert out == "" and "rejected" in err
 
     def test_the_command_writes_what_the_library_writes(self, tmp_path: Path) -> None:
+        # given the file with bad lines
         source = _write(tmp_path, city_lines())
         alerts = tmp_path / "a.jsonl"
+        # when the command replays it to 09:00 the next day
         status = main(["replay", str(source), "--until", UNTIL, "--alerts", str(alerts),
                        "--quiet"])
+        # then its alerts file is what replay_lines writes
         assert status == 0
         assert alerts.read_bytes() == run_bytes(city_lines(), until=UNTIL).alerts
 
     def test_alerts_go_to_stdout_by_default(self, tmp_path: Path) -> None:
+        # given the file with bad lines
         source = _write(tmp_path, city_lines())
+        # when the installed command runs without --alerts
         done = subprocess.run(
             [CLOSEDLOOP, "replay", str(source), "--until", UNTIL],
             capture_output=True, check=False, timeout=60,
         )
+        # then the alerts are on stdout
         assert done.returncode == 0, done.stderr
         assert done.stdout == run_bytes(city_lines(), until=UNTIL).alerts
         assert done.stdout.count(b"\n") == 3
 
     def test_dash_reads_standard_input(self) -> None:
+        # given the city on standard input
         data = b"\n".join(city_lines()) + b"\n"
+        # when the command reads '-'
         done = subprocess.run(
             [CLOSEDLOOP, "replay", "-", "--until", UNTIL, "--quiet"],
             input=data, capture_output=True, check=False, timeout=60,
         )
+        # then the alerts are the file's
         assert done.returncode == 0, done.stderr
         assert [json.loads(line)["kind"] for line in done.stdout.splitlines()] == [
             "positive", "unlocated", "test_missed",
@@ -102,9 +111,12 @@ class TestReplayCommand:
     def test_a_missing_file_fails_with_a_clear_message(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
+        # given a path that does not exist
         missing = tmp_path / "nowhere.jsonl"
+        # when the command replays it
         status = main(["replay", str(missing)])
         out, err = capsys.readouterr()
+        # then a non-zero exit naming the file on stderr
         assert status != 0
         assert str(missing) in err and "cannot read" in err
         assert out == ""
@@ -112,11 +124,14 @@ class TestReplayCommand:
     def test_a_naive_until_is_refused_with_exit_2(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
+        # given --until without an offset
         source = _write(tmp_path, city_lines())
         alerts = tmp_path / "a.jsonl"
+        # when the command starts
         status = main(["replay", str(source), "--until", "2022-09-07T09:00:00",
                        "--alerts", str(alerts)])
         _, err = capsys.readouterr()
+        # then usage error 2, a message about the offset, no output written
         assert status == 2
         assert "offset" in err
         assert not alerts.exists()
@@ -125,15 +140,20 @@ class TestReplayCommand:
         # given a push at 09:00: unlocated due 11:00
         source = _write(tmp_path, [to_line(travel("traveller-1", T0))])
         before, on_time = tmp_path / "before.jsonl", tmp_path / "on_time.jsonl"
+        # when replayed --until 10:59:59, then --until 11:00:00
         for until, out in ((at(T0, hours=2, seconds=-1), before), (at(T0, hours=2), on_time)):
+            # then the alert is in the second output only
             assert main(["replay", str(source), "--until", until, "--alerts", str(out),
                          "--quiet"]) == 0
         assert _jsonl(before) == []
         assert [a["due_at"] for a in _jsonl(on_time)] == [at(T0, hours=2)]
 
     def test_blank_lines_are_skipped_and_line_numbers_stay_true(self, tmp_path: Path) -> None:
+        # given blank lines 1 and 3 and a bad line 4
         source = _write(tmp_path, [b"", to_line(travel("traveller-1", T0)), b"", b"{oops"])
         letters = tmp_path / "d.jsonl"
+        # when the file is replayed
         assert main(["replay", str(source), "--deadletter", str(letters), "--quiet",
                      "--alerts", str(tmp_path / "a.jsonl")]) == 0
+        # then the dead letter says line 4
         assert [(d["line"], d["reason"]) for d in _jsonl(letters)] == [(4, "not_json")]

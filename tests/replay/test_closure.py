@@ -49,6 +49,7 @@ class TestDailyReport:
         ]
 
     def test_reports_count_the_day_per_district(self) -> None:
+        # given the small city of _city
         # when the clock passes 22:00 on 09-06 .. 09-09
         _, reports, _, _ = run(self._city(), until=at(CUTOFF, days=3))
         # then one report per district and day, with every documented field
@@ -68,8 +69,11 @@ class TestDailyReport:
         assert _counts(b["2022-09-06"]) == (1, 1, 1, 0, 0, 0)
 
     def test_report_fires_at_22_00_not_one_second_before(self) -> None:
+        # given the small city of _city
+        # when the clock stops at 21:59:59, then at 22:00:00
         _, before, _, _ = run(self._city(), until=at(CUTOFF, seconds=-1))
         _, on_time, _, _ = run(self._city(), until=CUTOFF)
+        # then the day's reports appear at the cut-off
         assert before == []
         assert sorted((r["district"], r["date"]) for r in on_time) == [
             ("district-a", "2022-09-06"), ("district-b", "2022-09-06"),
@@ -81,17 +85,21 @@ class TestDailyReport:
             travel("person-eeee", CUTOFF, risk="inside_province"),
             travel("person-ffff", at(CUTOFF, seconds=1), risk="inside_province"),
         ]
+        # when the clock passes 22:00 the next day
         _, reports, _, _ = run(events, until=at(CUTOFF, days=1))
         a = _by_date(reports, "district-a")
         # then the first is in 09-06's report, the second in 09-07's
         assert (a["2022-09-06"]["pushed"], a["2022-09-07"]["pushed"]) == (1, 1)
 
     def test_a_release_ends_under_control(self) -> None:
+        # given located 09:10 on 09-06, released 10:00 on 09-07
         events = [
             travel("person-gggg", T0, risk="high"),
             followup("person-gggg", at(T0, minutes=10), "located"),
             followup("person-gggg", at(T0, days=1, hours=1), "released"),
         ]
+        # when the clock passes 22:00 on 09-07
         _, reports, _, _ = run(events, until=at(CUTOFF, days=1))
         a = _by_date(reports, "district-a")
+        # then under control on 09-06 only
         assert (a["2022-09-06"]["under_control"], a["2022-09-07"]["under_control"]) == (1, 0)

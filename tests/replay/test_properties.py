@@ -137,8 +137,11 @@ class TestDeterminism:
     @PROPERTY
     @given(cities())
     def test_same_input_twice_gives_byte_identical_output(self, city: list[Envelope]) -> None:
+        # given a random city
+        # when replayed twice
         first = run_bytes(city, until=UNTIL)
         second = run_bytes(city, until=UNTIL)
+        # then byte-identical alerts, reports and dead letters
         assert first.alerts == second.alerts
         assert first.reports == second.reports
         assert first.dead_letters == second.dead_letters
@@ -146,7 +149,10 @@ class TestDeterminism:
     @PROPERTY
     @given(cities())
     def test_alert_ids_are_unique_and_alerts_well_formed(self, city: list[Envelope]) -> None:
+        # given a random city
+        # when replayed to the end of every regimen
         alerts, _, letters, _ = run(city, until=UNTIL)
+        # then well-formed, unique, sorted alerts and no dead letter
         assert letters == []
         assert_well_formed(alerts)
         order = [(a["raised_at"], a["alert_id"]) for a in alerts]
@@ -220,9 +226,12 @@ class TestArrivalOrder:
     def test_reordering_within_allowed_lateness_changes_no_report(
         self, city: list[Envelope], rnd: random.Random
     ) -> None:
+        # given a random city in time order and in orders with events up to 5 min late
+        # when each is replayed
         in_order = run_bytes(sorted(city, key=_time), until=UNTIL)
         for order in _late_orders(city, rnd):
             late = run_bytes(order, until=UNTIL)
+            # then the same daily reports
             assert _lines(late.reports) == _lines(in_order.reports)
 
 

@@ -63,23 +63,32 @@ def every_kind_city() -> list[dict[str, Any]]:
 
 class TestAlertObject:
     def test_every_kind_carries_the_contract_fields_with_the_right_nulls(self) -> None:
+        # given a city raising every alert kind
+        # when the clock runs three days
         alerts, *_ = run(every_kind_city(), until=at(T0, days=3))
+        # then every kind appears, each with the contract's fields and nulls
         assert {a["kind"] for a in alerts} == set(ALERT_KINDS)
         assert_well_formed(alerts)
         assert all(set(a) == ALERT_FIELDS for a in alerts)
 
     def test_every_alert_validates_against_the_published_json_schema(self) -> None:
+        # given a city raising every alert kind
         schema = json.loads(
             resources.files("closedloop.schemas").joinpath("jsonschema/alert.json").read_text()
         )
+        # when the clock runs three days
         alerts, *_ = run(every_kind_city(), until=at(T0, days=3))
+        # then each alert is valid against schemas/jsonschema/alert.json
+        assert alerts
         for alert in alerts:
             jsonschema.validate(alert, schema)
 
     def test_alert_ids_depend_only_on_kind_subject_and_due(self) -> None:
         # given the same lapse in two different surroundings
+        # when both are replayed past 11:00
         alone, *_ = run([travel("traveller-1", T0)], until=at(T0, hours=3))
         crowded, *_ = run(every_kind_city(), until=at(T0, hours=3))
+        # then traveller-1's unlocated has the same id in both
         [mine] = [a for a in alone if a["kind"] == "unlocated"]
         [same] = [a for a in crowded if a["kind"] == "unlocated" and a["subject"] == "traveller-1"]
         assert mine["alert_id"] == same["alert_id"]
@@ -90,6 +99,7 @@ class TestAlertObject:
             cohort("traveller-1", DAY1, "cold_chain"),
             travel("traveller-1", T0, risk="inside_province"),
         ]
+        # when the clock reaches 09-07 00:00
         alerts, *_ = run(events, until=at(DAY1, days=1))
         # then one test_missed for (kind, subject, due_at)
         assert keys_of(alerts_of(alerts, "test_missed")) == [
@@ -97,7 +107,10 @@ class TestAlertObject:
         ]
 
     def test_an_operator_action_is_accepted_and_changes_no_alert(self) -> None:
+        # given an unlocated alert due 11:00, resolved by an operator at 11:10
+        # when the clock passes 11:00
         alerts, *_ = run([travel("traveller-1", T0)], until=at(T0, hours=3))
+        # then the action is applied and the alert is unchanged
         [alert] = alerts
         handled = [
             travel("traveller-1", T0),
@@ -110,19 +123,28 @@ class TestAlertObject:
 
 class TestOutputOrder:
     def test_alerts_are_written_sorted_by_raised_at_then_alert_id(self) -> None:
+        # given a city raising every alert kind
+        # when replayed in one flush
         alerts, *_ = run(every_kind_city(), until=at(T0, days=3))
         order = [(a["raised_at"], a["alert_id"]) for a in alerts]
+        # then the alert lines are sorted by (raised_at, alert_id)
         assert len(order) > 10
         assert order == sorted(order)
 
     def test_same_input_gives_the_same_bytes(self) -> None:
+        # given a city raising every alert kind
+        # when replayed twice
         first = run_bytes(every_kind_city(), until=at(T0, days=3))
         second = run_bytes(every_kind_city(), until=at(T0, days=3))
+        # then byte-identical alerts and reports
         assert first.alerts == second.alerts and first.reports == second.reports
 
     def test_an_alert_is_never_emitted_twice_over_a_long_run(self) -> None:
+        # given a city raising every alert kind
+        # when the clock runs 20 days
         alerts, *_ = run(every_kind_city(), until=at(T0, days=20))
         keys = keys_of(alerts)
+        # then no (kind, subject, due_at) twice
         assert len(keys) == len(set(keys))
 
 
@@ -137,7 +159,9 @@ class TestUntil:
             travel("traveller-1", T0),  # unlocated due 11:00
             travel("traveller-2", at(T0, seconds=1)),  # unlocated due 11:00:01
         ]
+        # when --until 11:00:00
         alerts, *_ = run(events, until=t)
+        # then the four 11:00 deadlines fired, the 11:00:01 one did not
         assert sorted(keys_of(alerts)) == sorted([
             ("test_missed", "cold-0001", t),
             ("lab_sla_breached", "tube-9", t),
@@ -148,12 +172,17 @@ class TestUntil:
     def test_without_until_the_clock_stays_at_the_watermark(self) -> None:
         # given a push at 09:00 and a last event at 11:04:59: clock 10:59:59
         events = [travel("traveller-1", T0), travel("traveller-2", at(T0, hours=2, seconds=299))]
+        # when replayed without --until
         alerts, *_ = run(events)
+        # then the 11:00 deadline has not fired
         assert alerts == []
 
     def test_until_earlier_than_the_watermark_does_not_move_the_clock_back(self) -> None:
+        # given a push at 09:00 and the watermark at 11:55 (an event at 12:00)
         events = [travel("traveller-1", T0), travel("traveller-2", at(T0, hours=3))]
+        # when --until 09:00
         alerts, *_ = run(events, until=T0)
+        # then traveller-1's 11:00 deadline has fired all the same
         assert [a["subject"] for a in alerts] == ["traveller-1"]
 
 
@@ -165,6 +194,7 @@ class TestDeduplication:
             followup("traveller-1", at(T0, minutes=30), "located", event_id="dup-1"),
             followup("traveller-1", at(T0, hours=1), "released", event_id="dup-1"),
         ]
+        # when two days pass
         alerts, _, _, stats = run(events, until=at(T0, days=2))
         # then the release was never applied: the follow-up still lapses
         assert stats["duplicates_ignored"] == 1
@@ -188,10 +218,13 @@ class TestDeduplication:
         assert alerts == []
 
     def test_an_exact_resend_changes_nothing(self) -> None:
+        # given a city and four of its events re-sent at the end of the file
         events = every_kind_city()
         resent = [*events, *events[2:6]]
+        # when both replayed
         once = run_bytes(events, until=at(T0, days=3))
         twice = run_bytes(resent, until=at(T0, days=3))
+        # then same alerts and reports, four duplicates counted
         assert twice.alerts == once.alerts and twice.reports == once.reports
         assert twice.stats["duplicates_ignored"] == 4
 
@@ -204,7 +237,9 @@ class TestDeduplication:
             travel("traveller-1", at(T0, hours=30)),
             report,
         ]
+        # when the clock passes 16:00 the next day
         alerts, _, _, stats = run(events, until=at(T0, hours=31))
+        # then one positive, one duplicate counted
         assert stats["duplicates_ignored"] == 1
         assert len(alerts_of(alerts, "positive")) == 1
 
@@ -233,6 +268,7 @@ class TestBadInput:
     ) -> None:
         # given a valid push, the bad line (line 2), and another valid push
         events = [travel("traveller-1", T0), line, travel("traveller-2", T0)]
+        # when the clock passes 11:00
         alerts, _, letters, _ = run(events, until=at(T0, hours=3))
         # then one dead letter naming line 2 and the reason; both pushes lapsed
         [letter] = letters
@@ -244,8 +280,11 @@ class TestBadInput:
 class TestPrivacy:
     @pytest.mark.parametrize("raw", [RESIDENT_ID, MOBILE])
     def test_a_raw_person_id_is_rejected_and_redacted_in_the_dead_letter(self, raw: str) -> None:
+        # given a push and a followup whose person_id is a raw identifier
         events = [travel(raw, T0), followup(raw, at(T0, hours=1), "located")]
+        # when replayed
         alerts, reports, letters, _ = run(events, until=at(T0, days=2))
+        # then two raw_identifier dead letters with the identifier redacted, nothing else
         assert alerts == [] and reports == []
         assert [d["reason"] for d in letters] == ["raw_identifier", "raw_identifier"]
         assert all(raw not in json.dumps(d) and "[redacted]" in d["original"] for d in letters)

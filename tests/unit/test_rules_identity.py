@@ -43,12 +43,15 @@ class TestImpossibleTravel:
     def test_just_slower_than_120_kmh_is_plausible(self) -> None:
         # given the two swabs far enough apart in time that the speed is < 120 km/h
         seconds = math.ceil(_km(SHANGHAI, SUZHOU) / 120 * 3600)
+        # when the day ends
         alerts, *_ = run(self._pair(seconds), until=at(T0, days=1))
+        # then no identity_suspect
         assert _suspects(alerts) == []
 
     def test_just_faster_than_120_kmh_is_suspect(self) -> None:
         # given one second less: the implied speed just exceeds 120 km/h
         seconds = math.ceil(_km(SHANGHAI, SUZHOU) / 120 * 3600) - 1
+        # when the day ends
         alerts, *_ = run(self._pair(seconds), until=at(T0, days=1))
         # then one alert, due at the second swab (the instant the misuse became visible)
         [alert] = _suspects(alerts)
@@ -59,33 +62,45 @@ class TestImpossibleTravel:
         assert alert["details"]["sites"] == ["site-shanghai", "site-suzhou"]
 
     def test_either_arrival_order_gives_the_same_alert(self) -> None:
+        # given swabs 85 km apart, 10 min apart (09:00, 09:10)
         events = self._pair(600)  # 85 km in 10 minutes
+        # when replayed in both arrival orders
         forward, *_ = run(events, until=at(T0, days=1))
         backward, *_ = run(events[::-1], until=at(T0, days=1))
+        # then one identical alert
         assert forward == backward and len(_suspects(forward)) == 1
 
     def test_the_same_site_twice_is_not_travel(self) -> None:
+        # given two swabs at the same site, 09:00 and 09:01
         events = [
             _swab("tube-1", T0, SHANGHAI, "site-shanghai"),
             _swab("tube-2", at(T0, minutes=1), SHANGHAI, "site-shanghai"),
         ]
+        # when the day ends
         alerts, *_ = run(events, until=at(T0, days=1))
+        # then no identity_suspect
         assert _suspects(alerts) == []
 
     def test_sites_without_coordinates_are_not_compared(self) -> None:
+        # given two sites without coordinates, 09:00 and 09:01
         events = [
             _swab("tube-1", T0, None, "site-shanghai"),
             _swab("tube-2", at(T0, minutes=1), None, "site-suzhou"),
         ]
+        # when the day ends
         alerts, *_ = run(events, until=at(T0, days=1))
+        # then nothing can be computed, nothing is raised
         assert _suspects(alerts) == []
 
     def test_different_people_at_distant_sites_are_not_suspect(self) -> None:
+        # given two persons swabbed 85 km apart one minute apart
         events = [
             _swab("tube-1", T0, SHANGHAI, "site-shanghai"),
             _swab("tube-2", at(T0, minutes=1), SUZHOU, "site-suzhou", person="resident-0002"),
         ]
+        # when the day ends
         alerts, *_ = run(events, until=at(T0, days=1))
+        # then no identity_suspect
         assert _suspects(alerts) == []
 
 
@@ -93,14 +108,18 @@ class TestTooManyTubes:
     """More than 3 tubes in one local day."""
 
     def test_three_tubes_in_a_day_are_allowed(self) -> None:
+        # given tubes at 09:00, 10:00, 11:00
         events = [_swab(f"tube-{i}", at(T0, hours=i)) for i in range(3)]
+        # when two days pass
         alerts, *_ = run(events, until=at(T0, days=2))
+        # then three is within max_samples_per_day
         assert _suspects(alerts) == []
 
     def test_a_fourth_tube_in_a_local_day_is_suspect(self) -> None:
         # given tubes at 00:00:00, 06:00, 12:00 and 23:59:59 local (two UTC dates)
         times = [DAY1, at(DAY1, hours=6), at(DAY1, hours=12), at(DAY2, seconds=-1)]
         events = [_swab(f"tube-{i}", when) for i, when in enumerate(times)]
+        # when the day ends
         alerts, *_ = run(events, until=at(DAY2, days=1))
         # then one alert, due at the fourth tube
         [alert] = _suspects(alerts)
@@ -108,15 +127,21 @@ class TestTooManyTubes:
         assert alert["details"]["date"] == DAY1[:10]
 
     def test_four_tubes_across_local_midnight_are_two_days(self) -> None:
+        # given tubes at 20:00, 22:00, 23:59:59 on 09-06 and 00:00:00 on 09-07
         times = [at(DAY1, hours=20), at(DAY1, hours=22), at(DAY2, seconds=-1), DAY2]
         events = [_swab(f"tube-{i}", when) for i, when in enumerate(times)]
+        # when the next day ends
         alerts, *_ = run(events, until=at(DAY2, days=1))
+        # then no local day holds more than 3
         assert _suspects(alerts) == []
 
     def test_the_check_fires_at_the_fourth_tube_not_before(self) -> None:
+        # given tubes at 09:00, 10:00, 11:00, 12:00
         events = [_swab(f"tube-{i}", at(T0, hours=i)) for i in range(4)]
+        # when the clock stops at 11:59:59, then at 12:00:00
         before, *_ = run(events, until=at(T0, hours=3, seconds=-1))
         on_time, *_ = run(events, until=at(T0, hours=3))
+        # then the alert is due at the fourth tube, 12:00
         assert _suspects(before) == []
         assert [a["due_at"] for a in _suspects(on_time)] == [at(T0, hours=3)]
 
@@ -129,12 +154,16 @@ class TestOneSuspectPerPersonPerDay:
             _swab("tube-sh", at(T0, hours=7), SHANGHAI, "site-shanghai"),
             _swab("tube-sz", at(T0, hours=7, minutes=5), SUZHOU, "site-suzhou"),
         ]
+        # when two days pass
         alerts, *_ = run(events, until=at(T0, days=2))
         # then a single alert for that day, at the earliest violation (the 4th tube)
         assert [a["due_at"] for a in _suspects(alerts)] == [at(T0, hours=3)]
 
     def test_violations_on_two_days_raise_one_alert_each(self) -> None:
+        # given four tubes on 09-06 and four on 09-07
         day1 = [_swab(f"tube-a{i}", at(T0, hours=i)) for i in range(4)]
         day2 = [_swab(f"tube-b{i}", at(T0, days=1, hours=i)) for i in range(4)]
+        # when three days pass
         alerts, *_ = run(day1 + day2, until=at(T0, days=3))
+        # then one alert per local day
         assert [a["details"]["date"] for a in _suspects(alerts)] == ["2022-09-06", "2022-09-07"]

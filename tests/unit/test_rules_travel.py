@@ -24,8 +24,11 @@ class TestUnlocated:
         assert alerts_of(alerts, "unlocated") == []
 
     def test_located_one_second_before_the_deadline_is_in_time(self) -> None:
+        # given a push at 09:00, located at 10:59:59
         events = [travel(PERSON, T0), followup(PERSON, at(T0, hours=2, seconds=-1), "located")]
+        # when the clock passes 11:00
         alerts, *_ = run(events, until=at(T0, hours=3))
+        # then no unlocated alert
         assert alerts_of(alerts, "unlocated") == []
 
     def test_located_one_second_late_raises_unlocated_due_at_push_plus_2h(self) -> None:
@@ -71,6 +74,7 @@ class TestUnlocated:
             travel("traveller-99", at(T0, hours=2, minutes=4)),
             followup(PERSON, at(T0, hours=1, minutes=59), "located"),
         ]
+        # when the clock passes 11:00
         alerts, *_ = run(events, until=at(T0, hours=3))
         # then the late-arriving (by < 5 min) located record is in time
         assert [a for a in alerts_of(alerts, "unlocated") if a["subject"] == PERSON] == []
@@ -78,6 +82,7 @@ class TestUnlocated:
     def test_released_before_the_deadline_raises_nothing(self) -> None:
         # given a push at 09:00 and a release at 10:00, never located
         events = [travel(PERSON, T0), followup(PERSON, at(T0, hours=1), "released")]
+        # when eight days pass
         alerts, *_ = run(events, until=at(T0, days=8))
         # then no requirement of that push lapses
         assert alerts == []
@@ -87,7 +92,9 @@ class TestUnlocated:
         # 09-03 00:00, before the push at 09-06 09:00 (no requirement runs after the end;
         # documented: a lapse at or after the regimen's end raises nothing)
         events = [travel(PERSON, T0, risk="high", arrived=at(T0, days=-10))]
+        # when three days pass
         alerts, *_ = run(events, until=at(T0, days=3))
+        # then no alert at all
         assert alerts == []
 
     def test_located_after_arrival_but_before_the_push_counts(self) -> None:
@@ -96,7 +103,9 @@ class TestUnlocated:
             followup(PERSON, at(T0, hours=-1), "located"),
             travel(PERSON, T0, arrived=at(T0, hours=-3)),
         ]
+        # when the clock passes 11:00
         alerts, *_ = run(events, until=at(T0, hours=3))
+        # then no unlocated alert
         assert alerts_of(alerts, "unlocated") == []
 
 
@@ -121,8 +130,11 @@ class TestFollowupOverdue:
         assert all(a["raised_at"] == a["due_at"] for a in overdue)
 
     def test_no_lapse_one_second_before_24h(self) -> None:
+        # given located at 09:30, no visit
         events = [travel(PERSON, T0), followup(PERSON, LOCATED, "located")]
+        # when the clock stops at 09:29:59 the next day
         alerts, *_ = run(events, until=at(LOCATED, hours=24, seconds=-1))
+        # then no follow-up lapse yet
         assert alerts_of(alerts, "followup_overdue") == []
 
     def test_visit_exactly_at_24h_clears(self) -> None:
@@ -132,18 +144,22 @@ class TestFollowupOverdue:
             followup(PERSON, LOCATED, "located"),
             followup(PERSON, at(LOCATED, hours=24), "visit"),
         ]
+        # when the clock stops one second before visit + 24 h
         alerts, *_ = run(events, until=at(LOCATED, hours=48, seconds=-1))
         # then no lapse until 24 h after that visit
         assert alerts_of(alerts, "followup_overdue") == []
 
     def test_visit_one_second_after_24h_is_late(self) -> None:
+        # given located 09:30, a visit at 09:30:01 the next day
         events = [
             travel(PERSON, T0),
             followup(PERSON, LOCATED, "located"),
             followup(PERSON, at(LOCATED, hours=24, seconds=1), "visit"),
         ]
+        # when the clock reaches 09:30 the day after
         alerts, *_ = run(events, until=at(LOCATED, hours=48))
         # then the 24 h lapse fired; the late visit restarts the clock at 09:30:01
+        # then the 24 h lapse fired once, at 09:30:00
         assert _dues(alerts, "followup_overdue") == [at(LOCATED, hours=24)]
 
     def test_visit_after_a_lapse_resets_the_chain(self) -> None:
@@ -154,6 +170,7 @@ class TestFollowupOverdue:
             followup(PERSON, LOCATED, "located"),
             followup(PERSON, visit, "visit"),
         ]
+        # when the clock reaches visit + 24 h
         alerts, *_ = run(events, until=at(visit, hours=24))
         # then the next lapse is visit + 24 h, not located + 48 h
         overdue = alerts_of(alerts, "followup_overdue")
@@ -168,8 +185,10 @@ class TestFollowupOverdue:
             followup(PERSON, LOCATED, "located"),
             followup(PERSON, visit, "visit"),
         ]
+        # when the clock stops one second before visit + 24 h, then at it
         quiet, *_ = run(events, until=at(visit, hours=24, seconds=-1))
         lapsed, *_ = run(events, until=at(visit, hours=24))
+        # then the lapse is due at visit + 24 h
         assert alerts_of(quiet, "followup_overdue") == []
         assert _dues(lapsed, "followup_overdue") == [at(visit, hours=24)]
 
@@ -181,14 +200,18 @@ class TestFollowupOverdue:
             followup(PERSON, at(T0, days=-2, hours=-1), "located"),
             travel(PERSON, T0, risk="high", arrived=at(T0, days=-3)),
         ]
-        alerts, *_ = run(events, until=at(T0, days=1, hours=-2))
-        # then no follow-up lapse carries a due instant before the push
-        assert [d for d in _dues(alerts, "followup_overdue") if str(d) < T0] == []
+        # when the clock reaches 09:00 two days after the push
+        alerts, *_ = run(events, until=at(T0, days=2))
+        # then no follow-up lapse carries a due instant before the push; documented: the
+        # older record clears the person from the push on, so lapses are push + 24 h, + 48 h
+        assert _dues(alerts, "followup_overdue") == [at(T0, hours=24), at(T0, hours=48)]
 
     def test_no_followup_lapse_before_the_person_is_located(self) -> None:
         # given a push never located: only unlocated, no follow-up chain (first clearance
         # is the located record)
+        # when three days pass
         alerts, *_ = run([travel(PERSON, T0)], until=at(T0, days=3))
+        # then only unlocated
         assert alerts_of(alerts, "followup_overdue") == []
         assert len(alerts_of(alerts, "unlocated")) == 1
 
@@ -199,6 +222,7 @@ class TestFollowupOverdue:
             travel(PERSON, DAY1, risk="inside_province"),
             followup(PERSON, DAY1, "located"),
         ]
+        # when six days pass
         alerts, *_ = run(events, until=at(DAY1, days=6))
         # then the lapse due exactly at the regimen's end raises nothing
         assert _dues(alerts, "followup_overdue") == [DAY2, DAY3]
@@ -211,7 +235,9 @@ class TestFollowupOverdue:
             travel(PERSON, arrived, risk="inside_province"),
             followup(PERSON, arrived, "located"),
         ]
+        # when six days pass
         alerts, *_ = run(events, until=at(DAY1, days=6))
+        # then lapses at 23:59:59 on 09-06 and 09-07
         assert _dues(alerts, "followup_overdue") == [at(DAY2, seconds=-1), at(DAY3, seconds=-1)]
 
     def test_release_stops_the_chain(self) -> None:
@@ -221,6 +247,7 @@ class TestFollowupOverdue:
             followup(PERSON, LOCATED, "located"),
             followup(PERSON, at(LOCATED, hours=30), "released"),
         ]
+        # when ten days pass
         alerts, *_ = run(events, until=at(T0, days=10))
         # then no lapse after the release, and no test day after it either
         assert _dues(alerts, "followup_overdue") == [at(LOCATED, hours=24)]
@@ -233,16 +260,21 @@ class TestFollowupOverdue:
             followup(PERSON, LOCATED, "located"),
             followup(PERSON, at(LOCATED, hours=48), "released"),
         ]
+        # when ten days pass
         alerts, *_ = run(events, until=at(T0, days=10))
+        # then only the +24 h lapse
         assert _dues(alerts, "followup_overdue") == [at(LOCATED, hours=24)]
 
     def test_release_one_second_after_a_lapse_instant_does_not_undo_it(self) -> None:
+        # given located 09:30, released at 09:30:01 two days later
         events = [
             travel(PERSON, T0),
             followup(PERSON, LOCATED, "located"),
             followup(PERSON, at(LOCATED, hours=48, seconds=1), "released"),
         ]
+        # when the clock runs on for days
         alerts, *_ = run(events, until=at(T0, days=10))
+        # then both the +24 h and the +48 h lapses stand
         assert _dues(alerts, "followup_overdue") == [at(LOCATED, hours=24), at(LOCATED, hours=48)]
 
 
@@ -280,16 +312,20 @@ class TestRegimenTestMissed:
 
     @pytest.mark.parametrize("risk", sorted(REGIMENS))
     def test_a_sampling_on_every_test_day_satisfies_the_regimen(self, risk: str) -> None:
+        # given a push at 09:00 on day 1 and a swab at 10:00 on each test day
         days, test_days = REGIMENS[risk]
         events = [travel(PERSON, T0, risk=risk)] + [
             sampling(PERSON, f"tube-{n}", at(_day(n), hours=10)) for n in test_days
         ]
+        # when the clock passes the regimen's end
         alerts, *_ = run(events, until=at(DAY1, days=days + 3))
+        # then no test_missed
         assert alerts_of(alerts, "test_missed") == []
 
     def test_day_1_is_the_local_date_of_arrival_not_of_the_push(self) -> None:
         # given arrival 09-05 20:00, push 09-06 09:00 (inside_province: tests days 1 and 3)
         events = [travel(PERSON, T0, risk="inside_province", arrived=at(DAY1, hours=-4))]
+        # when five days pass
         alerts, *_ = run(events, until=at(DAY1, days=5))
         # then day 1 (09-05) ended before the push: only day 3 = 09-07 is required
         assert _dues(alerts, "test_missed") == [DAY3]
@@ -297,6 +333,7 @@ class TestRegimenTestMissed:
     def test_arrival_at_one_minute_past_utc_midnight_is_a_local_day(self) -> None:
         # given arrival at 07:59 local on 09-06 (23:59 UTC on 09-05)
         events = [travel(PERSON, at(DAY1, hours=7, minutes=59), risk="inside_province")]
+        # when five days pass
         alerts, *_ = run(events, until=at(DAY1, days=5))
         # then day 1 is 09-06 local: due 09-07 00:00 and day 3 due 09-09 00:00
         assert _dues(alerts, "test_missed") == [DAY2, at(DAY1, days=3)]
@@ -307,7 +344,9 @@ class TestRegimenTestMissed:
             travel(PERSON, T0, risk="inside_province"),
             sampling(PERSON, "tube-late", at(DAY2, seconds=-1)),
         ]
+        # when the clock reaches 09-08 00:00
         alerts, *_ = run(events, until=at(DAY1, days=2))
+        # then day 1 was satisfied
         assert alerts_of(alerts, "test_missed") == []
 
     def test_sampling_at_midnight_belongs_to_the_next_day(self) -> None:
@@ -316,6 +355,7 @@ class TestRegimenTestMissed:
             travel(PERSON, T0, risk="inside_province"),
             sampling(PERSON, "tube-mid", DAY2),
         ]
+        # when the clock reaches 09-08 00:00
         alerts, *_ = run(events, until=at(DAY1, days=2))
         # then day 1 had no sampling
         assert _dues(alerts, "test_missed") == [DAY2]
@@ -327,22 +367,30 @@ class TestRegimenTestMissed:
             sampling(PERSON, "tube-d1", at(T0, hours=1)),
             sampling(PERSON, "tube-d3", DAY3),
         ]
+        # when five days pass
         alerts, *_ = run(events, until=at(DAY1, days=5))
+        # then days 1 and 3 were satisfied
         assert alerts_of(alerts, "test_missed") == []
 
     def test_deadline_not_reached_one_second_before_midnight(self) -> None:
+        # given inside_province from 09-06 09:00, no swab
         events = [travel(PERSON, T0, risk="inside_province")]
+        # when the clock stops at 23:59:59, then at 00:00:00
         before, *_ = run(events, until=at(DAY2, seconds=-1))
         on_time, *_ = run(events, until=DAY2)
+        # then day 1's test_missed exists only at 00:00
         assert alerts_of(before, "test_missed") == []
         assert _dues(on_time, "test_missed") == [DAY2]
 
     def test_a_pooled_sampling_counts_as_a_test(self) -> None:
+        # given inside_province from 09-06 09:00, a swab at 12:00 into a 10-in-1 tube
         events = [
             travel(PERSON, T0, risk="inside_province"),
             sampling(PERSON, "tube-pool", at(T0, hours=3), pool_size=10),
         ]
+        # when the clock reaches 09-08 00:00
         alerts, *_ = run(events, until=DAY3)
+        # then day 1 is satisfied
         assert alerts_of(alerts, "test_missed") == []
 
     def test_a_sampling_arriving_before_the_push_counts_for_its_day(self) -> None:
@@ -351,7 +399,9 @@ class TestRegimenTestMissed:
             sampling(PERSON, "tube-early", at(T0, hours=-1)),
             travel(PERSON, T0, risk="inside_province"),
         ]
+        # when the clock reaches 09-08 00:00
         alerts, *_ = run(events, until=DAY3)
+        # then day 1 was satisfied
         assert alerts_of(alerts, "test_missed") == []
 
     def test_days_that_ended_before_the_push_are_not_required(self) -> None:
@@ -359,6 +409,7 @@ class TestRegimenTestMissed:
         # pushed at 09-06 00:00:00, the instant day 2 ended
         arrived = at(DAY1, days=-2, hours=10)
         events = [travel(PERSON, DAY1, risk="high", arrived=arrived)]
+        # when the clock passes the regimen's end
         alerts, *_ = run(events, until=at(DAY1, days=8))
         # then days 1 and 2 are not required; days 3, 5, 7 are
         missed = alerts_of(alerts, "test_missed")
@@ -369,8 +420,10 @@ class TestRegimenTestMissed:
         # given the same arrival, pushed at 09-05 23:59:59 (one second before day 2 ends)
         arrived = at(DAY1, days=-2, hours=10)
         events = [travel(PERSON, at(DAY1, seconds=-1), risk="high", arrived=arrived)]
+        # when the clock passes the regimen's end
         alerts, *_ = run(events, until=at(DAY1, days=8))
         missed = alerts_of(alerts, "test_missed")
+        # then day 2 (ending one second after the push) is required
         assert [a["details"]["regimen_day"] for a in missed] == [2, 3, 5, 7]
         assert missed[0]["due_at"] == DAY1
 
@@ -381,14 +434,18 @@ class TestRegimenTestMissed:
             sampling(PERSON, "tube-1", at(T0, hours=1)),
             followup(PERSON, at(DAY2, hours=12), "released"),
         ]
+        # when ten days pass
         alerts, *_ = run(events, until=at(DAY1, days=10))
         # then days 2..7 are no longer required
         assert alerts_of(alerts, "test_missed") == []
 
     def test_a_sampling_for_someone_else_does_not_count(self) -> None:
+        # given a push for traveller-01 at 09:00 and a 10:00 swab of traveller-02
         events = [
             travel(PERSON, T0, risk="inside_province"),
             sampling("traveller-02", "tube-x", at(T0, hours=1)),
         ]
+        # when the clock reaches 09-07 00:00
         alerts, *_ = run(events, until=DAY2)
+        # then traveller-01 missed day 1
         assert [a["subject"] for a in alerts_of(alerts, "test_missed")] == [PERSON]

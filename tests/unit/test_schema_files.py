@@ -31,7 +31,8 @@ ASYNCAPI = SCHEMA_DIR / "asyncapi.yaml"
 PERSON = "pz:c4ca4238a0b923820dcc509a6f75849b"
 
 OUTPUT_TOPICS = ("alerts", "person-status", "daily-report", "deadletter")
-ALL_TOPICS = {f"closedloop.{name}.v1" for name in (*MODELS, *OUTPUT_TOPICS, "person-tests")}
+INTERNAL_TOPICS = ("person-tests", "report-parts", "tube-ticks")
+ALL_TOPICS = {f"closedloop.{name}.v1" for name in (*MODELS, *OUTPUT_TOPICS, *INTERNAL_TOPICS)}
 
 
 def load_schemas() -> dict[str, dict[str, Any]]:
@@ -338,7 +339,8 @@ def test_asyncapi_operations_cover_inputs_and_outputs(asyncapi: dict[str, Any]) 
     assert set(actions) == ALL_TOPICS
     assert actions["closedloop.sampling.v1"] == {"receive"}
     assert actions["closedloop.alerts.v1"] == {"send"}
-    assert actions["closedloop.person-tests.v1"] == {"send", "receive"}
+    for internal in INTERNAL_TOPICS:
+        assert actions[f"closedloop.{internal}.v1"] == {"send", "receive"}
 
 
 def resolve_pointer(document: Any, ref: str) -> Any:

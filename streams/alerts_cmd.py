@@ -1,0 +1,8 @@
+"""Watch the alert topic: ``closedloop alerts tail [--from-beginning] [--kind K] …``."""
+
+from __future__ import annotations
+
+from closedloop.streams.kafka_cli import add_alerts_parser as add_parser
+from closedloop.streams.kafka_cli import run_alerts as run
+
+__all__ = ["add_parser", "run"]

@@ -1,0 +1,263 @@
+"""A keyed stage on a Kafka worker: per-partition clocks, deadline indexes and alignment.
+
+The worker's agents are thin: for every message they call one method here and send what it
+returns. This module is plain Python (no Faust), so the worker's semantics are unit-tested
+without a broker, and it calls the very ``Stage.apply``/``Stage.fire`` of the embedded driver.
+
+Per partition it keeps the watermark of the stage's own inputs and the latest *clock mark* of
+each upstream partition. The stage's clock is the smallest of them: a person partition does
+not fire a test deadline before every tube partition has forwarded the samplings up to it,
+and the report stage does not pass a cut-off before every upstream deadline has contributed.
+When its clock moves on (a tick, or a ``mark_every`` step of event time) a stage marks its
+clock to every partition downstream. A tick moves the stage's own clock (``--until`` in event
+mode, the wall clock in wall mode).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from closedloop.agents.calendar import Calendar
+from closedloop.agents.requirements import Context, State, next_due
+from closedloop.schemas.decode import Rejection
+from closedloop.schemas.outputs import Alert, DailyReport
+from closedloop.schemas.policy import Policy
+from closedloop.streams.clock import MIN_EPOCH, Watermark
+from closedloop.streams.deadlines import DeadlineIndex
+from closedloop.streams.topology import Stage
+
+__all__ = ["Effects", "StageRunner"]
+
+
+@dataclass(slots=True)
+class Effects:
+    """What one message produced, for the agent to send."""
+
+    alerts: list[Alert] = field(default_factory=list)
+    forwards: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    contributions: list[dict[str, Any]] = field(default_factory=list)
+    reports: list[DailyReport] = field(default_factory=list)
+    rejection: Rejection | None = None
+    duplicate: bool = False
+    touched: set[str] = field(default_factory=set)
+    mark: int | None = None  # the stage clock to announce downstream, if it moved a step
+
+
+class _Partition:
+    __slots__ = ("clock", "index", "marked", "marks", "number", "pending", "processed", "tick",
+                 "topics")
+
+    def __init__(self, lateness: int) -> None:
+        self.number = -1
+        self.clock = Watermark(lateness)
+        self.index = DeadlineIndex()
+        self.marks: dict[str, int] = {}
+        self.marked = MIN_EPOCH  # the last clock announced downstream
+        self.tick = MIN_EPOCH  # the last tick applied
+        self.topics: dict[str, int] = {}  # input topic -> largest event time seen on it
+        self.processed: dict[str, int] = {}  # input topic -> last offset applied
+        self.pending: list[tuple[int, dict[str, int]]] = []  # ticks waiting for offsets
+
+
+class StageRunner:
+    """One stage's partitions on this worker, over its keyed table."""
+
+    def __init__(
+        self,
+        stage: Stage,
+        policy: Policy,
+        table: MutableMapping[str, State],
+        *,
+        upstream: int,
+        own_clock: bool = True,
+        mark_every: int = 60,
+        catch_up_before: int | None = None,
+        inputs: tuple[str, ...] = (),
+        unread: Callable[[str, int], bool] | None = None,
+    ) -> None:
+        self.stage = stage
+        self.policy = policy
+        self.cal = Calendar(policy.zone, policy.daily_cutoff)
+        self.table = table
+        self.upstream = upstream  # how many upstream partitions mark this stage
+        self.own_clock = own_clock  # False: inputs carry no clock (report contributions)
+        self.mark_every = mark_every
+        self.partitions: dict[int, _Partition] = {}
+        self.catch_up_before = catch_up_before
+        self.inputs = inputs  # input topics that drive the own clock
+        self.unread = unread  # (topic, partition) -> has records not yet read
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def assign(self, partition: int, keys: list[str]) -> None:
+        """(Re)build a partition's index from the table after assignment or recovery."""
+        part = self._part(partition)
+        part.index.rebuild((key, self.table[key]) for key in keys if key in self.table)
+
+    def revoke(self, partition: int) -> None:
+        self.partitions.pop(partition, None)
+
+    def open_deadlines(self) -> int:
+        return sum(len(p.index) for p in self.partitions.values())
+
+    # -- messages -----------------------------------------------------------------------------
+
+    def on_input(
+        self,
+        partition: int,
+        key: str,
+        item: Any,
+        event_time: int,
+        dedup_id: str | None,
+        *,
+        topic: str | None = None,
+        offset: int | None = None,
+    ) -> Effects:
+        """An input for ``key``: de-duplicate, apply, then fire what the clock reached.
+
+        ``topic``/``offset`` name an input topic of the stage's own clock (not internal
+        forwards or contributions): its event time moves that topic's watermark.
+        """
+        part = self._part(partition)
+        effects = Effects()
+        if topic is not None and offset is not None:
+            part.processed[topic] = offset
+            if event_time > part.topics.get(topic, MIN_EPOCH):
+                part.topics[topic] = event_time
+            self._observe(part)
+        st = self.table.get(key)
+        if dedup_id is not None and st is not None and dedup_id in st.get("ids", {}):
+            effects.duplicate = True
+            self._fire(part, self._context(part), effects)
+            return effects
+        ctx = self._context(part)
+        rejection, due = self.stage.apply(ctx, self.table, key, item, fire=False)
+        effects.rejection = rejection
+        if dedup_id is not None and rejection is None:
+            self._remember(key, dedup_id, event_time, ctx.clock)
+        part.index.schedule(key, due)
+        effects.touched.add(key)
+        self._fire(part, ctx, effects)
+        return effects
+
+    def on_skipped(self, partition: int, topic: str, offset: int) -> Effects:
+        """An input message that was rejected still counts as read for pending ticks."""
+        part = self._part(partition)
+        part.processed[topic] = offset
+        effects = Effects()
+        self._fire(part, self._context(part), effects, force_mark=self._apply_ticks(part))
+        return effects
+
+    def on_tick(
+        self, partition: int, instant: int, after: dict[str, int] | None = None
+    ) -> Effects:
+        """A tick moves this partition's own clock (and always announces it downstream).
+
+        ``after`` (from ``produce --until``) holds the end offset of each input topic's
+        partition when the tick was sent: the tick waits until those are applied, so that a
+        topic consumed more slowly than another cannot be overtaken by it.
+        """
+        part = self._part(partition)
+        part.pending.append((instant, after or {}))
+        effects = Effects()
+        self._fire(part, self._context(part), effects, force_mark=self._apply_ticks(part))
+        return effects
+
+    def on_mark(self, partition: int, source: str, clock: int) -> Effects:
+        """An upstream partition's clock reached ``clock``."""
+        part = self._part(partition)
+        if clock > part.marks.get(source, MIN_EPOCH):
+            part.marks[source] = clock
+        effects = Effects()
+        self._fire(part, self._context(part), effects)
+        return effects
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _apply_ticks(self, part: _Partition) -> bool:
+        """Apply the pending ticks whose offsets have all been processed."""
+        applied = False
+        while part.pending:
+            instant, after = part.pending[0]
+            if any(part.processed.get(topic, -1) < end - 1 for topic, end in after.items()):
+                break
+            part.pending.pop(0)
+            part.tick = max(part.tick, instant)
+            part.clock.advance_to(instant)
+            applied = True
+        return applied
+
+    def _observe(self, part: _Partition) -> None:
+        """Own watermark: the slowest input topic's latest event time, less the lateness.
+
+        Kafka interleaves a stage's input topics arbitrarily; taking the slowest topic keeps
+        one topic read ahead from pushing deadlines past facts still waiting in another.
+        Until every non-empty input topic has delivered something, the clock holds.
+        """
+        if self.inputs and self.unread is not None:
+            for topic in self.inputs:
+                if topic not in part.topics and self.unread(topic, part.number):
+                    return
+        part.clock.observe(min(part.topics.values()))
+        self._apply_ticks(part)
+
+    def _part(self, partition: int) -> _Partition:
+        part = self.partitions.get(partition)
+        if part is None:
+            part = self.partitions[partition] = _Partition(self.policy.allowed_lateness)
+            part.number = partition
+        return part
+
+    def effective_clock(self, partition: int) -> int:
+        return self._effective(self._part(partition))
+
+    def _effective(self, part: _Partition) -> int:
+        """min(own watermark, every upstream mark); unknown until each has spoken."""
+        if self.upstream and len(part.marks) < self.upstream:
+            return MIN_EPOCH
+        upstream = min(part.marks.values()) if self.upstream else None
+        if not self.own_clock:
+            return MIN_EPOCH if upstream is None else upstream
+        own = part.clock.value
+        return own if upstream is None else min(own, upstream)
+
+    def _context(self, part: _Partition) -> Context:
+        return Context(self.policy, self.cal, self._effective(part),
+                       catch_up_before=self.catch_up_before)
+
+    def _fire(
+        self, part: _Partition, ctx: Context, effects: Effects, force_mark: bool = False
+    ) -> None:
+        clock = ctx.clock
+        if part.index.has_due(clock):
+            for key in list(part.index.pop_due(clock)):
+                part.index.schedule(key, self.stage.fire(ctx, self.table, key))
+                effects.touched.add(key)
+        effects.alerts.extend(ctx.alerts)
+        effects.forwards.extend(ctx.forwards)
+        effects.contributions.extend(ctx.contributions)
+        effects.reports.extend(ctx.reports)
+        if clock == MIN_EPOCH or (clock <= part.marked and not force_mark):
+            return
+        caught_up_with_tick = part.tick > part.marked and clock >= part.tick
+        if force_mark or caught_up_with_tick or clock >= part.marked + self.mark_every:
+            part.marked = max(part.marked, clock)
+            effects.mark = clock
+
+    def _remember(self, key: str, dedup_id: str, event_time: int, clock: int) -> None:
+        st = self.table.get(key)
+        if st is None:
+            return
+        ids: dict[str, int] = st.setdefault("ids", {})
+        ids[dedup_id] = event_time
+        if len(ids) > 64:
+            horizon = clock - self.policy.dedup_retention
+            for old in [i for i, t in ids.items() if t < horizon]:
+                del ids[old]
+        self.table[key] = st
+
+    def due_of(self, key: str) -> int | None:
+        st = self.table.get(key)
+        return None if st is None else next_due(st)

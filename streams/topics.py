@@ -1,0 +1,100 @@
+"""Topic names and configurations, and their creation with kafka-python's admin client.
+
+Names are ``{prefix}.{name}.v1`` (CONTRACT.md §3). Partitions, cleanup policy and retention
+come from the same specification as the AsyncAPI document (``schemas/generate.py``), so the
+topics a worker creates are the topics the document describes.
+"""
+
+from __future__ import annotations
+
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Any, Final
+
+__all__ = [
+    "INPUT_STAGE",
+    "TopicSpec",
+    "ensure_topics",
+    "topic_name",
+    "topic_specs",
+]
+
+DAY_MS: Final = 86_400_000
+
+INPUT_STAGE: Final = {
+    "sampling": "tube",
+    "lab": "tube",
+    "travel": "person",
+    "followup": "person",
+    "cohort": "person",
+    "action": "person",
+}
+"""Which keyed stage reads each input topic."""
+
+
+def topic_name(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}.v1"
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str  # short name, e.g. "sampling"
+    address: str  # full topic name
+    partitions: int
+    replication: int
+    config: dict[str, str]
+
+
+def topic_specs(prefix: str, partitions: int, replication: int) -> list[TopicSpec]:
+    """Every topic of the contract plus the engine's internal ones, with their configs."""
+    from closedloop.schemas.generate import channel_specs
+
+    specs = []
+    for spec in channel_specs():
+        config = {"cleanup.policy": "compact" if spec["compact"] else "delete"}
+        if spec["retention_days"] is not None:
+            config["retention.ms"] = str(spec["retention_days"] * DAY_MS)
+        else:
+            config["delete.retention.ms"] = str(DAY_MS)
+        specs.append(
+            TopicSpec(
+                name=spec["name"],
+                address=topic_name(prefix, spec["name"]),
+                partitions=partitions,
+                replication=replication,
+                config=config,
+            )
+        )
+    return specs
+
+
+def ensure_topics(admin: Any, specs: list[TopicSpec]) -> list[str]:
+    """Create missing topics; refuse existing ones whose partition count differs.
+
+    Co-partitioning is what joins a stage's inputs with its table, so a mismatch is an error
+    to fix (``kafka-topics --alter`` or a new prefix), never something to run with.
+    """
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    existing = set(admin.list_topics())
+    missing = [spec for spec in specs if spec.address not in existing]
+    if missing:
+        with suppress(TopicAlreadyExistsError):  # another worker created them meanwhile
+            admin.create_topics(
+                [
+                    NewTopic(spec.address, spec.partitions, spec.replication,
+                             topic_configs=spec.config)
+                    for spec in missing
+                ]
+            )
+    described = admin.describe_topics([spec.address for spec in specs])
+    counts = {d.get("topic", d.get("name")): len(d["partitions"]) for d in described}
+    wrong = [
+        f"{spec.address} has {counts.get(spec.address)} partitions, expected {spec.partitions}"
+        for spec in specs
+        if counts.get(spec.address) != spec.partitions
+    ]
+    if wrong:
+        raise RuntimeError("topics are not co-partitioned: " + "; ".join(wrong))
+    return [spec.address for spec in missing]

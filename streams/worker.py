@@ -1,0 +1,383 @@
+"""Run the stream processor on Kafka: ``closedloop worker``.
+
+Three thin Faust agents, one per keyed stage, each calling a :class:`StageRunner` (plain
+Python, unit-tested without a broker) and sending what it returns:
+
+- tube agent: ``sampling``, ``lab`` and ``tube-ticks`` (co-partitioned, key tube_id);
+- person agent: ``travel``, ``followup``, ``cohort``, ``action`` and ``person-tests`` (the
+  tube join's forwards, its clock marks and the person ticks; key person_id);
+- report agent: ``report-parts`` (contributions and clock marks; key district).
+
+``--clock wall``: a leader-only timer ticks every partition of both stages every second, so
+deadlines fire within about a second while inputs are idle; a worker that starts after
+downtime fires each lapse it missed once, marked ``details.catch_up = true``.
+``--clock event``: only event time and the ticks of ``closedloop produce --until`` move it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+import msgspec
+import orjson
+
+from closedloop.agents import person as person_rules
+from closedloop.schemas.decode import Rejection, dead_letter, decode_event
+from closedloop.schemas.policy import Policy, PolicyError, load_policy
+from closedloop.streams.clock import wall_now
+from closedloop.streams.runner import Effects, StageRunner
+from closedloop.streams.settings import KafkaSettings
+from closedloop.streams.topics import INPUT_STAGE, ensure_topics, topic_specs
+from closedloop.streams.topology import PERSON, REPORT, TUBE
+
+__all__ = ["add_parser", "build_app", "run"]
+
+log = logging.getLogger("closedloop.worker")
+_encode = msgspec.json.Encoder().encode
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives ``key`` (murmur2, as producers use)."""
+    from kafka.partitioner.default import murmur2
+
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: str,
+              data_dir: str, web_port: int) -> Any:
+    """The Faust app with its topics, tables, agents and timers; nothing starts here."""
+    import faust
+    from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
+
+    n = settings.partitions
+    app = faust.App(
+        app_id,
+        broker=[f"kafka://{server}" for server in settings.bootstrap.split(",")],
+        broker_credentials=_credentials(settings),
+        store="memory://",
+        datadir=data_dir,
+        topic_partitions=n,
+        topic_replication_factor=settings.replication,
+        table_standby_replicas=0 if settings.replication == 1 else 1,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        web_port=web_port,
+        web_bind="127.0.0.1" if os.environ.get("CLOSEDLOOP_WEB_BIND") is None
+        else os.environ["CLOSEDLOOP_WEB_BIND"],
+        # Tables (keyed state) are changelogged as JSON; every topic below is raw bytes.
+        value_serializer="json",
+        key_serializer="raw",
+        producer_linger_ms=5,
+        stream_wait_empty=False,
+    )
+    address = {spec.name: spec.address for spec in topic_specs(settings.prefix, n, 1)}
+
+    def topic(*names: str) -> Any:
+        return app.topic(*(address[name] for name in names), key_type=bytes,
+                         value_type=bytes, partitions=n, key_serializer="raw",
+                         value_serializer="raw")
+
+    tube_in = topic("sampling", "lab", "tube-ticks")
+    person_in = topic("travel", "followup", "cohort", "action", "person-tests")
+    report_in = topic("report-parts")
+    out = {name: topic(name) for name in
+           ("alerts", "person-status", "daily-report", "deadletter", "person-tests",
+            "report-parts", "tube-ticks")}
+    short = {v: k for k, v in address.items()}
+
+    tube_table = app.Table("tube-state", default=None, partitions=n)
+    person_table = app.Table("person-state", default=None, partitions=n)
+    report_table = app.Table("report-state", default=None, partitions=n)
+    tables = {"tube": tube_table, "person": person_table, "report": report_table}
+    # Wall mode: a lapse due before this worker started was missed during downtime.
+    catch_up_before = wall_now() - policy.allowed_lateness if clock == "wall" else None
+    from faust.types import TP
+
+    def unread(topic: str, partition: int) -> bool:
+        """Has this input partition records not yet read? (Faust's consumer bookkeeping.)"""
+        consumer = app.consumer
+        tp = TP(address[topic], partition)
+        highwater = consumer.highwater(tp)
+        if highwater is None:
+            return True  # not fetched yet: assume there is something to read
+        read = consumer._read_offset.get(tp)  # no public accessor
+        return bool(highwater > (0 if read is None else read + 1))
+
+    runners = {
+        "tube": StageRunner(TUBE, policy, _StrKeys(tube_table), upstream=0,
+                            catch_up_before=catch_up_before, inputs=("sampling", "lab"),
+                            unread=unread),
+        "person": StageRunner(PERSON, policy, _StrKeys(person_table), upstream=n,
+                              catch_up_before=catch_up_before,
+                              inputs=("travel", "followup", "cohort", "action"),
+                              unread=unread),
+        "report": StageRunner(REPORT, policy, _StrKeys(report_table), upstream=2 * n,
+                              own_clock=False),
+    }
+    consumed = Counter("closedloop_events_consumed_total", "input events consumed", ["topic"])
+    rejected = Counter("closedloop_events_rejected_total", "inputs rejected", ["topic", "reason"])
+    duplicates = Counter("closedloop_duplicate_events_total", "duplicate event_ids ignored",
+                         ["topic"])
+    raised = Counter("closedloop_alerts_raised_total", "alerts raised", ["kind"])
+    index_size = Gauge("closedloop_deadline_index_size", "open deadlines indexed", ["stage"])
+    state = {"ready": False, "stale": set(runners)}
+
+    @app.on_partitions_revoked.connect
+    async def _revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:
+        state["ready"] = False
+        state["stale"] = set(runners)
+
+    @app.on_partitions_assigned.connect
+    async def _assigned(app_: Any, assigned: Any, **kwargs: Any) -> None:
+        state["stale"] = set(runners)
+
+    def _ensure_index(stage: str, partition: int) -> StageRunner:
+        runner = runners[stage]
+        if stage in state["stale"]:
+            # First message after a rebalance: tables are recovered by now; rebuild every
+            # partition's deadline index from the table in one scan.
+            runner.partitions.clear()
+            by_partition: dict[int, list[str]] = {}
+            for key in list(tables[stage].keys()):
+                text = key.decode() if isinstance(key, bytes) else key
+                by_partition.setdefault(partition_of(text, n), []).append(text)
+            for part, keys in by_partition.items():
+                runner.assign(part, keys)
+            state["stale"].discard(stage)
+            state["ready"] = not state["stale"]
+        return runner
+
+    async def send_effects(stage: str, partition: int, fx: Effects) -> None:
+        for alert in fx.alerts:
+            raised.labels(alert.kind).inc()
+            await out["alerts"].send(key=alert.subject.encode(), value=_encode(alert))
+        for person_id, message in fx.forwards:
+            await out["person-tests"].send(key=person_id.encode(), value=orjson.dumps(message))
+        for item in fx.contributions:
+            await out["report-parts"].send(
+                key=item["district"].encode(), value=orjson.dumps({"type": "part", **item}))
+        for report in fx.reports:
+            await out["daily-report"].send(key=report.district.encode(), value=_encode(report))
+        if stage == "person" and fx.touched:
+            runner = runners["person"]
+            ctx = runner._context(runner._part(partition))
+            for person_id in sorted(fx.touched):
+                st = runner.table.get(person_id)
+                value = None if st is None else _encode(
+                    person_rules.person_status(ctx, person_id, st))
+                await out["person-status"].send(key=person_id.encode(), value=value)
+        if fx.mark is not None:
+            mark = orjson.dumps({"type": "mark", "source": f"{stage}/{partition}",
+                                 "at": fx.mark})
+            targets = {"tube": ("person-tests", "report-parts"), "person": ("report-parts",)}
+            for name in targets.get(stage, ()):
+                for target in range(n):
+                    await out[name].send(value=mark, partition=target)
+        index_size.labels(stage).set(runners[stage].open_deadlines())
+
+    async def reject(rejection: Rejection, value: bytes, message: Any) -> None:
+        rejected.labels(short.get(message.topic, message.topic), rejection.reason).inc()
+        letter = dead_letter(rejection, value, topic=message.topic,
+                             partition=message.partition, offset=message.offset)
+        await out["deadletter"].send(value=_encode(letter))
+
+    async def handle_input(stage: str, event: Any) -> None:
+        message = event.message
+        name = short.get(message.topic, message.topic)
+        runner = _ensure_index(stage, message.partition)
+        value: bytes = event.value if event.value is not None else b""
+        if name in INPUT_STAGE:
+            consumed.labels(name).inc()
+            decoded = decode_event(name, value, policy.cohorts)
+            key = message.key.decode("utf-8", "replace") if message.key else ""
+            if not isinstance(decoded, Rejection) and key != getattr(decoded, _KEY_FIELD[name]):
+                decoded = Rejection("bad_envelope",
+                                    f"the message key is not the event's {_KEY_FIELD[name]}")
+            if isinstance(decoded, Rejection):
+                await reject(decoded, value, message)
+                fx = runner.on_skipped(message.partition, name, message.offset)
+                await send_effects(stage, message.partition, fx)
+                return
+            at = int(decoded.occurred_at.timestamp())
+            fx = runner.on_input(message.partition, key, decoded, at,
+                                 f"{name}:{decoded.event_id}", topic=name,
+                                 offset=message.offset)
+            if fx.duplicate:
+                duplicates.labels(name).inc()
+            if fx.rejection is not None:
+                await reject(fx.rejection, value, message)
+        else:
+            fx = _internal(runner, message, value)
+        await send_effects(stage, message.partition, fx)
+
+    @app.agent(tube_in, name="tube-join")
+    async def tube_agent(stream: Any) -> None:
+        async for event in stream.events():
+            await _guarded(handle_input, "tube", event)
+
+    @app.agent(person_in, name="person-loop")
+    async def person_agent(stream: Any) -> None:
+        async for event in stream.events():
+            await _guarded(handle_input, "person", event)
+
+    @app.agent(report_in, name="daily-closure")
+    async def report_agent(stream: Any) -> None:
+        async for event in stream.events():
+            await _guarded(handle_input, "report", event)
+
+    if clock == "wall":
+        @app.timer(interval=1.0, on_leader=True)
+        async def wall_ticks() -> None:
+            tick = orjson.dumps({"type": "tick", "at": wall_now()})
+            for name in ("tube-ticks", "person-tests"):
+                for target in range(n):
+                    await out[name].send(value=tick, partition=target)
+
+    @app.page("/health")
+    async def health(web: Any, request: Any) -> Any:
+        return web.json({"status": "alive"})
+
+    @app.page("/ready")
+    async def ready(web: Any, request: Any) -> Any:
+        ok = bool(state["ready"]) and app.rebalancing is False
+        return web.json({"ready": ok}, status=200 if ok else 503)
+
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Any) -> Any:
+        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+
+    app.closedloop_runners = runners  # for tests and introspection
+    return app
+
+
+_KEY_FIELD = {"sampling": "tube_id", "lab": "tube_id", "travel": "person_id",
+              "followup": "person_id", "cohort": "person_id", "action": "subject"}
+
+
+def _internal(runner: StageRunner, message: Any, value: bytes) -> Effects:
+    """A record of an internal topic: tick, clock mark, forward or contribution."""
+    item = orjson.loads(value)
+    kind = item.get("type")
+    partition = message.partition
+    if kind == "tick":
+        after = {topic: int(ends[str(partition)]) for topic, ends in item.get("after", {}).items()
+                 if str(partition) in ends}
+        return runner.on_tick(partition, int(item["at"]), after)
+    if kind == "mark":
+        return runner.on_mark(partition, str(item["source"]), int(item["at"]))
+    key = message.key.decode() if message.key else ""
+    if kind == "part":
+        return runner.on_input(partition, key, item, int(item["at"]), None)
+    at = int(item.get("at", item.get("reported", 0)))
+    return runner.on_input(partition, key, item, at, None)
+
+
+async def _guarded(handler: Any, stage: str, event: Any) -> None:
+    """One bad message must never stop an agent: log it (no payload) and go on."""
+    try:
+        await handler(stage, event)
+    except Exception:
+        message = event.message
+        log.exception("closedloop %s stage failed on %s[%s]@%s; skipped", stage,
+                      message.topic, message.partition, message.offset)
+
+
+class _StrKeys:
+    """A Faust table seen through str keys (the table's keys are raw bytes)."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self._table.get(key.encode())
+        return default if value is None else value
+
+    def __getitem__(self, key: str) -> Any:
+        value = self._table.get(key.encode())
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._table[key.encode()] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._table[key.encode()]
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self._table.get(key.encode()) is not None
+
+    def keys(self) -> Any:
+        return self._table.keys()
+
+
+def _credentials(settings: KafkaSettings) -> Any:
+    if not settings.security_protocol.startswith("SASL"):
+        if settings.security_protocol == "SSL":
+            import ssl
+
+            import faust
+
+            return faust.SSLCredentials(ssl.create_default_context(cafile=settings.ca_file))
+        return None
+    import ssl
+
+    import faust
+
+    context = ssl.create_default_context(cafile=settings.ca_file) \
+        if settings.security_protocol == "SASL_SSL" else None
+    return faust.SASLCredentials(
+        username=settings.username, password=settings.password(),
+        mechanism=settings.sasl_mechanism, ssl_context=context,
+    )
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__
+    parser.add_argument("--clock", choices=("wall", "event"), default="wall",
+                        help="wall: ticks every second (live); event: event time only")
+    parser.add_argument("--policy", metavar="FILE", help="TOML policy (default: the contract's)")
+    parser.add_argument("--app-id", default=os.environ.get("CLOSEDLOOP_APP_ID", "closedloop"),
+                        help="consumer group and table namespace (default closedloop)")
+    parser.add_argument("--data-dir", default=os.environ.get("CLOSEDLOOP_DATA_DIR",
+                                                             ".cache/worker"),
+                        help="this worker's local data directory (one per worker)")
+    parser.add_argument("--web-port", type=int,
+                        default=int(os.environ.get("CLOSEDLOOP_WEB_PORT", "6066")),
+                        help="HTTP port for /health, /ready and /metrics (default 6066)")
+    parser.add_argument("--prefix", help="topic prefix (default $CLOSEDLOOP_TOPIC_PREFIX)")
+    parser.add_argument("--partitions", type=int, help="partitions (default 12)")
+    parser.add_argument("--loglevel", default="warning")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        policy = load_policy(args.policy)
+    except PolicyError as exc:
+        print(f"closedloop worker: {exc}", file=sys.stderr)
+        return 2
+    settings = KafkaSettings.from_env(prefix=args.prefix, partitions=args.partitions)
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(**settings.kafka_python())
+    try:
+        created = ensure_topics(admin, topic_specs(settings.prefix, settings.partitions,
+                                                   settings.replication))
+    finally:
+        admin.close()
+    if created:
+        print(f"closedloop worker: created {len(created)} topics", file=sys.stderr)
+    os.makedirs(args.data_dir, exist_ok=True)
+    app = build_app(settings, policy, clock=args.clock, app_id=args.app_id,
+                    data_dir=args.data_dir, web_port=args.web_port)
+    from faust.worker import Worker
+
+    worker = Worker(app, loglevel=args.loglevel, quiet=True)
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop_and_shutdown())
+    worker.execute_from_commandline()
+    return 0
