@@ -70,12 +70,16 @@ def on_travel(ctx: Context, st: State, person_id: str, event: Travel) -> None:
     old = st.get("push")
     if old is not None and (old["pushed_at"], old["event_id"]) >= (pushed, event.event_id):
         return  # an older push arriving late: the newer one stands (ties: larger event_id)
+    arrived = int(event.arrived_at.timestamp())
     if old is not None:
         for name in [n for n in st.get("req", {}) if n.split(":", 1)[0] in HANDLERS]:
             close_req(st, name)
-        for gauge in GAUGES:
-            close_interval(ctx, st, gauge, pushed)
-    arrived = int(event.arrived_at.timestamp())
+        if old["arrived_at"] != arrived:
+            # A new journey: what the old regimen counted stays counted, up to this push.
+            # (The same arrival pushed again is a correction: _refresh moves the counts.)
+            for gauge in GAUGES:
+                close_interval(ctx, st, gauge, pushed)
+            st.get("iv", {}).pop("located", None)  # a count, not a gauge: nothing to close
     regimen = ctx.policy.regimens[event.risk]
     first_day = ctx.cal.date_of(arrived)
     ends = ctx.cal.day_start(first_day + timedelta(days=regimen.days))
@@ -120,13 +124,10 @@ def _refresh(ctx: Context, st: State) -> None:
     """Bring derived requirements in line with the facts: follow-up chain, release, gauges."""
     push = st["push"]
     located = located_at(st)
-    counted = st.setdefault("located_counted", [])
-    if located is not None and located not in counted:
-        # One count per located instant of the person: a re-push that finds the same
-        # record does not count it twice, whatever the arrival order.
-        counted.append(located)
-        del counted[:-4]
-        ctx.contribute(push["district"], located, "located")
+    # Located for this push, counted once, in the push's district, no earlier than the push:
+    # a correction that re-pushes moves the count rather than adding one, in either order.
+    since = None if located is None else max(located, push["pushed_at"])
+    set_interval(ctx, st, "located", push["district"], since, None)
     if located is not None and "fu" not in push and push["ends_at"] > push["pushed_at"]:
         # Nobody is asked to follow a person up before the push: a record older than the
         # push clears the person from the push on.
@@ -134,7 +135,7 @@ def _refresh(ctx: Context, st: State) -> None:
         push["fu"] = {"anchor": anchor, "floor": anchor}
         open_req(st, "followup", anchor + ctx.policy.followup_every)
     end = control_end(st)
-    set_interval(ctx, st, "under_control", push["district"], located, end)
+    set_interval(ctx, st, "under_control", push["district"], since, end)
     over = st.get("iv", {}).get("followup_overdue_open")
     if over is not None and (over[2] is None or over[2] > end):
         set_interval(ctx, st, "followup_overdue_open", over[0], over[1], end)
