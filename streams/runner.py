@@ -28,7 +28,14 @@ from closedloop.streams.clock import MIN_EPOCH, Watermark
 from closedloop.streams.deadlines import DeadlineIndex
 from closedloop.streams.topology import Stage
 
-__all__ = ["Effects", "StageRunner"]
+__all__ = ["META_PREFIX", "Effects", "StageRunner", "meta_key"]
+
+META_PREFIX = "\x00partition:"
+
+
+def meta_key(partition: int) -> str:
+    """The table key holding a partition's clock state (changelogged with the partition)."""
+    return f"{META_PREFIX}{partition}"
 
 
 @dataclass(slots=True)
@@ -92,12 +99,34 @@ class StageRunner:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def assign(self, partition: int, keys: list[str]) -> None:
-        """(Re)build a partition's index from the table after assignment or recovery."""
+        """(Re)build a partition's index and clock from the table after recovery."""
+        self.partitions.pop(partition, None)
         part = self._part(partition)
         part.index.rebuild((key, self.table[key]) for key in keys if key in self.table)
 
     def revoke(self, partition: int) -> None:
         self.partitions.pop(partition, None)
+
+    def _save(self, part: _Partition) -> None:
+        """Keep the partition's clock state in the table: it moves with the partition."""
+        self.table[meta_key(part.number)] = {
+            "topics": part.topics, "processed": part.processed, "marks": part.marks,
+            "pending": [[at, after] for at, after in part.pending], "tick": part.tick,
+            "marked": part.marked, "max_seen": part.clock.max_seen, "clock": part.clock.value,
+        }
+
+    def _load(self, part: _Partition) -> None:
+        saved = self.table.get(meta_key(part.number))
+        if not saved:
+            return
+        part.topics = dict(saved["topics"])
+        part.processed = dict(saved["processed"])
+        part.marks = dict(saved["marks"])
+        part.pending = [(int(at), dict(after)) for at, after in saved["pending"]]
+        part.tick = saved["tick"]
+        part.marked = saved["marked"]
+        part.clock.max_seen = saved["max_seen"]
+        part.clock.value = saved["clock"]
 
     def open_deadlines(self) -> int:
         return sum(len(p.index) for p in self.partitions.values())
@@ -131,15 +160,17 @@ class StageRunner:
         if dedup_id is not None and st is not None and dedup_id in st.get("ids", {}):
             effects.duplicate = True
             self._fire(part, self._context(part), effects)
-            return effects
-        ctx = self._context(part)
-        rejection, due = self.stage.apply(ctx, self.table, key, item, fire=False)
-        effects.rejection = rejection
-        if dedup_id is not None and rejection is None:
-            self._remember(key, dedup_id, event_time, ctx.clock)
-        part.index.schedule(key, due)
-        effects.touched.add(key)
-        self._fire(part, ctx, effects)
+        else:
+            ctx = self._context(part)
+            rejection, due = self.stage.apply(ctx, self.table, key, item, fire=False)
+            effects.rejection = rejection
+            if dedup_id is not None and rejection is None:
+                self._remember(key, dedup_id, event_time, ctx.clock)
+            part.index.schedule(key, due)
+            effects.touched.add(key)
+            self._fire(part, ctx, effects)
+        if part.pending or effects.mark is not None:
+            self._save(part)
         return effects
 
     def on_skipped(self, partition: int, topic: str, offset: int) -> Effects:
@@ -148,6 +179,8 @@ class StageRunner:
         part.processed[topic] = offset
         effects = Effects()
         self._fire(part, self._context(part), effects, force_mark=self._apply_ticks(part))
+        if part.pending or effects.mark is not None:
+            self._save(part)
         return effects
 
     def on_tick(
@@ -163,6 +196,7 @@ class StageRunner:
         part.pending.append((instant, after or {}))
         effects = Effects()
         self._fire(part, self._context(part), effects, force_mark=self._apply_ticks(part))
+        self._save(part)
         return effects
 
     def on_mark(self, partition: int, source: str, clock: int) -> Effects:
@@ -172,6 +206,7 @@ class StageRunner:
             part.marks[source] = clock
         effects = Effects()
         self._fire(part, self._context(part), effects)
+        self._save(part)
         return effects
 
     # -- internals ----------------------------------------------------------------------------
@@ -196,18 +231,19 @@ class StageRunner:
         one topic read ahead from pushing deadlines past facts still waiting in another.
         Until every non-empty input topic has delivered something, the clock holds.
         """
+        self._apply_ticks(part)
         if self.inputs and self.unread is not None:
             for topic in self.inputs:
                 if topic not in part.topics and self.unread(topic, part.number):
                     return
         part.clock.observe(min(part.topics.values()))
-        self._apply_ticks(part)
 
     def _part(self, partition: int) -> _Partition:
         part = self.partitions.get(partition)
         if part is None:
             part = self.partitions[partition] = _Partition(self.policy.allowed_lateness)
             part.number = partition
+            self._load(part)
         return part
 
     def effective_clock(self, partition: int) -> int:

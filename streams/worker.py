@@ -30,7 +30,7 @@ from closedloop.agents import person as person_rules
 from closedloop.schemas.decode import Rejection, dead_letter, decode_event
 from closedloop.schemas.policy import Policy, PolicyError, load_policy
 from closedloop.streams.clock import wall_now
-from closedloop.streams.runner import Effects, StageRunner
+from closedloop.streams.runner import META_PREFIX, Effects, StageRunner
 from closedloop.streams.settings import KafkaSettings
 from closedloop.streams.topics import INPUT_STAGE, ensure_topics, topic_specs
 from closedloop.streams.topology import PERSON, REPORT, TUBE
@@ -72,8 +72,10 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
         # Tables (keyed state) are changelogged as JSON; every topic below is raw bytes.
         value_serializer="json",
         key_serializer="raw",
-        producer_linger_ms=5,
-        stream_wait_empty=False,
+        producer_linger=0.01,
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
+        broker_commit_interval=2.0,
     )
     address = {spec.name: spec.address for spec in topic_specs(settings.prefix, n, 1)}
 
@@ -90,9 +92,9 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
             "report-parts", "tube-ticks")}
     short = {v: k for k, v in address.items()}
 
-    tube_table = app.Table("tube-state", default=None, partitions=n)
-    person_table = app.Table("person-state", default=None, partitions=n)
-    report_table = app.Table("report-state", default=None, partitions=n)
+    tube_table = app.Table("tube-state", default=None, partitions=n, key_type=bytes)
+    person_table = app.Table("person-state", default=None, partitions=n, key_type=bytes)
+    report_table = app.Table("report-state", default=None, partitions=n, key_type=bytes)
     tables = {"tube": tube_table, "person": person_table, "report": report_table}
     # Wall mode: a lapse due before this worker started was missed during downtime.
     catch_up_before = wall_now() - policy.allowed_lateness if clock == "wall" else None
@@ -125,32 +127,48 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
                          ["topic"])
     raised = Counter("closedloop_alerts_raised_total", "alerts raised", ["kind"])
     index_size = Gauge("closedloop_deadline_index_size", "open deadlines indexed", ["stage"])
-    state = {"ready": False, "stale": set(runners)}
+    state: dict[str, Any] = {"ready": False}
+    stage_topic = {"tube": address["sampling"], "person": address["travel"],
+                   "report": address["report-parts"]}
+
+    def rebuild(stage: str) -> None:
+        """After recovery: the assigned partitions' deadline indexes and clocks, from the table.
+
+        Faust keeps keys of revoked partitions in the local store; they are dropped here
+        (locally, no tombstone) so that only what this worker owns is indexed.
+        """
+        table = tables[stage]
+        runner = runners[stage]
+        active = {tp.partition for tp in app.assignor.assigned_actives()
+                  if tp.topic == stage_topic[stage]}
+        by_partition: dict[int, list[str]] = {p: [] for p in active}
+        for raw_key in list(table.keys()):
+            key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
+            if key.startswith(META_PREFIX):
+                owner = int(key[len(META_PREFIX):])
+            else:
+                owner = partition_of(key, n)
+            if owner in active:
+                if not key.startswith(META_PREFIX):
+                    by_partition[owner].append(key)
+            else:
+                table.data.data.pop(raw_key, None)
+        for gone in set(runner.partitions) - active:
+            runner.revoke(gone)
+        for part, keys in by_partition.items():
+            runner.assign(part, keys)
+
+    for stage_name, table in tables.items():
+        def make(stage: str) -> Any:
+            async def on_recover() -> None:
+                rebuild(stage)
+                state["ready"] = True
+            return on_recover
+        table.on_recover(make(stage_name))
 
     @app.on_partitions_revoked.connect
     async def _revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:
         state["ready"] = False
-        state["stale"] = set(runners)
-
-    @app.on_partitions_assigned.connect
-    async def _assigned(app_: Any, assigned: Any, **kwargs: Any) -> None:
-        state["stale"] = set(runners)
-
-    def _ensure_index(stage: str, partition: int) -> StageRunner:
-        runner = runners[stage]
-        if stage in state["stale"]:
-            # First message after a rebalance: tables are recovered by now; rebuild every
-            # partition's deadline index from the table in one scan.
-            runner.partitions.clear()
-            by_partition: dict[int, list[str]] = {}
-            for key in list(tables[stage].keys()):
-                text = key.decode() if isinstance(key, bytes) else key
-                by_partition.setdefault(partition_of(text, n), []).append(text)
-            for part, keys in by_partition.items():
-                runner.assign(part, keys)
-            state["stale"].discard(stage)
-            state["ready"] = not state["stale"]
-        return runner
 
     async def send_effects(stage: str, partition: int, fx: Effects) -> None:
         for alert in fx.alerts:
@@ -189,7 +207,7 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
     async def handle_input(stage: str, event: Any) -> None:
         message = event.message
         name = short.get(message.topic, message.topic)
-        runner = _ensure_index(stage, message.partition)
+        runner = runners[stage]
         value: bytes = event.value if event.value is not None else b""
         if name in INPUT_STAGE:
             consumed.labels(name).inc()
@@ -244,7 +262,7 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
 
     @app.page("/ready")
     async def ready(web: Any, request: Any) -> Any:
-        ok = bool(state["ready"]) and app.rebalancing is False
+        ok = bool(state["ready"]) and not app.rebalancing
         return web.json({"ready": ok}, status=200 if ok else 503)
 
     @app.page("/metrics")
@@ -377,7 +395,8 @@ def run(args: argparse.Namespace) -> int:
                     data_dir=args.data_dir, web_port=args.web_port)
     from faust.worker import Worker
 
-    worker = Worker(app, loglevel=args.loglevel, quiet=True)
+    worker = Worker(app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False)
+    worker.spinner = None  # Faust's spinner sets the root logger to DEBUG (slow)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop_and_shutdown())
     worker.execute_from_commandline()
     return 0

@@ -32,6 +32,7 @@ __all__ = [
     "Envelope",
     "Outputs",
     "Raw",
+    "RawOutputs",
     "action",
     "alerts_of",
     "assert_well_formed",

@@ -4,6 +4,7 @@ less than 5 min younger) must give the same alerts and reports as in time order.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from helpers import DAY2, T0, at, cohort, followup, keys_of, lab, run, run_bytes, sampling, travel
@@ -150,3 +151,66 @@ class TestArrivalOrderWithinLateness:
         # then each district's report is the same
         assert in_order.reports.count(b"\n") == 2
         assert sorted(reversed_.reports.splitlines()) == sorted(in_order.reports.splitlines())
+
+    def test_two_located_records_arriving_out_of_order_count_one_located_person(
+        self,
+    ) -> None:
+        # given a push at 09:00 and two located records, 09:05:00 and 09:05:01, arriving
+        # in either order
+        push = travel(PERSON, T0)
+        first = followup(PERSON, at(T0, minutes=5), "located")
+        second = followup(PERSON, at(T0, minutes=5, seconds=1), "located")
+        # when replayed past 22:00
+        in_order, reversed_ = _both_orders(first, second, at(T0, hours=14), push)
+        # then the day's report counts one located person, whatever the order
+        assert b'"located":1,' in in_order.reports
+        assert reversed_.reports == in_order.reports
+
+    def test_a_re_push_with_another_arrival_counts_located_the_same_in_either_order(
+        self,
+    ) -> None:
+        # given a push at 09:00:00 (arrived 09:00), the located record at 09:00:00, and a
+        # second push at 09:00:01 giving another arrival (08:00) that the record also
+        # satisfies, the record and the second push arriving in either order
+        push = travel(PERSON, T0)
+        located = followup(PERSON, T0, "located")
+        second = travel(PERSON, at(T0, seconds=1), arrived=at(T0, hours=-1))
+        # when replayed past 22:00
+        in_order, reversed_ = _both_orders(located, second, at(T0, hours=14), push)
+        # then the day's report is the same
+        assert in_order.reports.count(b"\n") == 1
+        assert reversed_.reports == in_order.reports
+
+    def test_a_cohort_lapse_names_the_district_of_its_due_instant_in_either_order(
+        self,
+    ) -> None:
+        # given cold_chain enrolled 09:00 in district-b (test due 09:00 tomorrow); at 09:05
+        # tomorrow the roster moves the person to district-a, and another person's push
+        # comes at the same instant, the two arriving in either order
+        enrolled = cohort(PERSON, T0, "cold_chain", district="district-b")
+        moved = cohort(PERSON, at(T0, hours=24, minutes=5), "cold_chain", district="district-a")
+        other = travel("person-0003", at(T0, hours=24, minutes=5))
+        # when replayed to 10:00 tomorrow
+        in_order, reversed_ = _both_orders(other, moved, at(T0, hours=25), enrolled)
+        # then the lapse due at 09:00 is the same alert in both orders
+        assert in_order.alerts.count(b'"requirement":"cohort:cold_chain"') == 1
+        assert reversed_.alerts == in_order.alerts
+
+    def test_a_re_push_after_a_deadline_does_not_cancel_its_lapse_in_either_order(
+        self,
+    ) -> None:
+        # given a push at 09:00 never located (unlocated due 11:00), a re-push at 11:04
+        # and another person's push at 11:05, the last two arriving in either order
+        push = travel(PERSON, T0)
+        again = travel(PERSON, at(T0, hours=2, minutes=4))
+        other = travel("person-0003", at(T0, hours=2, minutes=5))
+        # when replayed to 14:00
+        in_order, reversed_ = _both_orders(again, other, at(T0, hours=5), push)
+        # then in both orders the 11:00 lapse happened (the re-push came after it), and
+        # the re-push's own deadline at 13:04 too
+        mine = [
+            (a["kind"], a["due_at"]) for a in map(json.loads, in_order.alerts.splitlines())
+            if a["subject"] == PERSON
+        ]
+        assert mine == [("unlocated", at(T0, hours=2)), ("unlocated", at(T0, hours=4, minutes=4))]
+        assert reversed_.alerts == in_order.alerts

@@ -103,3 +103,19 @@ class TestDailyReport:
         a = _by_date(reports, "district-a")
         # then under control on 09-06 only
         assert (a["2022-09-06"]["under_control"], a["2022-09-07"]["under_control"]) == (1, 0)
+
+    def test_an_earlier_days_event_arriving_one_second_late_still_gets_its_report(
+        self,
+    ) -> None:
+        # given a district's first events: a push at 22:00:01 (next day's window), then,
+        # one second "late", a push at 22:00:00 (this day's window)
+        events = [
+            travel("person-xxxx", at(CUTOFF, seconds=1)),
+            travel("person-yyyy", CUTOFF),
+        ]
+        # when the clock passes 22:00 on 09-06 and 09-07
+        _, reports, _, _ = run(events, until=at(CUTOFF, days=1))
+        # then, as in time order, 09-06's report counts its push and 09-07's the other
+        a = _by_date(reports, "district-a")
+        assert sorted(a) == ["2022-09-06", "2022-09-07"]
+        assert (a["2022-09-06"]["pushed"], a["2022-09-07"]["pushed"]) == (1, 1)

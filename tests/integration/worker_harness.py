@@ -1,0 +1,165 @@
+"""Run real ``closedloop worker`` processes against the test broker, and read their topics.
+
+Each test gets its own topic prefix and consumer group, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+PARTITIONS = 4
+CLOSEDLOOP = [sys.executable, "-m", "closedloop.streams.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Deployment:
+    """One prefix and app id on the broker: workers, the producer tool, topic readers."""
+
+    bootstrap: str
+    workdir: Path
+    prefix: str = field(default_factory=lambda: f"it{uuid.uuid4().hex[:10]}")
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "CLOSEDLOOP_KAFKA": self.bootstrap,
+            "CLOSEDLOOP_TOPIC_PREFIX": self.prefix,
+            "CLOSEDLOOP_PARTITIONS": str(PARTITIONS),
+        }
+
+    def start_worker(self, *extra: str, clock: str = "event") -> subprocess.Popen[bytes]:
+        number = len(self.workers)
+        port = free_port()
+        log = (self.workdir / f"worker{number}.log").open("wb")
+        process = subprocess.Popen(
+            [*CLOSEDLOOP, "worker", "--clock", clock, "--app-id", f"{self.prefix}-app",
+             "--data-dir", str(self.workdir / f"data{number}"), "--web-port", str(port),
+             "--loglevel", "info", *extra],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        process.web_port = port  # type: ignore[attr-defined]
+        process.log_path = self.workdir / f"worker{number}.log"  # type: ignore[attr-defined]
+        self.workers.append(process)
+        self.wait_ready(process)
+        return process
+
+    def wait_ready(self, process: subprocess.Popen[bytes], timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        log_path: Path = process.log_path  # type: ignore[attr-defined]
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                tail = log_path.read_text()[-3000:]
+                raise AssertionError(f"worker exited {process.returncode}:\n{tail}")
+            if b"Worker ready" in log_path.read_bytes():
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"worker not ready in {timeout}s:\n{log_path.read_text()[-3000:]}")
+
+    def produce(self, path: Path, until: str | None = None) -> None:
+        args = [*CLOSEDLOOP, "produce", str(path)] + (["--until", until] if until else [])
+        subprocess.run(args, env=self.env, check=True, capture_output=True, timeout=120)
+
+    def kill(self, process: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
+        if process.poll() is None:
+            os.killpg(process.pid, sig)
+            process.wait(timeout=30)
+
+    def stop_all(self) -> None:
+        for process in self.workers:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.workers:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+
+    def read(self, name: str) -> list[tuple[bytes | None, bytes]]:
+        """Every record of ``{prefix}.{name}.v1`` so far, as (key, value)."""
+        from kafka import KafkaConsumer, TopicPartition
+
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        try:
+            topic = f"{self.prefix}.{name}.v1"
+            partitions = [TopicPartition(topic, p)
+                          for p in consumer.partitions_for_topic(topic) or ()]
+            if not partitions:
+                return []
+            consumer.assign(partitions)
+            consumer.seek_to_beginning(*partitions)
+            ends = consumer.end_offsets(partitions)
+            rows: list[tuple[bytes | None, bytes]] = []
+            while any(consumer.position(tp) < ends[tp] for tp in partitions):
+                for records in consumer.poll(timeout_ms=500).values():
+                    rows.extend((r.key, r.value) for r in records)
+            return rows
+        finally:
+            consumer.close()
+
+    def wait_for(self, name: str, count: int, timeout: float = 120, settle: float = 3
+                 ) -> list[dict[str, Any]]:
+        """Records of a topic (distinct by value) once ``count`` are there and it is quiet."""
+        deadline = time.monotonic() + timeout
+        rows: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            rows = [orjson.loads(v) for _, v in self.read(name) if v is not None]
+            if len(distinct(rows)) >= count:
+                time.sleep(settle)
+                return [orjson.loads(v) for _, v in self.read(name) if v is not None]
+            time.sleep(1)
+        return rows
+
+
+def distinct(rows: list[dict[str, Any]]) -> dict[bytes, dict[str, Any]]:
+    return {orjson.dumps(row, option=orjson.OPT_SORT_KEYS): row for row in rows}
+
+
+def replay(
+    path: Path, until: str, workdir: Path
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    alerts, reports = workdir / "replay-alerts.jsonl", workdir / "replay-reports.jsonl"
+    subprocess.run(
+        [*CLOSEDLOOP, "replay", str(path), "--until", until, "--alerts", str(alerts),
+         "--reports", str(reports), "--quiet"],
+        check=True, timeout=120,
+    )
+    return ([orjson.loads(line) for line in alerts.read_bytes().splitlines()],
+            [orjson.loads(line) for line in reports.read_bytes().splitlines()])
+
+
+def simulate(path: Path, people: int, days: int, seed: int) -> None:
+    subprocess.run(
+        [*CLOSEDLOOP, "simulate", "--people", str(people), "--days", str(days), "--seed",
+         str(seed), "-o", str(path)],
+        check=True, capture_output=True, timeout=120,
+    )
+
+
+def split_file(path: Path, parts: int) -> Iterator[Path]:
+    lines = path.read_bytes().splitlines(keepends=True)
+    size = -(-len(lines) // parts)
+    for index in range(parts):
+        part = path.with_name(f"{path.stem}.part{index}.jsonl")
+        part.write_bytes(b"".join(lines[index * size:(index + 1) * size]))
+        yield part
