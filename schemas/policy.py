@@ -128,8 +128,31 @@ def _reject_unknown(data: Mapping[str, Any], known: set[str], prefix: str = "") 
         raise PolicyError(f"{prefix}{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
 
 
-def policy_from_mapping(data: Mapping[str, Any]) -> Policy:
-    """Validate a parsed TOML document; every problem names its key."""
+def _merged(defaults: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` over ``defaults``, table by table: a policy file names only what it changes."""
+    merged = dict(defaults)
+    for key, value in data.items():
+        base = merged.get(key)
+        if isinstance(base, Mapping) and isinstance(value, Mapping):
+            merged[key] = _merged(base, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def policy_from_mapping(data: Mapping[str, Any], *, complete: bool = False) -> Policy:
+    """Validate a parsed TOML document; every problem names its key.
+
+    A policy file states what a city changes; anything it leaves out keeps the default
+    (``complete=True`` takes ``data`` as the whole policy, as the default file itself is).
+    """
+    if not complete:
+        _reject_unknown(
+            data,
+            {"timezone", "allowed_lateness", "daily_cutoff", "dedup_retention",
+             "state_retention", "travel", "lab", "identity", "cohorts"},
+        )
+        data = _merged(tomllib.loads(default_policy_text()), data)
     _reject_unknown(
         data,
         {"timezone", "allowed_lateness", "daily_cutoff", "dedup_retention", "state_retention",
@@ -190,7 +213,7 @@ def default_policy_text() -> str:
 
 
 def default_policy() -> Policy:
-    return policy_from_mapping(tomllib.loads(default_policy_text()))
+    return policy_from_mapping(tomllib.loads(default_policy_text()), complete=True)
 
 
 def load_policy(path: str | Path | None) -> Policy:

@@ -8,7 +8,7 @@ Python, unit-tested without a broker) and sending what it returns:
   tube join's forwards, its clock marks and the person ticks; key person_id);
 - report agent: ``report-parts`` (contributions and clock marks; key district).
 
-``--clock wall``: a leader-only timer ticks every partition of both stages every second, so
+``--clock wall``: a leader-only timer ticks every partition of both stages twice a second, so
 deadlines fire within about a second while inputs are idle; a worker that starts after
 downtime fires each lapse it missed once, marked ``details.catch_up = true``.
 ``--clock event``: only event time and the ticks of ``closedloop produce --until`` move it.
@@ -249,7 +249,7 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
             await _guarded(handle_input, "report", event)
 
     if clock == "wall":
-        @app.timer(interval=1.0, on_leader=True)
+        @app.timer(interval=0.5, on_leader=True)
         async def wall_ticks() -> None:
             tick = orjson.dumps({"type": "tick", "at": wall_now()})
             for name in ("tube-ticks", "person-tests"):
@@ -267,7 +267,7 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
-        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     app.closedloop_runners = runners  # for tests and introspection
     return app

@@ -122,7 +122,6 @@ BAD: list[tuple[str, tuple[str, ...], Any, str]] = [
      "travel.regimens.high.test_days"),
     ("regimen-days-zero", ("travel", "regimens", "inside_province", "days"), 0,
      "travel.regimens.inside_province.days"),
-    ("missing-regimen", ("travel", "regimens", "medium"), ..., "travel.regimens.medium"),
     ("cutoff-24h", ("daily_cutoff",), "24:00", "daily_cutoff"),
     ("cutoff-minutes", ("daily_cutoff",), "22:60", "daily_cutoff"),
     ("cutoff-words", ("daily_cutoff",), "10pm", "daily_cutoff"),
@@ -172,3 +171,19 @@ def test_policy_error_is_a_value_error() -> None:
     # Callers that only know ValueError still stop on a bad policy.
     with pytest.raises(ValueError, match="timezone"):
         policy_from_mapping(break_key(("timezone",), "Nowhere/Nothing"))
+
+
+def test_a_partial_policy_keeps_every_default_it_does_not_name(tmp_path: Path) -> None:
+    # A city changes what it decides; everything else stays as CONTRACT.md §4 says.
+    path = tmp_path / "city.toml"
+    path.write_text('allowed_lateness = "1s"\n[travel.regimens.medium]\ndays = 5\n'
+                    'test_days = [1, 5]\n[cohorts]\nport_worker = 72\n')
+    policy = load_policy(path)
+    defaults = default_policy()
+    assert policy.allowed_lateness == 1
+    assert policy.regimens["medium"].days == 5
+    assert policy.regimens["medium"].test_days == (1, 5)
+    assert policy.regimens["high"] == defaults.regimens["high"]
+    assert policy.cohorts["port_worker"] == 72 * 3600
+    assert policy.cohorts["cold_chain"] == defaults.cohorts["cold_chain"]
+    assert policy.locate_within == defaults.locate_within

@@ -1,0 +1,128 @@
+"""The worker's edges on the real broker: bad input on every input topic, wall-clock mode
+(a deadline fires within 2 s of its due time; lapses missed while down are caught up, marked),
+and the health and metrics endpoints."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import orjson
+import pytest
+from worker_harness import Deployment
+
+TZ = timezone(timedelta(hours=8))
+RESIDENT_ID = "11010519491231002X"
+
+
+@pytest.fixture
+def deployment(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Deployment]:
+    deployed = Deployment(kafka_bootstrap, tmp_path)
+    yield deployed
+    deployed.stop_all()
+
+
+def send(deployment: Deployment, topic: str, key: bytes | None, value: bytes) -> None:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=deployment.bootstrap)
+    producer.send(f"{deployment.prefix}.{topic}.v1", key=key, value=value)
+    producer.flush()
+    producer.close()
+
+
+def iso(instant: datetime) -> str:
+    return instant.astimezone(TZ).isoformat(timespec="seconds")
+
+
+def sampling(tube: str, person: str, at: datetime) -> bytes:
+    return orjson.dumps({
+        "event_id": f"s-{tube}-{person}", "occurred_at": iso(at), "person_id": person,
+        "tube_id": tube, "site_id": "site-1", "district": "xuhui", "pool_size": 1,
+    })
+
+
+def test_bad_input_on_every_input_topic_goes_to_deadletter_and_the_worker_goes_on(
+    deployment: Deployment,
+) -> None:
+    deployment.start_worker()
+    topics = ("sampling", "lab", "travel", "followup", "cohort", "action")
+    for topic in topics:
+        send(deployment, topic, b"k", b"{not json")
+    travel = orjson.dumps({
+        "event_id": "t-raw", "occurred_at": "2022-09-06T09:00:00+08:00",
+        "person_id": RESIDENT_ID, "district": "xuhui",
+        "arrived_at": "2022-09-06T08:00:00+08:00", "origin": "x", "risk": "high",
+    })
+    send(deployment, "travel", RESIDENT_ID.encode(), travel)
+    # then a good single tube reported positive: the worker must still be going
+    start = datetime(2022, 9, 6, 9, 0, tzinfo=TZ)
+    send(deployment, "sampling", b"tube-ok", sampling("tube-ok", "person-ok1", start))
+    send(deployment, "lab", b"tube-ok", orjson.dumps({
+        "event_id": "l-ok", "occurred_at": iso(start + timedelta(hours=3)),
+        "tube_id": "tube-ok", "lab_id": "lab-1", "status": "reported", "result": "positive",
+    }))
+    letters = deployment.wait_for("deadletter", len(topics) + 1)
+    by_topic = {(letter["topic"], letter["reason"]) for letter in letters}
+    for topic in topics:
+        assert (f"{deployment.prefix}.{topic}.v1", "not_json") in by_topic
+    assert (f"{deployment.prefix}.travel.v1", "raw_identifier") in by_topic
+    assert all(letter["partition"] is not None and letter["offset"] is not None
+               for letter in letters)
+    raw_topic_bytes = b"".join(value for _, value in deployment.read("deadletter"))
+    assert RESIDENT_ID.encode() not in raw_topic_bytes
+    alerts = deployment.wait_for("alerts", 1)
+    assert [(a["kind"], a["subject"]) for a in alerts] == [("positive", "person-ok1")]
+
+
+def test_wall_mode_fires_within_2s_and_marks_catch_up(deployment: Deployment) -> None:
+    policy = deployment.workdir / "policy.toml"
+    policy.write_text('allowed_lateness = "1s"\n')
+    now = datetime.now(TZ)
+    # a tube collected 4 h ago, less 4 s: its transport SLA (4 h) falls due in 4 s ...
+    soon = now - timedelta(hours=4) + timedelta(seconds=4)
+    # ... and one whose SLA lapsed an hour before the worker started (missed while down)
+    missed = now - timedelta(hours=5)
+    send(deployment, "sampling", b"tube-missed", sampling("tube-missed", "person-m1", missed))
+    deployment.start_worker("--policy", str(policy), clock="wall")
+    send(deployment, "sampling", b"tube-soon", sampling("tube-soon", "person-s1", soon))
+    due = soon + timedelta(hours=4)
+    deadline = time.monotonic() + 60
+    fired: dict[str, float] = {}
+    while time.monotonic() < deadline and len(fired) < 2:
+        for _, value in deployment.read("alerts"):
+            alert = orjson.loads(value)
+            fired.setdefault(alert["subject"], time.time())
+            if alert["subject"] == "tube-missed":
+                assert alert["details"].get("catch_up") is True
+            if alert["subject"] == "tube-soon":
+                assert "catch_up" not in alert["details"]
+        time.sleep(0.1)
+    assert set(fired) == {"tube-soon", "tube-missed"}
+    late_by = fired["tube-soon"] - due.timestamp()
+    assert -0.5 <= late_by <= 2.0, f"fired {late_by:.2f} s after its due time"
+
+
+def test_health_ready_and_metrics_without_identifiers(deployment: Deployment) -> None:
+    worker = deployment.start_worker()
+    port = worker.web_port  # type: ignore[attr-defined]
+    start = datetime(2022, 9, 6, 9, 0, tzinfo=TZ)
+    send(deployment, "sampling", b"tube-m", sampling("tube-m", "person-metrics1", start))
+    time.sleep(3)
+    base = f"http://127.0.0.1:{port}"
+    assert orjson.loads(urllib.request.urlopen(f"{base}/health", timeout=5).read()) == {
+        "status": "alive"}
+    deadline = time.monotonic() + 30
+    ready = None
+    while time.monotonic() < deadline:
+        ready = orjson.loads(urllib.request.urlopen(f"{base}/ready", timeout=5).read())
+        if ready == {"ready": True}:
+            break
+        time.sleep(0.5)
+    assert ready == {"ready": True}
+    metrics = urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode()
+    assert 'closedloop_events_consumed_total{topic="sampling"} 1.0' in metrics
+    assert "person-metrics1" not in metrics and "tube-m" not in metrics
