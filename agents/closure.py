@@ -75,8 +75,10 @@ def handle_contribution(ctx: Context, st: State, district: str, item: dict[str, 
         day = date.fromisoformat(reported) + timedelta(days=1)
     bucket = st.setdefault("days", {}).setdefault(day.isoformat(), {})
     bucket[item["field"]] = bucket.get(item["field"], 0) + int(item["d"])
-    if "report" not in st.get("req", {}):
-        open_req(st, "report", ctx.cal.cutoff_at(day))
+    cutoff = ctx.cal.cutoff_at(day)
+    pending = st.get("req", {}).get("report")
+    if pending is None or cutoff < pending:
+        open_req(st, "report", cutoff)  # an earlier day, arriving late but in time
 
 
 def _lapse_report(ctx: Context, st: State, district: str, name: str, due: int) -> int | None:

@@ -93,6 +93,17 @@ def _current_interval(
     return since, until, district
 
 
+def _district_at(changes: list[list[Any]], instant: int) -> str | None:
+    """The district of the latest join at or before ``instant`` (what was known by then)."""
+    district = None
+    for at, active, where in changes:
+        if at > instant:
+            break
+        if active:
+            district = where
+    return district
+
+
 def _lapse_cohort(ctx: Context, st: State, person_id: str, name: str, due: int) -> int | None:
     cohort = name.split(":", 1)[1]
     memberships = st.get("cohorts", {})
@@ -109,9 +120,10 @@ def _lapse_cohort(ctx: Context, st: State, person_id: str, name: str, due: int) 
     if sampled is not None:
         member["anchor"] = sampled
         return sampled + every
+    district = _district_at(member["changes"], due) or member["district"]
     if raise_alert(
         ctx, st, kind="test_missed", subject=person_id, due=due, person_id=person_id,
-        district=member["district"],
+        district=district,
         details={
             "requirement": name,
             "cohort": cohort,
@@ -120,7 +132,7 @@ def _lapse_cohort(ctx: Context, st: State, person_id: str, name: str, due: int) 
             if member["anchor"] != member["since"] else None,
         },
     ):
-        ctx.contribute(member["district"], due, "tests_missed")
+        ctx.contribute(district, due, "tests_missed")
     member["floor"] = due
     return due + every
 

@@ -46,20 +46,30 @@ def _first_at_or_after(times: list[int], floor: int) -> int | None:
     return None
 
 
-def located_at(st: State) -> int | None:
-    push = st.get("push")
+PREV: Final = ":prev"  # suffix of the requirements a replaced push still owes
+
+
+def _push_of(st: State, name: str) -> dict[str, Any]:
+    """The push a requirement belongs to: the current one, or the one it replaced."""
+    push: dict[str, Any] = st["prev_push"] if name.endswith(PREV) else st["push"]
+    return push
+
+
+def located_at(st: State, push: dict[str, Any] | None = None) -> int | None:
+    push = push if push is not None else st.get("push")
     return None if push is None else _first_at_or_after(st.get("located", []), push["arrived_at"])
 
 
-def released_at(st: State) -> int | None:
-    push = st.get("push")
+def released_at(st: State, push: dict[str, Any] | None = None) -> int | None:
+    push = push if push is not None else st.get("push")
     return None if push is None else _first_at_or_after(st.get("released", []), push["arrived_at"])
 
 
-def control_end(st: State) -> int:
+def control_end(st: State, push: dict[str, Any] | None = None) -> int:
     """When the regimen stops: the end of its last day, or release if earlier."""
-    release = released_at(st)
-    ends: int = st["push"]["ends_at"]
+    push = push if push is not None else st["push"]
+    release = released_at(st, push)
+    ends: int = push["ends_at"]
     return ends if release is None else min(ends, release)
 
 
@@ -72,9 +82,11 @@ def on_travel(ctx: Context, st: State, person_id: str, event: Travel) -> None:
         return  # an older push arriving late: the newer one stands (ties: larger event_id)
     arrived = int(event.arrived_at.timestamp())
     if old is not None:
-        for name in [n for n in st.get("req", {}) if n.split(":", 1)[0] in HANDLERS]:
-            close_req(st, name)
+        _retire(st, old, pushed)
         if old["arrived_at"] != arrived:
+            located = located_at(st, old)
+            if located is not None:  # counted for the old journey: not again for the new
+                st["located_done"] = [*st.get("located_done", [])[-3:], located]
             # A new journey: what the old regimen counted stays counted, up to this push.
             # (The same arrival pushed again is a correction: _refresh moves the counts.)
             for gauge in GAUGES:
@@ -105,6 +117,21 @@ def on_travel(ctx: Context, st: State, person_id: str, event: Travel) -> None:
     _refresh(ctx, st)
 
 
+def _retire(st: State, old: dict[str, Any], replaced_at: int) -> None:
+    """A replaced push still owes what fell due before its replacement; the rest is closed.
+
+    Those requirements are renamed ``…:prev`` and judged against the old push, which now
+    ends at the replacement: the outcome does not depend on whether the replacement arrived
+    before or after the clock reached them.
+    """
+    reqs = st.get("req", {})
+    for name in [n for n in reqs if n.split(":", 1)[0] in HANDLERS]:
+        due = reqs.pop(name)
+        if not name.endswith(PREV) and due <= replaced_at:
+            reqs[name + PREV] = due
+    st["prev_push"] = {**old, "ends_at": min(old["ends_at"], replaced_at)}
+
+
 def on_followup(ctx: Context, st: State, person_id: str, event: Followup) -> None:
     """Record the grid worker's fact; requirements look at facts when they fall due."""
     at = int(event.occurred_at.timestamp())
@@ -127,7 +154,8 @@ def _refresh(ctx: Context, st: State) -> None:
     # Located for this push, counted once, in the push's district, no earlier than the push:
     # a correction that re-pushes moves the count rather than adding one, in either order.
     since = None if located is None else max(located, push["pushed_at"])
-    set_interval(ctx, st, "located", push["district"], since, None)
+    counted = None if located in st.get("located_done", ()) else since
+    set_interval(ctx, st, "located", push["district"], counted, None)
     if located is not None and "fu" not in push and push["ends_at"] > push["pushed_at"]:
         # Nobody is asked to follow a person up before the push: a record older than the
         # push clears the person from the push on.
@@ -157,9 +185,9 @@ def _end_overdue_at(ctx: Context, st: State, at: int) -> None:
 
 
 def _lapse_unlocated(ctx: Context, st: State, person_id: str, name: str, due: int) -> int | None:
-    push = st["push"]
-    located = located_at(st)
-    release = released_at(st)
+    push = _push_of(st, name)
+    located = located_at(st, push)
+    release = released_at(st, push)
     if (located is not None and located <= due) or (release is not None and release <= due):
         return None
     raise_alert(
@@ -175,10 +203,11 @@ def _lapse_unlocated(ctx: Context, st: State, person_id: str, name: str, due: in
 
 
 def _lapse_followup(ctx: Context, st: State, person_id: str, name: str, due: int) -> int | None:
-    push = st["push"]
+    push = _push_of(st, name)
+    current = not name.endswith(PREV)
     chain: dict[str, Any] = push["fu"]
     every = ctx.policy.followup_every
-    if due >= control_end(st):
+    if due >= control_end(st, push):
         return None
     cleared = latest_in(st.get("clears", []), max(chain["anchor"], chain["floor"]), due)
     if cleared is not None:
@@ -196,6 +225,8 @@ def _lapse_followup(ctx: Context, st: State, person_id: str, name: str, due: int
         },
     )
     chain["floor"] = due
+    if not current:
+        return due + every  # the replaced push's gauges were closed when it was replaced
     over = st.get("iv", {}).get("followup_overdue_open")
     if over is not None and over[2] is not None and over[2] <= due:
         close_interval(ctx, st, "followup_overdue_open", over[2])  # an earlier, ended lapse
@@ -207,10 +238,10 @@ def _lapse_followup(ctx: Context, st: State, person_id: str, name: str, due: int
 
 
 def _lapse_test(ctx: Context, st: State, person_id: str, name: str, due: int) -> int | None:
-    push = st["push"]
-    day = date.fromisoformat(name.split(":", 1)[1])
+    push = _push_of(st, name)
+    day = date.fromisoformat(name.split(":")[1])
     start = ctx.cal.day_start(day)
-    release = released_at(st)
+    release = released_at(st, push)
     if release is not None and release < due:
         return None
     sampled = latest_in([s[0] for s in st.get("samples", [])], start - 1, due - 1)
