@@ -1,0 +1,32 @@
+"""The distribution installs everything under ``closedloop.*`` and nothing generic.
+
+``agents``, ``schemas`` or ``streams`` at top level would clash with other packages of those
+names, so the wheel must hold only ``closedloop/`` (and its dist-info), with the data files
+the code reads at run time.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_wheel_installs_only_the_closedloop_namespace(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path), str(ROOT)],
+        check=True, capture_output=True, timeout=300,
+    )
+    (wheel,) = tmp_path.glob("closedloop-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {name.split("/", 1)[0] for name in names}
+    assert {top for top in tops if not top.endswith(".dist-info")} == {"closedloop"}
+    for package in ("agents", "schemas", "streams"):
+        assert f"closedloop/{package}/__init__.py" in names
+    for data in ("closedloop/schemas/policy.default.toml", "closedloop/schemas/asyncapi.yaml",
+                 "closedloop/schemas/jsonschema/alert.json", "closedloop/schemas/py.typed"):
+        assert data in names
