@@ -18,7 +18,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("simulate", "simulate", "write a seeded synthetic city as replay JSON Lines"),
     ("worker", "worker", "run the stream processor on Kafka ($CLOSEDLOOP_KAFKA)"),
     ("produce", "kafka_cli", "publish a replay file's events to their Kafka topics"),
-    ("alerts", "alerts_cmd", "watch the alert topic"),
+    ("alerts", "alerts_cmd", "watch the alert topic, or list alerts from the ledger"),
+    # ledger (issue 5): the SQL ledger's schema, its Kafka sink and the operators' report
+    ("db", "ledger.db_cmd", "create or migrate the SQL ledger's schema (Alembic)"),
+    ("sink", "ledger.sink_cmd", "record the output topics in the SQL ledger"),
+    ("report", "ledger.report_cmd", "the daily closure (日清日结) table from the ledger"),
     ("pseudonymize", "pseudonymize", "turn raw identifiers into HMAC-SHA256 pseudonyms"),
     ("policy", "policy_cmd", "print or check a policy file"),
     ("bench", "bench", "benchmarks that report ratios against a baseline measured in the same run"),
@@ -30,6 +34,8 @@ examples:
   closedloop simulate --people 2000 --days 3 -o city.jsonl
   closedloop replay city.jsonl --until 2022-09-09T00:00:00+08:00 --alerts alerts.jsonl
   closedloop pseudonymize --column id_number people.csv > pseudonyms.csv
+  closedloop replay city.jsonl --alerts alerts.jsonl --ledger sqlite:///closedloop.db
+  closedloop report daily --date 2022-09-08 --url sqlite:///closedloop.db
 
 The contract (topics, fields, rules, alert kinds) is schemas/CONTRACT.md; see README.md.
 """

@@ -3,6 +3,8 @@
 No services needed: this is the same engine code the Kafka worker runs, driven in-process.
 It prints alerts by kind, an example of each kind, and the last daily closure report; with
 ``--out DIR`` it also keeps the city, alerts, reports and dead letters as JSON Lines there.
+It also fills an embedded SQLite ledger (``DIR/ledger.db``, else a temporary file) and says
+where, so ``closedloop alerts list`` and ``closedloop report daily`` can be tried on it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--days", type=int, default=4, help="days simulated (default 4)")
     parser.add_argument("--seed", type=int, default=7, help="simulation seed (default 7)")
     parser.add_argument("--out", metavar="DIR", help="keep city, alerts, reports, dead letters")
+    parser.add_argument(  # ledger (issue 5)
+        "--ledger", metavar="URL",
+        help="the SQL ledger to fill (default DIR/ledger.db with --out, else a temporary file)",
+    )
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -49,9 +55,19 @@ def run(args: argparse.Namespace) -> int:
     policy = default_policy()
     until = int((config.start + timedelta(days=args.days)).timestamp())
     alerts, reports, letters = io.BytesIO(), io.BytesIO(), io.BytesIO()
-    result = replay_lines(
-        city, policy, until=until, alerts_out=alerts, reports_out=reports, deadletter_out=letters
-    )
+    ledger_url = args.ledger or _embedded_ledger(args.out)  # ledger (issue 5)
+    from closedloop.streams.ledger.embedded import open_for_command
+
+    ledger = open_for_command(ledger_url, "demo")
+    if ledger is None:
+        return 1
+    try:
+        result = replay_lines(
+            city, policy, until=until, alerts_out=alerts, reports_out=reports,
+            deadletter_out=letters, ledger=ledger,
+        )
+    finally:
+        ledger.close()
     elapsed = time.perf_counter() - started
     if args.out:
         out = Path(args.out)
@@ -83,12 +99,23 @@ def run(args: argparse.Namespace) -> int:
         print(_table([r for r in rows if r["date"] == last],
                      ["district", "pushed", "located", "under_control",
                       "followup_overdue_open", "tests_missed", "positives"]))
+    print(f"\nledger (SQL): {ledger_url}\n  closedloop alerts list --open --url {ledger_url}"
+          + (f"\n  closedloop report daily --date {last} --url {ledger_url}" if rows else ""))
     if args.out:
         print(f"\nwritten to {args.out}/: city.jsonl alerts.jsonl reports.jsonl deadletter.jsonl"
               f"\nreplay it yourself: closedloop replay {args.out}/city.jsonl --until "
               f"{policy_iso(until, policy)}")
     sys.stdout.flush()
     return 0
+
+
+def _embedded_ledger(out: str | None) -> str:
+    """``DIR/ledger.db`` with ``--out``, else a fresh temporary file: an embedded SQLite URL."""
+    import tempfile
+
+    folder = Path(out) if out else Path(tempfile.mkdtemp(prefix="closedloop-demo-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(folder / 'ledger.db').resolve()}"
 
 
 def policy_iso(epoch: int, policy: Any) -> str:

@@ -147,8 +147,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_alerts_parser(parser: argparse.ArgumentParser) -> None:
-    parser.description = "Watch the alert topic (CONTRACT.md §5)."
+    from closedloop.streams.ledger.alerts_list import add_list_parser  # ledger (issue 5)
+
+    parser.description = "Watch the alert topic (CONTRACT.md §5), or list alerts from the ledger."
     sub = parser.add_subparsers(dest="alerts_command", metavar="ACTION", required=True)
+    add_list_parser(sub)  # ledger (issue 5): `alerts list`
     tail = sub.add_parser("tail", help="print alerts as they arrive")
     tail.add_argument("--from-beginning", action="store_true", help="start at the oldest alert")
     tail.add_argument("--kind", action="append", help="only this kind (repeatable)")
@@ -166,6 +169,10 @@ def _matches(alert: dict[str, Any], args: argparse.Namespace) -> bool:
 
 
 def run_alerts(args: argparse.Namespace) -> int:
+    if args.alerts_command == "list":  # ledger (issue 5)
+        from closedloop.streams.ledger.alerts_list import run_list
+
+        return run_list(args)
     from kafka import KafkaConsumer, TopicPartition
 
     settings = KafkaSettings.from_env(prefix=args.prefix)

@@ -19,13 +19,16 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, TYPE_CHECKING, BinaryIO
 
 import msgspec
 
 from closedloop.schemas.outputs import Alert
 from closedloop.schemas.policy import Policy, PolicyError, load_policy
 from closedloop.streams.driver import EmbeddedDriver, Origin
+
+if TYPE_CHECKING:  # ledger (issue 5): imported only with --ledger, SQLAlchemy is not light
+    from closedloop.streams.ledger.embedded import ReplayLedger
 
 __all__ = ["ReplayResult", "add_parser", "parse_instant", "replay_lines", "run"]
 
@@ -65,8 +68,12 @@ def replay_lines(
     reports_out: IO[bytes] | None = None,
     deadletter_out: IO[bytes] | None = None,
     progress: ProgressLine | None = None,
+    ledger: ReplayLedger | None = None,
 ) -> ReplayResult:
-    """Drive the embedded engine over ``lines``; the reusable core of ``closedloop replay``."""
+    """Drive the embedded engine over ``lines``; the reusable core of ``closedloop replay``.
+
+    With ``ledger``, every flush's outputs and finally the person states go to the SQL ledger.
+    """
     driver = EmbeddedDriver(policy)
     alerts_by_kind: Counter[str] = Counter()
     reports = 0
@@ -75,6 +82,8 @@ def replay_lines(
     def flush() -> None:
         nonlocal reports, buffered
         out = driver.drain()
+        if ledger is not None:  # ledger (issue 5)
+            ledger.write(out)
         for alert in _sorted_alerts(out.alerts):
             alerts_by_kind[alert.kind] += 1
             if alerts_out is not None:
@@ -100,6 +109,8 @@ def replay_lines(
     if until is not None:
         driver.advance_to(until)
     flush()
+    if ledger is not None:  # ledger (issue 5)
+        ledger.finish(driver)
     if progress is not None:
         progress.done()
     return ReplayResult(driver.stats, alerts_by_kind, reports, driver.clock.value)
@@ -145,6 +156,11 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--deadletter", metavar="OUT", help="rejected lines with reasons")
     parser.add_argument("--reports", metavar="OUT", help="daily closure reports JSON Lines")
     parser.add_argument("--quiet", action="store_true", help="no summary on stderr")
+    parser.add_argument(  # ledger (issue 5)
+        "--ledger", metavar="URL",
+        help="also write alerts, reports, dead letters and person states to this SQL ledger "
+        "(e.g. sqlite:///closedloop.db; an embedded SQLite file is created and upgraded)",
+    )
 
 
 def _open_input(name: str, stack: ExitStack) -> tuple[Iterator[bytes], int | None]:
@@ -177,11 +193,19 @@ def run(args: argparse.Namespace) -> int:
                 return 2
         alerts_out = outputs["alerts"] or sys.stdout.buffer
         progress = ProgressLine(sys.stderr, size) if sys.stderr.isatty() else None
+        ledger = None
+        if args.ledger:  # ledger (issue 5)
+            from closedloop.streams.ledger.embedded import open_for_command
+
+            ledger = open_for_command(args.ledger, "replay")
+            if ledger is None:
+                return 2
+            stack.callback(ledger.close)
         try:
             result = replay_lines(
                 lines, policy, until=until, alerts_out=alerts_out,
                 reports_out=outputs["reports"], deadletter_out=outputs["deadletter"],
-                progress=progress,
+                progress=progress, ledger=ledger,
             )
         except OSError as exc:
             print(f"closedloop replay: read failed: {exc.strerror}", file=sys.stderr)

@@ -1,0 +1,68 @@
+"""Create or change the ledger's schema: ``closedloop db upgrade|downgrade|current``.
+
+The schema is versioned with Alembic; the migration scripts ship with the package. Upgrade a
+server database (PostgreSQL) before starting sinks on a new version; an embedded SQLite ledger
+is upgraded on first use as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from closedloop.streams.ledger import database_url
+from closedloop.streams.ledger.options import add_url
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__
+    sub = parser.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    up = sub.add_parser("upgrade", help="migrate the schema up (to the newest by default)")
+    up.add_argument("revision", nargs="?", default="head", help="target revision (default head)")
+    add_url(up)
+    down = sub.add_parser("downgrade", help="migrate the schema down to REV (base = nothing)")
+    down.add_argument("revision", metavar="REV", help="target revision, e.g. base or -1")
+    add_url(down)
+    current = sub.add_parser("current", help="print the schema's revision and the newest one")
+    add_url(current)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sqlalchemy import make_url
+
+    from closedloop.streams.ledger import migrate
+    from closedloop.streams.ledger.engine import open_engine
+    from closedloop.streams.ledger.errors import ledger_error
+
+    url = database_url(args.url)
+    shown = make_url(url).render_as_string(hide_password=True)
+    try:
+        if args.db_command == "current":
+            engine = open_engine(url)
+            try:
+                current = migrate.current_revision(engine)
+            finally:
+                engine.dispose()
+            head = migrate.head_revision()
+            print(f"{shown}: revision {current or 'none (empty)'}; newest {head}")
+            return 0
+        if args.db_command == "upgrade":
+            migrate.upgrade(url, args.revision)
+        else:
+            migrate.downgrade(url, args.revision)
+    except Exception as exc:
+        message = ledger_error(exc) or _alembic_error(exc)
+        if message is None:
+            raise
+        print(f"closedloop db {args.db_command}: {message}", file=sys.stderr)
+        return 1
+    print(f"closedloop db {args.db_command}: {shown} is at {args.revision}", file=sys.stderr)
+    return 0
+
+
+def _alembic_error(exc: BaseException) -> str | None:
+    from alembic.util import CommandError
+
+    return str(exc) if isinstance(exc, CommandError) else None

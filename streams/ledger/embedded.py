@@ -1,0 +1,75 @@
+"""The ledger as ``replay --ledger`` and ``demo`` fill it: in-process, without Kafka.
+
+The embedded driver hands over alerts, reports and dead letters at each flush; they go
+through the same ``store`` functions the Kafka sink uses, so a replayed ledger and a streamed
+one hold the same rows. Person states are written once, at the end, from the driver's table:
+the final view a compacted ``person-status`` topic converges to.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+
+from closedloop.agents.person import person_status
+from closedloop.agents.requirements import Context
+from closedloop.streams.driver import EmbeddedDriver, Outputs
+from closedloop.streams.ledger import store
+from closedloop.streams.ledger.engine import open_engine
+from closedloop.streams.ledger.migrate import ensure_schema
+
+__all__ = ["ReplayLedger", "open_for_command"]
+
+
+class ReplayLedger:
+    """Receives a replay's outputs flush by flush; one transaction per flush."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.alerts_new = 0
+
+    @classmethod
+    def open(cls, url: str) -> ReplayLedger:
+        """The ledger at ``url``, its schema checked (an embedded SQLite file is upgraded)."""
+        engine = open_engine(url)
+        try:
+            ensure_schema(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine)
+
+    def write(self, out: Outputs) -> None:
+        with self.engine.begin() as connection:
+            self.alerts_new += store.add_alerts(connection, out.alerts)
+            store.upsert_reports(connection, out.reports)
+            store.add_dead_letters(connection, out.dead_letters, datetime.now(UTC))
+
+    def finish(self, driver: EmbeddedDriver) -> None:
+        """Write every person the engine still holds, as of the final clock."""
+        ctx = Context(driver.policy, driver.cal, driver.clock.value)
+        statuses = {
+            person_id: person_status(ctx, person_id, state)
+            for person_id, state in driver.person.table.items()
+        }
+        with self.engine.begin() as connection:
+            store.put_person_states(connection, statuses)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def open_for_command(url: str, command: str) -> ReplayLedger | None:
+    """The ledger for a command's ``--ledger URL``, or None after saying on stderr why not."""
+    from closedloop.streams.ledger.errors import ledger_error
+
+    try:
+        return ReplayLedger.open(url)
+    except Exception as exc:
+        message = ledger_error(exc)
+        if message is None:
+            raise
+        print(f"closedloop {command}: {message}", file=sys.stderr)
+        return None

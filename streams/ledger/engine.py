@@ -1,0 +1,62 @@
+"""Engines for the ledger: one place that knows what SQLite needs to be a good embedded ledger."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, make_url
+
+__all__ = ["open_engine"]
+
+
+def open_engine(url: str) -> Engine:
+    """An engine for ``url``; a file-backed SQLite ledger gets WAL and a busy timeout.
+
+    WAL lets ``alerts list`` and ``report daily`` read while a sink or a replay writes, and the
+    timeout makes a second writer wait for the lock instead of failing at once.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"timeout": 30})
+    if parsed.database and parsed.database != ":memory:":
+
+        @event.listens_for(engine, "connect")
+        def _wal(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.close()
+
+    return engine
+
+
+def open_existing(url: str) -> Engine:
+    """An engine on a ledger that must already exist: for the commands that only read.
+
+    SQLite would create an empty file for a mistyped path; refusing it turns a typo into a
+    clear message instead of an empty listing.
+    """
+    from pathlib import Path
+
+    from closedloop.streams.ledger.migrate import LedgerNotReady, current_revision, head_revision
+
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() == "sqlite" and database and database != ":memory:" and (
+        not Path(database).exists()
+    ):
+        raise LedgerNotReady(f"no ledger at {url}: fill one with `closedloop sink`, "
+                             "`closedloop replay --ledger URL` or `closedloop demo`")
+    engine = open_engine(url)
+    try:
+        current, head = current_revision(engine), head_revision()
+    except BaseException:
+        engine.dispose()
+        raise
+    if current != head:
+        engine.dispose()
+        raise LedgerNotReady(
+            f"the ledger at {parsed.render_as_string(hide_password=True)} is at revision "
+            f"{current or 'none (empty)'}, not {head}: run `closedloop db upgrade --url URL`"
+        )
+    return engine

@@ -1,0 +1,55 @@
+"""Rows as an aligned table for people, or CSV / JSON for spreadsheets and scripts."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import IO, Any, Final
+from zoneinfo import ZoneInfo
+
+__all__ = ["FORMATS", "write_rows"]
+
+FORMATS: Final = ("table", "csv", "json")
+
+
+def _plain(value: Any, zone: ZoneInfo) -> Any:
+    """A JSON-ready value; instants in the policy's zone, as the engine writes them."""
+    if isinstance(value, datetime):
+        return value.astimezone(zone).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return str(value)
+
+
+def write_rows(
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[str],
+    fmt: str,
+    out: IO[str],
+    zone: ZoneInfo,
+) -> None:
+    """Write ``rows``: ``table`` shows ``columns``; ``csv`` and ``json`` every field."""
+    plain = [{k: _plain(v, zone) for k, v in row.items()} for row in rows]
+    if fmt == "json":
+        out.write(json.dumps(plain, ensure_ascii=False, indent=2) + "\n")
+        return
+    if fmt == "csv":
+        fields = list(plain[0]) if plain else list(columns)
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(fields)
+        writer.writerows([_cell(row.get(f)) for f in fields] for row in plain)
+        return
+    cells = [[_cell(row.get(c)) or "-" for c in columns] for row in plain]
+    widths = [max([len(c), *(len(line[i]) for line in cells)]) for i, c in enumerate(columns)]
+    for line in [list(columns), *cells]:
+        out.write("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() + "\n")

@@ -1,0 +1,89 @@
+"""Schema versions with Alembic, driven from Python: no alembic.ini to find or keep in step.
+
+The migration scripts ship inside the package (``migrations/``), so ``closedloop db upgrade``
+works from an installed wheel as well as from a checkout.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
+
+from closedloop.streams.ledger.engine import open_engine
+
+__all__ = [
+    "LedgerNotReady",
+    "alembic_config",
+    "current_revision",
+    "downgrade",
+    "ensure_schema",
+    "head_revision",
+    "upgrade",
+]
+
+MIGRATIONS: Final = Path(__file__).with_name("migrations")
+
+
+class LedgerNotReady(RuntimeError):
+    """The database's schema is not the version this code writes."""
+
+
+def alembic_config(engine: Engine) -> Config:
+    """An Alembic configuration that runs the packaged scripts on ``engine``."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["engine"] = engine
+    return config
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    engine = open_engine(url)
+    try:
+        command.upgrade(alembic_config(engine), revision)
+    finally:
+        engine.dispose()
+
+
+def downgrade(url: str, revision: str) -> None:
+    engine = open_engine(url)
+    try:
+        command.downgrade(alembic_config(engine), revision)
+    finally:
+        engine.dispose()
+
+
+def head_revision() -> str | None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Make sure ``engine``'s schema is at head before anything is written.
+
+    An embedded SQLite ledger is upgraded on the spot (a laptop has no deploy step). A server
+    database is left alone: changing a shared schema is an explicit ``closedloop db upgrade``,
+    never a side effect of starting a sink.
+    """
+    head, current = head_revision(), current_revision(engine)
+    if current == head:
+        return
+    if engine.dialect.name == "sqlite":
+        command.upgrade(alembic_config(engine), "head")
+        return
+    raise LedgerNotReady(
+        f"the ledger at {engine.url.render_as_string(hide_password=True)} is at revision "
+        f"{current or 'none (empty)'}, this version writes {head}: run "
+        "`closedloop db upgrade --url URL` first"
+    )

@@ -1,0 +1,185 @@
+"""The ledger's tables as SQLAlchemy 2 typed models.
+
+The schema itself is owned by the Alembic migrations (``migrations/versions``); these models
+must agree with them (a test compares the two). Constraint names come from one naming
+convention so migrations can name what they alter or drop on PostgreSQL and SQLite alike.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any, ClassVar, Final
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "ALERT_STATES",
+    "Alert",
+    "Base",
+    "DailyReport",
+    "DeadLetter",
+    "PersonState",
+    "ProcessedEvent",
+    "UtcDateTime",
+]
+
+NAMING_CONVENTION: Final = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ALERT_STATES: Final = ("raised", "acknowledged", "resolved")
+
+PSEUDONYM: Final = 128  # CONTRACT.md §2: a person_id is 8–128 characters
+REFERENCE: Final = 128  # tube ids and other opaque references
+NAME: Final = 200  # districts and other names
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware instant stored as UTC.
+
+    SQLite has no time zones and SQLAlchemy drops the offset when it writes one there, so an
+    instant in +08:00 would silently shift by eight hours. Converting to UTC on the way in and
+    marking UTC on the way out keeps every instant exact and string order = time order.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: the ledger stores instants only")
+        utc = value.astimezone(UTC)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: JSON,
+        datetime: UtcDateTime,
+    }
+
+
+class Alert(Base):
+    """One alert of the engine, once, with what operators did about it."""
+
+    __tablename__ = "alert"
+    __table_args__ = (
+        CheckConstraint(
+            "state IN ('raised', 'acknowledged', 'resolved')", name="state"
+        ),
+        Index(None, "district", "state"),
+        Index(None, "due_at"),
+    )
+
+    alert_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(REFERENCE))
+    person_id: Mapped[str | None] = mapped_column(String(PSEUDONYM))
+    tube_id: Mapped[str | None] = mapped_column(String(REFERENCE))
+    district: Mapped[str | None] = mapped_column(String(NAME))
+    due_at: Mapped[datetime]
+    raised_at: Mapped[datetime]
+    details: Mapped[dict[str, Any]]
+    state: Mapped[str] = mapped_column(String(16), default="raised", server_default="raised")
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(PSEUDONYM))
+    resolved_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(PSEUDONYM))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class DailyReport(Base):
+    """The 日清日结 report of one district for one local day (latest delivery wins)."""
+
+    __tablename__ = "daily_report"
+
+    district: Mapped[str] = mapped_column(String(NAME), primary_key=True)
+    date: Mapped[date] = mapped_column(primary_key=True)
+    pushed: Mapped[int] = mapped_column(Integer)
+    located: Mapped[int] = mapped_column(Integer)
+    under_control: Mapped[int] = mapped_column(Integer)
+    followup_overdue_open: Mapped[int] = mapped_column(Integer)
+    tests_missed: Mapped[int] = mapped_column(Integer)
+    positives: Mapped[int] = mapped_column(Integer)
+
+
+class PersonState(Base):
+    """A person's current status (the compacted ``person-status`` topic as a table).
+
+    ``person_id`` is the pseudonym of the contract: raw identifiers never reach the ledger.
+    """
+
+    __tablename__ = "person_state"
+
+    person_id: Mapped[str] = mapped_column(String(PSEUDONYM), primary_key=True)
+    district: Mapped[str | None] = mapped_column(String(NAME), index=True)
+    status: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime]
+
+
+class DeadLetter(Base):
+    """Where a rejected input came from and why: never its payload.
+
+    The payload (even redacted) stays on the dead-letter topic or file, with its retention;
+    the ledger keeps what an operator counts and looks up. ``origin`` names the input's
+    position (``topic/partition/offset``, or the line and a digest of the redacted line for a
+    file), so the same rejection delivered twice is one row.
+    """
+
+    __tablename__ = "dead_letter"
+    __table_args__ = (UniqueConstraint("origin"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    origin: Mapped[str] = mapped_column(String(400))
+    topic: Mapped[str | None] = mapped_column(String(NAME))
+    partition: Mapped[int | None] = mapped_column(Integer)
+    offset: Mapped[int | None] = mapped_column(BigInteger)
+    line: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(32), index=True)
+    message: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime]
+
+
+class ProcessedEvent(Base):
+    """The highest offset of each output-topic partition the sink has written.
+
+    Offsets in a partition are consumed in order, so one mark per partition (updated in the
+    same transaction as the rows) tells a redelivered message from a new one at bounded size.
+    """
+
+    __tablename__ = "processed_event"
+
+    topic: Mapped[str] = mapped_column(String(NAME), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    offset: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime]

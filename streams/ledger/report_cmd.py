@@ -1,0 +1,69 @@
+"""The daily closure (日清日结) table from the ledger: ``closedloop report daily --date D``.
+
+One row per district: the engine's report for the day (pushed, located, under_control,
+followup_overdue_open, tests_missed, positives) and ``alerts_unresolved``, the district's
+alerts raised by that day's cut-off and not resolved yet, counted now from the ledger.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date, datetime
+
+from closedloop.streams.ledger import database_url
+from closedloop.streams.ledger.options import add_url
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    from closedloop.streams.ledger.formats import FORMATS
+
+    parser.description = __doc__
+    sub = parser.add_subparsers(dest="report_command", metavar="REPORT", required=True)
+    daily = sub.add_parser("daily", help="the 日清日结 table of one local day",
+                           description=__doc__)
+    daily.add_argument("--date", required=True, metavar="YYYY-MM-DD", type=date.fromisoformat,
+                       help="the local day of the report")
+    daily.add_argument("--district", action="append", help="only this district (repeatable)")
+    daily.add_argument("--format", choices=FORMATS, default="table", help="default table")
+    daily.add_argument("--policy", metavar="FILE",
+                       help="TOML policy: its timezone and daily_cutoff (default the contract's)")
+    add_url(daily)
+
+
+def run(args: argparse.Namespace) -> int:
+    from closedloop.agents.calendar import Calendar
+    from closedloop.schemas.policy import PolicyError, load_policy
+    from closedloop.streams.ledger.engine import open_existing
+    from closedloop.streams.ledger.errors import ledger_error
+    from closedloop.streams.ledger.formats import write_rows
+    from closedloop.streams.ledger.queries import REPORT_COLUMNS, daily_report
+
+    try:
+        policy = load_policy(args.policy)
+    except PolicyError as exc:
+        print(f"closedloop report: {exc}", file=sys.stderr)
+        return 2
+    cal = Calendar(policy.zone, policy.daily_cutoff)
+    cutoff = datetime.fromtimestamp(cal.cutoff_at(args.date), policy.zone)
+    try:
+        engine = open_existing(database_url(args.url))
+        try:
+            with engine.connect() as connection:
+                rows = daily_report(connection, args.date, cutoff, args.district or ())
+        finally:
+            engine.dispose()
+    except Exception as exc:
+        message = ledger_error(exc)
+        if message is None:
+            raise
+        print(f"closedloop report: {message}", file=sys.stderr)
+        return 1
+    if not rows:
+        print(f"closedloop report: no daily report for {args.date} in the ledger"
+              + (f" for {', '.join(args.district)}" if args.district else ""), file=sys.stderr)
+        return 1
+    write_rows(rows, REPORT_COLUMNS, args.format, sys.stdout, policy.zone)
+    return 0

@@ -1,0 +1,221 @@
+"""The ledger sink: the engine's output topics, consumed in batches into the ledger.
+
+One batch is one database transaction, and the consumer group's offsets are committed only
+after it: a crash in between redelivers the batch. Redelivery changes nothing, twice over:
+each partition's highest written offset is kept in ``processed_event`` in the same
+transaction (so a redelivered record is skipped), and every write is idempotent by itself
+(so even a rewound sink, or a worker that sent an output twice, adds no row).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import msgspec
+from sqlalchemy import Connection, Engine, select, tuple_
+
+from closedloop.schemas.outputs import Alert, DailyReport, DeadLetter, PersonStatus
+from closedloop.streams.ledger import models, store
+from closedloop.streams.settings import KafkaSettings
+from closedloop.streams.topics import topic_name
+
+__all__ = ["OUTPUT_TOPICS", "SinkRecord", "consume", "group_id", "write_batch"]
+
+log = logging.getLogger("closedloop.sink")
+
+OUTPUT_TOPICS: Final = ("alerts", "daily-report", "person-status", "deadletter")
+"""The output topics (CONTRACT.md §5) the ledger records, by short name."""
+
+_DECODERS: Final[dict[str, msgspec.json.Decoder[Any]]] = {
+    "alerts": msgspec.json.Decoder(Alert),
+    "daily-report": msgspec.json.Decoder(DailyReport),
+    "person-status": msgspec.json.Decoder(PersonStatus),
+    "deadletter": msgspec.json.Decoder(DeadLetter),
+}
+_MARKS: Final = models.Base.metadata.tables["processed_event"]
+
+
+@dataclass(frozen=True, slots=True)
+class SinkRecord:
+    """One consumed output record: ``name`` is the short topic name, ``topic`` the full one."""
+
+    name: str
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def group_id(prefix: str) -> str:
+    return f"{prefix}-ledger-sink"
+
+
+def _marks(connection: Connection, records: Sequence[SinkRecord]) -> dict[tuple[str, int], int]:
+    positions = {(r.topic, r.partition) for r in records}
+    if not positions:
+        return {}
+    rows = connection.execute(
+        select(_MARKS.c.topic, _MARKS.c.partition, _MARKS.c.offset).where(
+            tuple_(_MARKS.c.topic, _MARKS.c.partition).in_(sorted(positions))
+        )
+    )
+    return {(topic, partition): offset for topic, partition, offset in rows}
+
+
+def _advance_marks(connection: Connection, records: Sequence[SinkRecord], now: datetime) -> None:
+    highest: dict[tuple[str, int], int] = {}
+    for r in records:
+        key = (r.topic, r.partition)
+        highest[key] = max(highest.get(key, -1), r.offset)
+    if not highest:
+        return
+    statement = store.upsert_insert(connection, _MARKS)
+    statement = statement.on_conflict_do_update(
+        index_elements=["topic", "partition"],
+        set_={"offset": statement.excluded.offset, "updated_at": statement.excluded.updated_at},
+        where=_MARKS.c.offset < statement.excluded.offset,
+    )
+    connection.execute(statement, [
+        {"topic": topic, "partition": partition, "offset": offset, "updated_at": now}
+        for (topic, partition), offset in sorted(highest.items())
+    ])
+
+
+def write_batch(
+    connection: Connection, records: Sequence[SinkRecord], now: datetime | None = None
+) -> Counter[str]:
+    """Write one consumed batch in the caller's transaction; returns what it did, by counter.
+
+    Records at or below their partition's mark were written before and are skipped. A record
+    that does not decode as its topic's output is counted and skipped (it is logged with its
+    position, never its bytes): one bad record must not stop the ledger.
+    """
+    now = now or datetime.now(UTC)
+    counts: Counter[str] = Counter()
+    marks = _marks(connection, records)
+    alerts: list[Alert] = []
+    reports: list[DailyReport] = []
+    people: dict[str, PersonStatus | None] = {}
+    letters: list[DeadLetter] = []
+    for record in records:
+        if record.offset <= marks.get((record.topic, record.partition), -1):
+            counts["redelivered"] += 1
+            continue
+        try:
+            if record.name == "person-status" and record.value is None:
+                if record.key is not None:  # a tombstone: the person's state was forgotten
+                    people[record.key.decode()] = None
+                continue
+            if record.value is None:
+                raise msgspec.ValidationError("no value")
+            item = _DECODERS[record.name].decode(record.value)
+        except (msgspec.MsgspecError, KeyError, UnicodeDecodeError) as exc:
+            counts[f"undecodable:{record.name}"] += 1
+            log.warning("skipping %s/%d/%d: %s", record.topic, record.partition, record.offset,
+                        exc)
+            continue
+        if isinstance(item, Alert):
+            alerts.append(item)
+        elif isinstance(item, DailyReport):
+            reports.append(item)
+        elif isinstance(item, PersonStatus):
+            people[item.person_id] = item
+        elif isinstance(item, DeadLetter):
+            letters.append(item)
+    counts["alerts_new"] += store.add_alerts(connection, alerts)
+    counts["alerts_seen"] += len(alerts)
+    counts["reports"] += store.upsert_reports(connection, reports)
+    upserted, deleted = store.put_person_states(connection, people)
+    counts["person_states"] += upserted
+    counts["person_tombstones"] += deleted
+    counts["dead_letters_new"] += store.add_dead_letters(connection, letters, now)
+    _advance_marks(connection, records, now)
+    return +counts
+
+
+def _records(batch: dict[Any, list[Any]], names: dict[str, str]) -> list[SinkRecord]:
+    """kafka-python's poll result as SinkRecords, in offset order within each partition."""
+    return [
+        SinkRecord(names[tp.topic], tp.topic, tp.partition, r.offset, r.key, r.value)
+        for tp, rows in batch.items()
+        for r in rows
+    ]
+
+
+def consume(
+    engine: Engine,
+    settings: KafkaSettings,
+    *,
+    from_beginning: bool = False,
+    idle_exit: float | None = None,
+    stop: threading.Event | None = None,
+    max_records: int = 2000,
+) -> Counter[str]:
+    """Run the sink until ``stop`` is set or no record came for ``idle_exit`` seconds.
+
+    ``from_beginning`` rewinds every assigned partition once, at the first assignment: a
+    re-run over the whole retention, which the marks make harmless.
+    """
+    from kafka import ConsumerRebalanceListener, KafkaConsumer
+    from kafka.errors import CommitFailedError
+
+    names = {topic_name(settings.prefix, name): name for name in OUTPUT_TOPICS}
+    consumer = KafkaConsumer(
+        group_id=group_id(settings.prefix),
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        # A sink started before the worker must not create the worker's topics with the
+        # broker's default partition count: the worker refuses topics it did not size.
+        allow_auto_create_topics=False,
+        max_poll_records=max_records,
+        **settings.kafka_python(),
+    )
+
+    class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+        idle_since = time.monotonic()
+        rewind = from_beginning
+
+        def on_partitions_revoked(self, revoked: Any) -> None:
+            pass
+
+        def on_partitions_assigned(self, assigned: Any) -> None:
+            self.idle_since = time.monotonic()  # joining the group is not idleness
+            if self.rewind and assigned:
+                consumer.seek_to_beginning(*assigned)
+                self.rewind = False
+
+    listener = Listener()
+
+    totals: Counter[str] = Counter()
+    try:
+        consumer.subscribe(sorted(names), listener=listener)
+        while stop is None or not stop.is_set():
+            batch = consumer.poll(timeout_ms=500)
+            records = _records(batch, names)
+            if records:
+                with engine.begin() as connection:
+                    totals.update(write_batch(connection, records))
+                try:
+                    consumer.commit()
+                except CommitFailedError as exc:  # a rebalance: the batch comes again, skipped
+                    log.warning("offset commit failed, the batch will be redelivered: %s", exc)
+                listener.idle_since = time.monotonic()
+                totals["records"] += len(records)
+            elif idle_exit is not None and time.monotonic() - listener.idle_since >= idle_exit:
+                break
+    finally:
+        consumer.close(autocommit=False)
+    return totals
+
+
+def summary(counts: Iterable[tuple[str, int]]) -> str:
+    """A one-line account of a sink run."""
+    return "ledger sink: " + (", ".join(f"{k} {v:,}" for k, v in sorted(counts)) or "nothing")

@@ -1,0 +1,120 @@
+"""Writing into the ledger is idempotent: the same records twice leave the same rows.
+
+Each test runs on SQLite and on the real PostgreSQL (their ON CONFLICT clauses are
+separate SQLAlchemy dialects).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from ledger_samples import Partition, alert, letter, report, status
+from sqlalchemy import Engine, select
+
+from closedloop.streams.ledger import models, store
+from closedloop.streams.ledger.sink import write_batch
+
+NOW = datetime(2022, 9, 8, 1, 0, tzinfo=UTC)
+
+
+def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every ledger table, in a stable order (without the sink's timestamps)."""
+    out = {}
+    with engine.connect() as connection:
+        for table in models.Base.metadata.sorted_tables:
+            columns = [c for c in table.columns if c.name not in ("updated_at", "id")]
+            rows = connection.execute(select(*columns)).all()
+            out[table.name] = sorted((tuple(r) for r in rows), key=repr)
+    return out
+
+
+def test_a_redelivered_batch_changes_nothing(ledger: Engine) -> None:
+    alerts, reports = Partition("alerts"), Partition("daily-report")
+    people, letters = Partition("person-status"), Partition("deadletter")
+    first = alert(1)
+    batch = [
+        alerts.record(first), alerts.record(alert(2, "district-b")),
+        alerts.record(first),  # the worker sent it twice (at-least-once)
+        reports.record(report("district-a")), reports.record(report("district-b")),
+        people.record(status("person-0001", "2022-09-07T08:00:00+08:00"), "person-0001"),
+        people.record(status("person-0002", "2022-09-07T08:00:00+08:00"), "person-0002"),
+        people.record(None, "person-0002"),  # then forgotten: a tombstone
+        letters.record(letter(17)), letters.record(letter(None, line=4)),
+    ]
+    with ledger.begin() as connection:
+        counts = write_batch(connection, batch, NOW)
+    assert counts["alerts_new"] == 2
+    assert counts["reports"] == 2
+    assert counts["dead_letters_new"] == 2
+    before = snapshot(ledger)
+    assert [row[0] for row in before["person_state"]] == ["person-0001"]
+    assert len(before["alert"]) == 2
+
+    with ledger.begin() as connection:  # redelivered: skipped by the partitions' marks
+        again = write_batch(connection, batch, NOW)
+    assert again == {"redelivered": len(batch)}
+    assert snapshot(ledger) == before
+
+    with ledger.begin() as connection:  # the marks lost: the writes are idempotent by themselves
+        connection.execute(models.Base.metadata.tables["processed_event"].delete())
+        write_batch(connection, batch, NOW)
+    assert snapshot(ledger) == before
+
+
+def test_an_alert_keeps_its_lifecycle_when_it_comes_again(ledger: Engine) -> None:
+    first = alert(3)
+    with ledger.begin() as connection:
+        assert store.add_alerts(connection, [first]) == 1
+        assert store.apply_action(connection, first.alert_id, "ack", "operator-1", NOW)
+        assert not store.apply_action(connection, first.alert_id, "ack", "operator-2", NOW)
+        assert store.apply_action(connection, first.alert_id, "resolve", "operator-1", NOW,
+                                  note="called, tested")
+        assert not store.apply_action(connection, first.alert_id, "ack", "operator-2", NOW)
+        assert store.add_alerts(connection, [first]) == 0
+    table = models.Base.metadata.tables["alert"]
+    with ledger.connect() as connection:
+        row = connection.execute(select(table)).mappings().one()
+    assert row["state"] == "resolved"
+    assert row["acknowledged_by"] == "operator-1"
+    assert row["note"] == "called, tested"
+    assert row["resolved_at"] == NOW
+    assert row["due_at"] == datetime.fromisoformat(first.due_at)  # the instant, exactly
+
+
+def test_the_latest_report_and_status_win(ledger: Engine) -> None:
+    newer = status("person-0009", "2022-09-07T10:00:00+08:00", district="district-b")
+    older = status("person-0009", "2022-09-07T09:00:00+08:00", district="district-a")
+    with ledger.begin() as connection:
+        store.upsert_reports(connection, [report("district-a", pushed=1)])
+        store.upsert_reports(connection, [report("district-a", pushed=2),
+                                          report("district-a", pushed=5)])
+        store.put_person_states(connection, {"person-0009": newer})
+        store.put_person_states(connection, {"person-0009": older})  # late: ignored
+    rows = snapshot(ledger)
+    assert [r[2] for r in rows["daily_report"]] == [5]
+    assert rows["person_state"][0][1] == "district-b"
+
+
+def test_dead_letters_keep_no_payload(ledger: Engine) -> None:
+    with ledger.begin() as connection:
+        assert store.add_dead_letters(connection, [letter(5), letter(None, line=9)], NOW) == 2
+        assert store.add_dead_letters(connection, [letter(5), letter(None, line=9)], NOW) == 0
+    table = models.Base.metadata.tables["dead_letter"]
+    assert "original" not in table.columns
+    with ledger.connect() as connection:
+        origins = sorted(connection.execute(select(table.c.origin)).scalars())
+    assert origins[0].startswith("line 9 #")
+    assert origins[1] == "unit.travel.v1/0/5"
+    assert all("redacted" not in origin for origin in origins)
+
+
+def test_an_undecodable_record_is_skipped_not_fatal(ledger: Engine) -> None:
+    alerts = Partition("alerts")
+    bad = alerts.record({"alert_id": "al-x"})  # not an Alert: fields missing
+    good = alerts.record(alert(7))
+    with ledger.begin() as connection:
+        counts = write_batch(connection, [bad, good], NOW)
+    assert counts == {"undecodable:alerts": 1, "alerts_new": 1, "alerts_seen": 1}
+    with ledger.begin() as connection:
+        assert write_batch(connection, [bad, good], NOW) == {"redelivered": 2}
