@@ -53,8 +53,8 @@ class Effects:
 
 
 class _Partition:
-    __slots__ = ("clock", "index", "marked", "marks", "number", "pending", "processed", "tick",
-                 "topics")
+    __slots__ = ("clock", "index", "marked", "marks", "number", "pending", "processed", "seen",
+                 "tick", "topics")
 
     def __init__(self, lateness: int) -> None:
         self.number = -1
@@ -66,6 +66,7 @@ class _Partition:
         self.topics: dict[str, int] = {}  # input topic -> largest event time seen on it
         self.processed: dict[str, int] = {}  # input topic -> last offset applied
         self.pending: list[tuple[int, dict[str, int]]] = []  # ticks waiting for offsets
+        self.seen: dict[str, int] = {}  # internal topic -> last offset applied (replay guard)
 
 
 class StageRunner:
@@ -83,6 +84,7 @@ class StageRunner:
         catch_up_before: int | None = None,
         inputs: tuple[str, ...] = (),
         unread: Callable[[str, int], bool] | None = None,
+        committed: Callable[[str, int], int | None] | None = None,
     ) -> None:
         self.stage = stage
         self.policy = policy
@@ -95,6 +97,7 @@ class StageRunner:
         self.catch_up_before = catch_up_before
         self.inputs = inputs  # input topics that drive the own clock
         self.unread = unread  # (topic, partition) -> has records not yet read
+        self.committed = committed  # (topic, partition) -> the group's committed offset
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -113,6 +116,7 @@ class StageRunner:
             "topics": part.topics, "processed": part.processed, "marks": part.marks,
             "pending": [[at, after] for at, after in part.pending], "tick": part.tick,
             "marked": part.marked, "max_seen": part.clock.max_seen, "clock": part.clock.value,
+            "seen": part.seen,
         }
 
     def _load(self, part: _Partition) -> None:
@@ -127,6 +131,7 @@ class StageRunner:
         part.marked = saved["marked"]
         part.clock.max_seen = saved["max_seen"]
         part.clock.value = saved["clock"]
+        part.seen = dict(saved.get("seen", {}))
 
     def open_deadlines(self) -> int:
         return sum(len(p.index) for p in self.partitions.values())
@@ -173,6 +178,22 @@ class StageRunner:
             self._save(part)
         return effects
 
+    def on_counted(
+        self, partition: int, key: str, item: Any, event_time: int, topic: str, offset: int
+    ) -> Effects:
+        """A record that counts (a report contribution): applied once per offset.
+
+        Kafka redelivers what was not committed before a rebalance or a crash; counts are not
+        idempotent, so the partition remembers (in its table) the last offset it applied.
+        """
+        part = self._part(partition)
+        if offset <= part.seen.get(topic, -1):
+            return Effects(duplicate=True)
+        part.seen[topic] = offset
+        effects = self.on_input(partition, key, item, event_time, None)
+        self._save(part)
+        return effects
+
     def on_skipped(self, partition: int, topic: str, offset: int) -> Effects:
         """An input message that was rejected still counts as read for pending ticks."""
         part = self._part(partition)
@@ -216,13 +237,26 @@ class StageRunner:
         applied = False
         while part.pending:
             instant, after = part.pending[0]
-            if any(part.processed.get(topic, -1) < end - 1 for topic, end in after.items()):
+            if any(self._done_upto(part, topic) < end - 1 for topic, end in after.items()):
                 break
             part.pending.pop(0)
             part.tick = max(part.tick, instant)
             part.clock.advance_to(instant)
             applied = True
         return applied
+
+    def _done_upto(self, part: _Partition, topic: str) -> int:
+        """The last offset of ``topic`` in this partition known to be applied.
+
+        What this worker applied itself, or what the consumer group committed before this
+        worker took the partition over (a committed offset is the next one to read).
+        """
+        done = part.processed.get(topic, -1)
+        if self.committed is not None:
+            committed = self.committed(topic, part.number)
+            if committed is not None and committed - 1 > done:
+                return committed - 1
+        return done
 
     def _observe(self, part: _Partition) -> None:
         """Own watermark: the slowest input topic's latest event time, less the lateness.

@@ -7,6 +7,7 @@ topics a worker creates are the topics the document describes.
 
 from __future__ import annotations
 
+import time
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, Final
@@ -88,8 +89,13 @@ def ensure_topics(admin: Any, specs: list[TopicSpec]) -> list[str]:
                     for spec in missing
                 ]
             )
-    described = admin.describe_topics([spec.address for spec in specs])
-    counts = {d.get("topic", d.get("name")): len(d["partitions"]) for d in described}
+    counts: dict[str, int] = {}
+    for _ in range(40):  # a topic just created may take a moment to show its partitions
+        described = admin.describe_topics([spec.address for spec in specs])
+        counts = {d.get("topic", d.get("name")): len(d["partitions"]) for d in described}
+        if all(counts.get(spec.address) for spec in specs):
+            break
+        time.sleep(0.25)
     wrong = [
         f"{spec.address} has {counts.get(spec.address)} partitions, expected {spec.partitions}"
         for spec in specs

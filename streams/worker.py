@@ -110,14 +110,19 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
         read = consumer._read_offset.get(tp)  # no public accessor
         return bool(highwater > (0 if read is None else read + 1))
 
+    def committed(topic: str, partition: int) -> int | None:
+        """The group's committed offset (the next to read) of an input partition, if known."""
+        value = app.consumer._committed_offset.get(TP(address[topic], partition))
+        return None if value is None else int(value)
+
     runners = {
         "tube": StageRunner(TUBE, policy, _StrKeys(tube_table), upstream=0,
                             catch_up_before=catch_up_before, inputs=("sampling", "lab"),
-                            unread=unread),
+                            unread=unread, committed=committed),
         "person": StageRunner(PERSON, policy, _StrKeys(person_table), upstream=n,
                               catch_up_before=catch_up_before,
                               inputs=("travel", "followup", "cohort", "action"),
-                              unread=unread),
+                              unread=unread, committed=committed),
         "report": StageRunner(REPORT, policy, _StrKeys(report_table), upstream=2 * n,
                               own_clock=False),
     }
@@ -134,8 +139,8 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
     def rebuild(stage: str) -> None:
         """After recovery: the assigned partitions' deadline indexes and clocks, from the table.
 
-        Faust keeps keys of revoked partitions in the local store; they are dropped here
-        (locally, no tombstone) so that only what this worker owns is indexed.
+        Faust keeps keys of revoked partitions in the local store; only the keys of the
+        partitions this worker owns are indexed (the others are never fired from here).
         """
         table = tables[stage]
         runner = runners[stage]
@@ -148,11 +153,8 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
                 owner = int(key[len(META_PREFIX):])
             else:
                 owner = partition_of(key, n)
-            if owner in active:
-                if not key.startswith(META_PREFIX):
-                    by_partition[owner].append(key)
-            else:
-                table.data.data.pop(raw_key, None)
+            if owner in active and not key.startswith(META_PREFIX):
+                by_partition[owner].append(key)
         for gone in set(runner.partitions) - active:
             runner.revoke(gone)
         for part, keys in by_partition.items():
@@ -290,7 +292,8 @@ def _internal(runner: StageRunner, message: Any, value: bytes) -> Effects:
         return runner.on_mark(partition, str(item["source"]), int(item["at"]))
     key = message.key.decode() if message.key else ""
     if kind == "part":
-        return runner.on_input(partition, key, item, int(item["at"]), None)
+        return runner.on_counted(partition, key, item, int(item["at"]), message.topic,
+                                 message.offset)
     at = int(item.get("at", item.get("reported", 0)))
     return runner.on_input(partition, key, item, at, None)
 
