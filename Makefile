@@ -8,6 +8,8 @@
 #   make test           pytest against those services
 #   make lint           ruff, and mypy --strict on the packages
 #   make check          lint + test
+#   make deploy-check   validate deploy/: promtool (config, rules, rule tests), the compose
+#                       file against the Compose Specification, Kubernetes manifests, Grafana
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := test
@@ -24,7 +26,7 @@ export CLOSEDLOOP_KAFKA_PORT CLOSEDLOOP_PG_PORT CLOSEDLOOP_KAFKA CLOSEDLOOP_TEST
 
 PYTEST_ARGS ?=
 
-.PHONY: demo install services services-stop test lint check typecheck-tree
+.PHONY: demo install services services-stop test lint check typecheck-tree deploy-tools deploy-check
 
 install: $(VENV)/.installed
 
@@ -60,7 +62,7 @@ services-stop:
 	bash deploy/postgres/stop.sh || status=1; \
 	exit $$status
 
-test: install services
+test: install deploy-tools services
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 # mypy cannot follow the editable install's import hook that maps closedloop.schemas onto
@@ -80,3 +82,38 @@ lint: install typecheck-tree
 	exit $$status
 
 check: lint test
+
+# The validators of deploy/ that pip installs (promtool comes from Debian's `prometheus`
+# package: .ci/run installs it when missing). Reinstalled only when the list changes.
+deploy-tools: $(VENV)/.deploy-tools
+
+$(VENV)/.deploy-tools: deploy/requirements.txt $(VENV)/.installed
+	@command -v promtool >/dev/null || { \
+	  echo "installing promtool (Debian's prometheus package)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -q && apt-get install -y -q --no-install-recommends prometheus; }
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r deploy/requirements.txt
+	@touch $@
+
+# Every check of deploy/, each reported, failing at the end if any failed. The pytest part
+# (tests/deploy) holds what the tools cannot know: runbook links, metric names and labels,
+# Grafana panels and datasource, compose wiring, ACLs and probes. About half a minute.
+deploy-check: install deploy-tools
+	@command -v promtool >/dev/null || { echo "deploy-check: promtool is missing (Debian: apt-get install prometheus)" >&2; exit 1; }
+	@status=0; \
+	echo "promtool check config + rules"; \
+	promtool check config deploy/prometheus/prometheus.yml || status=1; \
+	promtool check rules deploy/prometheus/rules.yml || status=1; \
+	echo "promtool test rules"; \
+	(cd deploy/prometheus && promtool test rules rules_test.yml) || status=1; \
+	echo "check-jsonschema: deploy/compose.yaml against the Compose Specification"; \
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec deploy/compose.yaml || status=1; \
+	echo "kubernetes-validate --strict: deploy/k8s built-in kinds (1.29 and 1.37)"; \
+	for v in 1.29 1.37; do \
+	  $(BIN)/kubernetes-validate --strict --quiet -k $$v deploy/k8s/worker.yaml || status=1; \
+	done; \
+	echo "deploy/k8s generated files up to date"; \
+	$(BIN)/python deploy/k8s/generate.py --check || status=1; \
+	echo "pytest tests/deploy"; \
+	$(BIN)/pytest -q tests/deploy || status=1; \
+	exit $$status
