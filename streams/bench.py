@@ -4,6 +4,8 @@
 lines versus full replay (decode, validate, de-duplicate, every loop, outputs), their ratio,
 and peak memory per tracked person. ``closedloop bench deadlines``: the deadline index's cost
 per event at two sizes of open deadlines, to show it grows like log n, not n.
+``closedloop bench worker`` (:mod:`closedloop.streams.bench_worker`): the Kafka worker end to
+end versus raw aiokafka consumption of the same input.
 Never used by tests: timings are reported, never asserted.
 """
 
@@ -126,9 +128,18 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     )
     deadlines.add_argument("--operations", type=int, default=200_000)
     deadlines.add_argument("--seed", type=int, default=1)
+    from closedloop.streams import bench_worker
+
+    bench_worker.add_parser(sub.add_parser(
+        "worker", help="the Kafka worker end to end vs raw aiokafka consumption",
+        formatter_class=argparse.RawDescriptionHelpFormatter))
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.bench == "worker":
+        from closedloop.streams import bench_worker
+
+        return bench_worker.run(args)
     if args.bench == "replay":
         print(f"generating a {args.people:,}-person, {args.days}-day city …", file=sys.stderr)
         r = bench_replay(args.people, args.days, args.seed, args.repeat)
