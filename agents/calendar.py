@@ -10,26 +10,7 @@ from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-__all__ = ["Calendar", "epoch_of"]
-
-_last_epoch: tuple[datetime | None, int] = (None, 0)
-
-
-def epoch_of(instant: datetime) -> int:
-    """Whole epoch seconds of an aware datetime (an event's ``occurred_at``).
-
-    The driver converts an event's time for the clock and de-duplication, and the rule that
-    applies the event converts it again; ``datetime.timestamp`` costs as much as a small rule,
-    so the last conversion is remembered. It is looked up by identity (``is``): a hit is the
-    very same object, so the answer cannot differ.
-    """
-    global _last_epoch
-    last = _last_epoch
-    if last[0] is instant:
-        return last[1]
-    value = int(instant.timestamp())
-    _last_epoch = (instant, value)
-    return value
+__all__ = ["Calendar"]
 
 
 class Calendar:

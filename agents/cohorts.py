@@ -16,7 +16,6 @@ from __future__ import annotations
 from bisect import insort
 from typing import Any, Final
 
-from closedloop.agents.calendar import epoch_of
 from closedloop.agents.requirements import (
     Context,
     LapseHandler,
@@ -47,7 +46,7 @@ def on_cohort(ctx: Context, st: State, person_id: str, event: Cohort) -> None:
     Membership is computed from the changes sorted by time (a leave sorts before a join at the
     same instant), so it does not depend on the order in which they arrived.
     """
-    at = epoch_of(event.occurred_at)
+    at = int(event.occurred_at.timestamp())
     memberships: dict[str, Any] = st.setdefault("cohorts", {})
     member = memberships.get(event.cohort)
     if member is None:

@@ -66,11 +66,8 @@ def check_day(
     return found
 
 
-def on_sampled(
-    ctx: Context, st: State, person_id: str, sample: list[Any], index: int | None = None
-) -> None:
-    """After a new sampling (at ``index`` of the samplings, if known), (re)arm the check of
-    each local day it can affect.
+def on_sampled(ctx: Context, st: State, person_id: str, sample: list[Any]) -> None:
+    """After a new sampling, (re)arm the check of each local day it can affect.
 
     A new sampling can only create a violation with its neighbours in time, or by the count
     of its own day, so those are looked at first; the full day check runs only on a hit.
@@ -78,8 +75,7 @@ def on_sampled(
     samples = st["samples"]
     if len(samples) == 1:
         return
-    if index is None:
-        index = samples.index(sample)
+    index = samples.index(sample)
     days = []
     if _too_fast(ctx, samples, index) or _too_many(ctx, samples, index):
         days.append(ctx.cal.date_of(sample[0]))
@@ -103,8 +99,7 @@ def _too_fast(ctx: Context, samples: list[list[Any]], index: int) -> bool:
     later = samples[index]
     if later[4] is None or later[5] is None:
         return False
-    for position in range(index - 1, -1, -1):
-        earlier = samples[position]
+    for earlier in reversed(samples[:index]):
         if earlier[4] is not None and earlier[5] is not None:
             if earlier[3] == later[3]:
                 return False
@@ -120,9 +115,7 @@ def _too_many(ctx: Context, samples: list[list[Any]], index: int) -> bool:
     if len(samples) <= limit:
         return False
     day = ctx.cal.date_of(samples[index][0])
-    start = ctx.cal.day_start(day)
-    end = ctx.cal.day_start(day + timedelta(days=1))
-    return sum(1 for s in samples if start <= s[0] < end) > limit
+    return sum(1 for s in samples if ctx.cal.date_of(s[0]) == day) > limit
 
 
 def _lapse_identity(ctx: Context, st: State, person_id: str, name: str, due: int) -> int | None:

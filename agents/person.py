@@ -7,11 +7,10 @@ the loops share (samplings), bounded by ``state_retention``.
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import insort
 from typing import Any, Final
 
 from closedloop.agents import cohorts, identity, retests, travel
-from closedloop.agents.calendar import epoch_of
 from closedloop.agents.requirements import (
     Context,
     LapseHandler,
@@ -38,7 +37,7 @@ HANDLERS: Final[dict[str, LapseHandler]] = {
 
 def on_event(ctx: Context, st: State, person_id: str, event: Event) -> None:
     """A person-keyed input event."""
-    at = epoch_of(event.occurred_at)
+    at = int(event.occurred_at.timestamp())
     if isinstance(event, Travel):
         travel.on_travel(ctx, st, person_id, event)
     elif isinstance(event, Followup):
@@ -56,38 +55,24 @@ def on_forward(ctx: Context, st: State, person_id: str, msg: dict[str, Any]) -> 
     """A message the tube join re-keyed to this person."""
     kind = msg["type"]
     if kind == "sampled":
-        _add_sample(ctx, st, person_id, msg)
+        sample = [msg["at"], msg["tube"], msg["pool"], msg["site"], msg["lat"], msg["lon"],
+                  msg["district"]]
+        samples = st.get("samples")
+        if samples is None:
+            st["samples"] = [sample]
+            if "district" not in st:
+                st["district"] = msg["district"]
+            identity.on_sampled(ctx, st, person_id, sample)
+        elif all(existing[1] != msg["tube"] for existing in samples):
+            insort(samples, sample, key=_sample_order)
+            identity.on_sampled(ctx, st, person_id, sample)
+            if len(samples) > PRUNE_ABOVE:
+                _prune(ctx, st)
     elif kind == "retest":
         retests.on_retest_needed(ctx, st, person_id, msg)
     elif kind == "result":
         st["last_result"] = [msg["at"], msg["result"]]
-    keep_alive(ctx, st, int(msg["at"] if "at" in msg else msg.get("reported", ctx.clock)))
-
-
-def _add_sample(ctx: Context, st: State, person_id: str, msg: dict[str, Any]) -> None:
-    """Keep the person's samplings sorted by (time, tube), one per tube; check identity."""
-    sample = [msg["at"], msg["tube"], msg["pool"], msg["site"], msg["lat"], msg["lon"],
-              msg["district"]]
-    samples = st.get("samples")
-    if samples is None:
-        st["samples"] = [sample]
-        if "district" not in st:
-            st["district"] = msg["district"]
-        identity.on_sampled(ctx, st, person_id, sample, 0)
-        return
-    tube = sample[1]
-    for existing in samples:
-        if existing[1] == tube:
-            return  # this tube's sampling is known already
-    if not samples or sample[0] > samples[-1][0]:  # usually the latest sampling so far
-        index = len(samples)
-        samples.append(sample)
-    else:
-        index = bisect_right(samples, _sample_order(sample), key=_sample_order)
-        samples.insert(index, sample)
-    identity.on_sampled(ctx, st, person_id, sample, index)
-    if len(samples) > PRUNE_ABOVE:
-        _prune(ctx, st)
+    keep_alive(ctx, st, int(msg.get("at", msg.get("reported", ctx.clock))))
 
 
 def _sample_order(sample: list[Any]) -> tuple[int, str]:

@@ -131,17 +131,16 @@ def prune_sent(st: State, horizon: int) -> None:
 
 def fire_due(
     ctx: Context, st: State, key: str, handlers: Mapping[str, LapseHandler]
-) -> int | None:
-    """Run every lapse handler whose due instant the clock has reached, earliest first
-    (ties by name); returns the key's next due instant, as :func:`next_due` would."""
-    reqs: dict[str, int] | None = st.get("req")
-    clock = ctx.clock
+) -> None:
+    """Run every lapse handler whose due instant the clock has reached, earliest first."""
+    reqs = st.get("req")
+    if not reqs or min(reqs.values()) > ctx.clock:
+        return
     while reqs:
-        due = min(reqs.values())
-        if due > clock:
-            return due  # handlers change the state's ``req`` in place: this is next_due(st)
-        name = min(name for name, at in reqs.items() if at == due)
-        handler = handlers[name.partition(":")[0]]
+        name, due = min(reqs.items(), key=lambda item: (item[1], item[0]))
+        if due > ctx.clock:
+            return
+        handler = handlers[name.split(":", 1)[0]]
         following = handler(ctx, st, key, name, due)
         if following is None:
             reqs.pop(name, None)
@@ -149,7 +148,6 @@ def fire_due(
             raise AssertionError(f"lapse handler for {name.split(':')[0]} did not move forward")
         else:
             reqs[name] = following
-    return next_due(st)
 
 
 def keep_alive(ctx: Context, st: State, at: int) -> None:

@@ -22,7 +22,6 @@ from bisect import insort
 from datetime import date, timedelta
 from typing import Any, Final
 
-from closedloop.agents.calendar import epoch_of
 from closedloop.agents.closure import GAUGES, close_interval, set_interval
 from closedloop.agents.requirements import (
     Context,
@@ -76,12 +75,12 @@ def control_end(st: State, push: dict[str, Any] | None = None) -> int:
 
 def on_travel(ctx: Context, st: State, person_id: str, event: Travel) -> None:
     """A push opens (or replaces) the person's regimen and its requirements."""
-    pushed = epoch_of(event.occurred_at)
+    pushed = int(event.occurred_at.timestamp())
     ctx.contribute(event.district, pushed, "pushed")  # every push counts, even a superseded one
     old = st.get("push")
     if old is not None and (old["pushed_at"], old["event_id"]) >= (pushed, event.event_id):
         return  # an older push arriving late: the newer one stands (ties: larger event_id)
-    arrived = epoch_of(event.arrived_at)
+    arrived = int(event.arrived_at.timestamp())
     if old is not None:
         _retire(st, old, pushed)
         if old["arrived_at"] != arrived:
@@ -135,7 +134,7 @@ def _retire(st: State, old: dict[str, Any], replaced_at: int) -> None:
 
 def on_followup(ctx: Context, st: State, person_id: str, event: Followup) -> None:
     """Record the grid worker's fact; requirements look at facts when they fall due."""
-    at = epoch_of(event.occurred_at)
+    at = int(event.occurred_at.timestamp())
     if event.kind == "released":
         insort(st.setdefault("released", []), at)
     else:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from closedloop.agents.calendar import epoch_of
 from closedloop.agents.requirements import (
     Context,
     LapseHandler,
@@ -39,7 +38,7 @@ __all__ = ["HANDLERS", "on_lab", "on_sampling"]
 
 
 def on_sampling(ctx: Context, st: State, tube_id: str, event: Sampling) -> Rejection | None:
-    at = epoch_of(event.occurred_at)
+    at = int(event.occurred_at.timestamp())
     members: dict[str, Any] = st.setdefault("members", {})
     pool_size = st.setdefault("pool", event.pool_size)
     if event.person_id in members:
@@ -69,7 +68,7 @@ def on_sampling(ctx: Context, st: State, tube_id: str, event: Sampling) -> Rejec
 
 
 def on_lab(ctx: Context, st: State, tube_id: str, event: Lab) -> None:
-    at = epoch_of(event.occurred_at)
+    at = int(event.occurred_at.timestamp())
     if st.get("recv") is None or at < st["recv"]:
         st["recv"] = at
     st.setdefault("lab", event.lab_id)
@@ -87,9 +86,8 @@ def _apply_result(ctx: Context, st: State, tube_id: str, persons: list[str]) -> 
     """Tell each member its result; raise a single tube's positive; ask pooled retests."""
     reported, result, lab_id = st["rep"]
     single = st.get("pool") == 1
-    members = st.get("members", {})
     for person_id in persons:
-        sampled = members[person_id]
+        sampled = st["members"][person_id]
         ctx.forwards.append((person_id, {
             "type": "result", "at": max(reported, sampled), "tube": tube_id, "result": result,
         }))
@@ -107,7 +105,7 @@ def _apply_result(ctx: Context, st: State, tube_id: str, persons: list[str]) -> 
                 "single": result == "positive", "district": st.get("district"),
             }))
     if result == "positive" and not single and "pool" not in st.get("req", {}) and persons:
-        _raise_pool_positive(ctx, st, tube_id, max(members[p] for p in persons))
+        _raise_pool_positive(ctx, st, tube_id, max(st["members"][p] for p in persons))
 
 
 def _raise_pool_positive(ctx: Context, st: State, tube_id: str, raised: int) -> None:

@@ -11,7 +11,7 @@ import base64
 import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from typing import Any, Final, Union
+from typing import Any, Final
 
 import msgspec
 import orjson
@@ -121,18 +121,11 @@ def validate_event(
     return _after_checks(event, cohorts)
 
 
-def _after_checks(
-    event: Event, cohorts: Collection[str] | None, source: bytes | None = None
-) -> Event | Rejection:
-    """Rules a field-by-field schema cannot say: raw identifiers, lab result, cohort names.
-
-    ``source`` is the JSON text the event was decoded from, when there is one: if it cannot
-    hold a raw identifier (:func:`_may_hold_raw`), the per-field scan is skipped.
-    """
-    if source is None or _may_hold_raw(source):
-        raw = _raw_field((name, getattr(event, name)) for name in STRING_FIELDS[type(event)])
-        if raw is not None:
-            return raw
+def _after_checks(event: Event, cohorts: Collection[str] | None) -> Event | Rejection:
+    """Rules a field-by-field schema cannot say: raw identifiers, lab result, cohort names."""
+    raw = _raw_field((name, getattr(event, name)) for name in STRING_FIELDS[type(event)])
+    if raw is not None:
+        return raw
     if isinstance(event, Lab) and event.status == "reported" and event.result is None:
         return Rejection("missing_field", "result: required when status is \"reported\"")
     if isinstance(event, Cohort) and cohorts is not None and event.cohort not in cohorts:
@@ -143,46 +136,13 @@ def _after_checks(
     return event
 
 
-_DIGITS_AS_ZERO: Final = bytes.maketrans(b"123456789", b"000000000")
-_ELEVEN_DIGITS: Final = b"0" * 11
-
-
-def _may_hold_raw(source: bytes) -> bool:
-    """Could a string decoded from the JSON text ``source`` be or hold a raw identifier?
-
-    Both shapes (``identifiers``) are runs of at least 11 digits. In pure-ASCII text without
-    a backslash every character of a decoded string stands in the text as itself, so without
-    a run of 11 ASCII digits in the text no string can be raw. (Non-ASCII text may hold other
-    Unicode digits, and a ``\\u`` escape may spell a digit: both take the full scan.) The
-    test is a few C-level passes over the bytes; the scan it spares is a Python loop over
-    every string field, the larger part of validating a clean event. (``find``, not ``in``:
-    ``needle in some_bytes`` first tries the needle as an integer, and raising and clearing
-    that TypeError costs more than the search.)
-    """
-    if type(source) is not bytes or not source.isascii() or source.find(b"\\") >= 0:
-        return True
-    return source.translate(_DIGITS_AS_ZERO).find(_ELEVEN_DIGITS) >= 0
-
-
 class _Envelope(msgspec.Struct):
     topic: str
     value: msgspec.Raw
 
 
-def _line_type(topic: str, model: type[Event]) -> Any:
-    """``{"topic": topic, "value": model}`` as one struct tagged by its ``topic`` field."""
-    return msgspec.defstruct(
-        f"_{model.__name__}Line", [("value", model)], tag_field="topic", tag=topic
-    )
-
-
 _ENVELOPE_DECODER: Final = msgspec.json.Decoder(_Envelope)
 _DECODERS: Final = {topic: msgspec.json.Decoder(model) for topic, model in MODELS.items()}
-# A replay line of any topic in one pass: msgspec reads the tag, then the event in place.
-_LINE_TYPES: Final = {_line_type(topic, model): topic for topic, model in MODELS.items()}
-_LINE_DECODER: Final[msgspec.json.Decoder[Any]] = msgspec.json.Decoder(
-    Union[tuple(_LINE_TYPES)]  # noqa: UP007
-)
 
 
 def decode_event(
@@ -197,7 +157,7 @@ def decode_event(
     decoder = _DECODERS.get(topic)
     if decoder is not None:
         try:
-            return _after_checks(decoder.decode(raw), cohorts, raw)
+            return _after_checks(decoder.decode(raw), cohorts)
         except (msgspec.MsgspecError, ValueError, RecursionError):
             # ValueError: msgspec raises UnicodeDecodeError on non-UTF-8 strings, and
             # RecursionError on deep nesting; the slow path gives both their reason.
@@ -212,24 +172,14 @@ def decode_event(
 def decode_line(
     line: bytes, cohorts: Collection[str] | None = None
 ) -> tuple[str, Event | Rejection] | Rejection:
-    """A replay line to (topic, event or rejection), or a rejection of the envelope itself.
-
-    Fast path: the whole line in one msgspec pass. A line it refuses is tried as envelope,
-    then event (which, unlike the one pass, takes the last of repeated ``topic`` keys), and
-    only then takes the slow path that finds the precise reason.
-    """
-    try:
-        decoded = _LINE_DECODER.decode(line)
-        return _LINE_TYPES[type(decoded)], _after_checks(decoded.value, cohorts, line)
-    except (msgspec.MsgspecError, ValueError, RecursionError):
-        pass  # as in decode_event
+    """A replay line to (topic, event or rejection), or a rejection of the envelope itself."""
     try:
         envelope = _ENVELOPE_DECODER.decode(line)
         decoder = _DECODERS.get(envelope.topic)
         if decoder is not None:
             return envelope.topic, _after_checks(decoder.decode(envelope.value), cohorts)
     except (msgspec.MsgspecError, ValueError, RecursionError):
-        pass
+        pass  # as in decode_event
     parsed = decode_envelope(line)
     if isinstance(parsed, Rejection):
         return parsed

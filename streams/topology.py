@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from closedloop.agents import closure, person, tubes
-from closedloop.agents.requirements import Context, LapseHandler, State, fire_due
+from closedloop.agents.requirements import Context, LapseHandler, State, fire_due, next_due
 from closedloop.schemas.decode import Rejection
 from closedloop.schemas.events import Event, Lab, Sampling
 
@@ -64,17 +64,14 @@ class Stage:
     def _finish(
         self, ctx: Context, table: MutableMapping[str, State], key: str, st: State, fire: bool
     ) -> int | None:
-        """Fire what is due (if asked), then store the state or forget it; its next due."""
-        reqs = st.get("req")
-        due = min(reqs.values()) if reqs else None
-        if fire and due is not None and due <= ctx.clock:
-            due = fire_due(ctx, st, key, self.handlers)
-        if not st or st.get("gone"):
+        if fire:
+            fire_due(ctx, st, key, self.handlers)
+        if st.get("gone") or not st:
             if key in table:
                 del table[key]
             return None
         table[key] = st  # write back: a Faust table only changelogs assignments
-        return due
+        return next_due(st)
 
 
 def _apply_tube(ctx: Context, st: State, key: str, event: Event) -> Rejection | None:
