@@ -68,7 +68,7 @@ test: install deploy-tools services
 # Several workers in one consumer group: known to fail intermittently (see README), so kept
 # out of `make test` until fixed rather than retried until green.
 test-scaleout: install services
-	$(BIN)/pytest -q -m scaleout tests/integration/test_worker.py
+	$(BIN)/pytest -q -m "scaleout or unstable" tests/integration/test_worker.py
 
 # mypy cannot follow the editable install's import hook that maps closedloop.schemas onto
 # schemas/, so it reads the packages through a tree of symlinks with the installed names.

@@ -102,10 +102,24 @@ class StageRunner:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def assign(self, partition: int, keys: list[str]) -> None:
-        """(Re)build a partition's index and clock from the table after recovery."""
-        self.partitions.pop(partition, None)
+        """(Re)build a partition's index from the table after recovery.
+
+        A partition this worker already holds keeps its clock state in memory (the table's
+        copy may be older); a new one loads it from the table.
+        """
         part = self._part(partition)
         part.index.rebuild((key, self.table[key]) for key in keys if key in self.table)
+
+    def on_nudge(self, partition: int) -> Effects:
+        """Look again at pending ticks: the group's commits may have caught up meanwhile."""
+        part = self._part(partition)
+        effects = Effects()
+        if part.pending:
+            applied = self._apply_ticks(part)
+            self._fire(part, self._context(part), effects, force_mark=applied)
+            if applied:
+                self._save(part)
+        return effects
 
     def revoke(self, partition: int) -> None:
         self.partitions.pop(partition, None)
