@@ -110,17 +110,6 @@ class StageRunner:
         part = self._part(partition)
         part.index.rebuild((key, self.table[key]) for key in keys if key in self.table)
 
-    def on_nudge(self, partition: int) -> Effects:
-        """Look again at pending ticks: the group's commits may have caught up meanwhile."""
-        part = self._part(partition)
-        effects = Effects()
-        if part.pending:
-            applied = self._apply_ticks(part)
-            self._fire(part, self._context(part), effects, force_mark=applied)
-            if applied:
-                self._save(part)
-        return effects
-
     def revoke(self, partition: int) -> None:
         self.partitions.pop(partition, None)
 
@@ -213,7 +202,8 @@ class StageRunner:
         part = self._part(partition)
         part.processed[topic] = offset
         effects = Effects()
-        self._fire(part, self._context(part), effects, force_mark=self._apply_ticks(part))
+        applied = self._apply_ticks(part)  # before the context: it may move the clock
+        self._fire(part, self._context(part), effects, force_mark=applied)
         if part.pending or effects.mark is not None:
             self._save(part)
         return effects
@@ -230,7 +220,8 @@ class StageRunner:
         part = self._part(partition)
         part.pending.append((instant, after or {}))
         effects = Effects()
-        self._fire(part, self._context(part), effects, force_mark=self._apply_ticks(part))
+        applied = self._apply_ticks(part)  # before the context: it may move the clock
+        self._fire(part, self._context(part), effects, force_mark=applied)
         self._save(part)
         return effects
 

@@ -250,15 +250,6 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
         async for event in stream.events():
             await _guarded(handle_input, "report", event)
 
-    @app.timer(interval=1.0, on_leader=True)
-    async def nudges() -> None:
-        """Every second, let each stage partition look again at ticks waiting for offsets:
-        a tick may wait for commits that land after the partition's last message."""
-        nudge = orjson.dumps({"type": "nudge"})
-        for name in ("tube-ticks", "person-tests"):
-            for target in range(n):
-                await out[name].send(value=nudge, partition=target)
-
     if clock == "wall":
         @app.timer(interval=0.5, on_leader=True)
         async def wall_ticks() -> None:
@@ -293,8 +284,6 @@ def _internal(runner: StageRunner, message: Any, value: bytes) -> Effects:
     item = orjson.loads(value)
     kind = item.get("type")
     partition = message.partition
-    if kind == "nudge":
-        return runner.on_nudge(partition)
     if kind == "tick":
         after = {topic: int(ends[str(partition)]) for topic, ends in item.get("after", {}).items()
                  if str(partition) in ends}

@@ -61,7 +61,6 @@ def assert_same_outputs(
     return len(published) - len(got)
 
 
-@pytest.mark.unstable
 def test_one_worker_equals_replay(deployment: Deployment, city: tuple[Path, list, list]) -> None:
     path, alerts, reports = city
     deployment.start_worker()
@@ -69,7 +68,6 @@ def test_one_worker_equals_replay(deployment: Deployment, city: tuple[Path, list
     assert assert_same_outputs(deployment, alerts, reports) == 0
 
 
-@pytest.mark.scaleout
 def test_two_workers_in_one_group_equal_replay(
     deployment: Deployment, city: tuple[Path, list, list]
 ) -> None:
@@ -80,7 +78,6 @@ def test_two_workers_in_one_group_equal_replay(
     assert_same_outputs(deployment, alerts, reports)
 
 
-@pytest.mark.scaleout
 def test_a_worker_joining_mid_run_changes_nothing(
     deployment: Deployment, city: tuple[Path, list, list]
 ) -> None:

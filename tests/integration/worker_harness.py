@@ -117,7 +117,7 @@ class Deployment:
         finally:
             consumer.close()
 
-    def wait_for(self, name: str, count: int, timeout: float = 420, settle: float = 3
+    def wait_for(self, name: str, count: int, timeout: float = 240, settle: float = 3
                  ) -> list[dict[str, Any]]:
         """Records of a topic (distinct by value) once ``count`` are there and it is quiet."""
         deadline = time.monotonic() + timeout
