@@ -62,6 +62,7 @@ def produce(
 
     producer = KafkaProducer(linger_ms=20, acks="all", **settings.kafka_python())
     counts: dict[str, int] = {}
+    futures: list[Any] = []
     try:
         for number, line in enumerate(lines, start=1):
             line = line.rstrip(b"\r\n")
@@ -76,18 +77,29 @@ def produce(
                     Rejection("bad_envelope", "not a replay envelope with a known input topic"),
                     line, line=number,
                 )
-                producer.send(topic_name(settings.prefix, "deadletter"),
-                              value=msgspec.json.encode(letter))
+                futures.append(producer.send(topic_name(settings.prefix, "deadletter"),
+                                             value=msgspec.json.encode(letter)))
                 counts["deadletter"] = counts.get("deadletter", 0) + 1
                 continue
             value = bytes(envelope.value)
-            producer.send(
-                topic_name(settings.prefix, envelope.topic),
-                key=_key_of(envelope.topic, value),
-                value=value,
-            )
+            key = _key_of(envelope.topic, value)
+            if key is None and envelope.topic in COMPACTED_INPUTS:
+                # A compacted topic refuses keyless records, and the broker would fail the
+                # whole batch with it: without its key the event is bad input anyway.
+                letter = dead_letter(
+                    Rejection("missing_field", f"{KEY_FIELD[envelope.topic]}: the message "
+                              "key is required"),
+                    line, topic=topic_name(settings.prefix, envelope.topic), line=number,
+                )
+                futures.append(producer.send(topic_name(settings.prefix, "deadletter"),
+                                             value=msgspec.json.encode(letter)))
+                counts["deadletter"] = counts.get("deadletter", 0) + 1
+                continue
+            futures.append(producer.send(
+                topic_name(settings.prefix, envelope.topic), key=key, value=value))
             counts[envelope.topic] = counts.get(envelope.topic, 0) + 1
         producer.flush()
+        _check(futures)
         if until is not None:
             for name, inputs in (("tube-ticks", ("sampling", "lab")),
                                  ("person-tests", ("travel", "followup", "cohort", "action"))):
@@ -97,8 +109,9 @@ def produce(
                                      "after": _end_offsets(settings, inputs)})
                 address = topic_name(settings.prefix, name)
                 for partition in sorted(producer.partitions_for(address)):
-                    producer.send(address, value=tick, partition=partition)
+                    futures.append(producer.send(address, value=tick, partition=partition))
             producer.flush()
+            _check(futures)
             counts["ticks"] = 2 * settings.partitions
     finally:
         producer.close()
@@ -123,6 +136,26 @@ def _end_offsets(settings: KafkaSettings, inputs: tuple[str, ...]) -> dict[str, 
         consumer.close()
 
 
+COMPACTED_INPUTS = frozenset({"cohort"})
+
+
+def _check(futures: list[Any]) -> None:
+    """Every send must have been acknowledged: a lost input is an error, never silent."""
+    failed = 0
+    for future in futures:
+        try:
+            future.get(timeout=60)
+        except Exception:  # counted and reported as a whole below
+            failed += 1
+    futures.clear()
+    if failed:
+        raise ProduceError(f"{failed} record(s) were not acknowledged by the broker")
+
+
+class ProduceError(RuntimeError):
+    """Some records did not reach Kafka."""
+
+
 def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.description = __doc__
     parser.add_argument("file", metavar="FILE|-", help="replay JSON Lines; - reads stdin")
@@ -142,6 +175,9 @@ def run(args: argparse.Namespace) -> int:
         produce(_lines(args.file), settings, until, sys.stderr)
     except OSError as exc:
         print(f"closedloop produce: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 1
+    except ProduceError as exc:
+        print(f"closedloop produce: {exc}", file=sys.stderr)
         return 1
     return 0
 

@@ -1,0 +1,48 @@
+"""``closedloop produce`` on the real broker: every line reaches a topic or the dead letters.
+
+A keyless record on a compacted topic (``cohort``) makes the broker refuse the whole batch it
+travels in, so produce must dead-letter it itself and still deliver its neighbours.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import orjson
+from worker_harness import CLOSEDLOOP, Deployment
+
+
+def cohort(event_id: str, person: str | None) -> bytes:
+    value = {"event_id": event_id, "occurred_at": "2022-09-06T09:00:00+08:00",
+             "cohort": "cold_chain", "district": "xuhui", "active": True}
+    if person is not None:
+        value["person_id"] = person
+    return orjson.dumps({"topic": "cohort", "value": value})
+
+
+def test_a_keyless_cohort_record_is_dead_lettered_and_its_neighbours_arrive(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    deployment = Deployment(kafka_bootstrap, tmp_path)
+    from kafka import KafkaAdminClient
+
+    from closedloop.streams.topics import ensure_topics, topic_specs
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        ensure_topics(admin, topic_specs(deployment.prefix, 4, 1))
+    finally:
+        admin.close()
+    lines = [cohort(f"c{i}", f"p:{i:012d}") for i in range(20)]
+    lines.insert(10, cohort("c-keyless", None))
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b"\n".join(lines) + b"\n")
+    done = subprocess.run([*CLOSEDLOOP, "produce", str(source)], env=deployment.env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    delivered = {orjson.loads(v)["event_id"] for _, v in deployment.read("cohort")}
+    assert delivered == {f"c{i}" for i in range(20)}
+    letters = [orjson.loads(v) for _, v in deployment.read("deadletter")]
+    assert [letter["reason"] for letter in letters] == ["missing_field"]
+    assert "c-keyless" in str(letters[0])
