@@ -53,8 +53,8 @@ class Effects:
 
 
 class _Partition:
-    __slots__ = ("clock", "index", "marked", "marks", "number", "pending", "processed", "seen",
-                 "tick", "topics")
+    __slots__ = ("clock", "index", "marked", "marks", "number", "pending", "processed", "read",
+                 "seen", "tick", "topics")
 
     def __init__(self, lateness: int) -> None:
         self.number = -1
@@ -67,6 +67,7 @@ class _Partition:
         self.processed: dict[str, int] = {}  # input topic -> last offset applied
         self.pending: list[tuple[int, dict[str, int]]] = []  # ticks waiting for offsets
         self.seen: dict[str, int] = {}  # internal topic -> last offset applied (replay guard)
+        self.read: dict[str, int] = {}  # topic -> last offset handled while held (gap guard)
 
 
 class StageRunner:
@@ -135,6 +136,30 @@ class StageRunner:
         part.clock.max_seen = saved["max_seen"]
         part.clock.value = saved["clock"]
         part.seen = dict(saved.get("seen", {}))
+
+    def gap(self, partition: int, topic: str, offset: int) -> int | None:
+        """The offset to go back to if ``offset`` skips records of ``topic``, else None.
+
+        Faust can resume a partition it keeps across a rebalance past records it fetched
+        before the rebalance and never delivered (faust-streaming issues 216 and 221). On a
+        topic that is not compacted, the next record is the one after the last handled here,
+        or, first after an assignment, the group's committed offset. (What was handled is
+        kept in memory only, while this worker holds the partition: a previous owner's
+        figure would be stale, and the committed offset is then the floor.)
+        """
+        part = self._part(partition)
+        last = part.read.get(topic)
+        if last is not None:
+            expected: int | None = last + 1
+        else:
+            expected = None if self.committed is None else self.committed(topic, partition)
+        return expected if expected is not None and offset > expected else None
+
+    def handled(self, partition: int, topic: str, offset: int) -> None:
+        """``offset`` of ``topic`` was handled (applied, rejected or skipped as a duplicate)."""
+        part = self._part(partition)
+        if offset > part.read.get(topic, -1):
+            part.read[topic] = offset
 
     def open_deadlines(self) -> int:
         return sum(len(p.index) for p in self.partitions.values())

@@ -112,3 +112,27 @@ def test_a_pending_tick_survives_a_takeover_through_the_table() -> None:
     fx = second.on_skipped(0, "travel", 1)
     assert [a.kind for a in fx.alerts] == ["unlocated"] and fx.mark == tick
 
+
+
+def test_a_record_past_a_gap_sends_the_consumer_back_to_the_first_one_missing() -> None:
+    run = runner({})
+    assert run.gap(0, "sampling", 0) is None  # nothing known: take what comes
+    for offset in range(3):
+        run.handled(0, "sampling", offset)
+    assert run.gap(0, "sampling", 3) is None
+    assert run.gap(0, "sampling", 7) == 3  # 3..6 were never delivered
+    assert run.gap(0, "sampling", 1) is None  # a redelivery is not a gap
+    run.handled(0, "sampling", 1)
+    assert run.gap(0, "sampling", 4) == 3  # the last handled stays the highest
+
+
+def test_after_an_assignment_the_committed_offset_is_the_first_expected() -> None:
+    commits = {"lab": 40}
+    run = StageRunner(PERSON, policy(), {}, upstream=0,
+                      committed=lambda topic, partition: commits.get(topic))
+    assert run.gap(0, "lab", 40) is None
+    assert run.gap(0, "lab", 45) == 40
+    run.handled(0, "lab", 40)
+    run.revoke(0)  # handed over: what this worker handled is forgotten
+    commits["lab"] = 52
+    assert run.gap(0, "lab", 52) is None and run.gap(0, "lab", 60) == 52
