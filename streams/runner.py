@@ -43,6 +43,7 @@ class Effects:
     """What one message produced, for the agent to send."""
 
     alerts: list[Alert] = field(default_factory=list)
+    escalations: list[Alert] = field(default_factory=list)
     forwards: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     contributions: list[dict[str, Any]] = field(default_factory=list)
     reports: list[DailyReport] = field(default_factory=list)
@@ -311,6 +312,7 @@ class StageRunner:
                 part.index.schedule(key, self.stage.fire(ctx, self.table, key))
                 effects.touched.add(key)
         effects.alerts.extend(ctx.alerts)
+        effects.escalations.extend(ctx.escalations)
         effects.forwards.extend(ctx.forwards)
         effects.contributions.extend(ctx.contributions)
         effects.reports.extend(ctx.reports)
