@@ -89,7 +89,7 @@ def produce(
             counts[envelope.topic] = counts.get(envelope.topic, 0) + 1
         producer.flush()
         if until is not None:
-            for name, inputs in (("tube-ticks", ("sampling", "lab")),
+            for name, inputs in (("tube-ticks", ("sampling", "lab", "action")),
                                  ("person-tests", ("travel", "followup", "cohort", "action"))):
                 # The tick waits, in each stage partition, until the inputs sent before it
                 # are applied: Kafka may deliver one topic well ahead of another.
