@@ -33,6 +33,7 @@ import orjson
 
 from closedloop.agents import person as person_rules
 from closedloop.schemas.decode import Rejection, dead_letter, decode_event
+from closedloop.schemas.events import Action
 from closedloop.schemas.policy import Policy, PolicyError, load_policy
 from closedloop.streams.clock import wall_now
 from closedloop.streams.runner import META_PREFIX, Effects, StageRunner
@@ -137,6 +138,8 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
     duplicates = Counter("closedloop_duplicate_events_total", "duplicate event_ids ignored",
                          ["topic"])
     raised = Counter("closedloop_alerts_raised_total", "alerts raised", ["kind"])
+    actions = Counter("closedloop_alert_actions_total",
+                      "operator actions consumed after de-duplication", ["action"])
     index_size = Gauge("closedloop_deadline_index_size", "open deadlines indexed", ["stage"])
     state: dict[str, Any] = {"ready": False}
     stage_topic = {"tube": address["sampling"], "person": address["travel"],
@@ -240,6 +243,8 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
                                  offset=message.offset)
             if fx.duplicate:
                 duplicates.labels(name).inc()
+            elif isinstance(decoded, Action):  # counted once, by the stage that owns the topic
+                actions.labels(decoded.action).inc()
             if fx.rejection is not None:
                 await reject(fx.rejection, value, message)
         else:
