@@ -1,8 +1,9 @@
 """The person loop: every per-person requirement and deadline, keyed by ``person_id``.
 
 Inputs are the person-keyed topics (travel, followup, cohort, action) and what the tube join
-forwards (sampled, result, retest). This module routes each to its loop and keeps the facts
-the loops share (samplings), bounded by ``state_retention``.
+forwards (sampled, result, retest, a positive's escalation). This module routes each to its
+loop and keeps the facts the loops share (samplings), bounded by ``state_retention``. An
+action only touches an open escalation: it is not the person's activity and makes no state.
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ from __future__ import annotations
 from bisect import insort
 from typing import Any, Final
 
-from closedloop.agents import cohorts, identity, retests, travel
+from closedloop.agents import cohorts, escalation, identity, retests, travel
 from closedloop.agents.requirements import (
     Context,
     LapseHandler,
     State,
+    fire_due,
     keep_alive,
     lapse_gc,
+    open_escalation,
     prune_sent,
 )
 from closedloop.schemas.events import Action, Cohort, Event, Followup, Travel
@@ -31,12 +34,17 @@ HANDLERS: Final[dict[str, LapseHandler]] = {
     **cohorts.HANDLERS,
     **retests.HANDLERS,
     **identity.HANDLERS,
+    "esc": escalation.lapse_escalation,
     "gc": lapse_gc,
 }
 
 
 def on_event(ctx: Context, st: State, person_id: str, event: Event) -> None:
     """A person-keyed input event."""
+    if isinstance(event, Action):
+        fire_due(ctx, st, person_id, HANDLERS)  # raise what is due before judging the action
+        escalation.on_action(ctx, st, event)
+        return
     at = int(event.occurred_at.timestamp())
     if isinstance(event, Travel):
         travel.on_travel(ctx, st, person_id, event)
@@ -44,8 +52,6 @@ def on_event(ctx: Context, st: State, person_id: str, event: Event) -> None:
         travel.on_followup(ctx, st, person_id, event)
     elif isinstance(event, Cohort):
         cohorts.on_cohort(ctx, st, person_id, event)
-    elif isinstance(event, Action):
-        st.setdefault("actions", {})[event.alert_id] = [event.action, event.operator_id, at]
     if len(st.get("clears", ())) > PRUNE_ABOVE:
         _prune(ctx, st)
     keep_alive(ctx, st, at)
@@ -72,6 +78,8 @@ def on_forward(ctx: Context, st: State, person_id: str, msg: dict[str, Any]) -> 
         retests.on_retest_needed(ctx, st, person_id, msg)
     elif kind == "result":
         st["last_result"] = [msg["at"], msg["result"]]
+    elif kind == "escalate":
+        open_escalation(ctx, st, msg["alert"], msg["entry"], msg["at"])
     keep_alive(ctx, st, int(msg.get("at", msg.get("reported", ctx.clock))))
 
 
@@ -127,7 +135,9 @@ def person_status(ctx: Context, person_id: str, st: State) -> PersonStatus:
         under_control=under_control,
         push=push_status,
         cohorts=cohorts.active_cohorts(st),
-        open_requirements=sorted(name for name in st.get("req", {}) if name != "gc"),
+        open_requirements=sorted(
+            name for name in st.get("req", {}) if name != "gc" and not name.startswith("esc:")
+        ),
         last_sampled_at=ctx.cal.iso(samples[-1][0]) if samples else None,
         last_result=None if last_result is None else last_result[1],
     )

@@ -7,7 +7,9 @@ facts and either finds the requirement satisfied or raises an alert, and returns
 instant (a recurring requirement) or ``None`` (closed). Handlers re-check at fire time, so a
 due instant that became stale because of a later fact is harmless (Flink's ``onTimer`` check).
 
-A new rule is a new requirement name prefix with its handler: no new machinery.
+A new rule is a new requirement name prefix with its handler: no new machinery. Escalation
+is one too: every alert raised opens ``esc:<alert_id>`` on the key that owns its subject
+(``agents/escalation.py`` judges it).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 from closedloop.agents.calendar import Calendar
 from closedloop.schemas.ids import alert_id
-from closedloop.schemas.outputs import Alert, DailyReport
+from closedloop.schemas.outputs import Alert, DailyReport, Escalation
 from closedloop.schemas.policy import Policy
 
 __all__ = [
@@ -27,10 +29,13 @@ __all__ = [
     "LapseHandler",
     "State",
     "close_req",
+    "escalation_entry",
     "fire_due",
     "latest_in",
     "next_due",
+    "open_escalation",
     "open_req",
+    "prune_early",
     "raise_alert",
 ]
 
@@ -49,6 +54,7 @@ class Context:
     forwards: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     contributions: list[dict[str, Any]] = field(default_factory=list)
     reports: list[DailyReport] = field(default_factory=list)
+    escalations: list[Alert] = field(default_factory=list)
     catch_up_before: int | None = None  # wall mode: lapses due before the worker started
 
     def contribute(self, district: str | None, at: int, name: str, delta: int = 1) -> None:
@@ -93,8 +99,14 @@ def raise_alert(
     tube_id: str | None = None,
     district: str | None = None,
     details: dict[str, Any] | None = None,
+    escalate: bool = True,
 ) -> bool:
-    """Emit an alert unless this key already emitted (kind, subject, due): ids are stable."""
+    """Emit an alert unless this key already emitted (kind, subject, due): ids are stable.
+
+    An ``escalated`` alert goes to ``ctx.escalations`` (its own topic: the contract's
+    ``alerts`` has nine kinds). Any other alert opens its escalation on this key, unless
+    ``escalate`` is False because another key owns the subject (it is forwarded there).
+    """
     ident = alert_id(kind, subject, due)
     sent = st.setdefault("sent", {})
     if ident in sent:
@@ -102,20 +114,63 @@ def raise_alert(
     sent[ident] = due
     if ctx.catch_up_before is not None and due < ctx.catch_up_before:
         details = {**(details or {}), "catch_up": True}
-    ctx.alerts.append(
-        Alert(
-            alert_id=ident,
-            kind=kind,  # type: ignore[arg-type]
-            subject=subject,
-            person_id=person_id,
-            tube_id=tube_id,
-            district=district,
-            due_at=ctx.cal.iso(due),
-            raised_at=ctx.cal.iso(max(due, raised) if raised is not None else due),
-            details=details or {},
-        )
-    )
+    raised_at = max(due, raised) if raised is not None else due
+    fields: dict[str, Any] = {
+        "alert_id": ident, "subject": subject, "person_id": person_id, "tube_id": tube_id,
+        "district": district, "due_at": ctx.cal.iso(due), "raised_at": ctx.cal.iso(raised_at),
+        "details": details or {},
+    }
+    if kind == "escalated":
+        ctx.escalations.append(Escalation(kind="escalated", **fields))
+        return True
+    ctx.alerts.append(Alert(kind=kind, **fields))  # type: ignore[arg-type]
+    if escalate:
+        open_escalation(ctx, st, ident, escalation_entry(kind, due, details, person_id,
+                                                         tube_id, district), raised_at)
     return True
+
+
+def escalation_entry(
+    kind: str,
+    due: int,
+    details: dict[str, Any] | None,
+    person_id: str | None,
+    tube_id: str | None,
+    district: str | None,
+) -> list[Any]:
+    """What an open escalation remembers of its alert (small: it lives at most 2 windows).
+
+    [kind, next level, alert due, hint, person_id, tube_id, district, acted_at]; the hint
+    (a test requirement, a lab stage, a retest's tube) says which facts would satisfy it.
+    """
+    extra = details or {}
+    hint = extra.get("requirement") or extra.get("stage") or tube_id
+    return [kind, 2, due, hint, person_id, tube_id, district, None]
+
+
+def open_escalation(ctx: Context, st: State, ident: str, entry: list[Any], raised: int) -> None:
+    """Arm level 2 of alert ``ident`` at ``raised`` + the policy's ``escalate_after``.
+
+    An operator action that arrived before the alert was raised (``acts``) is taken over.
+    """
+    early = st.get("acts")
+    if early and ident in early:
+        entry[-1] = early.pop(ident)
+    prune_early(ctx, st)
+    st.setdefault("esc", {})[ident] = entry
+    open_req(st, f"esc:{ident}", raised + ctx.policy.escalate_after)
+
+
+def prune_early(ctx: Context, st: State) -> None:
+    """Forget early actions no alert can claim any more: bounded state, junk ids included."""
+    early = st.get("acts")
+    if early is None:
+        return
+    horizon = ctx.clock - ctx.policy.escalate_after
+    for ident in [i for i, at in early.items() if at < horizon]:
+        del early[ident]
+    if not early:
+        del st["acts"]
 
 
 def prune_sent(st: State, horizon: int) -> None:
@@ -166,10 +221,15 @@ def keep_alive(ctx: Context, st: State, at: int) -> None:
 
 
 def lapse_gc(ctx: Context, st: State, key: str, name: str, due: int) -> int | None:
-    """Forget the key once it has been idle and nothing else is open; else look again later."""
+    """Forget the key once it has been idle and nothing else is open; else look again later.
+
+    An open escalation does not count: it never keeps a key alive (and ends within two
+    ``escalate_after`` windows anyway), so escalation changes no other output.
+    """
     idle_until: int = st.get("last", 0) + ctx.policy.state_retention
     prune_sent(st, ctx.clock - ctx.policy.state_retention)
-    if len(st.get("req", {})) > 1 or idle_until > due:
+    rules_open = sum(1 for name in st.get("req", {}) if not name.startswith("esc:"))
+    if rules_open > 1 or idle_until > due:
         return max(idle_until, due + ctx.policy.state_retention // 8)
     st["gone"] = True
     return None

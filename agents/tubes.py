@@ -12,6 +12,8 @@ rule is checked when the later side arrives or when its deadline falls due:
   arrival order); each member then needs a single-tube retest (person side, ``retests``).
 - ``invalid``: every member needs a new sampling; no positive alert.
 - ``orphan_result``: a reported tube with no sampling within ``orphan_after`` of the report.
+- operator actions keyed by tube_id close the escalation of the tube's own alerts; a single
+  tube's ``positive`` is about a person, so its escalation is forwarded to the person.
 
 What a person must know (sampled, a result, a retest needed) is forwarded, re-keyed by person.
 The first sampling fixes the tube's ``pool_size``; a member beyond it is rejected
@@ -22,19 +24,23 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from closedloop.agents import escalation
 from closedloop.agents.requirements import (
     Context,
     LapseHandler,
     State,
+    escalation_entry,
+    fire_due,
     keep_alive,
     lapse_gc,
     open_req,
     raise_alert,
 )
 from closedloop.schemas.decode import Rejection
-from closedloop.schemas.events import Lab, Sampling
+from closedloop.schemas.events import Action, Lab, Sampling
+from closedloop.schemas.ids import alert_id
 
-__all__ = ["HANDLERS", "on_lab", "on_sampling"]
+__all__ = ["HANDLERS", "on_action", "on_lab", "on_sampling"]
 
 
 def on_sampling(ctx: Context, st: State, tube_id: str, event: Sampling) -> Rejection | None:
@@ -82,6 +88,16 @@ def on_lab(ctx: Context, st: State, tube_id: str, event: Lab) -> None:
     keep_alive(ctx, st, at)
 
 
+def on_action(ctx: Context, st: State, tube_id: str, event: Action) -> None:
+    """An operator's action on one of this tube's alerts; others are ignored (no state made).
+
+    What the clock already reached fires first, so an alert due by now is raised (and its
+    escalation open) before the action that handles it is looked at.
+    """
+    fire_due(ctx, st, tube_id, HANDLERS)
+    escalation.on_action(ctx, st, event)
+
+
 def _apply_result(ctx: Context, st: State, tube_id: str, persons: list[str]) -> None:
     """Tell each member its result; raise a single tube's positive; ask pooled retests."""
     reported, result, lab_id = st["rep"]
@@ -97,8 +113,15 @@ def _apply_result(ctx: Context, st: State, tube_id: str, persons: list[str]) -> 
                 person_id=person_id, tube_id=tube_id, district=st.get("district"),
                 details={"lab_id": lab_id, "collected_at": ctx.cal.iso(sampled),
                          "reported_at": ctx.cal.iso(reported), "pool_size": 1},
+                escalate=False,  # the person's key owns it: actions arrive keyed by person
             ):
                 ctx.contribute(st.get("district"), reported, "positives")
+                ctx.forwards.append((person_id, {
+                    "type": "escalate", "at": max(reported, sampled),
+                    "alert": alert_id("positive", person_id, reported),
+                    "entry": escalation_entry("positive", reported, None, person_id, tube_id,
+                                              st.get("district")),
+                }))
         elif result == "invalid" or (result == "positive" and not single):
             ctx.forwards.append((person_id, {
                 "type": "retest", "tube": tube_id, "reported": reported, "result": result,
@@ -161,5 +184,6 @@ HANDLERS: Final[dict[str, LapseHandler]] = {
     "lab": _lapse_lab,
     "pool": _lapse_pool,
     "orphan": _lapse_orphan,
+    "esc": escalation.lapse_escalation,
     "gc": lapse_gc,
 }

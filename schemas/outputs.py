@@ -12,6 +12,7 @@ __all__ = [
     "Alert",
     "DailyReport",
     "DeadLetter",
+    "Escalation",
     "PersonStatus",
     "PushStatus",
 ]
@@ -64,6 +65,17 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     due_at: str
     raised_at: str
     details: dict[str, Any]
+
+
+class Escalation(Alert, frozen=True, kw_only=True):
+    """An alert nobody handled in time, on its own ``escalations`` topic, never on ``alerts``.
+
+    The contract's ``alerts`` topic has exactly nine kinds; an escalation is the same object
+    with kind ``escalated`` and ``details`` = {alert_id, alert_kind, level} (2: district
+    command, 3: city command), so consumers of ``alerts`` see nothing new.
+    """
+
+    kind: Literal["escalated"]  # type: ignore[assignment]
 
 
 class PushStatus(msgspec.Struct, frozen=True, kw_only=True):

@@ -55,6 +55,7 @@ class Policy:
     max_speed_kmh: float
     max_samples_per_day: int
     cohorts: Mapping[str, int]  # cohort name -> test_every in seconds
+    escalate_after: int = 7200  # an unhandled alert escalates after this, and again after 2x
 
     @property
     def zone(self) -> ZoneInfo:
@@ -150,13 +151,13 @@ def policy_from_mapping(data: Mapping[str, Any], *, complete: bool = False) -> P
         _reject_unknown(
             data,
             {"timezone", "allowed_lateness", "daily_cutoff", "dedup_retention",
-             "state_retention", "travel", "lab", "identity", "cohorts"},
+             "state_retention", "travel", "lab", "identity", "cohorts", "escalation"},
         )
         data = _merged(tomllib.loads(default_policy_text()), data)
     _reject_unknown(
         data,
         {"timezone", "allowed_lateness", "daily_cutoff", "dedup_retention", "state_retention",
-         "travel", "lab", "identity", "cohorts"},
+         "travel", "lab", "identity", "cohorts", "escalation"},
     )
     timezone = data.get("timezone", "Asia/Shanghai")
     try:
@@ -176,6 +177,8 @@ def policy_from_mapping(data: Mapping[str, Any], *, complete: bool = False) -> P
     )
     identity = _table(data, "identity")
     _reject_unknown(identity, {"max_speed_kmh", "max_samples_per_day"}, "identity.")
+    escalation = _table(data, "escalation")
+    _reject_unknown(escalation, {"after"}, "escalation.")
     cohorts_raw = _table(data, "cohorts")
     cohorts: dict[str, int] = {}
     for name, hours in cohorts_raw.items():
@@ -204,6 +207,7 @@ def policy_from_mapping(data: Mapping[str, Any], *, complete: bool = False) -> P
             identity.get("max_samples_per_day", 3), "identity.max_samples_per_day"
         ),
         cohorts=cohorts,
+        escalate_after=parse_duration(escalation.get("after", "2h"), "escalation.after"),
     )
 
 

@@ -1,4 +1,4 @@
-"""Watch the alert topic: ``closedloop alerts tail [--from-beginning] [--kind K] …``."""
+"""Alerts: ``closedloop alerts tail|list|ack|resolve`` (watch, list, handle an alert)."""
 
 from __future__ import annotations
 

@@ -13,19 +13,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from closedloop.agents.calendar import Calendar
+from closedloop.agents.escalation import holds
 from closedloop.agents.requirements import Context, State
 from closedloop.schemas.decode import Rejection, dead_letter, decode_line, validate_event
-from closedloop.schemas.events import KEY_FIELD, Event
+from closedloop.schemas.events import KEY_FIELD, Action, Event
 from closedloop.schemas.outputs import Alert, DailyReport, DeadLetter
 from closedloop.schemas.policy import Policy
 from closedloop.streams.clock import Watermark
 from closedloop.streams.deadlines import DeadlineIndex
 from closedloop.streams.dedup import Dedup
-from closedloop.streams.topology import PERSON, REPORT, STAGE_OF_TOPIC, TUBE, Stage
+from closedloop.streams.topology import PERSON, REPORT, STAGES_OF_TOPIC, TUBE, Stage
 
 __all__ = ["EmbeddedDriver", "Origin", "Outputs"]
 
-_APPLIED = {topic: f"applied:{topic}" for topic in STAGE_OF_TOPIC}
+_APPLIED = {topic: f"applied:{topic}" for topic in STAGES_OF_TOPIC}
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,7 @@ class Origin:
 @dataclass(slots=True)
 class Outputs:
     alerts: list[Alert] = field(default_factory=list)
+    escalations: list[Alert] = field(default_factory=list)  # kind escalated, not on alerts
     reports: list[DailyReport] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
@@ -102,13 +104,18 @@ class EmbeddedDriver:
             return
         clock = self.clock.observe(at)
         ctx = self._context(clock)
-        stage = STAGE_OF_TOPIC[topic]
-        run = self._runs[stage.name]
         key = getattr(event, KEY_FIELD[topic])
-        rejection, due = stage.apply(ctx, run.table, key, event)
-        run.index.schedule(key, due)
-        if rejection is not None:
-            self.reject(rejection, raw, origin, topic)
+        for stage in STAGES_OF_TOPIC[topic]:
+            run = self._runs[stage.name]
+            rejection, due = stage.apply(ctx, run.table, key, event)
+            run.index.schedule(key, due)
+            if rejection is not None:
+                self.reject(rejection, raw, origin, topic)
+        if isinstance(event, Action) and not any(
+            holds(self._runs[stage.name].table.get(key), event.alert_id)
+            for stage in STAGES_OF_TOPIC[topic]
+        ):
+            self.stats["actions_ignored"] += 1  # no open escalation: counted, not rejected
         self.stats[_APPLIED[topic]] += 1
         self._route(ctx)
         self._advance(ctx)
@@ -140,7 +147,8 @@ class EmbeddedDriver:
     # -- wiring -----------------------------------------------------------------------------
 
     def _context(self, clock: int) -> Context:
-        return Context(self.policy, self.cal, clock, self.out.alerts, [], [], self.out.reports)
+        return Context(self.policy, self.cal, clock, self.out.alerts, [], [], self.out.reports,
+                       self.out.escalations)
 
     def _route(self, ctx: Context) -> None:
         """Deliver forwards to the person stage and contributions to the report stage."""

@@ -101,7 +101,7 @@ def produce(
         producer.flush()
         _check(futures)
         if until is not None:
-            for name, inputs in (("tube-ticks", ("sampling", "lab")),
+            for name, inputs in (("tube-ticks", ("sampling", "lab", "action")),
                                  ("person-tests", ("travel", "followup", "cohort", "action"))):
                 # The tick waits, in each stage partition, until the inputs sent before it
                 # are applied: Kafka may deliver one topic well ahead of another.
@@ -183,11 +183,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_alerts_parser(parser: argparse.ArgumentParser) -> None:
+    from closedloop.streams.action_cmd import add_action_parsers
     from closedloop.streams.ledger.alerts_list import add_list_parser  # ledger (issue 5)
 
-    parser.description = "Watch the alert topic (CONTRACT.md §5), or list alerts from the ledger."
+    parser.description = ("Watch the alert topic (CONTRACT.md §5), list alerts from the ledger, "
+                          "or acknowledge/resolve one (which stops its escalation).")
     sub = parser.add_subparsers(dest="alerts_command", metavar="ACTION", required=True)
     add_list_parser(sub)  # ledger (issue 5): `alerts list`
+    add_action_parsers(sub)  # `alerts ack|resolve`
     tail = sub.add_parser("tail", help="print alerts as they arrive")
     tail.add_argument("--from-beginning", action="store_true", help="start at the oldest alert")
     tail.add_argument("--kind", action="append", help="only this kind (repeatable)")
@@ -209,6 +212,10 @@ def run_alerts(args: argparse.Namespace) -> int:
         from closedloop.streams.ledger.alerts_list import run_list
 
         return run_list(args)
+    if args.alerts_command in ("ack", "resolve"):
+        from closedloop.streams.action_cmd import run_action
+
+        return run_action(args)
     from kafka import KafkaConsumer, TopicPartition
 
     settings = KafkaSettings.from_env(prefix=args.prefix)

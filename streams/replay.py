@@ -6,6 +6,10 @@ by default), sorted by (raised_at, alert_id) within each flush; a bad line goes 
 dead-letter output with its line number and reason, and the run goes on. With ``--until T``
 the clock finally moves to exactly T and everything due by then fires. The exit status is 0
 unless the input cannot be read (or an option is wrong: 2).
+
+With ``--escalations OUT``, alerts nobody acknowledged, resolved or satisfied within the
+policy's ``escalation.after`` are written there (kind ``escalated``, level 2 then 3). They are
+never mixed into the alerts output, whose nine kinds are the contract's.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class ReplayResult:
     alerts_by_kind: Counter[str]
     reports: int
     clock: int
+    escalations: int = 0
 
 
 def _sorted_alerts(alerts: list[Alert]) -> list[Alert]:
@@ -65,6 +70,7 @@ def replay_lines(
     *,
     until: int | None = None,
     alerts_out: IO[bytes] | None = None,
+    escalations_out: IO[bytes] | None = None,
     reports_out: IO[bytes] | None = None,
     deadletter_out: IO[bytes] | None = None,
     progress: ProgressLine | None = None,
@@ -79,8 +85,10 @@ def replay_lines(
     reports = 0
     buffered = 0
 
+    escalations = 0
+
     def flush() -> None:
-        nonlocal reports, buffered
+        nonlocal reports, buffered, escalations
         out = driver.drain()
         if ledger is not None:  # ledger (issue 5)
             ledger.write(out)
@@ -88,6 +96,10 @@ def replay_lines(
             alerts_by_kind[alert.kind] += 1
             if alerts_out is not None:
                 alerts_out.write(_encode(alert) + b"\n")
+        for escalation in _sorted_alerts(out.escalations):
+            escalations += 1
+            if escalations_out is not None:
+                escalations_out.write(_encode(escalation) + b"\n")
         for report in sorted(out.reports, key=lambda r: (r.date, r.district)):
             reports += 1
             if reports_out is not None:
@@ -113,7 +125,7 @@ def replay_lines(
         ledger.finish(driver)
     if progress is not None:
         progress.done()
-    return ReplayResult(driver.stats, alerts_by_kind, reports, driver.clock.value)
+    return ReplayResult(driver.stats, alerts_by_kind, reports, driver.clock.value, escalations)
 
 
 class ProgressLine:
@@ -153,6 +165,11 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--policy", metavar="FILE", help="TOML policy (default: the contract's)")
     parser.add_argument("--alerts", metavar="OUT", help="alerts JSON Lines (default: stdout)")
+    parser.add_argument(
+        "--escalations", metavar="OUT",
+        help="escalated alerts JSON Lines (kind escalated; written only with this option, "
+        "never to the alerts output: the contract's alerts have nine kinds)",
+    )
     parser.add_argument("--deadletter", metavar="OUT", help="rejected lines with reasons")
     parser.add_argument("--reports", metavar="OUT", help="daily closure reports JSON Lines")
     parser.add_argument("--quiet", action="store_true", help="no summary on stderr")
@@ -184,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"closedloop replay: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
             return 1
         outputs = {}
-        for name in ("alerts", "deadletter", "reports"):
+        for name in ("alerts", "escalations", "deadletter", "reports"):
             path = getattr(args, name)
             try:
                 outputs[name] = stack.enter_context(open(path, "wb")) if path else None
@@ -204,7 +221,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             result = replay_lines(
                 lines, policy, until=until, alerts_out=alerts_out,
-                reports_out=outputs["reports"], deadletter_out=outputs["deadletter"],
+                escalations_out=outputs["escalations"], reports_out=outputs["reports"],
+                deadletter_out=outputs["deadletter"],
                 progress=progress, ledger=ledger,
             )
         except OSError as exc:
@@ -234,6 +252,9 @@ def summary(result: ReplayResult, policy: Policy, *, deadletter_kept: bool) -> s
     lines.append(f"alerts {sum(result.alerts_by_kind.values()):,}" + (
         ": " + ", ".join(f"{k} {v}" for k, v in sorted(result.alerts_by_kind.items()))
         if result.alerts_by_kind else ""))
+    if result.escalations or stats.get("actions_ignored"):
+        lines.append(f"escalations {result.escalations:,}; operator actions on no open "
+                     f"escalation {stats.get('actions_ignored', 0):,}")
     lines.append(f"daily reports {result.reports:,}")
     if result.clock > -(2**61):
         from datetime import datetime as _dt

@@ -43,6 +43,7 @@ class Effects:
     """What one message produced, for the agent to send."""
 
     alerts: list[Alert] = field(default_factory=list)
+    escalations: list[Alert] = field(default_factory=list)
     forwards: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     contributions: list[dict[str, Any]] = field(default_factory=list)
     reports: list[DailyReport] = field(default_factory=list)
@@ -176,19 +177,25 @@ class StageRunner:
         *,
         topic: str | None = None,
         offset: int | None = None,
+        clocked: bool = True,
     ) -> Effects:
         """An input for ``key``: de-duplicate, apply, then fire what the clock reached.
 
-        ``topic``/``offset`` name an input topic of the stage's own clock (not internal
-        forwards or contributions): its event time moves that topic's watermark.
+        ``topic``/``offset`` name an input topic (not internal forwards or contributions):
+        its offset counts for pending ticks, and unless ``clocked`` is False (an input the
+        stage reads but does not own, an action on the tube stage) its event time moves
+        that topic's watermark.
         """
         part = self._part(partition)
         effects = Effects()
         if topic is not None and offset is not None:
             part.processed[topic] = offset
-            if event_time > part.topics.get(topic, MIN_EPOCH):
-                part.topics[topic] = event_time
-            self._observe(part)
+            if clocked:
+                if event_time > part.topics.get(topic, MIN_EPOCH):
+                    part.topics[topic] = event_time
+                self._observe(part)
+            else:
+                self._apply_ticks(part)
         st = self.table.get(key)
         if dedup_id is not None and st is not None and dedup_id in st.get("ids", {}):
             effects.duplicate = True
@@ -336,6 +343,7 @@ class StageRunner:
                 part.index.schedule(key, self.stage.fire(ctx, self.table, key))
                 effects.touched.add(key)
         effects.alerts.extend(ctx.alerts)
+        effects.escalations.extend(ctx.escalations)
         effects.forwards.extend(ctx.forwards)
         effects.contributions.extend(ctx.contributions)
         effects.reports.extend(ctx.reports)

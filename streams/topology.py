@@ -2,8 +2,12 @@
 
     sampling, lab (key tube)  ──> tube stage ──forwards (key person)──> person stage
     travel, followup, cohort, action (key person) ─────────────────────> person stage
+    action (key subject: a person or a tube) ──> tube stage and person stage
     tube + person stages ──contributions (key district)──> report stage ──> daily-report
-    every stage ──> alerts
+    every stage ──> alerts; tube + person stages ──> escalations
+
+An action is keyed by its alert's subject, which a tube or a person stage owns: both read
+it, and each applies it only where that key holds the alert's escalation.
 
 Both the embedded driver (replay, demo, tests, benchmarks) and the Faust worker call
 :meth:`Stage.apply` and :meth:`Stage.fire` on their own keyed state; nothing here knows
@@ -19,9 +23,9 @@ from typing import Any, Final
 from closedloop.agents import closure, person, tubes
 from closedloop.agents.requirements import Context, LapseHandler, State, fire_due, next_due
 from closedloop.schemas.decode import Rejection
-from closedloop.schemas.events import Event, Lab, Sampling
+from closedloop.schemas.events import Action, Event, Lab, Sampling
 
-__all__ = ["PERSON", "REPORT", "STAGE_OF_TOPIC", "TUBE", "Stage"]
+__all__ = ["PERSON", "REPORT", "STAGES_OF_TOPIC", "STAGE_OF_TOPIC", "TUBE", "Stage"]
 
 Apply = Callable[[Context, State, str, Any], "Rejection | None"]
 
@@ -79,6 +83,8 @@ def _apply_tube(ctx: Context, st: State, key: str, event: Event) -> Rejection | 
         return tubes.on_sampling(ctx, st, key, event)
     if isinstance(event, Lab):
         tubes.on_lab(ctx, st, key, event)
+    elif isinstance(event, Action):
+        tubes.on_action(ctx, st, key, event)
     return None
 
 
@@ -107,3 +113,10 @@ STAGE_OF_TOPIC: Final[dict[str, Stage]] = {
     "cohort": PERSON,
     "action": PERSON,
 }
+"""The stage that owns each input topic: it counts, dead-letters and clocks the topic."""
+
+STAGES_OF_TOPIC: Final[dict[str, tuple[Stage, ...]]] = {
+    **{topic: (stage,) for topic, stage in STAGE_OF_TOPIC.items()},
+    "action": (TUBE, PERSON),
+}
+"""Every stage an input reaches: an action goes wherever its subject's escalation may be."""

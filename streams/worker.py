@@ -3,7 +3,8 @@
 Three thin Faust agents, one per keyed stage, each calling a :class:`StageRunner` (plain
 Python, unit-tested without a broker) and sending what it returns:
 
-- tube agent: ``sampling``, ``lab`` and ``tube-ticks`` (co-partitioned, key tube_id);
+- tube agent: ``sampling``, ``lab``, ``tube-ticks`` and ``action`` (co-partitioned, key
+  tube_id; an action keyed by a tube handles one of the tube's alerts);
 - person agent: ``travel``, ``followup``, ``cohort``, ``action`` and ``person-tests`` (the
   tube join's forwards, its clock marks and the person ticks; key person_id);
 - report agent: ``report-parts`` (contributions and clock marks; key district).
@@ -12,6 +13,10 @@ Python, unit-tested without a broker) and sending what it returns:
 deadlines fire within about a second while inputs are idle; a worker that starts after
 downtime fires each lapse it missed once, marked ``details.catch_up = true``.
 ``--clock event``: only event time and the ticks of ``closedloop produce --until`` move it.
+
+``action`` belongs to the person stage (it dead-letters, counts and clocks it); the tube
+stage applies the valid ones quietly and leaves its clock to sampling and lab. Escalated
+alerts go to ``escalations``, never to ``alerts``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import orjson
 
 from closedloop.agents import person as person_rules
 from closedloop.schemas.decode import Rejection, dead_letter, decode_event
+from closedloop.schemas.events import Action
 from closedloop.schemas.policy import Policy, PolicyError, load_policy
 from closedloop.streams.clock import wall_now
 from closedloop.streams.runner import META_PREFIX, Effects, StageRunner
@@ -87,11 +93,12 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
                          value_type=bytes, partitions=n, key_serializer="raw",
                          value_serializer="raw")
 
-    tube_in = topic("sampling", "lab", "tube-ticks")
+    tube_in = topic("sampling", "lab", "tube-ticks", "action")
     person_in = topic("travel", "followup", "cohort", "action", "person-tests")
     report_in = topic("report-parts")
     out = {name: topic(name) for name in
-           ("alerts", "person-status", "daily-report", "deadletter", "person-tests",
+           ("alerts", "escalations", "person-status", "daily-report", "deadletter",
+            "person-tests",
             "report-parts", "tube-ticks")}
     short = {v: k for k, v in address.items()}
 
@@ -134,6 +141,8 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
     duplicates = Counter("closedloop_duplicate_events_total", "duplicate event_ids ignored",
                          ["topic"])
     raised = Counter("closedloop_alerts_raised_total", "alerts raised", ["kind"])
+    actions = Counter("closedloop_alert_actions_total",
+                      "operator actions consumed after de-duplication", ["action"])
     index_size = Gauge("closedloop_deadline_index_size", "open deadlines indexed", ["stage"])
     state: dict[str, Any] = {"ready": False}
     stage_topic = {"tube": address["sampling"], "person": address["travel"],
@@ -179,6 +188,9 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
         for alert in fx.alerts:
             raised.labels(alert.kind).inc()
             await out["alerts"].send(key=alert.subject.encode(), value=_encode(alert))
+        for escalation in fx.escalations:
+            await out["escalations"].send(key=escalation.subject.encode(),
+                                          value=_encode(escalation))
         for person_id, message in fx.forwards:
             await out["person-tests"].send(key=person_id.encode(), value=orjson.dumps(message))
         for item in fx.contributions:
@@ -235,7 +247,9 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
         name = short.get(message.topic, message.topic)
         runner = runners[stage]
         value: bytes = event.value if event.value is not None else b""
-        if name in INPUT_STAGE:
+        if name in INPUT_STAGE and INPUT_STAGE[name] != stage:
+            fx = _quiet_input(runner, name, value, message, policy)
+        elif name in INPUT_STAGE:
             consumed.labels(name).inc()
             decoded = decode_event(name, value, policy.cohorts)
             key = message.key.decode("utf-8", "replace") if message.key else ""
@@ -253,6 +267,8 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
                                  offset=message.offset)
             if fx.duplicate:
                 duplicates.labels(name).inc()
+            elif isinstance(decoded, Action):  # counted once, by the stage that owns the topic
+                actions.labels(decoded.action).inc()
             if fx.rejection is not None:
                 await reject(fx.rejection, value, message)
         else:
@@ -320,6 +336,21 @@ def _internal(runner: StageRunner, message: Any, value: bytes) -> Effects:
                                  message.offset)
     at = int(item.get("at", item.get("reported", 0)))
     return runner.on_input(partition, key, item, at, None)
+
+
+def _quiet_input(runner: StageRunner, name: str, value: bytes, message: Any,
+                 policy: Policy) -> Effects:
+    """An input another stage owns (an action on the tube stage): applied if valid, else
+    dropped silently (the owner dead-letters and counts it). It does not move the clock, but
+    its offset counts for ``produce --until`` ticks, which wait for actions sent before them.
+    """
+    decoded = decode_event(name, value, policy.cohorts)
+    key = message.key.decode("utf-8", "replace") if message.key else ""
+    if isinstance(decoded, Rejection) or key != getattr(decoded, _KEY_FIELD[name]):
+        return runner.on_skipped(message.partition, name, message.offset)
+    at = int(decoded.occurred_at.timestamp())
+    return runner.on_input(message.partition, key, decoded, at, f"{name}:{decoded.event_id}",
+                           topic=name, offset=message.offset, clocked=False)
 
 
 async def _guarded(handler: Any, stage: str, event: Any) -> None:

@@ -48,6 +48,7 @@ __all__ = [
     "policy",
     "run",
     "run_bytes",
+    "run_escalations",
     "sampling",
     "to_line",
     "travel",
@@ -273,6 +274,21 @@ def run(
     """Replay ``events``; returns (alerts, reports, dead_letters, stats), parsed."""
     raw = run_bytes(events, until, pol)
     return Outputs(_parse(raw.alerts), _parse(raw.reports), _parse(raw.dead_letters), raw.stats)
+
+
+def run_escalations(
+    events: Iterable[Envelope | Raw], until: str | None = None, pol: Policy | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Counter[str]]:
+    """Replay ``events``; returns (alerts, escalations, stats), parsed."""
+    alerts, escalations = io.BytesIO(), io.BytesIO()
+    result = replay_lines(
+        (to_line(item) for item in events),
+        pol if pol is not None else policy(),
+        until=None if until is None else parse_instant(until),
+        alerts_out=alerts,
+        escalations_out=escalations,
+    )
+    return _parse(alerts.getvalue()), _parse(escalations.getvalue()), result.stats
 
 
 def alerts_of(alerts: Iterable[dict[str, Any]], kind: str) -> list[dict[str, Any]]:

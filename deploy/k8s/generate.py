@@ -41,7 +41,7 @@ WORKER_USER: Final = "closedloop-worker"
 # What the worker reads and writes, as wired in streams/worker.py (build_app): the input
 # topics of INPUT_STAGE and three internal topics it both writes and reads.
 INTERNAL: Final = ("person-tests", "report-parts", "tube-ticks")
-OUTPUTS: Final = ("alerts", "person-status", "daily-report", "deadletter")
+OUTPUTS: Final = ("alerts", "escalations", "person-status", "daily-report", "deadletter")
 WORKER_READS: Final = (*INPUT_STAGE, *INTERNAL)
 WORKER_WRITES: Final = (*OUTPUTS, *INTERNAL)
 
@@ -53,7 +53,7 @@ CLIENTS: Final[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
     "closedloop-producer-travel": (("travel",), ()),
     "closedloop-producer-followup": (("followup",), ()),
     "closedloop-producer-cohort": (("cohort",), ()),
-    "closedloop-operator-console": (("action",), ("alerts",)),
+    "closedloop-operator-console": (("action",), ("alerts", "escalations")),
     "closedloop-reader-person-status": ((), ("person-status",)),
     "closedloop-reader-daily-report": ((), ("daily-report",)),
     "closedloop-reader-deadletter": ((), ("deadletter",)),

@@ -44,6 +44,7 @@ class ReplayLedger:
     def write(self, out: Outputs) -> None:
         with self.engine.begin() as connection:
             self.alerts_new += store.add_alerts(connection, out.alerts)
+            store.note_escalations(connection, out.escalations)
             store.upsert_reports(connection, out.reports)
             store.add_dead_letters(connection, out.dead_letters, datetime.now(UTC))
 

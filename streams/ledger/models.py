@@ -19,6 +19,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Text,
     TypeDecorator,
@@ -114,6 +115,8 @@ class Alert(Base):
     resolved_at: Mapped[datetime | None]
     resolved_by: Mapped[str | None] = mapped_column(String(PSEUDONYM))
     note: Mapped[str | None] = mapped_column(Text)
+    escalation_level: Mapped[int | None] = mapped_column(SmallInteger)  # 2, then 3 (city)
+    escalated_at: Mapped[datetime | None]
 
 
 class DailyReport(Base):

@@ -21,7 +21,9 @@ from typing import Any, Final
 import msgspec
 from sqlalchemy import Connection, Engine, select, tuple_
 
-from closedloop.schemas.outputs import Alert, DailyReport, DeadLetter, PersonStatus
+from closedloop.schemas.decode import Rejection, decode_event
+from closedloop.schemas.events import Action
+from closedloop.schemas.outputs import Alert, DailyReport, DeadLetter, Escalation, PersonStatus
 from closedloop.streams.ledger import models, store
 from closedloop.streams.settings import KafkaSettings
 from closedloop.streams.topics import topic_name
@@ -30,14 +32,17 @@ __all__ = ["OUTPUT_TOPICS", "SinkRecord", "consume", "group_id", "write_batch"]
 
 log = logging.getLogger("closedloop.sink")
 
-OUTPUT_TOPICS: Final = ("alerts", "daily-report", "person-status", "deadletter")
-"""The output topics (CONTRACT.md §5) the ledger records, by short name."""
+OUTPUT_TOPICS: Final = ("alerts", "daily-report", "person-status", "deadletter", "escalations",
+                         "action")
+"""The topics the ledger records, by short name: the outputs (CONTRACT.md §5), escalations
+(a level on the escalated alert's row) and operators' actions (the alert's lifecycle)."""
 
 _DECODERS: Final[dict[str, msgspec.json.Decoder[Any]]] = {
     "alerts": msgspec.json.Decoder(Alert),
     "daily-report": msgspec.json.Decoder(DailyReport),
     "person-status": msgspec.json.Decoder(PersonStatus),
     "deadletter": msgspec.json.Decoder(DeadLetter),
+    "escalations": msgspec.json.Decoder(Escalation),
 }
 _MARKS: Final = models.Base.metadata.tables["processed_event"]
 
@@ -105,6 +110,8 @@ def write_batch(
     reports: list[DailyReport] = []
     people: dict[str, PersonStatus | None] = {}
     letters: list[DeadLetter] = []
+    escalations: list[Escalation] = []
+    actions: list[Action] = []
     for record in records:
         if record.offset <= marks.get((record.topic, record.partition), -1):
             counts["redelivered"] += 1
@@ -116,13 +123,17 @@ def write_batch(
                 continue
             if record.value is None:
                 raise msgspec.ValidationError("no value")
-            item = _DECODERS[record.name].decode(record.value)
+            item = _decode(record.name, record.value)
         except (msgspec.MsgspecError, KeyError, UnicodeDecodeError) as exc:
             counts[f"undecodable:{record.name}"] += 1
             log.warning("skipping %s/%d/%d: %s", record.topic, record.partition, record.offset,
                         exc)
             continue
-        if isinstance(item, Alert):
+        if isinstance(item, Escalation):
+            escalations.append(item)
+        elif isinstance(item, Action):
+            actions.append(item)
+        elif isinstance(item, Alert):
             alerts.append(item)
         elif isinstance(item, DailyReport):
             reports.append(item)
@@ -137,8 +148,25 @@ def write_batch(
     counts["person_states"] += upserted
     counts["person_tombstones"] += deleted
     counts["dead_letters_new"] += store.add_dead_letters(connection, letters, now)
+    # After the alerts of the same batch, so an action or escalation finds its row.
+    for action in actions:
+        changed = store.apply_action(connection, action.alert_id, action.action,
+                                     action.operator_id, action.occurred_at, action.note)
+        counts["actions_applied" if changed else "actions_unchanged"] += 1
+    counts["escalations"] += store.note_escalations(connection, escalations)
     _advance_marks(connection, records, now)
     return +counts
+
+
+def _decode(name: str, value: bytes) -> Any:
+    """An output record by its model; an action through the input decoder, whose
+    raw-identifier check keeps a phone number in a note out of the ledger."""
+    if name != "action":
+        return _DECODERS[name].decode(value)
+    event = decode_event(name, value, {})
+    if isinstance(event, Rejection):
+        raise msgspec.ValidationError(f"{event.reason}: {event.message}")
+    return event
 
 
 def _records(batch: dict[Any, list[Any]], names: dict[str, str]) -> list[SinkRecord]:

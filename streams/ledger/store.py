@@ -15,7 +15,7 @@ from datetime import date, datetime
 from typing import Any, Final, Literal
 
 import msgspec
-from sqlalchemy import Connection, Table, and_, delete, update
+from sqlalchemy import Connection, Table, and_, delete, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from closedloop.schemas.outputs import Alert, DailyReport, DeadLetter, PersonStatus
@@ -26,6 +26,7 @@ __all__ = [
     "add_dead_letters",
     "apply_action",
     "dead_letter_origin",
+    "note_escalations",
     "put_person_states",
     "upsert_reports",
 ]
@@ -212,3 +213,26 @@ def apply_action(
         update(table).where(and_(table.c.alert_id == alert_id, allowed)).values(**values)
     )
     return bool(result.rowcount)
+
+
+def note_escalations(connection: Connection, escalations: Iterable[Alert]) -> int:
+    """Mark each escalated alert's row with its highest level and when it got there.
+
+    An escalation names the alert it escalates in ``details.alert_id``; a level already
+    recorded (or a higher one) is kept, so redelivery and any order change nothing.
+    Returns how many rows moved up.
+    """
+    table = _ALERT
+    changed = 0
+    for escalation in escalations:
+        level = int(escalation.details.get("level", 0))
+        ident = str(escalation.details.get("alert_id", ""))
+        result = connection.execute(
+            update(table)
+            .where(and_(table.c.alert_id == ident,
+                        or_(table.c.escalation_level.is_(None),
+                            table.c.escalation_level < level)))
+            .values(escalation_level=level, escalated_at=_instant(escalation.raised_at))
+        )
+        changed += result.rowcount
+    return changed

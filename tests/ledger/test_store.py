@@ -12,6 +12,7 @@ from typing import Any
 from ledger_samples import Partition, alert, letter, report, status
 from sqlalchemy import Engine, select
 
+from closedloop.schemas.outputs import Escalation
 from closedloop.streams.ledger import models, store
 from closedloop.streams.ledger.sink import write_batch
 
@@ -118,3 +119,50 @@ def test_an_undecodable_record_is_skipped_not_fatal(ledger: Engine) -> None:
     assert counts == {"undecodable:alerts": 1, "alerts_new": 1, "alerts_seen": 1}
     with ledger.begin() as connection:
         assert write_batch(connection, [bad, good], NOW) == {"redelivered": 2}
+
+
+def _action(target: Any, kind: str, at: str, note: str | None = None) -> dict[str, Any]:
+    """An operator's action event on ``target``, as ``closedloop alerts ack|resolve`` sends it."""
+    event = {"event_id": f"act-{kind}-{at}", "occurred_at": at, "alert_id": target.alert_id,
+             "subject": target.subject, "action": kind, "operator_id": "operator-7"}
+    return event if note is None else {**event, "note": note}
+
+
+def _lifecycle(engine: Engine, ident: str) -> tuple[Any, ...]:
+    table = models.Base.metadata.tables["alert"]
+    with engine.connect() as connection:
+        return tuple(connection.execute(select(
+            table.c.state, table.c.acknowledged_by, table.c.resolved_by, table.c.note,
+            table.c.escalation_level,
+        ).where(table.c.alert_id == ident)).one())
+
+
+def test_the_sink_applies_actions_and_escalations_to_the_alert_row(ledger: Engine) -> None:
+    alerts, actions, escalations = Partition("alerts"), Partition("action"), Partition(
+        "escalations")
+    target = alert(3)
+    escalated = Escalation(
+        alert_id="al-escalated-1", kind="escalated", subject=target.subject,
+        person_id=target.person_id, tube_id=None, district=target.district,
+        due_at="2022-09-07T05:00:00+08:00", raised_at="2022-09-07T05:00:00+08:00",
+        details={"alert_id": target.alert_id, "alert_kind": target.kind, "level": 2},
+    )
+    # given the alert, its level-2 escalation and an ack in one batch, then a resolve
+    with ledger.begin() as connection:
+        first = write_batch(connection, [
+            alerts.record(target), escalations.record(escalated),
+            actions.record(_action(target, "ack", "2022-09-07T05:10:00+08:00")),
+        ], NOW)
+    acked = _lifecycle(ledger, target.alert_id)
+    with ledger.begin() as connection:
+        second = write_batch(connection, [
+            actions.record(_action(target, "resolve", "2022-09-07T06:00:00+08:00", "retested")),
+            actions.record({**_action(target, "ack", "2022-09-07T06:01:00+08:00"),
+                            "note": "call 13812345678"}),  # a raw identifier: never stored
+        ], NOW)
+    # then the row went raised -> acknowledged -> resolved, and records its escalation
+    assert first["actions_applied"] == 1 and first["escalations"] == 1
+    assert acked == ("acknowledged", "operator-7", None, None, 2)
+    assert second == {"actions_applied": 1, "undecodable:action": 1}
+    assert _lifecycle(ledger, target.alert_id) == (
+        "resolved", "operator-7", "operator-7", "retested", 2)

@@ -157,3 +157,32 @@ class TestReplayCommand:
                      "--alerts", str(tmp_path / "a.jsonl")]) == 0
         # then the dead letter says line 4
         assert [(d["line"], d["reason"]) for d in _jsonl(letters)] == [(4, "not_json")]
+
+
+class TestEscalationsOption:
+    def test_escalations_go_to_their_own_file_and_never_to_alerts(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        # given the city (a positive and a missed test nobody handles, a late locate)
+        source = _write(tmp_path, city_lines())
+        plain, alerts, escalations = (tmp_path / n for n in ("p.jsonl", "a.jsonl", "e.jsonl"))
+        # when replayed with and without --escalations
+        assert main(["replay", str(source), "--until", UNTIL, "--alerts", str(plain),
+                     "--quiet"]) == 0
+        assert main(["replay", str(source), "--until", UNTIL, "--alerts", str(alerts),
+                     "--escalations", str(escalations)]) == 0
+        # then the alerts are byte for byte the same either way, without an escalated one
+        assert alerts.read_bytes() == plain.read_bytes()
+        assert "escalated" not in {a["kind"] for a in _jsonl(alerts)}
+        # and each unhandled alert escalated to level 2, then 3, in (raised_at, alert_id) order;
+        # the unlocated one did not: the traveller was located (12:00) before 13:00
+        written = _jsonl(escalations)
+        assert {e["kind"] for e in written} == {"escalated"}
+        by_alert: dict[str, list[int]] = {}
+        for item in written:
+            by_alert.setdefault(item["details"]["alert_kind"], []).append(
+                item["details"]["level"])
+        assert by_alert == {"positive": [2, 3], "test_missed": [2, 3]}
+        assert written == sorted(written, key=lambda e: (e["raised_at"], e["alert_id"]))
+        # and the summary counts them
+        assert "escalations 4" in capsys.readouterr().err

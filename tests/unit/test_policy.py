@@ -73,6 +73,9 @@ class TestDefaults:
             "elderly_care": 48 * HOUR,
         }
 
+    def test_escalation(self) -> None:
+        assert self.policy.escalate_after == 2 * HOUR
+
     def test_no_file_means_the_defaults(self) -> None:
         assert load_policy(None) == self.policy
 
@@ -132,6 +135,8 @@ BAD: list[tuple[str, tuple[str, ...], Any, str]] = [
     ("speed-zero", ("identity", "max_speed_kmh"), 0, "identity.max_speed_kmh"),
     ("samples-not-int", ("identity", "max_samples_per_day"), "3", "identity.max_samples_per_day"),
     ("table-not-table", ("lab",), "4h", "lab"),
+    ("escalation-bare-number", ("escalation", "after"), 2, "escalation.after"),
+    ("escalation-unknown-key", ("escalation", "level3_after"), "4h", "escalation.level3_after"),
 ]
 
 

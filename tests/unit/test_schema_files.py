@@ -22,7 +22,14 @@ from referencing.jsonschema import DRAFT202012
 from closedloop.schemas import generate
 from closedloop.schemas.decode import Rejection, validate_event
 from closedloop.schemas.events import MODELS
-from closedloop.schemas.outputs import Alert, DailyReport, DeadLetter, PersonStatus, PushStatus
+from closedloop.schemas.outputs import (
+    Alert,
+    DailyReport,
+    DeadLetter,
+    Escalation,
+    PersonStatus,
+    PushStatus,
+)
 from closedloop.schemas.policy import default_policy
 
 SCHEMA_DIR = Path(generate.__file__).resolve().parent
@@ -30,7 +37,7 @@ JSONSCHEMA_DIR = SCHEMA_DIR / "jsonschema"
 ASYNCAPI = SCHEMA_DIR / "asyncapi.yaml"
 PERSON = "pz:c4ca4238a0b923820dcc509a6f75849b"
 
-OUTPUT_TOPICS = ("alerts", "person-status", "daily-report", "deadletter")
+OUTPUT_TOPICS = ("alerts", "escalations", "person-status", "daily-report", "deadletter")
 INTERNAL_TOPICS = ("person-tests", "report-parts", "tube-ticks")
 ALL_TOPICS = {f"closedloop.{name}.v1" for name in (*MODELS, *OUTPUT_TOPICS, *INTERNAL_TOPICS)}
 
@@ -137,6 +144,12 @@ def output_samples() -> dict[str, dict[str, Any]]:
         district="chaoyang", date="2022-09-06", pushed=12, located=11, under_control=11,
         followup_overdue_open=1, tests_missed=2, positives=0,
     )
+    escalation = Escalation(
+        alert_id="al-9f0a1c2b3d4e5f60", kind="escalated", subject=PERSON, person_id=PERSON,
+        tube_id=None, district="chaoyang", due_at="2022-09-06T12:00:00+08:00",
+        raised_at="2022-09-06T12:00:00+08:00",
+        details={"alert_id": alert.alert_id, "alert_kind": "unlocated", "level": 2},
+    )
     letter = DeadLetter(
         reason="raw_identifier", message="person_id: looks like a raw resident ID",
         topic="closedloop.travel.v1", partition=3, offset=42, line=None,
@@ -145,8 +158,8 @@ def output_samples() -> dict[str, dict[str, Any]]:
     return {
         name: msgspec.to_builtins(record)
         for name, record in (
-            ("alert", alert), ("person-status", status), ("daily-report", report),
-            ("deadletter", letter),
+            ("alert", alert), ("escalation", escalation), ("person-status", status),
+            ("daily-report", report), ("deadletter", letter),
         )
     }
 
@@ -204,9 +217,19 @@ def test_valid_event_passes_in_a_replay_envelope(topic: str) -> None:
     validator("envelope").validate({"topic": topic, "value": VALID_EVENTS[topic]})
 
 
-@pytest.mark.parametrize("name", ["alert", "person-status", "daily-report", "deadletter"])
+@pytest.mark.parametrize(
+    "name", ["alert", "escalation", "person-status", "daily-report", "deadletter"]
+)
 def test_output_records_pass_their_schema(name: str) -> None:
     validator(name).validate(output_samples()[name])
+
+
+def test_the_alerts_schema_keeps_the_contracts_nine_kinds() -> None:
+    # An escalation is valid on its own topic and invalid as an alert: alerts keep §5's kinds.
+    escalation = output_samples()["escalation"]
+    assert not validator("alert").is_valid(escalation)
+    assert len(SCHEMAS["alert"]["properties"]["kind"]["enum"]) == 9
+    assert SCHEMAS["escalation"]["properties"]["kind"]["enum"] == ["escalated"]
 
 
 # --- bad events fail ----------------------------------------------------------
@@ -302,7 +325,8 @@ def test_asyncapi_keys_follow_the_contract(asyncapi: dict[str, Any]) -> None:
     expected = {
         "sampling": "tube_id", "lab": "tube_id", "travel": "person_id", "followup": "person_id",
         "cohort": "person_id", "action": "subject", "person-tests": "person_id",
-        "alerts": "subject", "person-status": "person_id", "daily-report": "district",
+        "alerts": "subject", "escalations": "subject", "person-status": "person_id",
+        "daily-report": "district",
     }
     keys = {}
     for message in asyncapi["components"]["messages"].values():
@@ -325,6 +349,7 @@ def test_asyncapi_cleanup_and_retention(asyncapi: dict[str, Any]) -> None:
     for name in ("sampling", "lab", "travel", "followup", "action"):
         assert config[name]["retention.ms"] == 30 * day
     assert config["alerts"]["retention.ms"] == 90 * day
+    assert config["escalations"]["retention.ms"] == 90 * day
     assert config["daily-report"]["retention.ms"] == 90 * day
     assert config["deadletter"]["retention.ms"] == 14 * day
     for name in compacted:
@@ -339,6 +364,7 @@ def test_asyncapi_operations_cover_inputs_and_outputs(asyncapi: dict[str, Any]) 
     assert set(actions) == ALL_TOPICS
     assert actions["closedloop.sampling.v1"] == {"receive"}
     assert actions["closedloop.alerts.v1"] == {"send"}
+    assert actions["closedloop.escalations.v1"] == {"send"}
     for internal in INTERNAL_TOPICS:
         assert actions[f"closedloop.{internal}.v1"] == {"send", "receive"}
 
