@@ -97,13 +97,14 @@ def consumer_lag(highwater: int | None, read: int | None, committed: int | None)
     """Records not yet read on a partition: highwater − next offset to read; None if unknown.
 
     The next offset is the last read + 1, or the group's committed offset before this worker
-    read anything (Faust's bookkeeping, as ``unread`` in the worker uses).
+    read anything (Faust's bookkeeping, as ``unread`` in the worker uses). Without either,
+    only an empty partition's lag is known.
     """
     if highwater is None:
         return None
     following = read + 1 if read is not None else committed
     if following is None:
-        return None
+        return 0 if highwater == 0 else None  # an empty partition has nothing to read
     return max(0, highwater - following)
 
 

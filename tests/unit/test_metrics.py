@@ -58,6 +58,7 @@ def test_consumer_lag_counts_from_the_next_offset_to_read() -> None:
     assert consumer_lag(highwater=10, read=9, committed=None) == 0
     assert consumer_lag(highwater=None, read=4, committed=2) is None  # not fetched yet
     assert consumer_lag(highwater=10, read=None, committed=None) is None
+    assert consumer_lag(highwater=0, read=None, committed=None) == 0  # an empty partition
 
 
 def test_a_tubes_turnaround_is_observed_once_per_stage_as_its_records_arrive() -> None:
