@@ -152,9 +152,8 @@ class KeyTally:
             return {}
         known = turnarounds(st) if self.stage == "tube" else {}
         measured = old.measured if old is not None else frozenset()
-        fresh = {stage: seconds for stage, seconds in known.items() if stage not in measured}
-        if not observe and old is None:
-            fresh = {}
+        fresh = {stage: seconds for stage, seconds in known.items()
+                 if observe and stage not in measured}
         control = control_interval(self.policy, st) if self.stage == "person" else None
         summary = _Summary(requirement_kinds(st), control,
                            measured | frozenset(known))
