@@ -26,6 +26,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from typing import Any
 
 import msgspec
@@ -36,6 +37,7 @@ from closedloop.schemas.decode import Rejection, dead_letter, decode_event
 from closedloop.schemas.events import Action
 from closedloop.schemas.policy import Policy, PolicyError, load_policy
 from closedloop.streams.clock import wall_now
+from closedloop.streams.metrics import WorkerMetrics, scrape_lags
 from closedloop.streams.runner import META_PREFIX, Effects, StageRunner
 from closedloop.streams.settings import KafkaSettings
 from closedloop.streams.topics import INPUT_STAGE, ensure_topics, topic_specs
@@ -58,7 +60,7 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
               data_dir: str, web_port: int) -> Any:
     """The Faust app with its topics, tables, agents and timers; nothing starts here."""
     import faust
-    from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     n = settings.partitions
     app = faust.App(
@@ -136,14 +138,7 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
         "report": StageRunner(REPORT, policy, _StrKeys(report_table), upstream=2 * n,
                               own_clock=False),
     }
-    consumed = Counter("closedloop_events_consumed_total", "input events consumed", ["topic"])
-    rejected = Counter("closedloop_events_rejected_total", "inputs rejected", ["topic", "reason"])
-    duplicates = Counter("closedloop_duplicate_events_total", "duplicate event_ids ignored",
-                         ["topic"])
-    raised = Counter("closedloop_alerts_raised_total", "alerts raised", ["kind"])
-    actions = Counter("closedloop_alert_actions_total",
-                      "operator actions consumed after de-duplication", ["action"])
-    index_size = Gauge("closedloop_deadline_index_size", "open deadlines indexed", ["stage"])
+    telemetry = WorkerMetrics(policy)  # every closedloop_* metric (streams/metrics.py)
     state: dict[str, Any] = {"ready": False}
     stage_topic = {"tube": address["sampling"], "person": address["travel"],
                    "report": address["report-parts"]}
@@ -169,8 +164,10 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
                 by_partition[owner].append(key)
         for gone in set(runner.partitions) - active:
             runner.revoke(gone)
+            telemetry.revoked(stage, gone)
         for part, keys in by_partition.items():
             runner.assign(part, keys)
+            telemetry.assigned(stage, part, ((key, runner.table.get(key)) for key in keys))
 
     for stage_name, table in tables.items():
         def make(stage: str) -> Any:
@@ -184,10 +181,11 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
     async def _revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:
         state["ready"] = False
 
-    async def send_effects(stage: str, partition: int, fx: Effects) -> None:
+    async def send_effects(stage: str, partition: int, fx: Effects,
+                           arrived: float | None = None) -> None:
         for alert in fx.alerts:
-            raised.labels(alert.kind).inc()
             await out["alerts"].send(key=alert.subject.encode(), value=_encode(alert))
+            telemetry.alert_sent(alert.kind, arrived)
         for escalation in fx.escalations:
             await out["escalations"].send(key=escalation.subject.encode(),
                                           value=_encode(escalation))
@@ -213,16 +211,14 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
             for name in targets.get(stage, ()):
                 for target in range(n):
                     await out[name].send(value=mark, partition=target)
-        index_size.labels(stage).set(runners[stage].open_deadlines())
+        telemetry.index_size.labels(stage).set(runners[stage].open_deadlines())
+        telemetry.touched(stage, partition, fx.touched, runners[stage].table.get)
 
     async def reject(rejection: Rejection, value: bytes, message: Any) -> None:
-        rejected.labels(short.get(message.topic, message.topic), rejection.reason).inc()
+        telemetry.rejected.labels(short.get(message.topic, message.topic), rejection.reason).inc()
         letter = dead_letter(rejection, value, topic=message.topic,
                              partition=message.partition, offset=message.offset)
         await out["deadletter"].send(value=_encode(letter))
-
-    skipped = Counter("closedloop_offset_gaps_total",
-                      "records skipped by the consumer and read again", ["topic"])
 
     async def handle(stage: str, event: Any) -> None:
         """Handle one record in offset order: a record past a gap sends the consumer back."""
@@ -232,7 +228,7 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
         if name in gapless:
             back = runner.gap(message.partition, name, message.offset)
             if back is not None:
-                skipped.labels(name).inc(message.offset - back)
+                telemetry.offset_gaps.labels(name).inc(message.offset - back)
                 log.warning("closedloop %s: %s[%s] jumped from %s to %s; reading again",
                             stage, name, message.partition, back, message.offset)
                 await app.consumer.seek(TP(message.topic, message.partition), back)
@@ -244,13 +240,15 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
 
     async def handle_input(stage: str, event: Any) -> None:
         message = event.message
+        # arrival: when Faust's consumer handed the record over (its monitor stamps time_in)
+        arrived = getattr(message, "time_in", None) or time.monotonic()
         name = short.get(message.topic, message.topic)
         runner = runners[stage]
         value: bytes = event.value if event.value is not None else b""
         if name in INPUT_STAGE and INPUT_STAGE[name] != stage:
             fx = _quiet_input(runner, name, value, message, policy)
         elif name in INPUT_STAGE:
-            consumed.labels(name).inc()
+            telemetry.consumed.labels(name).inc()
             decoded = decode_event(name, value, policy.cohorts)
             key = message.key.decode("utf-8", "replace") if message.key else ""
             if not isinstance(decoded, Rejection) and key != getattr(decoded, _KEY_FIELD[name]):
@@ -259,21 +257,22 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
             if isinstance(decoded, Rejection):
                 await reject(decoded, value, message)
                 fx = runner.on_skipped(message.partition, name, message.offset)
-                await send_effects(stage, message.partition, fx)
+                await send_effects(stage, message.partition, fx, arrived)
                 return
             at = int(decoded.occurred_at.timestamp())
             fx = runner.on_input(message.partition, key, decoded, at,
                                  f"{name}:{decoded.event_id}", topic=name,
                                  offset=message.offset)
             if fx.duplicate:
-                duplicates.labels(name).inc()
-            elif isinstance(decoded, Action):  # counted once, by the stage that owns the topic
-                actions.labels(decoded.action).inc()
+                telemetry.duplicates.labels(name).inc()
+            elif fx.rejection is None and isinstance(decoded, Action):
+                # counted once, by the stage that owns the topic
+                telemetry.actions.labels(decoded.action).inc()
             if fx.rejection is not None:
                 await reject(fx.rejection, value, message)
         else:
             fx = _internal(runner, message, value)
-        await send_effects(stage, message.partition, fx)
+        await send_effects(stage, message.partition, fx, arrived)
 
     @app.agent(tube_in, name="tube-join")
     async def tube_agent(stream: Any) -> None:
@@ -307,8 +306,21 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
         ok = bool(state["ready"]) and not app.rebalancing
         return web.json({"ready": ok}, status=200 if ok else 503)
 
+    def consumer_lags() -> list[tuple[str, int, int]]:
+        """Unread records of every agent input partition this worker is assigned."""
+        consumer = app.consumer
+        owned = [(short[tp.topic], tp.partition) for tp in consumer.assignment()
+                 if tp.topic in short]
+        return scrape_lags(
+            owned, lambda t, p: consumer.highwater(TP(address[t], p)),
+            lambda t, p: consumer._read_offset.get(TP(address[t], p)),  # no public accessor
+            committed)
+
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
+        clocks = {stage: {p: runner.effective_clock(p) for p in list(runner.partitions)}
+                  for stage, runner in runners.items()}
+        telemetry.refresh(wall_now(), clocks, consumer_lags())
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     app.closedloop_runners = runners  # for tests and introspection

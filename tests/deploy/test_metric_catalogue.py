@@ -71,6 +71,13 @@ class TestAgainstTheWorker:
                 assert registered[name]["type"] == entry["type"], name
                 if registered[name]["labels"] is not None:
                     assert sorted(registered[name]["labels"]) == sorted(entry["labels"]), name
+                if registered[name].get("buckets") is not None:  # panels' quantiles rely on them
+                    assert registered[name]["buckets"] == entry["buckets"], name
+
+    def test_every_registered_metric_is_catalogued(self, catalogue: dict[str, dict[str, Any]],
+                                                  worker_probe: dict[str, Any]) -> None:
+        for metric in worker_probe["metrics"]:
+            assert metric["name"] in catalogue, f"{metric['name']} is missing from metrics.yml"
 
     def test_the_worker_registers_no_identifier_label(self, worker_probe: dict[str, Any]) -> None:
         for metric in worker_probe["metrics"]:

@@ -29,16 +29,21 @@ def registered_metrics() -> list[dict[str, Any]]:
     # Label names are not public in prometheus-client: read them from the collectors, whose
     # `_labelnames` has been stable for years.
     labels_of: dict[str, list[str]] = {}
+    buckets_of: dict[str, list[float]] = {}
     for collector, names in getattr(REGISTRY, "_collector_to_names", {}).items():
         for name in names:
             labels_of[name] = list(getattr(collector, "_labelnames", ()))
+            bounds = getattr(collector, "_upper_bounds", None)  # histograms, incl. +Inf
+            if bounds is not None:
+                buckets_of[name] = [b for b in bounds if b != float("inf")]
     metrics = []
     for family in REGISTRY.collect():
         if not family.name.startswith("closedloop_"):
             continue
         name = family.name + ("_total" if family.type == "counter" else "")
         metrics.append({"name": name, "type": family.type,
-                        "labels": labels_of.get(family.name)})
+                        "labels": labels_of.get(family.name),
+                        "buckets": buckets_of.get(family.name)})
     return metrics
 
 

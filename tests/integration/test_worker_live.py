@@ -4,6 +4,7 @@ and the health and metrics endpoints."""
 
 from __future__ import annotations
 
+import re
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from worker_harness import Deployment
+from worker_harness import Deployment, distinct, replay, simulate
 
 TZ = timezone(timedelta(hours=8))
 RESIDENT_ID = "11010519491231002X"
@@ -147,3 +148,111 @@ def test_health_ready_and_metrics_without_identifiers(deployment: Deployment) ->
     metrics = urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode()
     assert 'closedloop_events_consumed_total{topic="sampling"} 1.0' in metrics
     assert "person-metrics1" not in metrics and "tube-m" not in metrics
+
+
+CATALOGUE = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "metrics.yml"
+# What a label value must never look like: a person (p:, pz:), tube (tb-) or site (site:)
+# id, or a run of digits as long as an identifier's (partition numbers are short).
+IDENTIFIER_SHAPED = re.compile(r"p:|pz:|tb-|site:|\d{5,}")
+ID_FIELDS = ("person_id", "tube_id", "site_id", "lab_id", "worker_id", "operator_id")
+
+
+def identifiers(path: Path) -> set[str]:
+    """Every identifier value of a simulated city file."""
+    found = set()
+    for line in path.read_bytes().splitlines():
+        try:
+            value = orjson.loads(line)["value"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            continue  # the city's malformed lines
+        if isinstance(value, dict):
+            found.update(str(value[f]) for f in ID_FIELDS if value.get(f))
+    return found
+
+
+def scrape(port: int) -> dict[str, list[tuple[str, dict[str, str], float]]]:
+    """/metrics parsed: family name as catalogued (counters with _total) -> samples."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    families: dict[str, list[tuple[str, dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text.decode()):
+        name = family.name + ("_total" if family.type == "counter" else "")
+        families[name] = [(s.name, dict(s.labels), s.value) for s in family.samples]
+    return families
+
+
+def total(samples: list[tuple[str, dict[str, str], float]], suffix: str = "", **labels: str
+          ) -> float:
+    return sum(value for name, got, value in samples
+               if name.endswith(suffix) and labels.items() <= got.items())
+
+
+def test_metrics_of_a_simulated_city_are_catalogued_sensible_and_anonymous(
+    deployment: Deployment,
+) -> None:
+    import yaml
+
+    city = deployment.workdir / "city.jsonl"
+    simulate(city, people=300, days=2, seed=11)
+    until = "2022-09-09T00:00:00+08:00"
+    expected, _ = replay(city, until, deployment.workdir)
+    worker = deployment.start_worker()
+    port: int = worker.web_port  # type: ignore[attr-defined]
+    deployment.produce(city, until=until)
+    alerts = deployment.wait_for("alerts", len(expected))
+    assert len(distinct(alerts)) == len(expected) > 0
+    # an operator acknowledges one alert (twice: a duplicate) and resolves another; and one
+    # malformed record, so every labelled counter has a series
+    handled = [("ack", alerts[0]), ("ack", alerts[0]), ("resolve", alerts[1])]
+    for action, alert in handled:
+        send(deployment, "action", alert["subject"].encode(), orjson.dumps({
+            "event_id": f"a-{action}", "occurred_at": "2022-09-08T23:00:00+08:00",
+            "alert_id": alert["alert_id"], "subject": alert["subject"], "action": action,
+            "operator_id": "op-1",
+        }))
+    send(deployment, "lab", b"k", b"{not json")
+    deadline = time.monotonic() + 60
+    families = scrape(port)
+    while time.monotonic() < deadline and (
+            total(families["closedloop_alert_actions_total"]) < 2
+            or not families.get("closedloop_duplicate_events_total")
+            or not families.get("closedloop_events_rejected_total")):
+        time.sleep(1)
+        families = scrape(port)
+
+    catalogue = {entry["name"]: entry for entry in
+                 yaml.safe_load(CATALOGUE.read_text("utf-8"))["metrics"]}
+    for name, entry in catalogue.items():
+        assert families.get(name), f"{name} is catalogued but not scraped"
+        for sample, labels, _ in families[name]:
+            extra = {"le"} if sample.endswith("_bucket") else set()
+            assert set(labels) == set(entry["labels"]) | extra, (sample, labels)
+    for name, samples in families.items():
+        if name.startswith("closedloop_"):
+            for sample, labels, _ in samples:
+                for label, value in labels.items():
+                    if label != "le":  # a bucket's bound is a number by definition
+                        assert not IDENTIFIER_SHAPED.search(value), (sample, labels)
+    scraped = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    known = identifiers(city) | {alert["subject"] for alert in alerts}
+    assert known
+    for identifier in known:  # appears nowhere in the scrape, label or not
+        assert identifier.encode() not in scraped, identifier
+
+    raised = total(families["closedloop_alerts_raised_total"])
+    assert raised >= len(expected)
+    assert total(families["closedloop_event_to_alert_latency_seconds"], "_count") == raised
+    assert total(families["closedloop_alert_actions_total"], action="ack") == 1
+    assert total(families["closedloop_duplicate_events_total"], topic="action") == 1
+    assert total(families["closedloop_alert_actions_total"], action="resolve") == 1
+    turnaround = families["closedloop_lab_turnaround_seconds"]
+    assert total(turnaround, "_count", stage="transport") > 0
+    assert total(turnaround, "_count", stage="result") > 0
+    assert total(families["closedloop_open_requirements"]) > 0
+    for _, labels, value in families["closedloop_consumer_lag_messages"]:
+        assert value == 0, labels  # everything produced has been read
+    lags = families["closedloop_watermark_lag_seconds"]
+    assert {labels["stage"] for _, labels, _ in lags} == {"tube", "person", "report"}
+    # event-clock mode: the clock is --until (or later, a tick) in 2022, years behind wall time
+    assert all(value > 0 for _, _, value in lags)

@@ -1,0 +1,311 @@
+"""The worker's Prometheus metrics, and the pure helpers that compute them from keyed state.
+
+Every label comes from a closed set (topic short name, rejection reason, alert kind,
+requirement kind, stage, regimen, partition number, action): never a person, tube or site
+identifier, which would leak pseudonyms into monitoring and explode its cardinality.
+
+Gauges that describe keyed state are kept cheap: the worker reports each key its messages
+touched (:meth:`WorkerMetrics.touched`), a per-partition :class:`KeyTally` remembers what that
+key contributes and adjusts counts by the difference, and a partition's whole tally is built
+only when the partition is recovered or dropped when it is revoked. Clock-dependent values
+(persons under control, watermark and consumer lag) are computed when ``/metrics`` is scraped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from closedloop.agents import travel
+from closedloop.agents.requirements import State
+from closedloop.schemas.policy import Policy
+from closedloop.streams.clock import MIN_EPOCH
+
+__all__ = [
+    "LAB_STAGES",
+    "LATENCY_BUCKETS",
+    "TURNAROUND_BUCKETS",
+    "KeyTally",
+    "WorkerMetrics",
+    "consumer_lag",
+    "control_interval",
+    "requirement_kinds",
+    "scrape_lags",
+    "turnarounds",
+]
+
+# The contract's lab SLA stages (agents/tubes.py): transport = collection to the first lab
+# record (received or reported, SLA received_within), result = collection to the report
+# (SLA reported_within). The same names as `details.stage` of lab_sla_breached alerts.
+LAB_STAGES: Final = ("transport", "result")
+# Around the default SLAs (4 h transport, 12 h result), up to two days.
+TURNAROUND_BUCKETS: Final = (900.0, 1800.0, 3600.0, 7200.0, 14400.0, 21600.0, 28800.0,
+                             43200.0, 86400.0, 172800.0)
+# The wall-clock objective is an alert within 1 s of its trigger: a bucket at exactly 1 s.
+LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+TALLIED_STAGES: Final = ("tube", "person")  # the loops' requirements; report cut-offs are not
+
+
+def requirement_kinds(st: State | None) -> Counter[str]:
+    """Open requirements of a key by kind (the name before ``:``), without ``gc``.
+
+    ``gc`` is bookkeeping (forgetting an idle key), not something a person or lab owes.
+    """
+    kinds: Counter[str] = Counter()
+    if st:
+        for name in st.get("req", ()):
+            kind = name.split(":", 1)[0]
+            if kind != "gc":
+                kinds[kind] += 1
+    return kinds
+
+
+def control_interval(policy: Policy, st: State | None) -> tuple[int, int, str] | None:
+    """(located, end, regimen mode) of a person's push, once located; else None.
+
+    A person is under control while ``located <= clock < end``, exactly as
+    ``person_status`` decides ``under_control``; the regimen is the push's mode.
+    """
+    if not st or st.get("push") is None:
+        return None
+    push = st["push"]
+    located = travel.located_at(st, push)
+    regimen = policy.regimens.get(push["risk"])
+    if located is None or regimen is None:
+        return None
+    return located, travel.control_end(st, push), regimen.mode
+
+
+def turnarounds(st: State | None) -> dict[str, int]:
+    """Seconds from a tube's earliest collection to its lab records, by lab SLA stage.
+
+    Only stages whose both ends are known (a result may arrive before the sampling);
+    a lab record stamped before the collection is noise and yields nothing.
+    """
+    if not st or st.get("first") is None:
+        return {}
+    first: int = st["first"]
+    ends = {"transport": st.get("recv"), "result": st["rep"][0] if "rep" in st else None}
+    return {stage: end - first for stage, end in ends.items()
+            if end is not None and end >= first}
+
+
+def consumer_lag(highwater: int | None, read: int | None, committed: int | None) -> int | None:
+    """Records not yet read on a partition: highwater − next offset to read; None if unknown.
+
+    The next offset is the last read + 1, or the group's committed offset before this worker
+    read anything (Faust's bookkeeping, as ``unread`` in the worker uses). Without either,
+    only an empty partition's lag is known.
+    """
+    if highwater is None:
+        return None
+    following = read + 1 if read is not None else committed
+    if following is None:
+        return 0 if highwater == 0 else None  # an empty partition has nothing to read
+    return max(0, highwater - following)
+
+
+@dataclass(slots=True)
+class _Summary:
+    kinds: Counter[str]
+    control: tuple[int, int, str] | None
+    measured: frozenset[str]  # lab stages whose turnaround was already observed
+
+
+@dataclass
+class KeyTally:
+    """What each key of one stage's partitions contributes to the state gauges.
+
+    Counts change by the difference between a key's old and new summary, so a message costs
+    O(its key's requirements); a turnaround is reported once per tube and stage, the first
+    time both ends are known on this worker (keys recovered from the table count as seen).
+    """
+
+    policy: Policy
+    stage: str  # tube: lab turnarounds; person: control intervals
+    keys: dict[int, dict[str, _Summary]] = field(default_factory=dict)
+    kinds: Counter[str] = field(default_factory=Counter)
+
+    def load(self, partition: int, items: Iterable[tuple[str, State | None]]) -> None:
+        """A recovered partition: its keys as they are now, without observing anything."""
+        self.drop(partition)
+        for key, st in items:
+            self.update(partition, key, st, observe=False)
+
+    def drop(self, partition: int) -> None:
+        for summary in self.keys.pop(partition, {}).values():
+            self.kinds.subtract(summary.kinds)
+        self._tidy()
+
+    def update(self, partition: int, key: str, st: State | None, *, observe: bool = True
+               ) -> dict[str, int]:
+        """Record ``key``'s new state; returns the turnarounds (stage → s) new to observe."""
+        held = self.keys.setdefault(partition, {})
+        old = held.pop(key, None)
+        if old is not None:
+            self.kinds.subtract(old.kinds)
+        if not st:
+            self._tidy()
+            return {}
+        known = turnarounds(st) if self.stage == "tube" else {}
+        measured = old.measured if old is not None else frozenset()
+        fresh = {stage: seconds for stage, seconds in known.items()
+                 if observe and stage not in measured}
+        control = control_interval(self.policy, st) if self.stage == "person" else None
+        summary = _Summary(requirement_kinds(st), control,
+                           measured | frozenset(known))
+        if summary.kinds or summary.control or summary.measured:
+            held[key] = summary
+        self.kinds.update(summary.kinds)
+        self._tidy()
+        return fresh
+
+    def under_control(self, clocks: Mapping[int, int]) -> Counter[str]:
+        """Persons under control by regimen, at each partition's clock (unknown: skipped)."""
+        counts: Counter[str] = Counter()
+        for partition, held in self.keys.items():
+            clock = clocks.get(partition, MIN_EPOCH)
+            if clock == MIN_EPOCH:
+                continue
+            for summary in held.values():
+                control = summary.control
+                if control is not None and control[0] <= clock < control[1]:
+                    counts[control[2]] += 1
+        return counts
+
+    def _tidy(self) -> None:
+        for kind in [k for k, n in self.kinds.items() if n <= 0]:
+            del self.kinds[kind]
+
+
+class WorkerMetrics:
+    """Every ``closedloop_*`` metric of one worker process, and how the worker feeds them.
+
+    Built once per process: prometheus-client's default registry refuses a name twice.
+    """
+
+    def __init__(self, policy: Policy, registry: Any = None) -> None:
+        """``registry``: prometheus-client's default registry unless given (tests)."""
+        from prometheus_client import REGISTRY, Gauge, Histogram
+        from prometheus_client import Counter as PCounter
+
+        reg = REGISTRY if registry is None else registry
+
+        def counter(name: str, doc: str, *labels: str) -> Any:
+            return PCounter(name, doc, labels, registry=reg)
+
+        def gauge(name: str, doc: str, *labels: str) -> Any:
+            return Gauge(name, doc, labels, registry=reg)
+
+        self.consumed = counter("closedloop_events_consumed_total", "input events consumed",
+                                "topic")
+        self.rejected = counter("closedloop_events_rejected_total", "inputs rejected",
+                                "topic", "reason")
+        self.duplicates = counter("closedloop_duplicate_events_total",
+                                  "duplicate event_ids ignored", "topic")
+        self.raised = counter("closedloop_alerts_raised_total", "alerts raised", "kind")
+        self.offset_gaps = counter("closedloop_offset_gaps_total",
+                                   "records the consumer skipped past and the worker read again",
+                                   "topic")
+        self.actions = counter("closedloop_alert_actions_total",
+                               "operator actions applied from the action topic", "action")
+        self.index_size = gauge("closedloop_deadline_index_size", "open deadlines indexed",
+                                "stage")
+        self.open_requirements = gauge("closedloop_open_requirements",
+                                       "open requirements of this worker's keys, by kind", "kind")
+        self.under_control = gauge("closedloop_persons_under_control",
+                                   "located persons whose regimen has not ended, by regimen",
+                                   "regimen")
+        self.watermark_lag = gauge("closedloop_watermark_lag_seconds",
+                                   "wall time minus the partition's effective clock",
+                                   "stage", "partition")
+        self.consumer_lag = gauge("closedloop_consumer_lag_messages",
+                                  "records not yet read on a partition this worker owns",
+                                  "topic", "partition")
+        self.turnaround = Histogram("closedloop_lab_turnaround_seconds",
+                                    "event time from a tube's collection to its lab records",
+                                    ["stage"], buckets=TURNAROUND_BUCKETS, registry=reg)
+        self.latency = Histogram("closedloop_event_to_alert_latency_seconds",
+                                 "wall time from the triggering record's arrival to the alert's "
+                                 "send", buckets=LATENCY_BUCKETS, registry=reg)
+        for action in ("ack", "resolve"):  # closed sets: a series from the start, at 0
+            self.actions.labels(action)
+        for lab_stage in LAB_STAGES:
+            self.turnaround.labels(lab_stage)
+        self.tallies = {stage: KeyTally(policy, stage) for stage in TALLIED_STAGES}
+        self._kinds_shown: set[str] = set()
+        self._regimens = sorted({regimen.mode for regimen in policy.regimens.values()})
+
+    # -- fed by the agents --------------------------------------------------------------------
+
+    def assigned(self, stage: str, partition: int, items: Iterable[tuple[str, State | None]]
+                 ) -> None:
+        if stage in self.tallies:
+            self.tallies[stage].load(partition, items)
+
+    def revoked(self, stage: str, partition: int) -> None:
+        if stage in self.tallies:
+            self.tallies[stage].drop(partition)
+
+    def touched(self, stage: str, partition: int, keys: Iterable[str],
+                get: Callable[[str], State | None]) -> None:
+        """Keys whose state a message may have changed (``Effects.touched``)."""
+        tally = self.tallies.get(stage)
+        if tally is None:
+            return
+        for key in keys:
+            for lab_stage, seconds in tally.update(partition, key, get(key)).items():
+                self.turnaround.labels(lab_stage).observe(seconds)
+
+    def alert_sent(self, kind: str, arrived: float | None) -> None:
+        """An alert handed to the producer; ``arrived`` is its trigger's monotonic arrival."""
+        self.raised.labels(kind).inc()
+        if arrived is not None:
+            self.latency.observe(max(0.0, time.monotonic() - arrived))
+
+    # -- computed when scraped ----------------------------------------------------------------
+
+    def refresh(self, now: int, clocks: Mapping[str, Mapping[int, int]],
+                lags: Iterable[tuple[str, int, int]]) -> None:
+        """Set the scrape-time gauges.
+
+        ``clocks``: stage → partition → effective clock of the partitions this worker owns;
+        ``lags``: (topic short name, partition, records unread). Series of partitions that
+        moved away are removed, so a partition is reported by its owner only.
+        """
+        kinds: Counter[str] = Counter()
+        for tally in self.tallies.values():
+            kinds.update(tally.kinds)
+        for kind in self._kinds_shown - set(kinds):
+            self.open_requirements.labels(kind).set(0)
+        for kind, count in kinds.items():
+            self.open_requirements.labels(kind).set(count)
+        self._kinds_shown |= set(kinds)
+        controlled = self.tallies["person"].under_control(clocks.get("person", {}))
+        for regimen in sorted(set(self._regimens) | set(controlled)):
+            self.under_control.labels(regimen).set(controlled.get(regimen, 0))
+        self.watermark_lag.clear()
+        for stage, partitions in clocks.items():
+            for partition, clock in partitions.items():
+                if clock != MIN_EPOCH:
+                    self.watermark_lag.labels(stage, str(partition)).set(now - clock)
+        self.consumer_lag.clear()
+        for topic, partition, lag in lags:
+            self.consumer_lag.labels(topic, str(partition)).set(lag)
+
+
+def scrape_lags(partitions: Iterable[tuple[str, int]], highwater: Callable[[str, int], int | None],
+                read: Callable[[str, int], int | None],
+                committed: Callable[[str, int], int | None]) -> list[tuple[str, int, int]]:
+    """(topic, partition, lag) of each known partition, from the consumer's bookkeeping."""
+    lags = []
+    for topic, partition in partitions:
+        lag = consumer_lag(highwater(topic, partition), read(topic, partition),
+                           committed(topic, partition))
+        if lag is not None:
+            lags.append((topic, partition, lag))
+    return lags
+

@@ -1,0 +1,162 @@
+"""The worker's metrics from keyed state (streams/metrics.py), without a broker.
+
+States come from the real stages through a StageRunner, so the helpers are checked against
+the layout the rules really write, not a hand-made imitation of it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from helpers import T0, at, epoch, followup, lab, policy, sampling, travel
+from prometheus_client import CollectorRegistry
+
+from closedloop.schemas.decode import Rejection, decode_event
+from closedloop.streams.clock import MIN_EPOCH
+from closedloop.streams.metrics import (
+    KeyTally,
+    WorkerMetrics,
+    consumer_lag,
+    requirement_kinds,
+    turnarounds,
+)
+from closedloop.streams.runner import StageRunner
+from closedloop.streams.topology import PERSON, TUBE
+
+HOUR = 3600
+
+
+class Feed:
+    """One partition of a stage: applies envelopes in order, as the worker's agent does."""
+
+    def __init__(self, stage: Any) -> None:
+        self.table: dict[str, Any] = {}
+        self.run = StageRunner(stage, policy(), self.table, upstream=0, mark_every=10**9)
+        self.offset = 0
+
+    def apply(self, key: str, envelope: dict[str, Any]) -> set[str]:
+        topic = envelope["topic"]
+        event = decode_event(topic, orjson.dumps(envelope["value"]))
+        assert not isinstance(event, Rejection), event
+        self.offset += 1
+        fx = self.run.on_input(0, key, event, int(event.occurred_at.timestamp()),
+                               f"{topic}:{event.event_id}", topic=topic, offset=self.offset)
+        return fx.touched
+
+
+def test_requirement_kinds_count_names_by_prefix_without_gc() -> None:
+    st = {"req": {"lab:transport": 1, "lab:result": 2, "orphan": 3, "gc": 4}}
+    assert requirement_kinds(st) == {"lab": 2, "orphan": 1}
+    assert requirement_kinds(None) == {}
+
+
+def test_consumer_lag_counts_from_the_next_offset_to_read() -> None:
+    assert consumer_lag(highwater=10, read=4, committed=2) == 5  # offsets 5..9
+    assert consumer_lag(highwater=10, read=None, committed=7) == 3  # nothing read yet
+    assert consumer_lag(highwater=10, read=9, committed=None) == 0
+    assert consumer_lag(highwater=None, read=4, committed=2) is None  # not fetched yet
+    assert consumer_lag(highwater=10, read=None, committed=None) is None
+    assert consumer_lag(highwater=0, read=None, committed=None) == 0  # an empty partition
+
+
+def test_a_tubes_turnaround_is_observed_once_per_stage_as_its_records_arrive() -> None:
+    feed = Feed(TUBE)
+    tally = KeyTally(policy(), "tube")
+    observed: list[tuple[str, int]] = []
+
+    def apply(envelope: dict[str, Any]) -> None:
+        for key in feed.apply("tb-1", envelope):
+            observed.extend(tally.update(0, key, feed.table.get(key)).items())
+
+    apply(sampling("p:000000000001", "tb-1", T0))
+    assert tally.kinds == {"lab": 2}  # transport and result SLAs open
+    apply(lab("tb-1", at(T0, hours=3)))
+    apply(lab("tb-1", at(T0, hours=10), "negative"))
+    apply(lab("tb-1", at(T0, hours=11), "negative"))  # a later report is ignored
+    assert observed == [("transport", 3 * HOUR), ("result", 10 * HOUR)]
+
+
+def test_a_result_before_its_sampling_is_measured_when_the_sampling_arrives() -> None:
+    feed = Feed(TUBE)
+    tally = KeyTally(policy(), "tube")
+    feed.apply("tb-2", lab("tb-2", at(T0, hours=5), "negative"))
+    assert tally.update(0, "tb-2", feed.table["tb-2"]) == {}
+    assert tally.kinds == {"orphan": 1}
+    feed.apply("tb-2", sampling("p:000000000002", "tb-2", T0))
+    got = tally.update(0, "tb-2", feed.table["tb-2"])
+    assert got == {"transport": 5 * HOUR, "result": 5 * HOUR}
+    assert turnarounds(feed.table["tb-2"]) == got
+
+
+def test_recovered_keys_are_counted_but_not_measured_again() -> None:
+    feed = Feed(TUBE)
+    feed.apply("tb-3", sampling("p:000000000003", "tb-3", T0))
+    feed.apply("tb-3", lab("tb-3", at(T0, hours=2)))
+    tally = KeyTally(policy(), "tube")  # another worker takes the partition over
+    tally.load(0, [("tb-3", feed.table["tb-3"])])
+    assert tally.kinds == {"lab": 2}
+    feed.apply("tb-3", lab("tb-3", at(T0, hours=6), "negative"))
+    assert tally.update(0, "tb-3", feed.table["tb-3"]) == {"result": 6 * HOUR}
+    tally.drop(0)
+    assert tally.kinds == {} and tally.keys == {}
+
+
+def test_counts_follow_a_key_whose_state_is_forgotten() -> None:
+    tally = KeyTally(policy(), "tube")
+    tally.update(0, "tb-4", {"req": {"orphan": 1, "gc": 2}})
+    tally.update(1, "tb-5", {"req": {"orphan": 1}})
+    assert tally.kinds == {"orphan": 2}
+    tally.update(0, "tb-4", None)  # deleted from the table
+    assert tally.kinds == {"orphan": 1}
+
+
+def test_a_person_is_under_control_from_located_until_the_regimens_end() -> None:
+    person = "p:000000000009"
+    feed = Feed(PERSON)
+    tally = KeyTally(policy(), "person")
+    feed.apply(person, travel(person, T0, risk="medium"))
+    tally.update(0, person, feed.table[person])
+    located = at(T0, hours=1)
+    assert tally.under_control({0: epoch(located)}) == {}  # pushed, not located yet
+    feed.apply(person, followup(person, located, "located"))
+    tally.update(0, person, feed.table[person])
+    assert tally.under_control({0: epoch(located) - 1}) == {}
+    assert tally.under_control({0: epoch(located)}) == {"home_quarantine": 1}
+    assert tally.under_control({0: MIN_EPOCH}) == {}  # the partition's clock is unknown
+    ends = feed.table[person]["push"]["ends_at"]
+    assert tally.under_control({0: ends - 1}) == {"home_quarantine": 1}
+    assert tally.under_control({0: ends}) == {}
+    assert {"unlocated", "test"} <= set(tally.kinds)  # re-checked when due, open until then
+
+
+def test_refresh_sets_gauges_and_drops_series_of_partitions_gone() -> None:
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(policy(), registry)
+    metrics.assigned("tube", 0, [("tb-6", {"req": {"orphan": 1}})])
+    metrics.refresh(1000, {"tube": {0: 400, 1: MIN_EPOCH}}, [("sampling", 0, 7)])
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert value("closedloop_open_requirements", kind="orphan") == 1
+    assert value("closedloop_watermark_lag_seconds", stage="tube", partition="0") == 600
+    assert value("closedloop_watermark_lag_seconds", stage="tube", partition="1") is None
+    assert value("closedloop_consumer_lag_messages", topic="sampling", partition="0") == 7
+    assert value("closedloop_persons_under_control", regimen="home_quarantine") == 0
+    assert value("closedloop_alert_actions_total", action="resolve") == 0
+    metrics.revoked("tube", 0)
+    metrics.refresh(1000, {}, [])
+    assert value("closedloop_open_requirements", kind="orphan") == 0
+    assert value("closedloop_watermark_lag_seconds", stage="tube", partition="0") is None
+    assert value("closedloop_consumer_lag_messages", topic="sampling", partition="0") is None
+
+
+def test_an_alert_sent_counts_its_kind_and_its_latency() -> None:
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(policy(), registry)
+    metrics.alert_sent("positive", arrived=None)  # no arrival known: counted, not timed
+    metrics.alert_sent("positive", arrived=time.monotonic())
+    assert registry.get_sample_value("closedloop_alerts_raised_total", {"kind": "positive"}) == 2
+    assert registry.get_sample_value("closedloop_event_to_alert_latency_seconds_count") == 1
