@@ -141,8 +141,8 @@ class StageRunner:
     def gap(self, partition: int, topic: str, offset: int) -> int | None:
         """The offset to go back to if ``offset`` skips records of ``topic``, else None.
 
-        Faust can resume a partition it keeps across a rebalance past records it fetched
-        before the rebalance and never delivered (faust-streaming issues 216 and 221). On a
+        Faust skips records it fetched in the consumer generation before a rebalance
+        (faust-streaming issues 216 and 221): the worker then reads them itself. On a
         topic that is not compacted, the next record is the one after the last handled here,
         or, first after an assignment, the group's committed offset. (What was handled is
         kept in memory only, while this worker holds the partition: a previous owner's
@@ -155,6 +155,10 @@ class StageRunner:
         else:
             expected = None if self.committed is None else self.committed(topic, partition)
         return expected if expected is not None and offset > expected else None
+
+    def already(self, partition: int, topic: str, offset: int) -> bool:
+        """Was ``offset`` of ``topic`` handled while this worker holds the partition?"""
+        return offset <= self._part(partition).read.get(topic, -1)
 
     def handled(self, partition: int, topic: str, offset: int) -> None:
         """``offset`` of ``topic`` was handled (applied, rejected or skipped as a duplicate)."""

@@ -22,11 +22,13 @@ alerts go to ``escalations``, never to ``alerts``.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -139,6 +141,9 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
                               own_clock=False),
     }
     telemetry = WorkerMetrics(policy)  # every closedloop_* metric (streams/metrics.py)
+    for name in ("sampling", "lab", "tube-ticks", "action", "travel", "followup",
+                 "person-tests", "report-parts"):
+        telemetry.offset_gaps.labels(name)  # a zero series from the start, not from the first gap
     state: dict[str, Any] = {"ready": False}
     stage_topic = {"tube": address["sampling"], "person": address["travel"],
                    "report": address["report-parts"]}
@@ -221,22 +226,32 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
         await out["deadletter"].send(value=_encode(letter))
 
     async def handle(stage: str, event: Any) -> None:
-        """Handle one record in offset order: a record past a gap sends the consumer back."""
+        """Handle one record in offset order: fill a gap first, skip what was handled."""
         message = event.message
         name = short.get(message.topic, message.topic)
         runner = runners[stage]
         if name in gapless:
+            if runner.already(message.partition, name, message.offset):
+                return  # redelivered (Faust seeks to the committed offset on a rebalance)
             back = runner.gap(message.partition, name, message.offset)
             if back is not None:
                 telemetry.offset_gaps.labels(name).inc(message.offset - back)
-                log.warning("closedloop %s: %s[%s] jumped from %s to %s; reading again",
+                log.warning("closedloop %s: %s[%s] jumped from %s to %s; reading the gap",
                             stage, name, message.partition, back, message.offset)
-                await app.consumer.seek(TP(message.topic, message.partition), back)
-                return
+                missing = await asyncio.get_running_loop().run_in_executor(
+                    None, _read_range, settings, message.topic, message.partition, back,
+                    message.offset)
+                for record in missing:
+                    await _guarded(handle_one, stage, record)
+        await handle_one(stage, event)
+
+    async def handle_one(stage: str, event: Any) -> None:
+        message = event.message
         try:
             await handle_input(stage, event)
         finally:
-            runner.handled(message.partition, name, message.offset)
+            runners[stage].handled(message.partition, short.get(message.topic, message.topic),
+                                   message.offset)
 
     async def handle_input(stage: str, event: Any) -> None:
         message = event.message
@@ -246,7 +261,11 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
         runner = runners[stage]
         value: bytes = event.value if event.value is not None else b""
         if name in INPUT_STAGE and INPUT_STAGE[name] != stage:
-            fx = _quiet_input(runner, name, value, message, policy)
+            fx, applied = _quiet_input(runner, name, value, message, policy)
+            if fx.duplicate:
+                telemetry.duplicates.labels(name).inc()  # only where the key's state is
+            elif applied:
+                telemetry.actions.labels(applied).inc()  # a tube's alert, handled here
         elif name in INPUT_STAGE:
             telemetry.consumed.labels(name).inc()
             decoded = decode_event(name, value, policy.cohorts)
@@ -265,8 +284,9 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
                                  offset=message.offset)
             if fx.duplicate:
                 telemetry.duplicates.labels(name).inc()
-            elif fx.rejection is None and isinstance(decoded, Action):
-                # counted once, by the stage that owns the topic
+            elif fx.rejection is None and isinstance(decoded, Action) and key in runner.table:
+                # counted where the subject's state is: a person's here, a tube's on the tube
+                # stage (an action for a subject no stage knows changes nothing)
                 telemetry.actions.labels(decoded.action).inc()
             if fx.rejection is not None:
                 await reject(fx.rejection, value, message)
@@ -351,18 +371,69 @@ def _internal(runner: StageRunner, message: Any, value: bytes) -> Effects:
 
 
 def _quiet_input(runner: StageRunner, name: str, value: bytes, message: Any,
-                 policy: Policy) -> Effects:
+                 policy: Policy) -> tuple[Effects, str | None]:
     """An input another stage owns (an action on the tube stage): applied if valid, else
     dropped silently (the owner dead-letters and counts it). It does not move the clock, but
     its offset counts for ``produce --until`` ticks, which wait for actions sent before them.
+    Also returns the action applied to a key this stage holds, if any.
     """
     decoded = decode_event(name, value, policy.cohorts)
     key = message.key.decode("utf-8", "replace") if message.key else ""
     if isinstance(decoded, Rejection) or key != getattr(decoded, _KEY_FIELD[name]):
-        return runner.on_skipped(message.partition, name, message.offset)
+        return runner.on_skipped(message.partition, name, message.offset), None
     at = int(decoded.occurred_at.timestamp())
-    return runner.on_input(message.partition, key, decoded, at, f"{name}:{decoded.event_id}",
-                           topic=name, offset=message.offset, clocked=False)
+    fx = runner.on_input(message.partition, key, decoded, at, f"{name}:{decoded.event_id}",
+                         topic=name, offset=message.offset, clocked=False)
+    held = isinstance(decoded, Action) and key in runner.table
+    return fx, decoded.action if held and isinstance(decoded, Action) else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Message:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    time_in: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    """A record read around Faust, shaped like the part of a Faust event the handlers use."""
+
+    message: _Message
+    value: bytes | None
+
+
+def _read_range(settings: KafkaSettings, topic: str, partition: int, start: int, end: int
+                ) -> list[_Record]:
+    """Records ``start`` .. ``end - 1`` of one partition, read with a group-less consumer.
+
+    Used when Faust skipped records (see ``StageRunner.gap``): reading them here, in order,
+    does not fight Faust's own fetch position. Gives up after 60 s with what it has, and
+    logs what stays missing.
+    """
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(enable_auto_commit=False, **settings.kafka_python())
+    records: list[_Record] = []
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+        deadline = time.monotonic() + 60
+        while consumer.position(tp) < end and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(
+                    _Record(_Message(topic, partition, r.offset, r.key, time.monotonic()),
+                            r.value)
+                    for r in batch if r.offset < end)
+    finally:
+        consumer.close()
+    if len(records) < end - start:
+        log.error("closedloop: %s[%s] offsets %s..%s: read %s records of the gap",
+                  topic, partition, start, end - 1, len(records))
+    return records
 
 
 async def _guarded(handler: Any, stage: str, event: Any) -> None:

@@ -122,6 +122,7 @@ def test_a_record_past_a_gap_sends_the_consumer_back_to_the_first_one_missing() 
     assert run.gap(0, "sampling", 3) is None
     assert run.gap(0, "sampling", 7) == 3  # 3..6 were never delivered
     assert run.gap(0, "sampling", 1) is None  # a redelivery is not a gap
+    assert run.already(0, "sampling", 1) and not run.already(0, "sampling", 3)
     run.handled(0, "sampling", 1)
     assert run.gap(0, "sampling", 4) == 3  # the last handled stays the highest
 
