@@ -82,10 +82,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if run is None:
         parser.print_help()
         return 2
+    from closedloop.streams.settings import (
+        KafkaSettings,
+        KafkaSetupError,
+        connection_failure,
+        watch_connections,
+    )
+
+    watch_connections()
     try:
         return int(run(args))
     except BrokenPipeError:
         return 0
+    except KafkaSetupError as exc:  # one line for the operator, no traceback, never a secret
+        print(f"closedloop {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        message = connection_failure(exc, KafkaSettings.from_env())
+        if message is None:
+            raise
+        print(f"closedloop {args.command}: {message}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

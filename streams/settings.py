@@ -12,16 +12,28 @@ line): what every Kafka client of closedloop, worker or command-line tool, conne
 | CLOSEDLOOP_KAFKA_USERNAME | — | SASL user name |
 | CLOSEDLOOP_KAFKA_PASSWORD_FILE | — | a file holding the SASL password |
 | CLOSEDLOOP_KAFKA_CA_FILE | — | CA bundle that signed the brokers' certificates |
+| CLOSEDLOOP_KAFKA_CONNECT_TIMEOUT | 30 | seconds the command-line clients try to reach a broker |
+
+There is deliberately no way to give a password on the command line or in a variable: a
+command line is readable by every user of the machine (``/proc/PID/cmdline``, ``ps``). The
+password lives in a file (a mounted Secret in Kubernetes) that only the service can read.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["KafkaSettings"]
+__all__ = ["KafkaSettings", "KafkaSetupError", "connection_failure", "watch_connections"]
+
+
+class KafkaSetupError(Exception):
+    """Kafka settings that cannot work, or a broker that cannot be reached with them: a
+    one-line reason for the operator (never a secret). The command line prints it, exit 1."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +47,7 @@ class KafkaSettings:
     username: str | None = None
     password_file: str | None = None
     ca_file: str | None = None
+    connect_timeout: float = 30.0
 
     @classmethod
     def from_env(cls, **overrides: Any) -> KafkaSettings:
@@ -49,21 +62,41 @@ class KafkaSettings:
             "username": env.get("CLOSEDLOOP_KAFKA_USERNAME"),
             "password_file": env.get("CLOSEDLOOP_KAFKA_PASSWORD_FILE"),
             "ca_file": env.get("CLOSEDLOOP_KAFKA_CA_FILE"),
+            "connect_timeout": float(env.get("CLOSEDLOOP_KAFKA_CONNECT_TIMEOUT", "30")),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
     def password(self) -> str | None:
-        if self.password_file is None:
+        """The SASL password, read from ``password_file`` (None without SASL)."""
+        if not self.security_protocol.startswith("SASL"):
             return None
-        return Path(self.password_file).read_text("utf-8").strip()
+        if not self.username or not self.password_file:
+            raise KafkaSetupError(
+                f"CLOSEDLOOP_KAFKA_SECURITY_PROTOCOL={self.security_protocol} needs "
+                "CLOSEDLOOP_KAFKA_USERNAME and CLOSEDLOOP_KAFKA_PASSWORD_FILE")
+        try:
+            password = Path(self.password_file).read_text("utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise KafkaSetupError(
+                f"cannot read CLOSEDLOOP_KAFKA_PASSWORD_FILE {self.password_file}: {reason}"
+            ) from None
+        if not password:
+            raise KafkaSetupError(f"CLOSEDLOOP_KAFKA_PASSWORD_FILE {self.password_file} is empty")
+        return password
 
     def kafka_python(self) -> dict[str, Any]:
         """Keyword arguments for kafka-python's clients."""
+        from kafka import KafkaConsumer
+
         config: dict[str, Any] = {
             "bootstrap_servers": self.bootstrap.split(","),
             "security_protocol": self.security_protocol,
         }
+        # kafka-python 3 gives up on the first broker after this long (2.x has no such option).
+        if "bootstrap_timeout_ms" in KafkaConsumer.DEFAULT_CONFIG:
+            config["bootstrap_timeout_ms"] = int(self.connect_timeout * 1000)
         if self.security_protocol.startswith("SASL"):
             config.update(
                 sasl_mechanism=self.sasl_mechanism,
@@ -73,3 +106,68 @@ class KafkaSettings:
         if self.ca_file:
             config["ssl_cafile"] = self.ca_file
         return config
+
+
+_last_connection_error: list[str] = []
+
+
+class _ConnectionErrors(logging.Handler):
+    """Keeps the last connection failure kafka-python logs while it retries: its own
+    exception after the retries only says it could not bootstrap."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("Bootstrap failed"):  # the final give-up, no reason in it
+            return
+        if "failed:" not in message and "Connection lost" not in message:
+            return
+        # A request cut short by the give-up deadline says less than the failure before it.
+        if "RequestTimedOut" in message and _last_connection_error:
+            return
+        _last_connection_error[:] = [message]
+
+
+def watch_connections() -> None:
+    """Remember kafka-python's connection failures (warnings and errors, at no extra cost:
+    its logger's level is left alone) for :func:`connection_failure`."""
+    logger = logging.getLogger("kafka.net")
+    if not any(isinstance(h, _ConnectionErrors) for h in logger.handlers):
+        logger.addHandler(_ConnectionErrors(logging.WARNING))
+
+
+def connection_failure(exc: BaseException, settings: KafkaSettings) -> str | None:
+    """An operator's explanation of a client that could not reach Kafka, or None when ``exc``
+    is something else. Never contains the password."""
+    from kafka.errors import KafkaTimeoutError
+
+    # kafka-python 3 raises KafkaTimeoutError("Unable to bootstrap ..."); 2.x NoBrokersAvailable.
+    if not ((isinstance(exc, KafkaTimeoutError) and "bootstrap" in str(exc))
+            or type(exc).__name__ == "NoBrokersAvailable"):
+        return None
+    who = settings.security_protocol
+    if settings.security_protocol.startswith("SASL"):
+        who += f", {settings.sasl_mechanism} as user {settings.username!r}"
+    last = _last_connection_error[0] if _last_connection_error else ""
+    if "Handshake failed" in last:
+        reason = re.sub(r"\s*\(backoff [^)]*\)$", "", last.split("Handshake failed:", 1)[1])
+        cause = (f"the TLS handshake failed ({reason.strip()}); check "
+                 "CLOSEDLOOP_KAFKA_CA_FILE and the broker address")
+    elif "SaslAuthenticationFailed" in last or (
+            "disconnected" in last and settings.security_protocol.startswith("SASL")):
+        # The broker rejects bad credentials and closes the connection; kafka-python sees the
+        # rejection or, when the close wins the race, just the disconnection.
+        cause = ("the broker closed the connection during authentication: the user name or "
+                 "password is wrong, or the mechanism is not enabled for this user "
+                 "(CLOSEDLOOP_KAFKA_USERNAME, CLOSEDLOOP_KAFKA_PASSWORD_FILE, "
+                 "CLOSEDLOOP_KAFKA_SASL_MECHANISM)")
+    elif "refused" in last.lower():
+        cause = "connection refused: is the broker running at that address?"
+    else:
+        cause = f"last error: {last}" if last else "no broker answered"
+    message = (f"cannot connect to Kafka at {settings.bootstrap} ({who}) within "
+               f"{settings.connect_timeout:g} s: {cause}")
+    try:
+        secret = settings.password()
+    except KafkaSetupError:
+        secret = None
+    return message.replace(secret, "[redacted]") if secret else message
