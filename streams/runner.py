@@ -138,23 +138,20 @@ class StageRunner:
         part.clock.value = saved["clock"]
         part.seen = dict(saved.get("seen", {}))
 
-    def gap(self, partition: int, topic: str, offset: int) -> int | None:
-        """The offset to go back to if ``offset`` skips records of ``topic``, else None.
+    def expected(self, partition: int, topic: str) -> int | None:
+        """The next offset of ``topic`` this stage should handle in ``partition``, if known.
 
         Faust skips records it fetched in the consumer generation before a rebalance
-        (faust-streaming issues 216 and 221): the worker then reads them itself. On a
-        topic that is not compacted, the next record is the one after the last handled here,
-        or, first after an assignment, the group's committed offset. (What was handled is
-        kept in memory only, while this worker holds the partition: a previous owner's
-        figure would be stale, and the committed offset is then the floor.)
+        (faust-streaming issues 216 and 221): a record past this offset, on a topic that is
+        not compacted, means records were skipped, and the worker reads them itself. It is
+        the one after the last handled here or, first after an assignment, the group's
+        committed offset. (What was handled is kept in memory only, while this worker holds
+        the partition: a previous owner's figure would be stale.)
         """
-        part = self._part(partition)
-        last = part.read.get(topic)
+        last = self._part(partition).read.get(topic)
         if last is not None:
-            expected: int | None = last + 1
-        else:
-            expected = None if self.committed is None else self.committed(topic, partition)
-        return expected if expected is not None and offset > expected else None
+            return last + 1
+        return None if self.committed is None else self.committed(topic, partition)
 
     def already(self, partition: int, topic: str, offset: int) -> bool:
         """Was ``offset`` of ``topic`` handled while this worker holds the partition?"""

@@ -225,25 +225,78 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
                              partition=message.partition, offset=message.offset)
         await out["deadletter"].send(value=_encode(letter))
 
+    locks: dict[tuple[str, int], asyncio.Lock] = {}
+
     async def handle(stage: str, event: Any) -> None:
         """Handle one record in offset order: fill a gap first, skip what was handled."""
         message = event.message
         name = short.get(message.topic, message.topic)
-        runner = runners[stage]
-        if name in gapless:
+        if name not in gapless:
+            await handle_one(stage, event)
+            return
+        async with locks.setdefault((stage, message.partition), asyncio.Lock()):
+            runner = runners[stage]
             if runner.already(message.partition, name, message.offset):
                 return  # redelivered (Faust seeks to the committed offset on a rebalance)
-            back = runner.gap(message.partition, name, message.offset)
-            if back is not None:
-                telemetry.offset_gaps.labels(name).inc(message.offset - back)
-                log.warning("closedloop %s: %s[%s] jumped from %s to %s; reading the gap",
-                            stage, name, message.partition, back, message.offset)
-                missing = await asyncio.get_running_loop().run_in_executor(
-                    None, _read_range, settings, message.topic, message.partition, back,
-                    message.offset)
-                for record in missing:
-                    await _guarded(handle_one, stage, record)
-        await handle_one(stage, event)
+            expected = await expected_of(stage, message.topic, message.partition)
+            if message.offset > expected:
+                await fill(stage, message.topic, message.partition, expected, message.offset)
+            await handle_one(stage, event)
+
+    async def expected_of(stage: str, topic: str, partition: int) -> int:
+        """The next offset the stage should handle; with nothing handled or committed yet,
+        the partition's earliest (the group starts there: auto_offset_reset=earliest)."""
+        expected = runners[stage].expected(partition, short[topic])
+        if expected is None:
+            tp = TP(topic, partition)
+            expected = int((await app.consumer.earliest_offsets(tp)).get(tp, 0))
+        return expected
+
+    async def fill(stage: str, topic: str, partition: int, start: int, end: int) -> None:
+        """Read offsets ``start`` .. ``end - 1`` around Faust and handle them, in order."""
+        name = short[topic]
+        telemetry.offset_gaps.labels(name).inc(end - start)
+        log.warning("closedloop %s: %s[%s] offsets %s..%s were skipped by the consumer; "
+                    "reading them", stage, name, partition, start, end - 1)
+        missing = await asyncio.get_running_loop().run_in_executor(
+            None, _read_range, settings, topic, partition, start, end)
+        for record in missing:
+            if not runners[stage].already(partition, name, record.message.offset):
+                await _guarded(handle_one, stage, record)
+
+    watch: dict[tuple[str, str, int], int] = {}
+
+    @app.timer(interval=2.0)
+    async def tails() -> None:
+        """Records Faust read past but never delivered, with no later record to reveal it.
+
+        A partition whose next expected offset is below the high watermark, while the
+        consumer has read up to the end, and that made no progress since the last look: its
+        tail was skipped (a lone record, or the last ones before a ``--until`` tick).
+        """
+        consumer = app.consumer
+        seen = dict(watch)
+        watch.clear()
+        for tp in list(consumer.assignment()):
+            name = short.get(tp.topic)
+            if name not in gapless:
+                continue
+            highwater = consumer.highwater(tp)
+            read = consumer._read_offset.get(tp)  # no public accessor
+            if highwater is None or read is None or read + 1 < highwater:
+                continue  # not fetched yet, or Faust is still reading it
+            for stage in READERS.get(name, ()):
+                expected = await expected_of(stage, tp.topic, tp.partition)
+                if expected >= highwater:
+                    continue
+                key = (stage, name, tp.partition)
+                if seen.get(key) != expected:
+                    watch[key] = expected  # look again next time: it may be on its way
+                    continue
+                async with locks.setdefault((stage, tp.partition), asyncio.Lock()):
+                    start = await expected_of(stage, tp.topic, tp.partition)
+                    if start < highwater:
+                        await fill(stage, tp.topic, tp.partition, start, highwater)
 
     async def handle_one(stage: str, event: Any) -> None:
         message = event.message
@@ -386,6 +439,14 @@ def _quiet_input(runner: StageRunner, name: str, value: bytes, message: Any,
                          topic=name, offset=message.offset, clocked=False)
     held = isinstance(decoded, Action) and key in runner.table
     return fx, decoded.action if held and isinstance(decoded, Action) else None
+
+
+# The stages that read each topic (an action reaches both keyed stages).
+READERS: dict[str, tuple[str, ...]] = {
+    "sampling": ("tube",), "lab": ("tube",), "tube-ticks": ("tube",),
+    "action": ("tube", "person"), "travel": ("person",), "followup": ("person",),
+    "cohort": ("person",), "person-tests": ("person",), "report-parts": ("report",),
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,7 +41,7 @@ controller_port="${CLOSEDLOOP_SECURE_KAFKA_CONTROLLER_PORT:-9095}"
 app_user="${CLOSEDLOOP_SECURE_KAFKA_APP_USER:-closedloop}"
 app_prefix="${CLOSEDLOOP_SECURE_KAFKA_APP_PREFIX:-closedloop}"
 timeout="${CLOSEDLOOP_KAFKA_START_TIMEOUT:-120}"
-heap="${CLOSEDLOOP_KAFKA_HEAP:-512m}"
+heap="${CLOSEDLOOP_KAFKA_HEAP:-1g}"
 python="${CLOSEDLOOP_PYTHON:-$repo/.venv/bin/python}"
 bootstrap="127.0.0.1:$port"
 

@@ -7,7 +7,7 @@
 #
 # Env: CLOSEDLOOP_CACHE (default <repo>/.cache), CLOSEDLOOP_KAFKA_PORT (9092),
 #      CLOSEDLOOP_KAFKA_CONTROLLER_PORT (9093), CLOSEDLOOP_KAFKA_START_TIMEOUT (seconds, 120),
-#      CLOSEDLOOP_KAFKA_HEAP (512m), CLOSEDLOOP_PYTHON (the python used for the readiness check).
+#      CLOSEDLOOP_KAFKA_HEAP (1g), CLOSEDLOOP_PYTHON (the python used for the readiness check).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -22,7 +22,7 @@ pidfile="$home/kafka.pid"
 port="${CLOSEDLOOP_KAFKA_PORT:-9092}"
 controller_port="${CLOSEDLOOP_KAFKA_CONTROLLER_PORT:-9093}"
 timeout="${CLOSEDLOOP_KAFKA_START_TIMEOUT:-120}"
-heap="${CLOSEDLOOP_KAFKA_HEAP:-512m}"
+heap="${CLOSEDLOOP_KAFKA_HEAP:-1g}"
 bootstrap="127.0.0.1:$port"
 
 python="${CLOSEDLOOP_PYTHON:-$repo/.venv/bin/python}"

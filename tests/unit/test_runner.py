@@ -114,26 +114,24 @@ def test_a_pending_tick_survives_a_takeover_through_the_table() -> None:
 
 
 
-def test_a_record_past_a_gap_sends_the_consumer_back_to_the_first_one_missing() -> None:
+def test_the_next_expected_offset_is_the_one_after_the_last_handled() -> None:
     run = runner({})
-    assert run.gap(0, "sampling", 0) is None  # nothing known: take what comes
+    assert run.expected(0, "sampling") is None  # nothing known: the worker asks the broker
     for offset in range(3):
         run.handled(0, "sampling", offset)
-    assert run.gap(0, "sampling", 3) is None
-    assert run.gap(0, "sampling", 7) == 3  # 3..6 were never delivered
-    assert run.gap(0, "sampling", 1) is None  # a redelivery is not a gap
+    assert run.expected(0, "sampling") == 3  # a record at 7 means 3..6 were skipped
     assert run.already(0, "sampling", 1) and not run.already(0, "sampling", 3)
-    run.handled(0, "sampling", 1)
-    assert run.gap(0, "sampling", 4) == 3  # the last handled stays the highest
+    run.handled(0, "sampling", 1)  # a redelivery handled again does not move it back
+    assert run.expected(0, "sampling") == 3
 
 
 def test_after_an_assignment_the_committed_offset_is_the_first_expected() -> None:
     commits = {"lab": 40}
     run = StageRunner(PERSON, policy(), {}, upstream=0,
                       committed=lambda topic, partition: commits.get(topic))
-    assert run.gap(0, "lab", 40) is None
-    assert run.gap(0, "lab", 45) == 40
+    assert run.expected(0, "lab") == 40
     run.handled(0, "lab", 40)
+    assert run.expected(0, "lab") == 41
     run.revoke(0)  # handed over: what this worker handled is forgotten
     commits["lab"] = 52
-    assert run.gap(0, "lab", 52) is None and run.gap(0, "lab", 60) == 52
+    assert run.expected(0, "lab") == 52
