@@ -80,8 +80,9 @@ def on_lab(ctx: Context, st: State, tube_id: str, event: Lab) -> None:
     st.setdefault("lab", event.lab_id)
     if event.status == "reported" and "rep" not in st:
         st["rep"] = [at, event.result, event.lab_id]
-        if not st.get("members"):
-            open_req(st, "orphan", at + ctx.policy.orphan_after)
+        orphan_due = at + ctx.policy.orphan_after
+        if not any(sampled <= orphan_due for sampled in st.get("members", {}).values()):
+            open_req(st, "orphan", orphan_due)
         if event.result == "positive" and st.get("pool", 0) != 1:
             open_req(st, "pool", at)  # listed once every sampling up to the report is in
         _apply_result(ctx, st, tube_id, sorted(st.get("members", {})))
@@ -169,7 +170,9 @@ def _lapse_lab(ctx: Context, st: State, tube_id: str, name: str, due: int) -> in
 
 
 def _lapse_orphan(ctx: Context, st: State, tube_id: str, name: str, due: int) -> int | None:
-    if st.get("members"):
+    """Only a swab taken by ``due`` prevents it: one taken later but applied before a lagging
+    clock fired the check must not (the alert must not depend on how far the clock lags)."""
+    if any(sampled <= due for sampled in st.get("members", {}).values()):
         return None
     reported, result, lab_id = st["rep"]
     raise_alert(

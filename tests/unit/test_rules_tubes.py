@@ -379,6 +379,22 @@ class TestOrphanResult:
             at(REPORTED, hours=24)
         ]
 
+    def test_a_sampling_taken_after_24h_does_not_prevent_the_orphan_however_late_it_fires(
+        self,
+    ) -> None:
+        # given the report at 12:00 and a swab into the tube at 12:01 the next day
+        swab = sampling(ALICE, TUBE, at(REPORTED, hours=24, minutes=1))
+        events = [lab(TUBE, REPORTED, "negative"), swab]
+        # when the check fires after the swab was applied (nothing moved the clock past
+        # 12:00 before it), or before it (another person's push at 12:06 moved it first)
+        other = travel("traveller-9", at(REPORTED, hours=24, minutes=6))
+        check_late, *_ = run(events, until=at(REPORTED, days=3))
+        check_early, *_ = run([*events[:1], other, swab], until=at(REPORTED, days=3))
+        # then both raise the same orphan_result: the swab came after report + 24 h
+        orphans = [alerts_of(alerts, "orphan_result") for alerts in (check_late, check_early)]
+        assert orphans[0] == orphans[1]
+        assert [a["due_at"] for a in orphans[0]] == [at(REPORTED, hours=24)]
+
     def test_a_received_tube_without_report_is_no_orphan(self) -> None:
         # given a received record and no report
         # when three days pass
