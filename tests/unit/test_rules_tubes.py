@@ -213,6 +213,39 @@ class TestPoolPositive:
         assert alert["details"]["pool_size"] == 10
         assert alerts_of(alerts, "positive") == []
 
+    def test_members_swabbed_after_the_report_are_not_listed_however_late_it_fires(
+        self,
+    ) -> None:
+        # given Alice swabbed 09:00 into the pool, its positive report at 12:00, and Bob's
+        # swab into the same pool at 12:01 (after the report)
+        bob = sampling(BOB, POOL, at(REPORTED, minutes=1), pool_size=10)
+        events = [*self._pool(ALICE), bob]
+        # when the alert fires after Bob was applied, or before (another person's push at
+        # 12:06 moved the clock first)
+        other = travel("traveller-9", at(REPORTED, minutes=6))
+        late, *_ = run(events, until=at(REPORTED, hours=1))
+        early, *_ = run([*events[:-1], other, bob], until=at(REPORTED, hours=1))
+        # then both list the members swabbed by the report: Alice
+        assert alerts_of(late, "pool_positive") == alerts_of(early, "pool_positive")
+        [alert] = alerts_of(late, "pool_positive")
+        assert alert["details"]["members"] == [ALICE]
+
+    def test_a_pool_first_swabbed_after_its_report_is_listed_at_that_swab_in_any_order(
+        self,
+    ) -> None:
+        # given a pooled positive at 12:00 and the only swab into that pool at 12:01
+        bob = sampling(BOB, POOL, at(REPORTED, minutes=1), pool_size=10)
+        events = [lab(POOL, REPORTED, "positive"), bob]
+        # when the report's check fires after Bob was applied, or before
+        other = travel("traveller-9", at(REPORTED, minutes=6))
+        late, *_ = run(events, until=at(REPORTED, hours=1))
+        early, *_ = run([events[0], other, bob], until=at(REPORTED, hours=1))
+        # then both raise one alert listing Bob, raised at his swab
+        assert alerts_of(late, "pool_positive") == alerts_of(early, "pool_positive")
+        [alert] = alerts_of(late, "pool_positive")
+        assert alert["details"]["members"] == [BOB]
+        assert (alert["due_at"], alert["raised_at"]) == (REPORTED, at(REPORTED, minutes=1))
+
     def test_a_pool_of_one_member_is_still_a_pool(self) -> None:
         # given a 10-in-1 tube with Alice alone, positive at 12:00
         # when the clock passes 12:00
