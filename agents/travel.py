@@ -241,9 +241,17 @@ def _lapse_followup(ctx: Context, st: State, person_id: str, name: str, due: int
             "risk": push["risk"],
         },
     )
+    was_open = chain["floor"] > chain["anchor"]  # an earlier lapse, not cleared since
     chain["floor"] = due
-    if not current:
-        return due + every  # the replaced push's gauges were closed when it was replaced
+    if not current and push["arrived_at"] != st["push"]["arrived_at"]:
+        # A new journey replaced this push and closed its gauges; count this lapse as open up
+        # to the replacement, as if it had fired before it (however late the clock fired).
+        later = _first_at_or_after(st.get("clears", []), due + 1)
+        end = control_end(st, push) if later is None else min(later, control_end(st, push))
+        if raised and not was_open and end > due:
+            ctx.contribute(push["district"], due, "followup_overdue_open")
+            ctx.contribute(push["district"], end, "followup_overdue_open", -1)
+        return due + every
     over = st.get("iv", {}).get("followup_overdue_open")
     if over is not None and over[2] is not None and over[2] <= due:
         close_interval(ctx, st, "followup_overdue_open", over[2])  # an earlier, ended lapse
