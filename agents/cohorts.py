@@ -62,9 +62,17 @@ def on_cohort(ctx: Context, st: State, person_id: str, event: Cohort) -> None:
     if district is not None:
         member["district"] = district
     name = f"cohort:{event.cohort}"
+    due = st.get("req", {}).get(name)
+    chain = next((iv for iv in _intervals(member["changes"]) if iv[0] == member["since"]), None)
     if since is None:
         close_req(st, name)
         member["since"] = member["until"] = None
+    elif since != member["since"] and chain is not None and due is not None and (
+        chain[1] is None or due < chain[1]
+    ):
+        # A leave and re-join after the pending due instant: that lapse (and any before the
+        # leave) is still owed, however late the clock fires it; the handler moves on.
+        member["until"] = chain[1]
     elif since != member["since"]:
         member.update(since=since, until=until, anchor=since, floor=since)
         open_req(st, name, since + ctx.policy.cohorts[event.cohort])
@@ -75,21 +83,28 @@ def on_cohort(ctx: Context, st: State, person_id: str, event: Cohort) -> None:
             close_req(st, name)
 
 
+def _intervals(changes: list[list[Any]]) -> list[list[Any]]:
+    """The membership intervals [since, until, district] of sorted (time, active, district)
+    changes, each with the district of its latest join."""
+    intervals: list[list[Any]] = []
+    for at, active, where in changes:
+        if active and (not intervals or intervals[-1][1] is not None):
+            intervals.append([at, None, where])
+        elif active:
+            intervals[-1][2] = where
+        elif intervals and intervals[-1][1] is None:
+            intervals[-1][1] = at
+    return intervals
+
+
 def _current_interval(
     changes: list[list[Any]],
 ) -> tuple[int | None, int | None, str | None]:
-    """The latest membership interval [since, until) of sorted (time, active, district)
-    changes, with the district of its latest join."""
-    since: int | None = None
-    until: int | None = None
-    district: str | None = None
-    for at, active, where in changes:
-        if active and (since is None or until is not None):
-            since, until, district = at, None, where
-        elif active and until is None:
-            district = where
-        elif not active and since is not None and until is None:
-            until = at
+    """The latest membership interval [since, until) with the district of its latest join."""
+    intervals = _intervals(changes)
+    if not intervals:
+        return None, None, None
+    since, until, district = intervals[-1]
     return since, until, district
 
 
@@ -106,15 +121,36 @@ def _district_at(changes: list[list[Any]], instant: int) -> str | None:
 
 def _lapse_cohort(ctx: Context, st: State, person_id: str, name: str, due: int) -> int | None:
     cohort = name.split(":", 1)[1]
-    memberships = st.get("cohorts", {})
-    member = memberships.get(cohort)
-    if member is None or member["since"] is None:
-        return None
-    if member["until"] is not None and member["until"] <= due:
-        return None
+    member = st.get("cohorts", {}).get(cohort)
     every = ctx.policy.cohorts.get(cohort)
-    if every is None:  # the policy no longer defines this cohort: nothing is required
+    if member is None or member["since"] is None or every is None:
+        return None  # (every None: the policy no longer defines this cohort)
+    following: int | None = due
+    while following is not None and following <= due:  # a later interval's first due passed
+        following = _judge(ctx, st, person_id, name, member, every, following)
+    return following
+
+
+def _next_interval(member: dict[str, Any], every: int) -> int | None:
+    """After the chain's interval ended, start the next one (a re-join that was applied
+    before the clock fired the old interval's lapses); its first due instant, or None."""
+    later = [iv for iv in _intervals(member["changes"]) if iv[0] > member["since"]]
+    if not later:
         return None
+    since, until, _ = later[0]
+    member.update(since=since, until=until, anchor=since, floor=since)
+    first: int = since + every
+    return first
+
+
+def _judge(
+    ctx: Context, st: State, person_id: str, name: str, member: dict[str, Any], every: int,
+    due: int,
+) -> int | None:
+    """The lapse at ``due`` of the member's current chain; the next due instant or None."""
+    if member["until"] is not None and member["until"] <= due:
+        return _next_interval(member, every)
+    cohort = name.split(":", 1)[1]
     times = [s[0] for s in st.get("samples", [])]
     sampled = latest_in(times, max(member["anchor"], member["floor"]), due)
     if sampled is not None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
-from closedloop.agents import travel
 from closedloop.agents.requirements import Context, State, prune_early, raise_alert
 from closedloop.schemas.events import Action
 
@@ -99,18 +98,25 @@ def _by(instant: int | None, until: int) -> bool:
     return instant is not None and instant <= until
 
 
-def _released(st: State, until: int) -> bool:
-    return "push" in st and _by(travel.released_at(st), until)
+# Travel alerts are judged on records between the alert's due instant and ``until``, not
+# against the person's current push: a re-push after ``until``, applied before a lagging clock
+# fired the escalation, must not change the outcome. (A record before the due instant would
+# have prevented the alert.)
+
+
+def _released(st: State, entry: list[Any], until: int) -> bool:
+    return any(entry[_DUE] <= at <= until for at in st.get("released", []))
 
 
 def _located(ctx: Context, st: State, entry: list[Any], until: int) -> bool:
-    return "push" in st and (_by(travel.located_at(st), until) or _released(st, until))
+    return (any(entry[_DUE] < at <= until for at in st.get("located", []))
+            or _released(st, entry, until))
 
 
 def _followed_up(ctx: Context, st: State, entry: list[Any], until: int) -> bool:
     lapsed_since = entry[_DUE] - ctx.policy.followup_every
     clears = st.get("clears", [])
-    return any(lapsed_since < at <= until for at in clears) or _released(st, until)
+    return any(lapsed_since < at <= until for at in clears) or _released(st, entry, until)
 
 
 def _sampled_since(st: State, since: int, until: int, other_than: str | None = None) -> bool:
@@ -122,7 +128,7 @@ def _tested(ctx: Context, st: State, entry: list[Any], until: int) -> bool:
     if requirement.startswith("cohort:"):
         window = ctx.policy.cohorts.get(requirement.split(":", 1)[1], 86_400)
         return _sampled_since(st, entry[_DUE] - window, until)
-    return _sampled_since(st, entry[_DUE] - 86_400, until) or _released(st, until)
+    return _sampled_since(st, entry[_DUE] - 86_400, until) or _released(st, entry, until)
 
 
 def _retested(ctx: Context, st: State, entry: list[Any], until: int) -> bool:

@@ -46,12 +46,21 @@ def _first_at_or_after(times: list[int], floor: int) -> int | None:
     return None
 
 
-PREV: Final = ":prev"  # suffix of the requirements a replaced push still owes
+PREV: Final = ":prev:"  # a requirement a replaced push still owes: <name>:prev:<pushed_at>
+LEGACY_PREV: Final = ":prev"  # the suffix before replaced pushes were told apart (prev_push)
+
+
+def _is_prev(name: str) -> bool:
+    return PREV in name or name.endswith(LEGACY_PREV)
 
 
 def _push_of(st: State, name: str) -> dict[str, Any]:
-    """The push a requirement belongs to: the current one, or the one it replaced."""
-    push: dict[str, Any] = st["prev_push"] if name.endswith(PREV) else st["push"]
+    """The push a requirement belongs to: the current one, or a replaced one it still owes."""
+    push: dict[str, Any]
+    if PREV in name:
+        push = st["prevs"][name.rsplit(":", 1)[1]]
+    else:
+        push = st["prev_push"] if name.endswith(LEGACY_PREV) else st["push"]
     return push
 
 
@@ -120,16 +129,24 @@ def on_travel(ctx: Context, st: State, person_id: str, event: Travel) -> None:
 def _retire(st: State, old: dict[str, Any], replaced_at: int) -> None:
     """A replaced push still owes what fell due before its replacement; the rest is closed.
 
-    Those requirements are renamed ``…:prev`` and judged against the old push, which now
-    ends at the replacement: the outcome does not depend on whether the replacement arrived
-    before or after the clock reached them.
+    Those requirements are renamed ``…:prev:<pushed_at>`` and judged against the old push,
+    which now ends at the replacement: the outcome does not depend on whether the replacement
+    arrived before or after the clock reached them. What older replaced pushes still owe is
+    kept too (two re-pushes may both be applied before a lagging clock fires it).
     """
     reqs = st.get("req", {})
-    for name in [n for n in reqs if n.split(":", 1)[0] in HANDLERS]:
+    tag = f"{PREV}{old['pushed_at']}"
+    for name in [n for n in reqs if n.split(":", 1)[0] in HANDLERS and not _is_prev(n)]:
         due = reqs.pop(name)
-        if not name.endswith(PREV) and due <= replaced_at:
-            reqs[name + PREV] = due
-    st["prev_push"] = {**old, "ends_at": min(old["ends_at"], replaced_at)}
+        if due <= replaced_at:
+            reqs[name + tag] = due
+    prevs = st.setdefault("prevs", {})
+    prevs[str(old["pushed_at"])] = {**old, "ends_at": min(old["ends_at"], replaced_at)}
+    owed = {n.rsplit(":", 1)[1] for n in reqs if PREV in n}
+    for key in [k for k in prevs if k not in owed]:
+        del prevs[key]  # nothing refers to that push any more
+    if not prevs:
+        del st["prevs"]
 
 
 def on_followup(ctx: Context, st: State, person_id: str, event: Followup) -> None:
@@ -204,7 +221,7 @@ def _lapse_unlocated(ctx: Context, st: State, person_id: str, name: str, due: in
 
 def _lapse_followup(ctx: Context, st: State, person_id: str, name: str, due: int) -> int | None:
     push = _push_of(st, name)
-    current = not name.endswith(PREV)
+    current = not _is_prev(name)
     chain: dict[str, Any] = push["fu"]
     every = ctx.policy.followup_every
     if due >= control_end(st, push):
@@ -224,9 +241,17 @@ def _lapse_followup(ctx: Context, st: State, person_id: str, name: str, due: int
             "risk": push["risk"],
         },
     )
+    was_open = chain["floor"] > chain["anchor"]  # an earlier lapse, not cleared since
     chain["floor"] = due
-    if not current:
-        return due + every  # the replaced push's gauges were closed when it was replaced
+    if not current and push["arrived_at"] != st["push"]["arrived_at"]:
+        # A new journey replaced this push and closed its gauges; count this lapse as open up
+        # to the replacement, as if it had fired before it (however late the clock fired).
+        later = _first_at_or_after(st.get("clears", []), due + 1)
+        end = control_end(st, push) if later is None else min(later, control_end(st, push))
+        if raised and not was_open and end > due:
+            ctx.contribute(push["district"], due, "followup_overdue_open")
+            ctx.contribute(push["district"], end, "followup_overdue_open", -1)
+        return due + every
     over = st.get("iv", {}).get("followup_overdue_open")
     if over is not None and over[2] is not None and over[2] <= due:
         close_interval(ctx, st, "followup_overdue_open", over[2])  # an earlier, ended lapse

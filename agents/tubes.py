@@ -8,8 +8,9 @@ rule is checked when the later side arrives or when its deadline falls due:
   ``reported`` within ``reported_within``; once per tube and stage.
 - ``positive``: a single tube (pool_size 1) reported positive, one alert for its person.
 - ``pool_positive``: a pooled tube reported positive, one alert for the tube listing its
-  members, due at the report (so members sampled before it are all listed, whatever the
-  arrival order); each member then needs a single-tube retest (person side, ``retests``).
+  members swabbed by the report, due at it (so they are all listed, whatever the arrival
+  order or the clock's lag; a tube first swabbed after its report is listed at that swab);
+  each member then needs a single-tube retest (person side, ``retests``).
 - ``invalid``: every member needs a new sampling; no positive alert.
 - ``orphan_result``: a reported tube with no sampling within ``orphan_after`` of the report.
 - operator actions keyed by tube_id close the escalation of the tube's own alerts; a single
@@ -80,10 +81,9 @@ def on_lab(ctx: Context, st: State, tube_id: str, event: Lab) -> None:
     st.setdefault("lab", event.lab_id)
     if event.status == "reported" and "rep" not in st:
         st["rep"] = [at, event.result, event.lab_id]
-        if not st.get("members"):
-            open_req(st, "orphan", at + ctx.policy.orphan_after)
-        if event.result == "positive" and st.get("pool", 0) != 1:
-            open_req(st, "pool", at)  # listed once every sampling up to the report is in
+        orphan_due = at + ctx.policy.orphan_after
+        if not any(sampled <= orphan_due for sampled in st.get("members", {}).values()):
+            open_req(st, "orphan", orphan_due)
         _apply_result(ctx, st, tube_id, sorted(st.get("members", {})))
     keep_alive(ctx, st, at)
 
@@ -127,26 +127,45 @@ def _apply_result(ctx: Context, st: State, tube_id: str, persons: list[str]) -> 
                 "type": "retest", "tube": tube_id, "reported": reported, "result": result,
                 "single": result == "positive", "district": st.get("district"),
             }))
-    if result == "positive" and not single and "pool" not in st.get("req", {}) and persons:
-        _raise_pool_positive(ctx, st, tube_id, max(st["members"][p] for p in persons))
+    if result == "positive" and not single and persons:
+        _arm_pool(st, tube_id, min(st["members"][p] for p in persons))
 
 
-def _raise_pool_positive(ctx: Context, st: State, tube_id: str, raised: int) -> None:
+def _arm_pool(st: State, tube_id: str, sampled: int) -> None:
+    """Arm the ``pool_positive`` listing at the report, or at a swab taken after it."""
+    reported = st["rep"][0]
+    if alert_id("pool_positive", tube_id, reported) in st.get("sent", {}):
+        return  # listed already: a member arriving later only needs its retest
+    due = max(reported, sampled)
+    pending = st.get("req", {}).get("pool")
+    if pending is None or due < pending:
+        open_req(st, "pool", due)
+
+
+def _raise_pool_positive(ctx: Context, st: State, tube_id: str, raised: int,
+                         members: list[str]) -> None:
     reported, _, lab_id = st["rep"]
     raise_alert(
         ctx, st, kind="pool_positive", subject=tube_id, due=reported, raised=raised,
         tube_id=tube_id, district=st.get("district"),
-        details={"members": sorted(st["members"]), "pool_size": st.get("pool"),
+        details={"members": members, "pool_size": st.get("pool"),
                  "lab_id": lab_id, "reported_at": ctx.cal.iso(reported),
                  "retest_within_hours": ctx.policy.retest_within / 3600},
     )
 
 
 def _lapse_pool(ctx: Context, st: State, tube_id: str, name: str, due: int) -> int | None:
-    """At the report instant: one alert listing the members known by then (if any yet)."""
-    if st.get("members") and st.get("pool") != 1:
-        _raise_pool_positive(ctx, st, tube_id, due)
-    return None
+    """One alert listing the members swabbed by ``due`` (the report, or the first swab after
+    it when none was taken before): never those swabbed later but applied before a lagging
+    clock fired this, so the list does not depend on how far the clock lags."""
+    if st.get("pool") == 1:
+        return None
+    members = st.get("members", {})
+    listed = sorted(person for person, sampled in members.items() if sampled <= due)
+    if listed:
+        _raise_pool_positive(ctx, st, tube_id, due, listed)
+        return None
+    return min((sampled for sampled in members.values() if sampled > due), default=None)
 
 
 def _lapse_lab(ctx: Context, st: State, tube_id: str, name: str, due: int) -> int | None:
@@ -169,7 +188,9 @@ def _lapse_lab(ctx: Context, st: State, tube_id: str, name: str, due: int) -> in
 
 
 def _lapse_orphan(ctx: Context, st: State, tube_id: str, name: str, due: int) -> int | None:
-    if st.get("members"):
+    """Only a swab taken by ``due`` prevents it: one taken later but applied before a lagging
+    clock fired the check must not (the alert must not depend on how far the clock lags)."""
+    if any(sampled <= due for sampled in st.get("members", {}).values()):
         return None
     reported, result, lab_id = st["rep"]
     raise_alert(

@@ -214,3 +214,27 @@ class TestArrivalOrderWithinLateness:
         ]
         assert mine == [("unlocated", at(T0, hours=2)), ("unlocated", at(T0, hours=4, minutes=4))]
         assert reversed_.alerts == in_order.alerts
+
+    def test_two_re_pushes_after_a_deadline_keep_its_lapse_however_late_it_fires(
+        self,
+    ) -> None:
+        # given a push at 09:00 never located (unlocated due 11:00), then re-pushes at 11:01
+        # and 11:02, both after that deadline
+        push = travel(PERSON, T0)
+        again = travel(PERSON, at(T0, hours=2, minutes=1))
+        third = travel(PERSON, at(T0, hours=2, minutes=2))
+        other = travel("person-0003", at(T0, hours=2, minutes=6))
+        until = at(T0, hours=5)
+        # when the 11:00 lapse fires after both re-pushes were applied, or before them
+        # (another person's push at 11:06 moved the clock first)
+        late = run_bytes([push, again, third, other], until=until)
+        early = run_bytes([push, other, again, third], until=until)
+        # then both raise the 11:00 lapse and the last push's at 13:02, the same bytes
+        mine = [
+            [a for a in map(json.loads, out.alerts.splitlines()) if a["subject"] == PERSON]
+            for out in (late, early)
+        ]
+        assert mine[0] == mine[1]
+        assert [(a["kind"], a["due_at"]) for a in mine[0]] == [
+            ("unlocated", at(T0, hours=2)), ("unlocated", at(T0, hours=4, minutes=2))
+        ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from helpers import DAY1, T0, at, followup, lab, run, sampling, travel
 
 CUTOFF = at(DAY1, hours=22)  # 22:00 local on 2022-09-06
@@ -119,3 +120,37 @@ class TestDailyReport:
         a = _by_date(reports, "district-a")
         assert sorted(a) == ["2022-09-06", "2022-09-07"]
         assert (a["2022-09-06"]["pushed"], a["2022-09-07"]["pushed"]) == (1, 1)
+
+
+class TestLaggingClock:
+    """A report must not depend on how far the clock lagged when a lapse fired."""
+
+    @pytest.mark.parametrize("correction", [False, True])
+    def test_a_lapse_before_a_re_push_counts_as_open_however_late_it_fires(
+        self, correction: bool
+    ) -> None:
+        # given a push at 21:00 day 1, located 21:30 (follow-up due 21:30 day 2), and a new
+        # journey (or a correction of the same arrival) pushed at 22:01 day 2, after that
+        # lapse and after the 22:00 cut-off
+        day2 = at(DAY1, days=1)
+        pushed = at(DAY1, hours=21)
+        events = [
+            travel("person-aaaa", pushed),
+            followup("person-aaaa", at(DAY1, hours=21, minutes=30), "located"),
+        ]
+        again = travel("person-aaaa", at(day2, hours=22, minutes=1),
+                       arrived=pushed if correction else None)
+        other = travel("person-zzzz", at(day2, hours=21, minutes=36), district="district-z")
+        until = at(day2, days=2)
+        # when the lapse fires after the new push was applied, or before it (another
+        # district's push at 21:36 moved the clock first)
+        _, late, *_ = run([*events, again], until=until)
+        _, early, *_ = run([*events, other, again], until=until)
+        # then day 2's report counts the person's open follow-up lapse in both, and every
+        # day's gauge is the same
+        late_a, early_a = (
+            {day: r["followup_overdue_open"] for day, r in _by_date(out, "district-a").items()}
+            for out in (late, early)
+        )
+        assert late_a == early_a
+        assert late_a[day2[:10]] == 1

@@ -167,6 +167,26 @@ class TestCohortCadence:
         # then the only lapse counts from the re-enrolment
         assert _dues(alerts) == [at(again, hours=24)]
 
+    def test_a_leave_and_rejoin_after_a_due_instant_keep_its_lapse_however_late_it_fires(
+        self,
+    ) -> None:
+        # given enrolled 09:00 (due 09:00 tomorrow), then a leave at 09:01 and a re-join at
+        # 09:02 tomorrow, both after that due instant
+        changes = [
+            cohort(PERSON, at(ENROLLED, hours=24, minutes=1), active=False),
+            cohort(PERSON, at(ENROLLED, hours=24, minutes=2)),
+        ]
+        other = travel("traveller-9", at(ENROLLED, hours=24, minutes=6))
+        until = at(ENROLLED, hours=48, minutes=2)
+        # when the lapse fires after both were applied, or before (another person's push at
+        # 09:06 moved the clock first)
+        late, *_ = run([cohort(PERSON, ENROLLED), *changes], until=until)
+        early, *_ = run([cohort(PERSON, ENROLLED), other, *changes], until=until)
+        # then both raise the 09:00 lapse, then one counted from the re-join
+        mine = [[a for a in alerts if a["subject"] == PERSON] for alerts in (late, early)]
+        assert mine[0] == mine[1]
+        assert _dues(mine[0]) == [at(ENROLLED, hours=24), until]
+
     def test_repeated_activation_keeps_the_enrolment(self) -> None:
         # documented: an activation while already active keeps the enrolment
         # given enrolled 09:00, activated again 05:00 the next day

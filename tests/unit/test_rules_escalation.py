@@ -111,6 +111,21 @@ class TestPersonAlert:
         assert [a["alert_id"] for a in alerts_of(alerts, "unlocated")] == [UNLOCATED]
         assert _levels(escalations, UNLOCATED) == []
 
+    def test_a_new_push_after_the_due_instant_does_not_undo_it_however_late_it_fires(
+        self,
+    ) -> None:
+        # given the person located at 12:00 (satisfied before 13:00), then pushed again at
+        # 13:01 for a new journey arriving 13:01
+        again = travel(PERSON, at(T0, hours=4, minutes=1))
+        events = [travel(PERSON, T0), followup(PERSON, at(T0, hours=3), "located"), again]
+        # when the escalation fires after the new push was applied, or before it (another
+        # person's push at 13:06 moved the clock first)
+        other = travel("traveller-99", at(T0, hours=4, minutes=6))
+        _, late, _ = run_escalations(events, until=at(T0, hours=7))
+        _, early, _ = run_escalations([*events[:2], other, again], until=at(T0, hours=7))
+        # then in both the 11:00 alert was satisfied by 13:00: nothing escalates
+        assert _levels(late, UNLOCATED) == _levels(early, UNLOCATED) == []
+
     def test_satisfied_after_level_2_stops_level_3(self) -> None:
         # given the person located at 14:00
         events = [travel(PERSON, T0), followup(PERSON, at(T0, hours=5), "located")]

@@ -213,6 +213,39 @@ class TestPoolPositive:
         assert alert["details"]["pool_size"] == 10
         assert alerts_of(alerts, "positive") == []
 
+    def test_members_swabbed_after_the_report_are_not_listed_however_late_it_fires(
+        self,
+    ) -> None:
+        # given Alice swabbed 09:00 into the pool, its positive report at 12:00, and Bob's
+        # swab into the same pool at 12:01 (after the report)
+        bob = sampling(BOB, POOL, at(REPORTED, minutes=1), pool_size=10)
+        events = [*self._pool(ALICE), bob]
+        # when the alert fires after Bob was applied, or before (another person's push at
+        # 12:06 moved the clock first)
+        other = travel("traveller-9", at(REPORTED, minutes=6))
+        late, *_ = run(events, until=at(REPORTED, hours=1))
+        early, *_ = run([*events[:-1], other, bob], until=at(REPORTED, hours=1))
+        # then both list the members swabbed by the report: Alice
+        assert alerts_of(late, "pool_positive") == alerts_of(early, "pool_positive")
+        [alert] = alerts_of(late, "pool_positive")
+        assert alert["details"]["members"] == [ALICE]
+
+    def test_a_pool_first_swabbed_after_its_report_is_listed_at_that_swab_in_any_order(
+        self,
+    ) -> None:
+        # given a pooled positive at 12:00 and the only swab into that pool at 12:01
+        bob = sampling(BOB, POOL, at(REPORTED, minutes=1), pool_size=10)
+        events = [lab(POOL, REPORTED, "positive"), bob]
+        # when the report's check fires after Bob was applied, or before
+        other = travel("traveller-9", at(REPORTED, minutes=6))
+        late, *_ = run(events, until=at(REPORTED, hours=1))
+        early, *_ = run([events[0], other, bob], until=at(REPORTED, hours=1))
+        # then both raise one alert listing Bob, raised at his swab
+        assert alerts_of(late, "pool_positive") == alerts_of(early, "pool_positive")
+        [alert] = alerts_of(late, "pool_positive")
+        assert alert["details"]["members"] == [BOB]
+        assert (alert["due_at"], alert["raised_at"]) == (REPORTED, at(REPORTED, minutes=1))
+
     def test_a_pool_of_one_member_is_still_a_pool(self) -> None:
         # given a 10-in-1 tube with Alice alone, positive at 12:00
         # when the clock passes 12:00
@@ -378,6 +411,22 @@ class TestOrphanResult:
         assert [a["due_at"] for a in alerts_of(alerts, "orphan_result")] == [
             at(REPORTED, hours=24)
         ]
+
+    def test_a_sampling_taken_after_24h_does_not_prevent_the_orphan_however_late_it_fires(
+        self,
+    ) -> None:
+        # given the report at 12:00 and a swab into the tube at 12:01 the next day
+        swab = sampling(ALICE, TUBE, at(REPORTED, hours=24, minutes=1))
+        events = [lab(TUBE, REPORTED, "negative"), swab]
+        # when the check fires after the swab was applied (nothing moved the clock past
+        # 12:00 before it), or before it (another person's push at 12:06 moved it first)
+        other = travel("traveller-9", at(REPORTED, hours=24, minutes=6))
+        check_late, *_ = run(events, until=at(REPORTED, days=3))
+        check_early, *_ = run([*events[:1], other, swab], until=at(REPORTED, days=3))
+        # then both raise the same orphan_result: the swab came after report + 24 h
+        orphans = [alerts_of(alerts, "orphan_result") for alerts in (check_late, check_early)]
+        assert orphans[0] == orphans[1]
+        assert [a["due_at"] for a in orphans[0]] == [at(REPORTED, hours=24)]
 
     def test_a_received_tube_without_report_is_no_orphan(self) -> None:
         # given a received record and no report
