@@ -238,7 +238,8 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
             runner = runners[stage]
             if runner.already(message.partition, name, message.offset):
                 return  # redelivered (Faust seeks to the committed offset on a rebalance)
-            expected = await expected_of(stage, message.topic, message.partition)
+            expected = await expected_or(stage, message.topic, message.partition,
+                                         message.offset)
             if message.offset > expected:
                 await fill(stage, message.topic, message.partition, expected, message.offset)
             await handle_one(stage, event)
@@ -251,6 +252,16 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
             tp = TP(topic, partition)
             expected = int((await app.consumer.earliest_offsets(tp)).get(tp, 0))
         return expected
+
+    async def expected_or(stage: str, topic: str, partition: int, offset: int) -> int:
+        """``expected_of``, or ``offset`` if the broker cannot say now (never drop a record
+        for want of an answer: a gap not filled now is found by the tail check)."""
+        try:
+            return await expected_of(stage, topic, partition)
+        except Exception:
+            log.warning("closedloop %s: no earliest offset for %s[%s] now", stage,
+                        short[topic], partition)
+            return offset
 
     async def fill(stage: str, topic: str, partition: int, start: int, end: int) -> None:
         """Read offsets ``start`` .. ``end - 1`` around Faust and handle them, in order."""
@@ -265,15 +276,20 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
                 await _guarded(handle_one, stage, record)
 
     watch: dict[tuple[str, str, int], int] = {}
+    requests = {"tube": "tube-ticks", "person": "person-tests", "report": "report-parts"}
 
     @app.timer(interval=2.0)
     async def tails() -> None:
         """Records Faust read past but never delivered, with no later record to reveal it.
 
         A partition whose next expected offset is below the high watermark, while the
-        consumer has read up to the end, and that made no progress since the last look: its
-        tail was skipped (a lone record, or the last ones before a ``--until`` tick).
+        consumer is not reading it (or no longer knows where it is, after a rebalance), and
+        that made no progress since the last look: its tail was skipped (a lone record, or
+        the last ones before a ``--until`` tick). The stage is asked, through its own
+        internal topic, to read them: tables may only change inside stream iteration.
         """
+        if app.rebalancing:
+            return
         consumer = app.consumer
         seen = dict(watch)
         watch.clear()
@@ -281,22 +297,23 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
             name = short.get(tp.topic)
             if name not in gapless:
                 continue
-            highwater = consumer.highwater(tp)
-            read = consumer._read_offset.get(tp)  # no public accessor
-            if highwater is None or read is None or read + 1 < highwater:
-                continue  # not fetched yet, or Faust is still reading it
-            for stage in READERS.get(name, ()):
-                expected = await expected_of(stage, tp.topic, tp.partition)
-                if expected >= highwater:
-                    continue
-                key = (stage, name, tp.partition)
-                if seen.get(key) != expected:
-                    watch[key] = expected  # look again next time: it may be on its way
-                    continue
-                async with locks.setdefault((stage, tp.partition), asyncio.Lock()):
-                    start = await expected_of(stage, tp.topic, tp.partition)
-                    if start < highwater:
-                        await fill(stage, tp.topic, tp.partition, start, highwater)
+            try:
+                highwater = consumer.highwater(tp)
+                read = consumer._read_offset.get(tp)  # no public accessor
+                if highwater is None or (read is not None and read + 1 < highwater):
+                    continue  # not fetched yet, or Faust is still reading it
+                for stage in READERS.get(name, ()):
+                    expected = await expected_of(stage, tp.topic, tp.partition)
+                    if expected >= highwater:
+                        continue
+                    key = (stage, name, tp.partition)
+                    if seen.get(key) != expected:
+                        watch[key] = expected  # look again next time: it may be on its way
+                        continue
+                    request = orjson.dumps({"type": "fill", "topic": name, "end": highwater})
+                    await out[requests[stage]].send(value=request, partition=tp.partition)
+            except Exception:  # a partition moving away mid-look: look again next time
+                log.debug("closedloop: tail check of %s skipped", tp, exc_info=True)
 
     async def handle_one(stage: str, event: Any) -> None:
         message = event.message
@@ -343,6 +360,13 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
                 telemetry.actions.labels(decoded.action).inc()
             if fx.rejection is not None:
                 await reject(fx.rejection, value, message)
+        elif value.startswith(b'{"type":"fill"'):
+            request = orjson.loads(value)
+            topic = address[request["topic"]]
+            start = await expected_of(stage, topic, message.partition)
+            if start < int(request["end"]):
+                await fill(stage, topic, message.partition, start, int(request["end"]))
+            return
         else:
             fx = _internal(runner, message, value)
         await send_effects(stage, message.partition, fx, arrived)
