@@ -114,15 +114,21 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
     catch_up_before = wall_now() - policy.allowed_lateness if clock == "wall" else None
     from faust.types import TP
 
+    earliest: dict[Any, int] = {}  # partition -> its earliest offset, asked once
+
     def unread(topic: str, partition: int) -> bool:
-        """Has this input partition records not yet read? (Faust's consumer bookkeeping.)"""
-        consumer = app.consumer
+        """Has this input partition records its stage has not handled yet?
+
+        Judged by what the stage handled (not by Faust's read offset: Faust can read past
+        records and never deliver them, see ``StageRunner.expected``).
+        """
         tp = TP(address[topic], partition)
-        highwater = consumer.highwater(tp)
+        highwater = app.consumer.highwater(tp)
         if highwater is None:
             return True  # not fetched yet: assume there is something to read
-        read = consumer._read_offset.get(tp)  # no public accessor
-        return bool(highwater > (0 if read is None else read + 1))
+        stage = "tube" if topic in ("sampling", "lab") else "person"
+        expected = runners[stage].expected(partition, topic)
+        return bool(highwater > (earliest.get(tp, 0) if expected is None else expected))
 
     def committed(topic: str, partition: int) -> int | None:
         """The group's committed offset (the next to read) of an input partition, if known."""
@@ -250,7 +256,9 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
         expected = runners[stage].expected(partition, short[topic])
         if expected is None:
             tp = TP(topic, partition)
-            expected = int((await app.consumer.earliest_offsets(tp)).get(tp, 0))
+            if tp not in earliest:  # asked once per partition: it moves only with retention
+                earliest[tp] = int((await app.consumer.earliest_offsets(tp)).get(tp, 0))
+            expected = earliest[tp]
         return expected
 
     async def expected_or(stage: str, topic: str, partition: int, offset: int) -> int:
