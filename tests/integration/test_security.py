@@ -111,9 +111,7 @@ class SecureDeployment(Deployment):
     def env(self) -> dict[str, str]:
         return {**super().env, **self.broker.client_env()}
 
-    def read(self, name: str) -> list[tuple[bytes | None, bytes]]:
-        from kafka import KafkaConsumer, TopicPartition
-
+    def consumer_options(self) -> dict[str, Any]:
         from closedloop.streams.settings import KafkaSettings
 
         settings = KafkaSettings(
@@ -121,23 +119,7 @@ class SecureDeployment(Deployment):
             username="closedloop", password_file=str(self.broker.password_file),
             ca_file=str(self.broker.ca_file), connect_timeout=10,
         )
-        consumer = KafkaConsumer(enable_auto_commit=False, **settings.kafka_python())
-        try:
-            topic = f"{self.prefix}.{name}.v1"
-            partitions = [TopicPartition(topic, p)
-                          for p in consumer.partitions_for_topic(topic) or ()]
-            if not partitions:
-                return []
-            consumer.assign(partitions)
-            consumer.seek_to_beginning(*partitions)
-            ends = consumer.end_offsets(partitions)
-            rows: list[tuple[bytes | None, bytes]] = []
-            while any(consumer.position(tp) < ends[tp] for tp in partitions):
-                for records in consumer.poll(timeout_ms=500).values():
-                    rows.extend((r.key, r.value) for r in records)
-            return rows
-        finally:
-            consumer.close()
+        return settings.kafka_python()
 
 
 @dataclass

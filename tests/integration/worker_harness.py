@@ -95,11 +95,15 @@ class Deployment:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
 
+    def consumer_options(self) -> dict[str, Any]:
+        """kafka-python options of the topic reader (a secure deployment adds its own)."""
+        return {"bootstrap_servers": self.bootstrap}
+
     def read(self, name: str) -> list[tuple[bytes | None, bytes]]:
         """Every record of ``{prefix}.{name}.v1`` so far, as (key, value)."""
         from kafka import KafkaConsumer, TopicPartition
 
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        consumer = KafkaConsumer(enable_auto_commit=False, **self.consumer_options())
         try:
             topic = f"{self.prefix}.{name}.v1"
             partitions = [TopicPartition(topic, p)
