@@ -81,25 +81,15 @@ def lookup_subject(alert_id: str, url: str | None) -> str:
     """The alert's subject from the ledger; SubjectUnknown if there is none to ask or no row."""
     from sqlalchemy import select
 
-    from closedloop.streams.ledger import database_url, models
-    from closedloop.streams.ledger.engine import open_existing
-    from closedloop.streams.ledger.errors import ledger_error
+    from closedloop.streams.ledger import models
+    from closedloop.streams.ledger.errors import LedgerUnavailable, read_ledger
 
     table = models.Base.metadata.tables["alert"]
     try:
-        engine = open_existing(database_url(url))
-        try:
-            with engine.connect() as connection:
-                subject = connection.execute(
-                    select(table.c.subject).where(table.c.alert_id == alert_id)
-                ).scalar_one_or_none()
-        finally:
-            engine.dispose()
-    except Exception as exc:
-        message = ledger_error(exc)
-        if message is None:
-            raise
-        raise SubjectUnknown(message) from exc
+        subject = read_ledger(url, lambda connection: connection.execute(
+            select(table.c.subject).where(table.c.alert_id == alert_id)).scalar_one_or_none())
+    except LedgerUnavailable as exc:
+        raise SubjectUnknown(str(exc)) from exc
     if subject is None:
         raise SubjectUnknown(f"alert {alert_id} is not in the ledger")
     return str(subject)

@@ -11,7 +11,6 @@ import argparse
 import sys
 from typing import Any, Final
 
-from closedloop.streams.ledger import database_url
 from closedloop.streams.ledger.options import add_url
 
 __all__ = ["add_list_parser", "run_list"]
@@ -34,24 +33,16 @@ def add_list_parser(sub: Any) -> None:
 
 def run_list(args: argparse.Namespace) -> int:
     from closedloop.schemas.policy import default_policy
-    from closedloop.streams.ledger.engine import open_existing
-    from closedloop.streams.ledger.errors import ledger_error
+    from closedloop.streams.ledger.errors import LedgerUnavailable, read_ledger
     from closedloop.streams.ledger.formats import write_rows
     from closedloop.streams.ledger.queries import list_alerts
 
     try:
-        engine = open_existing(database_url(args.url))
-        try:
-            with engine.connect() as connection:
-                rows = list_alerts(connection, open_only=args.open,
-                                   districts=args.district or (), kinds=args.kind or ())
-        finally:
-            engine.dispose()
-    except Exception as exc:
-        message = ledger_error(exc)
-        if message is None:
-            raise
-        print(f"closedloop alerts list: {message}", file=sys.stderr)
+        rows = read_ledger(args.url, lambda connection: list_alerts(
+            connection, open_only=args.open, districts=args.district or (),
+            kinds=args.kind or ()))
+    except LedgerUnavailable as exc:
+        print(f"closedloop alerts list: {exc}", file=sys.stderr)
         return 1
     write_rows(rows, TABLE_COLUMNS, args.format, sys.stdout, default_policy().zone)
     return 0

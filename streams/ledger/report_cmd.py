@@ -11,7 +11,6 @@ import argparse
 import sys
 from datetime import date, datetime
 
-from closedloop.streams.ledger import database_url
 from closedloop.streams.ledger.options import add_url
 
 __all__ = ["add_parser", "run"]
@@ -36,8 +35,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from closedloop.agents.calendar import Calendar
     from closedloop.schemas.policy import PolicyError, load_policy
-    from closedloop.streams.ledger.engine import open_existing
-    from closedloop.streams.ledger.errors import ledger_error
+    from closedloop.streams.ledger.errors import LedgerUnavailable, read_ledger
     from closedloop.streams.ledger.formats import write_rows
     from closedloop.streams.ledger.queries import REPORT_COLUMNS, daily_report
 
@@ -49,17 +47,10 @@ def run(args: argparse.Namespace) -> int:
     cal = Calendar(policy.zone, policy.daily_cutoff)
     cutoff = datetime.fromtimestamp(cal.cutoff_at(args.date), policy.zone)
     try:
-        engine = open_existing(database_url(args.url))
-        try:
-            with engine.connect() as connection:
-                rows = daily_report(connection, args.date, cutoff, args.district or ())
-        finally:
-            engine.dispose()
-    except Exception as exc:
-        message = ledger_error(exc)
-        if message is None:
-            raise
-        print(f"closedloop report: {message}", file=sys.stderr)
+        rows = read_ledger(args.url, lambda connection: daily_report(
+            connection, args.date, cutoff, args.district or ()))
+    except LedgerUnavailable as exc:
+        print(f"closedloop report: {exc}", file=sys.stderr)
         return 1
     if not rows:
         print(f"closedloop report: no daily report for {args.date} in the ledger"
