@@ -84,7 +84,8 @@ def test_wall_mode_fires_within_2s_and_marks_catch_up(deployment: Deployment) ->
     policy.write_text('allowed_lateness = "1s"\n')
     now = datetime.now(TZ)
     # a tube collected 4 h ago, less 4 s: its transport SLA (4 h) falls due in 4 s ...
-    soon = now - timedelta(hours=4) + timedelta(seconds=4)
+    # (whole seconds: the event carries its time to the second, and so does the due instant)
+    soon = (now - timedelta(hours=4) + timedelta(seconds=4)).replace(microsecond=0)
     # ... and one whose SLA lapsed an hour before the worker started (missed while down)
     missed = now - timedelta(hours=5)
     send(deployment, "sampling", b"tube-missed", sampling("tube-missed", "person-m1", missed))
