@@ -19,7 +19,7 @@ from typing import Any, Final, NamedTuple
 from zoneinfo import ZoneInfo
 
 from closedloop.schemas.policy import Policy, default_policy
-from closedloop.streams.replay import parse_instant, replay_lines
+from closedloop.streams.cli.replay import parse_instant, replay_lines
 
 __all__ = [
     "ALERT_FIELDS",

@@ -1,7 +1,7 @@
 """Generate the Kubernetes manifests that repeat what the code or another file already says.
 
 - ``kafka-topics.yaml``: a Strimzi KafkaTopic for every topic of
-  ``closedloop.streams.topics.topic_specs`` (names, partitions, cleanup and retention: the
+  ``closedloop.streams.kafka.topics.topic_specs`` (names, partitions, cleanup and retention: the
   same specification the AsyncAPI document is generated from), with production replication.
 - ``kafka-users.yaml``: Strimzi KafkaUsers with least-privilege ACLs: the worker, one
   producer per input topic, the operator console and the downstream readers (``CLIENTS``).
@@ -20,7 +20,7 @@ from typing import Any, Final
 
 import yaml
 
-from closedloop.streams.topics import INPUT_STAGE, topic_specs
+from closedloop.streams.kafka.topics import INPUT_STAGE, topic_specs
 
 HERE: Final = Path(__file__).resolve().parent
 RULES: Final = HERE.parent / "prometheus" / "rules.yml"
@@ -38,7 +38,7 @@ STRIMZI_API: Final = "kafka.strimzi.io/v1beta2"
 APP_ID: Final = "closedloop"  # the worker's --app-id: consumer group and Faust topic prefix
 WORKER_USER: Final = "closedloop-worker"
 
-# What the worker reads and writes, as wired in streams/worker.py (build_app): the input
+# What the worker reads and writes, as wired in streams/kafka/app.py (build_app): the input
 # topics of INPUT_STAGE and three internal topics it both writes and reads.
 INTERNAL: Final = ("person-tests", "report-parts", "tube-ticks")
 OUTPUTS: Final = ("alerts", "escalations", "person-status", "daily-report", "deadletter")
@@ -186,8 +186,8 @@ def render(documents: list[dict[str, Any]], source: str) -> str:
 
 def outputs() -> dict[str, str]:
     return {
-        "kafka-topics.yaml": render(kafka_topics(), "closedloop.streams.topics.topic_specs"),
-        "kafka-users.yaml": render(kafka_users(), "its CLIENTS table and streams/worker.py"),
+        "kafka-topics.yaml": render(kafka_topics(), "closedloop.streams.kafka.topics.topic_specs"),
+        "kafka-users.yaml": render(kafka_users(), "its CLIENTS table and streams/kafka/app.py"),
         "prometheus-rule.yaml": render(prometheus_rule(), "deploy/prometheus/rules.yml"),
     }
 

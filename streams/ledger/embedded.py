@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 
 from closedloop.agents.person import person_status
 from closedloop.agents.requirements import Context
-from closedloop.streams.driver import EmbeddedDriver, Outputs
+from closedloop.streams.engine.embedded import EmbeddedDriver, Outputs
 from closedloop.streams.ledger import store
 from closedloop.streams.ledger.engine import open_engine
 from closedloop.streams.ledger.migrate import ensure_schema

@@ -24,9 +24,9 @@ from sqlalchemy import Connection, Engine, select, tuple_
 from closedloop.schemas.decode import Rejection, decode_event
 from closedloop.schemas.events import Action
 from closedloop.schemas.outputs import Alert, DailyReport, DeadLetter, Escalation, PersonStatus
+from closedloop.streams.kafka.settings import KafkaSettings
+from closedloop.streams.kafka.topics import topic_name
 from closedloop.streams.ledger import models, store
-from closedloop.streams.settings import KafkaSettings
-from closedloop.streams.topics import topic_name
 
 __all__ = ["OUTPUT_TOPICS", "SinkRecord", "consume", "group_id", "write_batch"]
 

@@ -33,11 +33,11 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from kafka.errors import KafkaError
 
+    from closedloop.streams.kafka.settings import KafkaSettings
     from closedloop.streams.ledger.engine import open_engine
     from closedloop.streams.ledger.errors import ledger_error
     from closedloop.streams.ledger.migrate import ensure_schema
     from closedloop.streams.ledger.sink import consume, summary
-    from closedloop.streams.settings import KafkaSettings
 
     settings = KafkaSettings.from_env(prefix=args.prefix)
     stop = threading.Event()

@@ -28,7 +28,7 @@ import jsonschema
 import pytest
 from deploy_support import K8S, PROMETHEUS, REPO, load_yaml, load_yaml_all, need_module
 
-from closedloop.streams.topics import INPUT_STAGE, topic_specs
+from closedloop.streams.kafka.topics import INPUT_STAGE, topic_specs
 
 KUBERNETES_VERSIONS = ("1.29", "1.37")
 BUILT_IN = {"ServiceAccount", "Deployment", "PodDisruptionBudget"}
@@ -375,7 +375,7 @@ class TestWorkerDeployment:
 
     def test_every_variable_is_one_the_worker_reads(self) -> None:
         source = "".join((REPO / "streams" / name).read_text("utf-8")
-                         for name in ("settings.py", "worker.py"))
+                         for name in ("kafka/settings.py", "kafka/app.py", "cli/worker.py"))
         known = set(re.findall(r"CLOSEDLOOP_[A-Z_]+", source))
         assert set(env()) <= known, set(env()) - known
 

@@ -25,7 +25,7 @@ from deploy_support import (
 )
 
 from closedloop.schemas.outputs import ALERT_KINDS, REJECTION_REASONS
-from closedloop.streams.topics import topic_specs
+from closedloop.streams.kafka.topics import topic_specs
 
 TYPES = {"counter", "gauge", "histogram"}
 

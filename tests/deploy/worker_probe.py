@@ -19,8 +19,8 @@ from typing import Any
 from prometheus_client import REGISTRY
 
 from closedloop.schemas.policy import load_policy
-from closedloop.streams.settings import KafkaSettings
-from closedloop.streams.worker import build_app
+from closedloop.streams.kafka.app import build_app
+from closedloop.streams.kafka.settings import KafkaSettings
 
 APP_ID = "closedloop"
 

@@ -17,9 +17,9 @@ from closedloop.schemas.events import Action
 from closedloop.schemas.ids import alert_id
 from closedloop.schemas.outputs import Alert
 from closedloop.streams.cli import main
+from closedloop.streams.kafka.topics import topic_name
 from closedloop.streams.ledger import store
 from closedloop.streams.ledger.engine import open_engine
-from closedloop.streams.topics import topic_name
 
 PERSON = "pz:0f8e7d6c5b4a3928"
 ALERT_ID = alert_id("unlocated", PERSON, 1662433200)

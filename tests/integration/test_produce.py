@@ -28,7 +28,7 @@ def test_a_keyless_cohort_record_is_dead_lettered_and_its_neighbours_arrive(
     deployment = Deployment(kafka_bootstrap, tmp_path)
     from kafka import KafkaAdminClient
 
-    from closedloop.streams.topics import ensure_topics, topic_specs
+    from closedloop.streams.kafka.topics import ensure_topics, topic_specs
 
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     try:
@@ -54,8 +54,8 @@ def test_the_gap_reader_returns_exactly_the_missing_offsets(kafka_bootstrap: str
     from kafka import KafkaAdminClient, KafkaProducer
     from kafka.admin import NewTopic
 
-    from closedloop.streams.settings import KafkaSettings
-    from closedloop.streams.worker import _read_range
+    from closedloop.streams.kafka.app import _read_range
+    from closedloop.streams.kafka.settings import KafkaSettings
 
     topic = f"gap-{uuid.uuid4().hex[:10]}"
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)

@@ -112,7 +112,7 @@ class SecureDeployment(Deployment):
         return {**super().env, **self.broker.client_env()}
 
     def consumer_options(self) -> dict[str, Any]:
-        from closedloop.streams.settings import KafkaSettings
+        from closedloop.streams.kafka.settings import KafkaSettings
 
         settings = KafkaSettings(
             bootstrap=self.bootstrap, security_protocol="SASL_SSL",

@@ -8,8 +8,8 @@ import msgspec
 
 from closedloop.schemas.ids import alert_id
 from closedloop.schemas.outputs import Alert, DailyReport, DeadLetter, PersonStatus
+from closedloop.streams.kafka.topics import topic_name
 from closedloop.streams.ledger.sink import SinkRecord
-from closedloop.streams.topics import topic_name
 
 PREFIX = "unit"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from closedloop.streams.cli import build_parser
-from closedloop.streams.kafka_cli import run_alerts
+from closedloop.streams.cli.alerts import run as run_alerts
 
 
 def test_alerts_tail_still_parses_and_list_is_added() -> None:

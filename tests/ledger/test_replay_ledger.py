@@ -20,7 +20,7 @@ from closedloop.streams.cli import main
 from closedloop.streams.ledger import models
 from closedloop.streams.ledger.engine import open_engine
 from closedloop.streams.ledger.store import REPORT_COUNTS
-from closedloop.streams.simulate import CityConfig, simulate
+from closedloop.streams.sim.feed import CityConfig, simulate
 
 UNTIL = "2022-09-09T00:00:00+08:00"
 

@@ -17,10 +17,10 @@ from kafka.admin import NewTopic
 from ledger_samples import alert, letter, report, status
 from sqlalchemy import select
 
+from closedloop.streams.kafka.topics import topic_name
 from closedloop.streams.ledger import models
 from closedloop.streams.ledger.engine import open_engine
 from closedloop.streams.ledger.sink import OUTPUT_TOPICS, group_id
-from closedloop.streams.topics import topic_name
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""The worker's metrics from keyed state (streams/metrics.py), without a broker.
+"""The worker's metrics from keyed state (streams/kafka/metrics.py), without a broker.
 
 States come from the real stages through a StageRunner, so the helpers are checked against
 the layout the rules really write, not a hand-made imitation of it.
@@ -14,16 +14,16 @@ from helpers import T0, at, epoch, followup, lab, policy, sampling, travel
 from prometheus_client import CollectorRegistry
 
 from closedloop.schemas.decode import Rejection, decode_event
-from closedloop.streams.clock import MIN_EPOCH
-from closedloop.streams.metrics import (
+from closedloop.streams.engine.clock import MIN_EPOCH
+from closedloop.streams.engine.stage_runner import StageRunner
+from closedloop.streams.engine.topology import PERSON, TUBE
+from closedloop.streams.kafka.metrics import (
     KeyTally,
     WorkerMetrics,
     consumer_lag,
     requirement_kinds,
     turnarounds,
 )
-from closedloop.streams.runner import StageRunner
-from closedloop.streams.topology import PERSON, TUBE
 
 HOUR = 3600
 

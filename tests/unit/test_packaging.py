@@ -13,6 +13,8 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+# Every sub-package of streams/ (each a folder with an __init__.py) must be in the wheel.
+SUBPACKAGES = sorted(p.parent.name for p in (ROOT / "streams").glob("*/__init__.py"))
 
 
 def test_the_wheel_installs_only_the_closedloop_namespace(tmp_path: Path) -> None:
@@ -25,7 +27,7 @@ def test_the_wheel_installs_only_the_closedloop_namespace(tmp_path: Path) -> Non
     names = zipfile.ZipFile(wheel).namelist()
     tops = {name.split("/", 1)[0] for name in names}
     assert {top for top in tops if not top.endswith(".dist-info")} == {"closedloop"}
-    for package in ("agents", "schemas", "streams"):
+    for package in ("agents", "schemas", "streams", *(f"streams/{sub}" for sub in SUBPACKAGES)):
         assert f"closedloop/{package}/__init__.py" in names
     for data in ("closedloop/schemas/policy.default.toml", "closedloop/schemas/asyncapi.yaml",
                  "closedloop/schemas/jsonschema/alert.json", "closedloop/schemas/py.typed"):

@@ -17,8 +17,8 @@ import pytest
 from closedloop.schemas.decode import validate_event
 from closedloop.schemas.events import PSEUDONYM_PATTERN, Followup
 from closedloop.schemas.identifiers import looks_raw
-from closedloop.streams import pseudonymize
-from closedloop.streams.pseudonymize import ENV_KEY, PseudonymError, normalize, pseudonym
+from closedloop.streams.cli import pseudonymize
+from closedloop.streams.cli.pseudonymize import ENV_KEY, PseudonymError, normalize, pseudonym
 
 KEY = b"test-key-0123456789abcdef"  # 25 bytes
 RESIDENT_ID = "11010119900307123X"

@@ -28,8 +28,8 @@ from closedloop.agents.person import person_status
 from closedloop.agents.requirements import Context
 from closedloop.schemas.ids import alert_id
 from closedloop.schemas.outputs import ALERT_KINDS
-from closedloop.streams.driver import EmbeddedDriver, Origin
-from closedloop.streams.replay import parse_instant
+from closedloop.streams.cli.replay import parse_instant
+from closedloop.streams.engine.embedded import EmbeddedDriver, Origin
 
 PERSON = "traveller-01"
 TUBE = "tube-0001"

@@ -14,8 +14,8 @@ import orjson
 from helpers import T0, at, epoch, policy, travel
 
 from closedloop.schemas.decode import decode_event
-from closedloop.streams.runner import StageRunner, meta_key
-from closedloop.streams.topology import PERSON
+from closedloop.streams.engine.stage_runner import StageRunner, meta_key
+from closedloop.streams.engine.topology import PERSON
 
 PUSHED = T0
 LOCATE_BY = epoch(at(PUSHED, hours=2))  # the default policy's locate_within

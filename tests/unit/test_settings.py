@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from kafka.errors import KafkaTimeoutError
 
-from closedloop.streams.settings import (
+from closedloop.streams.kafka.settings import (
     KafkaSettings,
     KafkaSetupError,
     connection_failure,

@@ -16,7 +16,7 @@ from closedloop.schemas.events import Cohort, Followup, Lab, Sampling, Travel
 from closedloop.schemas.identifiers import looks_raw
 from closedloop.schemas.policy import default_policy
 from closedloop.streams.cli import main
-from closedloop.streams.simulate import MALFORMED_KINDS, CityConfig, Noise, simulate
+from closedloop.streams.sim.feed import MALFORMED_KINDS, CityConfig, Noise, simulate
 
 COHORTS = default_policy().cohorts
 NOISY = CityConfig(seed=11, people=600, days=3, noise=Noise().scaled(10))

@@ -29,8 +29,8 @@ import msgspec
 
 from closedloop.schemas.decode import Rejection, validate_event
 from closedloop.schemas.policy import Policy, PolicyError, load_policy
-from closedloop.streams.settings import KafkaSettings
-from closedloop.streams.topics import topic_name
+from closedloop.streams.kafka.settings import KafkaSettings
+from closedloop.streams.kafka.topics import topic_name
 
 __all__ = ["ACTIONS", "action_event", "add_action_parsers", "run_action", "send_action"]
 

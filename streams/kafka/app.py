@@ -1,4 +1,4 @@
-"""Run the stream processor on Kafka: ``closedloop worker``.
+"""The Faust app of `closedloop worker`: three keyed stages on Kafka.
 
 Three thin Faust agents, one per keyed stage, each calling a :class:`StageRunner` (plain
 Python, unit-tested without a broker) and sending what it returns:
@@ -21,12 +21,10 @@ alerts go to ``escalations``, never to ``alerts``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import os
 import signal
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -37,15 +35,15 @@ import orjson
 from closedloop.agents import person as person_rules
 from closedloop.schemas.decode import Rejection, dead_letter, decode_event
 from closedloop.schemas.events import Action
-from closedloop.schemas.policy import Policy, PolicyError, load_policy
-from closedloop.streams.clock import wall_now
-from closedloop.streams.metrics import WorkerMetrics, scrape_lags
-from closedloop.streams.runner import META_PREFIX, Effects, StageRunner
-from closedloop.streams.settings import KafkaSettings
-from closedloop.streams.topics import INPUT_STAGE, ensure_topics, topic_specs
-from closedloop.streams.topology import PERSON, REPORT, TUBE
+from closedloop.schemas.policy import Policy
+from closedloop.streams.engine.clock import wall_now
+from closedloop.streams.engine.stage_runner import META_PREFIX, Effects, StageRunner
+from closedloop.streams.engine.topology import PERSON, REPORT, TUBE
+from closedloop.streams.kafka.metrics import WorkerMetrics, scrape_lags
+from closedloop.streams.kafka.settings import KafkaSettings
+from closedloop.streams.kafka.topics import INPUT_STAGE, topic_specs
 
-__all__ = ["add_parser", "build_app", "run"]
+__all__ = ["build_app", "serve"]
 
 log = logging.getLogger("closedloop.worker")
 _encode = msgspec.json.Encoder().encode
@@ -146,7 +144,7 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
         "report": StageRunner(REPORT, policy, _StrKeys(report_table), upstream=2 * n,
                               own_clock=False),
     }
-    telemetry = WorkerMetrics(policy)  # every closedloop_* metric (streams/metrics.py)
+    telemetry = WorkerMetrics(policy)  # every closedloop_* metric (streams/kafka/metrics.py)
     for name in ("sampling", "lab", "tube-ticks", "action", "travel", "followup",
                  "person-tests", "report-parts"):
         telemetry.offset_gaps.labels(name)  # a zero series from the start, not from the first gap
@@ -589,48 +587,11 @@ def _credentials(settings: KafkaSettings) -> Any:
     )
 
 
-def add_parser(parser: argparse.ArgumentParser) -> None:
-    parser.description = __doc__
-    parser.add_argument("--clock", choices=("wall", "event"), default="wall",
-                        help="wall: ticks every second (live); event: event time only")
-    parser.add_argument("--policy", metavar="FILE", help="TOML policy (default: the contract's)")
-    parser.add_argument("--app-id", default=os.environ.get("CLOSEDLOOP_APP_ID", "closedloop"),
-                        help="consumer group and table namespace (default closedloop)")
-    parser.add_argument("--data-dir", default=os.environ.get("CLOSEDLOOP_DATA_DIR",
-                                                             ".cache/worker"),
-                        help="this worker's local data directory (one per worker)")
-    parser.add_argument("--web-port", type=int,
-                        default=int(os.environ.get("CLOSEDLOOP_WEB_PORT", "6066")),
-                        help="HTTP port for /health, /ready and /metrics (default 6066)")
-    parser.add_argument("--prefix", help="topic prefix (default $CLOSEDLOOP_TOPIC_PREFIX)")
-    parser.add_argument("--partitions", type=int, help="partitions (default 12)")
-    parser.add_argument("--loglevel", default="warning")
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        policy = load_policy(args.policy)
-    except PolicyError as exc:
-        print(f"closedloop worker: {exc}", file=sys.stderr)
-        return 2
-    settings = KafkaSettings.from_env(prefix=args.prefix, partitions=args.partitions)
-    from kafka import KafkaAdminClient
-
-    admin = KafkaAdminClient(**settings.kafka_python())
-    try:
-        created = ensure_topics(admin, topic_specs(settings.prefix, settings.partitions,
-                                                   settings.replication))
-    finally:
-        admin.close()
-    if created:
-        print(f"closedloop worker: created {len(created)} topics", file=sys.stderr)
-    os.makedirs(args.data_dir, exist_ok=True)
-    app = build_app(settings, policy, clock=args.clock, app_id=args.app_id,
-                    data_dir=args.data_dir, web_port=args.web_port)
+def serve(app: Any, loglevel: str) -> None:
+    """Run ``app`` in this process until SIGTERM (a clean stop commits what was handled)."""
     from faust.worker import Worker
 
-    worker = Worker(app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False)
+    worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     worker.spinner = None  # Faust's spinner sets the root logger to DEBUG (slow)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop_and_shutdown())
     worker.execute_from_commandline()
-    return 0

@@ -12,7 +12,7 @@ the code. Variants:
 (d) ``msgspec.json`` decoding the bytes straight into the Struct (no raw-identifier check);
 (e) (d) plus the raw-identifier check: what a decoder using (d) as its fast path would cost.
 
-Run ``python -m closedloop.streams.bench_decode [-n EVENTS]``. Nothing asserts on timings.
+Run ``python -m closedloop.streams.bench.decode [-n EVENTS]``. Nothing asserts on timings.
 """
 
 from __future__ import annotations
@@ -296,7 +296,7 @@ def print_decode_bench(n: int = BATCH, repeats: int = REPEATS) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m closedloop.streams.bench_decode",
+        prog="python -m closedloop.streams.bench.decode",
         description="Validation cost per event, as a ratio to JSON parsing alone.",
     )
     parser.add_argument("-n", "--events", type=int, default=BATCH, help="events per batch")

@@ -1,16 +1,14 @@
-"""Command-line Kafka tools on kafka-python's synchronous clients: ``produce`` and ``alerts``.
+"""``closedloop produce FILE|- [--until T]``: publish a replay file's events to Kafka.
 
-``closedloop produce FILE|- [--until T]`` publishes a replay file's envelopes to their topics
-with the contract's keys, and with ``--until`` then sends a tick at T to every partition of
-the tube and person stages (event mode). ``closedloop alerts tail`` lets operators watch the
-alert topic, filtered by kind or district.
+Each envelope goes to its topic with the contract's key (kafka-python's synchronous client);
+with ``--until`` a tick at T then goes to every partition of the tube and person stages
+(event mode).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -19,11 +17,11 @@ import orjson
 
 from closedloop.schemas.decode import Rejection, dead_letter
 from closedloop.schemas.events import KEY_FIELD
-from closedloop.streams.replay import parse_instant
-from closedloop.streams.settings import KafkaSettings
-from closedloop.streams.topics import topic_name
+from closedloop.streams.cli.replay import parse_instant
+from closedloop.streams.kafka.settings import KafkaSettings
+from closedloop.streams.kafka.topics import topic_name
 
-__all__ = ["add_alerts_parser", "add_parser", "run", "run_alerts"]
+__all__ = ["add_parser", "run"]
 
 
 class _Envelope(msgspec.Struct):
@@ -180,80 +178,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"closedloop produce: {exc}", file=sys.stderr)
         return 1
     return 0
-
-
-def add_alerts_parser(parser: argparse.ArgumentParser) -> None:
-    from closedloop.streams.action_cmd import add_action_parsers
-    from closedloop.streams.ledger.alerts_list import add_list_parser  # ledger (issue 5)
-
-    parser.description = ("Watch the alert topic (CONTRACT.md §5), list alerts from the ledger, "
-                          "or acknowledge/resolve one (which stops its escalation).")
-    sub = parser.add_subparsers(dest="alerts_command", metavar="ACTION", required=True)
-    add_list_parser(sub)  # ledger (issue 5): `alerts list`
-    add_action_parsers(sub)  # `alerts ack|resolve`
-    tail = sub.add_parser("tail", help="print alerts as they arrive")
-    tail.add_argument("--from-beginning", action="store_true", help="start at the oldest alert")
-    tail.add_argument("--kind", action="append", help="only this kind (repeatable)")
-    tail.add_argument("--district", action="append", help="only this district (repeatable)")
-    tail.add_argument("--idle-exit", type=float, metavar="SECONDS",
-                      help="exit after this many seconds without a new alert")
-    tail.add_argument("--json", action="store_true", help="one JSON object a line")
-    tail.add_argument("--prefix", help="topic prefix (default $CLOSEDLOOP_TOPIC_PREFIX)")
-
-
-def _matches(alert: dict[str, Any], args: argparse.Namespace) -> bool:
-    return (not args.kind or alert.get("kind") in args.kind) and (
-        not args.district or alert.get("district") in args.district
-    )
-
-
-def run_alerts(args: argparse.Namespace) -> int:
-    if args.alerts_command == "list":  # ledger (issue 5)
-        from closedloop.streams.ledger.alerts_list import run_list
-
-        return run_list(args)
-    if args.alerts_command in ("ack", "resolve"):
-        from closedloop.streams.action_cmd import run_action
-
-        return run_action(args)
-    from kafka import KafkaConsumer, TopicPartition
-
-    settings = KafkaSettings.from_env(prefix=args.prefix)
-    address = topic_name(settings.prefix, "alerts")
-    consumer = KafkaConsumer(enable_auto_commit=False, **settings.kafka_python())
-    try:
-        partitions = [TopicPartition(address, p) for p in consumer.partitions_for_topic(address)
-                      or ()]
-        if not partitions:
-            print(f"closedloop alerts: topic {address} does not exist", file=sys.stderr)
-            return 1
-        consumer.assign(partitions)
-        if args.from_beginning:
-            consumer.seek_to_beginning(*partitions)
-        else:
-            consumer.seek_to_end(*partitions)
-        seen: set[str] = set()  # at-least-once upstream: de-duplicate by alert_id
-        last = time.monotonic()
-        while True:
-            batch = consumer.poll(timeout_ms=500)
-            for records in batch.values():
-                for record in records:
-                    alert = orjson.loads(record.value)
-                    if alert["alert_id"] in seen or not _matches(alert, args):
-                        continue
-                    seen.add(alert["alert_id"])
-                    last = time.monotonic()
-                    if args.json:
-                        sys.stdout.write(record.value.decode() + "\n")
-                    else:
-                        sys.stdout.write(
-                            f"{alert['due_at']}  {alert['kind']:<17} {alert['subject']:<24} "
-                            f"{alert.get('district') or '-'}\n"
-                        )
-                    sys.stdout.flush()
-            if args.idle_exit is not None and time.monotonic() - last >= args.idle_exit:
-                return 0
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        consumer.close()

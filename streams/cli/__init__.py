@@ -13,19 +13,19 @@ __all__ = ["main"]
 # (command, module under closedloop.streams, one-line help). Modules are imported lazily so
 # that ``closedloop --help`` stays fast and a command's heavy imports cost only its own runs.
 COMMANDS: tuple[tuple[str, str, str], ...] = (
-    ("demo", "demo", "simulate a small city and run it through the engine (no services needed)"),
-    ("replay", "replay", "run a JSON Lines file of events through the engine, write alerts"),
-    ("simulate", "simulate", "write a seeded synthetic city as replay JSON Lines"),
-    ("worker", "worker", "run the stream processor on Kafka ($CLOSEDLOOP_KAFKA)"),
-    ("produce", "kafka_cli", "publish a replay file's events to their Kafka topics"),
-    ("alerts", "alerts_cmd", "watch the alert topic, or list alerts from the ledger"),
-    # ledger (issue 5): the SQL ledger's schema, its Kafka sink and the operators' report
+    ("demo", "cli.demo", "a small simulated city through the engine (no services needed)"),
+    ("replay", "cli.replay", "run a JSON Lines file of events through the engine, write alerts"),
+    ("simulate", "cli.simulate", "write a seeded synthetic city as replay JSON Lines"),
+    ("worker", "cli.worker", "run the stream processor on Kafka ($CLOSEDLOOP_KAFKA)"),
+    ("produce", "cli.produce", "publish a replay file's events to their Kafka topics"),
+    ("alerts", "cli.alerts", "watch the alert topic, or list alerts from the ledger"),
+    # the SQL ledger's schema, its Kafka sink and the operators' report
     ("db", "ledger.db_cmd", "create or migrate the SQL ledger's schema (Alembic)"),
     ("sink", "ledger.sink_cmd", "record the output topics in the SQL ledger"),
     ("report", "ledger.report_cmd", "the daily closure (日清日结) table from the ledger"),
-    ("pseudonymize", "pseudonymize", "turn raw identifiers into HMAC-SHA256 pseudonyms"),
-    ("policy", "policy_cmd", "print or check a policy file"),
-    ("bench", "bench", "benchmarks that report ratios against a baseline measured in the same run"),
+    ("pseudonymize", "cli.pseudonymize", "turn raw identifiers into HMAC-SHA256 pseudonyms"),
+    ("policy", "cli.policy", "print or check a policy file"),
+    ("bench", "cli.bench", "benchmarks: ratios against a baseline measured in the same run"),
 )
 
 EPILOG = """\
@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if run is None:
         parser.print_help()
         return 2
-    from closedloop.streams.settings import (
+    from closedloop.streams.kafka.settings import (
         KafkaSettings,
         KafkaSetupError,
         connection_failure,

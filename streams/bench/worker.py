@@ -44,10 +44,10 @@ from typing import IO, Any
 
 import orjson
 
-from closedloop.streams.kafka_cli import produce
-from closedloop.streams.replay import parse_instant
-from closedloop.streams.settings import KafkaSettings
-from closedloop.streams.topics import INPUT_STAGE, ensure_topics, topic_name, topic_specs
+from closedloop.streams.cli.produce import produce
+from closedloop.streams.cli.replay import parse_instant
+from closedloop.streams.kafka.settings import KafkaSettings
+from closedloop.streams.kafka.topics import INPUT_STAGE, ensure_topics, topic_name, topic_specs
 
 __all__ = ["WorkerBench", "add_parser", "bench_worker", "run"]
 
@@ -127,7 +127,7 @@ def bench_worker(
 
 
 def _city(people: int, days: int, seed: int) -> list[bytes]:
-    from closedloop.streams.simulate import CityConfig, simulate
+    from closedloop.streams.sim.feed import CityConfig, simulate
 
     return list(simulate(CityConfig(seed=seed, people=people, days=days)))
 

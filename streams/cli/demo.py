@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from closedloop.schemas.policy import default_policy
-from closedloop.streams.replay import replay_lines, summary
+from closedloop.streams.cli.replay import replay_lines, summary
 
 __all__ = ["add_parser", "run"]
 
@@ -47,7 +47,7 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from closedloop.streams.simulate import CityConfig, simulate
+    from closedloop.streams.sim.feed import CityConfig, simulate
 
     config = CityConfig(seed=args.seed, people=args.people, days=args.days)
     started = time.perf_counter()

@@ -19,10 +19,10 @@ from closedloop.schemas.decode import Rejection, dead_letter, decode_line, valid
 from closedloop.schemas.events import KEY_FIELD, Action, Event
 from closedloop.schemas.outputs import Alert, DailyReport, DeadLetter
 from closedloop.schemas.policy import Policy
-from closedloop.streams.clock import Watermark
-from closedloop.streams.deadlines import DeadlineIndex
-from closedloop.streams.dedup import Dedup
-from closedloop.streams.topology import PERSON, REPORT, STAGES_OF_TOPIC, TUBE, Stage
+from closedloop.streams.engine.clock import Watermark
+from closedloop.streams.engine.deadlines import DeadlineIndex
+from closedloop.streams.engine.dedup import Dedup
+from closedloop.streams.engine.topology import PERSON, REPORT, STAGES_OF_TOPIC, TUBE, Stage
 
 __all__ = ["EmbeddedDriver", "Origin", "Outputs"]
 

@@ -29,7 +29,7 @@ import msgspec
 
 from closedloop.schemas.outputs import Alert
 from closedloop.schemas.policy import Policy, PolicyError, load_policy
-from closedloop.streams.driver import EmbeddedDriver, Origin
+from closedloop.streams.engine.embedded import EmbeddedDriver, Origin
 
 if TYPE_CHECKING:  # ledger (issue 5): imported only with --ledger, SQLAlchemy is not light
     from closedloop.streams.ledger.embedded import ReplayLedger

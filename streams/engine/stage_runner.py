@@ -24,9 +24,9 @@ from closedloop.agents.requirements import Context, State, next_due
 from closedloop.schemas.decode import Rejection
 from closedloop.schemas.outputs import Alert, DailyReport
 from closedloop.schemas.policy import Policy
-from closedloop.streams.clock import MIN_EPOCH, Watermark
-from closedloop.streams.deadlines import DeadlineIndex
-from closedloop.streams.topology import Stage
+from closedloop.streams.engine.clock import MIN_EPOCH, Watermark
+from closedloop.streams.engine.deadlines import DeadlineIndex
+from closedloop.streams.engine.topology import Stage
 
 __all__ = ["META_PREFIX", "Effects", "StageRunner", "meta_key"]
 

@@ -22,7 +22,7 @@ from typing import Any, Final
 from closedloop.agents import travel
 from closedloop.agents.requirements import State
 from closedloop.schemas.policy import Policy
-from closedloop.streams.clock import MIN_EPOCH
+from closedloop.streams.engine.clock import MIN_EPOCH
 
 __all__ = [
     "LAB_STAGES",

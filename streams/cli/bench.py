@@ -1,0 +1,69 @@
+"""``closedloop bench replay|deadlines|worker``: benchmarks that report ratios, never bare times.
+
+``replay``: orjson parse-only of one generated city versus full replay, and peak memory per
+tracked person (:mod:`closedloop.streams.bench.engine`). ``deadlines``: the deadline index's
+cost per event at two sizes. ``worker``: the Kafka worker end to end versus the raw client
+(:mod:`closedloop.streams.bench.worker`). Never used by tests: timings are reported, never
+asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+from closedloop.streams.bench.engine import bench_deadlines, bench_replay
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__
+    sub = parser.add_subparsers(dest="bench", metavar="BENCH", required=True)
+    replay = sub.add_parser("replay", help="replay vs orjson parse-only on one generated city")
+    replay.add_argument("--people", type=int, default=50_000, help="persons (default 50000)")
+    replay.add_argument("--days", type=int, default=7, help="days simulated (default 7)")
+    replay.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")
+    replay.add_argument("--repeat", type=int, default=2, help="runs of each, best kept")
+    deadlines = sub.add_parser("deadlines", help="deadline index cost at two sizes")
+    deadlines.add_argument(
+        "--sizes", default="100000,10000000",
+        help="comma-separated numbers of open deadlines (default 100000,10000000)",
+    )
+    deadlines.add_argument("--operations", type=int, default=200_000)
+    deadlines.add_argument("--seed", type=int, default=1)
+    from closedloop.streams.bench import worker as bench_worker
+
+    bench_worker.add_parser(sub.add_parser(
+        "worker", help="the Kafka worker end to end vs raw aiokafka consumption",
+        formatter_class=argparse.RawDescriptionHelpFormatter))
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.bench == "worker":
+        from closedloop.streams.bench import worker as bench_worker
+
+        return bench_worker.run(args)
+    if args.bench == "replay":
+        print(f"generating a {args.people:,}-person, {args.days}-day city …", file=sys.stderr)
+        r = bench_replay(args.people, args.days, args.seed, args.repeat)
+        print(f"events                 {r['events']:>12,.0f}")
+        print(f"orjson parse-only      {r['parse_per_s']:>12,.0f} events/s")
+        print(f"closedloop replay      {r['replay_per_s']:>12,.0f} events/s")
+        print(f"ratio replay/parse     {r['ratio']:>12.1%}   (target >= 15%)")
+        if r["persons"]:
+            per = r["rss_growth_kib"] * 1024 / r["persons"]
+            print(f"peak persons tracked   {r['persons']:>12,.0f}")
+            print(f"peak RSS growth        {r['rss_growth_kib'] / 1024:>12,.1f} MiB "
+                  f"(~{per:,.0f} bytes per tracked person, all state included)")
+        return 0
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    rows = bench_deadlines(sizes, args.operations, args.seed)
+    base = rows[0]
+    for row in rows:
+        growth = math.log2(row["open"]) / math.log2(base["open"])
+        print(f"open deadlines {row['open']:>12,.0f}: {row['ns_per_event']:>8,.0f} ns/event  "
+              f"(x{row['ns_per_event'] / base['ns_per_event']:.2f} vs smallest; "
+              f"log n grew x{growth:.2f}, n grew x{row['open'] / base['open']:,.0f})")
+    return 0

@@ -1,0 +1,61 @@
+"""``closedloop worker``: run the stream processor on Kafka ($CLOSEDLOOP_KAFKA).
+
+Declares the topics it needs, builds the Faust app (:mod:`closedloop.streams.kafka.app`) and
+runs it until SIGTERM. One worker per data directory; more workers in one consumer group
+share the partitions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from closedloop.schemas.policy import PolicyError, load_policy
+from closedloop.streams.kafka.app import build_app, serve
+from closedloop.streams.kafka.settings import KafkaSettings
+from closedloop.streams.kafka.topics import ensure_topics, topic_specs
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__
+    parser.add_argument("--clock", choices=("wall", "event"), default="wall",
+                        help="wall: ticks every second (live); event: event time only")
+    parser.add_argument("--policy", metavar="FILE", help="TOML policy (default: the contract's)")
+    parser.add_argument("--app-id", default=os.environ.get("CLOSEDLOOP_APP_ID", "closedloop"),
+                        help="consumer group and table namespace (default closedloop)")
+    parser.add_argument("--data-dir", default=os.environ.get("CLOSEDLOOP_DATA_DIR",
+                                                             ".cache/worker"),
+                        help="this worker's local data directory (one per worker)")
+    parser.add_argument("--web-port", type=int,
+                        default=int(os.environ.get("CLOSEDLOOP_WEB_PORT", "6066")),
+                        help="HTTP port for /health, /ready and /metrics (default 6066)")
+    parser.add_argument("--prefix", help="topic prefix (default $CLOSEDLOOP_TOPIC_PREFIX)")
+    parser.add_argument("--partitions", type=int, help="partitions (default 12)")
+    parser.add_argument("--loglevel", default="warning")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        policy = load_policy(args.policy)
+    except PolicyError as exc:
+        print(f"closedloop worker: {exc}", file=sys.stderr)
+        return 2
+    settings = KafkaSettings.from_env(prefix=args.prefix, partitions=args.partitions)
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(**settings.kafka_python())
+    try:
+        created = ensure_topics(admin, topic_specs(settings.prefix, settings.partitions,
+                                                   settings.replication))
+    finally:
+        admin.close()
+    if created:
+        print(f"closedloop worker: created {len(created)} topics", file=sys.stderr)
+    os.makedirs(args.data_dir, exist_ok=True)
+    app = build_app(settings, policy, clock=args.clock, app_id=args.app_id,
+                    data_dir=args.data_dir, web_port=args.web_port)
+    serve(app, args.loglevel)
+    return 0

@@ -1,0 +1,1 @@
+"""The engine: topology, clock, deadlines, de-duplication, stage runners, the embedded driver."""

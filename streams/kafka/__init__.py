@@ -1,0 +1,1 @@
+"""Kafka: the Faust app of the worker, its topics, connection settings and metrics."""

@@ -1,0 +1,1 @@
+"""The synthetic city (who lives where, what happens) and its feed of replay lines."""
