@@ -318,6 +318,10 @@ class StageRunner:
             self._load(part)
         return part
 
+    def context(self, partition: int) -> Context:
+        """What the rules see in ``partition`` now (for person-status, say)."""
+        return self._context(self._part(partition))
+
     def effective_clock(self, partition: int) -> int:
         return self._effective(self._part(partition))
 

@@ -25,7 +25,21 @@ from closedloop.agents.requirements import Context, LapseHandler, State, fire_du
 from closedloop.schemas.decode import Rejection
 from closedloop.schemas.events import Action, Event, Lab, Sampling
 
-__all__ = ["PERSON", "REPORT", "STAGES_OF_TOPIC", "STAGE_OF_TOPIC", "TUBE", "Stage"]
+__all__ = [
+    "CONTRIBUTIONS_TOPIC",
+    "FORWARDS_TOPIC",
+    "PERSON",
+    "READERS",
+    "REPORT",
+    "STAGES_OF_TOPIC",
+    "STAGE_OF_TOPIC",
+    "TICK_TOPICS",
+    "TUBE",
+    "WIRING",
+    "Stage",
+    "Wiring",
+    "partition_of",
+]
 
 Apply = Callable[[Context, State, str, Any], "Rejection | None"]
 
@@ -120,3 +134,61 @@ STAGES_OF_TOPIC: Final[dict[str, tuple[Stage, ...]]] = {
     "action": (TUBE, PERSON),
 }
 """Every stage an input reaches: an action goes wherever its subject's escalation may be."""
+
+
+# -- how the stages are wired on a partitioned bus (Kafka, or the in-memory bus of the tests) --
+
+FORWARDS_TOPIC: Final = "person-tests"
+"""Where the tube stage re-keys what a person must know (key person_id); the person stage's
+internal topic also carries the tube stage's clock marks and the person ticks."""
+CONTRIBUTIONS_TOPIC: Final = "report-parts"
+"""Report contributions (key district) and the clock marks of both upstream stages."""
+TICK_TOPICS: Final = ("tube-ticks", FORWARDS_TOPIC)
+"""A tick (``produce --until``, or the wall clock) goes to every partition of these."""
+
+
+@dataclass(frozen=True, slots=True)
+class Wiring:
+    """One stage on a partitioned bus: what it reads, owns, and whom it marks.
+
+    ``owns``: input topics whose events the stage counts, dead-letters and clocks by.
+    ``quiet``: input topics it applies when valid but leaves to their owner otherwise (an
+    action reaches the tube stage quietly). ``internal``: its internal topic (ticks, marks,
+    forwards or contributions, fill requests). ``upstream``: how many stages mark it, each
+    from every partition. ``marks``: the internal topics its clock marks go to.
+    """
+
+    stage: Stage
+    owns: tuple[str, ...]
+    quiet: tuple[str, ...]
+    internal: str
+    upstream: int
+    marks: tuple[str, ...]
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        return (*self.owns, *self.quiet, self.internal)
+
+
+WIRING: Final[dict[str, Wiring]] = {
+    "tube": Wiring(TUBE, owns=("sampling", "lab"), quiet=("action",), internal="tube-ticks",
+                   upstream=0, marks=(FORWARDS_TOPIC, CONTRIBUTIONS_TOPIC)),
+    "person": Wiring(PERSON, owns=("travel", "followup", "cohort", "action"), quiet=(),
+                     internal=FORWARDS_TOPIC, upstream=1, marks=(CONTRIBUTIONS_TOPIC,)),
+    "report": Wiring(REPORT, owns=(), quiet=(), internal=CONTRIBUTIONS_TOPIC, upstream=2,
+                     marks=()),
+}
+"""The worker's three agents and the in-memory bus are both built from this table."""
+
+READERS: Final[dict[str, tuple[str, ...]]] = {
+    topic: tuple(name for name, wiring in WIRING.items() if topic in wiring.reads)
+    for topic in dict.fromkeys(topic for wiring in WIRING.values() for topic in wiring.reads)
+}
+"""The stages that read each topic (an action reaches both keyed stages)."""
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives ``key`` (murmur2, as producers use)."""
+    from kafka.partitioner.default import murmur2
+
+    return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions

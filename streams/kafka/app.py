@@ -32,28 +32,25 @@ from typing import Any
 import msgspec
 import orjson
 
-from closedloop.agents import person as person_rules
-from closedloop.schemas.decode import Rejection, dead_letter, decode_event
-from closedloop.schemas.events import Action
+from closedloop.schemas.decode import Rejection, dead_letter
 from closedloop.schemas.policy import Policy
 from closedloop.streams.engine.clock import wall_now
+from closedloop.streams.engine.records import Record, handle_record, route, tick_record
 from closedloop.streams.engine.stage_runner import META_PREFIX, Effects, StageRunner
-from closedloop.streams.engine.topology import PERSON, REPORT, TUBE
+from closedloop.streams.engine.topology import (
+    READERS,
+    TICK_TOPICS,
+    WIRING,
+    partition_of,
+)
 from closedloop.streams.kafka.metrics import WorkerMetrics, scrape_lags
 from closedloop.streams.kafka.settings import KafkaSettings
-from closedloop.streams.kafka.topics import INPUT_STAGE, topic_specs
+from closedloop.streams.kafka.topics import topic_specs
 
 __all__ = ["build_app", "serve"]
 
 log = logging.getLogger("closedloop.worker")
 _encode = msgspec.json.Encoder().encode
-
-
-def partition_of(key: str, partitions: int) -> int:
-    """The partition Kafka's default partitioner gives ``key`` (murmur2, as producers use)."""
-    from kafka.partitioner.default import murmur2
-
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: str,
@@ -95,9 +92,9 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
                          value_type=bytes, partitions=n, key_serializer="raw",
                          value_serializer="raw")
 
-    tube_in = topic("sampling", "lab", "tube-ticks", "action")
-    person_in = topic("travel", "followup", "cohort", "action", "person-tests")
-    report_in = topic("report-parts")
+    tube_in = topic(*WIRING["tube"].reads)
+    person_in = topic(*WIRING["person"].reads)
+    report_in = topic(*WIRING["report"].reads)
     out = {name: topic(name) for name in
            ("alerts", "escalations", "person-status", "daily-report", "deadletter",
             "person-tests",
@@ -134,23 +131,18 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
         return None if value is None else int(value)
 
     runners = {
-        "tube": StageRunner(TUBE, policy, _StrKeys(tube_table), upstream=0,
-                            catch_up_before=catch_up_before, inputs=("sampling", "lab"),
-                            unread=unread, committed=committed),
-        "person": StageRunner(PERSON, policy, _StrKeys(person_table), upstream=n,
-                              catch_up_before=catch_up_before,
-                              inputs=("travel", "followup", "cohort", "action"),
-                              unread=unread, committed=committed),
-        "report": StageRunner(REPORT, policy, _StrKeys(report_table), upstream=2 * n,
-                              own_clock=False),
+        name: StageRunner(
+            wiring.stage, policy, _StrKeys(tables[name]), upstream=wiring.upstream * n,
+            **({"catch_up_before": catch_up_before, "inputs": wiring.owns, "unread": unread,
+                "committed": committed} if wiring.owns else {"own_clock": False}))
+        for name, wiring in WIRING.items()
     }
     telemetry = WorkerMetrics(policy)  # every closedloop_* metric (streams/kafka/metrics.py)
     for name in ("sampling", "lab", "tube-ticks", "action", "travel", "followup",
                  "person-tests", "report-parts"):
         telemetry.offset_gaps.labels(name)  # a zero series from the start, not from the first gap
     state: dict[str, Any] = {"ready": False}
-    stage_topic = {"tube": address["sampling"], "person": address["travel"],
-                   "report": address["report-parts"]}
+    stage_topic = {name: address[wiring.reads[0]] for name, wiring in WIRING.items()}
 
     def rebuild(stage: str) -> None:
         """After recovery: the assigned partitions' deadline indexes and clocks, from the table.
@@ -192,34 +184,11 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
 
     async def send_effects(stage: str, partition: int, fx: Effects,
                            arrived: float | None = None) -> None:
+        for record in route(stage, partition, fx, runners[stage], n):
+            await out[record.topic].send(key=record.key, value=record.value,
+                                         partition=record.partition)
         for alert in fx.alerts:
-            await out["alerts"].send(key=alert.subject.encode(), value=_encode(alert))
             telemetry.alert_sent(alert.kind, arrived)
-        for escalation in fx.escalations:
-            await out["escalations"].send(key=escalation.subject.encode(),
-                                          value=_encode(escalation))
-        for person_id, message in fx.forwards:
-            await out["person-tests"].send(key=person_id.encode(), value=orjson.dumps(message))
-        for item in fx.contributions:
-            await out["report-parts"].send(
-                key=item["district"].encode(), value=orjson.dumps({"type": "part", **item}))
-        for report in fx.reports:
-            await out["daily-report"].send(key=report.district.encode(), value=_encode(report))
-        if stage == "person" and fx.touched:
-            runner = runners["person"]
-            ctx = runner._context(runner._part(partition))
-            for person_id in sorted(fx.touched):
-                st = runner.table.get(person_id)
-                value = None if st is None else _encode(
-                    person_rules.person_status(ctx, person_id, st))
-                await out["person-status"].send(key=person_id.encode(), value=value)
-        if fx.mark is not None:
-            mark = orjson.dumps({"type": "mark", "source": f"{stage}/{partition}",
-                                 "at": fx.mark})
-            targets = {"tube": ("person-tests", "report-parts"), "person": ("report-parts",)}
-            for name in targets.get(stage, ()):
-                for target in range(n):
-                    await out[name].send(value=mark, partition=target)
         telemetry.index_size.labels(stage).set(runners[stage].open_deadlines())
         telemetry.touched(stage, partition, fx.touched, runners[stage].table.get)
 
@@ -334,48 +303,24 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
         # arrival: when Faust's consumer handed the record over (its monitor stamps time_in)
         arrived = getattr(message, "time_in", None) or time.monotonic()
         name = short.get(message.topic, message.topic)
-        runner = runners[stage]
-        value: bytes = event.value if event.value is not None else b""
-        if name in INPUT_STAGE and INPUT_STAGE[name] != stage:
-            fx, applied = _quiet_input(runner, name, value, message, policy)
-            if fx.duplicate:
-                telemetry.duplicates.labels(name).inc()  # only where the key's state is
-            elif applied:
-                telemetry.actions.labels(applied).inc()  # a tube's alert, handled here
-        elif name in INPUT_STAGE:
+        record = Record(name, message.partition, message.offset, message.key,
+                        event.value if event.value is not None else b"")
+        done = handle_record(stage, runners[stage], record, policy)
+        if done.consumed:
             telemetry.consumed.labels(name).inc()
-            decoded = decode_event(name, value, policy.cohorts)
-            key = message.key.decode("utf-8", "replace") if message.key else ""
-            if not isinstance(decoded, Rejection) and key != getattr(decoded, _KEY_FIELD[name]):
-                decoded = Rejection("bad_envelope",
-                                    f"the message key is not the event's {_KEY_FIELD[name]}")
-            if isinstance(decoded, Rejection):
-                await reject(decoded, value, message)
-                fx = runner.on_skipped(message.partition, name, message.offset)
-                await send_effects(stage, message.partition, fx, arrived)
-                return
-            at = int(decoded.occurred_at.timestamp())
-            fx = runner.on_input(message.partition, key, decoded, at,
-                                 f"{name}:{decoded.event_id}", topic=name,
-                                 offset=message.offset)
-            if fx.duplicate:
-                telemetry.duplicates.labels(name).inc()
-            elif fx.rejection is None and isinstance(decoded, Action) and key in runner.table:
-                # counted where the subject's state is: a person's here, a tube's on the tube
-                # stage (an action for a subject no stage knows changes nothing)
-                telemetry.actions.labels(decoded.action).inc()
-            if fx.rejection is not None:
-                await reject(fx.rejection, value, message)
-        elif value.startswith(b'{"type":"fill"'):
-            request = orjson.loads(value)
-            topic = address[request["topic"]]
+        if done.effects.duplicate:
+            telemetry.duplicates.labels(name).inc()  # only where the key's state is
+        if done.action is not None:
+            telemetry.actions.labels(done.action).inc()
+        if done.rejection is not None:
+            await reject(done.rejection, record.value, message)
+        if done.fill is not None:
+            topic, end = address[done.fill[0]], done.fill[1]
             start = await expected_of(stage, topic, message.partition)
-            if start < int(request["end"]):
-                await fill(stage, topic, message.partition, start, int(request["end"]))
+            if start < end:
+                await fill(stage, topic, message.partition, start, end)
             return
-        else:
-            fx = _internal(runner, message, value)
-        await send_effects(stage, message.partition, fx, arrived)
+        await send_effects(stage, message.partition, done.effects, arrived)
 
     @app.agent(tube_in, name="tube-join")
     async def tube_agent(stream: Any) -> None:
@@ -395,8 +340,8 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
     if clock == "wall":
         @app.timer(interval=0.5, on_leader=True)
         async def wall_ticks() -> None:
-            tick = orjson.dumps({"type": "tick", "at": wall_now()})
-            for name in ("tube-ticks", "person-tests"):
+            tick = tick_record(wall_now())
+            for name in TICK_TOPICS:
                 for target in range(n):
                     await out[name].send(value=tick, partition=target)
 
@@ -428,55 +373,6 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
 
     app.closedloop_runners = runners  # for tests and introspection
     return app
-
-
-_KEY_FIELD = {"sampling": "tube_id", "lab": "tube_id", "travel": "person_id",
-              "followup": "person_id", "cohort": "person_id", "action": "subject"}
-
-
-def _internal(runner: StageRunner, message: Any, value: bytes) -> Effects:
-    """A record of an internal topic: tick, clock mark, forward or contribution."""
-    item = orjson.loads(value)
-    kind = item.get("type")
-    partition = message.partition
-    if kind == "tick":
-        after = {topic: int(ends[str(partition)]) for topic, ends in item.get("after", {}).items()
-                 if str(partition) in ends}
-        return runner.on_tick(partition, int(item["at"]), after)
-    if kind == "mark":
-        return runner.on_mark(partition, str(item["source"]), int(item["at"]))
-    key = message.key.decode() if message.key else ""
-    if kind == "part":
-        return runner.on_counted(partition, key, item, int(item["at"]), message.topic,
-                                 message.offset)
-    at = int(item.get("at", item.get("reported", 0)))
-    return runner.on_input(partition, key, item, at, None)
-
-
-def _quiet_input(runner: StageRunner, name: str, value: bytes, message: Any,
-                 policy: Policy) -> tuple[Effects, str | None]:
-    """An input another stage owns (an action on the tube stage): applied if valid, else
-    dropped silently (the owner dead-letters and counts it). It does not move the clock, but
-    its offset counts for ``produce --until`` ticks, which wait for actions sent before them.
-    Also returns the action applied to a key this stage holds, if any.
-    """
-    decoded = decode_event(name, value, policy.cohorts)
-    key = message.key.decode("utf-8", "replace") if message.key else ""
-    if isinstance(decoded, Rejection) or key != getattr(decoded, _KEY_FIELD[name]):
-        return runner.on_skipped(message.partition, name, message.offset), None
-    at = int(decoded.occurred_at.timestamp())
-    fx = runner.on_input(message.partition, key, decoded, at, f"{name}:{decoded.event_id}",
-                         topic=name, offset=message.offset, clocked=False)
-    held = isinstance(decoded, Action) and key in runner.table
-    return fx, decoded.action if held and isinstance(decoded, Action) else None
-
-
-# The stages that read each topic (an action reaches both keyed stages).
-READERS: dict[str, tuple[str, ...]] = {
-    "sampling": ("tube",), "lab": ("tube",), "tube-ticks": ("tube",),
-    "action": ("tube", "person"), "travel": ("person",), "followup": ("person",),
-    "cohort": ("person",), "person-tests": ("person",), "report-parts": ("report",),
-}
 
 
 @dataclass(frozen=True, slots=True)

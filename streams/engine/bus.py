@@ -1,0 +1,194 @@
+"""The worker's multi-partition path without a broker: the stage runners over in-memory logs.
+
+A test driver, like the embedded one, but shaped like the Kafka deployment: every topic has
+``partitions`` logs, inputs are keyed onto them as ``closedloop produce`` does, each stage
+reads the topics of :data:`~closedloop.streams.engine.topology.WIRING` through
+:func:`~closedloop.streams.engine.records.handle_record`, and what it produces goes through
+:func:`~closedloop.streams.engine.records.route` to the logs of the internal topics (forwards,
+contributions, clock marks to every downstream partition, ticks). Only the consumer is
+simulated: which (stage, topic, partition) hands over its next records is chosen by
+``order``, so the same input can be delivered in many interleavings, as Kafka may.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import msgspec
+
+from closedloop.agents.requirements import State
+from closedloop.schemas.decode import Rejection, dead_letter
+from closedloop.schemas.events import KEY_FIELD
+from closedloop.schemas.outputs import Alert, DailyReport, DeadLetter, Escalation, PersonStatus
+from closedloop.schemas.policy import Policy
+from closedloop.streams.engine.records import Record, handle_record, route, tick_record
+from closedloop.streams.engine.stage_runner import StageRunner
+from closedloop.streams.engine.topology import READERS, TICK_TOPICS, WIRING, partition_of
+
+__all__ = ["BusOutputs", "PartitionedBus"]
+
+
+class _Envelope(msgspec.Struct):
+    topic: str
+    value: msgspec.Raw
+
+
+class _Keyed(msgspec.Struct):
+    """Only what a producer looks at: the key field of any input topic."""
+
+    tube_id: object = None
+    person_id: object = None
+    subject: object = None
+
+
+_decode_envelope = msgspec.json.Decoder(_Envelope).decode
+_decode_keyed = msgspec.json.Decoder(_Keyed).decode
+_decode_alert = msgspec.json.Decoder(Alert).decode
+_decode_escalation = msgspec.json.Decoder(Escalation).decode
+_decode_report = msgspec.json.Decoder(DailyReport).decode
+_decode_letter = msgspec.json.Decoder(DeadLetter).decode
+_decode_status = msgspec.json.Decoder(PersonStatus).decode
+
+
+@dataclass(slots=True)
+class BusOutputs:
+    """What reached the output topics, in the order it was sent."""
+
+    alerts: list[Alert] = field(default_factory=list)
+    escalations: list[Alert] = field(default_factory=list)
+    reports: list[DailyReport] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    status: dict[str, PersonStatus | None] = field(default_factory=dict)  # compacted: latest
+
+
+class PartitionedBus:
+    """Three stage runners on ``partitions`` in-memory partitions of every topic.
+
+    ``order`` picks the interleaving: ``"fifo"`` delivers one record at a time from the
+    stages' queues in turn; ``"reverse"`` drains the queues in the opposite turn, in batches;
+    any other string seeds a random choice of queue and batch size.
+    """
+
+    def __init__(self, policy: Policy, partitions: int = 4, order: str = "fifo") -> None:
+        self.policy = policy
+        self.n = partitions
+        self.logs: dict[tuple[str, int], list[Record]] = {}
+        self.read: dict[tuple[str, str, int], int] = {}  # (stage, topic, partition) -> next
+        self.tables: dict[str, dict[str, State]] = {name: {} for name in WIRING}
+        self.runners = {
+            name: StageRunner(
+                wiring.stage, policy, self.tables[name], upstream=wiring.upstream * partitions,
+                own_clock=bool(wiring.owns), inputs=wiring.owns, unread=self._unread,
+            )
+            for name, wiring in WIRING.items()
+        }
+        self.out = BusOutputs()
+        self._order = order
+        self._rng = random.Random(order)
+        self._turn = 0
+
+    # -- producing ----------------------------------------------------------------------------
+
+    def produce(self, lines: Iterable[bytes]) -> None:
+        """Publish replay lines as ``closedloop produce`` does: keyed onto their partition."""
+        for number, line in enumerate(lines, start=1):
+            line = line.rstrip(b"\r\n")
+            if not line.strip():
+                continue
+            try:
+                envelope = _decode_envelope(line)
+            except (msgspec.MsgspecError, ValueError):
+                envelope = None
+            if envelope is None or envelope.topic not in KEY_FIELD:
+                rejection = Rejection("bad_envelope",
+                                      "not a replay envelope with a known input topic")
+                self.out.dead_letters.append(dead_letter(rejection, line, line=number))
+                continue
+            value = bytes(envelope.value)
+            key = self._key_of(envelope.topic, value)
+            partition = 0 if key is None else partition_of(key.decode(), self.n)
+            self._append(envelope.topic, partition, key, value)
+
+    def tick(self, at: int) -> None:
+        """``produce --until``: a tick to every stage partition, after the inputs sent so far."""
+        for name in TICK_TOPICS:
+            stage = READERS[name][0]
+            after = {topic: {str(p): len(self.logs.get((topic, p), ())) for p in range(self.n)}
+                     for topic in WIRING[stage].reads if topic in KEY_FIELD}
+            for partition in range(self.n):
+                self._append(name, partition, None, tick_record(at, after))
+
+    # -- consuming ----------------------------------------------------------------------------
+
+    def run(self) -> BusOutputs:
+        """Deliver every record to every stage that reads it, until nothing is left."""
+        while True:
+            ready = [(stage, topic, p) for (topic, p), log in self.logs.items()
+                     for stage in READERS.get(topic, ())
+                     if self.read.get((stage, topic, p), 0) < len(log)]
+            if not ready:
+                return self.out
+            ready.sort()
+            if self._order == "fifo":
+                queue, batch = ready[self._turn % len(ready)], 1
+                self._turn += 1
+            elif self._order == "reverse":
+                queue, batch = ready[-1], 64
+            else:
+                queue, batch = self._rng.choice(ready), self._rng.randint(1, 50)
+            for _ in range(batch):
+                if not self._deliver(*queue):
+                    break
+
+    def _deliver(self, stage: str, topic: str, partition: int) -> bool:
+        log = self.logs[(topic, partition)]
+        position = self.read.get((stage, topic, partition), 0)
+        if position >= len(log):
+            return False
+        self.read[(stage, topic, partition)] = position + 1
+        record = log[position]
+        runner = self.runners[stage]
+        done = handle_record(stage, runner, record, self.policy)
+        if done.rejection is not None:
+            self.out.dead_letters.append(dead_letter(
+                done.rejection, record.value, topic=topic, partition=partition,
+                offset=record.offset))
+        for outgoing in route(stage, partition, done.effects, runner, self.n):
+            self._emit(outgoing.topic, outgoing.partition, outgoing.key, outgoing.value)
+        return True
+
+    def _emit(self, topic: str, partition: int | None, key: bytes | None,
+              value: bytes | None) -> None:
+        if topic in READERS:
+            target = partition if partition is not None else partition_of(
+                (key or b"").decode(), self.n)
+            self._append(topic, target, key, value or b"")
+        elif topic == "alerts" and value is not None:
+            self.out.alerts.append(_decode_alert(value))
+        elif topic == "escalations" and value is not None:
+            self.out.escalations.append(_decode_escalation(value))
+        elif topic == "daily-report" and value is not None:
+            self.out.reports.append(_decode_report(value))
+        elif topic == "person-status" and key is not None:
+            self.out.status[key.decode()] = None if value is None else _decode_status(value)
+
+    def _append(self, topic: str, partition: int, key: bytes | None, value: bytes) -> None:
+        log = self.logs.setdefault((topic, partition), [])
+        log.append(Record(topic, partition, len(log), key, value))
+
+    def _unread(self, topic: str, partition: int) -> bool:
+        """Has ``topic``'s partition records its owning stage has not handled yet?"""
+        stage = READERS[topic][-1]
+        return self.read.get((stage, topic, partition), 0) < len(
+            self.logs.get((topic, partition), ()))
+
+    @staticmethod
+    def _key_of(topic: str, value: bytes) -> bytes | None:
+        try:
+            keyed = _decode_keyed(value)
+        except (msgspec.MsgspecError, ValueError):
+            return None
+        key = getattr(keyed, KEY_FIELD[topic])
+        return key.encode() if isinstance(key, str) else None

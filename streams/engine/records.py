@@ -1,0 +1,170 @@
+"""One record in, records out: what a stage does with each record of a topic it reads.
+
+The Faust worker and the in-memory bus (:mod:`closedloop.streams.engine.bus`) both call
+:func:`handle_record` for every record a stage's agent receives and :func:`route` for what it
+produced, so the multi-partition path (marks, clocks, forwards, contributions) is one piece of
+plain Python, tested without a broker. Topics are named by their short names (``sampling``,
+``person-tests``); the caller maps them to addresses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import orjson
+
+from closedloop.agents import person as person_rules
+from closedloop.schemas.decode import Rejection, decode_event
+from closedloop.schemas.events import KEY_FIELD, Action
+from closedloop.schemas.policy import Policy
+from closedloop.streams.engine.stage_runner import Effects, StageRunner
+from closedloop.streams.engine.topology import (
+    CONTRIBUTIONS_TOPIC,
+    FORWARDS_TOPIC,
+    WIRING,
+)
+
+__all__ = ["Handled", "Outgoing", "Record", "handle_record", "route", "tick_record"]
+
+_encode = msgspec.json.Encoder().encode
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A record as a stage receives it (short topic name)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A record to send: to ``partition`` when given, else by ``key`` (Kafka's partitioner)."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    partition: int | None = None
+
+
+@dataclass(slots=True)
+class Handled:
+    """What handling one record did, beyond its effects: for dead letters and telemetry."""
+
+    effects: Effects
+    rejection: Rejection | None = None  # dead-letter the record with this reason
+    consumed: bool = False  # an input event this stage owns (counted once, by its owner)
+    action: str | None = None  # an operator action applied where the subject's state is
+    fill: tuple[str, int] | None = None  # a request to read (topic, up to end offset)
+
+
+def handle_record(stage: str, runner: StageRunner, record: Record, policy: Policy) -> Handled:
+    """Apply one record of any topic ``stage`` reads; never raises for bad input."""
+    wiring = WIRING[stage]
+    if record.topic in wiring.quiet:
+        return _quiet_input(runner, record, policy)
+    if record.topic in wiring.owns:
+        return _owned_input(runner, record, policy)
+    if record.value.startswith(b'{"type":"fill"'):
+        request = orjson.loads(record.value)
+        return Handled(Effects(), fill=(str(request["topic"]), int(request["end"])))
+    return Handled(_internal(runner, record))
+
+
+def _decode_keyed(record: Record, policy: Policy) -> tuple[str, Any]:
+    """Decode an input event and check its message key is the contract's key field."""
+    decoded = decode_event(record.topic, record.value, policy.cohorts)
+    key = record.key.decode("utf-8", "replace") if record.key else ""
+    field = KEY_FIELD[record.topic]
+    if not isinstance(decoded, Rejection) and key != getattr(decoded, field):
+        decoded = Rejection("bad_envelope", f"the message key is not the event's {field}")
+    return key, decoded
+
+
+def _owned_input(runner: StageRunner, record: Record, policy: Policy) -> Handled:
+    key, decoded = _decode_keyed(record, policy)
+    if isinstance(decoded, Rejection):
+        fx = runner.on_skipped(record.partition, record.topic, record.offset)
+        return Handled(fx, rejection=decoded, consumed=True)
+    at = int(decoded.occurred_at.timestamp())
+    fx = runner.on_input(record.partition, key, decoded, at, f"{record.topic}:{decoded.event_id}",
+                         topic=record.topic, offset=record.offset)
+    handled = Handled(fx, rejection=fx.rejection, consumed=True)
+    if not fx.duplicate and fx.rejection is None and isinstance(decoded, Action) \
+            and key in runner.table:
+        # counted where the subject's state is: a person's here, a tube's on the tube stage
+        handled.action = decoded.action
+    return handled
+
+
+def _quiet_input(runner: StageRunner, record: Record, policy: Policy) -> Handled:
+    """An input another stage owns (an action on the tube stage): applied if valid, else
+    dropped silently (the owner dead-letters and counts it). It does not move the clock, but
+    its offset counts for ``produce --until`` ticks, which wait for actions sent before them.
+    """
+    key, decoded = _decode_keyed(record, policy)
+    if isinstance(decoded, Rejection):
+        return Handled(runner.on_skipped(record.partition, record.topic, record.offset))
+    at = int(decoded.occurred_at.timestamp())
+    fx = runner.on_input(record.partition, key, decoded, at,
+                         f"{record.topic}:{decoded.event_id}", topic=record.topic,
+                         offset=record.offset, clocked=False)
+    handled = Handled(fx)
+    if isinstance(decoded, Action) and key in runner.table and not fx.duplicate:
+        handled.action = decoded.action
+    return handled
+
+
+def _internal(runner: StageRunner, record: Record) -> Effects:
+    """A record of an internal topic: tick, clock mark, forward or contribution."""
+    item = orjson.loads(record.value)
+    kind = item.get("type")
+    partition = record.partition
+    if kind == "tick":
+        after = {topic: int(ends[str(partition)]) for topic, ends in item.get("after", {}).items()
+                 if str(partition) in ends}
+        return runner.on_tick(partition, int(item["at"]), after)
+    if kind == "mark":
+        return runner.on_mark(partition, str(item["source"]), int(item["at"]))
+    key = record.key.decode() if record.key else ""
+    if kind == "part":
+        return runner.on_counted(partition, key, item, int(item["at"]), record.topic,
+                                 record.offset)
+    at = int(item.get("at", item.get("reported", 0)))
+    return runner.on_input(partition, key, item, at, None)
+
+
+def tick_record(at: int, after: dict[str, dict[str, int]] | None = None) -> bytes:
+    """The value of a tick: ``after`` holds each input topic's end offsets per partition."""
+    return orjson.dumps({"type": "tick", "at": at, **({"after": after} if after else {})})
+
+
+def route(stage: str, partition: int, fx: Effects, runner: StageRunner,
+          partitions: int) -> list[Outgoing]:
+    """The records ``fx`` makes, in the order the worker sends them."""
+    out = [Outgoing("alerts", alert.subject.encode(), _encode(alert)) for alert in fx.alerts]
+    out.extend(Outgoing("escalations", escalation.subject.encode(), _encode(escalation))
+               for escalation in fx.escalations)
+    out.extend(Outgoing(FORWARDS_TOPIC, person_id.encode(), orjson.dumps(message))
+               for person_id, message in fx.forwards)
+    out.extend(Outgoing(CONTRIBUTIONS_TOPIC, item["district"].encode(),
+                        orjson.dumps({"type": "part", **item})) for item in fx.contributions)
+    out.extend(Outgoing("daily-report", report.district.encode(), _encode(report))
+               for report in fx.reports)
+    if stage == "person" and fx.touched:
+        ctx = runner.context(partition)
+        for person_id in sorted(fx.touched):
+            st = runner.table.get(person_id)
+            value = None if st is None else _encode(
+                person_rules.person_status(ctx, person_id, st))
+            out.append(Outgoing("person-status", person_id.encode(), value))
+    if fx.mark is not None:
+        mark = orjson.dumps({"type": "mark", "source": f"{stage}/{partition}", "at": fx.mark})
+        out.extend(Outgoing(name, None, mark, target)
+                   for name in WIRING[stage].marks for target in range(partitions))
+    return out
