@@ -43,7 +43,7 @@ $(VENV)/.installed: pyproject.toml
 	  echo "creating $(VENV) with $$($$py -V)"; \
 	  $$py -m venv $(VENV) || { echo "make install: '$$py -m venv' failed (Debian: apt-get install python3-venv)" >&2; exit 1; }; \
 	fi
-	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip "setuptools>=70.1" wheel
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip "setuptools>=77" wheel
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]"
 	@touch $@
 
