@@ -29,18 +29,29 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import msgspec
 import orjson
 
 from closedloop.agents import person as person_rules
+from closedloop.agents.state import (
+    Contribution,
+    Escalate,
+    Keyed,
+    PersonState,
+    ReportState,
+    Result,
+    Retest,
+    Sampled,
+    TubeState,
+)
 from closedloop.schemas.decode import Rejection, dead_letter, decode_event
 from closedloop.schemas.events import Action
 from closedloop.schemas.policy import Policy, PolicyError, load_policy
 from closedloop.streams.clock import wall_now
 from closedloop.streams.metrics import WorkerMetrics, scrape_lags
-from closedloop.streams.runner import META_PREFIX, Effects, StageRunner
+from closedloop.streams.runner import META_PREFIX, Effects, PartitionMeta, StageRunner
 from closedloop.streams.settings import KafkaSettings
 from closedloop.streams.topics import INPUT_STAGE, ensure_topics, topic_specs
 from closedloop.streams.topology import PERSON, REPORT, TUBE
@@ -79,7 +90,8 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
         web_port=web_port,
         web_bind="127.0.0.1" if os.environ.get("CLOSEDLOOP_WEB_BIND") is None
         else os.environ["CLOSEDLOOP_WEB_BIND"],
-        # Tables (keyed state) are changelogged as JSON; every topic below is raw bytes.
+        # Every topic below is raw bytes, and so are the tables (value_type=bytes): each row
+        # is the msgspec JSON of a key's typed state (see _StateTable).
         value_serializer="json",
         key_serializer="raw",
         producer_linger=0.01,
@@ -106,9 +118,12 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
             "report-parts", "tube-ticks")}
     short = {v: k for k, v in address.items()}
 
-    tube_table = app.Table("tube-state", default=None, partitions=n, key_type=bytes)
-    person_table = app.Table("person-state", default=None, partitions=n, key_type=bytes)
-    report_table = app.Table("report-state", default=None, partitions=n, key_type=bytes)
+    def state_table(name: str) -> Any:
+        return app.Table(name, default=None, partitions=n, key_type=bytes, value_type=bytes)
+
+    tube_table = state_table("tube-state")
+    person_table = state_table("person-state")
+    report_table = state_table("report-state")
     tables = {"tube": tube_table, "person": person_table, "report": report_table}
     # Wall mode: a lapse due before this worker started was missed during downtime.
     catch_up_before = wall_now() - policy.allowed_lateness if clock == "wall" else None
@@ -135,16 +150,17 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
         value = app.consumer._committed_offset.get(TP(address[topic], partition))
         return None if value is None else int(value)
 
-    runners = {
-        "tube": StageRunner(TUBE, policy, _StrKeys(tube_table), upstream=0,
+    person_runner = StageRunner(PERSON, policy, _StateTable(person_table, PersonState),
+                                upstream=n, catch_up_before=catch_up_before,
+                                inputs=("travel", "followup", "cohort", "action"),
+                                unread=unread, committed=committed)
+    runners: dict[str, AnyRunner] = {
+        "tube": StageRunner(TUBE, policy, _StateTable(tube_table, TubeState), upstream=0,
                             catch_up_before=catch_up_before, inputs=("sampling", "lab"),
                             unread=unread, committed=committed),
-        "person": StageRunner(PERSON, policy, _StrKeys(person_table), upstream=n,
-                              catch_up_before=catch_up_before,
-                              inputs=("travel", "followup", "cohort", "action"),
-                              unread=unread, committed=committed),
-        "report": StageRunner(REPORT, policy, _StrKeys(report_table), upstream=2 * n,
-                              own_clock=False),
+        "person": person_runner,
+        "report": StageRunner(REPORT, policy, _StateTable(report_table, ReportState),
+                              upstream=2 * n, own_clock=False),
     }
     telemetry = WorkerMetrics(policy)  # every closedloop_* metric (streams/metrics.py)
     for name in ("sampling", "lab", "tube-ticks", "action", "travel", "followup",
@@ -201,19 +217,17 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
             await out["escalations"].send(key=escalation.subject.encode(),
                                           value=_encode(escalation))
         for person_id, message in fx.forwards:
-            await out["person-tests"].send(key=person_id.encode(), value=orjson.dumps(message))
+            await out["person-tests"].send(key=person_id.encode(), value=_encode(message))
         for item in fx.contributions:
-            await out["report-parts"].send(
-                key=item["district"].encode(), value=orjson.dumps({"type": "part", **item}))
+            await out["report-parts"].send(key=item.district.encode(), value=_encode(item))
         for report in fx.reports:
             await out["daily-report"].send(key=report.district.encode(), value=_encode(report))
         if stage == "person" and fx.touched:
-            runner = runners["person"]
-            ctx = runner._context(runner._part(partition))
+            ctx = person_runner._context(person_runner._part(partition))
             for person_id in sorted(fx.touched):
-                st = runner.table.get(person_id)
-                value = None if st is None else _encode(
-                    person_rules.person_status(ctx, person_id, st))
+                st = person_runner.table.get(person_id)
+                value = _encode(person_rules.person_status(ctx, person_id, st)) \
+                    if isinstance(st, PersonState) else None
                 await out["person-status"].send(key=person_id.encode(), value=value)
         if fx.mark is not None:
             mark = orjson.dumps({"type": "mark", "source": f"{stage}/{partition}",
@@ -436,26 +450,42 @@ _KEY_FIELD = {"sampling": "tube_id", "lab": "tube_id", "travel": "person_id",
               "followup": "person_id", "cohort": "person_id", "action": "subject"}
 
 
-def _internal(runner: StageRunner, message: Any, value: bytes) -> Effects:
+class _Tick(msgspec.Struct, tag="tick", tag_field="type"):
+    """Moves a stage partition's own clock (wall timer, or ``produce --until``)."""
+
+    at: int
+    after: dict[str, dict[str, int]] = {}  # topic -> partition -> end offset to wait for
+
+
+class _Mark(msgspec.Struct, tag="mark", tag_field="type"):
+    """An upstream partition's clock."""
+
+    source: str
+    at: int
+
+
+_decode_internal = msgspec.json.Decoder(
+    _Tick | _Mark | Sampled | Result | Retest | Escalate | Contribution).decode
+"""Every record of an internal topic, by its ``type`` (fill requests are read before)."""
+
+
+def _internal(runner: AnyRunner, message: Any, value: bytes) -> Effects:
     """A record of an internal topic: tick, clock mark, forward or contribution."""
-    item = orjson.loads(value)
-    kind = item.get("type")
+    item = _decode_internal(value)
     partition = message.partition
-    if kind == "tick":
-        after = {topic: int(ends[str(partition)]) for topic, ends in item.get("after", {}).items()
+    if isinstance(item, _Tick):
+        after = {topic: ends[str(partition)] for topic, ends in item.after.items()
                  if str(partition) in ends}
-        return runner.on_tick(partition, int(item["at"]), after)
-    if kind == "mark":
-        return runner.on_mark(partition, str(item["source"]), int(item["at"]))
+        return runner.on_tick(partition, item.at, after)
+    if isinstance(item, _Mark):
+        return runner.on_mark(partition, item.source, item.at)
     key = message.key.decode() if message.key else ""
-    if kind == "part":
-        return runner.on_counted(partition, key, item, int(item["at"]), message.topic,
-                                 message.offset)
-    at = int(item.get("at", item.get("reported", 0)))
-    return runner.on_input(partition, key, item, at, None)
+    if isinstance(item, Contribution):
+        return runner.on_counted(partition, key, item, item.at, message.topic, message.offset)
+    return runner.on_input(partition, key, item, person_rules.forward_time(item), None)
 
 
-def _quiet_input(runner: StageRunner, name: str, value: bytes, message: Any,
+def _quiet_input(runner: AnyRunner, name: str, value: bytes, message: Any,
                  policy: Policy) -> tuple[Effects, str | None]:
     """An input another stage owns (an action on the tube stage): applied if valid, else
     dropped silently (the owner dead-letters and counts it). It does not move the clock, but
@@ -539,33 +569,40 @@ async def _guarded(handler: Any, stage: str, event: Any) -> None:
                       message.topic, message.partition, message.offset)
 
 
-class _StrKeys:
-    """A Faust table seen through str keys (the table's keys are raw bytes)."""
+S = TypeVar("S", bound=Keyed)
+AnyRunner = StageRunner[TubeState] | StageRunner[PersonState] | StageRunner[ReportState]
 
-    def __init__(self, table: Any) -> None:
+
+class _StateTable(Generic[S]):
+    """A stage's Faust table seen through str keys and typed values.
+
+    The table's keys and values are raw bytes: a key's row is the msgspec JSON of its state
+    (``S``), or under :func:`~closedloop.streams.runner.meta_key` of its partition's clock
+    (:class:`PartitionMeta`). A value read is decoded afresh, so a change counts only once
+    written back, which the stage always does (a Faust table changelogs assignments only).
+    """
+
+    def __init__(self, table: Any, state: type[S]) -> None:
         self._table = table
+        self._decode_state = msgspec.json.Decoder(state).decode
+        self._decode_meta = msgspec.json.Decoder(PartitionMeta).decode
 
-    def get(self, key: str, default: Any = None) -> Any:
-        value = self._table.get(key.encode())
-        return default if value is None else value
+    def get(self, key: str) -> S | PartitionMeta | None:
+        raw = self._table.get(key.encode())
+        if raw is None:
+            return None
+        if key.startswith(META_PREFIX):
+            return self._decode_meta(raw)
+        return self._decode_state(raw)
 
-    def __getitem__(self, key: str) -> Any:
-        value = self._table.get(key.encode())
-        if value is None:
-            raise KeyError(key)
-        return value
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self._table[key.encode()] = value
+    def __setitem__(self, key: str, value: S | PartitionMeta) -> None:
+        self._table[key.encode()] = _encode(value)
 
     def __delitem__(self, key: str) -> None:
         del self._table[key.encode()]
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and self._table.get(key.encode()) is not None
-
-    def keys(self) -> Any:
-        return self._table.keys()
 
 
 def _credentials(settings: KafkaSettings) -> Any:
