@@ -14,6 +14,7 @@ a member.
 from __future__ import annotations
 
 from bisect import insort
+from sys import intern
 from typing import Final
 
 from closedloop.agents.requirements import (
@@ -56,7 +57,7 @@ def on_cohort(ctx: Context, st: PersonState, person_id: str, event: Cohort) -> N
     member = memberships.get(event.cohort)
     if member is None:
         member = memberships[event.cohort] = Membership(district=event.district, changes=[])
-    insort(member.changes, Change(at, event.active, event.district))
+    insort(member.changes, Change(at, event.active, intern(event.district)))
     del member.changes[:-KEEP_CHANGES]
     if event.active:
         st.district = event.district

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from bisect import insort
 from datetime import date, timedelta
+from sys import intern
 from typing import Final
 
 import msgspec
@@ -110,9 +111,9 @@ def on_travel(ctx: Context, st: PersonState, person_id: str, event: Travel) -> N
         pushed_at=pushed,
         event_id=event.event_id,
         arrived_at=arrived,
-        risk=event.risk,
-        district=event.district,
-        origin=event.origin,
+        risk=intern(event.risk),
+        district=intern(event.district),
+        origin=intern(event.origin),
         ends_at=ends,
         first_day=first_day.isoformat(),
     )

@@ -23,6 +23,7 @@ The first sampling fixes the tube's ``pool_size``; a member beyond it is rejecte
 
 from __future__ import annotations
 
+from sys import intern
 from typing import Final
 
 from closedloop.agents import escalation
@@ -71,10 +72,12 @@ def on_sampling(
             f"tube already has its {pool_size} member(s) (pool_size {pool_size})",
         )
     members[event.person_id] = at
+    # Sites and districts are few and repeat in every sample: share one string of each.
+    site, district = intern(event.site_id), intern(event.district)
     if st.district is None:
-        st.district = event.district
+        st.district = district
     ctx.forwards.append((event.person_id, Sampled(Sample(
-        at, tube_id, pool_size, event.site_id, event.site_lat, event.site_lon, event.district,
+        at, tube_id, pool_size, site, event.site_lat, event.site_lon, district,
     ))))
     first = st.first
     if first is None or at < first:
