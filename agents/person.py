@@ -70,8 +70,6 @@ def on_event(ctx: Context, st: PersonState, person_id: str, event: Event) -> Non
 
 def forward_time(msg: Forward) -> int:
     """The event time a forward carries: the person's activity it stands for."""
-    if isinstance(msg, Sampled):
-        return msg.sample.at
     if isinstance(msg, Retest):
         return msg.reported
     return msg.at
@@ -80,7 +78,7 @@ def forward_time(msg: Forward) -> int:
 def on_forward(ctx: Context, st: PersonState, person_id: str, msg: Forward) -> None:
     """A message the tube join re-keyed to this person."""
     if isinstance(msg, Sampled):
-        sample = msg.sample
+        sample = Sample(msg.at, msg.tube, msg.pool, msg.site, msg.lat, msg.lon, msg.district)
         samples = st.samples
         if samples is None:
             st.samples = [sample]

@@ -23,7 +23,8 @@ def on_retest_needed(ctx: Context, st: PersonState, person_id: str, msg: Retest)
         st.retests = retests = {}
     elif tube in retests:
         return
-    retests[tube] = RetestNeed(msg.reported, msg.single, msg.result, msg.district)
+    retests[tube] = RetestNeed(reported=msg.reported, single=msg.single, result=msg.result,
+                               district=msg.district)
     open_req(st, f"retest:{tube}", msg.reported + ctx.policy.retest_within)
 
 

@@ -1,5 +1,8 @@
 """The typed per-key state of the three stages, and the messages that flow between them.
 
+The field names and shapes are those of the JSON dicts and lists state used to be, so a
+changelog written before still decodes, and so do forwards and contributions in flight.
+
 A city's roster (~10 million persons) lives in the person stage's table, so state is compact:
 instants are epoch seconds (``int``), small records are ``array_like`` (a JSON array in the
 changelog, no field names), containers a key rarely needs default to ``None`` (no empty dict
@@ -94,7 +97,7 @@ class EscalationEntry(msgspec.Struct, array_like=True, gc=False):
     acted: int | None = None  # the earliest operator action (ack or resolve) on the alert
 
 
-class FollowupChain(msgspec.Struct, array_like=True, gc=False):
+class FollowupChain(msgspec.Struct, kw_only=True, gc=False):
     """The daily clearance chain of a located push."""
 
     anchor: int  # the last clearance: the next lapse is anchor + followup_every
@@ -142,7 +145,7 @@ class Membership(msgspec.Struct, kw_only=True, gc=False):
     floor: int | None = None  # the last instant judged
 
 
-class RetestNeed(msgspec.Struct, array_like=True, frozen=True, gc=False):
+class RetestNeed(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     """A retest a tube's result asks of the person."""
 
     reported: int  # the window opens at the report
@@ -186,6 +189,7 @@ class PersonState(Keyed, kw_only=True, omit_defaults=True, gc=False):
     last_result: LastResult | None = None
     push: Push | None = None  # the current regimen
     prevs: dict[int, Push] | None = None  # replaced pushes that still owe a lapse, by pushed_at
+    prev_push: Push | None = None  # the one replaced push of states written before ``prevs``
     located: list[int] | None = None  # sorted followup records, by kind
     clears: list[int] | None = None  # located or visit
     released: list[int] | None = None
@@ -213,9 +217,15 @@ def is_blank(st: Keyed) -> bool:
 
 
 class Sampled(msgspec.Struct, tag="sampled", tag_field="type", gc=False):
-    """Tube -> person: the person was swabbed into a tube."""
+    """Tube -> person: the person was swabbed into a tube (the fields of a :class:`Sample`)."""
 
-    sample: Sample
+    at: int
+    tube: str
+    pool: int
+    site: str
+    lat: float | None
+    lon: float | None
+    district: str
 
 
 class Result(msgspec.Struct, tag="result", tag_field="type", gc=False):

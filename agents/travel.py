@@ -50,10 +50,11 @@ def _first_at_or_after(times: list[int] | None, floor: int) -> int | None:
 
 
 PREV: Final = ":prev:"  # a requirement a replaced push still owes: <name>:prev:<pushed_at>
+LEGACY_PREV: Final = ":prev"  # the suffix before replaced pushes were told apart (prev_push)
 
 
 def _is_prev(name: str) -> bool:
-    return PREV in name
+    return PREV in name or name.endswith(LEGACY_PREV)
 
 
 def _push_of(st: PersonState, name: str) -> Push:
@@ -61,8 +62,9 @@ def _push_of(st: PersonState, name: str) -> Push:
     if PREV in name:
         assert st.prevs is not None  # kept while a requirement refers to it (_retire)
         return st.prevs[int(name.rsplit(":", 1)[1])]
-    assert st.push is not None  # a travel requirement is opened by a push
-    return st.push
+    push = st.prev_push if name.endswith(LEGACY_PREV) else st.push
+    assert push is not None  # a travel requirement is opened by a push
+    return push
 
 
 def located_at(st: PersonState, push: Push | None = None) -> int | None:
@@ -187,7 +189,7 @@ def _refresh(ctx: Context, st: PersonState, push: Push) -> None:
         # Nobody is asked to follow a person up before the push: a record older than the
         # push clears the person from the push on.
         anchor = max(located, push.pushed_at)
-        push.fu = FollowupChain(anchor, anchor)
+        push.fu = FollowupChain(anchor=anchor, floor=anchor)
         open_req(st, "followup", anchor + ctx.policy.followup_every)
     end = control_end(st, push)
     set_interval(ctx, st, "under_control", push.district, since, end)

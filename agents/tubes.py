@@ -42,7 +42,6 @@ from closedloop.agents.state import (
     LabReport,
     Result,
     Retest,
-    Sample,
     Sampled,
     TubeState,
     split_name,
@@ -76,9 +75,9 @@ def on_sampling(
     site, district = intern(event.site_id), intern(event.district)
     if st.district is None:
         st.district = district
-    ctx.forwards.append((event.person_id, Sampled(Sample(
+    ctx.forwards.append((event.person_id, Sampled(
         at, tube_id, pool_size, site, event.site_lat, event.site_lon, district,
-    ))))
+    )))
     first = st.first
     if first is None or at < first:
         st.first = at
