@@ -11,9 +11,10 @@ A contribution for a day already reported (later than allowed lateness) goes int
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Any, Final
+from typing import Final
 
-from closedloop.agents.requirements import Context, LapseHandler, State, lapse_gc, open_req
+from closedloop.agents.requirements import Context, LapseHandler, lapse_gc, open_req
+from closedloop.agents.state import Contribution, Interval, PersonState, ReportState
 from closedloop.schemas.outputs import DailyReport
 
 __all__ = ["HANDLERS", "close_interval", "handle_contribution", "set_interval"]
@@ -24,7 +25,7 @@ GAUGES: Final = ("under_control", "followup_overdue_open")
 
 def set_interval(
     ctx: Context,
-    st: State,
+    st: PersonState,
     gauge: str,
     district: str | None,
     start: int | None,
@@ -34,61 +35,74 @@ def set_interval(
 
     ``start=None`` removes the interval; ``end=None`` leaves it open.
     """
-    intervals = st.setdefault("iv", {})
-    old = intervals.get(gauge)
-    new = None if start is None or (end is not None and end <= start) else [district, start, end]
+    intervals = st.iv
+    old = None if intervals is None else intervals.get(gauge)
+    new = None if start is None or (end is not None and end <= start) else Interval(
+        district, start, end)
     if old == new:
         return
     if old is not None:
-        ctx.contribute(old[0], old[1], gauge, -1)
-        if old[2] is not None:
-            ctx.contribute(old[0], old[2], gauge, +1)
+        ctx.contribute(old.district, old.start, gauge, -1)
+        if old.end is not None:
+            ctx.contribute(old.district, old.end, gauge, +1)
     if new is not None:
-        ctx.contribute(district, start, gauge, +1)  # type: ignore[arg-type]
+        ctx.contribute(district, new.start, gauge, +1)
         if end is not None:
             ctx.contribute(district, end, gauge, -1)
+        if intervals is None:
+            st.iv = intervals = {}
         intervals[gauge] = new
-    else:
+    elif intervals is not None:
         intervals.pop(gauge, None)
         if not intervals:
-            del st["iv"]
+            st.iv = None
 
 
-def close_interval(ctx: Context, st: State, gauge: str, at: int) -> None:
+def close_interval(ctx: Context, st: PersonState, gauge: str, at: int) -> None:
     """End the key's interval in ``gauge`` at ``at`` (if open later) and forget it for good."""
-    old = st.get("iv", {}).get(gauge)
+    old = None if st.iv is None else st.iv.get(gauge)
     if old is None:
         return
-    if old[2] is None or old[2] > at:
-        set_interval(ctx, st, gauge, old[0], old[1], max(at, old[1]))
-    intervals = st.get("iv", {})
-    intervals.pop(gauge, None)
-    if not intervals:
-        st.pop("iv", None)
+    if old.end is None or old.end > at:
+        set_interval(ctx, st, gauge, old.district, old.start, max(at, old.start))
+    intervals = st.iv
+    if intervals is not None:
+        intervals.pop(gauge, None)
+        if not intervals:
+            st.iv = None
 
 
-def handle_contribution(ctx: Context, st: State, district: str, item: dict[str, Any]) -> None:
+def handle_contribution(ctx: Context, st: ReportState, district: str, item: Contribution
+                        ) -> None:
     """Add one contribution to its report day, and make sure that day's report is due."""
-    day = ctx.cal.report_date(int(item["at"]))
-    reported = st.get("reported")
+    day = ctx.cal.report_date(item.at)
+    reported = st.reported
     if reported is not None and day.isoformat() <= reported:
         day = date.fromisoformat(reported) + timedelta(days=1)
-    bucket = st.setdefault("days", {}).setdefault(day.isoformat(), {})
-    bucket[item["field"]] = bucket.get(item["field"], 0) + int(item["d"])
+    days = st.days
+    if days is None:
+        st.days = days = {}
+    bucket = days.setdefault(day.isoformat(), {})
+    bucket[item.field] = bucket.get(item.field, 0) + item.d
     cutoff = ctx.cal.cutoff_at(day)
-    pending = st.get("req", {}).get("report")
+    pending = st.req.get("report")
     if pending is None or cutoff < pending:
         open_req(st, "report", cutoff)  # an earlier day, arriving late but in time
 
 
-def _lapse_report(ctx: Context, st: State, district: str, name: str, due: int) -> int | None:
+def _lapse_report(ctx: Context, st: ReportState, district: str, name: str, due: int
+                  ) -> int | None:
     """Publish the report of the day whose cut-off is ``due``; the next one is due tomorrow."""
     day = ctx.cal.date_of(due)
-    bucket = st.get("days", {}).pop(day.isoformat(), {})
-    gauges = st.setdefault("gauges", {})
+    bucket = {} if st.days is None else st.days.pop(day.isoformat(), {})
+    if st.days is not None and not st.days:
+        st.days = None
+    gauges = st.gauges
+    if gauges is None:
+        st.gauges = gauges = {}
     for gauge in GAUGES:
         gauges[gauge] = gauges.get(gauge, 0) + bucket.get(gauge, 0)
-    st["reported"] = day.isoformat()
+    st.reported = day.isoformat()
     ctx.reports.append(
         DailyReport(
             district=district,
@@ -104,4 +118,7 @@ def _lapse_report(ctx: Context, st: State, district: str, name: str, due: int) -
     return ctx.cal.cutoff_at(day + timedelta(days=1))
 
 
-HANDLERS: Final[dict[str, LapseHandler]] = {"report": _lapse_report, "gc": lapse_gc}
+HANDLERS: Final[dict[str, LapseHandler[ReportState]]] = {
+    "report": _lapse_report,
+    "gc": lapse_gc,
+}

@@ -16,9 +16,17 @@ action stops them. Escalated alerts go to the ``escalations`` topic, never to ``
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
-from closedloop.agents.requirements import Context, State, prune_early, raise_alert
+from closedloop.agents.requirements import Context, prune_early, raise_alert
+from closedloop.agents.state import (
+    EscalationEntry,
+    Keyed,
+    PersonState,
+    TubeState,
+    is_blank,
+    split_name,
+)
 from closedloop.schemas.events import Action
 
 __all__ = ["LAST_LEVEL", "holds", "lapse_escalation", "on_action", "satisfied"]
@@ -26,18 +34,15 @@ __all__ = ["LAST_LEVEL", "holds", "lapse_escalation", "on_action", "satisfied"]
 LAST_LEVEL: Final = 3
 ESCALATED: Final = "escalated"
 
-# Entry fields (see ``requirements.escalation_entry``).
-_KIND, _LEVEL, _DUE, _HINT, _PERSON, _TUBE, _DISTRICT, _ACTED = range(8)
-
-Satisfied = Callable[[Context, State, list[Any], int], bool]
+Satisfied = Callable[[Context, Keyed, EscalationEntry, int], bool]
 
 
-def holds(st: State | None, alert_id: str) -> bool:
-    """Does this key's state hold an open escalation of ``alert_id``?"""
-    return st is not None and alert_id in st.get("esc", {})
+def holds(st: object, alert_id: str) -> bool:
+    """Does this key's state (or None) hold an open escalation of ``alert_id``?"""
+    return isinstance(st, Keyed) and st.esc is not None and alert_id in st.esc
 
 
-def on_action(ctx: Context, st: State, event: Action) -> bool:
+def on_action(ctx: Context, st: Keyed, event: Action) -> bool:
     """Record an operator's ack/resolve on the escalation it names; False if none is open.
 
     The earliest action counts: ack then resolve (or resolve alone) close it from then on.
@@ -46,51 +51,54 @@ def on_action(ctx: Context, st: State, event: Action) -> bool:
     so the outcome does not depend on which of the two the engine saw first.
     """
     at = int(event.occurred_at.timestamp())
-    entry = st.get("esc", {}).get(event.alert_id)
+    entry = None if st.esc is None else st.esc.get(event.alert_id)
     if entry is None:
-        if st:
-            early: dict[str, int] = st.setdefault("acts", {})
+        if not is_blank(st):  # a key this stage knows (a blank state is never stored)
+            early = st.acts
+            if early is None:
+                st.acts = early = {}
             early[event.alert_id] = min(at, early.get(event.alert_id, at))
             prune_early(ctx, st)
         return False
-    if entry[_ACTED] is None or at < entry[_ACTED]:
-        entry[_ACTED] = at
+    if entry.acted is None or at < entry.acted:
+        entry.acted = at
     return True
 
 
-def _forget(st: State, ident: str) -> None:
-    entries = st.get("esc", {})
-    entries.pop(ident, None)
-    if not entries:
-        st.pop("esc", None)
+def _forget(st: Keyed, ident: str) -> None:
+    entries = st.esc
+    if entries is not None:
+        entries.pop(ident, None)
+        if not entries:
+            st.esc = None
 
 
-def lapse_escalation(ctx: Context, st: State, key: str, name: str, due: int) -> int | None:
+def lapse_escalation(ctx: Context, st: Keyed, key: str, name: str, due: int) -> int | None:
     """Escalate the alert unless it was handled or satisfied by ``due``; re-arm once."""
-    ident = name.split(":", 1)[1]
-    entry = st.get("esc", {}).get(ident)
+    ident = split_name(name)[1]
+    entry = None if st.esc is None else st.esc.get(ident)
     if entry is None:
         return None
-    acted = entry[_ACTED]
+    acted = entry.acted
     if (acted is not None and acted <= due) or satisfied(ctx, st, entry, due):
         _forget(st, ident)
         return None
-    level: int = entry[_LEVEL]
+    level = entry.level
     raise_alert(
-        ctx, st, kind=ESCALATED, subject=key, due=due, person_id=entry[_PERSON],
-        tube_id=entry[_TUBE], district=entry[_DISTRICT],
-        details={"alert_id": ident, "alert_kind": entry[_KIND], "level": level},
+        ctx, st, kind=ESCALATED, subject=key, due=due, person_id=entry.person_id,
+        tube_id=entry.tube_id, district=entry.district,
+        details={"alert_id": ident, "alert_kind": entry.kind, "level": level},
     )
     if level >= LAST_LEVEL:
         _forget(st, ident)
         return None
-    entry[_LEVEL] = level + 1
+    entry.level = level + 1
     return due + ctx.policy.escalate_after
 
 
-def satisfied(ctx: Context, st: State, entry: list[Any], until: int) -> bool:
+def satisfied(ctx: Context, st: Keyed, entry: EscalationEntry, until: int) -> bool:
     """Was the alert's requirement met at or before ``until`` (event time)?"""
-    judge = _SATISFIED.get(entry[_KIND])
+    judge = _SATISFIED.get(entry.kind)
     return judge is not None and judge(ctx, st, entry, until)
 
 
@@ -101,49 +109,62 @@ def _by(instant: int | None, until: int) -> bool:
 # Travel alerts are judged on records between the alert's due instant and ``until``, not
 # against the person's current push: a re-push after ``until``, applied before a lagging clock
 # fired the escalation, must not change the outcome. (A record before the due instant would
-# have prevented the alert.)
+# have prevented the alert.) Person kinds are only raised on person keys, tube kinds on tubes.
 
 
-def _released(st: State, entry: list[Any], until: int) -> bool:
-    return any(entry[_DUE] <= at <= until for at in st.get("released", []))
+def _released(st: PersonState, entry: EscalationEntry, until: int) -> bool:
+    return any(entry.due <= at <= until for at in st.released or ())
 
 
-def _located(ctx: Context, st: State, entry: list[Any], until: int) -> bool:
-    return (any(entry[_DUE] < at <= until for at in st.get("located", []))
+def _located(ctx: Context, st: Keyed, entry: EscalationEntry, until: int) -> bool:
+    if not isinstance(st, PersonState):
+        return False
+    return (any(entry.due < at <= until for at in st.located or ())
             or _released(st, entry, until))
 
 
-def _followed_up(ctx: Context, st: State, entry: list[Any], until: int) -> bool:
-    lapsed_since = entry[_DUE] - ctx.policy.followup_every
-    clears = st.get("clears", [])
-    return any(lapsed_since < at <= until for at in clears) or _released(st, entry, until)
+def _followed_up(ctx: Context, st: Keyed, entry: EscalationEntry, until: int) -> bool:
+    if not isinstance(st, PersonState):
+        return False
+    lapsed_since = entry.due - ctx.policy.followup_every
+    return (any(lapsed_since < at <= until for at in st.clears or ())
+            or _released(st, entry, until))
 
 
-def _sampled_since(st: State, since: int, until: int, other_than: str | None = None) -> bool:
-    return any(since <= s[0] <= until and s[1] != other_than for s in st.get("samples", []))
+def _sampled_since(st: PersonState, since: int, until: int, other_than: str | None = None
+                   ) -> bool:
+    return any(since <= s.at <= until and s.tube != other_than for s in st.samples or ())
 
 
-def _tested(ctx: Context, st: State, entry: list[Any], until: int) -> bool:
-    requirement = str(entry[_HINT] or "")
+def _tested(ctx: Context, st: Keyed, entry: EscalationEntry, until: int) -> bool:
+    if not isinstance(st, PersonState):
+        return False
+    requirement = entry.hint or ""
     if requirement.startswith("cohort:"):
-        window = ctx.policy.cohorts.get(requirement.split(":", 1)[1], 86_400)
-        return _sampled_since(st, entry[_DUE] - window, until)
-    return _sampled_since(st, entry[_DUE] - 86_400, until) or _released(st, entry, until)
+        window = ctx.policy.cohorts.get(split_name(requirement)[1], 86_400)
+        return _sampled_since(st, entry.due - window, until)
+    return _sampled_since(st, entry.due - 86_400, until) or _released(st, entry, until)
 
 
-def _retested(ctx: Context, st: State, entry: list[Any], until: int) -> bool:
-    since = entry[_DUE] - ctx.policy.retest_within
-    return _sampled_since(st, since, until, other_than=entry[_HINT])
+def _retested(ctx: Context, st: Keyed, entry: EscalationEntry, until: int) -> bool:
+    if not isinstance(st, PersonState):
+        return False
+    since = entry.due - ctx.policy.retest_within
+    return _sampled_since(st, since, until, other_than=entry.hint)
 
 
-def _tube_progressed(ctx: Context, st: State, entry: list[Any], until: int) -> bool:
-    if entry[_HINT] == "transport":
-        return _by(st.get("recv"), until)
-    return "rep" in st and _by(st["rep"][0], until)
+def _tube_progressed(ctx: Context, st: Keyed, entry: EscalationEntry, until: int) -> bool:
+    if not isinstance(st, TubeState):
+        return False
+    if entry.hint == "transport":
+        return _by(st.recv, until)
+    return st.rep is not None and _by(st.rep.at, until)
 
 
-def _sampling_found(ctx: Context, st: State, entry: list[Any], until: int) -> bool:
-    return any(at <= until for at in st.get("members", {}).values())
+def _sampling_found(ctx: Context, st: Keyed, entry: EscalationEntry, until: int) -> bool:
+    if not isinstance(st, TubeState):
+        return False
+    return any(at <= until for at in (st.members or {}).values())
 
 
 _SATISFIED: Final[dict[str, Satisfied]] = {

@@ -9,27 +9,38 @@ action only touches an open escalation: it is not the person's activity and make
 from __future__ import annotations
 
 from bisect import insort
-from typing import Any, Final
+from typing import Final
 
 from closedloop.agents import cohorts, escalation, identity, retests, travel
 from closedloop.agents.requirements import (
     Context,
     LapseHandler,
-    State,
     fire_due,
     keep_alive,
     lapse_gc,
     open_escalation,
     prune_sent,
 )
+from closedloop.agents.state import (
+    Escalate,
+    Forward,
+    LastResult,
+    PersonState,
+    Result,
+    Retest,
+    Sample,
+    Sampled,
+)
 from closedloop.schemas.events import Action, Cohort, Event, Followup, Travel
 from closedloop.schemas.outputs import PersonStatus, PushStatus
 
-__all__ = ["HANDLERS", "on_event", "on_forward", "person_status"]
+__all__ = ["HANDLERS", "PERSON_EVENTS", "forward_time", "on_event", "on_forward",
+           "person_status"]
 
+PERSON_EVENTS: Final = (Travel, Followup, Cohort, Action)  # the person-keyed input events
 PRUNE_ABOVE: Final = 12  # facts kept per list before old ones are looked at
 
-HANDLERS: Final[dict[str, LapseHandler]] = {
+HANDLERS: Final[dict[str, LapseHandler[PersonState]]] = {
     **travel.HANDLERS,
     **cohorts.HANDLERS,
     **retests.HANDLERS,
@@ -39,7 +50,7 @@ HANDLERS: Final[dict[str, LapseHandler]] = {
 }
 
 
-def on_event(ctx: Context, st: State, person_id: str, event: Event) -> None:
+def on_event(ctx: Context, st: PersonState, person_id: str, event: Event) -> None:
     """A person-keyed input event."""
     if isinstance(event, Action):
         fire_due(ctx, st, person_id, HANDLERS)  # raise what is due before judging the action
@@ -52,92 +63,103 @@ def on_event(ctx: Context, st: State, person_id: str, event: Event) -> None:
         travel.on_followup(ctx, st, person_id, event)
     elif isinstance(event, Cohort):
         cohorts.on_cohort(ctx, st, person_id, event)
-    if len(st.get("clears", ())) > PRUNE_ABOVE:
+    if st.clears is not None and len(st.clears) > PRUNE_ABOVE:
         _prune(ctx, st)
     keep_alive(ctx, st, at)
 
 
-def on_forward(ctx: Context, st: State, person_id: str, msg: dict[str, Any]) -> None:
+def forward_time(msg: Forward) -> int:
+    """The event time a forward carries: the person's activity it stands for."""
+    if isinstance(msg, Retest):
+        return msg.reported
+    return msg.at
+
+
+def on_forward(ctx: Context, st: PersonState, person_id: str, msg: Forward) -> None:
     """A message the tube join re-keyed to this person."""
-    kind = msg["type"]
-    if kind == "sampled":
-        sample = [msg["at"], msg["tube"], msg["pool"], msg["site"], msg["lat"], msg["lon"],
-                  msg["district"]]
-        samples = st.get("samples")
+    if isinstance(msg, Sampled):
+        sample = Sample(msg.at, msg.tube, msg.pool, msg.site, msg.lat, msg.lon, msg.district)
+        samples = st.samples
         if samples is None:
-            st["samples"] = [sample]
-            if "district" not in st:
-                st["district"] = msg["district"]
+            st.samples = [sample]
+            if st.district is None:
+                st.district = sample.district
             identity.on_sampled(ctx, st, person_id, sample)
-        elif all(existing[1] != msg["tube"] for existing in samples):
+        elif all(existing.tube != sample.tube for existing in samples):
             insort(samples, sample, key=_sample_order)
             identity.on_sampled(ctx, st, person_id, sample)
             if len(samples) > PRUNE_ABOVE:
                 _prune(ctx, st)
-    elif kind == "retest":
+    elif isinstance(msg, Retest):
         retests.on_retest_needed(ctx, st, person_id, msg)
-    elif kind == "result":
-        st["last_result"] = [msg["at"], msg["result"]]
-    elif kind == "escalate":
-        open_escalation(ctx, st, msg["alert"], msg["entry"], msg["at"])
-    keep_alive(ctx, st, int(msg.get("at", msg.get("reported", ctx.clock))))
+    elif isinstance(msg, Result):
+        st.last_result = LastResult(msg.at, msg.result)
+    elif isinstance(msg, Escalate):
+        open_escalation(ctx, st, msg.alert, msg.entry, msg.at)
+    keep_alive(ctx, st, forward_time(msg))
 
 
-def _sample_order(sample: list[Any]) -> tuple[int, str]:
-    return sample[0], sample[1]
+def _sample_order(sample: Sample) -> tuple[int, str]:
+    return sample.at, sample.tube
 
 
-def _prune(ctx: Context, st: State) -> None:
+def _prune(ctx: Context, st: PersonState) -> None:
     """Drop facts no open requirement can still look at (called when a list grows long)."""
     horizon = ctx.clock - ctx.policy.state_retention
-    samples = st.get("samples")
-    if samples and samples[0][0] < horizon:
-        st["samples"] = [s for s in samples if s[0] >= horizon]
-    for name in ("clears", "located", "released"):
-        times = st.get(name)
-        if times and times[0] < horizon and (st.get("push") is None or len(times) > 1):
-            kept = [t for t in times if t >= horizon]
-            if name != "clears" or kept:
-                st[name] = kept or times[-1:]
-    days = st.get("id_days")
+    samples = st.samples
+    if samples and samples[0].at < horizon:
+        st.samples = [s for s in samples if s.at >= horizon]
+    has_push = st.push is not None
+    clears = st.clears
+    if clears and clears[0] < horizon and (not has_push or len(clears) > 1):
+        kept = [t for t in clears if t >= horizon]
+        if kept:
+            st.clears = kept
+    located = st.located
+    if located and located[0] < horizon and (not has_push or len(located) > 1):
+        st.located = [t for t in located if t >= horizon] or located[-1:]
+    released = st.released
+    if released and released[0] < horizon and (not has_push or len(released) > 1):
+        st.released = [t for t in released if t >= horizon] or released[-1:]
+    days = st.id_days
     if days and len(days) > 3:
-        st["id_days"] = days[-3:]
+        st.id_days = days[-3:]
     prune_sent(st, horizon)
 
 
-def person_status(ctx: Context, person_id: str, st: State) -> PersonStatus:
+def person_status(ctx: Context, person_id: str, st: PersonState) -> PersonStatus:
     """The person's current state for the compacted ``person-status`` topic."""
-    push = st.get("push")
+    push = st.push
     push_status = None
     under_control = False
     if push is not None:
-        located = travel.located_at(st)
-        release = travel.released_at(st)
-        clears = st.get("clears", [])
-        end = travel.control_end(st)
+        located = travel.located_at(st, push)
+        release = travel.released_at(st, push)
+        clears = st.clears
+        end = travel.control_end(st, push)
         under_control = located is not None and located <= ctx.clock < end
         push_status = PushStatus(
-            risk=push["risk"],
-            regimen=ctx.policy.regimens[push["risk"]].mode,
-            arrived_at=ctx.cal.iso(push["arrived_at"]),
-            pushed_at=ctx.cal.iso(push["pushed_at"]),
-            ends_at=ctx.cal.iso(push["ends_at"]),
+            risk=push.risk,
+            regimen=ctx.policy.regimens[push.risk].mode,
+            arrived_at=ctx.cal.iso(push.arrived_at),
+            pushed_at=ctx.cal.iso(push.pushed_at),
+            ends_at=ctx.cal.iso(push.ends_at),
             located_at=None if located is None else ctx.cal.iso(located),
             last_cleared_at=ctx.cal.iso(clears[-1]) if clears else None,
             released_at=None if release is None else ctx.cal.iso(release),
         )
-    samples = st.get("samples", [])
-    last_result = st.get("last_result")
+    samples = st.samples
+    last_result = st.last_result
     return PersonStatus(
         person_id=person_id,
-        district=st.get("district"),
-        updated_at=ctx.cal.iso(st.get("last", 0)),
+        district=st.district,
+        updated_at=ctx.cal.iso(st.last),
         under_control=under_control,
         push=push_status,
         cohorts=cohorts.active_cohorts(st),
         open_requirements=sorted(
-            name for name in st.get("req", {}) if name != "gc" and not name.startswith("esc:")
+            name for name in st.req if name != "gc" and not name.startswith("esc:")
         ),
-        last_sampled_at=ctx.cal.iso(samples[-1][0]) if samples else None,
-        last_result=None if last_result is None else last_result[1],
+        last_sampled_at=ctx.cal.iso(samples[-1].at) if samples else None,
+        last_result=None if last_result is None else last_result.result,
     )

@@ -1,8 +1,8 @@
 """One idea for every loop: a requirement with a deadline.
 
-A key's state (a plain JSON-able dict: a Faust table value in the worker, a dict entry in the
-embedded driver) holds ``req``: requirement name -> due epoch. Events add facts and open
-requirements; when the clock reaches a due instant the loop's *lapse handler* looks at the
+A key's state (a typed struct, ``agents/state.py``: a Faust table value in the worker, a dict
+entry in the embedded driver) holds ``req``: requirement name -> due epoch. Events add facts
+and open requirements; when the clock reaches a due instant the loop's *lapse handler* looks at the
 facts and either finds the requirement satisfied or raises an alert, and returns the next due
 instant (a recurring requirement) or ``None`` (closed). Handlers re-check at fire time, so a
 due instant that became stale because of a later fact is harmless (Flink's ``onTimer`` check).
@@ -17,9 +17,10 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from closedloop.agents.calendar import Calendar
+from closedloop.agents.state import Contribution, EscalationEntry, Forward, Keyed, split_name
 from closedloop.schemas.ids import alert_id
 from closedloop.schemas.outputs import Alert, DailyReport, Escalation
 from closedloop.schemas.policy import Policy
@@ -27,7 +28,6 @@ from closedloop.schemas.policy import Policy
 __all__ = [
     "Context",
     "LapseHandler",
-    "State",
     "close_req",
     "escalation_entry",
     "fire_due",
@@ -37,10 +37,12 @@ __all__ = [
     "open_req",
     "prune_early",
     "raise_alert",
+    "split_name",
 ]
 
-State = dict[str, Any]
-LapseHandler = Callable[["Context", State, str, str, int], "int | None"]
+S = TypeVar("S", bound=Keyed)
+LapseHandler = Callable[["Context", S, str, str, int], "int | None"]
+"""``(ctx, state, key, requirement name, due) -> next due or None``: judges a lapse."""
 
 
 @dataclass(slots=True)
@@ -51,8 +53,8 @@ class Context:
     cal: Calendar
     clock: int
     alerts: list[Alert] = field(default_factory=list)
-    forwards: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    contributions: list[dict[str, Any]] = field(default_factory=list)
+    forwards: list[tuple[str, Forward]] = field(default_factory=list)
+    contributions: list[Contribution] = field(default_factory=list)
     reports: list[DailyReport] = field(default_factory=list)
     escalations: list[Alert] = field(default_factory=list)
     catch_up_before: int | None = None  # wall mode: lapses due before the worker started
@@ -60,22 +62,20 @@ class Context:
     def contribute(self, district: str | None, at: int, name: str, delta: int = 1) -> None:
         """Count ``delta`` for the daily report of ``district`` at event time ``at``."""
         if district is not None and delta:
-            self.contributions.append({"district": district, "at": at, "field": name, "d": delta})
+            self.contributions.append(Contribution(district, at, name, delta))
 
 
-def open_req(st: State, name: str, due: int) -> None:
-    st.setdefault("req", {})[name] = due
+def open_req(st: Keyed, name: str, due: int) -> None:
+    st.req[name] = due
 
 
-def close_req(st: State, name: str) -> None:
-    reqs = st.get("req")
-    if reqs is not None:
-        reqs.pop(name, None)
+def close_req(st: Keyed, name: str) -> None:
+    st.req.pop(name, None)
 
 
-def next_due(st: Mapping[str, Any]) -> int | None:
+def next_due(st: Keyed) -> int | None:
     """The earliest open deadline of a key: what the deadline index holds for it."""
-    reqs = st.get("req")
+    reqs = st.req
     return min(reqs.values()) if reqs else None
 
 
@@ -89,7 +89,7 @@ def latest_in(times: list[int], low: int, high: int) -> int | None:
 
 def raise_alert(
     ctx: Context,
-    st: State,
+    st: Keyed,
     *,
     kind: str,
     subject: str,
@@ -108,8 +108,10 @@ def raise_alert(
     ``escalate`` is False because another key owns the subject (it is forwarded there).
     """
     ident = alert_id(kind, subject, due)
-    sent = st.setdefault("sent", {})
-    if ident in sent:
+    sent = st.sent
+    if sent is None:
+        st.sent = sent = {}
+    elif ident in sent:
         return False
     sent[ident] = due
     if ctx.catch_up_before is not None and due < ctx.catch_up_before:
@@ -137,99 +139,105 @@ def escalation_entry(
     person_id: str | None,
     tube_id: str | None,
     district: str | None,
-) -> list[Any]:
+) -> EscalationEntry:
     """What an open escalation remembers of its alert (small: it lives at most 2 windows).
 
-    [kind, next level, alert due, hint, person_id, tube_id, district, acted_at]; the hint
-    (a test requirement, a lab stage, a retest's tube) says which facts would satisfy it.
+    The hint (a test requirement, a lab stage, a retest's tube) says which facts would
+    satisfy it.
     """
     extra = details or {}
     hint = extra.get("requirement") or extra.get("stage") or tube_id
-    return [kind, 2, due, hint, person_id, tube_id, district, None]
+    return EscalationEntry(kind, 2, due, hint, person_id, tube_id, district)
 
 
-def open_escalation(ctx: Context, st: State, ident: str, entry: list[Any], raised: int) -> None:
+def open_escalation(
+    ctx: Context, st: Keyed, ident: str, entry: EscalationEntry, raised: int
+) -> None:
     """Arm level 2 of alert ``ident`` at ``raised`` + the policy's ``escalate_after``.
 
     An operator action that arrived before the alert was raised (``acts``) is taken over.
     """
-    early = st.get("acts")
+    early = st.acts
     if early and ident in early:
-        entry[-1] = early.pop(ident)
+        entry.acted = early.pop(ident)
     prune_early(ctx, st)
-    st.setdefault("esc", {})[ident] = entry
-    open_req(st, f"esc:{ident}", raised + ctx.policy.escalate_after)
+    if st.esc is None:
+        st.esc = {}
+    st.esc[ident] = entry
+    st.req[f"esc:{ident}"] = raised + ctx.policy.escalate_after
 
 
-def prune_early(ctx: Context, st: State) -> None:
+def prune_early(ctx: Context, st: Keyed) -> None:
     """Forget early actions no alert can claim any more: bounded state, junk ids included."""
-    early = st.get("acts")
+    early = st.acts
     if early is None:
         return
     horizon = ctx.clock - ctx.policy.escalate_after
     for ident in [i for i, at in early.items() if at < horizon]:
         del early[ident]
     if not early:
-        del st["acts"]
+        st.acts = None
 
 
-def prune_sent(st: State, horizon: int) -> None:
+def prune_sent(st: Keyed, horizon: int) -> None:
     """Forget alert ids whose due instant is older than ``horizon`` (bounded state)."""
-    sent = st.get("sent")
+    sent = st.sent
     if sent:
         stale = [ident for ident, due in sent.items() if due < horizon]
         for ident in stale:
             del sent[ident]
         if not sent:
-            del st["sent"]
+            st.sent = None
 
 
 def fire_due(
-    ctx: Context, st: State, key: str, handlers: Mapping[str, LapseHandler]
+    ctx: Context, st: S, key: str, handlers: Mapping[str, LapseHandler[S]]
 ) -> None:
     """Run every lapse handler whose due instant the clock has reached, earliest first."""
-    reqs = st.get("req")
+    reqs = st.req
     if not reqs or min(reqs.values()) > ctx.clock:
         return
     while reqs:
-        name, due = min(reqs.items(), key=lambda item: (item[1], item[0]))
+        name, due = min(reqs.items(), key=_by_due)
         if due > ctx.clock:
             return
-        handler = handlers[name.split(":", 1)[0]]
-        following = handler(ctx, st, key, name, due)
+        kind = split_name(name)[0]
+        following = handlers[kind](ctx, st, key, name, due)
         if following is None:
             reqs.pop(name, None)
         elif following <= due:
-            raise AssertionError(f"lapse handler for {name.split(':')[0]} did not move forward")
+            raise AssertionError(f"lapse handler for {kind} did not move forward")
         else:
             reqs[name] = following
 
 
-def keep_alive(ctx: Context, st: State, at: int) -> None:
+def _by_due(item: tuple[str, int]) -> tuple[int, str]:
+    return item[1], item[0]
+
+
+def keep_alive(ctx: Context, st: Keyed, at: int) -> None:
     """Note activity; the ``gc`` requirement forgets a key idle for ``state_retention``.
 
     Cheap on the hot path: it records the latest activity, and arms ``gc`` only once; the
     handler looks at the activity when it falls due and re-arms itself if need be.
     """
-    if at > st.get("last", 0):
-        st["last"] = at
-    reqs = st.get("req")
-    if reqs is None:
-        st["req"] = reqs = {}
+    if at > st.last:
+        st.last = at
+    reqs = st.req
     if "gc" not in reqs:
         reqs["gc"] = max(at, ctx.clock) + ctx.policy.state_retention
 
 
-def lapse_gc(ctx: Context, st: State, key: str, name: str, due: int) -> int | None:
+def lapse_gc(ctx: Context, st: Keyed, key: str, name: str, due: int) -> int | None:
     """Forget the key once it has been idle and nothing else is open; else look again later.
 
     An open escalation does not count: it never keeps a key alive (and ends within two
     ``escalate_after`` windows anyway), so escalation changes no other output.
     """
-    idle_until: int = st.get("last", 0) + ctx.policy.state_retention
+    idle_until = st.last + ctx.policy.state_retention
     prune_sent(st, ctx.clock - ctx.policy.state_retention)
-    rules_open = sum(1 for name in st.get("req", {}) if not name.startswith("esc:"))
+    rules_open = sum(1 for name in st.req if not name.startswith("esc:"))
     if rules_open > 1 or idle_until > due:
         return max(idle_until, due + ctx.policy.state_retention // 8)
-    st["gone"] = True
+    st.gone = True
     return None

@@ -8,50 +8,49 @@ report, at or before the due instant, in another tube.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
-from closedloop.agents.requirements import Context, LapseHandler, State, open_req, raise_alert
+from closedloop.agents.requirements import Context, LapseHandler, open_req, raise_alert
+from closedloop.agents.state import PersonState, Retest, RetestNeed, split_name
 
 __all__ = ["HANDLERS", "on_retest_needed"]
 
 
-def on_retest_needed(ctx: Context, st: State, person_id: str, msg: dict[str, Any]) -> None:
-    tube = msg["tube"]
-    retests = st.setdefault("retests", {})
-    if tube in retests:
+def on_retest_needed(ctx: Context, st: PersonState, person_id: str, msg: Retest) -> None:
+    tube = msg.tube
+    retests = st.retests
+    if retests is None:
+        st.retests = retests = {}
+    elif tube in retests:
         return
-    retests[tube] = {
-        "reported": msg["reported"],
-        "single": msg["single"],
-        "result": msg["result"],
-        "district": msg.get("district"),
-    }
-    open_req(st, f"retest:{tube}", msg["reported"] + ctx.policy.retest_within)
+    retests[tube] = RetestNeed(reported=msg.reported, single=msg.single, result=msg.result,
+                               district=msg.district)
+    open_req(st, f"retest:{tube}", msg.reported + ctx.policy.retest_within)
 
 
-def _lapse_retest(ctx: Context, st: State, person_id: str, name: str, due: int) -> int | None:
-    tube = name.split(":", 1)[1]
-    need = st.get("retests", {}).pop(tube, None)
-    if not st.get("retests"):
-        st.pop("retests", None)
+def _lapse_retest(ctx: Context, st: PersonState, person_id: str, name: str, due: int
+                  ) -> int | None:
+    tube = split_name(name)[1]
+    need = None if st.retests is None else st.retests.pop(tube, None)
+    if not st.retests:
+        st.retests = None
     if need is None:
         return None
-    for sample in st.get("samples", []):
-        at, other_tube, pool_size = sample[0], sample[1], sample[2]
-        in_window = need["reported"] <= at <= due and other_tube != tube
-        if in_window and (pool_size == 1 or not need["single"]):
+    for sample in st.samples or ():
+        in_window = need.reported <= sample.at <= due and sample.tube != tube
+        if in_window and (sample.pool == 1 or not need.single):
             return None
     raise_alert(
         ctx, st, kind="retest_missed", subject=person_id, due=due, person_id=person_id,
-        tube_id=tube, district=need["district"],
+        tube_id=tube, district=need.district,
         details={
-            "tube_result": need["result"],
-            "reported_at": ctx.cal.iso(need["reported"]),
+            "tube_result": need.result,
+            "reported_at": ctx.cal.iso(need.reported),
             "retest_within_hours": ctx.policy.retest_within / 3600,
-            "needs": "single_tube" if need["single"] else "any_tube",
+            "needs": "single_tube" if need.single else "any_tube",
         },
     )
     return None
 
 
-HANDLERS: Final[dict[str, LapseHandler]] = {"retest": _lapse_retest}
+HANDLERS: Final[dict[str, LapseHandler[PersonState]]] = {"retest": _lapse_retest}

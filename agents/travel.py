@@ -20,27 +20,30 @@ from __future__ import annotations
 
 from bisect import insort
 from datetime import date, timedelta
-from typing import Any, Final
+from sys import intern
+from typing import Final
+
+import msgspec
 
 from closedloop.agents.closure import GAUGES, close_interval, set_interval
 from closedloop.agents.requirements import (
     Context,
     LapseHandler,
-    State,
     close_req,
     latest_in,
     open_req,
     raise_alert,
 )
+from closedloop.agents.state import FollowupChain, PersonState, Push, split_name
 from closedloop.schemas.events import Followup, Travel
 
-__all__ = ["HANDLERS", "on_followup", "on_travel"]
+__all__ = ["HANDLERS", "control_end", "located_at", "on_followup", "on_travel", "released_at"]
 
 FOREVER: Final = 2**62
 
 
-def _first_at_or_after(times: list[int], floor: int) -> int | None:
-    for value in times:
+def _first_at_or_after(times: list[int] | None, floor: int) -> int | None:
+    for value in times or ():
         if value >= floor:
             return value
     return None
@@ -54,67 +57,69 @@ def _is_prev(name: str) -> bool:
     return PREV in name or name.endswith(LEGACY_PREV)
 
 
-def _push_of(st: State, name: str) -> dict[str, Any]:
+def _push_of(st: PersonState, name: str) -> Push:
     """The push a requirement belongs to: the current one, or a replaced one it still owes."""
-    push: dict[str, Any]
     if PREV in name:
-        push = st["prevs"][name.rsplit(":", 1)[1]]
-    else:
-        push = st["prev_push"] if name.endswith(LEGACY_PREV) else st["push"]
+        assert st.prevs is not None  # kept while a requirement refers to it (_retire)
+        return st.prevs[int(name.rsplit(":", 1)[1])]
+    push = st.prev_push if name.endswith(LEGACY_PREV) else st.push
+    assert push is not None  # a travel requirement is opened by a push
     return push
 
 
-def located_at(st: State, push: dict[str, Any] | None = None) -> int | None:
-    push = push if push is not None else st.get("push")
-    return None if push is None else _first_at_or_after(st.get("located", []), push["arrived_at"])
+def located_at(st: PersonState, push: Push | None = None) -> int | None:
+    push = push if push is not None else st.push
+    return None if push is None else _first_at_or_after(st.located, push.arrived_at)
 
 
-def released_at(st: State, push: dict[str, Any] | None = None) -> int | None:
-    push = push if push is not None else st.get("push")
-    return None if push is None else _first_at_or_after(st.get("released", []), push["arrived_at"])
+def released_at(st: PersonState, push: Push | None = None) -> int | None:
+    push = push if push is not None else st.push
+    return None if push is None else _first_at_or_after(st.released, push.arrived_at)
 
 
-def control_end(st: State, push: dict[str, Any] | None = None) -> int:
+def control_end(st: PersonState, push: Push) -> int:
     """When the regimen stops: the end of its last day, or release if earlier."""
-    push = push if push is not None else st["push"]
     release = released_at(st, push)
-    ends: int = push["ends_at"]
+    ends = push.ends_at
     return ends if release is None else min(ends, release)
 
 
-def on_travel(ctx: Context, st: State, person_id: str, event: Travel) -> None:
+def on_travel(ctx: Context, st: PersonState, person_id: str, event: Travel) -> None:
     """A push opens (or replaces) the person's regimen and its requirements."""
     pushed = int(event.occurred_at.timestamp())
     ctx.contribute(event.district, pushed, "pushed")  # every push counts, even a superseded one
-    old = st.get("push")
-    if old is not None and (old["pushed_at"], old["event_id"]) >= (pushed, event.event_id):
+    old = st.push
+    if old is not None and (old.pushed_at, old.event_id) >= (pushed, event.event_id):
         return  # an older push arriving late: the newer one stands (ties: larger event_id)
     arrived = int(event.arrived_at.timestamp())
     if old is not None:
         _retire(st, old, pushed)
-        if old["arrived_at"] != arrived:
+        if old.arrived_at != arrived:
             located = located_at(st, old)
             if located is not None:  # counted for the old journey: not again for the new
-                st["located_done"] = [*st.get("located_done", [])[-3:], located]
+                st.located_done = [*(st.located_done or [])[-3:], located]
             # A new journey: what the old regimen counted stays counted, up to this push.
             # (The same arrival pushed again is a correction: _refresh moves the counts.)
             for gauge in GAUGES:
                 close_interval(ctx, st, gauge, pushed)
-            st.get("iv", {}).pop("located", None)  # a count, not a gauge: nothing to close
+            if st.iv is not None:  # a count, not a gauge: nothing to close
+                st.iv.pop("located", None)
+                if not st.iv:
+                    st.iv = None
     regimen = ctx.policy.regimens[event.risk]
     first_day = ctx.cal.date_of(arrived)
     ends = ctx.cal.day_start(first_day + timedelta(days=regimen.days))
-    st["push"] = {
-        "pushed_at": pushed,
-        "event_id": event.event_id,
-        "arrived_at": arrived,
-        "risk": event.risk,
-        "district": event.district,
-        "origin": event.origin,
-        "ends_at": ends,
-        "first_day": first_day.isoformat(),
-    }
-    st["district"] = event.district
+    st.push = push = Push(
+        pushed_at=pushed,
+        event_id=event.event_id,
+        arrived_at=arrived,
+        risk=intern(event.risk),
+        district=intern(event.district),
+        origin=intern(event.origin),
+        ends_at=ends,
+        first_day=first_day.isoformat(),
+    )
+    st.district = event.district
     if ends <= pushed:
         return  # the regimen was over before the push: counted, nothing to require
     open_req(st, "unlocated", pushed + ctx.policy.locate_within)
@@ -123,10 +128,10 @@ def on_travel(ctx: Context, st: State, person_id: str, event: Travel) -> None:
         due = ctx.cal.day_start(day + timedelta(days=1))
         if due > pushed:
             open_req(st, f"test:{day.isoformat()}", due)
-    _refresh(ctx, st)
+    _refresh(ctx, st, push)
 
 
-def _retire(st: State, old: dict[str, Any], replaced_at: int) -> None:
+def _retire(st: PersonState, old: Push, replaced_at: int) -> None:
     """A replaced push still owes what fell due before its replacement; the rest is closed.
 
     Those requirements are renamed ``…:prev:<pushed_at>`` and judged against the old push,
@@ -134,74 +139,83 @@ def _retire(st: State, old: dict[str, Any], replaced_at: int) -> None:
     arrived before or after the clock reached them. What older replaced pushes still owe is
     kept too (two re-pushes may both be applied before a lagging clock fires it).
     """
-    reqs = st.get("req", {})
-    tag = f"{PREV}{old['pushed_at']}"
-    for name in [n for n in reqs if n.split(":", 1)[0] in HANDLERS and not _is_prev(n)]:
+    reqs = st.req
+    tag = f"{PREV}{old.pushed_at}"
+    for name in [n for n in reqs if split_name(n)[0] in HANDLERS and not _is_prev(n)]:
         due = reqs.pop(name)
         if due <= replaced_at:
             reqs[name + tag] = due
-    prevs = st.setdefault("prevs", {})
-    prevs[str(old["pushed_at"])] = {**old, "ends_at": min(old["ends_at"], replaced_at)}
-    owed = {n.rsplit(":", 1)[1] for n in reqs if PREV in n}
+    prevs = st.prevs
+    if prevs is None:
+        st.prevs = prevs = {}
+    prevs[old.pushed_at] = msgspec.structs.replace(old, ends_at=min(old.ends_at, replaced_at))
+    owed = {int(n.rsplit(":", 1)[1]) for n in reqs if PREV in n}
     for key in [k for k in prevs if k not in owed]:
         del prevs[key]  # nothing refers to that push any more
     if not prevs:
-        del st["prevs"]
+        st.prevs = None
 
 
-def on_followup(ctx: Context, st: State, person_id: str, event: Followup) -> None:
+def on_followup(ctx: Context, st: PersonState, person_id: str, event: Followup) -> None:
     """Record the grid worker's fact; requirements look at facts when they fall due."""
     at = int(event.occurred_at.timestamp())
     if event.kind == "released":
-        insort(st.setdefault("released", []), at)
+        if st.released is None:
+            st.released = []
+        insort(st.released, at)
     else:
         if event.kind == "located":
-            insort(st.setdefault("located", []), at)
-        insort(st.setdefault("clears", []), at)
-    if st.get("push") is not None:
-        _refresh(ctx, st)
+            if st.located is None:
+                st.located = []
+            insort(st.located, at)
+        if st.clears is None:
+            st.clears = []
+        insort(st.clears, at)
+    if st.push is not None:
+        _refresh(ctx, st, st.push)
         if event.kind != "released":
             _end_overdue_at(ctx, st, at)
 
 
-def _refresh(ctx: Context, st: State) -> None:
+def _refresh(ctx: Context, st: PersonState, push: Push) -> None:
     """Bring derived requirements in line with the facts: follow-up chain, release, gauges."""
-    push = st["push"]
-    located = located_at(st)
+    located = located_at(st, push)
     # Located for this push, counted once, in the push's district, no earlier than the push:
     # a correction that re-pushes moves the count rather than adding one, in either order.
-    since = None if located is None else max(located, push["pushed_at"])
-    counted = None if located in st.get("located_done", ()) else since
-    set_interval(ctx, st, "located", push["district"], counted, None)
-    if located is not None and "fu" not in push and push["ends_at"] > push["pushed_at"]:
+    since = None if located is None else max(located, push.pushed_at)
+    counted = None if st.located_done is not None and located in st.located_done else since
+    set_interval(ctx, st, "located", push.district, counted, None)
+    if located is not None and push.fu is None and push.ends_at > push.pushed_at:
         # Nobody is asked to follow a person up before the push: a record older than the
         # push clears the person from the push on.
-        anchor = max(located, push["pushed_at"])
-        push["fu"] = {"anchor": anchor, "floor": anchor}
+        anchor = max(located, push.pushed_at)
+        push.fu = FollowupChain(anchor=anchor, floor=anchor)
         open_req(st, "followup", anchor + ctx.policy.followup_every)
-    end = control_end(st)
-    set_interval(ctx, st, "under_control", push["district"], since, end)
-    over = st.get("iv", {}).get("followup_overdue_open")
-    if over is not None and (over[2] is None or over[2] > end):
-        set_interval(ctx, st, "followup_overdue_open", over[0], over[1], end)
-    release = released_at(st)
+    end = control_end(st, push)
+    set_interval(ctx, st, "under_control", push.district, since, end)
+    over = None if st.iv is None else st.iv.get("followup_overdue_open")
+    if over is not None and (over.end is None or over.end > end):
+        set_interval(ctx, st, "followup_overdue_open", over.district, over.start, end)
+    release = released_at(st, push)
     if release is not None:
         # Anything due after the release can no longer lapse: close it now.
-        for name, due in list(st.get("req", {}).items()):
-            prefix = name.split(":", 1)[0]
+        for name, due in list(st.req.items()):
+            prefix = split_name(name)[0]
             lapsed_after = due >= release if prefix in ("unlocated", "followup") else due > release
             if prefix in HANDLERS and lapsed_after:
                 close_req(st, name)
 
 
-def _end_overdue_at(ctx: Context, st: State, at: int) -> None:
+def _end_overdue_at(ctx: Context, st: PersonState, at: int) -> None:
     """A clearance at ``at`` ends an open follow-up lapse at that instant (for the report)."""
-    over = st.get("iv", {}).get("followup_overdue_open")
-    if over is not None and over[1] <= at and (over[2] is None or at < over[2]):
-        set_interval(ctx, st, "followup_overdue_open", over[0], over[1], at)
+    over = None if st.iv is None else st.iv.get("followup_overdue_open")
+    if over is not None and over.start <= at and (over.end is None or at < over.end):
+        set_interval(ctx, st, "followup_overdue_open", over.district, over.start, at)
 
 
-def _lapse_unlocated(ctx: Context, st: State, person_id: str, name: str, due: int) -> int | None:
+def _lapse_unlocated(
+    ctx: Context, st: PersonState, person_id: str, name: str, due: int
+) -> int | None:
     push = _push_of(st, name)
     located = located_at(st, push)
     release = released_at(st, push)
@@ -209,84 +223,90 @@ def _lapse_unlocated(ctx: Context, st: State, person_id: str, name: str, due: in
         return None
     raise_alert(
         ctx, st, kind="unlocated", subject=person_id, due=due, person_id=person_id,
-        district=push["district"],
+        district=push.district,
         details={
-            "pushed_at": ctx.cal.iso(push["pushed_at"]),
+            "pushed_at": ctx.cal.iso(push.pushed_at),
             "locate_within_hours": ctx.policy.locate_within / 3600,
-            "risk": push["risk"],
+            "risk": push.risk,
         },
     )
     return None
 
 
-def _lapse_followup(ctx: Context, st: State, person_id: str, name: str, due: int) -> int | None:
+def _lapse_followup(
+    ctx: Context, st: PersonState, person_id: str, name: str, due: int
+) -> int | None:
     push = _push_of(st, name)
     current = not _is_prev(name)
-    chain: dict[str, Any] = push["fu"]
+    chain = push.fu
+    assert chain is not None  # opened when the push was located
     every = ctx.policy.followup_every
     if due >= control_end(st, push):
         return None
-    cleared = latest_in(st.get("clears", []), max(chain["anchor"], chain["floor"]), due)
+    cleared = latest_in(st.clears or [], max(chain.anchor, chain.floor), due)
     if cleared is not None:
-        chain["anchor"] = cleared
+        chain.anchor = cleared
         return cleared + every
-    lapses = (due - chain["anchor"]) // every
+    lapses = (due - chain.anchor) // every
     raised = raise_alert(
         ctx, st, kind="followup_overdue", subject=person_id, due=due, person_id=person_id,
-        district=push["district"],
+        district=push.district,
         details={
-            "last_cleared_at": ctx.cal.iso(chain["anchor"]),
+            "last_cleared_at": ctx.cal.iso(chain.anchor),
             "days_overdue": lapses,
             "followup_every_hours": every / 3600,
-            "risk": push["risk"],
+            "risk": push.risk,
         },
     )
-    was_open = chain["floor"] > chain["anchor"]  # an earlier lapse, not cleared since
-    chain["floor"] = due
-    if not current and push["arrived_at"] != st["push"]["arrived_at"]:
+    was_open = chain.floor > chain.anchor  # an earlier lapse, not cleared since
+    chain.floor = due
+    current_push = st.push
+    assert current_push is not None  # a replaced push is only ever replaced by another
+    if not current and push.arrived_at != current_push.arrived_at:
         # A new journey replaced this push and closed its gauges; count this lapse as open up
         # to the replacement, as if it had fired before it (however late the clock fired).
-        later = _first_at_or_after(st.get("clears", []), due + 1)
+        later = _first_at_or_after(st.clears, due + 1)
         end = control_end(st, push) if later is None else min(later, control_end(st, push))
         if raised and not was_open and end > due:
-            ctx.contribute(push["district"], due, "followup_overdue_open")
-            ctx.contribute(push["district"], end, "followup_overdue_open", -1)
+            ctx.contribute(push.district, due, "followup_overdue_open")
+            ctx.contribute(push.district, end, "followup_overdue_open", -1)
         return due + every
-    over = st.get("iv", {}).get("followup_overdue_open")
-    if over is not None and over[2] is not None and over[2] <= due:
-        close_interval(ctx, st, "followup_overdue_open", over[2])  # an earlier, ended lapse
-    if raised and "followup_overdue_open" not in st.get("iv", {}):
-        later = _first_at_or_after(st.get("clears", []), due + 1)
-        end = control_end(st) if later is None else min(later, control_end(st))
-        set_interval(ctx, st, "followup_overdue_open", push["district"], due, end)
+    over = None if st.iv is None else st.iv.get("followup_overdue_open")
+    if over is not None and over.end is not None and over.end <= due:
+        close_interval(ctx, st, "followup_overdue_open", over.end)  # an earlier, ended lapse
+    if raised and (st.iv is None or "followup_overdue_open" not in st.iv):
+        later = _first_at_or_after(st.clears, due + 1)
+        end = control_end(st, current_push)
+        end = end if later is None else min(later, end)
+        set_interval(ctx, st, "followup_overdue_open", push.district, due, end)
     return due + every
 
 
-def _lapse_test(ctx: Context, st: State, person_id: str, name: str, due: int) -> int | None:
+def _lapse_test(ctx: Context, st: PersonState, person_id: str, name: str, due: int) -> int | None:
     push = _push_of(st, name)
-    day = date.fromisoformat(name.split(":")[1])
+    day = date.fromisoformat(split_name(name)[1][:10])  # test:<ISO day>[:prev:<pushed_at>]
     start = ctx.cal.day_start(day)
     release = released_at(st, push)
     if release is not None and release < due:
         return None
-    sampled = latest_in([s[0] for s in st.get("samples", [])], start - 1, due - 1)
+    sampled = latest_in([s.at for s in st.samples or ()], start - 1, due - 1)
     if sampled is not None:
         return None
-    number = (day - date.fromisoformat(push["first_day"])).days + 1
+    number = (day - date.fromisoformat(push.first_day)).days + 1
     if raise_alert(
         ctx, st, kind="test_missed", subject=person_id, due=due, person_id=person_id,
-        district=push["district"],
+        district=push.district,
         details={
-            "requirement": f"regimen:{push['risk']}",
+            "requirement": f"regimen:{push.risk}",
             "regimen_day": number,
             "date": day.isoformat(),
         },
     ):
-        ctx.contribute(push["district"], due, "tests_missed")
+        ctx.contribute(push.district, due, "tests_missed")
     return None
 
 
-HANDLERS: Final[dict[str, LapseHandler]] = {
+HANDLERS: Final[dict[str, LapseHandler[PersonState]]] = {
     "unlocated": _lapse_unlocated,
     "followup": _lapse_followup,
     "test": _lapse_test,

@@ -23,19 +23,28 @@ The first sampling fixes the tube's ``pool_size``; a member beyond it is rejecte
 
 from __future__ import annotations
 
-from typing import Any, Final
+from sys import intern
+from typing import Final
 
 from closedloop.agents import escalation
 from closedloop.agents.requirements import (
     Context,
     LapseHandler,
-    State,
     escalation_entry,
     fire_due,
     keep_alive,
     lapse_gc,
     open_req,
     raise_alert,
+)
+from closedloop.agents.state import (
+    Escalate,
+    LabReport,
+    Result,
+    Retest,
+    Sampled,
+    TubeState,
+    split_name,
 )
 from closedloop.schemas.decode import Rejection
 from closedloop.schemas.events import Action, Lab, Sampling
@@ -44,10 +53,16 @@ from closedloop.schemas.ids import alert_id
 __all__ = ["HANDLERS", "on_action", "on_lab", "on_sampling"]
 
 
-def on_sampling(ctx: Context, st: State, tube_id: str, event: Sampling) -> Rejection | None:
+def on_sampling(
+    ctx: Context, st: TubeState, tube_id: str, event: Sampling
+) -> Rejection | None:
     at = int(event.occurred_at.timestamp())
-    members: dict[str, Any] = st.setdefault("members", {})
-    pool_size = st.setdefault("pool", event.pool_size)
+    members = st.members
+    if members is None:
+        st.members = members = {}
+    pool_size = st.pool
+    if pool_size is None:
+        st.pool = pool_size = event.pool_size
     if event.person_id in members:
         return None  # the same person again in the same tube: one member
     if len(members) >= pool_size:
@@ -56,39 +71,41 @@ def on_sampling(ctx: Context, st: State, tube_id: str, event: Sampling) -> Rejec
             f"tube already has its {pool_size} member(s) (pool_size {pool_size})",
         )
     members[event.person_id] = at
-    st.setdefault("district", event.district)
-    ctx.forwards.append((event.person_id, {
-        "type": "sampled", "at": at, "tube": tube_id, "pool": pool_size, "site": event.site_id,
-        "lat": event.site_lat, "lon": event.site_lon, "district": event.district,
-    }))
-    first = st.get("first")
+    # Sites and districts are few and repeat in every sample: share one string of each.
+    site, district = intern(event.site_id), intern(event.district)
+    if st.district is None:
+        st.district = district
+    ctx.forwards.append((event.person_id, Sampled(
+        at, tube_id, pool_size, site, event.site_lat, event.site_lon, district,
+    )))
+    first = st.first
     if first is None or at < first:
-        st["first"] = at
+        st.first = at
         for stage, within in (("transport", ctx.policy.received_within),
                               ("result", ctx.policy.reported_within)):
-            if stage not in st.get("sla", []):
+            if st.sla is None or stage not in st.sla:
                 open_req(st, f"lab:{stage}", at + within)
-    if "rep" in st:
-        _apply_result(ctx, st, tube_id, [event.person_id])
+    if st.rep is not None:
+        _apply_result(ctx, st, st.rep, members, tube_id, [event.person_id])
     keep_alive(ctx, st, at)
     return None
 
 
-def on_lab(ctx: Context, st: State, tube_id: str, event: Lab) -> None:
+def on_lab(ctx: Context, st: TubeState, tube_id: str, event: Lab) -> None:
     at = int(event.occurred_at.timestamp())
-    if st.get("recv") is None or at < st["recv"]:
-        st["recv"] = at
-    st.setdefault("lab", event.lab_id)
-    if event.status == "reported" and "rep" not in st:
-        st["rep"] = [at, event.result, event.lab_id]
+    if st.recv is None or at < st.recv:
+        st.recv = at
+    if event.status == "reported" and st.rep is None:
+        st.rep = report = LabReport(at, event.result or "", event.lab_id)
         orphan_due = at + ctx.policy.orphan_after
-        if not any(sampled <= orphan_due for sampled in st.get("members", {}).values()):
+        members = st.members or {}
+        if not any(sampled <= orphan_due for sampled in members.values()):
             open_req(st, "orphan", orphan_due)
-        _apply_result(ctx, st, tube_id, sorted(st.get("members", {})))
+        _apply_result(ctx, st, report, members, tube_id, sorted(members))
     keep_alive(ctx, st, at)
 
 
-def on_action(ctx: Context, st: State, tube_id: str, event: Action) -> None:
+def on_action(ctx: Context, st: TubeState, tube_id: str, event: Action) -> None:
     """An operator's action on one of this tube's alerts; others are ignored (no state made).
 
     What the clock already reached fires first, so an alert due by now is raised (and its
@@ -98,110 +115,120 @@ def on_action(ctx: Context, st: State, tube_id: str, event: Action) -> None:
     escalation.on_action(ctx, st, event)
 
 
-def _apply_result(ctx: Context, st: State, tube_id: str, persons: list[str]) -> None:
+def _apply_result(
+    ctx: Context,
+    st: TubeState,
+    report: LabReport,
+    members: dict[str, int],
+    tube_id: str,
+    persons: list[str],
+) -> None:
     """Tell each member its result; raise a single tube's positive; ask pooled retests."""
-    reported, result, lab_id = st["rep"]
-    single = st.get("pool") == 1
+    reported, result, lab_id = report.at, report.result, report.lab_id
+    single = st.pool == 1
+    district = st.district
     for person_id in persons:
-        sampled = st["members"][person_id]
-        ctx.forwards.append((person_id, {
-            "type": "result", "at": max(reported, sampled), "tube": tube_id, "result": result,
-        }))
+        sampled = members[person_id]
+        ctx.forwards.append((person_id, Result(max(reported, sampled), tube_id, result)))
         if result == "positive" and single:
             if raise_alert(
                 ctx, st, kind="positive", subject=person_id, due=reported, raised=sampled,
-                person_id=person_id, tube_id=tube_id, district=st.get("district"),
+                person_id=person_id, tube_id=tube_id, district=district,
                 details={"lab_id": lab_id, "collected_at": ctx.cal.iso(sampled),
                          "reported_at": ctx.cal.iso(reported), "pool_size": 1},
                 escalate=False,  # the person's key owns it: actions arrive keyed by person
             ):
-                ctx.contribute(st.get("district"), reported, "positives")
-                ctx.forwards.append((person_id, {
-                    "type": "escalate", "at": max(reported, sampled),
-                    "alert": alert_id("positive", person_id, reported),
-                    "entry": escalation_entry("positive", reported, None, person_id, tube_id,
-                                              st.get("district")),
-                }))
+                ctx.contribute(district, reported, "positives")
+                ctx.forwards.append((person_id, Escalate(
+                    max(reported, sampled), alert_id("positive", person_id, reported),
+                    escalation_entry("positive", reported, None, person_id, tube_id,
+                                     district),
+                )))
         elif result == "invalid" or (result == "positive" and not single):
-            ctx.forwards.append((person_id, {
-                "type": "retest", "tube": tube_id, "reported": reported, "result": result,
-                "single": result == "positive", "district": st.get("district"),
-            }))
+            ctx.forwards.append((person_id, Retest(
+                tube_id, reported, result, result == "positive", district,
+            )))
     if result == "positive" and not single and persons:
-        _arm_pool(st, tube_id, min(st["members"][p] for p in persons))
+        _arm_pool(st, reported, tube_id, min(members[p] for p in persons))
 
 
-def _arm_pool(st: State, tube_id: str, sampled: int) -> None:
+def _arm_pool(st: TubeState, reported: int, tube_id: str, sampled: int) -> None:
     """Arm the ``pool_positive`` listing at the report, or at a swab taken after it."""
-    reported = st["rep"][0]
-    if alert_id("pool_positive", tube_id, reported) in st.get("sent", {}):
+    if st.sent is not None and alert_id("pool_positive", tube_id, reported) in st.sent:
         return  # listed already: a member arriving later only needs its retest
     due = max(reported, sampled)
-    pending = st.get("req", {}).get("pool")
+    pending = st.req.get("pool")
     if pending is None or due < pending:
         open_req(st, "pool", due)
 
 
-def _raise_pool_positive(ctx: Context, st: State, tube_id: str, raised: int,
-                         members: list[str]) -> None:
-    reported, _, lab_id = st["rep"]
+def _raise_pool_positive(ctx: Context, st: TubeState, report: LabReport, tube_id: str,
+                         raised: int, members: list[str]) -> None:
     raise_alert(
-        ctx, st, kind="pool_positive", subject=tube_id, due=reported, raised=raised,
-        tube_id=tube_id, district=st.get("district"),
-        details={"members": members, "pool_size": st.get("pool"),
-                 "lab_id": lab_id, "reported_at": ctx.cal.iso(reported),
+        ctx, st, kind="pool_positive", subject=tube_id, due=report.at, raised=raised,
+        tube_id=tube_id, district=st.district,
+        details={"members": members, "pool_size": st.pool,
+                 "lab_id": report.lab_id, "reported_at": ctx.cal.iso(report.at),
                  "retest_within_hours": ctx.policy.retest_within / 3600},
     )
 
 
-def _lapse_pool(ctx: Context, st: State, tube_id: str, name: str, due: int) -> int | None:
+def _lapse_pool(ctx: Context, st: TubeState, tube_id: str, name: str, due: int) -> int | None:
     """One alert listing the members swabbed by ``due`` (the report, or the first swab after
     it when none was taken before): never those swabbed later but applied before a lagging
     clock fired this, so the list does not depend on how far the clock lags."""
-    if st.get("pool") == 1:
+    if st.pool == 1 or st.rep is None:
         return None
-    members = st.get("members", {})
+    members = st.members or {}
     listed = sorted(person for person, sampled in members.items() if sampled <= due)
     if listed:
-        _raise_pool_positive(ctx, st, tube_id, due, listed)
+        _raise_pool_positive(ctx, st, st.rep, tube_id, due, listed)
         return None
     return min((sampled for sampled in members.values() if sampled > due), default=None)
 
 
-def _lapse_lab(ctx: Context, st: State, tube_id: str, name: str, due: int) -> int | None:
-    stage = name.split(":", 1)[1]
+def _lapse_lab(ctx: Context, st: TubeState, tube_id: str, name: str, due: int) -> int | None:
+    stage = split_name(name)[1]
     within = ctx.policy.received_within if stage == "transport" else ctx.policy.reported_within
-    deadline: int = st["first"] + within
+    first = st.first
+    if first is None:
+        return None  # (opened by a sampling, which sets it: never so)
+    deadline = first + within
     if deadline > due:
         return deadline
-    done = st.get("recv") if stage == "transport" else (st["rep"][0] if "rep" in st else None)
-    st.setdefault("sla", []).append(stage)
+    done = st.recv if stage == "transport" else (None if st.rep is None else st.rep.at)
+    if st.sla is None:
+        st.sla = []
+    st.sla.append(stage)
     if done is not None and done <= deadline:
         return None
     raise_alert(
         ctx, st, kind="lab_sla_breached", subject=tube_id, due=deadline, tube_id=tube_id,
-        district=st.get("district"),
+        district=st.district,
         details={"stage": stage, "sla_hours": within / 3600,
-                 "collected_at": ctx.cal.iso(st["first"]), "pool_size": st.get("pool")},
+                 "collected_at": ctx.cal.iso(first), "pool_size": st.pool},
     )
     return None
 
 
-def _lapse_orphan(ctx: Context, st: State, tube_id: str, name: str, due: int) -> int | None:
+def _lapse_orphan(ctx: Context, st: TubeState, tube_id: str, name: str, due: int) -> int | None:
     """Only a swab taken by ``due`` prevents it: one taken later but applied before a lagging
     clock fired the check must not (the alert must not depend on how far the clock lags)."""
-    if any(sampled <= due for sampled in st.get("members", {}).values()):
+    if st.members is not None and any(sampled <= due for sampled in st.members.values()):
         return None
-    reported, result, lab_id = st["rep"]
+    report = st.rep
+    if report is None:
+        return None  # (opened by a report, which sets it: never so)
     raise_alert(
         ctx, st, kind="orphan_result", subject=tube_id, due=due, tube_id=tube_id,
-        details={"lab_id": lab_id, "result": result, "reported_at": ctx.cal.iso(reported),
+        details={"lab_id": report.lab_id, "result": report.result,
+                 "reported_at": ctx.cal.iso(report.at),
                  "orphan_after_hours": ctx.policy.orphan_after / 3600},
     )
     return None
 
 
-HANDLERS: Final[dict[str, LapseHandler]] = {
+HANDLERS: Final[dict[str, LapseHandler[TubeState]]] = {
     "lab": _lapse_lab,
     "pool": _lapse_pool,
     "orphan": _lapse_orphan,

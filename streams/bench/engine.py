@@ -22,6 +22,7 @@ from pathlib import Path
 
 import orjson
 
+from closedloop.agents.state import TubeState
 from closedloop.schemas.policy import default_policy
 from closedloop.streams.cli.replay import replay_lines
 from closedloop.streams.engine.deadlines import DeadlineIndex
@@ -94,7 +95,7 @@ def bench_deadlines(sizes: list[int], operations: int, seed: int) -> list[dict[s
         index = DeadlineIndex()
         horizon = 10 * size
         dues = [rng.randrange(horizon, 2 * horizon) for _ in range(size)]
-        index.rebuild((f"k{i}", {"req": {"x": due}}) for i, due in enumerate(dues))
+        index.rebuild((f"k{i}", TubeState(req={"x": due})) for i, due in enumerate(dues))
         gc.collect()
         clock = horizon
         started = time.perf_counter()

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from closedloop.agents.requirements import State
+from closedloop.agents.state import Keyed
 from closedloop.schemas.decode import Rejection, dead_letter
 from closedloop.schemas.events import KEY_FIELD
 from closedloop.schemas.outputs import Alert, DailyReport, DeadLetter, Escalation, PersonStatus
 from closedloop.schemas.policy import Policy
 from closedloop.streams.engine.records import Record, handle_record, route, tick_record
-from closedloop.streams.engine.stage_runner import StageRunner
+from closedloop.streams.engine.stage_runner import PartitionMeta, runners
 from closedloop.streams.engine.topology import READERS, TICK_TOPICS, WIRING, partition_of
 
 __all__ = ["BusOutputs", "PartitionedBus"]
@@ -76,14 +76,8 @@ class PartitionedBus:
         self.n = partitions
         self.logs: dict[tuple[str, int], list[Record]] = {}
         self.read: dict[tuple[str, str, int], int] = {}  # (stage, topic, partition) -> next
-        self.tables: dict[str, dict[str, State]] = {name: {} for name in WIRING}
-        self.runners = {
-            name: StageRunner(
-                wiring.stage, policy, self.tables[name], upstream=wiring.upstream * partitions,
-                own_clock=bool(wiring.owns), inputs=wiring.owns, unread=self._unread,
-            )
-            for name, wiring in WIRING.items()
-        }
+        self.tables: dict[str, dict[str, Keyed | PartitionMeta]] = {}
+        self.runners = runners(policy, partitions, self._table, unread=self._unread)
         self.out = BusOutputs()
         self._order = order
         self._rng = random.Random(order)
@@ -177,6 +171,9 @@ class PartitionedBus:
     def _append(self, topic: str, partition: int, key: bytes | None, value: bytes) -> None:
         log = self.logs.setdefault((topic, partition), [])
         log.append(Record(topic, partition, len(log), key, value))
+
+    def _table(self, stage: str, state: type[Keyed]) -> dict[str, Keyed | PartitionMeta]:
+        return self.tables.setdefault(stage, {})
 
     def _unread(self, topic: str, partition: int) -> bool:
         """Has ``topic``'s partition records its owning stage has not handled yet?"""

@@ -10,10 +10,10 @@ keyed state (changelogged), so the index is rebuilt from the table after a resta
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Iterable, Iterator
 
 from closedloop.agents.requirements import next_due
+from closedloop.agents.state import Keyed
 
 __all__ = ["DeadlineIndex"]
 
@@ -58,7 +58,7 @@ class DeadlineIndex:
             heapq.heappop(self._heap)
         return self._heap[0][0] if self._heap else None
 
-    def rebuild(self, items: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
+    def rebuild(self, items: Iterable[tuple[str, Keyed]]) -> None:
         """Recreate the index from keyed state, e.g. when partitions are assigned."""
         self._heap.clear()
         self._live.clear()

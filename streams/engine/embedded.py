@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from closedloop.agents.calendar import Calendar
 from closedloop.agents.escalation import holds
-from closedloop.agents.requirements import Context, State
+from closedloop.agents.requirements import Context
+from closedloop.agents.state import Keyed, PersonState, ReportState, TubeState
 from closedloop.schemas.decode import Rejection, dead_letter, decode_line, validate_event
 from closedloop.schemas.events import KEY_FIELD, Action, Event
 from closedloop.schemas.outputs import Alert, DailyReport, DeadLetter
@@ -25,6 +26,8 @@ from closedloop.streams.engine.dedup import Dedup
 from closedloop.streams.engine.topology import PERSON, REPORT, STAGES_OF_TOPIC, TUBE, Stage
 
 __all__ = ["EmbeddedDriver", "Origin", "Outputs"]
+
+S = TypeVar("S", bound=Keyed)
 
 _APPLIED = {topic: f"applied:{topic}" for topic in STAGES_OF_TOPIC}
 
@@ -47,15 +50,25 @@ class Outputs:
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
 
-class _StageRun:
+class _StageRun(Generic[S]):
     """One stage's keyed state and deadline index."""
 
     __slots__ = ("index", "stage", "table")
 
-    def __init__(self, stage: Stage) -> None:
+    def __init__(self, stage: Stage[S]) -> None:
         self.stage = stage
-        self.table: dict[str, State] = {}
+        self.table: dict[str, S] = {}
         self.index = DeadlineIndex()
+
+    def apply(self, ctx: Context, key: str, item: object, *, fire: bool = True
+              ) -> Rejection | None:
+        """Apply one input to ``key`` and index its next deadline."""
+        rejection, due = self.stage.apply(ctx, self.table, key, item, fire=fire)
+        self.index.schedule(key, due)
+        return rejection
+
+    def fire(self, ctx: Context, key: str) -> None:
+        self.index.schedule(key, self.stage.fire(ctx, self.table, key))
 
 
 class EmbeddedDriver:
@@ -66,10 +79,11 @@ class EmbeddedDriver:
         self.cal = Calendar(policy.zone, policy.daily_cutoff)
         self.clock = Watermark(policy.allowed_lateness)
         self.dedup = Dedup(policy.dedup_retention)
-        self.tube = _StageRun(TUBE)
-        self.person = _StageRun(PERSON)
-        self.report = _StageRun(REPORT)
-        self._runs = {TUBE.name: self.tube, PERSON.name: self.person}
+        self.tube: _StageRun[TubeState] = _StageRun(TUBE)
+        self.person: _StageRun[PersonState] = _StageRun(PERSON)
+        self.report: _StageRun[ReportState] = _StageRun(REPORT)
+        self._runs: dict[str, _StageRun[TubeState] | _StageRun[PersonState]] = {
+            TUBE.name: self.tube, PERSON.name: self.person}
         self.out = Outputs()
         self.stats: Counter[str] = Counter()
 
@@ -106,9 +120,7 @@ class EmbeddedDriver:
         ctx = self._context(clock)
         key = getattr(event, KEY_FIELD[topic])
         for stage in STAGES_OF_TOPIC[topic]:
-            run = self._runs[stage.name]
-            rejection, due = stage.apply(ctx, run.table, key, event)
-            run.index.schedule(key, due)
+            rejection = self._runs[stage.name].apply(ctx, key, event)
             if rejection is not None:
                 self.reject(rejection, raw, origin, topic)
         if isinstance(event, Action) and not any(
@@ -155,19 +167,18 @@ class EmbeddedDriver:
         while ctx.forwards:
             forwards, ctx.forwards = ctx.forwards, []
             for person_id, message in forwards:
-                _, due = PERSON.apply(ctx, self.person.table, person_id, message)
-                self.person.index.schedule(person_id, due)
+                self.person.apply(ctx, person_id, message)
         contributions, ctx.contributions = ctx.contributions, []
         for item in contributions:
-            district = item["district"]
-            _, due = REPORT.apply(ctx, self.report.table, district, item, fire=False)
-            self.report.index.schedule(district, due)
+            self.report.apply(ctx, item.district, item, fire=False)
 
     def _advance(self, ctx: Context) -> None:
         """Fire every stage's due keys, upstream first, so downstream sees their outputs."""
-        for run in (self.tube, self.person, self.report):
+        runs: tuple[_StageRun[TubeState], _StageRun[PersonState], _StageRun[ReportState]] = (
+            self.tube, self.person, self.report)
+        for run in runs:
             if not run.index.has_due(ctx.clock):
                 continue
             for key in list(run.index.pop_due(ctx.clock)):
-                run.index.schedule(key, run.stage.fire(ctx, run.table, key))
+                run.fire(ctx, key)
                 self._route(ctx)

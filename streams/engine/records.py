@@ -16,10 +16,18 @@ import msgspec
 import orjson
 
 from closedloop.agents import person as person_rules
+from closedloop.agents.state import (
+    Contribution,
+    Escalate,
+    PersonState,
+    Result,
+    Retest,
+    Sampled,
+)
 from closedloop.schemas.decode import Rejection, decode_event
 from closedloop.schemas.events import KEY_FIELD, Action
 from closedloop.schemas.policy import Policy
-from closedloop.streams.engine.stage_runner import Effects, StageRunner
+from closedloop.streams.engine.stage_runner import AnyRunner, Effects
 from closedloop.streams.engine.topology import (
     CONTRIBUTIONS_TOPIC,
     FORWARDS_TOPIC,
@@ -63,7 +71,26 @@ class Handled:
     fill: tuple[str, int] | None = None  # a request to read (topic, up to end offset)
 
 
-def handle_record(stage: str, runner: StageRunner, record: Record, policy: Policy) -> Handled:
+class _Tick(msgspec.Struct, tag="tick", tag_field="type"):
+    """Moves a stage partition's own clock (wall timer, or ``produce --until``)."""
+
+    at: int
+    after: dict[str, dict[str, int]] = {}  # topic -> partition -> end offset to wait for
+
+
+class _Mark(msgspec.Struct, tag="mark", tag_field="type"):
+    """An upstream partition's clock."""
+
+    source: str
+    at: int
+
+
+_decode_internal = msgspec.json.Decoder(
+    _Tick | _Mark | Sampled | Result | Retest | Escalate | Contribution).decode
+"""Every record of an internal topic, by its ``type`` (fill requests are read before)."""
+
+
+def handle_record(stage: str, runner: AnyRunner, record: Record, policy: Policy) -> Handled:
     """Apply one record of any topic ``stage`` reads; never raises for bad input."""
     wiring = WIRING[stage]
     if record.topic in wiring.quiet:
@@ -86,7 +113,7 @@ def _decode_keyed(record: Record, policy: Policy) -> tuple[str, Any]:
     return key, decoded
 
 
-def _owned_input(runner: StageRunner, record: Record, policy: Policy) -> Handled:
+def _owned_input(runner: AnyRunner, record: Record, policy: Policy) -> Handled:
     key, decoded = _decode_keyed(record, policy)
     if isinstance(decoded, Rejection):
         fx = runner.on_skipped(record.partition, record.topic, record.offset)
@@ -102,7 +129,7 @@ def _owned_input(runner: StageRunner, record: Record, policy: Policy) -> Handled
     return handled
 
 
-def _quiet_input(runner: StageRunner, record: Record, policy: Policy) -> Handled:
+def _quiet_input(runner: AnyRunner, record: Record, policy: Policy) -> Handled:
     """An input another stage owns (an action on the tube stage): applied if valid, else
     dropped silently (the owner dead-letters and counts it). It does not move the clock, but
     its offset counts for ``produce --until`` ticks, which wait for actions sent before them.
@@ -120,51 +147,48 @@ def _quiet_input(runner: StageRunner, record: Record, policy: Policy) -> Handled
     return handled
 
 
-def _internal(runner: StageRunner, record: Record) -> Effects:
+def _internal(runner: AnyRunner, record: Record) -> Effects:
     """A record of an internal topic: tick, clock mark, forward or contribution."""
-    item = orjson.loads(record.value)
-    kind = item.get("type")
+    item = _decode_internal(record.value)
     partition = record.partition
-    if kind == "tick":
-        after = {topic: int(ends[str(partition)]) for topic, ends in item.get("after", {}).items()
+    if isinstance(item, _Tick):
+        after = {topic: ends[str(partition)] for topic, ends in item.after.items()
                  if str(partition) in ends}
-        return runner.on_tick(partition, int(item["at"]), after)
-    if kind == "mark":
-        return runner.on_mark(partition, str(item["source"]), int(item["at"]))
+        return runner.on_tick(partition, item.at, after)
+    if isinstance(item, _Mark):
+        return runner.on_mark(partition, item.source, item.at)
     key = record.key.decode() if record.key else ""
-    if kind == "part":
-        return runner.on_counted(partition, key, item, int(item["at"]), record.topic,
-                                 record.offset)
-    at = int(item.get("at", item.get("reported", 0)))
-    return runner.on_input(partition, key, item, at, None)
+    if isinstance(item, Contribution):
+        return runner.on_counted(partition, key, item, item.at, record.topic, record.offset)
+    return runner.on_input(partition, key, item, person_rules.forward_time(item), None)
 
 
 def tick_record(at: int, after: dict[str, dict[str, int]] | None = None) -> bytes:
     """The value of a tick: ``after`` holds each input topic's end offsets per partition."""
-    return orjson.dumps({"type": "tick", "at": at, **({"after": after} if after else {})})
+    return _encode(_Tick(at, after or {}))
 
 
-def route(stage: str, partition: int, fx: Effects, runner: StageRunner,
+def route(stage: str, partition: int, fx: Effects, runner: AnyRunner,
           partitions: int) -> list[Outgoing]:
     """The records ``fx`` makes, in the order the worker sends them."""
     out = [Outgoing("alerts", alert.subject.encode(), _encode(alert)) for alert in fx.alerts]
     out.extend(Outgoing("escalations", escalation.subject.encode(), _encode(escalation))
                for escalation in fx.escalations)
-    out.extend(Outgoing(FORWARDS_TOPIC, person_id.encode(), orjson.dumps(message))
+    out.extend(Outgoing(FORWARDS_TOPIC, person_id.encode(), _encode(message))
                for person_id, message in fx.forwards)
-    out.extend(Outgoing(CONTRIBUTIONS_TOPIC, item["district"].encode(),
-                        orjson.dumps({"type": "part", **item})) for item in fx.contributions)
+    out.extend(Outgoing(CONTRIBUTIONS_TOPIC, item.district.encode(), _encode(item))
+               for item in fx.contributions)
     out.extend(Outgoing("daily-report", report.district.encode(), _encode(report))
                for report in fx.reports)
     if stage == "person" and fx.touched:
         ctx = runner.context(partition)
         for person_id in sorted(fx.touched):
             st = runner.table.get(person_id)
-            value = None if st is None else _encode(
-                person_rules.person_status(ctx, person_id, st))
+            value = _encode(person_rules.person_status(ctx, person_id, st)) \
+                if isinstance(st, PersonState) else None
             out.append(Outgoing("person-status", person_id.encode(), value))
     if fx.mark is not None:
-        mark = orjson.dumps({"type": "mark", "source": f"{stage}/{partition}", "at": fx.mark})
+        mark = _encode(_Mark(f"{stage}/{partition}", fx.mark))
         out.extend(Outgoing(name, None, mark, target)
                    for name in WIRING[stage].marks for target in range(partitions))
     return out

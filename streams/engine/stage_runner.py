@@ -15,20 +15,40 @@ mode, the wall clock in wall mode).
 
 from __future__ import annotations
 
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Generic, TypeVar
+
+import msgspec
 
 from closedloop.agents.calendar import Calendar
-from closedloop.agents.requirements import Context, State, next_due
+from closedloop.agents.requirements import Context, next_due
+from closedloop.agents.state import (
+    Contribution,
+    Forward,
+    Keyed,
+    PersonState,
+    ReportState,
+    TubeState,
+)
 from closedloop.schemas.decode import Rejection
 from closedloop.schemas.outputs import Alert, DailyReport
 from closedloop.schemas.policy import Policy
 from closedloop.streams.engine.clock import MIN_EPOCH, Watermark
 from closedloop.streams.engine.deadlines import DeadlineIndex
-from closedloop.streams.engine.topology import Stage
+from closedloop.streams.engine.topology import PERSON, REPORT, TUBE, WIRING, Stage, Table
 
-__all__ = ["META_PREFIX", "Effects", "StageRunner", "meta_key"]
+__all__ = [
+    "META_PREFIX",
+    "AnyRunner",
+    "Effects",
+    "PartitionMeta",
+    "StageRunner",
+    "meta_key",
+    "runners",
+]
+
+S = TypeVar("S", bound=Keyed)
 
 META_PREFIX = "\x00partition:"
 
@@ -38,14 +58,29 @@ def meta_key(partition: int) -> str:
     return f"{META_PREFIX}{partition}"
 
 
+class PartitionMeta(msgspec.Struct, kw_only=True, gc=False):
+    """A partition's clock state, kept in its stage's table under :func:`meta_key` so that it
+    is changelogged and moves with the partition (see ``_Partition`` for each field)."""
+
+    topics: dict[str, int]
+    processed: dict[str, int]
+    marks: dict[str, int]
+    pending: list[tuple[int, dict[str, int]]]
+    tick: int
+    marked: int
+    max_seen: int
+    clock: int
+    seen: dict[str, int] = {}
+
+
 @dataclass(slots=True)
 class Effects:
     """What one message produced, for the agent to send."""
 
     alerts: list[Alert] = field(default_factory=list)
     escalations: list[Alert] = field(default_factory=list)
-    forwards: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    contributions: list[dict[str, Any]] = field(default_factory=list)
+    forwards: list[tuple[str, Forward]] = field(default_factory=list)
+    contributions: list[Contribution] = field(default_factory=list)
     reports: list[DailyReport] = field(default_factory=list)
     rejection: Rejection | None = None
     duplicate: bool = False
@@ -71,14 +106,15 @@ class _Partition:
         self.read: dict[str, int] = {}  # topic -> last offset handled while held (gap guard)
 
 
-class StageRunner:
-    """One stage's partitions on this worker, over its keyed table."""
+class StageRunner(Generic[S]):
+    """One stage's partitions on this worker, over its keyed table (which also holds each
+    partition's :class:`PartitionMeta`)."""
 
     def __init__(
         self,
-        stage: Stage,
+        stage: Stage[S],
         policy: Policy,
-        table: MutableMapping[str, State],
+        table: Table[S | PartitionMeta],
         *,
         upstream: int,
         own_clock: bool = True,
@@ -110,33 +146,33 @@ class StageRunner:
         copy may be older); a new one loads it from the table.
         """
         part = self._part(partition)
-        part.index.rebuild((key, self.table[key]) for key in keys if key in self.table)
+        part.index.rebuild((key, st) for key in keys
+                           if isinstance(st := self.table.get(key), Keyed))
 
     def revoke(self, partition: int) -> None:
         self.partitions.pop(partition, None)
 
     def _save(self, part: _Partition) -> None:
         """Keep the partition's clock state in the table: it moves with the partition."""
-        self.table[meta_key(part.number)] = {
-            "topics": part.topics, "processed": part.processed, "marks": part.marks,
-            "pending": [[at, after] for at, after in part.pending], "tick": part.tick,
-            "marked": part.marked, "max_seen": part.clock.max_seen, "clock": part.clock.value,
-            "seen": part.seen,
-        }
+        self.table[meta_key(part.number)] = PartitionMeta(
+            topics=part.topics, processed=part.processed, marks=part.marks,
+            pending=list(part.pending), tick=part.tick, marked=part.marked,
+            max_seen=part.clock.max_seen, clock=part.clock.value, seen=part.seen,
+        )
 
     def _load(self, part: _Partition) -> None:
         saved = self.table.get(meta_key(part.number))
-        if not saved:
+        if not isinstance(saved, PartitionMeta):
             return
-        part.topics = dict(saved["topics"])
-        part.processed = dict(saved["processed"])
-        part.marks = dict(saved["marks"])
-        part.pending = [(int(at), dict(after)) for at, after in saved["pending"]]
-        part.tick = saved["tick"]
-        part.marked = saved["marked"]
-        part.clock.max_seen = saved["max_seen"]
-        part.clock.value = saved["clock"]
-        part.seen = dict(saved.get("seen", {}))
+        part.topics = dict(saved.topics)
+        part.processed = dict(saved.processed)
+        part.marks = dict(saved.marks)
+        part.pending = [(at, dict(after)) for at, after in saved.pending]
+        part.tick = saved.tick
+        part.marked = saved.marked
+        part.clock.max_seen = saved.max_seen
+        part.clock.value = saved.clock
+        part.seen = dict(saved.seen)
 
     def expected(self, partition: int, topic: str) -> int | None:
         """The next offset of ``topic`` this stage should handle in ``partition``, if known.
@@ -172,7 +208,7 @@ class StageRunner:
         self,
         partition: int,
         key: str,
-        item: Any,
+        item: object,
         event_time: int,
         dedup_id: str | None,
         *,
@@ -198,7 +234,8 @@ class StageRunner:
             else:
                 self._apply_ticks(part)
         st = self.table.get(key)
-        if dedup_id is not None and st is not None and dedup_id in st.get("ids", {}):
+        if (dedup_id is not None and isinstance(st, Keyed) and st.ids is not None
+                and dedup_id in st.ids):
             effects.duplicate = True
             self._fire(part, self._context(part), effects)
         else:
@@ -215,7 +252,7 @@ class StageRunner:
         return effects
 
     def on_counted(
-        self, partition: int, key: str, item: Any, event_time: int, topic: str, offset: int
+        self, partition: int, key: str, item: object, event_time: int, topic: str, offset: int
     ) -> Effects:
         """A record that counts (a report contribution): applied once per offset.
 
@@ -361,9 +398,11 @@ class StageRunner:
 
     def _remember(self, key: str, dedup_id: str, event_time: int, clock: int) -> None:
         st = self.table.get(key)
-        if st is None:
+        if not isinstance(st, self.stage.state):
             return
-        ids: dict[str, int] = st.setdefault("ids", {})
+        ids = st.ids
+        if ids is None:
+            st.ids = ids = {}
         ids[dedup_id] = event_time
         if len(ids) > 64:
             horizon = clock - self.policy.dedup_retention
@@ -373,4 +412,36 @@ class StageRunner:
 
     def due_of(self, key: str) -> int | None:
         st = self.table.get(key)
-        return None if st is None else next_due(st)
+        return next_due(st) if isinstance(st, Keyed) else None
+
+
+AnyRunner = StageRunner[TubeState] | StageRunner[PersonState] | StageRunner[ReportState]
+"""A runner of any of the three stages (the worker and the bus hold one of each)."""
+
+
+def runners(
+    policy: Policy,
+    partitions: int,
+    table_of: Callable[[str, type[Keyed]], Table[Keyed | PartitionMeta]],
+    *,
+    catch_up_before: int | None = None,
+    unread: Callable[[str, int], bool] | None = None,
+    committed: Callable[[str, int], int | None] | None = None,
+) -> dict[str, AnyRunner]:
+    """One runner per stage of :data:`WIRING`, on ``partitions`` partitions of every topic.
+
+    ``table_of(stage name, state type)`` gives each stage its keyed table. The stages that own input
+    topics keep their own clock from them; the report stage's clock is its upstream marks.
+    """
+
+    def one(stage: Stage[S]) -> StageRunner[S]:
+        wiring = WIRING[stage.name]
+        table: Table[S | PartitionMeta] = table_of(stage.name, stage.state)
+        upstream = wiring.upstream * partitions
+        if not wiring.owns:
+            return StageRunner(stage, policy, table, upstream=upstream, own_clock=False)
+        return StageRunner(stage, policy, table, upstream=upstream,
+                           catch_up_before=catch_up_before, inputs=wiring.owns,
+                           unread=unread, committed=committed)
+
+    return {"tube": one(TUBE), "person": one(PERSON), "report": one(REPORT)}

@@ -16,14 +16,23 @@ whether the state is a dict or a Faust table.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final, Generic, Protocol, TypeVar
 
 from closedloop.agents import closure, person, tubes
-from closedloop.agents.requirements import Context, LapseHandler, State, fire_due, next_due
+from closedloop.agents.requirements import Context, LapseHandler, fire_due, next_due
+from closedloop.agents.state import (
+    FORWARD_TYPES,
+    Contribution,
+    Keyed,
+    PersonState,
+    ReportState,
+    TubeState,
+    is_blank,
+)
 from closedloop.schemas.decode import Rejection
-from closedloop.schemas.events import Action, Event, Lab, Sampling
+from closedloop.schemas.events import Action, Lab, Sampling
 
 __all__ = [
     "CONTRIBUTIONS_TOPIC",
@@ -36,28 +45,48 @@ __all__ = [
     "TICK_TOPICS",
     "TUBE",
     "WIRING",
+    "AnyStage",
     "Stage",
+    "Table",
     "Wiring",
     "partition_of",
 ]
 
-Apply = Callable[[Context, State, str, Any], "Rejection | None"]
+S = TypeVar("S", bound=Keyed)
+S_in = TypeVar("S_in", contravariant=True)
+
+
+class Table(Protocol[S_in]):
+    """What a stage needs of its keyed table: a dict, a Faust table behind a codec, or a
+    table that also holds other rows (the worker's partition clocks) it never reads."""
+
+    def get(self, key: str, /) -> object: ...
+
+    def __setitem__(self, key: str, value: S_in, /) -> None: ...
+
+    def __delitem__(self, key: str, /) -> None: ...
+
+    def __contains__(self, key: object, /) -> bool: ...
+
+
+Apply = Callable[[Context, S, str, object], "Rejection | None"]
 
 
 @dataclass(frozen=True, slots=True)
-class Stage:
-    """A keyed stage: how an input changes a key's state, and its lapse handlers."""
+class Stage(Generic[S]):
+    """A keyed stage: its state type, how an input changes a key's state, its lapse handlers."""
 
     name: str
-    apply_fn: Apply
-    handlers: Mapping[str, LapseHandler]
+    state: type[S]
+    apply_fn: Apply[S]
+    handlers: Mapping[str, LapseHandler[S]]
 
     def apply(
         self,
         ctx: Context,
-        table: MutableMapping[str, State],
+        table: Table[S],
         key: str,
-        item: Any,
+        item: object,
         *,
         fire: bool = True,
     ) -> tuple[Rejection | None, int | None]:
@@ -67,24 +96,24 @@ class Stage:
         a cut-off before every upstream deadline up to the clock has contributed.
         """
         st = table.get(key)
-        if st is None:
-            st = {}
+        if not isinstance(st, self.state):
+            st = self.state()
         rejection = self.apply_fn(ctx, st, key, item)
         return rejection, self._finish(ctx, table, key, st, fire)
 
-    def fire(self, ctx: Context, table: MutableMapping[str, State], key: str) -> int | None:
+    def fire(self, ctx: Context, table: Table[S], key: str) -> int | None:
         """Fire ``key``'s deadlines at or before the clock; returns its next due instant."""
         st = table.get(key)
-        if st is None:
+        if not isinstance(st, self.state):
             return None
         return self._finish(ctx, table, key, st, True)
 
     def _finish(
-        self, ctx: Context, table: MutableMapping[str, State], key: str, st: State, fire: bool
+        self, ctx: Context, table: Table[S], key: str, st: S, fire: bool
     ) -> int | None:
         if fire:
             fire_due(ctx, st, key, self.handlers)
-        if st.get("gone") or not st:
+        if st.gone or is_blank(st):
             if key in table:
                 del table[key]
             return None
@@ -92,7 +121,7 @@ class Stage:
         return next_due(st)
 
 
-def _apply_tube(ctx: Context, st: State, key: str, event: Event) -> Rejection | None:
+def _apply_tube(ctx: Context, st: TubeState, key: str, event: object) -> Rejection | None:
     if isinstance(event, Sampling):
         return tubes.on_sampling(ctx, st, key, event)
     if isinstance(event, Lab):
@@ -102,24 +131,27 @@ def _apply_tube(ctx: Context, st: State, key: str, event: Event) -> Rejection | 
     return None
 
 
-def _apply_person(ctx: Context, st: State, key: str, item: Any) -> Rejection | None:
-    if isinstance(item, dict):
+def _apply_person(ctx: Context, st: PersonState, key: str, item: object) -> Rejection | None:
+    if isinstance(item, FORWARD_TYPES):
         person.on_forward(ctx, st, key, item)
-    else:
+    elif isinstance(item, person.PERSON_EVENTS):
         person.on_event(ctx, st, key, item)
     return None
 
 
-def _apply_report(ctx: Context, st: State, key: str, item: Any) -> Rejection | None:
-    closure.handle_contribution(ctx, st, key, item)
+def _apply_report(ctx: Context, st: ReportState, key: str, item: object) -> Rejection | None:
+    if isinstance(item, Contribution):
+        closure.handle_contribution(ctx, st, key, item)
     return None
 
 
-TUBE: Final = Stage("tube", _apply_tube, tubes.HANDLERS)
-PERSON: Final = Stage("person", _apply_person, person.HANDLERS)
-REPORT: Final = Stage("report", _apply_report, closure.HANDLERS)
+TUBE: Final = Stage("tube", TubeState, _apply_tube, tubes.HANDLERS)
+PERSON: Final = Stage("person", PersonState, _apply_person, person.HANDLERS)
+REPORT: Final = Stage("report", ReportState, _apply_report, closure.HANDLERS)
 
-STAGE_OF_TOPIC: Final[dict[str, Stage]] = {
+AnyStage = Stage[TubeState] | Stage[PersonState] | Stage[ReportState]
+
+STAGE_OF_TOPIC: Final[dict[str, AnyStage]] = {
     "sampling": TUBE,
     "lab": TUBE,
     "travel": PERSON,
@@ -129,7 +161,7 @@ STAGE_OF_TOPIC: Final[dict[str, Stage]] = {
 }
 """The stage that owns each input topic: it counts, dead-letters and clocks the topic."""
 
-STAGES_OF_TOPIC: Final[dict[str, tuple[Stage, ...]]] = {
+STAGES_OF_TOPIC: Final[dict[str, tuple[AnyStage, ...]]] = {
     **{topic: (stage,) for topic, stage in STAGE_OF_TOPIC.items()},
     "action": (TUBE, PERSON),
 }
@@ -158,7 +190,7 @@ class Wiring:
     from every partition. ``marks``: the internal topics its clock marks go to.
     """
 
-    stage: Stage
+    stage: AnyStage
     owns: tuple[str, ...]
     quiet: tuple[str, ...]
     internal: str

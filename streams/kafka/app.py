@@ -27,16 +27,22 @@ import os
 import signal
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import msgspec
 import orjson
 
+from closedloop.agents.state import Keyed
 from closedloop.schemas.decode import Rejection, dead_letter
 from closedloop.schemas.policy import Policy
 from closedloop.streams.engine.clock import wall_now
 from closedloop.streams.engine.records import Record, handle_record, route, tick_record
-from closedloop.streams.engine.stage_runner import META_PREFIX, Effects, StageRunner
+from closedloop.streams.engine.stage_runner import (
+    META_PREFIX,
+    Effects,
+    PartitionMeta,
+)
+from closedloop.streams.engine.stage_runner import runners as make_runners
 from closedloop.streams.engine.topology import (
     READERS,
     TICK_TOPICS,
@@ -74,7 +80,8 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
         web_port=web_port,
         web_bind="127.0.0.1" if os.environ.get("CLOSEDLOOP_WEB_BIND") is None
         else os.environ["CLOSEDLOOP_WEB_BIND"],
-        # Tables (keyed state) are changelogged as JSON; every topic below is raw bytes.
+        # Every topic below is raw bytes, and so are the tables (value_type=bytes): each row
+        # is the msgspec JSON of a key's typed state (see _StateTable).
         value_serializer="json",
         key_serializer="raw",
         producer_linger=0.01,
@@ -101,9 +108,12 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
             "report-parts", "tube-ticks")}
     short = {v: k for k, v in address.items()}
 
-    tube_table = app.Table("tube-state", default=None, partitions=n, key_type=bytes)
-    person_table = app.Table("person-state", default=None, partitions=n, key_type=bytes)
-    report_table = app.Table("report-state", default=None, partitions=n, key_type=bytes)
+    def state_table(name: str) -> Any:
+        return app.Table(name, default=None, partitions=n, key_type=bytes, value_type=bytes)
+
+    tube_table = state_table("tube-state")
+    person_table = state_table("person-state")
+    report_table = state_table("report-state")
     tables = {"tube": tube_table, "person": person_table, "report": report_table}
     # Wall mode: a lapse due before this worker started was missed during downtime.
     catch_up_before = wall_now() - policy.allowed_lateness if clock == "wall" else None
@@ -130,13 +140,11 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
         value = app.consumer._committed_offset.get(TP(address[topic], partition))
         return None if value is None else int(value)
 
-    runners = {
-        name: StageRunner(
-            wiring.stage, policy, _StrKeys(tables[name]), upstream=wiring.upstream * n,
-            **({"catch_up_before": catch_up_before, "inputs": wiring.owns, "unread": unread,
-                "committed": committed} if wiring.owns else {"own_clock": False}))
-        for name, wiring in WIRING.items()
-    }
+    def table_of(stage: str, state: type[Keyed]) -> _StateTable[Keyed]:
+        return _StateTable(tables[stage], state)
+
+    runners = make_runners(policy, n, table_of, catch_up_before=catch_up_before,
+                           unread=unread, committed=committed)
     telemetry = WorkerMetrics(policy)  # every closedloop_* metric (streams/kafka/metrics.py)
     for name in ("sampling", "lab", "tube-ticks", "action", "travel", "followup",
                  "person-tests", "report-parts"):
@@ -433,33 +441,39 @@ async def _guarded(handler: Any, stage: str, event: Any) -> None:
                       message.topic, message.partition, message.offset)
 
 
-class _StrKeys:
-    """A Faust table seen through str keys (the table's keys are raw bytes)."""
+S = TypeVar("S", bound=Keyed)
 
-    def __init__(self, table: Any) -> None:
+
+class _StateTable(Generic[S]):
+    """A stage's Faust table seen through str keys and typed values.
+
+    The table's keys and values are raw bytes: a key's row is the msgspec JSON of its state
+    (``S``), or under :func:`~closedloop.streams.runner.meta_key` of its partition's clock
+    (:class:`PartitionMeta`). A value read is decoded afresh, so a change counts only once
+    written back, which the stage always does (a Faust table changelogs assignments only).
+    """
+
+    def __init__(self, table: Any, state: type[S]) -> None:
         self._table = table
+        self._decode_state = msgspec.json.Decoder(state).decode
+        self._decode_meta = msgspec.json.Decoder(PartitionMeta).decode
 
-    def get(self, key: str, default: Any = None) -> Any:
-        value = self._table.get(key.encode())
-        return default if value is None else value
+    def get(self, key: str) -> S | PartitionMeta | None:
+        raw = self._table.get(key.encode())
+        if raw is None:
+            return None
+        if key.startswith(META_PREFIX):
+            return self._decode_meta(raw)
+        return self._decode_state(raw)
 
-    def __getitem__(self, key: str) -> Any:
-        value = self._table.get(key.encode())
-        if value is None:
-            raise KeyError(key)
-        return value
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self._table[key.encode()] = value
+    def __setitem__(self, key: str, value: S | PartitionMeta) -> None:
+        self._table[key.encode()] = _encode(value)
 
     def __delitem__(self, key: str) -> None:
         del self._table[key.encode()]
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and self._table.get(key.encode()) is not None
-
-    def keys(self) -> Any:
-        return self._table.keys()
 
 
 def _credentials(settings: KafkaSettings) -> Any:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from closedloop.agents import travel
-from closedloop.agents.requirements import State
+from closedloop.agents.state import Keyed, PersonState, TubeState, split_name
 from closedloop.schemas.policy import Policy
 from closedloop.streams.engine.clock import MIN_EPOCH
 
@@ -49,46 +49,47 @@ LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 TALLIED_STAGES: Final = ("tube", "person")  # the loops' requirements; report cut-offs are not
 
 
-def requirement_kinds(st: State | None) -> Counter[str]:
-    """Open requirements of a key by kind (the name before ``:``), without ``gc``.
+def requirement_kinds(st: object) -> Counter[str]:
+    """Open requirements of a key (its state, or None) by kind (the name before ``:``),
+    without ``gc``.
 
     ``gc`` is bookkeeping (forgetting an idle key), not something a person or lab owes.
     """
     kinds: Counter[str] = Counter()
-    if st:
-        for name in st.get("req", ()):
-            kind = name.split(":", 1)[0]
+    if isinstance(st, Keyed):
+        for name in st.req:
+            kind = split_name(name)[0]
             if kind != "gc":
                 kinds[kind] += 1
     return kinds
 
 
-def control_interval(policy: Policy, st: State | None) -> tuple[int, int, str] | None:
+def control_interval(policy: Policy, st: object) -> tuple[int, int, str] | None:
     """(located, end, regimen mode) of a person's push, once located; else None.
 
     A person is under control while ``located <= clock < end``, exactly as
     ``person_status`` decides ``under_control``; the regimen is the push's mode.
     """
-    if not st or st.get("push") is None:
+    if not isinstance(st, PersonState) or st.push is None:
         return None
-    push = st["push"]
+    push = st.push
     located = travel.located_at(st, push)
-    regimen = policy.regimens.get(push["risk"])
+    regimen = policy.regimens.get(push.risk)
     if located is None or regimen is None:
         return None
     return located, travel.control_end(st, push), regimen.mode
 
 
-def turnarounds(st: State | None) -> dict[str, int]:
+def turnarounds(st: object) -> dict[str, int]:
     """Seconds from a tube's earliest collection to its lab records, by lab SLA stage.
 
     Only stages whose both ends are known (a result may arrive before the sampling);
     a lab record stamped before the collection is noise and yields nothing.
     """
-    if not st or st.get("first") is None:
+    if not isinstance(st, TubeState) or st.first is None:
         return {}
-    first: int = st["first"]
-    ends = {"transport": st.get("recv"), "result": st["rep"][0] if "rep" in st else None}
+    first = st.first
+    ends = {"transport": st.recv, "result": None if st.rep is None else st.rep.at}
     return {stage: end - first for stage, end in ends.items()
             if end is not None and end >= first}
 
@@ -129,7 +130,7 @@ class KeyTally:
     keys: dict[int, dict[str, _Summary]] = field(default_factory=dict)
     kinds: Counter[str] = field(default_factory=Counter)
 
-    def load(self, partition: int, items: Iterable[tuple[str, State | None]]) -> None:
+    def load(self, partition: int, items: Iterable[tuple[str, object]]) -> None:
         """A recovered partition: its keys as they are now, without observing anything."""
         self.drop(partition)
         for key, st in items:
@@ -140,14 +141,14 @@ class KeyTally:
             self.kinds.subtract(summary.kinds)
         self._tidy()
 
-    def update(self, partition: int, key: str, st: State | None, *, observe: bool = True
+    def update(self, partition: int, key: str, st: object, *, observe: bool = True
                ) -> dict[str, int]:
         """Record ``key``'s new state; returns the turnarounds (stage → s) new to observe."""
         held = self.keys.setdefault(partition, {})
         old = held.pop(key, None)
         if old is not None:
             self.kinds.subtract(old.kinds)
-        if not st:
+        if not isinstance(st, Keyed):
             self._tidy()
             return {}
         known = turnarounds(st) if self.stage == "tube" else {}
@@ -241,7 +242,7 @@ class WorkerMetrics:
 
     # -- fed by the agents --------------------------------------------------------------------
 
-    def assigned(self, stage: str, partition: int, items: Iterable[tuple[str, State | None]]
+    def assigned(self, stage: str, partition: int, items: Iterable[tuple[str, object]]
                  ) -> None:
         if stage in self.tallies:
             self.tallies[stage].load(partition, items)
@@ -251,7 +252,7 @@ class WorkerMetrics:
             self.tallies[stage].drop(partition)
 
     def touched(self, stage: str, partition: int, keys: Iterable[str],
-                get: Callable[[str], State | None]) -> None:
+                get: Callable[[str], object]) -> None:
         """Keys whose state a message may have changed (``Effects.touched``)."""
         tally = self.tallies.get(stage)
         if tally is None:

@@ -13,6 +13,7 @@ import orjson
 from helpers import T0, at, epoch, followup, lab, policy, sampling, travel
 from prometheus_client import CollectorRegistry
 
+from closedloop.agents.state import TubeState
 from closedloop.schemas.decode import Rejection, decode_event
 from closedloop.streams.engine.clock import MIN_EPOCH
 from closedloop.streams.engine.stage_runner import StageRunner
@@ -47,7 +48,7 @@ class Feed:
 
 
 def test_requirement_kinds_count_names_by_prefix_without_gc() -> None:
-    st = {"req": {"lab:transport": 1, "lab:result": 2, "orphan": 3, "gc": 4}}
+    st = TubeState(req={"lab:transport": 1, "lab:result": 2, "orphan": 3, "gc": 4})
     assert requirement_kinds(st) == {"lab": 2, "orphan": 1}
     assert requirement_kinds(None) == {}
 
@@ -105,8 +106,8 @@ def test_recovered_keys_are_counted_but_not_measured_again() -> None:
 
 def test_counts_follow_a_key_whose_state_is_forgotten() -> None:
     tally = KeyTally(policy(), "tube")
-    tally.update(0, "tb-4", {"req": {"orphan": 1, "gc": 2}})
-    tally.update(1, "tb-5", {"req": {"orphan": 1}})
+    tally.update(0, "tb-4", TubeState(req={"orphan": 1, "gc": 2}))
+    tally.update(1, "tb-5", TubeState(req={"orphan": 1}))
     assert tally.kinds == {"orphan": 2}
     tally.update(0, "tb-4", None)  # deleted from the table
     assert tally.kinds == {"orphan": 1}
@@ -125,7 +126,7 @@ def test_a_person_is_under_control_from_located_until_the_regimens_end() -> None
     assert tally.under_control({0: epoch(located) - 1}) == {}
     assert tally.under_control({0: epoch(located)}) == {"home_quarantine": 1}
     assert tally.under_control({0: MIN_EPOCH}) == {}  # the partition's clock is unknown
-    ends = feed.table[person]["push"]["ends_at"]
+    ends = feed.table[person].push.ends_at
     assert tally.under_control({0: ends - 1}) == {"home_quarantine": 1}
     assert tally.under_control({0: ends}) == {}
     assert {"unlocated", "test"} <= set(tally.kinds)  # re-checked when due, open until then
@@ -134,7 +135,7 @@ def test_a_person_is_under_control_from_located_until_the_regimens_end() -> None
 def test_refresh_sets_gauges_and_drops_series_of_partitions_gone() -> None:
     registry = CollectorRegistry()
     metrics = WorkerMetrics(policy(), registry)
-    metrics.assigned("tube", 0, [("tb-6", {"req": {"orphan": 1}})])
+    metrics.assigned("tube", 0, [("tb-6", TubeState(req={"orphan": 1}))])
     metrics.refresh(1000, {"tube": {0: 400, 1: MIN_EPOCH}}, [("sampling", 0, 7)])
 
     def value(name: str, **labels: str) -> float | None:

@@ -1,0 +1,267 @@
+"""The typed per-key state of the three stages, and the messages that flow between them.
+
+The field names and shapes are those of the JSON dicts and lists state used to be, so a
+changelog written before still decodes, and so do forwards and contributions in flight.
+
+A city's roster (~10 million persons) lives in the person stage's table, so state is compact:
+instants are epoch seconds (``int``), small records are ``array_like`` (a JSON array in the
+changelog, no field names), containers a key rarely needs default to ``None`` (no empty dict
+per person), and no state object takes part in a reference cycle (``gc=False``: no GC header,
+never scanned by the collector). Everything here is plain ``msgspec.Struct``: mypy sees every
+field, and the worker encodes a key's state to bytes for its table with ``msgspec.json``.
+
+Requirement names stay strings (``test:2022-09-06``, ``esc:<alert_id>``, …) in the ``req``
+map: :func:`split_name` is the one place that parses them.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgspec
+
+__all__ = [
+    "FORWARD_TYPES",
+    "Change",
+    "Contribution",
+    "Escalate",
+    "EscalationEntry",
+    "FollowupChain",
+    "Forward",
+    "Interval",
+    "Keyed",
+    "LabReport",
+    "LastResult",
+    "Membership",
+    "PersonState",
+    "Push",
+    "ReportState",
+    "Result",
+    "Retest",
+    "RetestNeed",
+    "Sample",
+    "Sampled",
+    "TubeState",
+    "is_blank",
+    "split_name",
+]
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """A requirement name's kind and argument: ``test:2022-09-06`` -> ("test", "2022-09-06");
+    ``gc`` -> ("gc", ""). The kind picks the lapse handler."""
+    kind, _, argument = name.partition(":")
+    return kind, argument
+
+
+# -- small records ----------------------------------------------------------------------------
+
+
+class Sample(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """One swab of a person, as the person's loops need it (tests, retests, identity)."""
+
+    at: int  # collection time
+    tube: str  # a retest must be in another tube
+    pool: int  # pool_size: a pooled positive's retest must be a single tube
+    site: str  # identity: two sites too far apart for the time between them
+    lat: float | None
+    lon: float | None
+    district: str  # the district of an identity_suspect alert
+
+
+class LabReport(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """A tube's first report: its result (later reports are ignored)."""
+
+    at: int
+    result: str  # negative | positive | invalid
+    lab_id: str
+
+
+class LastResult(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """The person's latest result, for person-status."""
+
+    at: int
+    result: str
+
+
+class EscalationEntry(msgspec.Struct, array_like=True, gc=False):
+    """What an open escalation remembers of its alert (it lives at most two windows)."""
+
+    kind: str  # the alert's kind: how it can be satisfied
+    level: int  # the next level to raise (2, then 3)
+    due: int  # the alert's due instant: facts after it may satisfy the requirement
+    hint: str | None  # a test requirement, a lab stage or a retest's tube: which facts count
+    person_id: str | None
+    tube_id: str | None
+    district: str | None
+    acted: int | None = None  # the earliest operator action (ack or resolve) on the alert
+
+
+class FollowupChain(msgspec.Struct, kw_only=True, gc=False):
+    """The daily clearance chain of a located push."""
+
+    anchor: int  # the last clearance: the next lapse is anchor + followup_every
+    floor: int  # the last instant judged: clearances at or before it are spent
+
+
+class Push(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
+    """A travel push (or a checkpoint's) and the regimen it opened."""
+
+    pushed_at: int  # a newer push replaces this one (ties: the larger event_id)
+    event_id: str
+    arrived_at: int  # located/released records count from it on
+    risk: str  # the regimen
+    district: str  # where the push's alerts and counts go
+    origin: str
+    ends_at: int  # end of the regimen's last day (a replaced push: its replacement)
+    first_day: str  # local date of arrival (regimen day 1), ISO
+    fu: FollowupChain | None = None  # set once located
+
+
+class Interval(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """The key's interval [start, end) in one daily-report gauge (end None: still open)."""
+
+    district: str | None
+    start: int
+    end: int | None
+
+
+class Change(msgspec.Struct, array_like=True, frozen=True, order=True, gc=False):
+    """A roster change; ordered like the contract wants (a leave before a join at an instant)."""
+
+    at: int
+    active: bool
+    district: str
+
+
+class Membership(msgspec.Struct, kw_only=True, gc=False):
+    """A person's membership in one cohort and its testing chain."""
+
+    district: str  # of the latest join
+    changes: list[Change]  # sorted, the latest KEEP_CHANGES: membership in any arrival order
+    since: int | None = None  # the chain's interval [since, until)
+    until: int | None = None
+    anchor: int | None = None  # the last sampling counted (or since): next due is + test_every
+    floor: int | None = None  # the last instant judged
+
+
+class RetestNeed(msgspec.Struct, kw_only=True, frozen=True, gc=False):
+    """A retest a tube's result asks of the person."""
+
+    reported: int  # the window opens at the report
+    single: bool  # a pooled positive needs a single tube; an invalid result any tube
+    result: str
+    district: str | None
+
+
+# -- per-key state ----------------------------------------------------------------------------
+
+
+class Keyed(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
+    """What every stage's key holds: its deadlines, the alerts it raised, their escalations."""
+
+    last: int = 0  # the latest activity: ``gc`` forgets a key idle for state_retention
+    req: dict[str, int] = {}  # requirement name -> due instant (the index wants the minimum)
+    sent: dict[str, int] | None = None  # alert ids raised -> due: never twice, pruned by due
+    esc: dict[str, EscalationEntry] | None = None  # open escalations by alert id
+    acts: dict[str, int] | None = None  # actions that came before their alert, by alert id
+    ids: dict[str, int] | None = None  # the worker's (topic:event_id) -> event time dedup
+    gone: bool = False  # ``gc`` decided to forget the key: the stage deletes it
+
+
+class TubeState(Keyed, kw_only=True, omit_defaults=True, gc=False):
+    """The tube join: its members' swabs and its lab records."""
+
+    members: dict[str, int] | None = None  # person_id -> swab time
+    pool: int | None = None  # pool_size, fixed by the first sampling
+    district: str | None = None  # of the first sampling
+    first: int | None = None  # the earliest collection: the SLAs count from it
+    sla: list[str] | None = None  # lab stages already judged (once per tube and stage)
+    recv: int | None = None  # the earliest lab record
+    rep: LabReport | None = None
+
+
+class PersonState(Keyed, kw_only=True, omit_defaults=True, gc=False):
+    """Every per-person loop: travel push, cohorts, retests, identity."""
+
+    district: str | None = None  # the latest known, for person-status
+    samples: list[Sample] | None = None  # sorted by (at, tube), pruned by state_retention
+    last_result: LastResult | None = None
+    push: Push | None = None  # the current regimen
+    prevs: dict[int, Push] | None = None  # replaced pushes that still owe a lapse, by pushed_at
+    prev_push: Push | None = None  # the one replaced push of states written before ``prevs``
+    located: list[int] | None = None  # sorted followup records, by kind
+    clears: list[int] | None = None  # located or visit
+    released: list[int] | None = None
+    located_done: list[int] | None = None  # located instants counted for an earlier journey
+    iv: dict[str, Interval] | None = None  # gauge -> the key's interval in it
+    cohorts: dict[str, Membership] | None = None
+    retests: dict[str, RetestNeed] | None = None  # by the tube that asked
+    id_days: list[str] | None = None  # local days (ISO) with an identity_suspect already
+
+
+class ReportState(Keyed, kw_only=True, omit_defaults=True, gc=False):
+    """A district's daily-report buckets."""
+
+    days: dict[str, dict[str, int]] | None = None  # report day (ISO) -> field -> count
+    gauges: dict[str, int] | None = None  # running totals of the gauges
+    reported: str | None = None  # the last day reported
+
+
+def is_blank(st: Keyed) -> bool:
+    """Is this a fresh state nothing was recorded in? (Such a state is never stored.)"""
+    return not st.req and st.last == 0 and st == type(st)()
+
+
+# -- messages between stages ------------------------------------------------------------------
+
+
+class Sampled(msgspec.Struct, tag="sampled", tag_field="type", gc=False):
+    """Tube -> person: the person was swabbed into a tube (the fields of a :class:`Sample`)."""
+
+    at: int
+    tube: str
+    pool: int
+    site: str
+    lat: float | None
+    lon: float | None
+    district: str
+
+
+class Result(msgspec.Struct, tag="result", tag_field="type", gc=False):
+    """Tube -> person: the result of a tube the person is in."""
+
+    at: int
+    tube: str
+    result: str
+
+
+class Retest(msgspec.Struct, tag="retest", tag_field="type", gc=False):
+    """Tube -> person: a pooled positive or an invalid result asks for a new sampling."""
+
+    tube: str
+    reported: int
+    result: str
+    single: bool
+    district: str | None
+
+
+class Escalate(msgspec.Struct, tag="escalate", tag_field="type", gc=False):
+    """Tube -> person: a single tube's positive is the person's to escalate."""
+
+    at: int
+    alert: str
+    entry: EscalationEntry
+
+
+Forward = Sampled | Result | Retest | Escalate
+FORWARD_TYPES: Final = (Sampled, Result, Retest, Escalate)
+
+
+class Contribution(msgspec.Struct, tag="part", tag_field="type", gc=False):
+    """Tube/person -> report: count ``d`` in ``field`` of ``district``'s report at ``at``."""
+
+    district: str
+    at: int
+    field: str
+    d: int
