@@ -111,14 +111,17 @@ class Stage(Generic[S]):
     def _finish(
         self, ctx: Context, table: Table[S], key: str, st: S, fire: bool
     ) -> int | None:
-        if fire:
+        reqs = st.req
+        due = min(reqs.values()) if reqs else None
+        if fire and due is not None and due <= ctx.clock:  # most inputs fire nothing
             fire_due(ctx, st, key, self.handlers)
-        if st.gone or is_blank(st):
+            due = next_due(st)
+        if st.gone or (due is None and is_blank(st)):
             if key in table:
                 del table[key]
             return None
         table[key] = st  # write back: a Faust table only changelogs assignments
-        return next_due(st)
+        return due
 
 
 def _apply_tube(ctx: Context, st: TubeState, key: str, event: object) -> Rejection | None:
