@@ -346,7 +346,8 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
                 telemetry.actions.labels(applied).inc()  # a tube's alert, handled here
         elif name in INPUT_STAGE:
             telemetry.consumed.labels(name).inc()
-            decoded = decode_event(name, value, policy.cohorts)
+            decoded = decode_event(name, value, policy.cohorts, received_at=_receipt(message),
+                                   max_clock_skew=policy.max_clock_skew)
             key = message.key.decode("utf-8", "replace") if message.key else ""
             if not isinstance(decoded, Rejection) and key != getattr(decoded, _KEY_FIELD[name]):
                 decoded = Rejection("bad_envelope",
@@ -436,6 +437,16 @@ _KEY_FIELD = {"sampling": "tube_id", "lab": "tube_id", "travel": "person_id",
               "followup": "person_id", "cohort": "person_id", "action": "subject"}
 
 
+def _receipt(message: Any) -> float | None:
+    """The record's Kafka timestamp (epoch seconds): the receipt of the implausible-time rule
+    (CONTRACT.md §1), never later than now (a producer's clock may set it). A record without
+    one (-1, or none) leaves that bound unchecked."""
+    stamp = getattr(message, "timestamp", None)
+    if not isinstance(stamp, int | float) or stamp <= 0:
+        return None
+    return min(float(stamp), time.time())
+
+
 def _internal(runner: StageRunner, message: Any, value: bytes) -> Effects:
     """A record of an internal topic: tick, clock mark, forward or contribution."""
     item = orjson.loads(value)
@@ -462,7 +473,8 @@ def _quiet_input(runner: StageRunner, name: str, value: bytes, message: Any,
     its offset counts for ``produce --until`` ticks, which wait for actions sent before them.
     Also returns the action applied to a key this stage holds, if any.
     """
-    decoded = decode_event(name, value, policy.cohorts)
+    decoded = decode_event(name, value, policy.cohorts, received_at=_receipt(message),
+                           max_clock_skew=policy.max_clock_skew)
     key = message.key.decode("utf-8", "replace") if message.key else ""
     if isinstance(decoded, Rejection) or key != getattr(decoded, _KEY_FIELD[name]):
         return runner.on_skipped(message.partition, name, message.offset), None

@@ -167,6 +167,9 @@ BAD: list[tuple[str, str, bytes, str, str]] = [
     ("lab-reported-null-result", "lab", orjson.dumps(event("lab", result=None)),
      "missing_field", "result"),
     ("unknown-topic", "weather", orjson.dumps(VALID["sampling"]), "unknown_topic", "weather"),
+    ("implausible-time-before-2000", "followup",
+     orjson.dumps(event("followup", occurred_at="1999-12-31T23:59:59Z")), "implausible_time",
+     "occurred_at"),
 ]
 
 
