@@ -48,8 +48,8 @@ def find_raw(document: bytes) -> str | None:
     identifier shows as ``[redacted]``.
     """
     if document.isascii():
-        if not _may_hold(document):
-            return None
+        if b"\\" not in document and _RUN not in document.translate(_ZEROS):
+            return None  # _may_hold, inlined: this is every line's cost
         if b"\\u" not in document and TOKEN_BYTES.search(document) is None:
             return None  # unescaped ASCII: strings read as written, so the bytes tell it all
         return _find_in_document(document)

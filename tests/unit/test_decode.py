@@ -618,3 +618,15 @@ def test_decode_event_checks_times_against_the_record_receipt() -> None:
     early = decode_event("followup", raw, received_at=received_before)
     assert isinstance(early, Rejection) and early.reason == "implausible_time"
     assert isinstance(decode_event("followup", raw, received_at=RECEIVED), Followup)
+
+
+def test_an_occurred_at_near_a_new_year_is_checked_exactly() -> None:
+    # 23:59:59 on New Year's Eve at -23:59 is 23:58:59 UTC on New Year's Day
+    receipt = datetime(2023, 1, 1, 0, 5, tzinfo=UTC).timestamp()
+    line = line_of("followup", event("followup", occurred_at="2022-12-31T23:59:59-23:59"))
+    late = decode_line(line, received_at=receipt)
+    assert isinstance(late, tuple) and isinstance(late[1], Rejection)
+    assert late[1].reason == "implausible_time"
+    # and a local year-2001 instant that is still in 2000 UTC is plausible
+    early = line_of("followup", event("followup", occurred_at="2001-01-01T00:00:00+14:00"))
+    assert isinstance(decoded(early), Followup)
