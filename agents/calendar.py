@@ -1,7 +1,9 @@
 """Local calendar arithmetic in the policy's time zone, on epoch seconds.
 
 Days, test days and cut-offs are local (CONTRACT.md §1). Results are cached per date because
-the hot path asks the same few days millions of times.
+the hot path asks the same few days millions of times. Instants beyond what ``datetime`` can
+hold are clamped to its range (the decoder refuses implausible times; this is the backstop
+that keeps any instant from raising).
 """
 
 from __future__ import annotations
@@ -11,6 +13,14 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 __all__ = ["Calendar"]
+
+# Epoch seconds of 0002-01-01 and 9998-12-31 UTC: a local date a day either side still exists.
+_MIN_EPOCH = -62104060800
+_MAX_EPOCH = 253370678400
+
+
+def _clamped(epoch: int) -> int:
+    return min(max(epoch, _MIN_EPOCH), _MAX_EPOCH)
 
 
 class Calendar:
@@ -24,7 +34,7 @@ class Calendar:
         self.cutoff_at = lru_cache(maxsize=4096)(self._cutoff_at)
 
     def _local_date(self, epoch: int) -> date:
-        return datetime.fromtimestamp(epoch, self.zone).date()
+        return datetime.fromtimestamp(_clamped(epoch), self.zone).date()
 
     def _day_start(self, day: date) -> int:
         """Epoch of local midnight opening ``day``."""
@@ -56,4 +66,4 @@ class Calendar:
 
     def iso(self, epoch: int) -> str:
         """RFC 3339 in the local offset, e.g. ``2022-09-06T11:30:00+08:00``."""
-        return datetime.fromtimestamp(epoch, self.zone).isoformat()
+        return datetime.fromtimestamp(_clamped(epoch), self.zone).isoformat()

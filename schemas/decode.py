@@ -3,28 +3,31 @@
 It never raises. Each way CONTRACT.md §3 says input can be wrong maps to one machine-readable
 ``reason`` (see ``outputs.REJECTION_REASONS``) and a human message naming the field. Unknown
 extra fields are ignored, so producers can add fields without breaking consumers.
+
+Order of the checks: a raw identifier anywhere (``rawscan``) wins over every other reason,
+so it is searched for first, in the raw bytes; then one msgspec pass decodes the line
+straight into its typed event; then the rules a schema cannot say (``implausible_time``, a
+reported lab result, cohort names). Only input msgspec refuses is parsed again, by orjson, to
+find its exact reason.
 """
 
 from __future__ import annotations
 
-import base64
+import operator
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from dataclasses import dataclass
+from functools import reduce
 from typing import Any, Final
 
 import msgspec
 import orjson
 
 from closedloop.schemas.events import MODELS, Cohort, Event, Lab
-from closedloop.schemas.identifiers import (
-    REDACTED,
-    contains_raw,
-    looks_raw,
-    redact_bytes,
-    redact_text,
-)
+from closedloop.schemas.identifiers import contains_raw, redact_text
 from closedloop.schemas.outputs import DeadLetter
+from closedloop.schemas.plausible import DEFAULT_MAX_CLOCK_SKEW, implausible
+from closedloop.schemas.rawscan import find_raw, find_raw_in, redact_original
 
 __all__ = [
     "Rejection",
@@ -35,12 +38,10 @@ __all__ = [
     "validate_event",
 ]
 
-# Fields that name a person (or may): checked for raw identifiers before anything else.
+# Fields that name a person (or may): the benchmark's identity-only check looks at these.
 IDENTITY_FIELDS: Final = ("person_id", "worker_id", "operator_id", "subject")
-# Free text, where an identifier may hide inside other words.
-FREE_TEXT_FIELDS: Final = frozenset({"origin", "reason", "note"})
-# Every string field of each model: none may be a raw identifier (CONTRACT.md §2: raw
-# identifiers never reach a topic), whatever it is called.
+# Every string field of each model (the JSON Schemas note on each that raw identifiers are
+# refused; the decoder searches every string of the input, known field or not).
 STRING_FIELDS: Final = {
     model: tuple(
         name for name, kind in zip(
@@ -55,13 +56,9 @@ _RAW_MESSAGE: Final = (
 )
 
 
-def _raw_field(items: Iterable[tuple[str, Any]]) -> Rejection | None:
-    for field, value in items:
-        if isinstance(value, str) and (
-            looks_raw(value) or (field in FREE_TEXT_FIELDS and contains_raw(value))
-        ):
-            return Rejection("raw_identifier", f"{field}: {_RAW_MESSAGE}")
-    return None
+def _raw(where: str) -> Rejection:
+    return Rejection("raw_identifier", f"{where}: {_RAW_MESSAGE}")
+
 
 _MISSING = re.compile(
     r"^Object missing required field `(?P<field>[^`]+)`(?: - at `(?P<at>[^`]+)`)?"
@@ -102,30 +99,54 @@ def _classify(error: str) -> Rejection:
 
 
 def validate_event(
-    topic: str, obj: Any, cohorts: Collection[str] | None = None
+    topic: str,
+    obj: Any,
+    cohorts: Collection[str] | None = None,
+    *,
+    received_at: float | None = None,
+    max_clock_skew: int = DEFAULT_MAX_CLOCK_SKEW,
 ) -> Event | Rejection:
-    """Validate a parsed JSON value as an event of ``topic``."""
+    """Validate a parsed JSON value as an event of ``topic`` received at ``received_at``
+    (epoch seconds; None: the receipt is unknown and only its upper bound goes unchecked)."""
+    if isinstance(topic, str) and contains_raw(topic):
+        return _raw("topic")
+    where = find_raw_in(obj)
+    if where is not None:
+        return _raw(where)
+    return _validate(topic, obj, cohorts, received_at, max_clock_skew)
+
+
+def _validate(
+    topic: str,
+    obj: Any,
+    cohorts: Collection[str] | None,
+    received_at: float | None,
+    max_clock_skew: int,
+) -> Event | Rejection:
+    """``validate_event`` once the raw-identifier search is done."""
     model = MODELS.get(topic)
     if model is None:
         shown = redact_text(str(topic))
         return Rejection("unknown_topic", f"topic {shown!r} is not an input topic")
     if not isinstance(obj, dict):
         return Rejection("not_object", f"{topic}: the event must be a JSON object")
-    raw = _raw_field(obj.items())
-    if raw is not None:
-        return raw
     try:
         event = msgspec.convert(obj, model)
     except msgspec.ValidationError as exc:
         return _classify(str(exc))
-    return _after_checks(event, cohorts)
+    return _after_checks(event, cohorts, received_at, max_clock_skew)
 
 
-def _after_checks(event: Event, cohorts: Collection[str] | None) -> Event | Rejection:
-    """Rules a field-by-field schema cannot say: raw identifiers, lab result, cohort names."""
-    raw = _raw_field((name, getattr(event, name)) for name in STRING_FIELDS[type(event)])
-    if raw is not None:
-        return raw
+def _after_checks(
+    event: Event,
+    cohorts: Collection[str] | None,
+    received_at: float | None,
+    max_clock_skew: int,
+) -> Event | Rejection:
+    """Rules a field-by-field schema cannot say: plausible times, lab result, cohort names."""
+    why = implausible(event, received_at, max_clock_skew)
+    if why is not None:
+        return Rejection("implausible_time", why)
     if isinstance(event, Lab) and event.status == "reported" and event.result is None:
         return Rejection("missing_field", "result: required when status is \"reported\"")
     if isinstance(event, Cohort) and cohorts is not None and event.cohort not in cohorts:
@@ -136,55 +157,79 @@ def _after_checks(event: Event, cohorts: Collection[str] | None) -> Event | Reje
     return event
 
 
-class _Envelope(msgspec.Struct):
-    topic: str
-    value: msgspec.Raw
-
-
-_ENVELOPE_DECODER: Final = msgspec.json.Decoder(_Envelope)
 _DECODERS: Final = {topic: msgspec.json.Decoder(model) for topic, model in MODELS.items()}
+# One replay line decodes in one msgspec pass into a per-topic line struct, tagged by its
+# "topic": measured about 1.5x faster than an envelope with a raw value decoded again.
+_LINE_TYPES: Final = {
+    msgspec.defstruct(
+        f"{model.__name__}Line", [("value", model)], tag_field="topic", tag=topic, frozen=True
+    ): topic
+    for topic, model in MODELS.items()
+}
+_LINE_DECODER: Final[msgspec.json.Decoder[Any]] = msgspec.json.Decoder(
+    reduce(operator.or_, _LINE_TYPES)
+)
+# msgspec raises UnicodeDecodeError (a ValueError) on non-UTF-8 strings and RecursionError on
+# deep nesting; the slow path gives both their reason.
+_REFUSED: Final = (msgspec.MsgspecError, ValueError, RecursionError)
 
 
 def decode_event(
-    topic: str, raw: bytes, cohorts: Collection[str] | None = None
+    topic: str,
+    raw: bytes,
+    cohorts: Collection[str] | None = None,
+    *,
+    received_at: float | None = None,
+    max_clock_skew: int = DEFAULT_MAX_CLOCK_SKEW,
 ) -> Event | Rejection:
-    """Parse and validate one message value.
+    """Parse and validate one message value (the worker's records).
 
     Fast path: msgspec decodes the bytes straight into the model (README "Validation speed").
-    Anything it refuses takes the slow path, orjson then :func:`validate_event`, which finds
-    the precise reason; both paths accept and refuse the same inputs.
+    Anything it refuses takes the slow path, orjson then the same checks, which finds the
+    precise reason; both paths accept and refuse the same inputs.
     """
+    where = find_raw(raw)
+    if where is not None:
+        return _raw(where)
     decoder = _DECODERS.get(topic)
     if decoder is not None:
         try:
-            return _after_checks(decoder.decode(raw), cohorts)
-        except (msgspec.MsgspecError, ValueError, RecursionError):
-            # ValueError: msgspec raises UnicodeDecodeError on non-UTF-8 strings, and
-            # RecursionError on deep nesting; the slow path gives both their reason.
+            event = decoder.decode(raw)
+        except _REFUSED:
             pass
+        else:
+            return _after_checks(event, cohorts, received_at, max_clock_skew)
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         return Rejection("not_json", f"not JSON: {exc.msg} at byte {exc.pos}")
-    return validate_event(topic, obj, cohorts)
+    return _validate(topic, obj, cohorts, received_at, max_clock_skew)
 
 
 def decode_line(
-    line: bytes, cohorts: Collection[str] | None = None
+    line: bytes,
+    cohorts: Collection[str] | None = None,
+    *,
+    received_at: float | None = None,
+    max_clock_skew: int = DEFAULT_MAX_CLOCK_SKEW,
 ) -> tuple[str, Event | Rejection] | Rejection:
     """A replay line to (topic, event or rejection), or a rejection of the envelope itself."""
+    where = find_raw(line)
+    if where is not None:
+        return _raw(where)
     try:
-        envelope = _ENVELOPE_DECODER.decode(line)
-        decoder = _DECODERS.get(envelope.topic)
-        if decoder is not None:
-            return envelope.topic, _after_checks(decoder.decode(envelope.value), cohorts)
-    except (msgspec.MsgspecError, ValueError, RecursionError):
-        pass  # as in decode_event
-    parsed = decode_envelope(line)
-    if isinstance(parsed, Rejection):
-        return parsed
-    topic, value = parsed
-    return topic, validate_event(topic, value, cohorts)
+        parsed = _LINE_DECODER.decode(line)
+    except _REFUSED:
+        pass
+    else:
+        event: Event = parsed.value  # every line type has its event as "value"
+        return _LINE_TYPES[type(parsed)], _after_checks(event, cohorts, received_at,
+                                                        max_clock_skew)
+    envelope = decode_envelope(line)
+    if isinstance(envelope, Rejection):
+        return envelope
+    topic, value = envelope
+    return topic, _validate(topic, value, cohorts, received_at, max_clock_skew)
 
 
 def decode_envelope(line: bytes | str) -> tuple[str, Any] | Rejection:
@@ -203,36 +248,6 @@ def decode_envelope(line: bytes | str) -> tuple[str, Any] | Rejection:
     return topic, obj["value"]
 
 
-def _redact_identity_fields(raw: bytes) -> bytes:
-    """Blank identity fields of a JSON document that look raw, keeping the rest as it was."""
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return raw
-    # \u escapes hide digits from the text scan in dead_letter: re-encode such documents.
-    escaped = b"\\u" in raw
-    changed = escaped
-
-    def walk(node: Any) -> Any:
-        nonlocal changed
-        if isinstance(node, dict):
-            return {k: walk(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [walk(v) for v in node]
-        if isinstance(node, str) and looks_raw(node):
-            changed = True
-            return REDACTED
-        return node
-
-    try:
-        cleaned = walk(obj)
-        return orjson.dumps(cleaned) if changed else raw
-    except (RecursionError, orjson.JSONEncodeError):
-        # Too deep to rebuild (orjson writes 254 levels at most): without escapes the text
-        # scan still finds every identifier; with them, withhold the bytes rather than leak.
-        return REDACTED.encode() if escaped else raw
-
-
 def dead_letter(
     rejection: Rejection,
     original: bytes,
@@ -242,21 +257,15 @@ def dead_letter(
     offset: int | None = None,
     line: int | None = None,
 ) -> DeadLetter:
-    """Build the dead-letter record; raw identifiers in the original become ``[redacted]``."""
-    cleaned = _redact_identity_fields(original)
-    try:
-        text = redact_text(cleaned.decode("utf-8"))
-        encoding = "utf-8"
-    except UnicodeDecodeError:
-        text = base64.b64encode(redact_bytes(cleaned)).decode("ascii")
-        encoding = "base64"
+    """Build the dead-letter record; raw identifiers in every copy become ``[redacted]``."""
+    text, encoding = redact_original(original)
     return DeadLetter(
         reason=rejection.reason,  # type: ignore[arg-type]
-        message=rejection.message,
+        message=redact_text(rejection.message),
         topic=topic,
         partition=partition,
         offset=offset,
         line=line,
         original=text,
-        original_encoding=encoding,  # type: ignore[arg-type]
+        original_encoding=encoding,
     )

@@ -32,6 +32,7 @@ from closedloop.schemas.events import (
     REF_PATTERN,
 )
 from closedloop.schemas.outputs import Alert, DailyReport, DeadLetter, Escalation, PersonStatus
+from closedloop.schemas.plausible import OTHER_TIMES
 from closedloop.schemas.policy import default_policy
 
 __all__ = [
@@ -59,8 +60,20 @@ BINDING_VERSION: Final = "0.5.0"
 RFC3339_PATTERN: Final = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
 )
-# CONTRACT.md §2: an 18-char resident ID or an 11-digit mobile number is not a pseudonym.
-RAW_IDENTIFIER_PATTERN: Final = r"^(?:[0-9]{17}[0-9Xx]|1[0-9]{10})$"
+# CONTRACT.md §2 (v1.1): a string holding a resident ID or a mobile number anywhere, the
+# run not part of a longer run of digits. (Without lookarounds, which not every validator
+# has; the decoder also reads the string NFKC-normalised, which a pattern cannot say.)
+RAW_IDENTIFIER_PATTERN: Final = (
+    r"(?:^|[^0-9])(?:0086)?1[0-9]{10}(?:[^0-9]|$)|\+861[0-9]{10}(?:[^0-9]|$)"
+    r"|(?:^|[^0-9])[0-9]{17}(?:[0-9](?:[^0-9]|$)|[Xx])"
+)
+# CONTRACT.md §1 (v1.1): implausible times, which no pattern can say.
+IMPLAUSIBLE_NOTES: Final = {
+    "occurred_at": "before 2000-01-01T00:00:00Z or later than the event's receipt plus "
+    "max_clock_skew is rejected (reason implausible_time)",
+    "other": "more than 366 days before or after occurred_at is rejected "
+    "(reason implausible_time)",
+}
 
 DAY_MS: Final = 86_400_000
 INPUT_RETENTION_DAYS: Final = 30
@@ -210,12 +223,16 @@ def _event_schema(name: str) -> dict[str, Any]:
     for field in STRING_FIELDS[MODELS[name]]:
         if field in properties:
             properties[field]["not"] = {
-                "description": "a raw resident ID or mobile number is rejected "
-                "(reason raw_identifier)",
+                "description": "a string holding a raw resident ID or mobile number "
+                "anywhere is rejected (reason raw_identifier)",
                 "type": "string",
                 "pattern": RAW_IDENTIFIER_PATTERN,
             }
     _walk(root, _pin_timestamps)
+    for field in ("occurred_at", *OTHER_TIMES[MODELS[name]]):
+        rule = IMPLAUSIBLE_NOTES["occurred_at" if field == "occurred_at" else "other"]
+        note = properties[field].get("description")
+        properties[field]["description"] = f"{note}; {rule}" if note else rule
     if name == "lab":
         result = properties["result"]
         root["if"] = {"properties": {"status": {"const": "reported"}}, "required": ["status"]}

@@ -1,38 +1,122 @@
-"""Raw personal identifiers (CONTRACT.md §2): detection and redaction.
+"""Raw personal identifiers (CONTRACT.md §2, v1.1): detection and redaction.
 
-An 18-character PRC resident ID (``\\d{17}[\\dXx]``) or an 11-digit mobile number (``1\\d{10}``)
-must never reach a topic, a log, a metric label or the ledger.
+A token is, as a substring after NFKC normalisation (so full-width digits count), a run of 17
+digits followed by a digit or ``X``/``x`` (a PRC resident ID), or a run of 11 digits starting
+with 1, optionally preceded by ``+86`` or ``0086`` (a mobile number), where the run is not
+part of a longer run of digits. Digits are ``0``-``9`` after normalisation. Such a token must
+never reach a topic, a log, a metric label or the ledger.
+
+Redaction works on the text as it was, unit by unit (a character, or a JSON escape such as
+``\\u0031``), so a token spelt with full-width digits or escapes is found and replaced while
+everything around it is kept byte for byte.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Final
 
-__all__ = ["REDACTED", "contains_raw", "looks_raw", "redact_bytes", "redact_text"]
+__all__ = [
+    "REDACTED",
+    "contains_raw",
+    "looks_raw",
+    "normalize",
+    "redact_bytes",
+    "redact_text",
+]
 
 REDACTED: Final = "[redacted]"
-_RAW_WHOLE = re.compile(r"\d{17}[\dXx]|1\d{10}")
-# Inside free text, any such digit run not glued to other digits is scrubbed.
-_RAW_INSIDE = re.compile(r"(?<!\d)(?:\d{17}[\dXx]|1\d{10})(?![\dXx])")
-_RAW_INSIDE_BYTES = re.compile(rb"(?<![0-9])(?:[0-9]{17}[0-9Xx]|1[0-9]{10})(?![0-9Xx])")
+
+# (?<![0-9]) / (?![0-9]): the run is not part of a longer run. A resident ID's 18th character
+# may be X, after which a digit starts a new run; +86 and 0086 are glued on purpose.
+_TOKEN_SOURCE: Final = (
+    r"(?:\+86|(?<![0-9])(?:0086)?)1[0-9]{10}(?![0-9])"
+    r"|(?<![0-9])[0-9]{17}(?:[0-9](?![0-9])|[Xx])"
+)
+TOKEN: Final = re.compile(_TOKEN_SOURCE)
+TOKEN_BYTES: Final = re.compile(_TOKEN_SOURCE.encode("ascii"))
+# A JSON escape (one unit of the text as written); surrogate pairs are one unit.
+_ESCAPE = re.compile(r"\\(?:u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+                     r"|u[0-9a-fA-F]{4}|.)", re.DOTALL)
+_SIMPLE_ESCAPES: Final = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+
+
+def normalize(text: str) -> str:
+    """NFKC, skipped for ASCII text (already normal), so the common case costs nothing."""
+    return text if text.isascii() else unicodedata.normalize("NFKC", text)
 
 
 def looks_raw(value: str) -> bool:
-    """True when the whole value is a resident ID or a mobile number."""
-    return len(value) in (11, 18) and _RAW_WHOLE.fullmatch(value) is not None
+    """True when the whole value (normalised) is one token, e.g. a bare mobile number."""
+    match = TOKEN.fullmatch(normalize(value))
+    return match is not None
 
 
 def contains_raw(text: str) -> bool:
-    """True when free text holds a raw-identifier-shaped token anywhere."""
-    return _RAW_INSIDE.search(text) is not None
+    """True when ``text`` holds a token anywhere (the v1.1 rule for every string)."""
+    return TOKEN.search(normalize(text)) is not None
 
 
-def redact_text(text: str) -> str:
-    """Replace every raw-identifier-shaped token in ``text`` by ``[redacted]``."""
-    return _RAW_INSIDE.sub(REDACTED, text)
+def _unit_value(unit: str, escapes: bool) -> str:
+    """What one unit of the written text reads as, normalised."""
+    if escapes and len(unit) > 1:
+        if unit[1] == "u":
+            try:
+                unit = (chr(int(unit[2:6], 16)) if len(unit) == 6 else
+                        chr(0x10000 + ((int(unit[2:6], 16) - 0xD800) << 10)
+                            + int(unit[8:12], 16) - 0xDC00))
+            except ValueError:  # not reachable through _ESCAPE; kept as written
+                return unit
+        else:
+            unit = _SIMPLE_ESCAPES.get(unit[1], unit[1])
+    return unit if unit.isascii() else unicodedata.normalize("NFKC", unit)
+
+
+def _units(text: str, escapes: bool) -> list[str]:
+    if not escapes or "\\" not in text:
+        return list(text)
+    units: list[str] = []
+    pos = 0
+    for match in _ESCAPE.finditer(text):
+        units.extend(text[pos:match.start()])
+        units.append(match.group())
+        pos = match.end()
+    units.extend(text[pos:])
+    return units
+
+
+def redact_text(text: str, *, escapes: bool = False) -> str:
+    """Replace every token in ``text`` by ``[redacted]``, keeping everything else as written.
+
+    With ``escapes``, JSON escapes are read as what they stand for (``\\u0031`` is a 1), for
+    text that is JSON as written (a string literal's body, or a line that is not JSON).
+    """
+    if text.isascii() and not (escapes and "\\u" in text):
+        return TOKEN.sub(REDACTED, text)
+    units = _units(text, escapes)
+    values = [_unit_value(unit, escapes) for unit in units]
+    normal = "".join(values)
+    matches = list(TOKEN.finditer(normal))
+    if not matches:
+        return text
+    # owner[i]: the unit that normal[i] came from.
+    owner = [index for index, value in enumerate(values) for _ in value]
+    out: list[str] = []
+    done = 0
+    for match in matches:
+        first, last = owner[match.start()], owner[match.end() - 1]
+        if first < done:  # two tokens from one unit: already replaced
+            continue
+        out.extend(units[done:first])
+        out.append(REDACTED)
+        done = last + 1
+    out.extend(units[done:])
+    return "".join(out)
 
 
 def redact_bytes(data: bytes) -> bytes:
-    """``redact_text`` for bytes that are not UTF-8 (kept as base64, where a scan can't see)."""
-    return _RAW_INSIDE_BYTES.sub(REDACTED.encode("ascii"), data)
+    """``redact_text`` for bytes that are not UTF-8 (their dead letter is base64): the
+    undecodable bytes pass through unchanged, the text around them is redacted."""
+    text = data.decode("utf-8", "surrogateescape")
+    return redact_text(text, escapes=True).encode("utf-8", "surrogateescape")

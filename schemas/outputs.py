@@ -44,6 +44,7 @@ RejectionReason = Literal[
     "raw_identifier",
     "unknown_cohort",
     "pool_overflow",
+    "implausible_time",
 ]
 REJECTION_REASONS: Final = RejectionReason.__args__  # type: ignore[attr-defined]
 

@@ -56,6 +56,7 @@ class Policy:
     max_samples_per_day: int
     cohorts: Mapping[str, int]  # cohort name -> test_every in seconds
     escalate_after: int = 7200  # an unhandled alert escalates after this, and again after 2x
+    max_clock_skew: int = 900  # an occurred_at later than receipt + this is implausible
 
     @property
     def zone(self) -> ZoneInfo:
@@ -150,14 +151,15 @@ def policy_from_mapping(data: Mapping[str, Any], *, complete: bool = False) -> P
     if not complete:
         _reject_unknown(
             data,
-            {"timezone", "allowed_lateness", "daily_cutoff", "dedup_retention",
-             "state_retention", "travel", "lab", "identity", "cohorts", "escalation"},
+            {"timezone", "allowed_lateness", "max_clock_skew", "daily_cutoff",
+             "dedup_retention", "state_retention", "travel", "lab", "identity", "cohorts",
+             "escalation"},
         )
         data = _merged(tomllib.loads(default_policy_text()), data)
     _reject_unknown(
         data,
-        {"timezone", "allowed_lateness", "daily_cutoff", "dedup_retention", "state_retention",
-         "travel", "lab", "identity", "cohorts", "escalation"},
+        {"timezone", "allowed_lateness", "max_clock_skew", "daily_cutoff", "dedup_retention",
+         "state_retention", "travel", "lab", "identity", "cohorts", "escalation"},
     )
     timezone = data.get("timezone", "Asia/Shanghai")
     try:
@@ -188,6 +190,7 @@ def policy_from_mapping(data: Mapping[str, Any], *, complete: bool = False) -> P
     return Policy(
         timezone=str(timezone),
         allowed_lateness=parse_duration(data.get("allowed_lateness", "5m"), "allowed_lateness"),
+        max_clock_skew=parse_duration(data.get("max_clock_skew", "15m"), "max_clock_skew"),
         daily_cutoff=_cutoff(data.get("daily_cutoff", "22:00")),
         dedup_retention=parse_duration(data.get("dedup_retention", "72h"), "dedup_retention"),
         state_retention=parse_duration(data.get("state_retention", "8d"), "state_retention"),

@@ -4,8 +4,11 @@ Each line is an envelope ``{"topic": "<sampling|lab|travel|followup|cohort|actio
 "value": {...event...}}``, applied in file order. Alerts are written as JSON Lines (stdout
 by default), sorted by (raised_at, alert_id) within each flush; a bad line goes to the
 dead-letter output with its line number and reason, and the run goes on. With ``--until T``
-the clock finally moves to exactly T and everything due by then fires. The exit status is 0
-unless the input cannot be read (or an option is wrong: 2).
+the clock finally moves to exactly T and everything due by then fires. An event whose
+occurred_at is later than its receipt plus the policy's max_clock_skew is rejected
+(implausible_time): the receipt is ``--received-at T``, else the wall clock when the run
+starts, so a replay that must give the same bytes on any day passes ``--received-at``. The
+exit status is 0 unless the input cannot be read (or an option is wrong: 2).
 
 With ``--escalations OUT``, alerts nobody acknowledged, resolved or satisfied within the
 policy's ``escalation.after`` are written there (kind ``escalated``, level 2 then 3). They are
@@ -28,6 +31,7 @@ from typing import IO, TYPE_CHECKING, BinaryIO
 import msgspec
 
 from closedloop.schemas.outputs import Alert
+from closedloop.schemas.plausible import EARLIEST, MAX_SPREAD
 from closedloop.schemas.policy import Policy, PolicyError, load_policy
 from closedloop.streams.engine.embedded import EmbeddedDriver, Origin
 
@@ -37,6 +41,7 @@ if TYPE_CHECKING:  # ledger (issue 5): imported only with --ledger, SQLAlchemy i
 __all__ = ["ReplayResult", "add_parser", "parse_instant", "replay_lines", "run"]
 
 FLUSH_EVERY = 50_000
+EARLIEST_EPOCH = int(EARLIEST.timestamp())
 _encode = msgspec.json.Encoder().encode
 
 
@@ -49,6 +54,18 @@ def parse_instant(text: str) -> int:
     if value.tzinfo is None:
         raise ValueError(f"{text!r} has no UTC offset (write e.g. {text}+08:00)")
     return int(value.timestamp())
+
+
+def _plausible(text: str, reference: float, reference_name: str) -> int:
+    """The instant ``text`` if it lies from 2000-01-01T00:00:00Z to ``reference`` + 366 days
+    (the bounds CONTRACT.md §1 puts on event times), so that no option can run the clock past
+    any date the calendar holds, or through millions of daily reports."""
+    instant = parse_instant(text)
+    if instant < EARLIEST_EPOCH:
+        raise ValueError(f"{text!r} is before 2000-01-01T00:00:00Z, earlier than any event")
+    if instant > reference + MAX_SPREAD.total_seconds():
+        raise ValueError(f"{text!r} is more than 366 days after {reference_name}")
+    return instant
 
 
 @dataclass(slots=True)
@@ -75,12 +92,14 @@ def replay_lines(
     deadletter_out: IO[bytes] | None = None,
     progress: ProgressLine | None = None,
     ledger: ReplayLedger | None = None,
+    received_at: float | None = None,
 ) -> ReplayResult:
     """Drive the embedded engine over ``lines``; the reusable core of ``closedloop replay``.
 
     With ``ledger``, every flush's outputs and finally the person states go to the SQL ledger.
+    ``received_at`` (epoch seconds) is when every line counts as received; by default, now.
     """
-    driver = EmbeddedDriver(policy)
+    driver = EmbeddedDriver(policy, time.time() if received_at is None else received_at)
     alerts_by_kind: Counter[str] = Counter()
     reports = 0
     buffered = 0
@@ -163,6 +182,11 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         "--until", metavar="T",
         help="finally move the clock to T (RFC 3339 with offset) and fire all that is due",
     )
+    parser.add_argument(
+        "--received-at", metavar="T",
+        help="when the lines count as received (RFC 3339 with offset; default: now): an "
+        "occurred_at later than T + max_clock_skew is rejected as implausible_time",
+    )
     parser.add_argument("--policy", metavar="FILE", help="TOML policy (default: the contract's)")
     parser.add_argument("--alerts", metavar="OUT", help="alerts JSON Lines (default: stdout)")
     parser.add_argument(
@@ -194,6 +218,18 @@ def run(args: argparse.Namespace) -> int:
     except (PolicyError, ValueError) as exc:
         print(f"closedloop replay: {exc}", file=sys.stderr)
         return 2
+    try:
+        received_at = (time.time() if args.received_at is None
+                       else _plausible(args.received_at, time.time(), "now"))
+    except ValueError as exc:
+        print(f"closedloop replay: --received-at: {exc}", file=sys.stderr)
+        return 2
+    if until is not None:
+        try:
+            _plausible(args.until, received_at, "the receipt (now, or --received-at)")
+        except ValueError as exc:
+            print(f"closedloop replay: --until: {exc}", file=sys.stderr)
+            return 2
     with ExitStack() as stack:
         try:
             lines, size = _open_input(args.file, stack)
@@ -223,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
                 lines, policy, until=until, alerts_out=alerts_out,
                 escalations_out=outputs["escalations"], reports_out=outputs["reports"],
                 deadletter_out=outputs["deadletter"],
-                progress=progress, ledger=ledger,
+                progress=progress, ledger=ledger, received_at=received_at,
             )
         except OSError as exc:
             print(f"closedloop replay: read failed: {exc.strerror}", file=sys.stderr)

@@ -68,10 +68,12 @@ class PartitionedBus:
 
     ``order`` picks the interleaving: ``"fifo"`` delivers one record at a time from the
     stages' queues in turn; ``"reverse"`` drains the queues in the opposite turn, in batches;
-    any other string seeds a random choice of queue and batch size.
+    any other string seeds a random choice of queue and batch size. ``received_at`` is the
+    timestamp every record gets, as the broker would stamp it (the receipt of §1's rule).
     """
 
-    def __init__(self, policy: Policy, partitions: int = 4, order: str = "fifo") -> None:
+    def __init__(self, policy: Policy, partitions: int = 4, order: str = "fifo",
+                 received_at: float | None = None) -> None:
         self.policy = policy
         self.n = partitions
         self.logs: dict[tuple[str, int], list[Record]] = {}
@@ -80,6 +82,7 @@ class PartitionedBus:
         self.runners = runners(policy, partitions, self._table, unread=self._unread)
         self.out = BusOutputs()
         self._order = order
+        self._received_at = received_at  # the records' timestamp (None: not checked)
         self._rng = random.Random(order)
         self._turn = 0
 
@@ -170,7 +173,7 @@ class PartitionedBus:
 
     def _append(self, topic: str, partition: int, key: bytes | None, value: bytes) -> None:
         log = self.logs.setdefault((topic, partition), [])
-        log.append(Record(topic, partition, len(log), key, value))
+        log.append(Record(topic, partition, len(log), key, value, self._received_at))
 
     def _table(self, stage: str, state: type[Keyed]) -> dict[str, Keyed | PartitionMeta]:
         return self.tables.setdefault(stage, {})

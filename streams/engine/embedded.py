@@ -74,8 +74,11 @@ class _StageRun(Generic[S]):
 class EmbeddedDriver:
     """Runs the three stages in one process on plain dicts."""
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, received_at: float | None = None) -> None:
+        """``received_at``: when the inputs were received (epoch seconds), for the
+        implausible-time rule; None leaves its upper bound unchecked."""
         self.policy = policy
+        self.received_at = received_at
         self.cal = Calendar(policy.zone, policy.daily_cutoff)
         self.clock = Watermark(policy.allowed_lateness)
         self.dedup = Dedup(policy.dedup_retention)
@@ -92,7 +95,8 @@ class EmbeddedDriver:
     def pipe(self, topic: str, value: Any, raw: bytes, origin: Origin) -> None:
         """Validate, de-duplicate and apply one input; then fire what the clock reached."""
         self.stats["events_read"] += 1
-        decoded = validate_event(topic, value, self.policy.cohorts)
+        decoded = validate_event(topic, value, self.policy.cohorts, received_at=self.received_at,
+                                 max_clock_skew=self.policy.max_clock_skew)
         if isinstance(decoded, Rejection):
             self.reject(decoded, raw, origin, topic)
             return
@@ -101,7 +105,8 @@ class EmbeddedDriver:
     def pipe_line(self, line: bytes, origin: Origin) -> None:
         """One replay line ``{"topic": …, "value": …}``: the fast path of ``replay``."""
         self.stats["events_read"] += 1
-        decoded = decode_line(line, self.policy.cohorts)
+        decoded = decode_line(line, self.policy.cohorts, received_at=self.received_at,
+                              max_clock_skew=self.policy.max_clock_skew)
         if isinstance(decoded, Rejection):
             self.reject(decoded, line, origin, None)
             return

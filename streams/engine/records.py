@@ -48,6 +48,7 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes
+    received_at: float | None = None  # the receipt of the implausible-time rule (§1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +106,8 @@ def handle_record(stage: str, runner: AnyRunner, record: Record, policy: Policy)
 
 def _decode_keyed(record: Record, policy: Policy) -> tuple[str, Any]:
     """Decode an input event and check its message key is the contract's key field."""
-    decoded = decode_event(record.topic, record.value, policy.cohorts)
+    decoded = decode_event(record.topic, record.value, policy.cohorts,
+                           received_at=record.received_at, max_clock_skew=policy.max_clock_skew)
     key = record.key.decode("utf-8", "replace") if record.key else ""
     field = KEY_FIELD[record.topic]
     if not isinstance(decoded, Rejection) and key != getattr(decoded, field):

@@ -312,7 +312,7 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
         arrived = getattr(message, "time_in", None) or time.monotonic()
         name = short.get(message.topic, message.topic)
         record = Record(name, message.partition, message.offset, message.key,
-                        event.value if event.value is not None else b"")
+                        event.value if event.value is not None else b"", _receipt(message))
         done = handle_record(stage, runners[stage], record, policy)
         if done.consumed:
             telemetry.consumed.labels(name).inc()
@@ -381,6 +381,16 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
 
     app.closedloop_runners = runners  # for tests and introspection
     return app
+
+
+def _receipt(message: Any) -> float | None:
+    """The record's Kafka timestamp (epoch seconds): the receipt of the implausible-time rule
+    (CONTRACT.md §1), never later than now (a producer's clock may set it). A record without
+    one (-1, or none) leaves that bound unchecked."""
+    stamp = getattr(message, "timestamp", None)
+    if not isinstance(stamp, int | float) or stamp <= 0:
+        return None
+    return min(float(stamp), time.time())
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Final
 
+from closedloop.schemas.identifiers import contains_raw
+
 __all__ = [
     "COHORTS",
     "DAY",
@@ -275,12 +277,13 @@ class City:
         return round(lat, 6), round(lon, 6)
 
     def _build_ids(self, people: int) -> list[str]:
-        """``p:`` + 12 hex digits: opaque, and never shaped like a resident ID or a phone."""
+        """``p:`` + 12 hex digits: opaque, and never holding what looks like a resident ID
+        or a phone (CONTRACT.md §2 v1.1 searches inside strings: ``p:13812345678a`` is one)."""
         seen: set[str] = set()
         ids: list[str] = []
         while len(ids) < people:
             pid = f"p:{self.rng.getrandbits(48):012x}"
-            if pid not in seen:
+            if pid not in seen and not contains_raw(pid):
                 seen.add(pid)
                 ids.append(pid)
         return ids

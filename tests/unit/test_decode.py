@@ -6,6 +6,7 @@ Each case builds one bad event from a valid one, so the test names the only thin
 from __future__ import annotations
 
 import base64
+import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -22,7 +23,7 @@ from closedloop.schemas.decode import (
     validate_event,
 )
 from closedloop.schemas.events import MODELS, Action, Cohort, Followup, Lab, Sampling, Travel
-from closedloop.schemas.outputs import REJECTION_REASONS
+from closedloop.schemas.outputs import REJECTION_REASONS, DeadLetter
 from closedloop.schemas.policy import default_policy
 
 PERSON = "pz:8f14e45fceea167a5a36dedd4bea2543"
@@ -167,6 +168,9 @@ BAD: list[tuple[str, str, bytes, str, str]] = [
     ("lab-reported-null-result", "lab", orjson.dumps(event("lab", result=None)),
      "missing_field", "result"),
     ("unknown-topic", "weather", orjson.dumps(VALID["sampling"]), "unknown_topic", "weather"),
+    ("implausible-time-before-2000", "followup",
+     orjson.dumps(event("followup", occurred_at="1999-12-31T23:59:59Z")), "implausible_time",
+     "occurred_at"),
 ]
 
 
@@ -366,3 +370,263 @@ def test_envelope_with_unknown_topic_is_rejected_by_the_event_step() -> None:
     result = validate_event(*parsed)
     assert isinstance(result, Rejection)
     assert result.reason == "unknown_topic"
+
+
+# --- contract v1.1: a raw identifier in any string, anywhere ---------------------------------
+
+RECEIVED = datetime(2022, 9, 6, 12, 0, tzinfo=UTC).timestamp()  # after every VALID event
+
+
+def line_of(topic: str, value: Any, **envelope: Any) -> bytes:
+    return orjson.dumps({"topic": topic, "value": value, **envelope})
+
+
+def decoded(line: bytes) -> Any:
+    """The event or rejection ``decode_line`` gives, received at RECEIVED."""
+    result = decode_line(line, default_policy().cohorts, received_at=RECEIVED)
+    return result if isinstance(result, Rejection) else result[1]
+
+
+def assert_raw_and_redacted(line: bytes, *secrets: bytes) -> DeadLetter:
+    """``line`` is rejected as raw_identifier and none of ``secrets`` is in any copy."""
+    rejection = decoded(line)
+    assert isinstance(rejection, Rejection), rejection
+    assert rejection.reason == "raw_identifier"
+    letter = dead_letter(rejection, line, line=1)
+    copies = [msgspec.json.encode(letter), rejection.message.encode()]
+    if letter.original_encoding == "base64":
+        copies.append(base64.b64decode(letter.original))
+    else:
+        copies.append(letter.original.encode())
+        unescaped = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)),
+                           letter.original)  # escapes read too
+        copies.append(unescaped.encode("utf-8", "surrogatepass"))
+    for secret in secrets:
+        assert not any(secret in copy for copy in copies), secret
+    return letter
+
+
+FULL_WIDTH_MOBILE = "".join(chr(0xFF10 + int(d)) for d in MOBILE)  # １３８１２３４５６７８
+
+
+def test_full_width_digits_are_a_raw_identifier() -> None:
+    line = line_of("followup", event("followup", worker_id="gw-1", note=...) | {
+        "note": f"call {FULL_WIDTH_MOBILE}"})
+    letter = assert_raw_and_redacted(line, FULL_WIDTH_MOBILE.encode(), MOBILE.encode())
+    assert orjson.loads(letter.original)["value"]["note"] == "call [redacted]"
+
+
+@pytest.mark.parametrize("prefix", ["+86", "0086"])
+def test_mobile_with_country_code_is_redacted_with_its_prefix(prefix: str) -> None:
+    line = line_of("action", event("action", note=f"tel {prefix}{MOBILE}."))
+    letter = assert_raw_and_redacted(line, MOBILE.encode())
+    assert orjson.loads(letter.original)["value"]["note"] == "tel [redacted]."
+
+
+def test_a_key_that_is_a_raw_identifier_is_rejected_and_redacted() -> None:
+    line = line_of("sampling", event("sampling") | {"extras": {MOBILE: True}})
+    letter = assert_raw_and_redacted(line, MOBILE.encode())
+    assert "[redacted] (a key)" in letter.message
+    assert orjson.loads(letter.original)["value"]["extras"] == {"[redacted]": True}
+
+
+def test_a_raw_mobile_as_envelope_topic_is_rejected_and_redacted() -> None:
+    line = line_of(MOBILE, VALID["lab"])
+    letter = assert_raw_and_redacted(line, MOBILE.encode())
+    assert letter.topic is None
+    assert orjson.loads(letter.original)["topic"] == "[redacted]"
+
+
+def test_a_raw_identifier_in_another_envelope_field_is_rejected() -> None:
+    assert_raw_and_redacted(line_of("lab", VALID["lab"], source=f"import {RESIDENT_ID}"),
+                            RESIDENT_ID.encode())
+
+
+def test_an_identifier_inside_free_text_is_rejected() -> None:
+    line = line_of("followup", event("followup") | {"note": f"phone:{MOBILE},call back"})
+    letter = assert_raw_and_redacted(line, MOBILE.encode())
+    assert orjson.loads(letter.original)["value"]["note"] == "phone:[redacted],call back"
+
+
+def test_an_identifier_inside_district_is_rejected() -> None:
+    line = line_of("sampling", event("sampling", district=f"haidian {RESIDENT_ID_DIGITS} bldg"))
+    letter = assert_raw_and_redacted(line, RESIDENT_ID_DIGITS.encode())
+    assert orjson.loads(letter.original)["value"]["district"] == "haidian [redacted] bldg"
+
+
+def test_a_tube_id_holding_a_mobile_is_rejected() -> None:
+    # contract v1.1: "tb-13812345678 is rejected"
+    assert_raw_and_redacted(line_of("lab", event("lab", tube_id=f"tb-{MOBILE}")), MOBILE.encode())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1" + "2" * 18,            # 19 digits: not a resident ID, not a mobile
+        "0" + MOBILE,              # 12 digits: the mobile is part of a longer run
+        MOBILE + "9",              # ditto, the other side
+        "86" + MOBILE,             # 86 without + is just a longer run
+        "2" + MOBILE[1:],          # 11 digits not starting with 1
+        "1" * 16 + "X",            # 16 digits and X
+    ],
+    ids=["19-digits", "12-digits-before", "12-digits-after", "86-glued", "not-1", "16-and-x"],
+)
+def test_digit_runs_that_are_not_identifiers_are_accepted(text: str) -> None:
+    result = decoded(line_of("lab", event("lab", tube_id=f"tb-{text}")))
+    assert isinstance(result, Lab), result
+    assert result.tube_id == f"tb-{text}"
+
+
+def test_numbers_are_not_strings() -> None:
+    # an 11-digit run starting with 1 in a JSON number (a latitude, an unknown count) is fine
+    line = line_of("sampling", event("sampling", site_lat=31.13812345678) | {"n": 13812345678})
+    result = decoded(line)
+    assert isinstance(result, Sampling), result
+    assert result.site_lat == 31.13812345678
+
+
+def test_escaped_digits_in_a_replay_line_are_found_and_redacted() -> None:
+    escaped = "".join(f"\\u{ord(c):04x}" for c in MOBILE).encode()
+    line = (b'{"topic":"followup","value":{"event_id":"fu-8","occurred_at":"2022-09-06T09:10'
+            b':00+08:00","person_id":"' + PERSON.encode() + b'","kind":"visit","note":"call '
+            + escaped + b' now"}}')
+    letter = assert_raw_and_redacted(line, MOBILE.encode(), escaped)
+    assert orjson.loads(letter.original)["value"]["note"] == "call [redacted] now"
+    assert letter.original.startswith('{"topic":"followup"')  # the rest kept as written
+
+
+def test_escaped_digits_next_to_a_lone_surrogate_are_found() -> None:
+    # orjson refuses a lone surrogate; the search must still read the escapes
+    escaped = "".join(f"\\u{ord(c):04x}" for c in MOBILE).encode()
+    line = b'{"topic":"followup","value":{"note":"\\ud800 ' + escaped + b'"}}'
+    assert_raw_and_redacted(line, MOBILE.encode(), escaped)
+
+
+def test_non_utf8_line_with_a_mobile_has_a_redacted_base64_original() -> None:
+    line = (b'{"topic":"followup","value":{"event_id":"fu-9","person_id":"' + MOBILE.encode()
+            + b'","district":"\xb3\xaf\xd1\xf4"}}')  # GBK, not UTF-8
+    letter = assert_raw_and_redacted(line, MOBILE.encode())
+    assert letter.original_encoding == "base64"
+    # decoded, redacted, re-encoded: the undecodable bytes are kept as they were
+    assert base64.b64decode(letter.original) == line.replace(MOBILE.encode(), b"[redacted]")
+
+
+def test_raw_identifier_wins_on_a_line_that_is_not_json() -> None:
+    line = b'{"topic": "followup", "value": {"person_id": "' + MOBILE.encode() + b'", '
+    letter = assert_raw_and_redacted(line, MOBILE.encode())
+    assert letter.original == line.decode().replace(MOBILE, "[redacted]")
+
+
+def test_raw_identifier_wins_over_an_implausible_time() -> None:
+    line = line_of("followup", event("followup", occurred_at="0001-01-01T00:00:00+08:00",
+                                     worker_id=MOBILE))
+    assert_raw_and_redacted(line, MOBILE.encode())
+
+
+def test_resident_id_ending_in_x_followed_by_digits_is_still_found() -> None:
+    line = line_of("action", event("action", note=f"id {RESIDENT_ID}42"))
+    letter = assert_raw_and_redacted(line, RESIDENT_ID[:17].encode())
+    assert orjson.loads(letter.original)["value"]["note"] == "id [redacted]42"
+
+
+def test_decode_event_searches_every_string_of_the_value_too() -> None:
+    raw = orjson.dumps(event("travel") | {"source": {"caller": f"+86{MOBILE}"}})
+    rejection = reject("travel", raw)
+    assert rejection.reason == "raw_identifier"
+    assert "source.caller" in rejection.message
+
+
+def test_validate_event_searches_the_topic_and_every_string() -> None:
+    assert isinstance(validate_event(MOBILE, {}), Rejection)
+    assert validate_event(MOBILE, {}).reason == "raw_identifier"  # type: ignore[union-attr]
+    nested = validate_event("lab", event("lab") | {"x": [{"y": [f"a{MOBILE}b"]}]})
+    assert isinstance(nested, Rejection) and nested.reason == "raw_identifier"
+
+
+# --- contract v1.1: implausible times ----------------------------------------------------------
+
+EXTREME = [
+    "0001-01-01T00:00:00+08:00",
+    "0001-01-01T00:00:00+14:00",
+    "9999-12-31T23:59:59-23:59",
+    "9999-12-31T23:59:59+14:00",
+]
+
+
+@pytest.mark.parametrize("instant", EXTREME)
+def test_extreme_occurred_at_is_implausible_and_never_raises(instant: str) -> None:
+    result = decoded(line_of("followup", event("followup", occurred_at=instant)))
+    assert isinstance(result, Rejection)
+    assert (result.reason, result.message.split(":")[0]) == ("implausible_time", "occurred_at")
+
+
+@pytest.mark.parametrize("instant", EXTREME)
+def test_extreme_arrived_at_is_implausible_and_never_raises(instant: str) -> None:
+    result = decoded(line_of("travel", event("travel", arrived_at=instant)))
+    assert isinstance(result, Rejection)
+    assert (result.reason, result.message.split(":")[0]) == ("implausible_time", "arrived_at")
+
+
+def test_occurred_at_2000_01_01_is_accepted_and_a_second_before_is_not() -> None:
+    ok = decoded(line_of("followup", event("followup", occurred_at="2000-01-01T00:00:00Z")))
+    assert isinstance(ok, Followup)
+    early = decoded(line_of("followup", event("followup", occurred_at="1999-12-31T23:59:59Z")))
+    assert isinstance(early, Rejection) and early.reason == "implausible_time"
+    # the same instant in another offset is the same instant
+    local = decoded(line_of("followup", event("followup",
+                                              occurred_at="2000-01-01T08:00:00+08:00")))
+    assert isinstance(local, Followup)
+
+
+def test_occurred_at_up_to_receipt_plus_15_minutes_is_accepted_one_second_more_is_not() -> None:
+    receipt = datetime(2022, 9, 6, 12, 0, tzinfo=UTC)
+    at_limit = (receipt + timedelta(minutes=15)).isoformat()
+    beyond = (receipt + timedelta(minutes=15, seconds=1)).isoformat()
+    ok = decoded(line_of("followup", event("followup", occurred_at=at_limit)))
+    assert isinstance(ok, Followup)
+    late = decoded(line_of("followup", event("followup", occurred_at=beyond)))
+    assert isinstance(late, Rejection) and late.reason == "implausible_time"
+    assert "max_clock_skew" in late.message
+
+
+def test_max_clock_skew_comes_from_the_caller() -> None:
+    beyond = (datetime(2022, 9, 6, 12, 0, tzinfo=UTC) + timedelta(hours=1)).isoformat()
+    line = line_of("followup", event("followup", occurred_at=beyond))
+    wide = decode_line(line, received_at=RECEIVED, max_clock_skew=7200)
+    assert isinstance(wide, tuple) and isinstance(wide[1], Followup)
+    unknown_receipt = decode_line(line)  # no receipt: no upper bound
+    assert isinstance(unknown_receipt, tuple) and isinstance(unknown_receipt[1], Followup)
+
+
+@pytest.mark.parametrize("sign", [-1, 1], ids=["before", "after"])
+def test_arrived_at_366_days_away_is_accepted_367_is_not(sign: int) -> None:
+    pushed = datetime.fromisoformat(VALID["travel"]["occurred_at"])
+    receipt = (pushed + timedelta(days=400)).timestamp()  # not what is tested here
+    for days, accepted in ((366, True), (367, False)):
+        arrived = (pushed + sign * timedelta(days=days)).isoformat()
+        line = line_of("travel", event("travel", arrived_at=arrived))
+        result = decode_line(line, received_at=receipt)
+        assert isinstance(result, tuple)
+        assert isinstance(result[1], Travel) is accepted, (days, result[1])
+        if not accepted:
+            assert result[1].reason == "implausible_time"  # type: ignore[union-attr]
+
+
+def test_decode_event_checks_times_against_the_record_receipt() -> None:
+    raw = orjson.dumps(VALID["followup"])  # 2022-09-06T09:10:00+08:00
+    received_before = datetime(2022, 9, 6, 0, 0, tzinfo=UTC).timestamp()  # 08:00 +08:00
+    early = decode_event("followup", raw, received_at=received_before)
+    assert isinstance(early, Rejection) and early.reason == "implausible_time"
+    assert isinstance(decode_event("followup", raw, received_at=RECEIVED), Followup)
+
+
+def test_an_occurred_at_near_a_new_year_is_checked_exactly() -> None:
+    # 23:59:59 on New Year's Eve at -23:59 is 23:58:59 UTC on New Year's Day
+    receipt = datetime(2023, 1, 1, 0, 5, tzinfo=UTC).timestamp()
+    line = line_of("followup", event("followup", occurred_at="2022-12-31T23:59:59-23:59"))
+    late = decode_line(line, received_at=receipt)
+    assert isinstance(late, tuple) and isinstance(late[1], Rejection)
+    assert late[1].reason == "implausible_time"
+    # and a local year-2001 instant that is still in 2000 UTC is plausible
+    early = line_of("followup", event("followup", occurred_at="2001-01-01T00:00:00+14:00"))
+    assert isinstance(decoded(early), Followup)

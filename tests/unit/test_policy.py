@@ -35,6 +35,7 @@ class TestDefaults:
         assert self.policy.timezone == "Asia/Shanghai"
         assert self.policy.zone.key == "Asia/Shanghai"
         assert self.policy.allowed_lateness == 5 * MINUTE
+        assert self.policy.max_clock_skew == 15 * MINUTE  # contract v1.1
         assert self.policy.daily_cutoff == 22 * HOUR  # 22:00 local
 
     def test_travel_push(self) -> None:
@@ -111,6 +112,7 @@ BAD: list[tuple[str, tuple[str, ...], Any, str]] = [
     ("duration-words", ("travel", "locate_within"), "2 hours", "travel.locate_within"),
     ("duration-bare-number", ("lab", "retest_within"), 6, "lab.retest_within"),
     ("duration-zero", ("allowed_lateness",), "0m", "allowed_lateness"),
+    ("clock-skew-bare-number", ("max_clock_skew",), 900, "max_clock_skew"),
     ("duration-fraction-of-second", ("lab", "orphan_after"), "0.5s", "lab.orphan_after"),
     ("unknown-top-key", ("lateness",), "5m", "lateness"),
     ("unknown-nested-key", ("lab", "result_within"), "12h", "lab.result_within"),

@@ -1,0 +1,73 @@
+"""Implausible times (CONTRACT.md §1, v1.1): one wrong clock must not move the watermark.
+
+An ``occurred_at`` before 2000-01-01T00:00:00Z or later than the event's receipt plus
+``max_clock_skew``, or any other timestamp of the event more than 366 days away from its
+``occurred_at``, is bad input (reason ``implausible_time``). No timestamp msgspec accepts
+(year 1 to 9999, any offset) can raise here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Final
+
+import msgspec
+
+from closedloop.schemas.events import MODELS, Event
+
+__all__ = ["DEFAULT_MAX_CLOCK_SKEW", "EARLIEST", "MAX_SPREAD", "OTHER_TIMES", "implausible"]
+
+EARLIEST: Final = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_SPREAD: Final = timedelta(days=366)
+DEFAULT_MAX_CLOCK_SKEW: Final = 15 * 60  # seconds
+_EARLIEST: Final = EARLIEST.timestamp()
+_SPREAD: Final = MAX_SPREAD.total_seconds()
+
+# The timestamps of each model besides occurred_at (a travel's arrived_at).
+OTHER_TIMES: Final = {
+    model: tuple(
+        field.name for field in msgspec.structs.fields(model)
+        if field.name != "occurred_at" and "datetime" in str(field.type)
+    )
+    for model in MODELS.values()
+}
+
+
+@lru_cache(maxsize=16)
+def _safe_year(limit: float) -> int:
+    """A year every local instant before which is before ``limit`` (any offset), or 0.
+
+    Local year 2001 or later is on or after 2000-01-01T00:00:00Z whatever the offset, and a
+    local year before this one ends (at most ~24 h after its UTC end) before ``limit``.
+    """
+    try:
+        return (datetime.fromtimestamp(limit, UTC) - timedelta(days=2)).year
+    except (OverflowError, OSError, ValueError):
+        return 0
+
+
+def implausible(
+    event: Event, received_at: float | None, max_clock_skew: int = DEFAULT_MAX_CLOCK_SKEW
+) -> str | None:
+    """Why ``event``'s times are implausible (a message naming the field), or None.
+
+    ``received_at`` is the receipt in epoch seconds; None skips the upper bound (a caller
+    that does not know when the event was received). ``datetime.timestamp`` of an aware
+    datetime is a subtraction in C that never overflows, and exact to the microsecond here.
+    """
+    year = event.occurred_at.year
+    if (year > 2000 and not OTHER_TIMES[type(event)]
+            and (received_at is None or year < _safe_year(received_at + max_clock_skew))):
+        return None  # the common case, decided without the costlier instant arithmetic
+    at = event.occurred_at.timestamp()
+    if at < _EARLIEST:
+        return f"occurred_at: {event.occurred_at.isoformat()} is before 2000-01-01T00:00:00Z"
+    if received_at is not None and at > received_at + max_clock_skew:
+        return (f"occurred_at: {event.occurred_at.isoformat()} is more than {max_clock_skew} s "
+                "after the event was received (max_clock_skew)")
+    for name in OTHER_TIMES[type(event)]:
+        value = getattr(event, name)
+        if value is not None and abs(value.timestamp() - at) > _SPREAD:
+            return f"{name}: {value.isoformat()} is more than 366 days from occurred_at"
+    return None
