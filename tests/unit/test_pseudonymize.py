@@ -16,7 +16,7 @@ import pytest
 
 from closedloop.schemas.decode import validate_event
 from closedloop.schemas.events import PSEUDONYM_PATTERN, Followup
-from closedloop.schemas.identifiers import looks_raw
+from closedloop.schemas.identifiers import contains_raw, looks_raw
 from closedloop.streams.cli import pseudonymize
 from closedloop.streams.cli.pseudonymize import ENV_KEY, PseudonymError, normalize, pseudonym
 
@@ -108,6 +108,46 @@ def test_pseudonym_is_a_valid_person_id(raw: str, prefix: str) -> None:
     assert isinstance(decoded, Followup)
 
 
+def _digests_with_a_mobile_shaped_run(count: int) -> list[str]:
+    """Identifiers whose plain hex digest (under KEY) holds 11 or more digits in a row."""
+    found = []
+    for number in range(100_000):
+        raw = f"E{number:08d}"
+        digest = hmac.new(KEY, normalize(raw).encode(), hashlib.sha256).hexdigest()[:32]
+        if re.search(r"[0-9]{11}", digest):
+            found.append(raw)
+            if len(found) == count:
+                return found
+    raise AssertionError("no such digest in 100,000 identifiers")
+
+
+@pytest.mark.parametrize("prefix", ["pz:", "", "p1234567:"])
+def test_a_digest_with_a_mobile_shaped_run_still_makes_an_accepted_person_id(
+    prefix: str,
+) -> None:
+    # given identifiers whose hex digest holds an 11-digit run (about 1 in 390): contract
+    # v1.1 §2 would reject such a person_id as a mobile number
+    for raw in _digests_with_a_mobile_shaped_run(3):
+        # when pseudonymised
+        value = pseudonym(raw, KEY, prefix)
+        # then no run of 11 digits is left, and the decoder accepts it
+        assert not re.search(r"[0-9]{11}", value), value
+        assert not contains_raw(value)
+        decoded = validate_event(
+            "followup",
+            {"event_id": "fu-1", "occurred_at": "2022-09-06T09:10:00+08:00",
+             "person_id": value, "kind": "located"},
+        )
+        assert isinstance(decoded, Followup), decoded
+
+
+def test_a_digest_without_a_long_run_is_unchanged_and_spelling_is_one_to_one() -> None:
+    # every pseudonym made before keeps its value; a spelt one can equal no plain hex one
+    assert pseudonym(MOBILE, KEY) == expected(MOBILE)
+    spelt = pseudonym(_digests_with_a_mobile_shaped_run(1)[0], KEY)
+    assert re.search("[g-p]", spelt)
+
+
 @pytest.mark.parametrize(
     ("raw", "key", "prefix"),
     [
@@ -115,8 +155,10 @@ def test_pseudonym_is_a_valid_person_id(raw: str, prefix: str) -> None:
         (MOBILE, KEY, "pz "),
         (MOBILE, KEY, "p" * 97),
         (" - ", KEY, "pz:"),
+        (MOBILE, KEY, "pz12345678901:"),
     ],
-    ids=["short-key", "bad-prefix-char", "prefix-too-long", "empty-identifier"],
+    ids=["short-key", "bad-prefix-char", "prefix-too-long", "empty-identifier",
+         "prefix-with-11-digits"],
 )
 def test_refuses_bad_settings_without_echoing_the_identifier(
     raw: str, key: bytes, prefix: str
