@@ -55,10 +55,6 @@ class Calendar:
             return day + timedelta(days=1)
         return day
 
-    def next_midnight(self, epoch: int) -> int:
-        """Epoch of the local midnight ending the day that contains ``epoch``."""
-        return self.day_start(self.date_of(epoch) + timedelta(days=1))
-
     def report_date(self, epoch: int) -> date:
         """The report day whose window (previous cut-off, this cut-off] contains ``epoch``."""
         day = self.date_of(epoch)

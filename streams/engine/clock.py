@@ -43,7 +43,3 @@ class Watermark:
         if instant > self.value:
             self.value = instant
         return self.value
-
-    def advance_wall(self, now: int) -> int:
-        """Live mode: the wall clock, less the lateness, also moves the watermark."""
-        return self.advance_to(now - self.lateness)

@@ -52,12 +52,6 @@ class DeadlineIndex:
                 del self._live[key]
                 yield key
 
-    def peek(self) -> int | None:
-        """The earliest live deadline, if any."""
-        while self._heap and self._live.get(self._heap[0][1]) != self._heap[0][0]:
-            heapq.heappop(self._heap)
-        return self._heap[0][0] if self._heap else None
-
     def rebuild(self, items: Iterable[tuple[str, Keyed]]) -> None:
         """Recreate the index from keyed state, e.g. when partitions are assigned."""
         self._heap.clear()

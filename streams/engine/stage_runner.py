@@ -22,7 +22,7 @@ from typing import Generic, TypeVar
 import msgspec
 
 from closedloop.agents.calendar import Calendar
-from closedloop.agents.requirements import Context, next_due
+from closedloop.agents.requirements import Context
 from closedloop.agents.state import (
     Contribution,
     Forward,
@@ -410,9 +410,6 @@ class StageRunner(Generic[S]):
                 del ids[old]
         self.table[key] = st
 
-    def due_of(self, key: str) -> int | None:
-        st = self.table.get(key)
-        return next_due(st) if isinstance(st, Keyed) else None
 
 
 AnyRunner = StageRunner[TubeState] | StageRunner[PersonState] | StageRunner[ReportState]

@@ -348,7 +348,8 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
     if clock == "wall":
         @app.timer(interval=0.5, on_leader=True)
         async def wall_ticks() -> None:
-            tick = tick_record(wall_now())
+            # live mode: the wall clock moves the watermark to now - lateness (CONTRACT.md §1)
+            tick = tick_record(wall_now() - policy.allowed_lateness)
             for name in TICK_TOPICS:
                 for target in range(n):
                     await out[name].send(value=tick, partition=target)
