@@ -19,7 +19,7 @@ from closedloop.schemas.decode import Rejection, dead_letter
 from closedloop.schemas.events import KEY_FIELD
 from closedloop.streams.cli.replay import parse_instant
 from closedloop.streams.kafka.settings import KafkaSettings
-from closedloop.streams.kafka.topics import topic_name
+from closedloop.streams.kafka.topics import declare_topics, topic_name
 
 __all__ = ["add_parser", "run"]
 
@@ -169,6 +169,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"closedloop produce: {exc}", file=sys.stderr)
         return 2
     settings = KafkaSettings.from_env(prefix=args.prefix)
+    created = declare_topics(settings)
+    if created:
+        print(f"closedloop produce: created {len(created)} topics "
+              f"({settings.partitions} partitions each)", file=sys.stderr)
     try:
         produce(_lines(args.file), settings, until, sys.stderr)
     except OSError as exc:

@@ -14,7 +14,7 @@ import sys
 from closedloop.schemas.policy import PolicyError, load_policy
 from closedloop.streams.kafka.app import build_app, serve
 from closedloop.streams.kafka.settings import KafkaSettings
-from closedloop.streams.kafka.topics import ensure_topics, topic_specs
+from closedloop.streams.kafka.topics import declare_topics
 
 __all__ = ["add_parser", "run"]
 
@@ -44,14 +44,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"closedloop worker: {exc}", file=sys.stderr)
         return 2
     settings = KafkaSettings.from_env(prefix=args.prefix, partitions=args.partitions)
-    from kafka import KafkaAdminClient
-
-    admin = KafkaAdminClient(**settings.kafka_python())
-    try:
-        created = ensure_topics(admin, topic_specs(settings.prefix, settings.partitions,
-                                                   settings.replication))
-    finally:
-        admin.close()
+    created = declare_topics(settings)
     if created:
         print(f"closedloop worker: created {len(created)} topics", file=sys.stderr)
     os.makedirs(args.data_dir, exist_ok=True)

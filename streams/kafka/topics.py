@@ -12,9 +12,12 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, Final
 
+from closedloop.streams.kafka.settings import KafkaSettings, KafkaSetupError
+
 __all__ = [
     "INPUT_STAGE",
     "TopicSpec",
+    "declare_topics",
     "ensure_topics",
     "topic_name",
     "topic_specs",
@@ -102,5 +105,32 @@ def ensure_topics(admin: Any, specs: list[TopicSpec]) -> list[str]:
         if counts.get(spec.address) != spec.partitions
     ]
     if wrong:
-        raise RuntimeError("topics are not co-partitioned: " + "; ".join(wrong))
+        raise TopicMismatch("topics are not co-partitioned: " + "; ".join(wrong))
     return [spec.address for spec in missing]
+
+
+class TopicMismatch(RuntimeError):
+    """Existing topics whose partition count is not the one this client was told to use."""
+
+
+def declare_topics(settings: KafkaSettings) -> list[str]:
+    """Create every topic of the contract and the engine, as the worker and producers agree.
+
+    Producers and workers declare the same topics the same way (``CLOSEDLOOP_PARTITIONS``),
+    rather than leaving it to the broker's auto-create (off in most production clusters,
+    and with its own partition count). A mismatch is one line for the operator
+    (:class:`KafkaSetupError`), never a traceback. Returns the topics created.
+    """
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(**settings.kafka_python())
+    try:
+        return ensure_topics(admin, topic_specs(settings.prefix, settings.partitions,
+                                                settings.replication))
+    except TopicMismatch as exc:
+        raise KafkaSetupError(
+            f"{exc}; set CLOSEDLOOP_PARTITIONS to the existing count (every producer and worker "
+            f"must agree), or use a new CLOSEDLOOP_TOPIC_PREFIX"
+        ) from None
+    finally:
+        admin.close()

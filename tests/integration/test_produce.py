@@ -72,3 +72,41 @@ def test_the_gap_reader_returns_exactly_the_missing_offsets(kafka_bootstrap: str
     assert [(r.message.offset, r.value) for r in records] == [(n, str(n).encode())
                                                              for n in range(3, 7)]
     assert all(r.message.topic == topic and r.message.key == b"k" for r in records)
+
+
+def test_produce_declares_the_topics_with_the_configured_partitions_and_a_mismatch_is_one_line(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    # given no topics yet, and CLOSEDLOOP_PARTITIONS=3 (the broker's auto-create would give 4)
+    deployment = Deployment(kafka_bootstrap, tmp_path)
+    env = {**deployment.env, "CLOSEDLOOP_PARTITIONS": "3"}
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(cohort("c1", "p:000000000001") + b"\n")
+    # when a producer publishes
+    done = subprocess.run([*CLOSEDLOOP, "produce", str(source)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    # then every topic of the contract and the engine exists with 3 partitions
+    from kafka import KafkaAdminClient
+
+    from closedloop.streams.kafka.topics import topic_specs
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        addresses = [spec.address for spec in topic_specs(deployment.prefix, 3, 1)]
+        described = admin.describe_topics(addresses)
+    finally:
+        admin.close()
+    counts = {d.get("topic", d.get("name")): len(d["partitions"]) for d in described}
+    assert counts == dict.fromkeys(addresses, 3)
+    # and a worker told another count stops with one clear line, no traceback
+    worker = subprocess.run(
+        [*CLOSEDLOOP, "worker", "--clock", "event", "--data-dir", str(tmp_path / "data")],
+        env={**deployment.env, "CLOSEDLOOP_PARTITIONS": "5"},
+        capture_output=True, text=True, timeout=120,
+    )
+    assert worker.returncode == 1
+    assert "Traceback" not in worker.stderr
+    lines = [line for line in worker.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "has 3 partitions, expected 5" in lines[0], worker.stderr
+    assert "CLOSEDLOOP_PARTITIONS" in lines[0]
