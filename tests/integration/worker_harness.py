@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,7 +132,27 @@ class Deployment:
                 time.sleep(settle)
                 return [orjson.loads(v) for _, v in self.read(name) if v is not None]
             time.sleep(1)
-        return rows
+        raise AssertionError(f"{name}: {len(distinct(rows))} of {count} distinct records "
+                             f"after {timeout:.0f} s")
+
+    def wait_until(self, condition: Callable[[], bool], what: str, timeout: float = 120) -> None:
+        """Poll ``condition`` until it holds; fail naming ``what`` if it never does."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what}: not within {timeout:.0f} s")
+            time.sleep(0.3)
+
+
+def assigned_inputs(process: subprocess.Popen[bytes], prefix: str) -> set[str]:
+    """The input topics (of ``prefix``) in the latest partition assignment a worker logged."""
+    log: str = process.log_path.read_text(errors="replace")  # type: ignore[attr-defined]
+    latest = log.rsplit("Setting newly assigned partitions", 1)
+    if len(latest) < 2:
+        return set()
+    table = latest[1].split("\n[", 1)[0]  # up to the next log record
+    return {topic for topic in ("sampling", "lab", "travel", "followup", "cohort")
+            if f"| {prefix}.{topic}.v1 " in table}
 
 
 def distinct(rows: list[dict[str, Any]]) -> dict[bytes, dict[str, Any]]:
