@@ -85,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"closedloop demo: a simulated city of {args.people:,} people over {args.days} days "
           f"(seed {args.seed}), replayed through the engine in {elapsed:.1f} s\n")
     print(summary(result, policy, deadletter_kept=bool(args.out),
-                  escalations_kept=["levels recorded in the ledger"]))
+                  escalations_kept=["levels recorded in the ledger"],
+                  keep_deadletter="--out DIR"))
     examples: dict[str, dict[str, Any]] = {}
     for line in alerts.getvalue().splitlines():
         alert = orjson.loads(line)

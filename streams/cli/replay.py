@@ -267,12 +267,13 @@ def run(args: argparse.Namespace) -> int:
 
 def summary(
     result: ReplayResult, policy: Policy, *, deadletter_kept: bool,
-    escalations_kept: Sequence[str] = (),
+    escalations_kept: Sequence[str] = (), keep_deadletter: str = "--deadletter FILE",
 ) -> str:
     """A closing summary: events read, rejected by reason, alerts by kind, escalations.
 
-    What was not kept anywhere says which option keeps it; ``escalations_kept`` says where the
-    escalations went (a file, the ledger).
+    What was not kept anywhere says which option keeps it (``keep_deadletter`` for rejected
+    lines: the demo's is ``--out DIR``); ``escalations_kept`` says where the escalations went
+    (a file, the ledger).
     """
     stats = result.stats
     rejected = {k.split(":", 1)[1]: v for k, v in stats.items() if k.startswith("rejected:")}
@@ -286,7 +287,7 @@ def summary(
         lines.append("  rejected by reason: " + ", ".join(
             f"{reason} {count}" for reason, count in sorted(rejected.items())))
         if not deadletter_kept:
-            lines.append("  (rejected lines were not kept: pass --deadletter FILE to keep them)")
+            lines.append(f"  (rejected lines were not kept: pass {keep_deadletter} to keep them)")
     lines.append(f"alerts {sum(result.alerts_by_kind.values()):,}" + (
         ": " + ", ".join(f"{k} {v}" for k, v in sorted(result.alerts_by_kind.items()))
         if result.alerts_by_kind else ""))

@@ -90,6 +90,17 @@ def test_escalations_kept_say_where_they_went(
     assert "not kept" not in err
 
 
+def test_the_demo_says_its_own_option_keeps_rejected_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()  # 600 people (seed 7): enough noise for rejected lines
+    assert main(["demo", "--people", "600", "--days", "2",
+                 "--ledger", f"sqlite:///{tmp_path / 'l.db'}"]) == 0
+    out = capsys.readouterr().out
+    assert "(rejected lines were not kept: pass --out DIR to keep them)" in out
+    assert "--deadletter" not in out
+
+
 def test_a_bare_ledger_before_file_is_refused_with_the_fix(
     source: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
