@@ -34,8 +34,9 @@ examples:
   closedloop simulate --people 2000 --days 3 -o city.jsonl
   closedloop replay city.jsonl --until 2022-09-09T00:00:00+08:00 --alerts alerts.jsonl
   closedloop pseudonymize --column id_number people.csv > pseudonyms.csv
-  closedloop replay city.jsonl --alerts alerts.jsonl --ledger sqlite:///closedloop.db
-  closedloop report daily --date 2022-09-08 --url sqlite:///closedloop.db
+  closedloop replay city.jsonl --alerts alerts.jsonl --ledger   # also into ./closedloop.db
+  closedloop alerts list --open                    # the ledger: ./closedloop.db by default
+  closedloop report daily --date 2022-09-08
 
 The contract (topics, fields, rules, alert kinds) is schemas/CONTRACT.md; see README.md.
 """

@@ -7,7 +7,8 @@ default 2 h, and again one window later), and ``closedloop sink`` records the ac
 alert's ledger row.
 
 The subject is ``--subject``, else looked up by alert_id in the ledger (``--ledger URL``,
-else $CLOSEDLOOP_DATABASE_URL, else sqlite:///closedloop.db). The operator id and note go
+else $CLOSEDLOOP_DATABASE_URL, else closedloop.db in the current directory: the ledger
+``closedloop demo`` and ``closedloop replay FILE --ledger`` fill). The operator id and note go
 through the same raw-identifier check as every input: a resident ID or mobile number is
 refused (exit 2) and never echoed.
 
@@ -31,6 +32,7 @@ from closedloop.schemas.decode import Rejection, validate_event
 from closedloop.schemas.policy import Policy, PolicyError, load_policy
 from closedloop.streams.kafka.settings import KafkaSettings
 from closedloop.streams.kafka.topics import topic_name
+from closedloop.streams.ledger import DEFAULT_HELP
 
 __all__ = ["ACTIONS", "action_event", "add_action_parsers", "run_action", "send_action"]
 
@@ -56,8 +58,7 @@ def add_action_parsers(sub: Any) -> None:
                             help="the alert's subject (person_id or tube_id); default: looked "
                             "up in the ledger")
         parser.add_argument("--ledger", metavar="URL",
-                            help="ledger to look the subject up in (default "
-                            "$CLOSEDLOOP_DATABASE_URL, else sqlite:///closedloop.db)")
+                            help=f"ledger to look the subject up in (default {DEFAULT_HELP})")
         parser.add_argument("--policy", metavar="FILE",
                             help="TOML policy, for its time zone (default: the contract's)")
         parser.add_argument("--prefix", help="topic prefix (default $CLOSEDLOOP_TOPIC_PREFIX)")

@@ -3,8 +3,11 @@
 No services needed: this is the same engine code the Kafka worker runs, driven in-process.
 It prints alerts by kind, an example of each kind, and the last daily closure report; with
 ``--out DIR`` it also keeps the city, alerts, reports and dead letters as JSON Lines there.
-It also fills an embedded SQLite ledger (``DIR/ledger.db``, else a temporary file) and says
-where, so ``closedloop alerts list`` and ``closedloop report daily`` can be tried on it.
+
+It fills the default SQL ledger ($CLOSEDLOOP_DATABASE_URL, else closedloop.db in the current
+directory; ``--ledger URL`` for another), the one ``closedloop alerts list`` and
+``closedloop report daily`` read when given no URL, so they can be tried next. Running the
+demo again with the same seed adds nothing; another seed adds its alerts beside the first.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import orjson
 
 from closedloop.schemas.policy import default_policy
 from closedloop.streams.cli.replay import replay_lines, summary
+from closedloop.streams.ledger import DEFAULT_HELP, database_url
 
 __all__ = ["add_parser", "run"]
 
@@ -32,9 +36,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--days", type=int, default=4, help="days simulated (default 4)")
     parser.add_argument("--seed", type=int, default=7, help="simulation seed (default 7)")
     parser.add_argument("--out", metavar="DIR", help="keep city, alerts, reports, dead letters")
-    parser.add_argument(  # ledger (issue 5)
+    parser.add_argument(
         "--ledger", metavar="URL",
-        help="the SQL ledger to fill (default DIR/ledger.db with --out, else a temporary file)",
+        help=f"the SQL ledger to fill (default {DEFAULT_HELP})",
     )
 
 
@@ -55,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     policy = default_policy()
     until = int((config.start + timedelta(days=args.days)).timestamp())
     alerts, reports, letters = io.BytesIO(), io.BytesIO(), io.BytesIO()
-    ledger_url = args.ledger or _embedded_ledger(args.out)  # ledger (issue 5)
+    ledger_url = database_url(args.ledger)
     from closedloop.streams.ledger.embedded import open_for_command
 
     ledger = open_for_command(ledger_url, "demo")
@@ -68,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         )
     finally:
         ledger.close()
+    new_alerts = ledger.alerts_new
     elapsed = time.perf_counter() - started
     if args.out:
         out = Path(args.out)
@@ -79,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"closedloop demo: a simulated city of {args.people:,} people over {args.days} days "
           f"(seed {args.seed}), replayed through the engine in {elapsed:.1f} s\n")
-    print(summary(result, policy, deadletter_kept=bool(args.out)))
+    print(summary(result, policy, deadletter_kept=bool(args.out),
+                  escalations_kept=["levels recorded in the ledger"],
+                  keep_deadletter="--out DIR"))
     examples: dict[str, dict[str, Any]] = {}
     for line in alerts.getvalue().splitlines():
         alert = orjson.loads(line)
@@ -92,15 +99,14 @@ def run(args: argparse.Namespace) -> int:
                   f"district {alert['district']}")
             print(f"  {'':<17} {orjson.dumps(alert['details']).decode()[:110]}")
     rows = [orjson.loads(line) for line in reports.getvalue().splitlines()]
-    if rows:
-        last = max(r["date"] for r in rows)
+    last: str | None = max((r["date"] for r in rows), default=None)
+    if last is not None:
         print(f"\ndaily closure report (日清日结) for {last}, cut-off "
               f"{policy.daily_cutoff // 3600:02d}:{policy.daily_cutoff % 3600 // 60:02d}:")
         print(_table([r for r in rows if r["date"] == last],
                      ["district", "pushed", "located", "under_control",
                       "followup_overdue_open", "tests_missed", "positives"]))
-    print(f"\nledger (SQL): {ledger_url}\n  closedloop alerts list --open --url {ledger_url}"
-          + (f"\n  closedloop report daily --date {last} --url {ledger_url}" if rows else ""))
+    print(_ledger_note(ledger_url, args.ledger, new_alerts, last))
     if args.out:
         print(f"\nwritten to {args.out}/: city.jsonl alerts.jsonl reports.jsonl deadletter.jsonl"
               f"\nreplay it yourself: closedloop replay {args.out}/city.jsonl --until "
@@ -109,13 +115,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _embedded_ledger(out: str | None) -> str:
-    """``DIR/ledger.db`` with ``--out``, else a fresh temporary file: an embedded SQLite URL."""
-    import tempfile
+def _ledger_note(url: str, given: str | None, new_alerts: int, day: str | None) -> str:
+    """Where the ledger is and the commands that read it; ``--url`` only when it is not the
+    default, which those commands find by themselves."""
+    from sqlalchemy import make_url
 
-    folder = Path(out) if out else Path(tempfile.mkdtemp(prefix="closedloop-demo-"))
-    folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(folder / 'ledger.db').resolve()}"
+    shown = make_url(url).render_as_string(hide_password=True)
+    option = f" --url {shown}" if given and given != database_url(None) else ""
+    lines = [f"ledger (SQL): {shown} ({new_alerts:,} new alerts)",
+             f"  closedloop alerts list --open{option}"]
+    if day is not None:
+        lines.append(f"  closedloop report daily --date {day}{option}")
+    return "\n" + "\n".join(lines)
 
 
 def policy_iso(epoch: int, policy: Any) -> str:

@@ -13,6 +13,10 @@ exit status is 0 unless the input cannot be read (or an option is wrong: 2).
 With ``--escalations OUT``, alerts nobody acknowledged, resolved or satisfied within the
 policy's ``escalation.after`` are written there (kind ``escalated``, level 2 then 3). They are
 never mixed into the alerts output, whose nine kinds are the contract's.
+
+With ``--ledger``, everything also goes to the SQL ledger (default $CLOSEDLOOP_DATABASE_URL,
+else closedloop.db in the current directory), with the lifecycle the Kafka sink records:
+``action`` lines acknowledge or resolve their alert, escalations set its level.
 """
 
 from __future__ import annotations
@@ -21,10 +25,10 @@ import argparse
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, BinaryIO
 
@@ -34,8 +38,9 @@ from closedloop.schemas.outputs import Alert
 from closedloop.schemas.plausible import EARLIEST, MAX_SPREAD
 from closedloop.schemas.policy import Policy, PolicyError, load_policy
 from closedloop.streams.engine.embedded import EmbeddedDriver, Origin
+from closedloop.streams.ledger import DEFAULT_HELP, database_url
 
-if TYPE_CHECKING:  # ledger (issue 5): imported only with --ledger, SQLAlchemy is not light
+if TYPE_CHECKING:  # imported only with --ledger: SQLAlchemy is not light
     from closedloop.streams.ledger.embedded import ReplayLedger
 
 __all__ = ["ReplayResult", "add_parser", "parse_instant", "replay_lines", "run"]
@@ -45,14 +50,25 @@ EARLIEST_EPOCH = int(EARLIEST.timestamp())
 _encode = msgspec.json.Encoder().encode
 
 
-def parse_instant(text: str) -> int:
-    """RFC 3339 with an offset -> epoch seconds; naive instants are refused."""
+def parse_instant(text: str, zone: tzinfo | None = None) -> int:
+    """RFC 3339 with an offset -> epoch seconds.
+
+    A date or a time without offset is refused rather than guessed (``--until 2022-09-09``
+    could mean either midnight of that day); the message names the instant to write instead,
+    in ``zone`` (default: the contract's), which this function accepts as it is.
+    """
     try:
         value = datetime.fromisoformat(text.strip())
     except ValueError as exc:
-        raise ValueError(f"{text!r} is not an RFC 3339 timestamp") from exc
+        raise ValueError(f"{text!r} is not an RFC 3339 timestamp "
+                         "(write e.g. 2022-09-09T00:00:00+08:00)") from exc
     if value.tzinfo is None:
-        raise ValueError(f"{text!r} has no UTC offset (write e.g. {text}+08:00)")
+        if zone is None:
+            from closedloop.schemas.policy import default_policy
+
+            zone = default_policy().zone
+        example = value.replace(tzinfo=zone).isoformat()
+        raise ValueError(f"{text!r} has no UTC offset (write e.g. {example})")
     return int(value.timestamp())
 
 
@@ -109,7 +125,7 @@ def replay_lines(
     def flush() -> None:
         nonlocal reports, buffered, escalations
         out = driver.drain()
-        if ledger is not None:  # ledger (issue 5)
+        if ledger is not None:
             ledger.write(out)
         for alert in _sorted_alerts(out.alerts):
             alerts_by_kind[alert.kind] += 1
@@ -140,7 +156,7 @@ def replay_lines(
     if until is not None:
         driver.advance_to(until)
     flush()
-    if ledger is not None:  # ledger (issue 5)
+    if ledger is not None:
         ledger.finish(driver)
     if progress is not None:
         progress.done()
@@ -180,7 +196,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE|-", help="JSON Lines input; - reads stdin")
     parser.add_argument(
         "--until", metavar="T",
-        help="finally move the clock to T (RFC 3339 with offset) and fire all that is due",
+        help="finally move the clock to T and fire all that is due; T is RFC 3339 with an "
+        "offset, e.g. 2022-09-09T00:00:00+08:00 (a date alone is refused, with the instant "
+        "to write instead: it could mean either midnight)",
     )
     parser.add_argument(
         "--received-at", metavar="T",
@@ -197,11 +215,21 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--deadletter", metavar="OUT", help="rejected lines with reasons")
     parser.add_argument("--reports", metavar="OUT", help="daily closure reports JSON Lines")
     parser.add_argument("--quiet", action="store_true", help="no summary on stderr")
-    parser.add_argument(  # ledger (issue 5)
-        "--ledger", metavar="URL",
-        help="also write alerts, reports, dead letters and person states to this SQL ledger "
-        "(e.g. sqlite:///closedloop.db; an embedded SQLite file is created and upgraded)",
+    parser.add_argument(
+        "--ledger", metavar="URL", nargs="?", const="", type=_ledger_url,
+        help="also write alerts with their actions and escalations, reports, dead letters and "
+        f"person states to this SQL ledger; without URL the default ({DEFAULT_HELP}). An "
+        "embedded SQLite file is created and upgraded",
     )
+
+
+def _ledger_url(text: str) -> str:
+    """Refuses a value that is no URL: most likely FILE, taken by a bare ``--ledger``."""
+    if text and "://" not in text:  # "" is the bare option, the default ledger
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a database URL (e.g. sqlite:///closedloop.db); for the default "
+            "ledger put --ledger after FILE")
+    return text
 
 
 def _open_input(name: str, stack: ExitStack) -> tuple[Iterator[bytes], int | None]:
@@ -214,7 +242,7 @@ def _open_input(name: str, stack: ExitStack) -> tuple[Iterator[bytes], int | Non
 def run(args: argparse.Namespace) -> int:
     try:
         policy = load_policy(args.policy)
-        until = None if args.until is None else parse_instant(args.until)
+        until = None if args.until is None else parse_instant(args.until, policy.zone)
     except (PolicyError, ValueError) as exc:
         print(f"closedloop replay: {exc}", file=sys.stderr)
         return 2
@@ -247,10 +275,10 @@ def run(args: argparse.Namespace) -> int:
         alerts_out = outputs["alerts"] or sys.stdout.buffer
         progress = ProgressLine(sys.stderr, size) if sys.stderr.isatty() else None
         ledger = None
-        if args.ledger:  # ledger (issue 5)
+        if args.ledger is not None:
             from closedloop.streams.ledger.embedded import open_for_command
 
-            ledger = open_for_command(args.ledger, "replay")
+            ledger = open_for_command(database_url(args.ledger or None), "replay")
             if ledger is None:
                 return 2
             stack.callback(ledger.close)
@@ -266,12 +294,23 @@ def run(args: argparse.Namespace) -> int:
             return 1
         alerts_out.flush()
     if not args.quiet:
-        print(summary(result, policy, deadletter_kept=bool(args.deadletter)), file=sys.stderr)
+        kept = ([f"written to {args.escalations}"] if args.escalations else []) + (
+            ["levels recorded in the ledger"] if ledger is not None else [])
+        print(summary(result, policy, deadletter_kept=bool(args.deadletter),
+                      escalations_kept=kept), file=sys.stderr)
     return 0
 
 
-def summary(result: ReplayResult, policy: Policy, *, deadletter_kept: bool) -> str:
-    """A closing summary: events read, rejected by reason, alerts by kind."""
+def summary(
+    result: ReplayResult, policy: Policy, *, deadletter_kept: bool,
+    escalations_kept: Sequence[str] = (), keep_deadletter: str = "--deadletter FILE",
+) -> str:
+    """A closing summary: events read, rejected by reason, alerts by kind, escalations.
+
+    What was not kept anywhere says which option keeps it (``keep_deadletter`` for rejected
+    lines: the demo's is ``--out DIR``); ``escalations_kept`` says where the escalations went
+    (a file, the ledger).
+    """
     stats = result.stats
     rejected = {k.split(":", 1)[1]: v for k, v in stats.items() if k.startswith("rejected:")}
     applied = sum(v for k, v in stats.items() if k.startswith("applied:"))
@@ -284,13 +323,16 @@ def summary(result: ReplayResult, policy: Policy, *, deadletter_kept: bool) -> s
         lines.append("  rejected by reason: " + ", ".join(
             f"{reason} {count}" for reason, count in sorted(rejected.items())))
         if not deadletter_kept:
-            lines.append("  (rejected lines were not kept: pass --deadletter FILE to keep them)")
+            lines.append(f"  (rejected lines were not kept: pass {keep_deadletter} to keep them)")
     lines.append(f"alerts {sum(result.alerts_by_kind.values()):,}" + (
         ": " + ", ".join(f"{k} {v}" for k, v in sorted(result.alerts_by_kind.items()))
         if result.alerts_by_kind else ""))
     if result.escalations or stats.get("actions_ignored"):
-        lines.append(f"escalations {result.escalations:,}; operator actions on no open "
+        where = f" ({', '.join(escalations_kept)})" if escalations_kept else ""
+        lines.append(f"escalations {result.escalations:,}{where}; operator actions on no open "
                      f"escalation {stats.get('actions_ignored', 0):,}")
+        if result.escalations and not escalations_kept:
+            lines.append("  (escalations were not kept: pass --escalations FILE to keep them)")
     lines.append(f"daily reports {result.reports:,}")
     if result.clock > -(2**61):
         from datetime import datetime as _dt

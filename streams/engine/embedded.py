@@ -48,6 +48,7 @@ class Outputs:
     escalations: list[Alert] = field(default_factory=list)  # kind escalated, not on alerts
     reports: list[DailyReport] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    actions: list[Action] = field(default_factory=list)  # accepted, for the ledger's lifecycle
 
 
 class _StageRun(Generic[S]):
@@ -128,11 +129,11 @@ class EmbeddedDriver:
             rejection = self._runs[stage.name].apply(ctx, key, event)
             if rejection is not None:
                 self.reject(rejection, raw, origin, topic)
-        if isinstance(event, Action) and not any(
-            holds(self._runs[stage.name].table.get(key), event.alert_id)
-            for stage in STAGES_OF_TOPIC[topic]
-        ):
-            self.stats["actions_ignored"] += 1  # no open escalation: counted, not rejected
+        if isinstance(event, Action):
+            self.out.actions.append(event)
+            if not any(holds(self._runs[stage.name].table.get(key), event.alert_id)
+                       for stage in STAGES_OF_TOPIC[topic]):
+                self.stats["actions_ignored"] += 1  # no open escalation: counted, not rejected
         self.stats[_APPLIED[topic]] += 1
         self._route(ctx)
         self._advance(ctx)

@@ -38,6 +38,7 @@ def open_existing(url: str) -> Engine:
     """
     from pathlib import Path
 
+    from closedloop.streams.ledger import DEFAULT_URL
     from closedloop.streams.ledger.migrate import LedgerNotReady, current_revision, head_revision
 
     parsed = make_url(url)
@@ -45,8 +46,11 @@ def open_existing(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite" and database and database != ":memory:" and (
         not Path(database).exists()
     ):
-        raise LedgerNotReady(f"no ledger at {url}: fill one with `closedloop sink`, "
-                             "`closedloop replay --ledger URL` or `closedloop demo`")
+        where = " (the default: closedloop.db in the current directory)" if (
+            url == DEFAULT_URL) else ""
+        raise LedgerNotReady(f"no ledger at {url}{where}: fill one with `closedloop demo` or "
+                             "`closedloop replay FILE --ledger`, or from Kafka with "
+                             "`closedloop sink`")
     engine = open_engine(url)
     try:
         current, head = current_revision(engine), head_revision()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from closedloop.streams.ledger import DEFAULT_URL, URL_ENV
+from closedloop.streams.ledger import DEFAULT_HELP
 
 __all__ = ["add_url"]
 
@@ -12,6 +12,6 @@ __all__ = ["add_url"]
 def add_url(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--url", metavar="URL",
-        help=f"SQLAlchemy database URL (default ${URL_ENV}, else {DEFAULT_URL}); "
+        help=f"SQLAlchemy database URL (default {DEFAULT_HELP}); "
         "e.g. postgresql+psycopg://user@host/db",
     )

@@ -26,8 +26,3 @@ def test_alerts_tail_still_parses_and_list_is_added() -> None:
 ])
 def test_ledger_commands_parse(argv: list[str]) -> None:
     assert callable(build_parser().parse_args(argv)._run)
-
-
-def test_report_needs_a_real_date() -> None:
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["report", "daily", "--date", "yesterday"])

@@ -1,0 +1,123 @@
+"""What ``replay`` and ``report daily`` tell an operator: where outputs went, and for a wrong
+option one line (no traceback) that says what to write instead."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from helpers import T0, at, epoch, to_line, travel
+
+from closedloop.streams.cli import main
+from closedloop.streams.cli.replay import parse_instant
+
+# a push nobody locates: unlocated at 11:00, escalated at 13:00 and 15:00
+UNTIL = at(T0, hours=8)
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(to_line(travel("traveller-01", T0)) + b"\n")
+    return path
+
+
+def _err(capsys: pytest.CaptureFixture[str], argv: list[str], status: int) -> str:
+    capsys.readouterr()
+    assert main(argv) == status
+    return capsys.readouterr().err
+
+
+def _one_line(err: str) -> str:
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err.strip()
+
+
+@pytest.mark.parametrize(("given", "local"), [
+    ("2022-09-09", "2022-09-09T00:00:00+08:00"),
+    ("2022-09-09T10:30", "2022-09-09T10:30:00+08:00"),
+])
+def test_until_without_offset_suggests_an_instant_that_is_accepted(
+    source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], given: str, local: str
+) -> None:
+    # when --until has no offset
+    base = ["replay", str(source), "--alerts", str(tmp_path / "a.jsonl"), "--quiet"]
+    line = _one_line(_err(capsys, [*base, "--until", given], 2))
+    # then the one line suggests the same local instant with the policy's offset...
+    [suggested] = re.findall(r"write e\.g\. (\S+)\)", line)
+    assert suggested == local
+    # ...which replay then accepts
+    assert parse_instant(suggested) == epoch(local)
+    assert main([*base, "--until", suggested]) == 0
+
+
+def test_until_that_is_no_timestamp_shows_the_format(
+    source: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = _one_line(_err(capsys, ["replay", str(source), "--until", "tomorrow"], 2))
+    assert "2022-09-09T00:00:00+08:00" in line
+
+
+def test_replay_help_says_how_to_write_until_and_what_a_bare_ledger_means(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["replay", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "e.g. 2022-09-09T00:00:00+08:00" in text and "a date alone is refused" in text
+    assert "without URL the default ($CLOSEDLOOP_DATABASE_URL, else sqlite:///closedloop.db" in (
+        text)
+
+
+def test_escalations_not_kept_say_how_to_keep_them(
+    source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = _err(capsys, ["replay", str(source), "--until", UNTIL,
+                        "--alerts", str(tmp_path / "a.jsonl")], 0)
+    assert "escalations 2; " in err
+    assert "(escalations were not kept: pass --escalations FILE to keep them)" in err
+
+
+def test_escalations_kept_say_where_they_went(
+    source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "e.jsonl"
+    err = _err(capsys, ["replay", str(source), "--until", UNTIL, "--alerts",
+                        str(tmp_path / "a.jsonl"), "--escalations", str(out),
+                        "--ledger", f"sqlite:///{tmp_path / 'l.db'}"], 0)
+    assert f"escalations 2 (written to {out}, levels recorded in the ledger); " in err
+    assert "not kept" not in err
+
+
+def test_the_demo_says_its_own_option_keeps_rejected_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()  # 600 people (seed 7): enough noise for rejected lines
+    assert main(["demo", "--people", "600", "--days", "2",
+                 "--ledger", f"sqlite:///{tmp_path / 'l.db'}"]) == 0
+    out = capsys.readouterr().out
+    assert "(rejected lines were not kept: pass --out DIR to keep them)" in out
+    assert "--deadletter" not in out
+
+
+def test_a_bare_ledger_before_file_is_refused_with_the_fix(
+    source: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # when `--ledger FILE` leaves replay without its FILE
+    with pytest.raises(SystemExit) as stopped:
+        main(["replay", "--ledger", str(source)])
+    # then argparse's error says that is no URL and where to put a bare --ledger
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "is not a database URL" in err and "put --ledger after FILE" in err
+
+
+@pytest.mark.parametrize("day", ["2022-13-45", "yesterday", "2022-02-30"])
+def test_report_daily_with_an_impossible_date_is_one_clear_line(
+    capsys: pytest.CaptureFixture[str], day: str
+) -> None:
+    line = _one_line(_err(capsys, ["report", "daily", "--date", day], 2))
+    assert line == (f"closedloop report: --date {day!r} is not a calendar day: write "
+                    "YYYY-MM-DD, e.g. 2022-09-08")
+    assert "fromisoformat" not in line
