@@ -121,9 +121,11 @@ def replay_lines(
     buffered = 0
 
     escalations = 0
+    flushed_alerts = 0  # for the progress line
 
     def flush() -> None:
-        nonlocal reports, buffered, escalations
+        nonlocal reports, buffered, escalations, flushed_alerts
+        flushed_alerts += len(driver.out.alerts)
         out = driver.drain()
         if ledger is not None:
             ledger.write(out)
@@ -152,7 +154,7 @@ def replay_lines(
         if len(driver.out.alerts) + len(driver.out.dead_letters) >= FLUSH_EVERY:
             flush()
         if progress is not None:
-            progress.update(number, driver)
+            progress.update(number, driver, flushed_alerts + len(driver.out.alerts))
     if until is not None:
         driver.advance_to(until)
     flush()
@@ -166,22 +168,24 @@ def replay_lines(
 class ProgressLine:
     """A one-line progress display on a terminal's stderr, redrawn twice a second."""
 
-    def __init__(self, stream: IO[str], total_bytes: int | None) -> None:
+    def __init__(self, stream: IO[str], total_bytes: int | None, every: float = 0.5) -> None:
         self.stream = stream
+        self.every = every  # seconds between redraws
         self.total = total_bytes
         self.started = time.monotonic()
         self.last = 0.0
 
-    def update(self, lines: int, driver: EmbeddedDriver) -> None:
+    def update(self, lines: int, driver: EmbeddedDriver, alerts: int) -> None:
+        """Redraw (at most once every ``every`` seconds) with ``alerts`` raised so far."""
         now = time.monotonic()
-        if now - self.last < 0.5:
+        if now - self.last < self.every:
             return
         self.last = now
         rate = lines / max(now - self.started, 1e-9)
         clock = driver.clock.value
         when = driver.cal.iso(clock) if clock > 0 else "-"
         self.stream.write(
-            f"\r{lines:,} lines  {rate:,.0f}/s  alerts {driver.stats.get('alerts', 0) or '…'}"
+            f"\r{lines:,} lines  {rate:,.0f}/s  alerts {alerts:,}"
             f"  clock {when}   "
         )
         self.stream.flush()

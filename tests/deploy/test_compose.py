@@ -3,7 +3,7 @@
 The compose file is validated against the Compose Specification's JSON Schema as shipped in
 the ``check-jsonschema`` package (its ``vendor.compose-spec`` builtin schema, Apache-2.0, from
 the compose-spec project): unknown keys, wrong types and malformed services are refused. The
-tests then hold what the schema cannot know: the services issue 6 asks for, health checks,
+tests then hold what the schema cannot know: the services a deployment needs, health checks,
 start order, ports on 127.0.0.1 only, mounts of files that exist, and the wiring between the
 workers, Prometheus and Grafana.
 """

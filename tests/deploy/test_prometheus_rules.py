@@ -3,7 +3,7 @@
 promtool (Debian's ``prometheus`` package) checks the config and the rules and runs the rule
 unit tests of rules_test.yml; the tests here also hold the conventions promtool does not
 know: a severity and a runbook section for every alert, a firing and a quiet case for every
-alert, and the alerts issue 6 asks for.
+alert, and the alerts the operators rely on (see deploy/RUNBOOK.md).
 """
 
 from __future__ import annotations

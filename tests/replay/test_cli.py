@@ -186,3 +186,22 @@ class TestEscalationsOption:
         assert written == sorted(written, key=lambda e: (e["raised_at"], e["alert_id"]))
         # and the summary counts them
         assert "escalations 4" in capsys.readouterr().err
+
+
+class TestProgressLine:
+    def test_the_progress_line_counts_the_alerts_raised_so_far(self) -> None:
+        import io
+        import re
+
+        from closedloop.schemas.policy import default_policy
+        from closedloop.streams.cli.replay import ProgressLine, replay_lines
+        from closedloop.streams.sim.feed import CityConfig, simulate
+
+        # given a city long enough to redraw the line and raise alerts on the way
+        lines = list(simulate(CityConfig(seed=3, people=300, days=3)))
+        shown = io.StringIO()
+        result = replay_lines(lines, default_policy(), progress=ProgressLine(shown, None, every=0))
+        # then the line, redrawn at every input line, counts up to the alerts of the run
+        counts = [int(n.replace(",", "")) for n in re.findall(r"alerts ([\d,]+)", shown.getvalue())]
+        assert len(counts) == len(lines) and "…" not in shown.getvalue()
+        assert counts == sorted(counts) and 0 < counts[-1] <= sum(result.alerts_by_kind.values())
