@@ -397,7 +397,7 @@ def channel_specs() -> list[dict[str, Any]]:
             "compact": False,
             "retention_days": INTERNAL_RETENTION_DAYS,
             "description": "Internal: clock ticks sent to every partition of the tube join "
-            "(by the leader's wall-clock timer, or by `closedloop produce --until`), so its "
+            "(by the leader's wall-clock timer, or by `closedloop clock --until`), so its "
             "deadlines fire while inputs are idle. Co-partitioned with sampling and lab. "
             "Person-loop ticks travel on person-tests. Not a public contract.\n"
             f"{INTERNAL_RETENTION_WHY}",

@@ -44,6 +44,7 @@ from typing import IO, Any
 
 import orjson
 
+from closedloop.streams.cli.clock import advance_clock
 from closedloop.streams.cli.produce import produce
 from closedloop.streams.cli.replay import parse_instant
 from closedloop.streams.kafka.settings import KafkaSettings
@@ -115,7 +116,8 @@ def bench_worker(
             if len(kept) < len(lines):
                 print(f"left out {len(lines) - len(kept)} keyless lines for compacted topics "
                       "(the broker refuses them, and with them their whole batch)", file=log)
-            counts = produce(iter(kept), settings, until, log)
+            counts = produce(iter(kept), settings, log)
+            counts["ticks"] = advance_clock(settings, until)
             del lines, kept
             result.events = sum(counts.get(name, 0) for name in INPUT_STAGE)
             _check_produced(settings, counts)

@@ -18,6 +18,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("simulate", "cli.simulate", "write a seeded synthetic city as replay JSON Lines"),
     ("worker", "cli.worker", "run the stream processor on Kafka ($CLOSEDLOOP_KAFKA)"),
     ("produce", "cli.produce", "publish a replay file's events to their Kafka topics"),
+    ("clock", "cli.clock", "move an event-mode worker's clock to T (like replay --until)"),
     ("alerts", "cli.alerts", "watch the alert topic, or list alerts from the ledger"),
     # the SQL ledger's schema, its Kafka sink and the operators' report
     ("db", "ledger.db_cmd", "create or migrate the SQL ledger's schema (Alembic)"),

@@ -1,8 +1,8 @@
-"""``closedloop produce FILE|- [--until T]``: publish a replay file's events to Kafka.
+"""``closedloop produce FILE|-``: publish a replay file's events to their input topics.
 
 Each envelope goes to its topic with the contract's key (kafka-python's synchronous client);
-with ``--until`` a tick at T then goes to every partition of the tube and person stages
-(event mode).
+a line that is no envelope of an input topic goes to the dead letters. Only input topics are
+written: moving an event-mode worker's clock is ``closedloop clock --until T``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import orjson
 
 from closedloop.schemas.decode import Rejection, dead_letter
 from closedloop.schemas.events import KEY_FIELD
-from closedloop.streams.cli.replay import parse_instant
 from closedloop.streams.kafka.settings import KafkaSettings
 from closedloop.streams.kafka.topics import declare_topics, topic_name
 
@@ -52,9 +51,7 @@ def _key_of(topic: str, value: bytes) -> bytes | None:
     return key.encode() if isinstance(key, str) else None
 
 
-def produce(
-    lines: Iterator[bytes], settings: KafkaSettings, until: int | None, out: IO[str]
-) -> dict[str, int]:
+def produce(lines: Iterator[bytes], settings: KafkaSettings, out: IO[str]) -> dict[str, int]:
     """Send each envelope's value to its topic, keyed; a line without a topic is dead-lettered."""
     from kafka import KafkaProducer
 
@@ -98,40 +95,10 @@ def produce(
             counts[envelope.topic] = counts.get(envelope.topic, 0) + 1
         producer.flush()
         _check(futures)
-        if until is not None:
-            for name, inputs in (("tube-ticks", ("sampling", "lab", "action")),
-                                 ("person-tests", ("travel", "followup", "cohort", "action"))):
-                # The tick waits, in each stage partition, until the inputs sent before it
-                # are applied: Kafka may deliver one topic well ahead of another.
-                tick = orjson.dumps({"type": "tick", "at": until,
-                                     "after": _end_offsets(settings, inputs)})
-                address = topic_name(settings.prefix, name)
-                for partition in sorted(producer.partitions_for(address)):
-                    futures.append(producer.send(address, value=tick, partition=partition))
-            producer.flush()
-            _check(futures)
-            counts["ticks"] = 2 * settings.partitions
     finally:
         producer.close()
     print("produced " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), file=out)
     return counts
-
-
-def _end_offsets(settings: KafkaSettings, inputs: tuple[str, ...]) -> dict[str, dict[str, int]]:
-    """{topic: {partition: end offset}} of the named input topics, now."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(**settings.kafka_python())
-    try:
-        ends: dict[str, dict[str, int]] = {}
-        for name in inputs:
-            address = topic_name(settings.prefix, name)
-            partitions = consumer.partitions_for_topic(address) or set()
-            offsets = consumer.end_offsets([TopicPartition(address, p) for p in partitions])
-            ends[name] = {str(tp.partition): offset for tp, offset in offsets.items()}
-        return ends
-    finally:
-        consumer.close()
 
 
 COMPACTED_INPUTS = frozenset({"cohort"})
@@ -157,24 +124,17 @@ class ProduceError(RuntimeError):
 def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.description = __doc__
     parser.add_argument("file", metavar="FILE|-", help="replay JSON Lines; - reads stdin")
-    parser.add_argument("--until", metavar="T",
-                        help="then tick every stage partition to T (RFC 3339 with offset)")
     parser.add_argument("--prefix", help="topic prefix (default $CLOSEDLOOP_TOPIC_PREFIX)")
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        until = None if args.until is None else parse_instant(args.until)
-    except ValueError as exc:
-        print(f"closedloop produce: {exc}", file=sys.stderr)
-        return 2
     settings = KafkaSettings.from_env(prefix=args.prefix)
     created = declare_topics(settings)
     if created:
         print(f"closedloop produce: created {len(created)} topics "
               f"({settings.partitions} partitions each)", file=sys.stderr)
     try:
-        produce(_lines(args.file), settings, until, sys.stderr)
+        produce(_lines(args.file), settings, sys.stderr)
     except OSError as exc:
         print(f"closedloop produce: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 1

@@ -109,7 +109,7 @@ class PartitionedBus:
             self._append(envelope.topic, partition, key, value)
 
     def tick(self, at: int) -> None:
-        """``produce --until``: a tick to every stage partition, after the inputs sent so far."""
+        """``clock --until``: a tick to every stage partition, after the inputs sent so far."""
         for name in TICK_TOPICS:
             stage = READERS[name][0]
             after = {topic: {str(p): len(self.logs.get((topic, p), ())) for p in range(self.n)}

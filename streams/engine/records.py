@@ -73,7 +73,7 @@ class Handled:
 
 
 class _Tick(msgspec.Struct, tag="tick", tag_field="type"):
-    """Moves a stage partition's own clock (wall timer, or ``produce --until``)."""
+    """Moves a stage partition's own clock (wall timer, or ``clock --until``)."""
 
     at: int
     after: dict[str, dict[str, int]] = {}  # topic -> partition -> end offset to wait for
@@ -134,7 +134,7 @@ def _owned_input(runner: AnyRunner, record: Record, policy: Policy) -> Handled:
 def _quiet_input(runner: AnyRunner, record: Record, policy: Policy) -> Handled:
     """An input another stage owns (an action on the tube stage): applied if valid, else
     dropped silently (the owner dead-letters and counts it). It does not move the clock, but
-    its offset counts for ``produce --until`` ticks, which wait for actions sent before them.
+    its offset counts for ``clock --until`` ticks, which wait for actions sent before them.
     """
     key, decoded = _decode_keyed(record, policy)
     if isinstance(decoded, Rejection):

@@ -283,7 +283,7 @@ class StageRunner(Generic[S]):
     ) -> Effects:
         """A tick moves this partition's own clock (and always announces it downstream).
 
-        ``after`` (from ``produce --until``) holds the end offset of each input topic's
+        ``after`` (from ``clock --until``) holds the end offset of each input topic's
         partition when the tick was sent: the tick waits until those are applied, so that a
         topic consumed more slowly than another cannot be overtaken by it.
         """

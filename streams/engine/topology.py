@@ -179,7 +179,7 @@ internal topic also carries the tube stage's clock marks and the person ticks.""
 CONTRIBUTIONS_TOPIC: Final = "report-parts"
 """Report contributions (key district) and the clock marks of both upstream stages."""
 TICK_TOPICS: Final = ("tube-ticks", FORWARDS_TOPIC)
-"""A tick (``produce --until``, or the wall clock) goes to every partition of these."""
+"""A tick (``clock --until``, or the wall clock) goes to every partition of these."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ Python, unit-tested without a broker) and sending what it returns:
 ``--clock wall``: a leader-only timer ticks every partition of both stages twice a second, so
 deadlines fire within about a second while inputs are idle; a worker that starts after
 downtime fires each lapse it missed once, marked ``details.catch_up = true``.
-``--clock event``: only event time and the ticks of ``closedloop produce --until`` move it.
+``--clock event``: only event time and the ticks of ``closedloop clock --until`` move it.
 
 ``action`` belongs to the person stage (it dead-letters, counts and clocks it); the tube
 stage applies the valid ones quietly and leaves its clock to sampling and lab. Escalated

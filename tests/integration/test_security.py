@@ -5,7 +5,7 @@ this session's tmp dir and on free ports, and stops it afterwards. The clients c
 broker's least-privilege app user (ACLs on topics and groups named ``sec*`` only), with the
 password in a file and the CA in a file, as a deployment does:
 
-- ``produce --until`` + ``worker --clock event`` publish exactly replay's alerts;
+- ``produce`` + ``clock --until`` + ``worker --clock event`` publish exactly replay's alerts;
 - ``alerts tail --idle-exit`` reads them;
 - a wrong password fails fast with one clear line, exit 1, no traceback, no password;
 - the password is on no process's command line and not in the worker's log.

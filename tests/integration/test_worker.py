@@ -1,10 +1,10 @@
 """The worker on the real broker produces exactly what ``closedloop replay`` produces.
 
 Given a simulated city (with its noise: late and duplicated events, results before
-samplings, malformed lines, identity misuse), ``produce --until`` + ``worker --clock event``
-must publish the same alerts (same ids, same content) and the same daily reports as replay of
-the same file, whatever happens to the workers. ``--until`` lies past the city's last event,
-so both runs end at the same clock.
+samplings, malformed lines, identity misuse), ``produce`` + ``clock --until`` +
+``worker --clock event`` must publish the same alerts (same ids, same content) and the same
+daily reports as replay of the same file, whatever happens to the workers. ``--until`` lies
+past the city's last event, so both runs end at the same clock.
 """
 
 from __future__ import annotations

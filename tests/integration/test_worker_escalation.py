@@ -1,9 +1,9 @@
 """Escalation on the worker equals escalation in replay, actions included.
 
 Operator actions are keyed by the alert's subject: a person (person stage) or a tube (tube
-stage, which reads the action topic too). ``produce --until`` + ``worker --clock event`` must
-publish on ``escalations`` exactly what ``replay --escalations`` writes, and nothing of it on
-``alerts``.
+stage, which reads the action topic too). ``produce`` + ``clock --until`` +
+``worker --clock event`` must publish on ``escalations`` exactly what
+``replay --escalations`` writes, and nothing of it on ``alerts``.
 """
 
 from __future__ import annotations

@@ -76,8 +76,11 @@ class Deployment:
         raise AssertionError(f"worker not ready in {timeout}s:\n{log_path.read_text()[-3000:]}")
 
     def produce(self, path: Path, until: str | None = None) -> None:
-        args = [*CLOSEDLOOP, "produce", str(path)] + (["--until", until] if until else [])
-        subprocess.run(args, env=self.env, check=True, capture_output=True, timeout=120)
+        subprocess.run([*CLOSEDLOOP, "produce", str(path)], env=self.env, check=True,
+                       capture_output=True, timeout=120)
+        if until is not None:  # then move the event-mode workers' clock, as replay --until
+            subprocess.run([*CLOSEDLOOP, "clock", "--until", until], env=self.env, check=True,
+                           capture_output=True, timeout=120)
 
     def kill(self, process: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
         if process.poll() is None:

@@ -5,7 +5,7 @@ partitions of every topic, routes what they produce as the worker does (forwards
 person, contributions by district, clock marks to every downstream partition, ticks to every
 stage partition) and delivers records in an interleaving chosen by ``order``. Whatever the
 interleaving, the alerts, escalations and daily reports must equal replay's of the same file
-(``produce --until`` against ``replay --until``), by id and bytes.
+(``clock --until`` against ``replay --until``), by id and bytes.
 """
 
 from __future__ import annotations
