@@ -14,6 +14,7 @@ import argparse
 import sys
 from typing import Any
 
+from closedloop.streams.cli.produce import unacknowledged
 from closedloop.streams.cli.replay import parse_instant
 from closedloop.streams.engine.records import tick_record
 from closedloop.streams.engine.topology import READERS, TICK_TOPICS, WIRING
@@ -42,12 +43,7 @@ def advance_clock(settings: KafkaSettings, until: int) -> int:
                 futures.append(producer.send(address, value=tick_record(until, after),
                                              partition=partition))
         producer.flush()
-        failed = 0
-        for future in futures:
-            try:
-                future.get(timeout=60)
-            except Exception:  # counted and reported as a whole below
-                failed += 1
+        failed = unacknowledged(futures)
         if failed:
             raise ClockError(f"{failed} of {len(futures)} ticks were not acknowledged")
         return len(futures)

@@ -13,22 +13,13 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 import msgspec
-import orjson
 
-from closedloop.schemas.decode import Rejection, dead_letter
-from closedloop.schemas.events import KEY_FIELD
+from closedloop.schemas.decode import dead_letter
+from closedloop.streams.engine.envelopes import Refused, publishable
 from closedloop.streams.kafka.settings import KafkaSettings
 from closedloop.streams.kafka.topics import declare_topics, topic_name
 
-__all__ = ["add_parser", "run"]
-
-
-class _Envelope(msgspec.Struct):
-    topic: str
-    value: msgspec.Raw
-
-
-_decode_envelope = msgspec.json.Decoder(_Envelope).decode
+__all__ = ["add_parser", "produce", "run", "unacknowledged"]
 
 
 def _lines(source: str) -> Iterator[bytes]:
@@ -37,18 +28,6 @@ def _lines(source: str) -> Iterator[bytes]:
         return
     with open(source, "rb") as handle:
         yield from handle
-
-
-def _key_of(topic: str, value: bytes) -> bytes | None:
-    field = KEY_FIELD.get(topic)
-    if field is None:
-        return None
-    try:
-        parsed = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return None
-    key = parsed.get(field) if isinstance(parsed, dict) else None
-    return key.encode() if isinstance(key, str) else None
 
 
 def produce(lines: Iterator[bytes], settings: KafkaSettings, out: IO[str]) -> dict[str, int]:
@@ -60,61 +39,41 @@ def produce(lines: Iterator[bytes], settings: KafkaSettings, out: IO[str]) -> di
     futures: list[Any] = []
     try:
         for number, line in enumerate(lines, start=1):
-            line = line.rstrip(b"\r\n")
-            if not line.strip():
+            record = publishable(line)
+            if record is None:
                 continue
-            try:
-                envelope = _decode_envelope(line)
-            except (msgspec.MsgspecError, ValueError):
-                envelope = None
-            if envelope is None or envelope.topic not in KEY_FIELD:
-                letter = dead_letter(
-                    Rejection("bad_envelope", "not a replay envelope with a known input topic"),
-                    line, line=number,
-                )
+            if isinstance(record, Refused):
+                origin = None if record.topic is None else topic_name(settings.prefix,
+                                                                       record.topic)
+                letter = dead_letter(record.rejection, line.rstrip(b"\r\n"), topic=origin,
+                                     line=number)
                 futures.append(producer.send(topic_name(settings.prefix, "deadletter"),
                                              value=msgspec.json.encode(letter)))
                 counts["deadletter"] = counts.get("deadletter", 0) + 1
                 continue
-            value = bytes(envelope.value)
-            key = _key_of(envelope.topic, value)
-            if key is None and envelope.topic in COMPACTED_INPUTS:
-                # A compacted topic refuses keyless records, and the broker would fail the
-                # whole batch with it: without its key the event is bad input anyway.
-                letter = dead_letter(
-                    Rejection("missing_field", f"{KEY_FIELD[envelope.topic]}: the message "
-                              "key is required"),
-                    line, topic=topic_name(settings.prefix, envelope.topic), line=number,
-                )
-                futures.append(producer.send(topic_name(settings.prefix, "deadletter"),
-                                             value=msgspec.json.encode(letter)))
-                counts["deadletter"] = counts.get("deadletter", 0) + 1
-                continue
-            futures.append(producer.send(
-                topic_name(settings.prefix, envelope.topic), key=key, value=value))
-            counts[envelope.topic] = counts.get(envelope.topic, 0) + 1
+            futures.append(producer.send(topic_name(settings.prefix, record.topic),
+                                         key=record.key, value=record.value))
+            counts[record.topic] = counts.get(record.topic, 0) + 1
         producer.flush()
-        _check(futures)
+        failed = unacknowledged(futures)
+        if failed:
+            raise ProduceError(f"{failed} record(s) were not acknowledged by the broker")
     finally:
         producer.close()
     print("produced " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), file=out)
     return counts
 
 
-COMPACTED_INPUTS = frozenset({"cohort"})
-
-
-def _check(futures: list[Any]) -> None:
-    """Every send must have been acknowledged: a lost input is an error, never silent."""
+def unacknowledged(futures: list[Any]) -> int:
+    """How many sends the broker did not acknowledge (each waited for): a lost record is an
+    error, never silent."""
     failed = 0
     for future in futures:
         try:
             future.get(timeout=60)
-        except Exception:  # counted and reported as a whole below
+        except Exception:  # counted and reported as a whole by the caller
             failed += 1
-    futures.clear()
-    if failed:
-        raise ProduceError(f"{failed} record(s) were not acknowledged by the broker")
+    return failed
 
 
 class ProduceError(RuntimeError):

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 import msgspec
 
 from closedloop.agents.state import Keyed
-from closedloop.schemas.decode import Rejection, dead_letter
+from closedloop.schemas.decode import dead_letter
 from closedloop.schemas.events import KEY_FIELD
 from closedloop.schemas.outputs import Alert, DailyReport, DeadLetter, Escalation, PersonStatus
 from closedloop.schemas.policy import Policy
+from closedloop.streams.engine.envelopes import Refused, publishable
 from closedloop.streams.engine.records import Record, handle_record, route, tick_record
 from closedloop.streams.engine.stage_runner import PartitionMeta, runners
 from closedloop.streams.engine.topology import READERS, TICK_TOPICS, WIRING, partition_of
@@ -30,21 +31,6 @@ from closedloop.streams.engine.topology import READERS, TICK_TOPICS, WIRING, par
 __all__ = ["BusOutputs", "PartitionedBus"]
 
 
-class _Envelope(msgspec.Struct):
-    topic: str
-    value: msgspec.Raw
-
-
-class _Keyed(msgspec.Struct):
-    """Only what a producer looks at: the key field of any input topic."""
-
-    tube_id: object = None
-    person_id: object = None
-    subject: object = None
-
-
-_decode_envelope = msgspec.json.Decoder(_Envelope).decode
-_decode_keyed = msgspec.json.Decoder(_Keyed).decode
 _decode_alert = msgspec.json.Decoder(Alert).decode
 _decode_escalation = msgspec.json.Decoder(Escalation).decode
 _decode_report = msgspec.json.Decoder(DailyReport).decode
@@ -91,22 +77,15 @@ class PartitionedBus:
     def produce(self, lines: Iterable[bytes]) -> None:
         """Publish replay lines as ``closedloop produce`` does: keyed onto their partition."""
         for number, line in enumerate(lines, start=1):
-            line = line.rstrip(b"\r\n")
-            if not line.strip():
+            record = publishable(line)
+            if record is None:
                 continue
-            try:
-                envelope = _decode_envelope(line)
-            except (msgspec.MsgspecError, ValueError):
-                envelope = None
-            if envelope is None or envelope.topic not in KEY_FIELD:
-                rejection = Rejection("bad_envelope",
-                                      "not a replay envelope with a known input topic")
-                self.out.dead_letters.append(dead_letter(rejection, line, line=number))
+            if isinstance(record, Refused):
+                self.out.dead_letters.append(dead_letter(
+                    record.rejection, line.rstrip(b"\r\n"), topic=record.topic, line=number))
                 continue
-            value = bytes(envelope.value)
-            key = self._key_of(envelope.topic, value)
-            partition = 0 if key is None else partition_of(key.decode(), self.n)
-            self._append(envelope.topic, partition, key, value)
+            partition = 0 if record.key is None else partition_of(record.key.decode(), self.n)
+            self._append(record.topic, partition, record.key, record.value)
 
     def tick(self, at: int) -> None:
         """``clock --until``: a tick to every stage partition, after the inputs sent so far."""
@@ -183,12 +162,3 @@ class PartitionedBus:
         stage = READERS[topic][-1]
         return self.read.get((stage, topic, partition), 0) < len(
             self.logs.get((topic, partition), ()))
-
-    @staticmethod
-    def _key_of(topic: str, value: bytes) -> bytes | None:
-        try:
-            keyed = _decode_keyed(value)
-        except (msgspec.MsgspecError, ValueError):
-            return None
-        key = getattr(keyed, KEY_FIELD[topic])
-        return key.encode() if isinstance(key, str) else None

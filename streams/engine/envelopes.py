@@ -1,0 +1,82 @@
+"""A replay line as a producer publishes it: its input topic, message key and value.
+
+``closedloop produce`` and the in-memory bus both turn replay lines into keyed records this
+way, so the bus's partitions hold what Kafka's would. A line that is no envelope of an input
+topic, or a keyless record for a compacted topic (the broker would refuse it, and the whole
+batch it travels in), is refused here, before it reaches a topic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import msgspec
+
+from closedloop.schemas.decode import Rejection
+from closedloop.schemas.events import KEY_FIELD
+
+__all__ = ["COMPACTED_INPUTS", "Publishable", "Refused", "publishable"]
+
+COMPACTED_INPUTS: Final = frozenset({"cohort"})
+"""Input topics with ``cleanup.policy=compact`` (the roster): every record needs its key."""
+
+
+class _Envelope(msgspec.Struct):
+    topic: str
+    value: msgspec.Raw
+
+
+class _Keyed(msgspec.Struct):
+    """Only what a producer looks at: the key field of any input topic."""
+
+    tube_id: object = None
+    person_id: object = None
+    subject: object = None
+
+
+_decode_envelope = msgspec.json.Decoder(_Envelope).decode
+_decode_keyed = msgspec.json.Decoder(_Keyed).decode
+
+
+@dataclass(frozen=True, slots=True)
+class Publishable:
+    topic: str  # short name of an input topic
+    key: bytes | None  # the contract's key field, UTF-8; None when the event has none
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    rejection: Rejection
+    topic: str | None  # the input topic it was meant for, when the envelope says
+
+
+def publishable(line: bytes) -> Publishable | Refused | None:
+    """The record a replay line makes, why it makes none, or None for a blank line."""
+    line = line.rstrip(b"\r\n")
+    if not line.strip():
+        return None
+    try:
+        envelope = _decode_envelope(line)
+    except (msgspec.MsgspecError, ValueError):
+        envelope = None
+    if envelope is None or envelope.topic not in KEY_FIELD:
+        return Refused(Rejection("bad_envelope",
+                                 "not a replay envelope with a known input topic"), None)
+    value = bytes(envelope.value)
+    key = _key_of(envelope.topic, value)
+    if key is None and envelope.topic in COMPACTED_INPUTS:
+        field = KEY_FIELD[envelope.topic]
+        return Refused(Rejection("missing_field", f"{field}: the message key is required"),
+                       envelope.topic)
+    return Publishable(envelope.topic, key, value)
+
+
+def _key_of(topic: str, value: bytes) -> bytes | None:
+    try:
+        keyed = _decode_keyed(value)
+    except (msgspec.MsgspecError, ValueError):
+        return None
+    key = getattr(keyed, KEY_FIELD[topic])
+    return key.encode() if isinstance(key, str) else None
