@@ -29,6 +29,7 @@ from typing import Any
 import msgspec
 
 from closedloop.schemas.decode import Rejection, validate_event
+from closedloop.schemas.ids import spell_digit_runs
 from closedloop.schemas.policy import Policy, PolicyError, load_policy
 from closedloop.streams.kafka.settings import KafkaSettings
 from closedloop.streams.kafka.topics import topic_name
@@ -70,7 +71,7 @@ def action_event(
 ) -> dict[str, Any]:
     """The action event's JSON object: a fresh event_id, ``now`` (aware) as occurred_at."""
     event: dict[str, Any] = {
-        "event_id": f"act-{uuid.uuid4().hex}", "occurred_at": now.isoformat(),
+        "event_id": spell_digit_runs(f"act-{uuid.uuid4().hex}"), "occurred_at": now.isoformat(),
         "alert_id": alert_id, "subject": subject, "action": action, "operator_id": operator_id,
     }
     if note is not None:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Final, TextIO
 
 from closedloop.schemas.identifiers import looks_raw, redact_text
+from closedloop.schemas.ids import spell_digit_runs
 
 __all__ = [
     "ENV_KEY",
@@ -51,7 +52,6 @@ DIGEST_CHARS: Final = 32  # 128 bits of the HMAC: collision-free at any populati
 # any such prefix of up to 96 characters, and is never 11 or 18 characters long.
 _PREFIX = re.compile(r"[A-Za-z0-9_.:-]{0,96}")
 _DIGIT_RUN = re.compile(r"[0-9]{11,}")
-_SPELL_DIGITS: Final = str.maketrans("0123456789", "ghijklmnop")
 _SEPARATORS = re.compile(r"[\s\-]+")
 _COUNTRY_CODE = re.compile(r"(?:\+86|0086)(1[0-9]{10})")
 _RESIDENT_ID_LOWER_X = re.compile(r"[0-9]{17}x")
@@ -85,29 +85,15 @@ def check_settings(key: bytes, prefix: str) -> None:
 
 def pseudonym(raw: str, key: bytes, prefix: str = DEFAULT_PREFIX) -> str:
     """``prefix`` + the first 32 hex characters of HMAC-SHA256(key, normalised identifier),
-    with any run of 11 or more digits spelt in the letters g-p (see :func:`_spell_long_runs`).
+    with any run of 11 or more digits spelt in the letters g-p (``ids.spell_digit_runs``): about
+    1 digest in 390 holds one, which contract v1.1 §2 would refuse as a mobile number.
     """
     check_settings(key, prefix)
     canonical = normalize(raw)
     if not canonical:
         raise PseudonymError("the identifier is empty")
     digest = hmac.new(key, canonical.encode("utf-8"), hashlib.sha256).hexdigest()
-    return prefix + _spell_long_runs(prefix, digest[:DIGEST_CHARS])
-
-
-def _spell_long_runs(prefix: str, digest: str) -> str:
-    """Spell the digest's digits in g-p wherever they stand in a run of 11 or more digits.
-
-    About 1 hex digest in 390 holds such a run, which contract v1.1 (§2) reads as a mobile
-    number and rejects. Hex digits never include g-p, so the change is one-to-one and the
-    other 389 pseudonyms stay exactly as earlier versions made them.
-    """
-    spelt = list(digest)
-    start = len(prefix)
-    for run in _DIGIT_RUN.finditer(prefix + digest):
-        for index in range(max(run.start(), start), run.end()):
-            spelt[index - start] = digest[index - start].translate(_SPELL_DIGITS)
-    return "".join(spelt)
+    return spell_digit_runs(prefix + digest[:DIGEST_CHARS], start=len(prefix))
 
 
 def key_from_env(environ: Mapping[str, str] | None = None) -> bytes:

@@ -18,6 +18,7 @@ import msgspec
 from sqlalchemy import Connection, Table, and_, delete, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from closedloop.schemas.ids import spell_digit_runs
 from closedloop.schemas.outputs import Alert, DailyReport, DeadLetter, PersonStatus
 from closedloop.streams.ledger import models
 
@@ -155,7 +156,7 @@ def dead_letter_origin(letter: DeadLetter) -> str:
         return f"{letter.topic}/{letter.partition}/{letter.offset}"
     digest = hashlib.sha256(letter.original.encode("utf-8", "replace")).hexdigest()[:24]
     where = f"line {letter.line}" if letter.line is not None else f"topic {letter.topic}"
-    return f"{where} #{digest}"
+    return f"{where} #{spell_digit_runs(digest)}"
 
 
 def add_dead_letters(
