@@ -43,8 +43,12 @@ $(VENV)/.installed: pyproject.toml
 	  echo "creating $(VENV) with $$($$py -V)"; \
 	  $$py -m venv $(VENV) || { echo "make install: '$$py -m venv' failed (Debian: apt-get install python3-venv)" >&2; exit 1; }; \
 	fi
-	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip "setuptools>=77" wheel
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+	@echo "installing closedloop and its dependencies into $(VENV) (log: $(VENV)/install.log)"
+	@# setuptools always says a few lines about editable installs; keep them in the log, and
+	@# show the whole log only if the install fails.
+	@{ $(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip "setuptools>=77" wheel \
+	   && $(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]"; \
+	 } > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; echo "make install failed" >&2; exit 1; }
 	@touch $@
 
 demo: install
