@@ -101,7 +101,7 @@ class EmbeddedDriver:
         if isinstance(decoded, Rejection):
             self.reject(decoded, raw, origin, topic)
             return
-        self.pipe_event(topic, decoded, raw, origin)
+        self._guarded(topic, decoded, raw, origin)
 
     def pipe_line(self, line: bytes, origin: Origin) -> None:
         """One replay line ``{"topic": …, "value": …}``: the fast path of ``replay``."""
@@ -115,7 +115,16 @@ class EmbeddedDriver:
         if isinstance(event, Rejection):
             self.reject(event, line, origin, topic)
             return
-        self.pipe_event(topic, event, line, origin)
+        self._guarded(topic, event, line, origin)
+
+    def _guarded(self, topic: str, event: Event, raw: bytes, origin: Origin) -> None:
+        """``pipe_event``, but a line the engine fails on is dead-lettered (internal_error)
+        and the run goes on: one line must never stop a replay."""
+        try:
+            self.pipe_event(topic, event, raw, origin)
+        except Exception as exc:
+            self.reject(Rejection("internal_error", f"the engine failed on this line "
+                                  f"({type(exc).__name__}); it was skipped"), raw, origin, topic)
 
     def pipe_event(self, topic: str, event: Event, raw: bytes, origin: Origin) -> None:
         at = int(event.occurred_at.timestamp())

@@ -70,6 +70,7 @@ class Handled:
     consumed: bool = False  # an input event this stage owns (counted once, by its owner)
     action: str | None = None  # an operator action applied where the subject's state is
     fill: tuple[str, int] | None = None  # a request to read (topic, up to end offset)
+    error: Exception | None = None  # what the stage raised (the record is dead-lettered)
 
 
 class _Tick(msgspec.Struct, tag="tick", tag_field="type"):
@@ -92,7 +93,19 @@ _decode_internal = msgspec.json.Decoder(
 
 
 def handle_record(stage: str, runner: AnyRunner, record: Record, policy: Policy) -> Handled:
-    """Apply one record of any topic ``stage`` reads; never raises for bad input."""
+    """Apply one record of any topic ``stage`` reads. Never raises: a record the stage fails
+    on (a bug, or an input no rule foresaw) is dead-lettered as ``internal_error``, with the
+    exception kept for the log, and the stage goes on with the next one."""
+    try:
+        return _handle(stage, runner, record, policy)
+    except Exception as exc:
+        failed = Rejection("internal_error", f"the {stage} stage failed on this record "
+                           f"({type(exc).__name__}); it was skipped")
+        return Handled(Effects(), rejection=failed,
+                       consumed=record.topic in WIRING[stage].owns, error=exc)
+
+
+def _handle(stage: str, runner: AnyRunner, record: Record, policy: Policy) -> Handled:
     wiring = WIRING[stage]
     if record.topic in wiring.quiet:
         return _quiet_input(runner, record, policy)

@@ -320,6 +320,9 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
             telemetry.duplicates.labels(name).inc()  # only where the key's state is
         if done.action is not None:
             telemetry.actions.labels(done.action).inc()
+        if done.error is not None:
+            log.error("closedloop %s stage failed on %s[%s]@%s; dead-lettered", stage,
+                      name, message.partition, message.offset, exc_info=done.error)
         if done.rejection is not None:
             await reject(done.rejection, record.value, message)
         if done.fill is not None:

@@ -86,3 +86,47 @@ class TestPartitionedBusEqualsReplay:
         assert rejected > 0
         # then the bus dead-letters as many (a line that is no envelope at produce time)
         assert len(_bus("fifo").dead_letters) == rejected
+
+
+class TestARecordTheEngineFailsOn:
+    """A bug, or an input no rule foresaw, must neither stop the run nor vanish."""
+
+    @pytest.fixture
+    def failing_lab(self, monkeypatch: pytest.MonkeyPatch) -> str:
+        from closedloop.agents import tubes
+
+        _replayed()  # the expected outputs are made by the real rules, before the patch
+        original = tubes.on_lab
+        # the first tube with a lab record makes the rule raise
+        victim = next(msgspec.json.decode(line)["value"]["tube_id"] for line in _city()
+                      if line.startswith(b'{"topic":"lab"') and b'"status":"reported"' in line)
+
+        def on_lab(ctx: object, st: object, tube_id: str, event: object) -> None:
+            if tube_id == victim:
+                raise ZeroDivisionError("a bug")
+            original(ctx, st, tube_id, event)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(tubes, "on_lab", on_lab)
+        return victim
+
+    def test_the_worker_path_dead_letters_it_and_goes_on(self, failing_lab: str) -> None:
+        out = _bus("random-1")
+        failed = [letter for letter in out.dead_letters if letter.reason == "internal_error"]
+        assert failed and all(failing_lab in letter.original for letter in failed)
+        assert all("ZeroDivisionError" in letter.message and letter.offset is not None
+                   for letter in failed)
+        # the other tubes' lab alerts are all still raised
+        others = {a.alert_id for a in out.alerts if a.tube_id not in (None, failing_lab)}
+        replayed = {msgspec.json.decode(line)["alert_id"] for line in _replayed()[0]
+                    if msgspec.json.decode(line)["tube_id"] not in (None, failing_lab)}
+        assert others == replayed
+
+    def test_replay_dead_letters_it_and_goes_on(self, failing_lab: str) -> None:
+        letters = io.BytesIO()
+        result = replay_lines(_city(), default_policy(), until=epoch(UNTIL),
+                              deadletter_out=letters)
+        failed = [msgspec.json.decode(line) for line in letters.getvalue().splitlines()
+                  if b'"internal_error"' in line]
+        assert failed and all(failing_lab in letter["original"] for letter in failed)
+        assert result.stats["rejected:internal_error"] == len(failed)
+        assert sum(result.alerts_by_kind.values()) > 0
