@@ -16,6 +16,7 @@ from typing import Any, Final, Literal
 
 import orjson
 
+from closedloop.schemas.dupkeys import first_repeated_key
 from closedloop.schemas.identifiers import (
     REDACTED,
     TOKEN,
@@ -82,7 +83,15 @@ def _find_in_document(document: bytes) -> str | None:
     parsed, value = _parse(document)
     if not parsed:
         return _find_in_text(document.decode("utf-8", "surrogateescape"))
-    return find_raw_in(value)
+    where = find_raw_in(value)
+    if where is None and first_repeated_key(document) is not None:
+        # The parsed value kept only the last of a repeated key's values; the others are
+        # strings of the line too, and the contract's search covers every string.
+        text = document.decode("utf-8", "surrogateescape")
+        if any(redact_text(m.group(), escapes=True) != m.group()
+               for m in _STRING_LITERAL.finditer(text)):
+            return "a repeated key's value"
+    return where
 
 
 def _find_in_text(text: str) -> str | None:
