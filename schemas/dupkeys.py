@@ -20,9 +20,10 @@ from typing import Final
 __all__ = ["first_repeated_key", "may_repeat"]
 
 _KEY_END: Final = re.compile(rb'"[ \t\r\n]*:')
-# A JSON document's tokens that matter here: strings (so that brackets inside them are
-# skipped) and the structural characters.
-_TOKEN: Final = re.compile(rb'"(?:[^"\\]|\\.)*"|[{}\[\]:,]', re.DOTALL)
+# A JSON document's tokens that matter here: strings (so brackets inside them are skipped) and
+# the structural characters; possessive, so a long string costs no memory per character
+# (see rawscan.py).
+_TOKEN: Final = re.compile(rb'"(?:[^"\\]++|\\.)*+"|[{}\[\]:,]', re.DOTALL)
 
 
 def may_repeat(document: bytes, keys_known: int) -> bool:

@@ -738,3 +738,21 @@ def test_the_same_key_in_different_objects_is_not_a_repeat() -> None:
 def test_a_colon_inside_a_string_is_not_taken_for_a_key() -> None:
     raw = orjson.dumps(event("action", note='he said "kind": "ok"'))
     assert isinstance(decode_event("action", raw), Action)
+
+
+@pytest.mark.parametrize("char", ["a", "\x00", "界"], ids=["ascii", "escaped", "han"])
+def test_a_megabyte_string_costs_memory_in_proportion(char: str) -> None:
+    # A string literal regex with an alternation under `*` once kept ~130 bytes a character.
+    import tracemalloc
+
+    line = b'{"topic":"followup","value":' + orjson.dumps(event("followup", event_id=char * 10**6,
+                                                               x={"a": 1}, y=[{"a": 2}])) + b"}"
+    tracemalloc.start()
+    try:
+        decoded = decode_line(line)
+        letter = dead_letter(decoded[1] if isinstance(decoded, tuple) else decoded, line)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert letter.reason == "invalid_value"
+    assert peak < 16 * len(line) + 2**20, f"{peak / len(line):.0f} bytes a line byte"
