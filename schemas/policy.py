@@ -32,6 +32,8 @@ DAY: Final = 86400
 MAX_DAYS: Final = 366  # as CONTRACT.md §1 bounds event times: nothing a loop waits on is longer
 BOUNDS: Final = {
     "duration": (1, MAX_DAYS * DAY),  # seconds
+    # a repeating deadline: "1s" raised a follow-up alert every second of a regimen
+    "cadence": (3600, MAX_DAYS * DAY),
     "days": (1, MAX_DAYS),  # a regimen
     "hours": (1, MAX_DAYS * 24),  # a cohort's test_every
     "max_speed_kmh": (1, 10_000),  # walking pace .. faster than anyone travels between sites
@@ -87,8 +89,9 @@ class Policy:
         return ZoneInfo(self.timezone)
 
 
-def parse_duration(value: object, key: str) -> int:
-    """``"2h"`` -> 7200. Plain numbers are refused: a unit avoids hour/second mix-ups."""
+def parse_duration(value: object, key: str, bound: str = "duration") -> int:
+    """``"2h"`` -> 7200, within ``BOUNDS[bound]``. Plain numbers are refused: a unit avoids
+    hour/second mix-ups."""
     if not isinstance(value, str):
         raise PolicyError(f"{key}: expected a duration such as \"2h\" or \"30m\", got {value!r}")
     match = _DURATION.fullmatch(value)
@@ -97,9 +100,11 @@ def parse_duration(value: object, key: str) -> int:
     seconds = Decimal(match.group(1)) * _UNIT[match.group(2)]  # exact, never inf
     if seconds != int(seconds) or seconds <= 0:
         raise PolicyError(f"{key}: {value!r} must be a positive whole number of seconds")
-    low, high = BOUNDS["duration"]
-    if not low <= seconds <= high:
+    low, high = BOUNDS[bound]
+    if seconds > high:
         raise PolicyError(f"{key}: {value!r} is longer than {MAX_DAYS} days")
+    if seconds < low:
+        raise PolicyError(f"{key}: {value!r} is shorter than {low // 3600} h")
     return int(seconds)
 
 
@@ -246,7 +251,7 @@ def policy_from_mapping(data: Mapping[str, Any], *, complete: bool = False) -> P
         state_retention=parse_duration(data.get("state_retention", "8d"), "state_retention"),
         locate_within=parse_duration(travel.get("locate_within", "2h"), "travel.locate_within"),
         followup_every=parse_duration(
-            travel.get("followup_every", "24h"), "travel.followup_every"
+            travel.get("followup_every", "24h"), "travel.followup_every", "cadence"
         ),
         regimens={risk: _regimen(risk, regimens_raw[risk]) for risk in RISKS},
         received_within=parse_duration(lab.get("received_within", "4h"), "lab.received_within"),

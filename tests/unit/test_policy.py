@@ -156,6 +156,8 @@ BAD: list[tuple[str, tuple[str, ...], Any, str]] = [
     ("duration-huge", ("dedup_retention",), "9000000000000000000d", "dedup_retention"),
     ("duration-400-digits", ("allowed_lateness",), "1" * 400 + "s", "allowed_lateness"),
     ("duration-full-width", ("allowed_lateness",), "\uff15m", "allowed_lateness"),
+    ("followup-every-second", ("travel", "followup_every"), "1s", "travel.followup_every"),
+    ("followup-every-59m", ("travel", "followup_every"), "59m", "travel.followup_every"),
     ("timezone-directory", ("timezone",), "America", "timezone"),
     ("timezone-not-string", ("timezone",), 8, "timezone"),
     ("timezone-nul", ("timezone",), "Asia/\x00Shanghai", "timezone"),

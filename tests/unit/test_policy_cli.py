@@ -75,3 +75,24 @@ def test_the_real_command_line_shows_no_traceback(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert_one_clean_line(done.stderr, "policy")
+
+
+def test_a_replay_runs_under_the_most_extreme_policy_allowed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from closedloop.streams.sim.feed import CityConfig, simulate
+
+    policy = tmp_path / "largest.toml"
+    policy.write_text(
+        'allowed_lateness = "366d"\nmax_clock_skew = "366d"\ndedup_retention = "366d"\n'
+        'state_retention = "366d"\n[travel]\nlocate_within = "366d"\nfollowup_every = "1h"\n'
+        "[travel.regimens.high]\ndays = 366\ntest_days = [1, 366]\n"
+        "[identity]\nmax_speed_kmh = 10000\nmax_samples_per_day = 1000\n"
+        "[cohorts]\ncourier = 8784\n[escalation]\nafter = \"1s\"\n"
+    )
+    city = tmp_path / "city.jsonl"
+    city.write_bytes(b"".join(line + b"\n" for line in simulate(CityConfig(people=50, days=1))))
+    assert main(["policy", "check", str(policy)]) == 0
+    assert main(["replay", str(city), "--policy", str(policy), "--quiet", "--alerts",
+                 str(tmp_path / "alerts.jsonl"), "--received-at", "2022-09-10T00:00:00+08:00",
+                 "--until", "2023-09-01T00:00:00+08:00"]) == 0
