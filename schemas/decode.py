@@ -62,8 +62,9 @@ STRING_FIELDS: Final = {
     )
     for model in MODELS.values()
 }
-# Per model: the fields text_problem checks (name, free text?), the optional fields (whose
-# key a decoded event proves present only when not None) and how many are required.
+# Per model: the fields text_problem checks (name, free text?), and for the repeated-key
+# filter how many JSON strings (keys and string values) a decoded event proves its object
+# had: a constant for the required fields, plus each optional field that is not None.
 _TEXT_FIELDS: Final = {
     model: tuple(
         (name, name in FREE_TEXT_FIELDS) for name in model.__struct_fields__
@@ -71,14 +72,26 @@ _TEXT_FIELDS: Final = {
     )
     for model in MODELS.values()
 }
+
+
+def _json_strings(kind: msgspec.inspect.Type) -> int:
+    """JSON strings a field of this type writes: its key, and its value if a string."""
+    while isinstance(kind, msgspec.inspect.Metadata):
+        kind = kind.type
+    if isinstance(kind, msgspec.inspect.UnionType):
+        kind = next(t for t in kind.types if not isinstance(t, msgspec.inspect.NoneType))
+        return _json_strings(kind)
+    strings = (msgspec.inspect.StrType, msgspec.inspect.DateTimeType, msgspec.inspect.LiteralType)
+    return 2 if isinstance(kind, strings) else 1
+
+
+_FIELDS: Final = {model: msgspec.inspect.type_info(model).fields  # type: ignore[attr-defined]
+                  for model in MODELS.values()}
 _OPTIONAL: Final = {
-    model: tuple(
-        field.name for field in msgspec.structs.fields(model)
-        if field.default is not msgspec.NODEFAULT
-    )
+    model: tuple((f.name, _json_strings(f.type)) for f in _FIELDS[model] if not f.required)
     for model in MODELS.values()
 }
-_REQUIRED: Final = {model: len(model.__struct_fields__) - len(_OPTIONAL[model])
+_REQUIRED: Final = {model: sum(_json_strings(f.type) for f in _FIELDS[model] if f.required)
                     for model in MODELS.values()}
 _RAW_MESSAGE: Final = (
     "looks like a raw resident ID or mobile number; send a pseudonym (closedloop pseudonymize)"
@@ -186,10 +199,13 @@ def _after_checks(
                          "(half a coordinate places the site nowhere)")
     for name, free_text in _TEXT_FIELDS[type(event)]:
         value = getattr(event, name)
-        if value is not None:
-            problem = text_problem(value, free_text=free_text)
-            if problem is not None:
-                return Rejection("invalid_value", f"{name}: {problem}")
+        # inlined common case: printable, and (a name) no white space at either end
+        if value is None or (value.isprintable() and (
+                free_text or not (value[0].isspace() or value[-1].isspace()))):
+            continue
+        problem = text_problem(value, free_text=free_text)
+        if problem is not None:
+            return Rejection("invalid_value", f"{name}: {problem}")
     if isinstance(event, Cohort) and cohorts is not None and event.cohort not in cohorts:
         return Rejection(
             "unknown_cohort",
@@ -198,15 +214,19 @@ def _after_checks(
     return event
 
 
-def _keys_proved(event: Event) -> int:
-    """How many distinct keys the decoded ``event`` proves its object had."""
+def _strings_proved(event: Event) -> int:
+    """How many JSON strings (distinct keys, and string values) ``event``'s object had."""
     model = type(event)
-    return _REQUIRED[model] + sum(getattr(event, name) is not None for name in _OPTIONAL[model])
+    count = _REQUIRED[model]
+    for name, strings in _OPTIONAL[model]:
+        if getattr(event, name) is not None:
+            count += strings
+    return count
 
 
-def _repeated(document: bytes, keys_proved: int | None = None) -> Rejection | None:
+def _repeated(document: bytes, strings_proved: int | None = None) -> Rejection | None:
     """``duplicate_key`` when an object of ``document`` (valid JSON) repeats a key."""
-    if keys_proved is not None and not may_repeat(document, keys_proved):
+    if strings_proved is not None and not may_repeat(document, strings_proved):
         return None
     key = first_repeated_key(document)
     if key is None:
@@ -257,7 +277,7 @@ def decode_event(
         except _REFUSED:
             pass
         else:
-            return _repeated(raw, _keys_proved(event)) or _after_checks(
+            return _repeated(raw, _strings_proved(event)) or _after_checks(
                 event, cohorts, received_at, max_clock_skew)
     try:
         obj = orjson.loads(raw)
@@ -283,10 +303,10 @@ def decode_line(
         pass
     else:
         event: Event = parsed.value  # every line type has its event as "value"
-        # two keys, topic and value, besides the event's own
+        # the envelope's keys "topic" and "value" and the topic's name, besides the event's
         return _envelope_repeat(_LINE_TYPES[type(parsed)], _repeated(
-            line, 2 + _keys_proved(event)) or _after_checks(event, cohorts, received_at,
-                                                            max_clock_skew))
+            line, 3 + _strings_proved(event)) or _after_checks(event, cohorts, received_at,
+                                                               max_clock_skew))
     envelope = decode_envelope(line)
     if isinstance(envelope, Rejection):
         return envelope
