@@ -6,8 +6,9 @@ extra fields are ignored, so producers can add fields without breaking consumers
 
 Order of the checks: a raw identifier anywhere (``rawscan``) wins over every other reason,
 so it is searched for first, in the raw bytes; then one msgspec pass decodes the line
-straight into its typed event; then the rules a schema cannot say (``implausible_time``, a
-reported lab result, cohort names). Only input msgspec refuses is parsed again, by orjson, to
+straight into its typed event; then a repeated key (``dupkeys``), and the rules a schema
+cannot say (``implausible_time``, a reported lab result, half a coordinate, names with
+control characters, cohort names). Only input msgspec refuses is parsed again, by orjson, to
 find its exact reason.
 """
 
@@ -23,11 +24,21 @@ from typing import Any, Final
 import msgspec
 import orjson
 
-from closedloop.schemas.events import MODELS, Cohort, Event, Lab
+from closedloop.schemas.dupkeys import first_repeated_key, may_repeat
+from closedloop.schemas.events import (
+    FREE_TEXT_FIELDS,
+    MODELS,
+    NAME_FIELDS,
+    Cohort,
+    Event,
+    Lab,
+    Sampling,
+)
 from closedloop.schemas.identifiers import contains_raw, redact_text
 from closedloop.schemas.outputs import DeadLetter
 from closedloop.schemas.plausible import DEFAULT_MAX_CLOCK_SKEW, implausible
 from closedloop.schemas.rawscan import find_raw, find_raw_in, redact_original
+from closedloop.schemas.text import text_problem
 
 __all__ = [
     "Rejection",
@@ -51,6 +62,37 @@ STRING_FIELDS: Final = {
     )
     for model in MODELS.values()
 }
+# Per model: the fields text_problem checks (name, free text?), and for the repeated-key
+# filter how many JSON strings (keys and string values) a decoded event proves its object
+# had: a constant for the required fields, plus each optional field that is not None.
+_TEXT_FIELDS: Final = {
+    model: tuple(
+        (name, name in FREE_TEXT_FIELDS) for name in model.__struct_fields__
+        if name in NAME_FIELDS or name in FREE_TEXT_FIELDS
+    )
+    for model in MODELS.values()
+}
+
+
+def _json_strings(kind: msgspec.inspect.Type) -> int:
+    """JSON strings a field of this type writes: its key, and its value if a string."""
+    while isinstance(kind, msgspec.inspect.Metadata):
+        kind = kind.type
+    if isinstance(kind, msgspec.inspect.UnionType):
+        kind = next(t for t in kind.types if not isinstance(t, msgspec.inspect.NoneType))
+        return _json_strings(kind)
+    strings = (msgspec.inspect.StrType, msgspec.inspect.DateTimeType, msgspec.inspect.LiteralType)
+    return 2 if isinstance(kind, strings) else 1
+
+
+_FIELDS: Final = {model: msgspec.inspect.type_info(model).fields  # type: ignore[attr-defined]
+                  for model in MODELS.values()}
+_OPTIONAL: Final = {
+    model: tuple((f.name, _json_strings(f.type)) for f in _FIELDS[model] if not f.required)
+    for model in MODELS.values()
+}
+_REQUIRED: Final = {model: sum(_json_strings(f.type) for f in _FIELDS[model] if f.required)
+                    for model in MODELS.values()}
 _RAW_MESSAGE: Final = (
     "looks like a raw resident ID or mobile number; send a pseudonym (closedloop pseudonymize)"
 )
@@ -82,7 +124,7 @@ def _classify(error: str) -> Rejection:
         return Rejection("missing_field", f"{field}: required field is missing")
     at = _AT.search(error)
     path = at.group("path") if at else ""
-    text = error[: at.start()] if at else error
+    text = (error[: at.start()] if at else error).replace("\\Z'", "$'")  # as the schemas say
     if text.startswith("Invalid enum value"):
         reason = "unknown_enum"
     elif "with a timezone component" in text:
@@ -143,18 +185,55 @@ def _after_checks(
     received_at: float | None,
     max_clock_skew: int,
 ) -> Event | Rejection:
-    """Rules a field-by-field schema cannot say: plausible times, lab result, cohort names."""
+    """Rules a field-by-field schema cannot say: plausible times, lab result, coordinates in
+    pairs, printable names, cohort names."""
     why = implausible(event, received_at, max_clock_skew)
     if why is not None:
         return Rejection("implausible_time", why)
     if isinstance(event, Lab) and event.status == "reported" and event.result is None:
         return Rejection("missing_field", "result: required when status is \"reported\"")
+    if isinstance(event, Sampling) and (event.site_lat is None) != (event.site_lon is None):
+        given, missing = (("site_lat", "site_lon") if event.site_lon is None
+                          else ("site_lon", "site_lat"))
+        return Rejection("missing_field", f"{missing}: required when {given} is given "
+                         "(half a coordinate places the site nowhere)")
+    for name, free_text in _TEXT_FIELDS[type(event)]:
+        value = getattr(event, name)
+        # inlined common case: printable, and (a name) no white space at either end
+        if value is None or (value.isprintable() and (
+                free_text or not (value[0].isspace() or value[-1].isspace()))):
+            continue
+        problem = text_problem(value, free_text=free_text)
+        if problem is not None:
+            return Rejection("invalid_value", f"{name}: {problem}")
     if isinstance(event, Cohort) and cohorts is not None and event.cohort not in cohorts:
         return Rejection(
             "unknown_cohort",
             f"cohort: {redact_text(event.cohort)!r} is not a cohort the policy defines",
         )
     return event
+
+
+def _strings_proved(event: Event) -> int:
+    """How many JSON strings (distinct keys, and string values) ``event``'s object had."""
+    model = type(event)
+    count = _REQUIRED[model]
+    for name, strings in _OPTIONAL[model]:
+        if getattr(event, name) is not None:
+            count += strings
+    return count
+
+
+def _repeated(document: bytes, strings_proved: int | None = None) -> Rejection | None:
+    """``duplicate_key`` when an object of ``document`` (valid JSON) repeats a key."""
+    if strings_proved is not None and not may_repeat(document, strings_proved):
+        return None
+    key = first_repeated_key(document)
+    if key is None:
+        return None
+    shown = "topic" if key == "topic" else redact_text(key)
+    return Rejection("duplicate_key", f"{shown}: a key given twice in one object (which "
+                     "value counts would depend on the parser)")
 
 
 _DECODERS: Final = {topic: msgspec.json.Decoder(model) for topic, model in MODELS.items()}
@@ -198,12 +277,13 @@ def decode_event(
         except _REFUSED:
             pass
         else:
-            return _after_checks(event, cohorts, received_at, max_clock_skew)
+            return _repeated(raw, _strings_proved(event)) or _after_checks(
+                event, cohorts, received_at, max_clock_skew)
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         return Rejection("not_json", f"not JSON: {exc.msg} at byte {exc.pos}")
-    return _validate(topic, obj, cohorts, received_at, max_clock_skew)
+    return _repeated(raw) or _validate(topic, obj, cohorts, received_at, max_clock_skew)
 
 
 def decode_line(
@@ -223,13 +303,26 @@ def decode_line(
         pass
     else:
         event: Event = parsed.value  # every line type has its event as "value"
-        return _LINE_TYPES[type(parsed)], _after_checks(event, cohorts, received_at,
-                                                        max_clock_skew)
+        # the envelope's keys "topic" and "value" and the topic's name, besides the event's
+        return _envelope_repeat(_LINE_TYPES[type(parsed)], _repeated(
+            line, 3 + _strings_proved(event)) or _after_checks(event, cohorts, received_at,
+                                                               max_clock_skew))
     envelope = decode_envelope(line)
     if isinstance(envelope, Rejection):
         return envelope
     topic, value = envelope
-    return topic, _validate(topic, value, cohorts, received_at, max_clock_skew)
+    return _envelope_repeat(topic, _repeated(line) or _validate(topic, value, cohorts,
+                                                                received_at, max_clock_skew))
+
+
+def _envelope_repeat(
+    topic: str, decoded: Event | Rejection
+) -> tuple[str, Event | Rejection] | Rejection:
+    """A line whose "topic" key is repeated has no topic to name; any other, its topic."""
+    if isinstance(decoded, Rejection) and decoded.reason == "duplicate_key" \
+            and decoded.message.startswith("topic:"):
+        return decoded
+    return topic, decoded
 
 
 def decode_envelope(line: bytes | str) -> tuple[str, Any] | Rejection:

@@ -26,11 +26,20 @@ __all__ = [
 PSEUDONYM_PATTERN: Final = r"^[A-Za-z0-9_.:-]{8,128}$"
 REF_PATTERN: Final = r"^[A-Za-z0-9_.:-]{1,128}$"
 
+
+def exact(pattern: str) -> str:
+    r"""``pattern`` (JSON Schema's ECMA-262 text) for Python's ``re``, whose ``$`` also matches
+    before a final newline: msgspec took ``"pz:abcdefgh\n"`` as a person_id. ``\Z`` matches
+    only at the very end; ``generate`` writes it back as ``$`` for the JSON Schemas."""
+    return pattern.removesuffix("$") + r"\Z"
+
+
 PersonId = Annotated[
     str,
-    msgspec.Meta(pattern=PSEUDONYM_PATTERN, description="opaque pseudonym, never a raw identifier"),
+    msgspec.Meta(pattern=exact(PSEUDONYM_PATTERN),
+                 description="opaque pseudonym, never a raw identifier"),
 ]
-Ref = Annotated[str, msgspec.Meta(pattern=REF_PATTERN, description="an opaque reference")]
+Ref = Annotated[str, msgspec.Meta(pattern=exact(REF_PATTERN), description="an opaque reference")]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Instant = Annotated[
@@ -129,6 +138,11 @@ MODELS: Final[dict[str, type[Event]]] = {
     "action": Action,
 }
 INPUT_TOPICS: Final = tuple(MODELS)
+
+# Fields of names and ids that people read and group by, and free text: checked by
+# ``text.text_problem`` after decoding (no control or format characters; names not blank).
+NAME_FIELDS: Final = frozenset({"event_id", "district", "origin", "cohort", "reason"})
+FREE_TEXT_FIELDS: Final = frozenset({"note"})
 
 KEY_FIELD: Final[dict[str, str]] = {
     "sampling": "tube_id",

@@ -26,8 +26,10 @@ import msgspec
 
 from closedloop.schemas.decode import STRING_FIELDS
 from closedloop.schemas.events import (
+    FREE_TEXT_FIELDS,
     KEY_FIELD,
     MODELS,
+    NAME_FIELDS,
     PSEUDONYM_PATTERN,
     REF_PATTERN,
 )
@@ -67,6 +69,13 @@ RAW_IDENTIFIER_PATTERN: Final = (
     r"(?:^|[^0-9])(?:0086)?1[0-9]{10}(?:[^0-9]|$)|\+861[0-9]{10}(?:[^0-9]|$)"
     r"|(?:^|[^0-9])[0-9]{17}(?:[0-9](?:[^0-9]|$)|[Xx])"
 )
+# Rules of schemas/VALIDATION.md ("Edge cases") that a draft 2020-12 pattern cannot say.
+TEXT_NOTES: Final = {
+    "name": "not blank, no white space at either end, no control or format character "
+    "(newline, U+202E ...); else reason invalid_value",
+    "free": "no control or format character besides tab and line breaks; else reason "
+    "invalid_value",
+}
 # CONTRACT.md §1 (v1.1): implausible times, which no pattern can say.
 IMPLAUSIBLE_NOTES: Final = {
     "occurred_at": "before 2000-01-01T00:00:00Z or later than the event's receipt plus "
@@ -190,6 +199,13 @@ def _pin_timestamps(node: dict[str, Any]) -> None:
         node.setdefault("pattern", RFC3339_PATTERN)
 
 
+def _ecma_end(node: dict[str, Any]) -> None:
+    """Python's ``\\Z`` (see ``events.exact``) is ECMA-262's ``$`` outside multiline mode."""
+    pattern = node.get("pattern")
+    if isinstance(pattern, str) and pattern.endswith(r"\Z"):
+        node["pattern"] = pattern.removesuffix(r"\Z") + "$"
+
+
 def _nullable(schema: dict[str, Any]) -> bool:
     return {"type": "null"} in schema.get("anyOf", [])
 
@@ -197,6 +213,7 @@ def _nullable(schema: dict[str, Any]) -> bool:
 def _model_schema(name: str, model: type[msgspec.Struct]) -> dict[str, Any]:
     """msgspec's schema for ``model``, with its own definition lifted to the root."""
     raw = msgspec.json.schema(model)
+    _walk(raw, _ecma_end)
     defs: dict[str, Any] = dict(raw["$defs"])
     own = defs.pop(model.__name__)
     root: dict[str, Any] = {
@@ -228,6 +245,11 @@ def _event_schema(name: str) -> dict[str, Any]:
                 "type": "string",
                 "pattern": RAW_IDENTIFIER_PATTERN,
             }
+    for field in properties:
+        if field in NAME_FIELDS or field in FREE_TEXT_FIELDS:
+            rule = TEXT_NOTES["free" if field in FREE_TEXT_FIELDS else "name"]
+            note = properties[field].get("description")
+            properties[field]["description"] = f"{note}; {rule}" if note else rule
     _walk(root, _pin_timestamps)
     for field in ("occurred_at", *OTHER_TIMES[MODELS[name]]):
         rule = IMPLAUSIBLE_NOTES["occurred_at" if field == "occurred_at" else "other"]
@@ -240,6 +262,8 @@ def _event_schema(name: str) -> dict[str, Any]:
             "properties": {"result": {"enum": result["anyOf"][0]["enum"]}},
             "required": ["result"],
         }
+    if name == "sampling":  # half a coordinate is missing_field (VALIDATION.md)
+        root["dependentRequired"] = {"site_lat": ["site_lon"], "site_lon": ["site_lat"]}
     if name == "cohort":
         properties["cohort"]["examples"] = sorted(default_policy().cohorts)
     return root

@@ -45,6 +45,7 @@ RejectionReason = Literal[
     "unknown_cohort",
     "pool_overflow",
     "implausible_time",
+    "duplicate_key",
     "internal_error",
 ]
 REJECTION_REASONS: Final = RejectionReason.__args__  # type: ignore[attr-defined]

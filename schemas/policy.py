@@ -1,30 +1,56 @@
 """The policy: CONTRACT.md §4's tunables, loaded from TOML and validated at start.
 
 A bad policy stops the program with :class:`PolicyError`, whose message names the key and
-the problem; the engine only ever sees a valid, frozen :class:`Policy`.
+the problem; the engine only ever sees a valid, frozen :class:`Policy`. Every number is
+bounded (``BOUNDS``): a policy is a file an operator edits by hand, and a NaN speed or a
+regimen of 9e18 days must stop at load, not silently switch a check off or crash a run later.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from closedloop.schemas.identifiers import contains_raw, redact_text
+from closedloop.schemas.text import one_line, text_problem
+
 __all__ = ["Policy", "PolicyError", "Regimen", "default_policy", "load_policy", "parse_duration"]
 
 RISKS: Final = ("high", "medium", "outside_province", "inside_province")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+_DURATION = re.compile(r"[ \t]*([0-9]{1,12}(?:\.[0-9]{1,6})?)[ \t]*([smhd])[ \t]*")
 _UNIT: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_COHORT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_COHORT_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+DAY: Final = 86400
+MAX_DAYS: Final = 366  # as CONTRACT.md §1 bounds event times: nothing a loop waits on is longer
+BOUNDS: Final = {
+    "duration": (1, MAX_DAYS * DAY),  # seconds
+    # a repeating deadline: "1s" raised a follow-up alert every second of a regimen
+    "cadence": (3600, MAX_DAYS * DAY),
+    "days": (1, MAX_DAYS),  # a regimen
+    "hours": (1, MAX_DAYS * 24),  # a cohort's test_every
+    "max_speed_kmh": (1, 10_000),  # walking pace .. faster than anyone travels between sites
+    "max_samples_per_day": (1, 1_000),
+}
 
 
 class PolicyError(ValueError):
-    """A policy file that cannot be used; the message names the key."""
+    """A policy file that cannot be used; the message names the key.
+
+    The message is one line, at most a few hundred characters, with every raw identifier
+    ``[redacted]``: a key or value of the file may hold anything, and the message goes to a
+    terminal or a log.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(redact_text(message)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,16 +89,22 @@ class Policy:
         return ZoneInfo(self.timezone)
 
 
-def parse_duration(value: object, key: str) -> int:
-    """``"2h"`` -> 7200. Plain numbers are refused: a unit avoids hour/second mix-ups."""
+def parse_duration(value: object, key: str, bound: str = "duration") -> int:
+    """``"2h"`` -> 7200, within ``BOUNDS[bound]``. Plain numbers are refused: a unit avoids
+    hour/second mix-ups."""
     if not isinstance(value, str):
         raise PolicyError(f"{key}: expected a duration such as \"2h\" or \"30m\", got {value!r}")
-    match = _DURATION.match(value)
+    match = _DURATION.fullmatch(value)
     if match is None:
         raise PolicyError(f"{key}: {value!r} is not a duration (a number and one of s, m, h, d)")
-    seconds = float(match.group(1)) * _UNIT[match.group(2)]
+    seconds = Decimal(match.group(1)) * _UNIT[match.group(2)]  # exact, never inf
     if seconds != int(seconds) or seconds <= 0:
         raise PolicyError(f"{key}: {value!r} must be a positive whole number of seconds")
+    low, high = BOUNDS[bound]
+    if seconds > high:
+        raise PolicyError(f"{key}: {value!r} is longer than {MAX_DAYS} days")
+    if seconds < low:
+        raise PolicyError(f"{key}: {value!r} is shorter than {low // 3600} h")
     return int(seconds)
 
 
@@ -83,20 +115,40 @@ def _table(data: Mapping[str, Any], key: str, prefix: str = "") -> Mapping[str, 
     return value
 
 
-def _positive_int(value: object, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise PolicyError(f"{key}: expected a positive integer, got {value!r}")
+def _positive_int(value: object, key: str, bound: str) -> int:
+    """A whole number within ``BOUNDS[bound]``."""
+    low, high = BOUNDS[bound]
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise PolicyError(f"{key}: expected a whole number from {low} to {high}, got {value!r}")
     return value
 
 
-def _positive_number(value: object, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise PolicyError(f"{key}: expected a positive number, got {value!r}")
+def _positive_number(value: object, key: str, bound: str) -> float:
+    """A finite number within ``BOUNDS[bound]``: NaN compares false with everything, so
+    ``value <= 0`` alone let it through and it then turned the check it tunes off."""
+    low, high = BOUNDS[bound]
+    if (isinstance(value, bool) or not isinstance(value, int | float)
+            or not math.isfinite(value) or not low <= value <= high):
+        raise PolicyError(f"{key}: expected a number from {low} to {high}, got {value!r}")
     return float(value)
 
 
+def _name(value: object, key: str) -> str:
+    """A name the engine will show (a regimen's mode): printable, no raw identifier."""
+    if not isinstance(value, str):
+        raise PolicyError(f"{key}: expected a string")
+    problem = text_problem(value)
+    if problem is None and len(value) > 64:
+        problem = "is longer than 64 characters"
+    if problem is None and contains_raw(value):
+        problem = "holds a raw resident ID or mobile number"
+    if problem is not None:
+        raise PolicyError(f"{key}: the name {problem}")
+    return value
+
+
 def _cutoff(value: object) -> int:
-    if not isinstance(value, str) or not re.fullmatch(r"\d{2}:\d{2}", value):
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9]{2}:[0-9]{2}", value):
         raise PolicyError(f"daily_cutoff: expected local time \"HH:MM\", got {value!r}")
     hours, minutes = int(value[:2]), int(value[3:])
     if hours > 23 or minutes > 59:
@@ -108,7 +160,7 @@ def _regimen(risk: str, raw: object) -> Regimen:
     key = f"travel.regimens.{risk}"
     if not isinstance(raw, Mapping):
         raise PolicyError(f"{key}: expected a table")
-    days = _positive_int(raw.get("days"), f"{key}.days")
+    days = _positive_int(raw.get("days"), f"{key}.days", "days")
     test_days = raw.get("test_days", [])
     if not isinstance(test_days, list) or not all(
         isinstance(d, int) and not isinstance(d, bool) for d in test_days
@@ -117,9 +169,7 @@ def _regimen(risk: str, raw: object) -> Regimen:
     for day in test_days:
         if not 1 <= day <= days:
             raise PolicyError(f"{key}.test_days: day {day} is outside days 1..{days}")
-    mode = raw.get("mode", risk)
-    if not isinstance(mode, str):
-        raise PolicyError(f"{key}.mode: expected a string")
+    mode = _name(raw.get("mode", risk), f"{key}.mode")
     _reject_unknown(raw, {"mode", "days", "test_days"}, key + ".")
     return Regimen(mode=mode, days=days, test_days=tuple(sorted(set(test_days))))
 
@@ -162,9 +212,12 @@ def policy_from_mapping(data: Mapping[str, Any], *, complete: bool = False) -> P
          "state_retention", "travel", "lab", "identity", "cohorts", "escalation"},
     )
     timezone = data.get("timezone", "Asia/Shanghai")
+    if not isinstance(timezone, str):
+        raise PolicyError(f"timezone: expected a time zone name such as \"Asia/Shanghai\", "
+                          f"got {timezone!r}")
     try:
-        ZoneInfo(str(timezone))
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # "America" is a directory
         raise PolicyError(f"timezone: unknown time zone {timezone!r}") from exc
     travel = _table(data, "travel")
     _reject_unknown(travel, {"locate_within", "followup_every", "regimens"}, "travel.")
@@ -184,9 +237,11 @@ def policy_from_mapping(data: Mapping[str, Any], *, complete: bool = False) -> P
     cohorts_raw = _table(data, "cohorts")
     cohorts: dict[str, int] = {}
     for name, hours in cohorts_raw.items():
-        if not _COHORT_NAME.match(name):
+        if not _COHORT_NAME.fullmatch(name):
             raise PolicyError(f"cohorts.{name}: a cohort name is lower-case letters, digits, _")
-        cohorts[name] = _positive_int(hours, f"cohorts.{name}") * 3600
+        if contains_raw(name):
+            raise PolicyError(f"cohorts.{name}: a cohort name must not hold a raw identifier")
+        cohorts[name] = _positive_int(hours, f"cohorts.{name}", "hours") * 3600
     return Policy(
         timezone=str(timezone),
         allowed_lateness=parse_duration(data.get("allowed_lateness", "5m"), "allowed_lateness"),
@@ -196,7 +251,7 @@ def policy_from_mapping(data: Mapping[str, Any], *, complete: bool = False) -> P
         state_retention=parse_duration(data.get("state_retention", "8d"), "state_retention"),
         locate_within=parse_duration(travel.get("locate_within", "2h"), "travel.locate_within"),
         followup_every=parse_duration(
-            travel.get("followup_every", "24h"), "travel.followup_every"
+            travel.get("followup_every", "24h"), "travel.followup_every", "cadence"
         ),
         regimens={risk: _regimen(risk, regimens_raw[risk]) for risk in RISKS},
         received_within=parse_duration(lab.get("received_within", "4h"), "lab.received_within"),
@@ -204,10 +259,11 @@ def policy_from_mapping(data: Mapping[str, Any], *, complete: bool = False) -> P
         retest_within=parse_duration(lab.get("retest_within", "6h"), "lab.retest_within"),
         orphan_after=parse_duration(lab.get("orphan_after", "24h"), "lab.orphan_after"),
         max_speed_kmh=_positive_number(
-            identity.get("max_speed_kmh", 120), "identity.max_speed_kmh"
+            identity.get("max_speed_kmh", 120), "identity.max_speed_kmh", "max_speed_kmh"
         ),
         max_samples_per_day=_positive_int(
-            identity.get("max_samples_per_day", 3), "identity.max_samples_per_day"
+            identity.get("max_samples_per_day", 3), "identity.max_samples_per_day",
+            "max_samples_per_day",
         ),
         cohorts=cohorts,
         escalate_after=parse_duration(escalation.get("after", "2h"), "escalation.after"),
@@ -231,8 +287,12 @@ def load_policy(path: str | Path | None) -> Policy:
         text = Path(path).read_text("utf-8")
     except OSError as exc:
         raise PolicyError(f"cannot read policy file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise PolicyError(f"{path}: not UTF-8 (byte {exc.start}); a TOML file is UTF-8") from exc
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{path}: not valid TOML: {exc}") from exc
+    except RecursionError as exc:  # tomllib recurses into nested arrays and inline tables
+        raise PolicyError(f"{path}: not valid TOML: nested too deeply") from exc
     return policy_from_mapping(data)

@@ -16,6 +16,7 @@ from typing import Any, Final, Literal
 
 import orjson
 
+from closedloop.schemas.dupkeys import first_repeated_key
 from closedloop.schemas.identifiers import (
     REDACTED,
     TOKEN,
@@ -33,7 +34,10 @@ __all__ = ["find_raw", "find_raw_in", "redact_original"]
 # memchr, where b"\\u" costs more than the translation.
 _ZEROS: Final = bytes.maketrans(b"0123456789", b"0" * 10)
 _RUN: Final = b"0" * 11
-_STRING_LITERAL = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+# Possessive (Python 3.11+): with a plain ``*`` over an alternation the regex engine keeps a
+# backtracking frame per character or escape, about 130 bytes each, so one 1 MB string took
+# over 100 MiB (found by the hostile-input fuzz). A string literal never needs to backtrack.
+_STRING_LITERAL = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
 
 
 def _may_hold(data: bytes) -> bool:
@@ -82,7 +86,15 @@ def _find_in_document(document: bytes) -> str | None:
     parsed, value = _parse(document)
     if not parsed:
         return _find_in_text(document.decode("utf-8", "surrogateescape"))
-    return find_raw_in(value)
+    where = find_raw_in(value)
+    if where is None and first_repeated_key(document) is not None:
+        # The parsed value kept only the last of a repeated key's values; the others are
+        # strings of the line too, and the contract's search covers every string.
+        text = document.decode("utf-8", "surrogateescape")
+        if any(redact_text(m.group(), escapes=True) != m.group()
+               for m in _STRING_LITERAL.finditer(text)):
+            return "a repeated key's value"
+    return where
 
 
 def _find_in_text(text: str) -> str | None:

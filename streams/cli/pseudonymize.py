@@ -32,6 +32,7 @@ from typing import Final, TextIO
 
 from closedloop.schemas.identifiers import looks_raw, redact_text
 from closedloop.schemas.ids import spell_digit_runs
+from closedloop.schemas.text import one_line
 
 __all__ = [
     "ENV_KEY",
@@ -241,7 +242,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _fail(message: str, status: int) -> int:
-    print(f"closedloop pseudonymize: {message}", file=sys.stderr)
+    """One line on stderr. Messages name the column and the encoding as given, and either
+    may be a raw identifier typed in the wrong place: redacted here, whatever the caller."""
+    print(f"closedloop pseudonymize: {one_line(redact_text(message))}", file=sys.stderr)
     return status
 
 

@@ -171,6 +171,43 @@ BAD: list[tuple[str, str, bytes, str, str]] = [
     ("implausible-time-before-2000", "followup",
      orjson.dumps(event("followup", occurred_at="1999-12-31T23:59:59Z")), "implausible_time",
      "occurred_at"),
+    # edge cases the contract leaves open (schemas/VALIDATION.md, "Edge cases")
+    ("duplicate-key", "followup",
+     orjson.dumps(VALID["followup"])[:-1] + b',"person_id":"pz:someone-else"}',
+     "duplicate_key", "person_id"),
+    ("duplicate-key-escaped", "followup",
+     orjson.dumps(VALID["followup"])[:-1] + b',"\\u006bind":"released"}',
+     "duplicate_key", "kind"),
+    ("duplicate-key-spaced", "lab",
+     orjson.dumps(VALID["lab"])[:-1] + b' , "status" : "received"}', "duplicate_key", "status"),
+    ("event-id-spaces", "followup", orjson.dumps(event("followup", event_id="   ")),
+     "invalid_value", "event_id"),
+    ("event-id-newline", "lab", orjson.dumps(event("lab", event_id="lab-1\nlab-2")),
+     "invalid_value", "event_id"),
+    ("event-id-nul", "lab", orjson.dumps(event("lab", event_id="lab\u0000")),
+     "invalid_value", "event_id"),
+    ("event-id-trailing-space", "lab", orjson.dumps(event("lab", event_id="lab-1 ")),
+     "invalid_value", "event_id"),
+    ("district-newline", "sampling", orjson.dumps(event("sampling", district="hai\ndian")),
+     "invalid_value", "district"),
+    ("district-bidi-override", "travel",
+     orjson.dumps(event("travel", district="\u202enaidiah")), "invalid_value", "district"),
+    ("district-zero-width", "cohort",
+     orjson.dumps(event("cohort", district="hai\u200bdian")), "invalid_value", "district"),
+    ("district-ideographic-spaces", "cohort",
+     orjson.dumps(event("cohort", district="\u3000\u3000")), "invalid_value", "district"),
+    ("origin-line-separator", "travel", orjson.dumps(event("travel", origin="a\u2028b")),
+     "invalid_value", "origin"),
+    ("note-bidi-override", "action", orjson.dumps(event("action", note="ok \u202e")),
+     "invalid_value", "note"),
+    ("person-id-trailing-newline", "followup",
+     orjson.dumps(event("followup", person_id="pz:abcdefgh\n")), "invalid_value", "person_id"),
+    ("tube-id-trailing-newline", "lab", orjson.dumps(event("lab", tube_id="T-1\n")),
+     "invalid_value", "tube_id"),
+    ("latitude-without-longitude", "sampling", orjson.dumps(event("sampling", site_lon=...)),
+     "missing_field", "site_lon"),
+    ("longitude-without-latitude", "sampling", orjson.dumps(event("sampling", site_lat=None)),
+     "missing_field", "site_lat"),
 ]
 
 
@@ -631,3 +668,92 @@ def test_an_occurred_at_near_a_new_year_is_checked_exactly() -> None:
     # and a local year-2001 instant that is still in 2000 UTC is plausible
     early = line_of("followup", event("followup", occurred_at="2001-01-01T00:00:00+14:00"))
     assert isinstance(decoded(early), Followup)
+
+
+# --- edge cases the contract leaves open (schemas/VALIDATION.md) ----------------------------
+
+EDGE_CASES = BAD[[case[0] for case in BAD].index("duplicate-key"):]
+
+
+@pytest.mark.parametrize(
+    ("topic", "raw", "reason", "names"), [case[1:] for case in EDGE_CASES],
+    ids=[case[0] for case in EDGE_CASES],
+)
+def test_a_replay_line_gets_the_same_reason_as_the_message_value(
+    topic: str, raw: bytes, reason: str, names: str
+) -> None:
+    # Both the compact line (msgspec's fast path) and a spaced one (the slow path).
+    for line in (b'{"topic":"' + topic.encode() + b'","value":' + raw + b"}",
+                 b'{"value": ' + raw + b', "topic": "' + topic.encode() + b'", "x": {}}'):
+        decoded = decode_line(line, default_policy().cohorts)
+        assert isinstance(decoded, tuple), decoded
+        assert decoded[0] == topic
+        assert isinstance(decoded[1], Rejection), decoded[1]
+        assert (decoded[1].reason, names in decoded[1].message) == (reason, True)
+
+
+def test_a_repeated_topic_key_leaves_the_line_without_a_topic() -> None:
+    line = b'{"topic":"lab","topic":"followup","value":' + orjson.dumps(VALID["followup"]) + b"}"
+    assert decode_line(line) == Rejection(
+        "duplicate_key", "topic: a key given twice in one object (which value counts would "
+        "depend on the parser)")
+
+
+def test_a_raw_identifier_under_a_repeated_key_wins_and_is_redacted() -> None:
+    # The raw value comes first, so a parser keeping the last value never sees it.
+    line = (b'{"topic":"followup","value":' + orjson.dumps(event("followup", person_id=MOBILE))
+            [:-1] + b',"person_id":"' + PERSON.encode() + b'"}}')
+    decoded = decode_line(line)
+    assert isinstance(decoded, Rejection) and decoded.reason == "raw_identifier"
+    letter = dead_letter(decoded, line)
+    assert MOBILE not in letter.original and "[redacted]" in letter.original
+    assert PERSON in letter.original  # the rest kept as written
+
+
+@pytest.mark.parametrize(
+    ("topic", "changes"),
+    [
+        ("sampling", {"district": "浦东\u3000新区"}),  # an ideographic space inside a name
+        ("sampling", {"district": "\ue000村"}),  # a private-use character (a rare hanzi)
+        ("sampling", {"site_lat": ..., "site_lon": ...}),  # no coordinates at all
+        ("action", {"note": "called twice,\nno answer\tretry"}),  # a multi-line note
+        ("action", {"note": ""}),
+        ("travel", {"origin": "Ürümqi"}),
+    ],
+    ids=["ideographic-space", "private-use", "no-coordinates", "note-lines", "note-empty",
+         "origin-accented"],
+)
+def test_names_people_write_are_accepted(topic: str, changes: dict[str, Any]) -> None:
+    raw = orjson.dumps(event(topic, **changes))
+    assert isinstance(decode_event(topic, raw, default_policy().cohorts), MODELS[topic])
+
+
+def test_the_same_key_in_different_objects_is_not_a_repeat() -> None:
+    raw = orjson.dumps(event("followup", extra={"a": 1, "b": {"a": 2}}, other=[{"a": 3}]))
+    assert isinstance(decode_event("followup", raw), Followup)
+    line = b'{"topic": "followup", "value": ' + raw + b', "meta": {"topic": "x"}}'
+    decoded = decode_line(line)
+    assert isinstance(decoded, tuple) and isinstance(decoded[1], Followup)
+
+
+def test_a_colon_inside_a_string_is_not_taken_for_a_key() -> None:
+    raw = orjson.dumps(event("action", note='he said "kind": "ok"'))
+    assert isinstance(decode_event("action", raw), Action)
+
+
+@pytest.mark.parametrize("char", ["a", "\x00", "界"], ids=["ascii", "escaped", "han"])
+def test_a_megabyte_string_costs_memory_in_proportion(char: str) -> None:
+    # A string literal regex with an alternation under `*` once kept ~130 bytes a character.
+    import tracemalloc
+
+    line = b'{"topic":"followup","value":' + orjson.dumps(event("followup", event_id=char * 10**6,
+                                                               x={"a": 1}, y=[{"a": 2}])) + b"}"
+    tracemalloc.start()
+    try:
+        decoded = decode_line(line)
+        letter = dead_letter(decoded[1] if isinstance(decoded, tuple) else decoded, line)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert letter.reason == "invalid_value"
+    assert peak < 16 * len(line) + 2**20, f"{peak / len(line):.0f} bytes a line byte"

@@ -139,6 +139,33 @@ BAD: list[tuple[str, tuple[str, ...], Any, str]] = [
     ("table-not-table", ("lab",), "4h", "lab"),
     ("escalation-bare-number", ("escalation", "after"), 2, "escalation.after"),
     ("escalation-unknown-key", ("escalation", "level3_after"), "4h", "escalation.level3_after"),
+    # numbers out of range, which passed and then switched a check off or crashed a run
+    ("speed-nan", ("identity", "max_speed_kmh"), float("nan"), "identity.max_speed_kmh"),
+    ("speed-inf", ("identity", "max_speed_kmh"), float("inf"), "identity.max_speed_kmh"),
+    ("speed-minus-inf", ("identity", "max_speed_kmh"), float("-inf"), "identity.max_speed_kmh"),
+    ("speed-negative", ("identity", "max_speed_kmh"), -120, "identity.max_speed_kmh"),
+    ("speed-absurd", ("identity", "max_speed_kmh"), 1e300, "identity.max_speed_kmh"),
+    ("samples-huge", ("identity", "max_samples_per_day"), 2**63 - 1,
+     "identity.max_samples_per_day"),
+    ("regimen-days-huge", ("travel", "regimens", "high", "days"), 9000000000000000000,
+     "travel.regimens.high.days"),
+    ("regimen-days-367", ("travel", "regimens", "high", "days"), 367,
+     "travel.regimens.high.days"),
+    ("cohort-hours-huge", ("cohorts", "courier"), 9000000000000000000, "cohorts.courier"),
+    ("duration-367d", ("state_retention",), "367d", "state_retention"),
+    ("duration-huge", ("dedup_retention",), "9000000000000000000d", "dedup_retention"),
+    ("duration-400-digits", ("allowed_lateness",), "1" * 400 + "s", "allowed_lateness"),
+    ("duration-full-width", ("allowed_lateness",), "\uff15m", "allowed_lateness"),
+    ("followup-every-second", ("travel", "followup_every"), "1s", "travel.followup_every"),
+    ("followup-every-59m", ("travel", "followup_every"), "59m", "travel.followup_every"),
+    ("timezone-directory", ("timezone",), "America", "timezone"),
+    ("timezone-not-string", ("timezone",), 8, "timezone"),
+    ("timezone-nul", ("timezone",), "Asia/\x00Shanghai", "timezone"),
+    ("mode-newline", ("travel", "regimens", "high", "mode"), "home\nquarantine",
+     "travel.regimens.high.mode"),
+    ("mode-raw-identifier", ("travel", "regimens", "high", "mode"), "call 13812345678",
+     "travel.regimens.high.mode"),
+    ("cohort-name-trailing-newline", ("cohorts", "courier\n"), 48, "cohorts.courier\\u000a"),
 ]
 
 
@@ -194,3 +221,62 @@ def test_a_partial_policy_keeps_every_default_it_does_not_name(tmp_path: Path) -
     assert policy.cohorts["port_worker"] == 72 * 3600
     assert policy.cohorts["cold_chain"] == defaults.cohorts["cold_chain"]
     assert policy.locate_within == defaults.locate_within
+
+
+RAW = "13812345678"
+FULL_WIDTH_RAW = "".join(chr(0xFF10 + int(d)) for d in RAW)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"cohorts": {RAW: 24}},
+        {"cohorts": {f"c{RAW}": 24}},
+        {"identity": {FULL_WIDTH_RAW: 1}},
+        {f"+86{RAW}": "x"},
+        {"timezone": f"Asia/{RAW}"},
+        {"travel": {"regimens": {"high": {"days": 7, "mode": RAW}}}},
+    ],
+    ids=["cohort-key", "cohort-key-glued", "full-width-key", "top-key", "timezone", "mode"],
+)
+def test_a_raw_identifier_in_a_policy_is_never_repeated(data: dict[str, Any]) -> None:
+    with pytest.raises(PolicyError) as raised:
+        policy_from_mapping(data)
+    message = str(raised.value)
+    assert "[redacted]" in message or "raw resident ID" in message
+    assert RAW not in message and FULL_WIDTH_RAW not in message
+
+
+def test_a_non_utf8_policy_file_is_a_policy_error(tmp_path: Path) -> None:
+    path = tmp_path / "gbk.toml"
+    path.write_bytes('timezone = "上海"\n'.encode("gbk"))
+    with pytest.raises(PolicyError, match=r"gbk.toml: not UTF-8 \(byte 12\)"):
+        load_policy(path)
+
+
+def test_deeply_nested_toml_is_a_policy_error(tmp_path: Path) -> None:
+    path = tmp_path / "deep.toml"
+    path.write_text("a = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(PolicyError, match="nested too deeply"):
+        load_policy(path)
+
+
+def test_a_policy_error_is_one_short_line() -> None:
+    # A key of a thousand characters, with line breaks and a bidi override in it.
+    key = "x\n\u202e" * 400
+    with pytest.raises(PolicyError) as raised:
+        policy_from_mapping({key: 1})
+    message = str(raised.value)
+    assert message.isprintable() and len(message) <= 300
+
+
+def test_the_largest_numbers_allowed_still_make_a_policy() -> None:
+    data = break_key(("travel", "regimens", "high", "days"), 366)
+    data["identity"] = {"max_speed_kmh": 10_000, "max_samples_per_day": 1_000}
+    data["cohorts"]["courier"] = 366 * 24
+    for key in ("allowed_lateness", "max_clock_skew", "dedup_retention", "state_retention"):
+        data[key] = "366d"
+    policy = policy_from_mapping(data)
+    assert policy.regimens["high"].days == 366
+    assert policy.state_retention == 366 * 86400
+    assert policy.max_speed_kmh == 10_000.0

@@ -310,3 +310,30 @@ def test_unreadable_input_named_without_raw_identifier(
     err = capsys.readouterr().err
     assert "cannot open" in err
     assert MOBILE not in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("--column", MOBILE),
+        ("--column", "".join(chr(0xFF10 + int(d)) for d in MOBILE)),
+        ("--column", f"+86{MOBILE}"),
+        ("--column", RESIDENT_ID),
+        ("--encoding", MOBILE),
+    ],
+    ids=["column-mobile", "column-full-width", "column-plus86", "column-resident-id",
+         "encoding"],
+)
+def test_a_raw_identifier_typed_as_an_option_is_never_echoed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    argv: tuple[str, ...],
+) -> None:
+    # An operator pastes an identifier where the column name (or encoding) belongs.
+    monkeypatch.setenv(ENV_KEY, KEY.decode())
+    source = tmp_path / "people.csv"
+    source.write_text("name,id_number\nLi,x\n", "utf-8")
+    assert run_here(str(source), *argv) in (1, 2)
+    out, err = capsys.readouterr()
+    assert "[redacted]" in err
+    assert len(err.splitlines()) == 1
+    assert contains_raw(err + out) is False
