@@ -32,7 +32,7 @@ from closedloop.schemas.decode import Rejection, validate_event
 from closedloop.schemas.ids import spell_digit_runs
 from closedloop.schemas.policy import Policy, PolicyError, load_policy
 from closedloop.streams.kafka.settings import KafkaSettings
-from closedloop.streams.kafka.topics import topic_name
+from closedloop.streams.kafka.topics import declare_topics, topic_name
 from closedloop.streams.ledger import DEFAULT_HELP
 
 __all__ = ["ACTIONS", "action_event", "add_action_parsers", "run_action", "send_action"]
@@ -148,6 +148,7 @@ def run_action(args: argparse.Namespace) -> int:
         print(f"{command}: refused: {refused}", file=sys.stderr)
         return 2
     settings = KafkaSettings.from_env(prefix=args.prefix)
+    declare_topics(settings)  # as the worker would: never the broker's auto-create
     partition, offset = send_action(settings, event)
     print(f"{args.alerts_command} {args.alert_id} (subject {subject}) sent to "
           f"{topic_name(settings.prefix, 'action')}[{partition}]@{offset}", file=sys.stderr)

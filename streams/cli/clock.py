@@ -19,7 +19,7 @@ from closedloop.streams.cli.replay import parse_instant
 from closedloop.streams.engine.records import tick_record
 from closedloop.streams.engine.topology import READERS, TICK_TOPICS, WIRING
 from closedloop.streams.kafka.settings import KafkaSettings
-from closedloop.streams.kafka.topics import topic_name
+from closedloop.streams.kafka.topics import declare_topics, topic_name
 
 __all__ = ["add_parser", "advance_clock", "run"]
 
@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"closedloop clock: {exc}", file=sys.stderr)
         return 2
     settings = KafkaSettings.from_env(prefix=args.prefix)
+    declare_topics(settings)  # as the worker would: never the broker's auto-create
     try:
         sent = advance_clock(settings, until)
     except ClockError as exc:

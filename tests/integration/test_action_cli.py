@@ -10,14 +10,13 @@ from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
-from kafka.admin import NewTopic
 
 from closedloop.schemas.decode import decode_event
 from closedloop.schemas.events import Action
 from closedloop.schemas.ids import alert_id
 from closedloop.schemas.outputs import Alert
 from closedloop.streams.cli import main
-from closedloop.streams.kafka.topics import topic_name
+from closedloop.streams.kafka.topics import topic_name, topic_specs
 from closedloop.streams.ledger import store
 from closedloop.streams.ledger.engine import open_engine
 
@@ -27,12 +26,15 @@ ALERT_ID = alert_id("unlocated", PERSON, 1662433200)
 
 @pytest.fixture
 def prefix(kafka_admin: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A fresh prefix whose action topic has 3 partitions; removed afterwards."""
+    """A fresh prefix (with 3 partitions a topic, declared by the command); removed afterwards."""
     name = f"act{uuid.uuid4().hex[:10]}"
-    kafka_admin.create_topics([NewTopic(topic_name(name, "action"), 3, 1)])
     monkeypatch.setenv("CLOSEDLOOP_TOPIC_PREFIX", name)
+    monkeypatch.setenv("CLOSEDLOOP_PARTITIONS", "3")
     yield name
-    kafka_admin.delete_topics([topic_name(name, "action")])
+    existing = set(kafka_admin.list_topics())  # a refused action declares nothing
+    created = [s.address for s in topic_specs(name, 3, 1) if s.address in existing]
+    if created:
+        kafka_admin.delete_topics(created)
 
 
 def read_actions(bootstrap: str, prefix: str) -> list[Any]:
