@@ -296,7 +296,7 @@ def decode_line(
     """A replay line to (topic, event or rejection), or a rejection of the envelope itself."""
     where = find_raw(line)
     if where is not None:
-        return _raw(where)
+        return _named_topic(line, _raw(where))
     try:
         parsed = _LINE_DECODER.decode(line)
     except _REFUSED:
@@ -313,6 +313,18 @@ def decode_line(
     topic, value = envelope
     return _envelope_repeat(topic, _repeated(line) or _validate(topic, value, cohorts,
                                                                 received_at, max_clock_skew))
+
+
+def _named_topic(line: bytes, rejection: Rejection) -> tuple[str, Rejection] | Rejection:
+    """The rejection with the line's topic when that is an input topic's name (so the dead
+    letter says where the event was going); a name is never an identifier, anything else
+    in the "topic" field may be."""
+    try:
+        obj = orjson.loads(line)
+    except (orjson.JSONDecodeError, RecursionError):
+        return rejection
+    topic = obj.get("topic") if isinstance(obj, dict) else None
+    return (topic, rejection) if isinstance(topic, str) and topic in MODELS else rejection
 
 
 def _envelope_repeat(

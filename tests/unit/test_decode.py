@@ -704,8 +704,10 @@ def test_a_raw_identifier_under_a_repeated_key_wins_and_is_redacted() -> None:
     line = (b'{"topic":"followup","value":' + orjson.dumps(event("followup", person_id=MOBILE))
             [:-1] + b',"person_id":"' + PERSON.encode() + b'"}}')
     decoded = decode_line(line)
-    assert isinstance(decoded, Rejection) and decoded.reason == "raw_identifier"
-    letter = dead_letter(decoded, line)
+    assert isinstance(decoded, tuple) and decoded[0] == "followup"
+    rejection = decoded[1]
+    assert isinstance(rejection, Rejection) and rejection.reason == "raw_identifier"
+    letter = dead_letter(rejection, line)
     assert MOBILE not in letter.original and "[redacted]" in letter.original
     assert PERSON in letter.original  # the rest kept as written
 
@@ -757,3 +759,14 @@ def test_a_megabyte_string_costs_memory_in_proportion(char: str) -> None:
         tracemalloc.stop()
     assert letter.reason == "invalid_value"
     assert peak < 16 * len(line) + 2**20, f"{peak / len(line):.0f} bytes a line byte"
+
+
+def test_a_raw_identifier_line_names_its_input_topic_but_never_a_raw_one() -> None:
+    # given a sampling line holding a mobile in its district, and one whose topic is a mobile
+    value = {**VALID["sampling"], "district": "pudong 13912345678"}
+    named = decode_line(orjson.dumps({"topic": "sampling", "value": value}))
+    unnamed = decode_line(orjson.dumps({"topic": "13912345678", "value": VALID["sampling"]}))
+    # then the first is refused for the sampling topic, the second for no topic at all
+    assert isinstance(named, tuple) and named[0] == "sampling"
+    assert isinstance(named[1], Rejection) and named[1].reason == "raw_identifier"
+    assert isinstance(unnamed, Rejection) and unnamed.reason == "raw_identifier"
