@@ -10,7 +10,6 @@ plain Python, tested without a broker. Topics are named by their short names (``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import msgspec
 import orjson
@@ -25,7 +24,7 @@ from closedloop.agents.state import (
     Sampled,
 )
 from closedloop.schemas.decode import Rejection, decode_event
-from closedloop.schemas.events import KEY_FIELD, Action
+from closedloop.schemas.events import KEY_FIELD, Action, Event
 from closedloop.schemas.policy import Policy
 from closedloop.streams.engine.stage_runner import AnyRunner, Effects
 from closedloop.streams.engine.topology import (
@@ -117,7 +116,7 @@ def _handle(stage: str, runner: AnyRunner, record: Record, policy: Policy) -> Ha
     return Handled(_internal(runner, record))
 
 
-def _decode_keyed(record: Record, policy: Policy) -> tuple[str, Any]:
+def _decode_keyed(record: Record, policy: Policy) -> tuple[str, Event | Rejection]:
     """Decode an input event and check its message key is the contract's key field."""
     decoded = decode_event(record.topic, record.value, policy.cohorts,
                            received_at=record.received_at, max_clock_skew=policy.max_clock_skew)
