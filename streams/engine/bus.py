@@ -65,7 +65,7 @@ class PartitionedBus:
         self.logs: dict[tuple[str, int], list[Record]] = {}
         self.read: dict[tuple[str, str, int], int] = {}  # (stage, topic, partition) -> next
         self.tables: dict[str, dict[str, Keyed | PartitionMeta]] = {}
-        self.runners = runners(policy, partitions, self._table, unread=self._unread)
+        self.runners = runners(policy, partitions, self._table)
         self.out = BusOutputs()
         self._order = order
         self._received_at = received_at  # the records' timestamp (None: not checked)
@@ -156,9 +156,3 @@ class PartitionedBus:
 
     def _table(self, stage: str, state: type[Keyed]) -> dict[str, Keyed | PartitionMeta]:
         return self.tables.setdefault(stage, {})
-
-    def _unread(self, topic: str, partition: int) -> bool:
-        """Has ``topic``'s partition records its owning stage has not handled yet?"""
-        stage = READERS[topic][-1]
-        return self.read.get((stage, topic, partition), 0) < len(
-            self.logs.get((topic, partition), ()))

@@ -121,7 +121,6 @@ class StageRunner(Generic[S]):
         mark_every: int = 60,
         catch_up_before: int | None = None,
         inputs: tuple[str, ...] = (),
-        unread: Callable[[str, int], bool] | None = None,
         committed: Callable[[str, int], int | None] | None = None,
     ) -> None:
         self.stage = stage
@@ -134,7 +133,6 @@ class StageRunner(Generic[S]):
         self.partitions: dict[int, _Partition] = {}
         self.catch_up_before = catch_up_before
         self.inputs = inputs  # input topics that drive the own clock
-        self.unread = unread  # (topic, partition) -> has records not yet read
         self.committed = committed  # (topic, partition) -> the group's committed offset
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -338,13 +336,13 @@ class StageRunner(Generic[S]):
 
         Kafka interleaves a stage's input topics arbitrarily; taking the slowest topic keeps
         one topic read ahead from pushing deadlines past facts still waiting in another.
-        Until every non-empty input topic has delivered something, the clock holds.
+        Until every input topic has delivered something in this partition, the clock holds:
+        a topic that is empty now (its producer may still be writing) may yet deliver facts
+        older than the others'. Ticks (``clock --until``, the wall clock) move it regardless.
         """
         self._apply_ticks(part)
-        if self.inputs and self.unread is not None:
-            for topic in self.inputs:
-                if topic not in part.topics and self.unread(topic, part.number):
-                    return
+        if any(topic not in part.topics for topic in self.inputs):
+            return
         part.clock.observe(min(part.topics.values()))
 
     def _part(self, partition: int) -> _Partition:
@@ -422,7 +420,6 @@ def runners(
     table_of: Callable[[str, type[Keyed]], Table[Keyed | PartitionMeta]],
     *,
     catch_up_before: int | None = None,
-    unread: Callable[[str, int], bool] | None = None,
     committed: Callable[[str, int], int | None] | None = None,
 ) -> dict[str, AnyRunner]:
     """One runner per stage of :data:`WIRING`, on ``partitions`` partitions of every topic.
@@ -439,6 +436,6 @@ def runners(
             return StageRunner(stage, policy, table, upstream=upstream, own_clock=False)
         return StageRunner(stage, policy, table, upstream=upstream,
                            catch_up_before=catch_up_before, inputs=wiring.owns,
-                           unread=unread, committed=committed)
+                           committed=committed)
 
     return {"tube": one(TUBE), "person": one(PERSON), "report": one(REPORT)}

@@ -121,20 +121,6 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
 
     earliest: dict[Any, int] = {}  # partition -> its earliest offset, asked once
 
-    def unread(topic: str, partition: int) -> bool:
-        """Has this input partition records its stage has not handled yet?
-
-        Judged by what the stage handled (not by Faust's read offset: Faust can read past
-        records and never deliver them, see ``StageRunner.expected``).
-        """
-        tp = TP(address[topic], partition)
-        highwater = app.consumer.highwater(tp)
-        if highwater is None:
-            return True  # not fetched yet: assume there is something to read
-        stage = "tube" if topic in ("sampling", "lab") else "person"
-        expected = runners[stage].expected(partition, topic)
-        return bool(highwater > (earliest.get(tp, 0) if expected is None else expected))
-
     def committed(topic: str, partition: int) -> int | None:
         """The group's committed offset (the next to read) of an input partition, if known."""
         value = app.consumer._committed_offset.get(TP(address[topic], partition))
@@ -144,7 +130,7 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
         return _StateTable(tables[stage], state)
 
     runners = make_runners(policy, n, table_of, catch_up_before=catch_up_before,
-                           unread=unread, committed=committed)
+                           committed=committed)
     telemetry = WorkerMetrics(policy)  # every closedloop_* metric (streams/kafka/metrics.py)
     for name in ("sampling", "lab", "tube-ticks", "action", "travel", "followup",
                  "person-tests", "report-parts"):

@@ -88,6 +88,26 @@ class TestPartitionedBusEqualsReplay:
         assert len(_bus("fifo").dead_letters) == rejected
 
 
+class TestAProducerStillWriting:
+    def test_a_topic_still_empty_does_not_let_the_clock_run_past_its_facts(self) -> None:
+        # given the worker reads every sampling before any other record has been written
+        # (a producer still writing; a topic that is empty now may yet deliver older facts)
+        lines = _city()
+        samplings = [line for line in lines if line.startswith(b'{"topic":"sampling"')]
+        others = [line for line in lines if not line.startswith(b'{"topic":"sampling"')]
+        bus = PartitionedBus(default_policy(), partitions=4, order="fifo")
+        bus.produce(samplings)
+        early = bus.run()
+        # then no lab deadline fired on the samplings' clock alone
+        assert not [a for a in early.alerts if a.kind == "lab_sla_breached"]
+        # and once the rest arrives and the clock is moved on, the outputs are replay's
+        bus.produce(others)
+        bus.tick(epoch(UNTIL))
+        out = bus.run()
+        assert set(_encoded(out.alerts)) == _replayed()[0]
+        assert tuple(sorted(_encoded(out.reports))) == _replayed()[2]
+
+
 class TestARecordTheEngineFailsOn:
     """A bug, or an input no rule foresaw, must neither stop the run nor vanish."""
 

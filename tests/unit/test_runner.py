@@ -135,3 +135,18 @@ def test_after_an_assignment_the_committed_offset_is_the_first_expected() -> Non
     run.revoke(0)  # handed over: what this worker handled is forgotten
     commits["lab"] = 52
     assert run.expected(0, "lab") == 52
+
+
+def test_an_input_topic_that_has_delivered_nothing_yet_holds_the_clock() -> None:
+    # given a stage reading travel and followup, and a push far in the past on travel only
+    # (the producer may still be writing followup records older than it)
+    run = StageRunner(PERSON, policy(), {}, upstream=0, inputs=("travel", "followup"),
+                      mark_every=10**9)
+    late = epoch(at(PUSHED, hours=30))
+    envelope = travel("p:000000000003", at(PUSHED, hours=30))
+    event = decode_event("travel", orjson.dumps(envelope["value"]))
+    fx = run.on_input(0, "p:000000000003", event, late, "travel:x", topic="travel", offset=0)
+    # then nothing fires: the clock does not run past facts followup has yet to deliver
+    assert run.effective_clock(0) < epoch(PUSHED) and fx.mark is None
+    # and a tick still moves it (clock --until, or the wall clock)
+    assert run.on_tick(0, late, {}).mark == late
