@@ -138,10 +138,9 @@ def _producible(lines: list[bytes]) -> tuple[list[bytes], int]:
     """The lines but those that would reach a compacted topic without a key, and an
     ``--until`` a day past the latest ``occurred_at`` (so worker and replay end alike).
 
-    Kafka rejects a keyless record on a compacted topic together with its whole batch, and
-    kafka-python's idempotent producer then fails every later batch too, while ``produce``
-    does not look at the results: one malformed ``cohort`` line would silently lose most of
-    the input. (The worker would dead-letter such a line; the benchmark just goes without.)
+    Kafka rejects a keyless record on a compacted topic together with its whole batch;
+    ``produce`` dead-letters such a line itself (``engine/envelopes.py``), and the benchmark
+    leaves them out so that the input it counts is exactly what reaches the input topics.
     """
     from closedloop.schemas.events import KEY_FIELD
     from closedloop.schemas.generate import channel_specs
