@@ -113,10 +113,15 @@ def _lapse_report(ctx: Context, st: ReportState, district: str, name: str, due: 
             followup_overdue_open=gauges["followup_overdue_open"],
             tests_missed=bucket.get("tests_missed", 0),
             positives=bucket.get("positives", 0),
+            **{name: bucket.get(name, 0) for name in ENTRY_COUNTS},
         )
     )
     return ctx.cal.cutoff_at(day + timedelta(days=1))
 
+
+ENTRY_COUNTS: Final = ("checkpoint_entries", "entries_without_proof", "landing_tests_missed",
+                       "sentinel_visits", "sentinel_untested")
+"""The v1.1 columns: counts in the district of the checkpoint or facility."""
 
 HANDLERS: Final[dict[str, LapseHandler[ReportState]]] = {
     "report": _lapse_report,

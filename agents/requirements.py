@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from closedloop.agents.calendar import Calendar
+from closedloop.agents.shared import Shared
 from closedloop.agents.state import Contribution, EscalationEntry, Forward, Keyed, split_name
 from closedloop.schemas.ids import alert_id
 from closedloop.schemas.outputs import Alert, DailyReport, Escalation
@@ -58,6 +59,7 @@ class Context:
     reports: list[DailyReport] = field(default_factory=list)
     escalations: list[Alert] = field(default_factory=list)
     catch_up_before: int | None = None  # wall mode: lapses due before the worker started
+    shared: Shared = field(default_factory=Shared)  # areas and rounds (agents/shared.py)
 
     def contribute(self, district: str | None, at: int, name: str, delta: int = 1) -> None:
         """Count ``delta`` for the daily report of ``district`` at event time ``at``."""
@@ -104,7 +106,7 @@ def raise_alert(
     """Emit an alert unless this key already emitted (kind, subject, due): ids are stable.
 
     An ``escalated`` alert goes to ``ctx.escalations`` (its own topic: the contract's
-    ``alerts`` has nine kinds). Any other alert opens its escalation on this key, unless
+    ``alerts`` has its listed kinds). Any other alert opens its escalation on this key, unless
     ``escalate`` is False because another key owns the subject (it is forwarded there).
     """
     ident = alert_id(kind, subject, due)

@@ -32,6 +32,7 @@ from closedloop.schemas.events import (
     Cohort,
     Event,
     Lab,
+    Round,
     Sampling,
 )
 from closedloop.schemas.identifiers import contains_raw, redact_text
@@ -93,6 +94,28 @@ _OPTIONAL: Final = {
 }
 _REQUIRED: Final = {model: sum(_json_strings(f.type) for f in _FIELDS[model] if f.required)
                     for model in MODELS.values()}
+
+
+def _is_nullable(kind: msgspec.inspect.Type) -> bool:
+    while isinstance(kind, msgspec.inspect.Metadata):
+        kind = kind.type
+    return isinstance(kind, msgspec.inspect.UnionType) and any(
+        isinstance(t, msgspec.inspect.NoneType) for t in kind.types)
+
+
+def _is_list(kind: msgspec.inspect.Type) -> bool:
+    while isinstance(kind, msgspec.inspect.Metadata):
+        kind = kind.type
+    return isinstance(kind, msgspec.inspect.ListType)
+
+
+# Required fields whose string count varies: a nullable one (null writes no string value)
+# and a list of strings (one per item); their key is in _REQUIRED already.
+_VARYING: Final = {
+    model: tuple((f.name, _is_list(f.type)) for f in _FIELDS[model]
+                 if f.required and (_is_nullable(f.type) or _is_list(f.type)))
+    for model in MODELS.values()
+}
 _RAW_MESSAGE: Final = (
     "looks like a raw resident ID or mobile number; send a pseudonym (closedloop pseudonymize)"
 )
@@ -206,11 +229,30 @@ def _after_checks(
         problem = text_problem(value, free_text=free_text)
         if problem is not None:
             return Rejection("invalid_value", f"{name}: {problem}")
+    if isinstance(event, Round):
+        return _round_checks(event, cohorts)
     if isinstance(event, Cohort) and cohorts is not None and event.cohort not in cohorts:
-        return Rejection(
-            "unknown_cohort",
-            f"cohort: {redact_text(event.cohort)!r} is not a cohort the policy defines",
-        )
+        return _unknown_cohort(event.cohort)
+    return event
+
+
+def _unknown_cohort(name: str) -> Rejection:
+    return Rejection(
+        "unknown_cohort", f"cohort: {redact_text(name)!r} is not a cohort the policy defines")
+
+
+def _round_checks(event: Round, cohorts: Collection[str] | None) -> Round | Rejection:
+    """A round closes after it opens, names printable districts and a known cohort."""
+    if event.closes_at <= event.opens_at:
+        return Rejection("invalid_value", "closes_at: a round must close after it opens "
+                         f"(opens_at {event.opens_at.isoformat()}, closes_at "
+                         f"{event.closes_at.isoformat()})")
+    for number, district in enumerate(event.districts):
+        problem = text_problem(district)
+        if problem is not None:
+            return Rejection("invalid_value", f"districts[{number}]: {problem}")
+    if event.cohort is not None and cohorts is not None and event.cohort not in cohorts:
+        return _unknown_cohort(event.cohort)
     return event
 
 
@@ -221,6 +263,12 @@ def _strings_proved(event: Event) -> int:
     for name, strings in _OPTIONAL[model]:
         if getattr(event, name) is not None:
             count += strings
+    for name, is_list in _VARYING[model]:
+        value = getattr(event, name)
+        if is_list:
+            count += len(value)
+        elif value is None:
+            count -= 1  # counted as key and value; null has no string
     return count
 
 

@@ -15,10 +15,15 @@ __all__ = [
     "INPUT_TOPICS",
     "MODELS",
     "Action",
+    "Area",
+    "Checkpoint",
+    "Clinic",
     "Cohort",
     "Event",
     "Followup",
     "Lab",
+    "Population",
+    "Round",
     "Sampling",
     "Travel",
 ]
@@ -54,6 +59,18 @@ LabStatus = Literal["received", "reported"]
 LabResult = Literal["negative", "positive", "invalid"]
 FollowupKind = Literal["located", "visit", "released"]
 ActionKind = Literal["ack", "resolve"]
+RosterStatus = Literal["resident", "floating", "left"]
+Role = Literal["driver", "passenger"]
+Level = Literal["high", "medium", "low"]
+FacilityKind = Literal["hospital", "clinic", "pharmacy"]
+VisitReason = Literal["fever", "respiratory", "antipyretic"]
+
+Grid = Annotated[str, msgspec.Meta(pattern=exact(r"^[A-Za-z0-9_.:-]{1,64}$"),
+                                   description="a grid (网格) of the district")]
+RoundId = Annotated[str, msgspec.Meta(pattern=exact(r"^[A-Za-z0-9_.:-]{1,64}$"))]
+County = Annotated[str, msgspec.Meta(pattern=exact(r"^[A-Za-z0-9_.:-]{1,32}$"),
+                                     description="a county code")]
+ALL_DISTRICTS: Final = "*"
 
 
 class Sampling(msgspec.Struct, frozen=True, kw_only=True):
@@ -127,7 +144,67 @@ class Action(msgspec.Struct, frozen=True, kw_only=True):
     note: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
 
 
-Event = Sampling | Lab | Travel | Followup | Cohort | Action
+class Population(msgspec.Struct, frozen=True, kw_only=True):
+    """*v1.1* A roster entry (常住人口, 流动人员); the latest per person counts. Compacted."""
+
+    event_id: EventId
+    occurred_at: Instant
+    person_id: PersonId
+    district: Name
+    grid: Grid | None = None
+    status: RosterStatus
+
+
+class Round(msgspec.Struct, frozen=True, kw_only=True):
+    """*v1.1* A testing round; ``closes_at`` must be after ``opens_at`` (checked after
+    decoding). ``districts`` = ``["*"]`` means every district."""
+
+    event_id: EventId
+    occurred_at: Instant
+    round_id: RoundId
+    opens_at: Instant
+    closes_at: Instant
+    districts: Annotated[list[Name], msgspec.Meta(min_length=1, max_length=10_000)]
+    cohort: Name | None = None
+
+
+class Checkpoint(msgspec.Struct, frozen=True, kw_only=True):
+    """*v1.1* A person entering the city at a road checkpoint or station (查验关)."""
+
+    event_id: EventId
+    occurred_at: Instant
+    person_id: PersonId
+    checkpoint_id: Ref
+    district: Name
+    role: Role
+    proof_sampled_at: Instant | None  # required, null when no proof is shown
+    visited: Annotated[list[County], msgspec.Meta(max_length=1_000)]
+    vehicle_id: Name | None = None
+
+
+class Area(msgspec.Struct, frozen=True, kw_only=True):
+    """*v1.1* A county's risk level, effective from ``occurred_at``. Keyed by ``county``."""
+
+    event_id: EventId
+    occurred_at: Instant
+    county: County
+    level: Level
+
+
+class Clinic(msgspec.Struct, frozen=True, kw_only=True):
+    """*v1.1* A sentinel visit (哨点): a fever or respiratory patient, or an antipyretic sold."""
+
+    event_id: EventId
+    occurred_at: Instant
+    person_id: PersonId
+    facility_id: Ref
+    facility_kind: FacilityKind
+    district: Name
+    reason: VisitReason
+
+
+Event = (Sampling | Lab | Travel | Followup | Cohort | Action | Population | Round | Checkpoint
+         | Area | Clinic)
 
 MODELS: Final[dict[str, type[Event]]] = {
     "sampling": Sampling,
@@ -136,12 +213,18 @@ MODELS: Final[dict[str, type[Event]]] = {
     "followup": Followup,
     "cohort": Cohort,
     "action": Action,
+    "population": Population,
+    "round": Round,
+    "checkpoint": Checkpoint,
+    "area": Area,
+    "clinic": Clinic,
 }
 INPUT_TOPICS: Final = tuple(MODELS)
 
 # Fields of names and ids that people read and group by, and free text: checked by
 # ``text.text_problem`` after decoding (no control or format characters; names not blank).
-NAME_FIELDS: Final = frozenset({"event_id", "district", "origin", "cohort", "reason"})
+NAME_FIELDS: Final = frozenset({"event_id", "district", "origin", "cohort", "reason",
+                                "vehicle_id"})  # a round's districts too (decode.py)
 FREE_TEXT_FIELDS: Final = frozenset({"note"})
 
 KEY_FIELD: Final[dict[str, str]] = {
@@ -151,5 +234,10 @@ KEY_FIELD: Final[dict[str, str]] = {
     "followup": "person_id",
     "cohort": "person_id",
     "action": "subject",
+    "population": "person_id",
+    "round": "round_id",
+    "checkpoint": "person_id",
+    "area": "county",
+    "clinic": "person_id",
 }
 """The message key of each input topic (CONTRACT.md §3)."""

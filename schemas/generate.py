@@ -33,7 +33,14 @@ from closedloop.schemas.events import (
     PSEUDONYM_PATTERN,
     REF_PATTERN,
 )
-from closedloop.schemas.outputs import Alert, DailyReport, DeadLetter, Escalation, PersonStatus
+from closedloop.schemas.outputs import (
+    Alert,
+    DailyReport,
+    DeadLetter,
+    Escalation,
+    PersonStatus,
+    RoundReport,
+)
 from closedloop.schemas.plausible import OTHER_TIMES
 from closedloop.schemas.policy import default_policy
 
@@ -98,6 +105,7 @@ OUTPUT_MODELS: Final[dict[str, type[msgspec.Struct]]] = {
     "person-status": PersonStatus,
     "daily-report": DailyReport,
     "deadletter": DeadLetter,
+    "round-report": RoundReport,
 }
 SCHEMA_NAMES: Final = (*MODELS, "envelope", *OUTPUT_MODELS)
 
@@ -108,12 +116,18 @@ TITLES: Final[dict[str, str]] = {
     "followup": "Follow-up event",
     "cohort": "Cohort roster event",
     "action": "Operator action event",
+    "population": "Population roster event",
+    "round": "Testing round event",
+    "checkpoint": "Entry checkpoint event",
+    "area": "Risk area event",
+    "clinic": "Sentinel visit event",
     "envelope": "Replay envelope",
     "alert": "Alert",
     "escalation": "Escalated alert",
     "person-status": "Person status",
     "daily-report": "Daily closure report",
     "deadletter": "Dead letter",
+    "round-report": "Testing round report",
 }
 
 DESCRIPTIONS: Final[dict[str, str]] = {
@@ -131,6 +145,22 @@ DESCRIPTIONS: Final[dict[str, str]] = {
     "action": "An operator acknowledging or resolving an alert. subject is the alert's "
     "subject, which is also the message key, so the action reaches the partition that owns "
     "the alert.",
+    "population": "v1.1. The city's roster (常住人口, 流动人员): per person, the record with the "
+    "latest occurred_at (ties: the larger event_id) at an instant is their entry then; status "
+    "left takes them off. Compacted. The message key is person_id.",
+    "round": "v1.1. A testing round (区域核酸, 重点人群应检尽检): everyone on the roster in its "
+    "districts (districts [\"*\"]: every district), or with cohort every active member of "
+    "that cohort, must be sampled in [opens_at, closes_at]. closes_at must be after "
+    "opens_at (else reason invalid_value). A later record with the same round_id replaces it "
+    "until it closes. The message key is round_id.",
+    "checkpoint": "v1.1. A person entering the city at a road checkpoint or station (查验关): "
+    "the negative test shown (proof_sampled_at, null when none), the counties stayed in "
+    "during the last 7 days. The message key is person_id.",
+    "area": "v1.1. A county's risk level (疫情发生地), effective from occurred_at; a county "
+    "with no record is low. The message key is county.",
+    "clinic": "v1.1. A sentinel visit (哨点): a fever or respiratory patient at a hospital or "
+    "clinic, or an antipyretic bought at a pharmacy; a sampling is due within the policy's "
+    "sentinel_test_within of the facility kind. The message key is person_id.",
     "envelope": "One line of a replay file (JSON Lines) for `closedloop replay`: the input "
     "topic's short name and the event as it would be the Kafka message value.",
     "alert": "One alert. alert_id is stable: the same kind, subject and due_at give the same "
@@ -140,12 +170,16 @@ DESCRIPTIONS: Final[dict[str, str]] = {
     "escalation.after (default 2 h): the alert object with kind escalated and details "
     "{alert_id, alert_kind, level}; level 2 at raised_at + after, level 3 (city command) one "
     "more window later, then no more. alert_id is stable (kind escalated, subject, due_at). "
-    "Published on its own topic, never on alerts, whose kinds are the contract's nine. The "
+    "Published on its own topic, never on alerts, whose kinds are the contract's. The "
     "message key is subject.",
     "person-status": "A person's current state for downstream services, published to a "
     "compacted topic keyed by person_id: the latest record per person is the state.",
     "daily-report": "The daily closure report (日清日结) of one district for one local day, "
     "published at the policy's daily cut-off. The message key is district.",
+    "round-report": "v1.1. A testing round's report: progress every round_progress_every "
+    "while it is open, close at closes_at, final at closes_at + catchup_within. One row per "
+    "district with anyone in scope or not on the roster, sorted by district. The message "
+    "key is round_id.",
     "deadletter": "A rejected input: a machine-readable reason, a human message, where it "
     "came from (topic, partition and offset, or file line) and the original bytes, with raw "
     "identifiers replaced by [redacted]. original_encoding is base64 when the bytes were not "
@@ -332,6 +366,10 @@ KEY_SCHEMAS: Final[dict[str, dict[str, Any]]] = {
         "description": "subject: the alert's person_id or tube_id, UTF-8",
     },
     "district": {"type": "string", "minLength": 1, "description": "district, UTF-8"},
+    "round_id": {"type": "string", "pattern": r"^[A-Za-z0-9_.:-]{1,64}$",
+                 "description": "round_id, UTF-8"},
+    "county": {"type": "string", "pattern": r"^[A-Za-z0-9_.:-]{1,32}$",
+               "description": "county, UTF-8"},
 }
 
 INPUT_RETENTION_WHY: Final = (
@@ -366,7 +404,7 @@ def channel_specs() -> list[dict[str, Any]]:
     """One spec per topic: name, key field, cleanup policy, retention and prose."""
     specs: list[dict[str, Any]] = []
     for name in MODELS:
-        compact = name == "cohort"
+        compact = name in ("cohort", "population")
         specs.append(
             {
                 "name": name,
@@ -436,6 +474,8 @@ def channel_specs() -> list[dict[str, Any]]:
          OUTPUT_RETENTION_WHY),
         ("deadletter", "deadletter", None, False, DEADLETTER_RETENTION_DAYS,
          DEADLETTER_RETENTION_WHY),
+        ("round-report", "round-report", "round_id", False, OUTPUT_RETENTION_DAYS,
+         OUTPUT_RETENTION_WHY),
     )
     for name, schema, key, compact, days, why in outputs:
         specs.append(

@@ -15,6 +15,8 @@ __all__ = [
     "Escalation",
     "PersonStatus",
     "PushStatus",
+    "RoundReport",
+    "RoundRow",
 ]
 
 AlertKind = Literal[
@@ -27,6 +29,10 @@ AlertKind = Literal[
     "lab_sla_breached",
     "orphan_result",
     "identity_suspect",
+    "round_missed",
+    "entry_without_proof",
+    "landing_test_missed",
+    "sentinel_untested",
 ]
 ALERT_KINDS: Final = AlertKind.__args__  # type: ignore[attr-defined]
 
@@ -73,7 +79,7 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
 class Escalation(Alert, frozen=True, kw_only=True):
     """An alert nobody handled in time, on its own ``escalations`` topic, never on ``alerts``.
 
-    The contract's ``alerts`` topic has exactly nine kinds; an escalation is the same object
+    The contract's ``alerts`` topic has exactly its listed kinds; an escalation is the same object
     with kind ``escalated`` and ``details`` = {alert_id, alert_kind, level} (2: district
     command, 3: city command), so consumers of ``alerts`` see nothing new.
     """
@@ -119,6 +125,32 @@ class DailyReport(msgspec.Struct, frozen=True, kw_only=True):
     followup_overdue_open: int
     tests_missed: int
     positives: int
+    checkpoint_entries: int = 0  # v1.1: in the district of the checkpoint or facility
+    entries_without_proof: int = 0
+    landing_tests_missed: int = 0
+    sentinel_visits: int = 0
+    sentinel_untested: int = 0
+
+
+class RoundRow(msgspec.Struct, frozen=True, kw_only=True):
+    """*v1.1* One district of a testing round's report (CONTRACT.md §4)."""
+
+    district: str
+    in_scope: int
+    sampled: int
+    missed: int
+    caught_up: int
+    not_on_roster: int
+    catchup_median_hours: float | None
+
+
+class RoundReport(msgspec.Struct, frozen=True, kw_only=True):
+    """*v1.1* A testing round's ``progress``, ``close`` or ``final`` report, as of ``as_of``."""
+
+    round_id: str
+    stage: Literal["progress", "close", "final"]
+    as_of: str
+    rows: list[RoundRow]
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):

@@ -12,7 +12,7 @@ import math
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
@@ -38,7 +38,13 @@ BOUNDS: Final = {
     "hours": (1, MAX_DAYS * 24),  # a cohort's test_every
     "max_speed_kmh": (1, 10_000),  # walking pace .. faster than anyone travels between sites
     "max_samples_per_day": (1, 1_000),
+    "progress": (60, MAX_DAYS * DAY),  # a round's progress reports: at most one a minute
 }
+FACILITY_KINDS: Final = ("hospital", "clinic", "pharmacy")
+_SENTINEL_DEFAULTS: Final = {"hospital": 7200, "clinic": 7200, "pharmacy": 86400}
+_TOP_KEYS: Final = {"timezone", "allowed_lateness", "max_clock_skew", "daily_cutoff",
+                    "dedup_retention", "state_retention", "travel", "lab", "identity", "cohorts",
+                    "escalation", "checkpoint", "sentinel_test_within", "rounds"}
 
 
 class PolicyError(ValueError):
@@ -83,6 +89,12 @@ class Policy:
     cohorts: Mapping[str, int]  # cohort name -> test_every in seconds
     escalate_after: int = 7200  # an unhandled alert escalates after this, and again after 2x
     max_clock_skew: int = 900  # an occurred_at later than receipt + this is implausible
+    proof_valid: int = 48 * 3600  # v1.1 checkpoint: a negative test this old still counts
+    landing_test_within: int = 2 * 3600  # v1.1 checkpoint: 落地即检
+    sentinel_test_within: Mapping[str, int] = field(
+        default_factory=lambda: dict(_SENTINEL_DEFAULTS))  # v1.1, per facility kind
+    catchup_within: int = 24 * 3600  # v1.1 rounds: 补采 after the close
+    round_progress_every: int = 3600  # v1.1 rounds: progress reports while open
 
     @property
     def zone(self) -> ZoneInfo:
@@ -199,18 +211,9 @@ def policy_from_mapping(data: Mapping[str, Any], *, complete: bool = False) -> P
     (``complete=True`` takes ``data`` as the whole policy, as the default file itself is).
     """
     if not complete:
-        _reject_unknown(
-            data,
-            {"timezone", "allowed_lateness", "max_clock_skew", "daily_cutoff",
-             "dedup_retention", "state_retention", "travel", "lab", "identity", "cohorts",
-             "escalation"},
-        )
+        _reject_unknown(data, _TOP_KEYS)
         data = _merged(tomllib.loads(default_policy_text()), data)
-    _reject_unknown(
-        data,
-        {"timezone", "allowed_lateness", "max_clock_skew", "daily_cutoff", "dedup_retention",
-         "state_retention", "travel", "lab", "identity", "cohorts", "escalation"},
-    )
+    _reject_unknown(data, _TOP_KEYS)
     timezone = data.get("timezone", "Asia/Shanghai")
     if not isinstance(timezone, str):
         raise PolicyError(f"timezone: expected a time zone name such as \"Asia/Shanghai\", "
@@ -234,6 +237,12 @@ def policy_from_mapping(data: Mapping[str, Any], *, complete: bool = False) -> P
     _reject_unknown(identity, {"max_speed_kmh", "max_samples_per_day"}, "identity.")
     escalation = _table(data, "escalation")
     _reject_unknown(escalation, {"after"}, "escalation.")
+    checkpoint = _table(data, "checkpoint")
+    _reject_unknown(checkpoint, {"proof_valid", "landing_test_within"}, "checkpoint.")
+    sentinel = _table(data, "sentinel_test_within")
+    _reject_unknown(sentinel, set(FACILITY_KINDS), "sentinel_test_within.")
+    rounds = _table(data, "rounds")
+    _reject_unknown(rounds, {"catchup_within", "round_progress_every"}, "rounds.")
     cohorts_raw = _table(data, "cohorts")
     cohorts: dict[str, int] = {}
     for name, hours in cohorts_raw.items():
@@ -267,6 +276,18 @@ def policy_from_mapping(data: Mapping[str, Any], *, complete: bool = False) -> P
         ),
         cohorts=cohorts,
         escalate_after=parse_duration(escalation.get("after", "2h"), "escalation.after"),
+        proof_valid=parse_duration(checkpoint.get("proof_valid", "48h"),
+                                   "checkpoint.proof_valid"),
+        landing_test_within=parse_duration(checkpoint.get("landing_test_within", "2h"),
+                                           "checkpoint.landing_test_within"),
+        sentinel_test_within={
+            kind: parse_duration(sentinel.get(kind, f"{_SENTINEL_DEFAULTS[kind]}s"),
+                                 f"sentinel_test_within.{kind}")
+            for kind in FACILITY_KINDS},
+        catchup_within=parse_duration(rounds.get("catchup_within", "24h"),
+                                      "rounds.catchup_within"),
+        round_progress_every=parse_duration(rounds.get("round_progress_every", "1h"),
+                                            "rounds.round_progress_every", "progress"),
     )
 
 

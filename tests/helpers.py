@@ -332,3 +332,51 @@ def assert_well_formed(alerts: list[dict[str, Any]]) -> None:
     assert len(keys) == len(set(keys)), "an alert was emitted twice for one (kind, subject, due_at)"
     ids = [alert["alert_id"] for alert in alerts]
     assert len(ids) == len(set(ids)), "alert ids repeat"
+
+
+def v11_events(person: str) -> dict[str, dict[str, Any]]:
+    """One valid event of each topic contract v1.1 added, for ``person``."""
+    return {
+        "population": {
+            "event_id": "pop-1",
+            "occurred_at": "2022-04-01T08:00:00+08:00",
+            "person_id": person,
+            "district": "pudong",
+            "grid": "pd-0042",
+            "status": "resident",
+        },
+        "round": {
+            "event_id": "rnd-1",
+            "occurred_at": "2022-04-01T20:00:00+08:00",
+            "round_id": "sh-2022-04-02",
+            "opens_at": "2022-04-02T06:00:00+08:00",
+            "closes_at": "2022-04-02T18:00:00+08:00",
+            "districts": ["pudong", "minhang"],
+        },
+        "checkpoint": {
+            "event_id": "chk-1",
+            "occurred_at": "2022-04-02T10:00:00+08:00",
+            "person_id": person,
+            "checkpoint_id": "g2-toll-3",
+            "district": "jiading",
+            "role": "driver",
+            "proof_sampled_at": "2022-04-01T09:00:00+08:00",
+            "visited": ["320505", "310115"],
+            "vehicle_id": "沪A-12345",
+        },
+        "area": {
+            "event_id": "area-1",
+            "occurred_at": "2022-04-01T00:00:00+08:00",
+            "county": "320505",
+            "level": "high",
+        },
+        "clinic": {
+            "event_id": "cln-1",
+            "occurred_at": "2022-04-02T11:00:00+08:00",
+            "person_id": person,
+            "facility_id": "pharm-88",
+            "facility_kind": "pharmacy",
+            "district": "xuhui",
+            "reason": "antipyretic",
+        },
+    }

@@ -41,7 +41,8 @@ WORKER_USER: Final = "closedloop-worker"
 # What the worker reads and writes, as wired in streams/kafka/app.py (build_app): the input
 # topics of INPUT_STAGE and three internal topics it both writes and reads.
 INTERNAL: Final = ("person-tests", "report-parts", "tube-ticks")
-OUTPUTS: Final = ("alerts", "escalations", "person-status", "daily-report", "deadletter")
+OUTPUTS: Final = ("alerts", "escalations", "person-status", "daily-report", "deadletter",
+                   "round-report")
 WORKER_READS: Final = (*INPUT_STAGE, *INTERNAL)
 WORKER_WRITES: Final = (*OUTPUTS, *INTERNAL)
 
@@ -53,10 +54,16 @@ CLIENTS: Final[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
     "closedloop-producer-travel": (("travel",), ()),
     "closedloop-producer-followup": (("followup",), ()),
     "closedloop-producer-cohort": (("cohort",), ()),
+    "closedloop-producer-population": (("population",), ()),
+    "closedloop-producer-round": (("round",), ()),
+    "closedloop-producer-checkpoint": (("checkpoint",), ()),
+    "closedloop-producer-area": (("area",), ()),
+    "closedloop-producer-clinic": (("clinic",), ()),
     "closedloop-operator-console": (("action",), ("alerts", "escalations")),
     "closedloop-reader-person-status": ((), ("person-status",)),
     "closedloop-reader-daily-report": ((), ("daily-report",)),
     "closedloop-reader-deadletter": ((), ("deadletter",)),
+    "closedloop-reader-round-report": ((), ("round-report",)),
 }
 
 LABELS: Final = {"strimzi.io/cluster": CLUSTER, "app.kubernetes.io/part-of": "closedloop"}
@@ -133,6 +140,11 @@ def _user(name: str, acls: list[dict[str, Any]], description: str) -> dict[str, 
 
 def kafka_users() -> list[dict[str, Any]]:
     worker_acls = _topic_acls(WORKER_WRITES, WORKER_READS)
+    # The worker declares every topic (closedloop.streams.kafka.topics.declare_topics), so it
+    # describes those it neither reads nor writes too.
+    worker_acls += [_acl("topic", address(spec.name), ["Describe"])
+                    for spec in topic_specs(PREFIX, 1, 1)
+                    if spec.name not in WORKER_READS and spec.name not in WORKER_WRITES]
     worker_acls += [
         # Faust's own topics (table changelogs, the assignor's leader topic) are named
         # "<app id>-...": the worker declares, reads and writes them.

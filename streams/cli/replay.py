@@ -12,7 +12,7 @@ exit status is 0 unless the input cannot be read (or an option is wrong: 2).
 
 With ``--escalations OUT``, alerts nobody acknowledged, resolved or satisfied within the
 policy's ``escalation.after`` are written there (kind ``escalated``, level 2 then 3). They are
-never mixed into the alerts output, whose nine kinds are the contract's.
+never mixed into the alerts output, whose kinds are the contract's.
 
 With ``--ledger``, everything also goes to the SQL ledger (default $CLOSEDLOOP_DATABASE_URL,
 else closedloop.db in the current directory), with the lifecycle the Kafka sink records:
@@ -214,7 +214,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--escalations", metavar="OUT",
         help="escalated alerts JSON Lines (kind escalated; written only with this option, "
-        "never to the alerts output: the contract's alerts have nine kinds)",
+        "never to the alerts output: the contract's alerts have no such kind)",
     )
     parser.add_argument("--deadletter", metavar="OUT", help="rejected lines with reasons")
     parser.add_argument("--reports", metavar="OUT", help="daily closure reports JSON Lines")

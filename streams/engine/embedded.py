@@ -15,9 +15,10 @@ from typing import Any, Generic, TypeVar
 from closedloop.agents.calendar import Calendar
 from closedloop.agents.escalation import holds
 from closedloop.agents.requirements import Context
+from closedloop.agents.shared import Shared, apply_area
 from closedloop.agents.state import Keyed, PersonState, ReportState, TubeState
 from closedloop.schemas.decode import Rejection, dead_letter, decode_line, validate_event
-from closedloop.schemas.events import KEY_FIELD, Action, Event
+from closedloop.schemas.events import KEY_FIELD, Action, Area, Event
 from closedloop.schemas.outputs import Alert, DailyReport, DeadLetter
 from closedloop.schemas.policy import Policy
 from closedloop.streams.engine.clock import Watermark
@@ -88,6 +89,7 @@ class EmbeddedDriver:
         self.report: _StageRun[ReportState] = _StageRun(REPORT)
         self._runs: dict[str, _StageRun[TubeState] | _StageRun[PersonState]] = {
             TUBE.name: self.tube, PERSON.name: self.person}
+        self.shared = Shared()
         self.out = Outputs()
         self.stats: Counter[str] = Counter()
 
@@ -134,6 +136,8 @@ class EmbeddedDriver:
         clock = self.clock.observe(at)
         ctx = self._context(clock)
         key = getattr(event, KEY_FIELD[topic])
+        if isinstance(event, Area):
+            apply_area(self.shared, event)
         for stage in STAGES_OF_TOPIC[topic]:
             rejection = self._runs[stage.name].apply(ctx, key, event)
             if rejection is not None:
@@ -175,7 +179,7 @@ class EmbeddedDriver:
 
     def _context(self, clock: int) -> Context:
         return Context(self.policy, self.cal, clock, self.out.alerts, [], [], self.out.reports,
-                       self.out.escalations)
+                       self.out.escalations, shared=self.shared)
 
     def _route(self, ctx: Context) -> None:
         """Deliver forwards to the person stage and contributions to the report stage."""

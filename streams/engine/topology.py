@@ -40,6 +40,7 @@ __all__ = [
     "PERSON",
     "READERS",
     "REPORT",
+    "SHARED_TOPICS",
     "STAGES_OF_TOPIC",
     "STAGE_OF_TOPIC",
     "TICK_TOPICS",
@@ -161,14 +162,22 @@ STAGE_OF_TOPIC: Final[dict[str, AnyStage]] = {
     "followup": PERSON,
     "cohort": PERSON,
     "action": PERSON,
+    "population": PERSON,
+    "checkpoint": PERSON,
+    "clinic": PERSON,
 }
 """The stage that owns each input topic: it counts, dead-letters and clocks the topic."""
 
 STAGES_OF_TOPIC: Final[dict[str, tuple[AnyStage, ...]]] = {
     **{topic: (stage,) for topic, stage in STAGE_OF_TOPIC.items()},
     "action": (TUBE, PERSON),
+    **{topic: () for topic in ("area", "round")},
 }
-"""Every stage an input reaches: an action goes wherever its subject's escalation may be."""
+"""Every stage an input reaches: an action goes wherever its subject's escalation may be.
+``area`` and ``round`` reach none as keyed input: they are SHARED facts."""
+
+SHARED_TOPICS: Final = ("area", "round")
+"""Inputs every person partition holds whole (agents/shared.py), not keyed state."""
 
 
 # -- how the stages are wired on a partitioned bus (Kafka, or the in-memory bus of the tests) --
@@ -208,7 +217,8 @@ class Wiring:
 WIRING: Final[dict[str, Wiring]] = {
     "tube": Wiring(TUBE, owns=("sampling", "lab"), quiet=("action",), internal="tube-ticks",
                    upstream=0, marks=(FORWARDS_TOPIC, CONTRIBUTIONS_TOPIC)),
-    "person": Wiring(PERSON, owns=("travel", "followup", "cohort", "action"), quiet=(),
+    "person": Wiring(PERSON, owns=("travel", "followup", "cohort", "action", "population",
+                                   "checkpoint", "clinic"), quiet=(),
                      internal=FORWARDS_TOPIC, upstream=1, marks=(CONTRIBUTIONS_TOPIC,)),
     "report": Wiring(REPORT, owns=(), quiet=(), internal=CONTRIBUTIONS_TOPIC, upstream=2,
                      marks=()),

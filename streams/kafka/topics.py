@@ -32,6 +32,9 @@ INPUT_STAGE: Final = {
     "followup": "person",
     "cohort": "person",
     "action": "person",
+    "population": "person",
+    "checkpoint": "person",
+    "clinic": "person",
 }
 """Which keyed stage reads each input topic."""
 

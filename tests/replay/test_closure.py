@@ -10,7 +10,8 @@ from helpers import DAY1, T0, at, followup, lab, run, sampling, travel
 CUTOFF = at(DAY1, hours=22)  # 22:00 local on 2022-09-06
 REPORT_FIELDS = {
     "district", "date", "pushed", "located", "under_control", "followup_overdue_open",
-    "tests_missed", "positives",
+    "tests_missed", "positives", "checkpoint_entries", "entries_without_proof",
+    "landing_tests_missed", "sentinel_visits", "sentinel_untested",
 }
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 import orjson
 import pytest
+from helpers import v11_events
 
 from closedloop.schemas.decode import (
     Rejection,
@@ -22,11 +23,25 @@ from closedloop.schemas.decode import (
     decode_line,
     validate_event,
 )
-from closedloop.schemas.events import MODELS, Action, Cohort, Followup, Lab, Sampling, Travel
+from closedloop.schemas.events import (
+    MODELS,
+    Action,
+    Area,
+    Checkpoint,
+    Clinic,
+    Cohort,
+    Followup,
+    Lab,
+    Population,
+    Round,
+    Sampling,
+    Travel,
+)
 from closedloop.schemas.outputs import REJECTION_REASONS, DeadLetter
 from closedloop.schemas.policy import default_policy
 
 PERSON = "pz:8f14e45fceea167a5a36dedd4bea2543"
+V11_EVENTS = v11_events(PERSON)
 RESIDENT_ID = "11010119900307123X"
 RESIDENT_ID_DIGITS = "110101199003071234"
 MOBILE = "13812345678"
@@ -85,6 +100,7 @@ VALID: dict[str, dict[str, Any]] = {
         "operator_id": "op-17",
         "note": "called, will test this afternoon",
     },
+    **V11_EVENTS,
 }
 MODEL_OF = {
     "sampling": Sampling,
@@ -93,6 +109,11 @@ MODEL_OF = {
     "followup": Followup,
     "cohort": Cohort,
     "action": Action,
+    "population": Population,
+    "round": Round,
+    "checkpoint": Checkpoint,
+    "area": Area,
+    "clinic": Clinic,
 }
 
 
@@ -770,3 +791,70 @@ def test_a_raw_identifier_line_names_its_input_topic_but_never_a_raw_one() -> No
     assert isinstance(named, tuple) and named[0] == "sampling"
     assert isinstance(named[1], Rejection) and named[1].reason == "raw_identifier"
     assert isinstance(unnamed, Rejection) and unnamed.reason == "raw_identifier"
+
+
+# --- v1.1 topics: the rules a schema cannot say ---------------------------------------------
+
+
+@pytest.mark.parametrize("closes_at", ["2022-04-02T06:00:00+08:00", "2022-04-01T22:00:00Z",
+                                       "2022-04-02T05:59:59+08:00"])
+def test_a_round_that_does_not_close_after_it_opens_is_invalid(closes_at: str) -> None:
+    raw = orjson.dumps({**V11_EVENTS["round"], "closes_at": closes_at})
+    result = decode_event("round", raw, default_policy().cohorts)
+    assert isinstance(result, Rejection) and result.reason == "invalid_value"
+    assert result.message.startswith("closes_at:")
+
+
+def test_a_round_closing_one_second_after_it_opens_is_valid() -> None:
+    raw = orjson.dumps({**V11_EVENTS["round"], "closes_at": "2022-04-02T06:00:01+08:00"})
+    assert isinstance(decode_event("round", raw, default_policy().cohorts), Round)
+
+
+def test_a_round_of_a_cohort_the_policy_does_not_define_is_refused() -> None:
+    raw = orjson.dumps({**V11_EVENTS["round"], "cohort": "astronauts"})
+    result = decode_event("round", raw, default_policy().cohorts)
+    assert isinstance(result, Rejection) and result.reason == "unknown_cohort"
+    raw = orjson.dumps({**V11_EVENTS["round"], "cohort": "courier"})
+    assert isinstance(decode_event("round", raw, default_policy().cohorts), Round)
+
+
+@pytest.mark.parametrize("districts, reason", [([], "invalid_value"), (["a\nb"], "invalid_value"),
+                                               ("pudong", "wrong_type")])
+def test_a_rounds_districts_are_a_non_empty_list_of_names(districts: Any, reason: str) -> None:
+    raw = orjson.dumps({**V11_EVENTS["round"], "districts": districts})
+    result = decode_event("round", raw, default_policy().cohorts)
+    assert isinstance(result, Rejection) and result.reason == reason
+
+
+def test_a_checkpoint_without_proof_is_valid_but_its_proof_field_is_required() -> None:
+    shown = orjson.dumps({**V11_EVENTS["checkpoint"], "proof_sampled_at": None})
+    decoded = decode_event("checkpoint", shown)
+    assert isinstance(decoded, Checkpoint) and decoded.proof_sampled_at is None
+    absent = {k: v for k, v in V11_EVENTS["checkpoint"].items() if k != "proof_sampled_at"}
+    result = decode_event("checkpoint", orjson.dumps(absent))
+    assert isinstance(result, Rejection) and result.reason == "missing_field"
+
+
+def test_a_repeated_key_is_found_beside_a_null_proof_and_a_list() -> None:
+    # The fast repeated-key filter counts the strings a decoded event proves: a null proof
+    # and the items of visited must be counted exactly, or a repeat could slip through.
+    event = {**V11_EVENTS["checkpoint"], "proof_sampled_at": None}
+    raw = orjson.dumps(event)[:-1] + b',"role":"passenger"}'
+    result = decode_event("checkpoint", raw)
+    assert isinstance(result, Rejection) and result.reason == "duplicate_key"
+
+
+@pytest.mark.parametrize("field, value, reason", [
+    ("level", "severe", "unknown_enum"), ("county", "a" * 33, "invalid_value"),
+])
+def test_an_area_needs_a_known_level_and_a_county_code(field: str, value: str,
+                                                       reason: str) -> None:
+    raw = orjson.dumps({**V11_EVENTS["area"], field: value})
+    result = decode_event("area", raw)
+    assert isinstance(result, Rejection) and result.reason == reason
+
+
+def test_a_proof_more_than_366_days_from_the_entry_is_implausible() -> None:
+    raw = orjson.dumps({**V11_EVENTS["checkpoint"], "proof_sampled_at": "2020-01-01T00:00:00Z"})
+    result = decode_event("checkpoint", raw)
+    assert isinstance(result, Rejection) and result.reason == "implausible_time"

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 import pytest
 import yaml
+from helpers import v11_events
 from jsonschema import Draft202012Validator
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
@@ -37,7 +38,8 @@ JSONSCHEMA_DIR = SCHEMA_DIR / "jsonschema"
 ASYNCAPI = SCHEMA_DIR / "asyncapi.yaml"
 PERSON = "pz:c4ca4238a0b923820dcc509a6f75849b"
 
-OUTPUT_TOPICS = ("alerts", "escalations", "person-status", "daily-report", "deadletter")
+OUTPUT_TOPICS = ("alerts", "escalations", "person-status", "daily-report", "deadletter",
+                 "round-report")
 INTERNAL_TOPICS = ("person-tests", "report-parts", "tube-ticks")
 ALL_TOPICS = {f"closedloop.{name}.v1" for name in (*MODELS, *OUTPUT_TOPICS, *INTERNAL_TOPICS)}
 
@@ -67,6 +69,7 @@ def is_valid(name: str, instance: Any) -> bool:
 
 
 VALID_EVENTS: dict[str, dict[str, Any]] = {
+    **v11_events(PERSON),
     "sampling": {
         "event_id": "smp-1",
         "occurred_at": "2022-09-06T09:30:00+08:00",
@@ -224,11 +227,14 @@ def test_output_records_pass_their_schema(name: str) -> None:
     validator(name).validate(output_samples()[name])
 
 
-def test_the_alerts_schema_keeps_the_contracts_nine_kinds() -> None:
+def test_the_alerts_schema_keeps_the_contracts_kinds() -> None:
     # An escalation is valid on its own topic and invalid as an alert: alerts keep §5's kinds.
     escalation = output_samples()["escalation"]
     assert not validator("alert").is_valid(escalation)
-    assert len(SCHEMAS["alert"]["properties"]["kind"]["enum"]) == 9
+    assert sorted(SCHEMAS["alert"]["properties"]["kind"]["enum"]) == sorted([
+        "unlocated", "followup_overdue", "test_missed", "positive", "pool_positive",
+        "retest_missed", "lab_sla_breached", "orphan_result", "identity_suspect",
+        "round_missed", "entry_without_proof", "landing_test_missed", "sentinel_untested"])
     assert SCHEMAS["escalation"]["properties"]["kind"]["enum"] == ["escalated"]
 
 
@@ -345,7 +351,7 @@ def test_asyncapi_cleanup_and_retention(asyncapi: dict[str, Any]) -> None:
         for channel in asyncapi["channels"].values()
     }
     compacted = {name for name, c in config.items() if c["cleanup.policy"] == ["compact"]}
-    assert compacted == {"person-status", "cohort"}
+    assert compacted == {"person-status", "cohort", "population"}
     for name in ("sampling", "lab", "travel", "followup", "action"):
         assert config[name]["retention.ms"] == 30 * day
     assert config["alerts"]["retention.ms"] == 90 * day
