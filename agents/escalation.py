@@ -167,6 +167,11 @@ def _sampling_found(ctx: Context, st: Keyed, entry: EscalationEntry, until: int)
     return any(at <= until for at in (st.members or {}).values())
 
 
+def _sampled_after(ctx: Context, st: Keyed, entry: EscalationEntry, until: int) -> bool:
+    """A landing or sentinel test taken late, after the window ended, still closes it."""
+    return isinstance(st, PersonState) and _sampled_since(st, entry.due, until)
+
+
 _SATISFIED: Final[dict[str, Satisfied]] = {
     "unlocated": _located,
     "followup_overdue": _followed_up,
@@ -174,6 +179,8 @@ _SATISFIED: Final[dict[str, Satisfied]] = {
     "retest_missed": _retested,
     "lab_sla_breached": _tube_progressed,
     "orphan_result": _sampling_found,
+    "landing_test_missed": _sampled_after,
+    "sentinel_untested": _sampled_after,
 }
 """How each kind is satisfied; kinds absent here (positive, pool_positive,
-identity_suspect) need an operator's action."""
+identity_suspect, entry_without_proof) need an operator's action."""

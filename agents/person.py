@@ -11,7 +11,7 @@ from __future__ import annotations
 from bisect import insort
 from typing import Final
 
-from closedloop.agents import cohorts, escalation, identity, retests, travel
+from closedloop.agents import cohorts, entries, escalation, identity, retests, travel
 from closedloop.agents.requirements import (
     Context,
     LapseHandler,
@@ -31,13 +31,23 @@ from closedloop.agents.state import (
     Sample,
     Sampled,
 )
-from closedloop.schemas.events import Action, Cohort, Event, Followup, Travel
+from closedloop.schemas.events import (
+    Action,
+    Checkpoint,
+    Clinic,
+    Cohort,
+    Event,
+    Followup,
+    Population,
+    Travel,
+)
 from closedloop.schemas.outputs import PersonStatus, PushStatus
 
 __all__ = ["HANDLERS", "PERSON_EVENTS", "forward_time", "on_event", "on_forward",
            "person_status"]
 
-PERSON_EVENTS: Final = (Travel, Followup, Cohort, Action)  # the person-keyed input events
+PERSON_EVENTS: Final = (Travel, Followup, Cohort, Action, Population, Checkpoint, Clinic)
+"""The person-keyed input events."""
 PRUNE_ABOVE: Final = 12  # facts kept per list before old ones are looked at
 
 HANDLERS: Final[dict[str, LapseHandler[PersonState]]] = {
@@ -45,6 +55,7 @@ HANDLERS: Final[dict[str, LapseHandler[PersonState]]] = {
     **cohorts.HANDLERS,
     **retests.HANDLERS,
     **identity.HANDLERS,
+    **entries.HANDLERS,
     "esc": escalation.lapse_escalation,
     "gc": lapse_gc,
 }
@@ -63,6 +74,10 @@ def on_event(ctx: Context, st: PersonState, person_id: str, event: Event) -> Non
         travel.on_followup(ctx, st, person_id, event)
     elif isinstance(event, Cohort):
         cohorts.on_cohort(ctx, st, person_id, event)
+    elif isinstance(event, Checkpoint):
+        entries.on_checkpoint(ctx, st, person_id, event)
+    elif isinstance(event, Clinic):
+        entries.on_clinic(ctx, st, person_id, event)
     if st.clears is not None and len(st.clears) > PRUNE_ABOVE:
         _prune(ctx, st)
     keep_alive(ctx, st, at)

@@ -24,6 +24,7 @@ __all__ = [
     "FORWARD_TYPES",
     "Change",
     "Contribution",
+    "Entry",
     "Escalate",
     "EscalationEntry",
     "FollowupChain",
@@ -42,6 +43,7 @@ __all__ = [
     "Sample",
     "Sampled",
     "TubeState",
+    "Visit",
     "is_blank",
     "split_name",
 ]
@@ -116,6 +118,28 @@ class Push(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     ends_at: int  # end of the regimen's last day (a replaced push: its replacement)
     first_day: str  # local date of arrival (regimen day 1), ISO
     fu: FollowupChain | None = None  # set once located
+    source: str = "travel"  # v1.1: "checkpoint" for a push a risk-area entry made
+
+
+class Entry(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """A checkpoint record, kept until its proof, counties and landing test are judged."""
+
+    at: int
+    checkpoint: str
+    district: str
+    role: str
+    proof: int | None  # proof_sampled_at
+    visited: list[str]
+
+
+class Visit(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """A sentinel visit, kept until its test window is judged."""
+
+    at: int
+    facility: str
+    kind: str  # facility_kind: picks the window
+    district: str
+    reason: str
 
 
 class Interval(msgspec.Struct, array_like=True, frozen=True, gc=False):
@@ -198,6 +222,8 @@ class PersonState(Keyed, kw_only=True, omit_defaults=True, gc=False):
     cohorts: dict[str, Membership] | None = None
     retests: dict[str, RetestNeed] | None = None  # by the tube that asked
     id_days: list[str] | None = None  # local days (ISO) with an identity_suspect already
+    entries: dict[str, Entry] | None = None  # v1.1 checkpoint records by event_id
+    visits: dict[str, Visit] | None = None  # v1.1 sentinel visits by event_id
 
 
 class ReportState(Keyed, kw_only=True, omit_defaults=True, gc=False):

@@ -84,8 +84,10 @@ def control_end(st: PersonState, push: Push) -> int:
     return ends if release is None else min(ends, release)
 
 
-def on_travel(ctx: Context, st: PersonState, person_id: str, event: Travel) -> None:
-    """A push opens (or replaces) the person's regimen and its requirements."""
+def on_travel(ctx: Context, st: PersonState, person_id: str, event: Travel,
+              source: str = "travel") -> None:
+    """A push opens (or replaces) the person's regimen and its requirements; ``source``
+    (``travel``, or ``checkpoint`` for a risk-area entry) goes into every alert it raises."""
     pushed = int(event.occurred_at.timestamp())
     ctx.contribute(event.district, pushed, "pushed")  # every push counts, even a superseded one
     old = st.push
@@ -118,6 +120,7 @@ def on_travel(ctx: Context, st: PersonState, person_id: str, event: Travel) -> N
         origin=intern(event.origin),
         ends_at=ends,
         first_day=first_day.isoformat(),
+        source=source,
     )
     st.district = event.district
     if ends <= pushed:
@@ -228,6 +231,7 @@ def _lapse_unlocated(
             "pushed_at": ctx.cal.iso(push.pushed_at),
             "locate_within_hours": ctx.policy.locate_within / 3600,
             "risk": push.risk,
+            "source": push.source,
         },
     )
     return None
@@ -256,6 +260,7 @@ def _lapse_followup(
             "days_overdue": lapses,
             "followup_every_hours": every / 3600,
             "risk": push.risk,
+            "source": push.source,
         },
     )
     was_open = chain.floor > chain.anchor  # an earlier lapse, not cleared since
@@ -300,6 +305,7 @@ def _lapse_test(ctx: Context, st: PersonState, person_id: str, name: str, due: i
             "requirement": f"regimen:{push.risk}",
             "regimen_day": number,
             "date": day.isoformat(),
+            "source": push.source,
         },
     ):
         ctx.contribute(push.district, due, "tests_missed")

@@ -380,3 +380,42 @@ def v11_events(person: str) -> dict[str, dict[str, Any]]:
             "reason": "antipyretic",
         },
     }
+
+
+def checkpoint(
+    person: str,
+    at: str,
+    proof: str | None,
+    *,
+    visited: Iterable[str] = (),
+    district: str = "district-a",
+    role: str = "driver",
+    checkpoint_id: str = "toll-1",
+    vehicle_id: str | None = None,
+    event_id: str | None = None,
+) -> Envelope:
+    """*v1.1* An entry at a checkpoint showing a negative test sampled at ``proof`` (or none)."""
+    item = _event("checkpoint", at, event_id, person_id=person, checkpoint_id=checkpoint_id,
+                  district=district, role=role, visited=list(visited), vehicle_id=vehicle_id)
+    item["value"]["proof_sampled_at"] = proof  # required, null when no proof is shown
+    return item
+
+
+def area(county: str, at: str, level: str, *, event_id: str | None = None) -> Envelope:
+    """*v1.1* A county's risk level from ``at`` on."""
+    return _event("area", at, event_id, county=county, level=level)
+
+
+def clinic(
+    person: str,
+    at: str,
+    kind: str = "hospital",
+    *,
+    facility_id: str = "facility-1",
+    district: str = "district-a",
+    reason: str = "fever",
+    event_id: str | None = None,
+) -> Envelope:
+    """*v1.1* A sentinel visit."""
+    return _event("clinic", at, event_id, person_id=person, facility_id=facility_id,
+                  facility_kind=kind, district=district, reason=reason)

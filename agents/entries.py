@@ -1,0 +1,158 @@
+"""Entry checkpoints and sentinel clinics (CONTRACT.md §4, v1.1), keyed by ``person_id``.
+
+- ``entry_without_proof``: no proof shown, a proof sampled after the entry, or one older than
+  ``proof_valid`` at the entry; due at the entry.
+- ``landing_test_missed``: no sampling in [entry, entry + ``landing_test_within``].
+- Risk areas: when the clock passes the entry, each visited county's level *as of the entry*
+  (agents/shared.py); a ``high`` or ``medium`` one puts the person under the travel-push loop
+  as a push made at the entry (``details.source = "checkpoint"``).
+- ``sentinel_untested``: no sampling in [visit, visit + ``sentinel_test_within`` of the
+  facility kind].
+
+Each record opens requirements named after its ``event_id`` (``entry:``, ``landing:``,
+``sentinel:``) and keeps its facts until they are judged. Where the contract is silent
+(README, "Rules where the contract is silent"): a proof sampled after the entry has a negative
+``proof_age_hours``; of several counties at the highest level, the first in ``visited`` is the
+push's ``origin``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Final
+
+from closedloop.agents import travel
+from closedloop.agents.requirements import Context, LapseHandler, open_req, raise_alert
+from closedloop.agents.shared import LEVEL_RANK, level_at
+from closedloop.agents.state import Entry, PersonState, Visit, split_name
+from closedloop.schemas.events import Checkpoint, Clinic, Risk, Travel
+
+__all__ = ["HANDLERS", "on_checkpoint", "on_clinic"]
+
+PUSHING_LEVELS: Final = ("high", "medium")
+
+
+def on_checkpoint(ctx: Context, st: PersonState, person_id: str, event: Checkpoint) -> None:
+    """An entry: counted now, judged when the clock passes it, tested within the window."""
+    at = int(event.occurred_at.timestamp())
+    proof = event.proof_sampled_at
+    entries = st.entries
+    if entries is None:
+        st.entries = entries = {}
+    entries[event.event_id] = Entry(
+        at, event.checkpoint_id, event.district, event.role,
+        None if proof is None else int(proof.timestamp()), list(event.visited))
+    ctx.contribute(event.district, at, "checkpoint_entries")
+    open_req(st, f"entry:{event.event_id}", at)
+    open_req(st, f"landing:{event.event_id}", at + ctx.policy.landing_test_within)
+    if st.district is None:
+        st.district = event.district
+
+
+def on_clinic(ctx: Context, st: PersonState, person_id: str, event: Clinic) -> None:
+    """A sentinel visit: counted now; a sampling is due within the facility kind's window."""
+    at = int(event.occurred_at.timestamp())
+    visits = st.visits
+    if visits is None:
+        st.visits = visits = {}
+    visits[event.event_id] = Visit(at, event.facility_id, event.facility_kind, event.district,
+                                   event.reason)
+    ctx.contribute(event.district, at, "sentinel_visits")
+    open_req(st, f"sentinel:{event.event_id}",
+             at + ctx.policy.sentinel_test_within[event.facility_kind])
+    if st.district is None:
+        st.district = event.district
+
+
+def _sampled_within(st: PersonState, start: int, end: int) -> bool:
+    return any(start <= s.at <= end for s in st.samples or ())
+
+
+def _forget_entry(st: PersonState, event_id: str, judged: str) -> None:
+    """Drop an entry's facts once neither of its requirements is open any more."""
+    other = "landing" if judged == "entry" else "entry"
+    if f"{other}:{event_id}" in st.req or st.entries is None:
+        return
+    st.entries.pop(event_id, None)
+    if not st.entries:
+        st.entries = None
+
+
+def proof_age_hours(entry: Entry) -> float | None:
+    """Hours from the proof's sampling to the entry, to 0.1 (negative: a proof from after it)."""
+    return None if entry.proof is None else round((entry.at - entry.proof) / 3600, 1)
+
+
+def without_proof(ctx: Context, entry: Entry) -> bool:
+    """No proof, a proof from after the entry, or one older than ``proof_valid`` then."""
+    proof = entry.proof
+    return proof is None or proof > entry.at or entry.at - proof > ctx.policy.proof_valid
+
+
+def _lapse_entry(ctx: Context, st: PersonState, person_id: str, name: str, due: int
+                 ) -> int | None:
+    """The clock passed the entry: judge its proof, and its counties as of the entry."""
+    event_id = split_name(name)[1]
+    entry = None if st.entries is None else st.entries.get(event_id)
+    if entry is None:
+        return None
+    if without_proof(ctx, entry) and raise_alert(
+        ctx, st, kind="entry_without_proof", subject=person_id, due=entry.at,
+        person_id=person_id, district=entry.district,
+        details={"checkpoint_id": entry.checkpoint, "role": entry.role,
+                 "proof_age_hours": proof_age_hours(entry)},
+    ):
+        ctx.contribute(entry.district, entry.at, "entries_without_proof")
+    risky = [(LEVEL_RANK[level], -number, county)
+             for number, county in enumerate(entry.visited)
+             if (level := level_at(ctx.shared, county, entry.at)) in PUSHING_LEVELS]
+    if risky:
+        rank, _, county = max(risky)
+        risk: Risk = "high" if rank == LEVEL_RANK["high"] else "medium"
+        instant = datetime.fromtimestamp(entry.at, ctx.cal.zone)
+        push = Travel(event_id=event_id, occurred_at=instant, person_id=person_id,
+                      district=entry.district, arrived_at=instant, origin=county, risk=risk)
+        travel.on_travel(ctx, st, person_id, push, source="checkpoint")
+    _forget_entry(st, event_id, "entry")
+    return None
+
+
+def _lapse_landing(ctx: Context, st: PersonState, person_id: str, name: str, due: int
+                   ) -> int | None:
+    event_id = split_name(name)[1]
+    entry = None if st.entries is None else st.entries.get(event_id)
+    if entry is None:
+        return None
+    if not _sampled_within(st, entry.at, due) and raise_alert(
+        ctx, st, kind="landing_test_missed", subject=person_id, due=due, person_id=person_id,
+        district=entry.district, details={"checkpoint_id": entry.checkpoint, "role": entry.role},
+    ):
+        ctx.contribute(entry.district, due, "landing_tests_missed")
+    st.req.pop(name, None)  # judged: _forget_entry must not see it open
+    _forget_entry(st, event_id, "landing")
+    return None
+
+
+def _lapse_sentinel(ctx: Context, st: PersonState, person_id: str, name: str, due: int
+                    ) -> int | None:
+    event_id = split_name(name)[1]
+    visit = None if st.visits is None else st.visits.pop(event_id, None)
+    if st.visits is not None and not st.visits:
+        st.visits = None
+    if visit is None:
+        return None
+    if not _sampled_within(st, visit.at, due) and raise_alert(
+        ctx, st, kind="sentinel_untested", subject=person_id, due=due, person_id=person_id,
+        district=visit.district,
+        details={"facility_id": visit.facility, "facility_kind": visit.kind,
+                 "reason": visit.reason},
+    ):
+        ctx.contribute(visit.district, due, "sentinel_untested")
+    return None
+
+
+HANDLERS: Final[dict[str, LapseHandler[PersonState]]] = {
+    "entry": _lapse_entry,
+    "landing": _lapse_landing,
+    "sentinel": _lapse_sentinel,
+}
