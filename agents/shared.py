@@ -14,9 +14,9 @@ from typing import Final
 
 import msgspec
 
-from closedloop.schemas.events import Area
+from closedloop.schemas.events import Area, Round
 
-__all__ = ["LEVEL_RANK", "AreaLevel", "Shared", "apply_area", "level_at"]
+__all__ = ["LEVEL_RANK", "AreaLevel", "Shared", "apply_area", "apply_shared", "level_at"]
 
 LEVEL_RANK: Final = {"low": 0, "medium": 1, "high": 2}
 
@@ -43,6 +43,13 @@ def apply_area(shared: Shared, event: Area) -> bool:
         return False
     insort(history, entry, key=_order)
     return True
+
+
+def apply_shared(shared: Shared, event: Area | Round) -> bool:
+    """Apply a record of a shared topic; False if it changed nothing (already known)."""
+    if isinstance(event, Area):
+        return apply_area(shared, event)
+    return False  # rounds: agents/rounds.py
 
 
 def level_at(shared: Shared, county: str, instant: int) -> str:

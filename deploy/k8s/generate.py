@@ -43,7 +43,8 @@ WORKER_USER: Final = "closedloop-worker"
 INTERNAL: Final = ("person-tests", "report-parts", "tube-ticks")
 OUTPUTS: Final = ("alerts", "escalations", "person-status", "daily-report", "deadletter",
                    "round-report")
-WORKER_READS: Final = (*INPUT_STAGE, *INTERNAL)
+SHARED: Final = ("area", "round")  # v1.1: the tube stage broadcasts them to every person partition
+WORKER_READS: Final = (*INPUT_STAGE, *SHARED, *INTERNAL)
 WORKER_WRITES: Final = (*OUTPUTS, *INTERNAL)
 
 # Every other client: user name -> (topics it writes, topics it reads). A client that reads

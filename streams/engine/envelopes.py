@@ -18,7 +18,7 @@ from closedloop.schemas.events import KEY_FIELD
 
 __all__ = ["COMPACTED_INPUTS", "Publishable", "Refused", "publishable"]
 
-COMPACTED_INPUTS: Final = frozenset({"cohort"})
+COMPACTED_INPUTS: Final = frozenset({"cohort", "population"})
 """Input topics with ``cleanup.policy=compact`` (the roster): every record needs its key."""
 
 
@@ -33,6 +33,8 @@ class _Keyed(msgspec.Struct):
     tube_id: object = None
     person_id: object = None
     subject: object = None
+    round_id: object = None
+    county: object = None
 
 
 _decode_envelope = msgspec.json.Decoder(_Envelope).decode

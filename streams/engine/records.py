@@ -24,7 +24,7 @@ from closedloop.agents.state import (
     Sampled,
 )
 from closedloop.schemas.decode import Rejection, decode_event
-from closedloop.schemas.events import KEY_FIELD, Action, Event
+from closedloop.schemas.events import KEY_FIELD, Action, Area, Event, Round
 from closedloop.schemas.policy import Policy
 from closedloop.streams.engine.stage_runner import AnyRunner, Effects
 from closedloop.streams.engine.topology import (
@@ -86,8 +86,15 @@ class _Mark(msgspec.Struct, tag="mark", tag_field="type"):
     at: int
 
 
+class _Shared(msgspec.Struct, tag="shared", tag_field="type"):
+    """A validated record of a shared topic (area, round), sent to every person partition."""
+
+    topic: str
+    event: msgspec.Raw  # the event's JSON as it came
+
+
 _decode_internal = msgspec.json.Decoder(
-    _Tick | _Mark | Sampled | Result | Retest | Escalate | Contribution).decode
+    _Tick | _Mark | _Shared | Sampled | Result | Retest | Escalate | Contribution).decode
 """Every record of an internal topic, by its ``type`` (fill requests are read before)."""
 
 
@@ -108,6 +115,8 @@ def _handle(stage: str, runner: AnyRunner, record: Record, policy: Policy) -> Ha
     wiring = WIRING[stage]
     if record.topic in wiring.quiet:
         return _quiet_input(runner, record, policy)
+    if record.topic in wiring.broadcasts:
+        return _shared_input(runner, record, policy)
     if record.topic in wiring.owns:
         return _owned_input(runner, record, policy)
     if record.value.startswith(b'{"type":"fill"'):
@@ -161,6 +170,17 @@ def _quiet_input(runner: AnyRunner, record: Record, policy: Policy) -> Handled:
     return handled
 
 
+def _shared_input(runner: AnyRunner, record: Record, policy: Policy) -> Handled:
+    """A shared fact (area, round): validated and counted here, applied on every person
+    partition. Its offset counts for ticks; its event time moves no clock."""
+    _, decoded = _decode_keyed(record, policy)
+    fx = runner.on_skipped(record.partition, record.topic, record.offset)
+    if isinstance(decoded, Rejection):
+        return Handled(fx, rejection=decoded, consumed=True)
+    fx.broadcasts.append(_encode(_Shared(record.topic, msgspec.Raw(record.value))))
+    return Handled(fx, consumed=True)
+
+
 def _internal(runner: AnyRunner, record: Record) -> Effects:
     """A record of an internal topic: tick, clock mark, forward or contribution."""
     item = _decode_internal(record.value)
@@ -171,6 +191,11 @@ def _internal(runner: AnyRunner, record: Record) -> Effects:
         return runner.on_tick(partition, item.at, after)
     if isinstance(item, _Mark):
         return runner.on_mark(partition, item.source, item.at)
+    if isinstance(item, _Shared):
+        event = decode_event(item.topic, bytes(item.event))
+        if isinstance(event, Area | Round):
+            return runner.on_shared(partition, event)
+        return Effects()  # validated by the tube stage; a newer engine's record, say
     key = record.key.decode() if record.key else ""
     if isinstance(item, Contribution):
         return runner.on_counted(partition, key, item, item.at, record.topic, record.offset)
@@ -201,6 +226,8 @@ def route(stage: str, partition: int, fx: Effects, runner: AnyRunner,
             value = _encode(person_rules.person_status(ctx, person_id, st)) \
                 if isinstance(st, PersonState) else None
             out.append(Outgoing("person-status", person_id.encode(), value))
+    out.extend(Outgoing(FORWARDS_TOPIC, None, value, target)
+               for value in fx.broadcasts for target in range(partitions))
     if fx.mark is not None:
         mark = _encode(_Mark(f"{stage}/{partition}", fx.mark))
         out.extend(Outgoing(name, None, mark, target)

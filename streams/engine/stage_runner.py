@@ -23,6 +23,7 @@ import msgspec
 
 from closedloop.agents.calendar import Calendar
 from closedloop.agents.requirements import Context
+from closedloop.agents.shared import Shared, apply_shared
 from closedloop.agents.state import (
     Contribution,
     Forward,
@@ -32,6 +33,7 @@ from closedloop.agents.state import (
     TubeState,
 )
 from closedloop.schemas.decode import Rejection
+from closedloop.schemas.events import Area, Round
 from closedloop.schemas.outputs import Alert, DailyReport
 from closedloop.schemas.policy import Policy
 from closedloop.streams.engine.clock import MIN_EPOCH, Watermark
@@ -71,6 +73,7 @@ class PartitionMeta(msgspec.Struct, kw_only=True, gc=False):
     max_seen: int
     clock: int
     seen: dict[str, int] = {}
+    shared: Shared | None = None  # the person stage's areas and rounds
 
 
 @dataclass(slots=True)
@@ -86,11 +89,12 @@ class Effects:
     duplicate: bool = False
     touched: set[str] = field(default_factory=set)
     mark: int | None = None  # the stage clock to announce downstream, if it moved a step
+    broadcasts: list[bytes] = field(default_factory=list)  # shared facts, to every partition
 
 
 class _Partition:
     __slots__ = ("clock", "index", "marked", "marks", "number", "pending", "processed", "read",
-                 "seen", "tick", "topics")
+                 "seen", "shared", "tick", "topics")
 
     def __init__(self, lateness: int) -> None:
         self.number = -1
@@ -104,6 +108,7 @@ class _Partition:
         self.pending: list[tuple[int, dict[str, int]]] = []  # ticks waiting for offsets
         self.seen: dict[str, int] = {}  # internal topic -> last offset applied (replay guard)
         self.read: dict[str, int] = {}  # topic -> last offset handled while held (gap guard)
+        self.shared = Shared()  # areas and rounds every person partition holds whole
 
 
 class StageRunner(Generic[S]):
@@ -156,6 +161,7 @@ class StageRunner(Generic[S]):
             topics=part.topics, processed=part.processed, marks=part.marks,
             pending=list(part.pending), tick=part.tick, marked=part.marked,
             max_seen=part.clock.max_seen, clock=part.clock.value, seen=part.seen,
+            shared=part.shared if part.shared != Shared() else None,
         )
 
     def _load(self, part: _Partition) -> None:
@@ -171,6 +177,8 @@ class StageRunner(Generic[S]):
         part.clock.max_seen = saved.max_seen
         part.clock.value = saved.clock
         part.seen = dict(saved.seen)
+        if saved.shared is not None:
+            part.shared = saved.shared
 
     def expected(self, partition: int, topic: str) -> int | None:
         """The next offset of ``topic`` this stage should handle in ``partition``, if known.
@@ -293,6 +301,15 @@ class StageRunner(Generic[S]):
         self._save(part)
         return effects
 
+    def on_shared(self, partition: int, event: Area | Round) -> Effects:
+        """A shared fact broadcast by the tube stage: kept with the partition's clock state."""
+        part = self._part(partition)
+        effects = Effects()
+        if apply_shared(part.shared, event):
+            self._save(part)
+        self._fire(part, self._context(part), effects)
+        return effects
+
     def on_mark(self, partition: int, source: str, clock: int) -> Effects:
         """An upstream partition's clock reached ``clock``."""
         part = self._part(partition)
@@ -372,7 +389,7 @@ class StageRunner(Generic[S]):
 
     def _context(self, part: _Partition) -> Context:
         return Context(self.policy, self.cal, self._effective(part),
-                       catch_up_before=self.catch_up_before)
+                       catch_up_before=self.catch_up_before, shared=part.shared)
 
     def _fire(
         self, part: _Partition, ctx: Context, effects: Effects, force_mark: bool = False

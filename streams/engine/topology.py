@@ -200,6 +200,10 @@ class Wiring:
     action reaches the tube stage quietly). ``internal``: its internal topic (ticks, marks,
     forwards or contributions, fill requests). ``upstream``: how many stages mark it, each
     from every partition. ``marks``: the internal topics its clock marks go to.
+    ``broadcasts``: SHARED_TOPICS it validates (dead-letters, counts) and sends whole to every
+    person partition on its internal topic, ahead of its next clock mark, so a person stage
+    whose clock passed T holds every shared fact the tube stages read before they passed T.
+    They do not move its clock (an area record may come once a month).
     """
 
     stage: AnyStage
@@ -208,15 +212,17 @@ class Wiring:
     internal: str
     upstream: int
     marks: tuple[str, ...]
+    broadcasts: tuple[str, ...] = ()
 
     @property
     def reads(self) -> tuple[str, ...]:
-        return (*self.owns, *self.quiet, self.internal)
+        return (*self.owns, *self.quiet, *self.broadcasts, self.internal)
 
 
 WIRING: Final[dict[str, Wiring]] = {
     "tube": Wiring(TUBE, owns=("sampling", "lab"), quiet=("action",), internal="tube-ticks",
-                   upstream=0, marks=(FORWARDS_TOPIC, CONTRIBUTIONS_TOPIC)),
+                   upstream=0, marks=(FORWARDS_TOPIC, CONTRIBUTIONS_TOPIC),
+                   broadcasts=SHARED_TOPICS),
     "person": Wiring(PERSON, owns=("travel", "followup", "cohort", "action", "population",
                                    "checkpoint", "clinic"), quiet=(),
                      internal=FORWARDS_TOPIC, upstream=1, marks=(CONTRIBUTIONS_TOPIC,)),

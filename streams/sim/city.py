@@ -20,6 +20,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any, Final
 
 from closedloop.schemas.identifiers import contains_raw
+from closedloop.streams.sim.entries import Gates
 
 __all__ = [
     "COHORTS",
@@ -228,8 +229,10 @@ class City:
         lapse: float,
         identity: float,
         summary: Counter[str],
+        gates: Gates | None = None,
     ) -> None:
         self.rng = rng
+        self.gates = gates
         self.clock = clock
         self.days = days
         self.lapse = lapse
@@ -298,10 +301,11 @@ class City:
     def district_of(self, person: int) -> str:
         return self.sites[self.home[person]].district
 
-    def pick_general(self) -> int | None:
+    def pick_general(self, rng: random.Random | None = None) -> int | None:
         """A random person free for something new (not in a cohort, a regimen or isolation)."""
+        draw = (rng or self.rng).randrange
         for _ in range(64):
-            person = self.rng.randrange(len(self.person_ids))
+            person = draw(len(self.person_ids))
             if self.status[person] == _GENERAL:
                 return person
         return None
@@ -328,6 +332,8 @@ class City:
         self._cohort_tests(start)
         self._pushes_of_day(day, start)
         self._follow_travellers(day, start)
+        if self.gates is not None:
+            self.gates.day(self, day, start)
         self._mass_testing(start)
         self._identity_misuse(start)
         self._report_tubes()
@@ -338,6 +344,8 @@ class City:
         emissions = self._batch.emissions
         emissions.append((t, topic, value))
         return len(emissions) - 1
+
+    emit = _emit  # for the city's gates (streams/sim/entries.py)
 
     def _worker(self, person: int) -> str:
         district = self.district_of(person)
@@ -361,6 +369,40 @@ class City:
             self.summary[f"lapse:{kind}"] += 1
             return True
         return False
+
+    def lapsed(self, kind: str, rng: random.Random) -> bool:
+        """A lapse at the city's rate, drawn from ``rng`` (the gates' own)."""
+        if rng.random() < self.lapse:
+            self.summary[f"lapse:{kind}"] += 1
+            return True
+        return False
+
+    def negative_single(self, person: int, t: int, site: int, reason: str,
+                        rng: random.Random) -> None:
+        """A single-tube test at ``site`` with a punctual negative result (landing, sentinel)."""
+        tube = _Tube(self.next_id("tk"), site, 1, [(person, t)], reason)
+        place = self.sites[site]
+        self._emit(t, "sampling", {
+            "event_id": self.next_id("sa"), "occurred_at": self.clock.stamp(t),
+            "person_id": self.person_ids[person], "tube_id": tube.tube_id,
+            "site_id": place.site_id, "district": place.district, "pool_size": 1,
+            "site_lat": place.lat, "site_lon": place.lon, "reason": reason})
+        lab = rng.choice(self.labs)
+        received = t + rng.randint(30 * MINUTE, 2 * HOUR)
+        reported = received + rng.randint(30 * MINUTE, 4 * HOUR)
+        for at, status in ((received, "received"), (reported, "reported")):
+            value: dict[str, Any] = {"event_id": self.next_id("lb"),
+                                     "occurred_at": self.clock.stamp(at), "tube_id": tube.tube_id,
+                                     "lab_id": lab, "status": status}
+            if status == "reported":
+                value["result"] = "negative"
+            self._emit(at, "lab", value)
+        self.summary["city:tubes"] += 1
+        self.summary["city:negative_tubes"] += 1
+
+    def push_from_checkpoint(self, person: int, day: int, entry: int, risk: str) -> None:
+        """An entry from a risky county: followed up as a pushed traveller, arrived at entry."""
+        self._push(person, day, entry, risk=risk, arrived=entry, emit=False)
 
     # -- key populations ------------------------------------------------------------------------
 
@@ -456,23 +498,25 @@ class City:
             return _RISK_CYCLE[self._pushes - 1]
         return self.rng.choices(tuple(REGIMENS), _RISK_WEIGHTS)[0]
 
-    def _push(self, person: int, day: int, push: int) -> None:
-        risk = self._next_risk()
-        arrived = push - self.rng.randint(1 * HOUR, 30 * HOUR)
-        self._emit(
-            push,
-            "travel",
-            {
-                "event_id": self.next_id("tr"),
-                "occurred_at": self.clock.stamp(push),
-                "person_id": self.person_ids[person],
-                "district": self.district_of(person),
-                "arrived_at": self.clock.stamp(arrived),
-                "origin": self.rng.choice(_ORIGINS[risk]),
-                "risk": risk,
-            },
-        )
-        self.summary["city:pushes"] += 1
+    def _push(self, person: int, day: int, push: int, *, risk: str | None = None,
+              arrived: int | None = None, emit: bool = True) -> None:
+        risk = self._next_risk() if risk is None else risk
+        arrived = push - self.rng.randint(1 * HOUR, 30 * HOUR) if arrived is None else arrived
+        if emit:
+            self._emit(
+                push,
+                "travel",
+                {
+                    "event_id": self.next_id("tr"),
+                    "occurred_at": self.clock.stamp(push),
+                    "person_id": self.person_ids[person],
+                    "district": self.district_of(person),
+                    "arrived_at": self.clock.stamp(arrived),
+                    "origin": self.rng.choice(_ORIGINS[risk]),
+                    "risk": risk,
+                },
+            )
+            self.summary["city:pushes"] += 1
         located = self._locate(person, push)
         first_day = self.clock.day_of(arrived)
         length, test_days = REGIMENS[risk]

@@ -33,6 +33,7 @@ from closedloop.streams.sim.city import (
     DayBatch,
     stochastic_round,
 )
+from closedloop.streams.sim.entries import Gates
 
 __all__ = [
     "DEFAULT_START",
@@ -107,6 +108,7 @@ class CityConfig:
     start: datetime = DEFAULT_START  # the first simulated day is start's local date
     districts: tuple[str, ...] = DEFAULT_DISTRICTS
     noise: Noise = field(default_factory=Noise)
+    gates: bool = True  # v1.1: checkpoints, county levels and sentinel visits
 
     def __post_init__(self) -> None:
         if self.people < 1 or self.days < 1:
@@ -143,6 +145,7 @@ def simulate(config: CityConfig, summary: Counter[str] | None = None) -> Iterato
         lapse=config.noise.lapse,
         identity=config.noise.identity,
         summary=tally,
+        gates=Gates(random.Random(config.seed * 7919 + 104_729)) if config.gates else None,
     )
     pending: list[tuple[int, int, bytes]] = []  # (arrival, sequence, line), sorted
     sequence = 0

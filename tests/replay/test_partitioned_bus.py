@@ -150,3 +150,45 @@ class TestARecordTheEngineFailsOn:
         assert failed and all(failing_lab in letter["original"] for letter in failed)
         assert result.stats["rejected:internal_error"] == len(failed)
         assert sum(result.alerts_by_kind.values()) > 0
+
+
+class TestSharedFactsReachEveryPersonPartition:
+    """``area`` records (key county) land on one partition; every person partition needs them.
+
+    The tube stage broadcasts each to every person partition ahead of its next clock mark,
+    so an entry is judged against the levels as of its instant whichever partitions hold
+    the county and the person, and whichever order the bus delivers in.
+    """
+
+    @staticmethod
+    def _lines() -> list[bytes]:
+        from helpers import area, at, checkpoint, sampling, to_line
+
+        t0 = "2022-09-06T09:00:00+08:00"
+        events = [area(f"C-{n}", at(t0, days=-1), "high" if n % 2 else "medium")
+                  for n in range(6)]
+        # people entering from each county; one area record arrives after the first entries
+        # it governs (within the lateness: the clock has not passed them yet); a county
+        # turns low between two entries; a sampling moves the clock on
+        entries = [checkpoint(f"traveller-{n:02d}", at(t0, minutes=n), at(t0, hours=-3),
+                              visited=[f"C-{n % 6}", "C-late"]) for n in range(12)]
+        events += [*entries[:4], area("C-late", at(t0, minutes=-30), "medium"), *entries[4:],
+                   area("C-0", at(t0, minutes=6, seconds=30), "low"),
+                   sampling("someone-0001", "tb-1", at(t0, hours=1))]
+        return [to_line(event) for event in events]
+
+    @pytest.mark.parametrize("order", ORDERS)
+    def test_entries_are_judged_as_replay_judges_them(self, order: str) -> None:
+        until = epoch("2022-09-07T12:00:00+08:00")
+        alerts = io.BytesIO()
+        replay_lines(self._lines(), default_policy(), until=until, alerts_out=alerts)
+        replayed = set(alerts.getvalue().splitlines())
+        unlocated = [msgspec.json.decode(line) for line in replayed if b'"unlocated"' in line]
+        # every entry pushed (C-late is medium), at the level of its first county if higher
+        assert len(unlocated) == 12
+        assert {a["details"]["source"] for a in unlocated} == {"checkpoint"}
+        assert sorted(a["details"]["risk"] for a in unlocated).count("high") == 6
+        bus = PartitionedBus(default_policy(), partitions=4, order=order)
+        bus.produce(self._lines())
+        bus.tick(until)
+        assert set(_encoded(bus.run().alerts)) == replayed
