@@ -26,8 +26,9 @@ from closedloop.agents.requirements import Context, LapseHandler, open_req, rais
 from closedloop.agents.shared import LEVEL_RANK, level_at
 from closedloop.agents.state import Entry, PersonState, Visit, split_name
 from closedloop.schemas.events import Checkpoint, Clinic, Risk, Travel
+from closedloop.schemas.policy import Policy
 
-__all__ = ["HANDLERS", "on_checkpoint", "on_clinic"]
+__all__ = ["HANDLERS", "on_checkpoint", "on_clinic", "proof_age_hours", "without_proof"]
 
 PUSHING_LEVELS: Final = ("high", "medium")
 
@@ -83,10 +84,9 @@ def proof_age_hours(entry: Entry) -> float | None:
     return None if entry.proof is None else round((entry.at - entry.proof) / 3600, 1)
 
 
-def without_proof(ctx: Context, entry: Entry) -> bool:
-    """No proof, a proof from after the entry, or one older than ``proof_valid`` then."""
-    proof = entry.proof
-    return proof is None or proof > entry.at or entry.at - proof > ctx.policy.proof_valid
+def without_proof(policy: Policy, at: int, proof: int | None) -> bool:
+    """No proof, a proof from after the entry at ``at``, or one older than ``proof_valid``."""
+    return proof is None or proof > at or at - proof > policy.proof_valid
 
 
 def _lapse_entry(ctx: Context, st: PersonState, person_id: str, name: str, due: int
@@ -96,7 +96,7 @@ def _lapse_entry(ctx: Context, st: PersonState, person_id: str, name: str, due: 
     entry = None if st.entries is None else st.entries.get(event_id)
     if entry is None:
         return None
-    if without_proof(ctx, entry) and raise_alert(
+    if without_proof(ctx.policy, entry.at, entry.proof) and raise_alert(
         ctx, st, kind="entry_without_proof", subject=person_id, due=entry.at,
         person_id=person_id, district=entry.district,
         details={"checkpoint_id": entry.checkpoint, "role": entry.role,

@@ -15,6 +15,7 @@ import msgspec
 import orjson
 
 from closedloop.agents import person as person_rules
+from closedloop.agents.entries import without_proof
 from closedloop.agents.state import (
     Contribution,
     Escalate,
@@ -24,7 +25,7 @@ from closedloop.agents.state import (
     Sampled,
 )
 from closedloop.schemas.decode import Rejection, decode_event
-from closedloop.schemas.events import KEY_FIELD, Action, Area, Event, Round
+from closedloop.schemas.events import KEY_FIELD, Action, Area, Checkpoint, Event, Round
 from closedloop.schemas.policy import Policy
 from closedloop.streams.engine.stage_runner import AnyRunner, Effects
 from closedloop.streams.engine.topology import (
@@ -69,6 +70,7 @@ class Handled:
     consumed: bool = False  # an input event this stage owns (counted once, by its owner)
     action: str | None = None  # an operator action applied where the subject's state is
     fill: tuple[str, int] | None = None  # a request to read (topic, up to end offset)
+    entry: tuple[str, str] | None = None  # a checkpoint entry applied: (role, proof outcome)
     error: Exception | None = None  # what the stage raised (the record is dead-lettered)
 
 
@@ -149,6 +151,10 @@ def _owned_input(runner: AnyRunner, record: Record, policy: Policy) -> Handled:
             and key in runner.table:
         # counted where the subject's state is: a person's here, a tube's on the tube stage
         handled.action = decoded.action
+    if not fx.duplicate and fx.rejection is None and isinstance(decoded, Checkpoint):
+        proof = decoded.proof_sampled_at
+        missing = without_proof(policy, at, None if proof is None else int(proof.timestamp()))
+        handled.entry = (decoded.role, "without_proof" if missing else "with_proof")
     return handled
 
 

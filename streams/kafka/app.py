@@ -132,8 +132,7 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
     runners = make_runners(policy, n, table_of, catch_up_before=catch_up_before,
                            committed=committed)
     telemetry = WorkerMetrics(policy)  # every closedloop_* metric (streams/kafka/metrics.py)
-    for name in ("sampling", "lab", "tube-ticks", "action", "travel", "followup",
-                 "person-tests", "report-parts"):
+    for name in sorted(gapless & set(READERS)):
         telemetry.offset_gaps.labels(name)  # a zero series from the start, not from the first gap
     state: dict[str, Any] = {"ready": False}
     stage_topic = {name: address[wiring.reads[0]] for name, wiring in WIRING.items()}
@@ -306,6 +305,8 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
             telemetry.duplicates.labels(name).inc()  # only where the key's state is
         if done.action is not None:
             telemetry.actions.labels(done.action).inc()
+        if done.entry is not None:
+            telemetry.entries.labels(*done.entry).inc()
         if done.error is not None:
             log.error("closedloop %s stage failed on %s[%s]@%s; dead-lettered", stage,
                       name, message.partition, message.offset, exc_info=done.error)

@@ -25,6 +25,7 @@ from closedloop.schemas.policy import Policy
 from closedloop.streams.engine.clock import MIN_EPOCH
 
 __all__ = [
+    "ENTRY_OUTCOMES",
     "LAB_STAGES",
     "LATENCY_BUCKETS",
     "TURNAROUND_BUCKETS",
@@ -47,6 +48,7 @@ TURNAROUND_BUCKETS: Final = (900.0, 1800.0, 3600.0, 7200.0, 14400.0, 21600.0, 28
 # The wall-clock objective is an alert within 1 s of its trigger: a bucket at exactly 1 s.
 LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 TALLIED_STAGES: Final = ("tube", "person")  # the loops' requirements; report cut-offs are not
+ENTRY_OUTCOMES: Final = ("with_proof", "without_proof")  # the proof rule, judged at the entry
 
 
 def requirement_kinds(st: object) -> Counter[str]:
@@ -213,6 +215,9 @@ class WorkerMetrics:
                                    "topic")
         self.actions = counter("closedloop_alert_actions_total",
                                "operator actions applied from the action topic", "action")
+        self.entries = counter("closedloop_checkpoint_entries_total",
+                               "checkpoint entries, by role and whether a valid proof was shown",
+                               "role", "outcome")
         self.index_size = gauge("closedloop_deadline_index_size", "open deadlines indexed",
                                 "stage")
         self.open_requirements = gauge("closedloop_open_requirements",
@@ -234,6 +239,9 @@ class WorkerMetrics:
                                  "send", buckets=LATENCY_BUCKETS, registry=reg)
         for action in ("ack", "resolve"):  # closed sets: a series from the start, at 0
             self.actions.labels(action)
+        for role in ("driver", "passenger"):
+            for outcome in ENTRY_OUTCOMES:
+                self.entries.labels(role, outcome)
         for lab_stage in LAB_STAGES:
             self.turnaround.labels(lab_stage)
         self.tallies = {stage: KeyTally(policy, stage) for stage in TALLIED_STAGES}
