@@ -167,11 +167,17 @@ def _sampling_found(ctx: Context, st: Keyed, entry: EscalationEntry, until: int)
     return any(at <= until for at in (st.members or {}).values())
 
 
+def _caught_up(ctx: Context, st: Keyed, entry: EscalationEntry, until: int) -> bool:
+    """round_missed: a catch-up sampling after the close (agents/rounds.py)."""
+    return isinstance(st, PersonState) and _sampled_since(st, entry.due + 1, until)
+
+
 _SATISFIED: Final[dict[str, Satisfied]] = {
     "unlocated": _located,
     "followup_overdue": _followed_up,
     "test_missed": _tested,
     "retest_missed": _retested,
+    "round_missed": _caught_up,
     "lab_sla_breached": _tube_progressed,
     "orphan_result": _sampling_found,
 }

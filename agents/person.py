@@ -11,13 +11,12 @@ from __future__ import annotations
 from bisect import insort
 from typing import Final
 
-from closedloop.agents import cohorts, escalation, identity, retests, travel
+from closedloop.agents import cohorts, escalation, identity, retests, roster, travel
 from closedloop.agents.requirements import (
     Context,
     LapseHandler,
     fire_due,
     keep_alive,
-    lapse_gc,
     open_escalation,
     prune_sent,
 )
@@ -31,13 +30,14 @@ from closedloop.agents.state import (
     Sample,
     Sampled,
 )
-from closedloop.schemas.events import Action, Cohort, Event, Followup, Travel
+from closedloop.schemas.events import Action, Cohort, Event, Followup, Population, Travel
 from closedloop.schemas.outputs import PersonStatus, PushStatus
 
 __all__ = ["HANDLERS", "PERSON_EVENTS", "forward_time", "on_event", "on_forward",
            "person_status"]
 
-PERSON_EVENTS: Final = (Travel, Followup, Cohort, Action)  # the person-keyed input events
+PERSON_EVENTS: Final = (Travel, Followup, Cohort, Action,
+                        Population)  # the person-keyed input events
 PRUNE_ABOVE: Final = 12  # facts kept per list before old ones are looked at
 
 HANDLERS: Final[dict[str, LapseHandler[PersonState]]] = {
@@ -46,7 +46,7 @@ HANDLERS: Final[dict[str, LapseHandler[PersonState]]] = {
     **retests.HANDLERS,
     **identity.HANDLERS,
     "esc": escalation.lapse_escalation,
-    "gc": lapse_gc,
+    "gc": roster.lapse_gc_keep_roster,  # lapse_gc, but the roster stays
 }
 
 
@@ -63,6 +63,8 @@ def on_event(ctx: Context, st: PersonState, person_id: str, event: Event) -> Non
         travel.on_followup(ctx, st, person_id, event)
     elif isinstance(event, Cohort):
         cohorts.on_cohort(ctx, st, person_id, event)
+    elif isinstance(event, Population):
+        roster.on_population(ctx, st, person_id, event)
     if st.clears is not None and len(st.clears) > PRUNE_ABOVE:
         _prune(ctx, st)
     keep_alive(ctx, st, at)

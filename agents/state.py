@@ -39,6 +39,7 @@ __all__ = [
     "Result",
     "Retest",
     "RetestNeed",
+    "RosterEntry",
     "Sample",
     "Sampled",
     "TubeState",
@@ -154,6 +155,16 @@ class RetestNeed(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     district: str | None
 
 
+class RosterEntry(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """A ``population`` record (the roster, agents/roster.py); sorted by (at, event_id)."""
+
+    at: int
+    event_id: str
+    district: str
+    grid: str | None
+    status: str  # resident | floating | left
+
+
 # -- per-key state ----------------------------------------------------------------------------
 
 
@@ -198,6 +209,7 @@ class PersonState(Keyed, kw_only=True, omit_defaults=True, gc=False):
     cohorts: dict[str, Membership] | None = None
     retests: dict[str, RetestNeed] | None = None  # by the tube that asked
     id_days: list[str] | None = None  # local days (ISO) with an identity_suspect already
+    roster: list[RosterEntry] | None = None  # population records, the latest few (roster.py)
 
 
 class ReportState(Keyed, kw_only=True, omit_defaults=True, gc=False):
