@@ -7,6 +7,8 @@ catch-up window (24 h) ends 12:00 on 09-07. Rows are compared as tuples
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from helpers import (
@@ -22,6 +24,7 @@ from helpers import (
 )
 
 from closedloop.agents.rounds import median_hours
+from closedloop.streams.cli import main
 
 OPENS = T0  # 2022-09-06T09:00:00+08:00
 CLOSES = at(T0, hours=3)  # 12:00
@@ -427,3 +430,34 @@ class TestDeterminism:
         second = run_rounds(events, until=END)
         assert first[2] == second[2] and first[0] == second[0]
         assert [r["stage"] for r in first[1]].count("final") == 2
+
+
+class TestRosterKept:
+    def test_a_roster_entry_outlives_state_retention_other_facts_do_not(self) -> None:
+        # given A on the roster 20 days before the round (state_retention is 8 days), and
+        # B who was on it and left; neither heard of since
+        events = [
+            population("person-aaaa", at(BEFORE, days=-19), grid="grid-3"),
+            population("person-bbbb", at(BEFORE, days=-19)),
+            population("person-bbbb", at(BEFORE, days=-18), status="left"),
+            sampling("person-cccc", "tube-c1", at(BEFORE, days=-18)),  # moves the clock
+            _round(),
+        ]
+        alerts, reports, _ = run_rounds(events, until=CLOSES)
+        # then A is still in scope, with their grid; B is not
+        assert _rows(_report(reports, "close")) == {"district-a": (1, 0, 1, 0, 0, None)}
+        assert _missed(alerts) == [("person-aaaa", CLOSES, "district-a", ["r1"], "grid-3")]
+
+
+class TestCommandLine:
+    def test_round_reports_option_writes_them_in_the_order_raised(self, tmp_path: Path) -> None:
+        events = [population("person-aaaa", BEFORE), _round()]
+        source = tmp_path / "in.jsonl"
+        source.write_text("".join(json.dumps(e) + "\n" for e in events))
+        out = tmp_path / "rounds.jsonl"
+        status = main(["replay", str(source), "--until", FINAL, "--quiet",
+                       "--alerts", str(tmp_path / "a.jsonl"), "--round-reports", str(out)])
+        assert status == 0
+        assert out.read_bytes() == run_rounds(events, until=FINAL)[2]
+        assert [json.loads(line)["stage"] for line in out.read_text().splitlines()] == [
+            "progress", "progress", "close", "final"]
