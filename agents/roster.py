@@ -18,10 +18,11 @@ from sys import intern
 import msgspec
 
 from closedloop.agents.requirements import Context, lapse_gc
+from closedloop.agents.rounds import entry_at, tracking
 from closedloop.agents.state import PersonState, RosterEntry
 from closedloop.schemas.events import Population
 
-__all__ = ["entry_at", "lapse_gc_keep_roster", "on_population"]
+__all__ = ["entry_at", "lapse_gc_keep_roster", "on_population"]  # entry_at: agents/rounds.py
 
 _KEEP = frozenset({"roster"})
 
@@ -50,19 +51,14 @@ def on_population(ctx: Context, st: PersonState, person_id: str, event: Populati
         st.district = latest.district
 
 
-def entry_at(st: PersonState, instant: int) -> RosterEntry | None:
-    """The person's roster entry at ``instant`` (``left`` included), or None."""
-    found = None
-    for entry in st.roster or ():
-        if entry.at > instant:
-            break
-        found = entry
-    return found
-
-
 def lapse_gc_keep_roster(ctx: Context, st: PersonState, key: str, name: str, due: int
                          ) -> int | None:
     """``gc``, but a person on the roster keeps their roster entries (and nothing else)."""
+    with tracking(ctx, st):  # what it forgets leaves the rounds' progress counts
+        return _gc(ctx, st, key, name, due)
+
+
+def _gc(ctx: Context, st: PersonState, key: str, name: str, due: int) -> int | None:
     following = lapse_gc(ctx, st, key, name, due)
     roster = st.roster
     if st.gone and roster and roster[-1].status != "left":

@@ -9,11 +9,19 @@ lateness late still count; a round that arrives after its deadlines raises them 
 
 How counts are kept: a report *as of* an instant T takes the roster, cohort memberships and
 samplings as of T from the person states (each kept sorted by event time, so a record
-arriving out of order counts where it belongs), in one pass over the partition's persons per
-report instant (rounds due at one instant share the pass). The close remembers its counts
-per district and the missed persons; the final report looks only at those persons. The
-progress reports are therefore not incremental: each rescans the partition's persons (see
-the README, "Testing rounds": incremental counts per (round, district) are still to do).
+arriving out of order counts where it belongs). What one person adds to a round's counts as
+of T is :func:`_contrib`. Progress reports are not rescans: when a round arrives (or is
+replaced) one pass over the partition's persons fills ``RoundRun.pending`` (progress instant
+-> district -> [in_scope, sampled, not_on_roster]) for each of its progress instants still
+to come; from then on every change of a person's facts that can matter (a sampling, a roster
+or cohort record, ``gc``) goes through :class:`tracking`, which moves that person's
+contribution at each pending instant from before the change to after it. A progress report
+pops its instant. So a record arriving late (within the lateness, or later: then it counts
+for the instants still pending) lands exactly where a rescan would put it; the tests check
+both ways give the same bytes (``INCREMENTAL = False`` rescans). The cost is one person's
+contribution per pending instant and open round per relevant event. The close is one pass
+over the persons (it needs the missed persons for the alerts, with their grid); it keeps its
+counts per district and the missed persons, and the final report looks only at those.
 
 Where the contract is silent (also in the README):
 - progress instants are opens_at + k x every for k >= 1, strictly before closes_at (the close
@@ -40,13 +48,14 @@ from math import floor
 from typing import Final
 
 from closedloop.agents.requirements import Context, raise_alert
-from closedloop.agents.roster import entry_at
-from closedloop.agents.shared import RoundDef, RoundRun, Shared
-from closedloop.agents.state import PersonState, Sample
+from closedloop.agents.shared import RoundDef, RoundRun, Shared, apply_round
+from closedloop.agents.state import PersonState, RosterEntry, Sample, Sampled
+from closedloop.schemas.events import Cohort, Population, Round
 from closedloop.schemas.outputs import RoundReport, RoundRow
 from closedloop.schemas.policy import Policy
 
-__all__ = ["fire_rounds", "median_hours", "next_due"]
+__all__ = ["FACTS", "INCREMENTAL", "entry_at", "fire_rounds", "median_hours", "next_due",
+           "on_round", "tracking"]
 
 STAGES: Final = ("progress", "close", "final")  # the order of one round's reports at one as_of
 
@@ -54,6 +63,111 @@ Counts = dict[str, list[int]]
 """district -> [in_scope, sampled, not_on_roster]"""
 Missed = dict[str, tuple[str, str | None]]
 """person_id -> (district, grid) of a person in scope not sampled"""
+Contrib = tuple[str | None, bool, str | None]
+"""What one person adds to a round's counts as of an instant: (district where in scope or
+None, sampled in the round, district of the site where counted not on the roster or None)"""
+
+FACTS: Final = (Sampled, Population, Cohort)  # what can change a person's contribution
+
+INCREMENTAL = True  # progress from the counts kept per instant; False: rescan (the tests' oracle)
+_NOTHING: Final[Contrib] = (None, False, None)
+
+
+def entry_at(st: PersonState, instant: int) -> RosterEntry | None:
+    """The person's roster entry at ``instant`` (``left`` included), or None."""
+    found = None
+    for entry in st.roster or ():
+        if entry.at > instant:
+            break
+        found = entry
+    return found
+
+
+def on_round(policy: Policy, shared: Shared, event: Round,
+             persons: Mapping[str, PersonState]) -> bool:
+    """Take a round record (or a replacement); prime its progress counts with one pass over
+    the persons. False if the record is ignored."""
+    if not apply_round(shared, event):
+        return False
+    run = shared.rounds[event.round_id]
+    instants = _progress_instants(policy, run)
+    if not INCREMENTAL or not instants:
+        run.pending = None
+        return True
+    pending: dict[int, Counts] = {instant: {} for instant in instants}
+    for st in persons.values():
+        if st.roster is None and st.samples is None and st.cohorts is None:
+            continue
+        for instant, counts in pending.items():
+            _add(counts, _contrib(st, run.defn, instant), 1)
+    run.pending = pending
+    return True
+
+
+class tracking:  # used as a statement: ``with tracking(ctx, st): ...``
+    """Around a change of a person's facts: moves the person's contribution to every open
+    round's pending progress counts from before the change to after it (a person the change
+    forgets, ``gone``, contributes nothing after)."""
+
+    __slots__ = ("before", "ctx", "st")
+
+    def __init__(self, ctx: Context, st: PersonState) -> None:
+        self.ctx, self.st = ctx, st
+        self.before: list[tuple[dict[int, Counts], RoundDef, int, Contrib]] = []
+
+    def __enter__(self) -> None:
+        st = self.st
+        for run in self.ctx.shared.rounds.values():
+            pending = run.pending
+            if pending:
+                self.before.extend((pending, run.defn, instant, _contrib(st, run.defn, instant))
+                                   for instant in pending)
+
+    def __exit__(self, *exc: object) -> None:
+        st = self.st
+        for pending, defn, instant, old in self.before:
+            new = _NOTHING if st.gone else _contrib(st, defn, instant)
+            counts = pending.get(instant)
+            if new != old and counts is not None:
+                _add(counts, old, -1)
+                _add(counts, new, 1)
+
+
+def _progress_instants(policy: Policy, run: RoundRun) -> list[int]:
+    instants = []
+    instant = _next_progress(policy, run)
+    while instant is not None and instant < run.defn.closes:
+        instants.append(instant)
+        instant += policy.round_progress_every
+    return instants
+
+
+def _contrib(st: PersonState, defn: RoundDef, instant: int) -> Contrib:
+    entry = entry_at(st, instant)
+    on_roster = entry is not None and entry.status != "left"
+    if defn.cohort is None:
+        district = entry.district if on_roster and entry is not None else None
+    else:
+        district = _cohort_district(st, defn.cohort, instant)
+    if district is not None and defn.districts is not None and district not in defn.districts:
+        district = None
+    sampled = district is not None and _first(st.samples, defn.opens, instant, None) is not None
+    site = None
+    if not on_roster and st.samples:
+        first = _first(st.samples, defn.opens, instant, defn.districts)
+        site = None if first is None else first.district
+    return district, sampled, site
+
+
+def _add(counts: Counts, contrib: Contrib, sign: int) -> None:
+    district, sampled, site = contrib
+    if district is not None:
+        row = counts.setdefault(district, [0, 0, 0])
+        row[0] += sign
+        if sampled:
+            row[1] += sign
+    if site is not None:
+        counts.setdefault(site, [0, 0, 0])[2] += sign
 
 
 def next_due(policy: Policy, shared: Shared) -> int | None:
@@ -122,8 +236,13 @@ def _fire_instant(
     items: list[tuple[int, str, int]],
 ) -> set[str]:
     """Every report due at one instant: one pass over the persons for all that need one."""
+    kept: dict[str, Counts] = {}
+    for _, round_id, stage in items:
+        pending = shared.rounds[round_id].pending
+        if stage == 0 and pending is not None and instant in pending:
+            kept[round_id] = pending.pop(instant)  # the counts kept for this instant
     scanned = [(round_id, shared.rounds[round_id].defn) for _, round_id, stage in items
-               if stage < 2]
+               if stage < 2 and round_id not in kept]
     tallies = _tally(scanned, instant, persons) if scanned else {}
     touched: set[str] = set()
     closing = sorted(round_id for _, round_id, stage in items if stage == 1)
@@ -135,10 +254,10 @@ def _fire_instant(
             rows = _final_rows(ctx, run, persons)
             run.done, run.counts, run.missed = True, None, None
         else:
-            counts, missed = tallies[round_id]
+            counts, missed = (kept[round_id], {}) if round_id in kept else tallies[round_id]
             rows = _rows(counts)
             if stage == 1:
-                run.closed, run.counts = True, counts
+                run.closed, run.counts, run.pending = True, counts, None
                 run.missed = {person: district for person, (district, _) in missed.items()}
             else:
                 run.reported = instant
@@ -155,26 +274,15 @@ def _tally(
     for person_id, st in persons.items():
         if st.roster is None and st.samples is None and st.cohorts is None:
             continue
-        entry = entry_at(st, instant)
-        on_roster = entry is not None and entry.status != "left"
         for round_id, defn in rounds:
             counts, missed = tallies[round_id]
-            if defn.cohort is None:
-                district = entry.district if on_roster and entry is not None else None
-            else:
-                district = _cohort_district(st, defn.cohort, instant)
-            if district is not None and (defn.districts is None or district in defn.districts):
-                row = counts.setdefault(district, [0, 0, 0])
-                row[0] += 1
-                if _first(st.samples, defn.opens, instant, None) is not None:
-                    row[1] += 1
-                else:
-                    grid = entry.grid if on_roster and entry is not None else None
-                    missed[person_id] = (district, grid)
-            if not on_roster and st.samples:
-                site = _first(st.samples, defn.opens, instant, defn.districts)
-                if site is not None:
-                    counts.setdefault(site.district, [0, 0, 0])[2] += 1
+            contrib = _contrib(st, defn, instant)
+            _add(counts, contrib, 1)
+            district, sampled, _ = contrib
+            if district is not None and not sampled:
+                entry = entry_at(st, instant)
+                grid = entry.grid if entry is not None and entry.status != "left" else None
+                missed[person_id] = (district, grid)
     return tallies
 
 
@@ -227,6 +335,8 @@ def _rows(counts: Counts, caught: dict[str, list[int]] | None = None) -> list[Ro
     rows = []
     for district in sorted(counts):
         in_scope, sampled, not_on_roster = counts[district]
+        if not in_scope and not not_on_roster:
+            continue  # everyone counted here moved away since
         delays = (caught or {}).get(district, [])
         rows.append(RoundRow(district=district, in_scope=in_scope, sampled=sampled,
                              missed=in_scope - sampled, caught_up=len(delays),

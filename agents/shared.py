@@ -51,6 +51,8 @@ class RoundRun(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     # at the close: district -> [in_scope, sampled, not_on_roster], and the missed persons
     counts: dict[str, list[int]] | None = None
     missed: dict[str, str] | None = None  # person_id -> district of their round_missed
+    # while open: progress instant -> its counts so far, moved as persons' facts change
+    pending: dict[int, dict[str, list[int]]] | None = None
 
 
 class Shared(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
