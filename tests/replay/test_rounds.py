@@ -27,6 +27,7 @@ from helpers import (
 
 from closedloop.agents import rounds
 from closedloop.agents.rounds import median_hours
+from closedloop.schemas.policy import policy_from_mapping
 from closedloop.streams.cli import main
 
 OPENS = T0  # 2022-09-06T09:00:00+08:00
@@ -521,3 +522,49 @@ class TestKeptCountsEqualARescan:
         assert kept[0] == rescanned[0]
         assert sum(row["in_scope"] for r in kept[1] if r["stage"] == "progress"
                    for row in r["rows"]) > 0
+
+
+class TestPolicyAndSchedule:
+    def test_the_policy_sets_the_progress_interval_and_the_catch_up_window(self) -> None:
+        pol = policy_from_mapping(
+            {"rounds": {"round_progress_every": "45m", "catchup_within": "2h"}})
+        events = [population("person-aaaa", BEFORE), _round(),
+                  sampling("person-aaaa", "tube-a1", at(CLOSES, hours=2))]
+        alerts, reports, _ = run_rounds(events, until=END, pol=pol)
+        assert [(r["stage"], r["as_of"]) for r in reports] == [
+            ("progress", at(T0, minutes=45)), ("progress", at(T0, minutes=90)),
+            ("progress", at(T0, minutes=135)), ("close", CLOSES),
+            ("final", at(CLOSES, hours=2))]
+        assert _rows(reports[-1]) == {"district-a": (1, 0, 1, 1, 0, 2.0)}
+
+    def test_a_replacement_moving_opens_continues_after_the_last_progress_report(
+        self,
+    ) -> None:
+        # given progress at 10:00 made, then the round re-called to open at 09:30
+        events = [
+            population("person-aaaa", BEFORE),
+            _round(),
+            population("person-bbbb", at(T0, hours=1, minutes=6)),  # clock 10:01
+            round_("r1", at(T0, hours=1, minutes=1), at(T0, minutes=30), CLOSES),
+        ]
+        _, reports, _ = run_rounds(events, until=CLOSES)
+        # then the next progress is 10:30, 11:30 on the new schedule
+        assert [(r["stage"], r["as_of"]) for r in reports] == [
+            ("progress", at(T0, hours=1)), ("progress", at(T0, hours=1, minutes=30)),
+            ("progress", at(T0, hours=2, minutes=30)), ("close", CLOSES)]
+        assert _rows(reports[-1]) == {"district-a": (2, 0, 2, 0, 0, None)}
+
+    def test_a_replacement_moving_the_close_before_the_clock_closes_at_once(self) -> None:
+        events = [
+            population("person-aaaa", BEFORE),
+            round_("r1", CALLED, OPENS, at(CLOSES, hours=3)),
+            sampling("person-bbbb", "tube-b1", at(CLOSES, minutes=30)),  # clock 12:25
+            round_("r1", at(CLOSES, minutes=20), OPENS, CLOSES),
+        ]
+        alerts, reports, _ = run_rounds(events)
+        # (the 12:00 progress of the first schedule was made before the replacement came)
+        assert [(r["stage"], r["as_of"]) for r in reports] == [
+            ("progress", at(T0, hours=1)), ("progress", at(T0, hours=2)),
+            ("progress", CLOSES), ("close", CLOSES)]
+        assert _rows(reports[-1]) == {"district-a": (1, 0, 1, 0, 0, None)}
+        assert _missed(alerts) == [("person-aaaa", CLOSES, "district-a", ["r1"], None)]
