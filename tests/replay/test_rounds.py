@@ -530,7 +530,7 @@ class TestPolicyAndSchedule:
             {"rounds": {"round_progress_every": "45m", "catchup_within": "2h"}})
         events = [population("person-aaaa", BEFORE), _round(),
                   sampling("person-aaaa", "tube-a1", at(CLOSES, hours=2))]
-        alerts, reports, _ = run_rounds(events, until=END, pol=pol)
+        _, reports, _ = run_rounds(events, until=END, pol=pol)
         assert [(r["stage"], r["as_of"]) for r in reports] == [
             ("progress", at(T0, minutes=45)), ("progress", at(T0, minutes=90)),
             ("progress", at(T0, minutes=135)), ("close", CLOSES),
