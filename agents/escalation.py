@@ -170,6 +170,9 @@ def _sampling_found(ctx: Context, st: Keyed, entry: EscalationEntry, until: int)
 def _sampled_after(ctx: Context, st: Keyed, entry: EscalationEntry, until: int) -> bool:
     """A landing or sentinel test taken late, after the window ended, still closes it."""
     return isinstance(st, PersonState) and _sampled_since(st, entry.due, until)
+def _caught_up(ctx: Context, st: Keyed, entry: EscalationEntry, until: int) -> bool:
+    """round_missed: a catch-up sampling after the close (agents/rounds.py)."""
+    return isinstance(st, PersonState) and _sampled_since(st, entry.due + 1, until)
 
 
 _SATISFIED: Final[dict[str, Satisfied]] = {
@@ -177,6 +180,7 @@ _SATISFIED: Final[dict[str, Satisfied]] = {
     "followup_overdue": _followed_up,
     "test_missed": _tested,
     "retest_missed": _retested,
+    "round_missed": _caught_up,
     "lab_sla_breached": _tube_progressed,
     "orphan_result": _sampling_found,
     "landing_test_missed": _sampled_after,

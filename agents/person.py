@@ -11,13 +11,12 @@ from __future__ import annotations
 from bisect import insort
 from typing import Final
 
-from closedloop.agents import cohorts, entries, escalation, identity, retests, travel
+from closedloop.agents import cohorts, entries, escalation, identity, retests, roster, travel
 from closedloop.agents.requirements import (
     Context,
     LapseHandler,
     fire_due,
     keep_alive,
-    lapse_gc,
     open_escalation,
     prune_sent,
 )
@@ -57,7 +56,7 @@ HANDLERS: Final[dict[str, LapseHandler[PersonState]]] = {
     **identity.HANDLERS,
     **entries.HANDLERS,
     "esc": escalation.lapse_escalation,
-    "gc": lapse_gc,
+    "gc": roster.lapse_gc_keep_roster,  # lapse_gc, but the roster stays
 }
 
 
@@ -78,6 +77,8 @@ def on_event(ctx: Context, st: PersonState, person_id: str, event: Event) -> Non
         entries.on_checkpoint(ctx, st, person_id, event)
     elif isinstance(event, Clinic):
         entries.on_clinic(ctx, st, person_id, event)
+    elif isinstance(event, Population):
+        roster.on_population(ctx, st, person_id, event)
     if st.clears is not None and len(st.clears) > PRUNE_ABOVE:
         _prune(ctx, st)
     keep_alive(ctx, st, at)

@@ -16,7 +16,8 @@ import msgspec
 
 from closedloop.schemas.events import Area, Round
 
-__all__ = ["LEVEL_RANK", "AreaLevel", "Shared", "apply_area", "apply_shared", "level_at"]
+__all__ = ["LEVEL_RANK", "AreaLevel", "RoundDef", "RoundRun", "Shared", "apply_area",
+           "apply_round", "apply_shared", "level_at"]
 
 LEVEL_RANK: Final = {"low": 0, "medium": 1, "high": 2}
 
@@ -29,10 +30,36 @@ class AreaLevel(msgspec.Struct, array_like=True, frozen=True, gc=False):
     level: str
 
 
+class RoundDef(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """A ``round`` record as the rules need it (``districts`` None: every district)."""
+
+    at: int  # occurred_at: a later record replaces this one (ties: the larger event_id)
+    event_id: str
+    opens: int
+    closes: int
+    districts: frozenset[str] | None
+    cohort: str | None
+
+
+class RoundRun(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
+    """A round and how far its reports went (agents/rounds.py)."""
+
+    defn: RoundDef
+    reported: int | None = None  # the as_of of the last progress report
+    closed: bool = False  # the close was evaluated: later records for the round are ignored
+    done: bool = False  # the final report was made
+    # at the close: district -> [in_scope, sampled, not_on_roster], and the missed persons
+    counts: dict[str, list[int]] | None = None
+    missed: dict[str, str] | None = None  # person_id -> district of their round_missed
+    # while open: progress instant -> its counts so far, moved as persons' facts change
+    pending: dict[int, dict[str, list[int]]] | None = None
+
+
 class Shared(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     """The broadcast facts one person partition holds (changelogged with it on Kafka)."""
 
     areas: dict[str, list[AreaLevel]] = {}  # county -> its records, sorted by (at, event_id)
+    rounds: dict[str, RoundRun] = {}  # round_id -> the round in force and its progress
 
 
 def apply_area(shared: Shared, event: Area) -> bool:
@@ -49,7 +76,28 @@ def apply_shared(shared: Shared, event: Area | Round) -> bool:
     """Apply a record of a shared topic; False if it changed nothing (already known)."""
     if isinstance(event, Area):
         return apply_area(shared, event)
-    return False  # rounds: agents/rounds.py
+    return False  # rounds: agents/rounds.py (the worker does not run rounds yet)
+
+
+def apply_round(shared: Shared, event: Round) -> bool:
+    """Take a round, or a replacement of one not yet closed; False if ignored.
+
+    A replacement wins if its occurred_at is later (ties: the larger event_id) and the round
+    it replaces has not closed yet (the clock has not passed its closes_at before this record
+    was applied); after the close every record for the round is ignored.
+    """
+    districts = None if "*" in event.districts else frozenset(event.districts)
+    defn = RoundDef(int(event.occurred_at.timestamp()), event.event_id,
+                    int(event.opens_at.timestamp()), int(event.closes_at.timestamp()),
+                    districts, event.cohort)
+    run = shared.rounds.get(event.round_id)
+    if run is None:
+        shared.rounds[event.round_id] = RoundRun(defn=defn)
+        return True
+    if run.closed or (defn.at, defn.event_id) <= (run.defn.at, run.defn.event_id):
+        return False
+    run.defn = defn
+    return True
 
 
 def level_at(shared: Shared, county: str, instant: int) -> str:

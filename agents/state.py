@@ -40,6 +40,7 @@ __all__ = [
     "Result",
     "Retest",
     "RetestNeed",
+    "RosterEntry",
     "Sample",
     "Sampled",
     "TubeState",
@@ -178,6 +179,16 @@ class RetestNeed(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     district: str | None
 
 
+class RosterEntry(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """A ``population`` record (the roster, agents/roster.py); sorted by (at, event_id)."""
+
+    at: int
+    event_id: str
+    district: str
+    grid: str | None
+    status: str  # resident | floating | left
+
+
 # -- per-key state ----------------------------------------------------------------------------
 
 
@@ -224,6 +235,7 @@ class PersonState(Keyed, kw_only=True, omit_defaults=True, gc=False):
     id_days: list[str] | None = None  # local days (ISO) with an identity_suspect already
     entries: dict[str, Entry] | None = None  # v1.1 checkpoint records by event_id
     visits: dict[str, Visit] | None = None  # v1.1 sentinel visits by event_id
+    roster: list[RosterEntry] | None = None  # population records, the latest few (roster.py)
 
 
 class ReportState(Keyed, kw_only=True, omit_defaults=True, gc=False):

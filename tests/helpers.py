@@ -46,9 +46,12 @@ __all__ = [
     "midnight_after",
     "next_event_id",
     "policy",
+    "population",
+    "round_",
     "run",
     "run_bytes",
     "run_escalations",
+    "run_rounds",
     "sampling",
     "to_line",
     "travel",
@@ -225,6 +228,36 @@ def action(
     )
 
 
+def population(
+    person: str,
+    at: str,
+    *,
+    district: str = "district-a",
+    grid: str | None = None,
+    status: str = "resident",
+    event_id: str | None = None,
+) -> Envelope:
+    """A roster record (v1.1 ``population``)."""
+    return _event("population", at, event_id, person_id=person, district=district, grid=grid,
+                  status=status)
+
+
+def round_(
+    round_id: str,
+    at: str,
+    opens: str,
+    closes: str,
+    districts: list[str] | None = None,
+    *,
+    cohort: str | None = None,
+    event_id: str | None = None,
+) -> Envelope:
+    """A testing round (v1.1 ``round``); districts default to ["district-a"]."""
+    return _event("round", at, event_id, round_id=round_id, opens_at=opens, closes_at=closes,
+                  districts=districts if districts is not None else ["district-a"],
+                  cohort=cohort)
+
+
 def to_line(item: Envelope | Raw) -> bytes:
     """One replay line (without newline)."""
     if isinstance(item, bytes):
@@ -289,6 +322,21 @@ def run_escalations(
         escalations_out=escalations,
     )
     return _parse(alerts.getvalue()), _parse(escalations.getvalue()), result.stats
+
+
+def run_rounds(
+    events: Iterable[Envelope | Raw], until: str | None = None, pol: Policy | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bytes]:
+    """Replay ``events``; returns (alerts, round reports, the round reports' bytes)."""
+    alerts, rounds = io.BytesIO(), io.BytesIO()
+    replay_lines(
+        (to_line(item) for item in events),
+        pol if pol is not None else policy(),
+        until=None if until is None else parse_instant(until),
+        alerts_out=alerts,
+        round_reports_out=rounds,
+    )
+    return _parse(alerts.getvalue()), _parse(rounds.getvalue()), rounds.getvalue()
 
 
 def alerts_of(alerts: Iterable[dict[str, Any]], kind: str) -> list[dict[str, Any]]:

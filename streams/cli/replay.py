@@ -10,6 +10,9 @@ occurred_at is later than its receipt plus the policy's max_clock_skew is reject
 starts, so a replay that must give the same bytes on any day passes ``--received-at``. The
 exit status is 0 unless the input cannot be read (or an option is wrong: 2).
 
+With ``--round-reports OUT``, testing rounds' ``round-report`` records (progress, close,
+final) are written there as JSON Lines in the order they are raised.
+
 With ``--escalations OUT``, alerts nobody acknowledged, resolved or satisfied within the
 policy's ``escalation.after`` are written there (kind ``escalated``, level 2 then 3). They are
 never mixed into the alerts output, whose kinds are the contract's.
@@ -106,6 +109,7 @@ def replay_lines(
     escalations_out: IO[bytes] | None = None,
     reports_out: IO[bytes] | None = None,
     deadletter_out: IO[bytes] | None = None,
+    round_reports_out: IO[bytes] | None = None,
     progress: ProgressLine | None = None,
     ledger: ReplayLedger | None = None,
     received_at: float | None = None,
@@ -141,6 +145,9 @@ def replay_lines(
             reports += 1
             if reports_out is not None:
                 reports_out.write(_encode(report) + b"\n")
+        for round_report in out.round_reports:  # in the order raised (agents/rounds.py)
+            if round_reports_out is not None:
+                round_reports_out.write(_encode(round_report) + b"\n")
         for letter in out.dead_letters:
             if deadletter_out is not None:
                 deadletter_out.write(_encode(letter) + b"\n")
@@ -218,6 +225,11 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--deadletter", metavar="OUT", help="rejected lines with reasons")
     parser.add_argument("--reports", metavar="OUT", help="daily closure reports JSON Lines")
+    parser.add_argument(
+        "--round-reports", metavar="OUT",
+        help="testing rounds' progress, close and final reports JSON Lines, in the order "
+        "raised (by as_of, then round_id, then stage)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no summary on stderr")
     parser.add_argument(
         "--ledger", metavar="URL", nargs="?", const="", type=_ledger_url,
@@ -269,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"closedloop replay: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
             return 1
         outputs = {}
-        for name in ("alerts", "escalations", "deadletter", "reports"):
+        for name in ("alerts", "escalations", "deadletter", "reports", "round_reports"):
             path = getattr(args, name)
             try:
                 outputs[name] = stack.enter_context(open(path, "wb")) if path else None
@@ -290,7 +302,7 @@ def run(args: argparse.Namespace) -> int:
             result = replay_lines(
                 lines, policy, until=until, alerts_out=alerts_out,
                 escalations_out=outputs["escalations"], reports_out=outputs["reports"],
-                deadletter_out=outputs["deadletter"],
+                deadletter_out=outputs["deadletter"], round_reports_out=outputs["round_reports"],
                 progress=progress, ledger=ledger, received_at=received_at,
             )
         except OSError as exc:

@@ -12,14 +12,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from closedloop.agents import rounds
 from closedloop.agents.calendar import Calendar
 from closedloop.agents.escalation import holds
-from closedloop.agents.requirements import Context
+from closedloop.agents.requirements import Context, next_due
 from closedloop.agents.shared import Shared, apply_area
 from closedloop.agents.state import Keyed, PersonState, ReportState, TubeState
 from closedloop.schemas.decode import Rejection, dead_letter, decode_line, validate_event
-from closedloop.schemas.events import KEY_FIELD, Action, Area, Event
-from closedloop.schemas.outputs import Alert, DailyReport, DeadLetter
+from closedloop.schemas.events import KEY_FIELD, Action, Area, Event, Round
+from closedloop.schemas.outputs import Alert, DailyReport, DeadLetter, RoundReport
 from closedloop.schemas.policy import Policy
 from closedloop.streams.engine.clock import Watermark
 from closedloop.streams.engine.deadlines import DeadlineIndex
@@ -50,6 +51,7 @@ class Outputs:
     reports: list[DailyReport] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     actions: list[Action] = field(default_factory=list)  # accepted, for the ledger's lifecycle
+    round_reports: list[RoundReport] = field(default_factory=list)  # in the order raised
 
 
 class _StageRun(Generic[S]):
@@ -90,6 +92,7 @@ class EmbeddedDriver:
         self._runs: dict[str, _StageRun[TubeState] | _StageRun[PersonState]] = {
             TUBE.name: self.tube, PERSON.name: self.person}
         self.shared = Shared()
+        self._rounds_due: int | None = None  # the earliest round report (agents/rounds.py)
         self.out = Outputs()
         self.stats: Counter[str] = Counter()
 
@@ -138,6 +141,9 @@ class EmbeddedDriver:
         key = getattr(event, KEY_FIELD[topic])
         if isinstance(event, Area):
             apply_area(self.shared, event)
+        elif isinstance(event, Round) and rounds.on_round(self.policy, self.shared, event,
+                                                          self.person.table):
+            self._rounds_due = rounds.next_due(self.policy, self.shared)
         for stage in STAGES_OF_TOPIC[topic]:
             rejection = self._runs[stage.name].apply(ctx, key, event)
             if rejection is not None:
@@ -179,7 +185,8 @@ class EmbeddedDriver:
 
     def _context(self, clock: int) -> Context:
         return Context(self.policy, self.cal, clock, self.out.alerts, [], [], self.out.reports,
-                       self.out.escalations, shared=self.shared)
+                       self.out.escalations, shared=self.shared,
+                       round_reports=self.out.round_reports)
 
     def _route(self, ctx: Context) -> None:
         """Deliver forwards to the person stage and contributions to the report stage."""
@@ -191,8 +198,21 @@ class EmbeddedDriver:
         for item in contributions:
             self.report.apply(ctx, item.district, item, fire=False)
 
+    def _fire_rounds(self, ctx: Context) -> None:
+        table = self.person.table
+        for person_id in sorted(rounds.fire_rounds(ctx, self.shared, table)):
+            st = table.get(person_id)
+            if st is not None:  # an alert raised there opened its escalation
+                self.person.index.schedule(person_id, next_due(st))
+        self._rounds_due = rounds.next_due(self.policy, self.shared)
+
     def _advance(self, ctx: Context) -> None:
-        """Fire every stage's due keys, upstream first, so downstream sees their outputs."""
+        """Fire every stage's due keys, upstream first, so downstream sees their outputs.
+
+        Rounds first: a round's report as of an instant reads person states, which the
+        person stage's ``gc`` may thin out when the same clock passes its due instant."""
+        if self._rounds_due is not None and self._rounds_due <= ctx.clock:
+            self._fire_rounds(ctx)
         runs: tuple[_StageRun[TubeState], _StageRun[PersonState], _StageRun[ReportState]] = (
             self.tube, self.person, self.report)
         for run in runs:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, Generic, Protocol, TypeVar
 
-from closedloop.agents import closure, person, tubes
+from closedloop.agents import closure, person, rounds, tubes
 from closedloop.agents.requirements import Context, LapseHandler, fire_due, next_due
 from closedloop.agents.state import (
     FORWARD_TYPES,
@@ -136,6 +136,14 @@ def _apply_tube(ctx: Context, st: TubeState, key: str, event: object) -> Rejecti
 
 
 def _apply_person(ctx: Context, st: PersonState, key: str, item: object) -> Rejection | None:
+    if isinstance(item, rounds.FACTS):  # a testing round's progress counts follow the change
+        with rounds.tracking(ctx, st):
+            return _apply_person_item(ctx, st, key, item)
+    return _apply_person_item(ctx, st, key, item)
+
+
+def _apply_person_item(ctx: Context, st: PersonState, key: str, item: object
+                       ) -> Rejection | None:
     if isinstance(item, FORWARD_TYPES):
         person.on_forward(ctx, st, key, item)
     elif isinstance(item, person.PERSON_EVENTS):

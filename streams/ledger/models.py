@@ -16,6 +16,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Dialect,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -132,6 +133,29 @@ class DailyReport(Base):
     followup_overdue_open: Mapped[int] = mapped_column(Integer)
     tests_missed: Mapped[int] = mapped_column(Integer)
     positives: Mapped[int] = mapped_column(Integer)
+    # v1.1 (migration 0003): counted in the district of the checkpoint or facility
+    checkpoint_entries: Mapped[int] = mapped_column(Integer, server_default="0")
+    entries_without_proof: Mapped[int] = mapped_column(Integer, server_default="0")
+    landing_tests_missed: Mapped[int] = mapped_column(Integer, server_default="0")
+    sentinel_visits: Mapped[int] = mapped_column(Integer, server_default="0")
+    sentinel_untested: Mapped[int] = mapped_column(Integer, server_default="0")
+
+
+class RoundReport(Base):
+    """One district's row of a testing round's progress, close or final report (v1.1)."""
+
+    __tablename__ = "round_report"
+
+    round_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    stage: Mapped[str] = mapped_column(String(16), primary_key=True)
+    as_of: Mapped[datetime] = mapped_column(primary_key=True)
+    district: Mapped[str] = mapped_column(String(NAME), primary_key=True)
+    in_scope: Mapped[int] = mapped_column(Integer)
+    sampled: Mapped[int] = mapped_column(Integer)
+    missed: Mapped[int] = mapped_column(Integer)
+    caught_up: Mapped[int] = mapped_column(Integer)
+    not_on_roster: Mapped[int] = mapped_column(Integer)
+    catchup_median_hours: Mapped[float | None] = mapped_column(Float)
 
 
 class PersonState(Base):

@@ -1,7 +1,8 @@
 """The daily closure (日清日结) table from the ledger: ``closedloop report daily --date D``.
 
 One row per district: the engine's report for the day (pushed, located, under_control,
-followup_overdue_open, tests_missed, positives) and ``alerts_unresolved``, the district's
+followup_overdue_open, tests_missed, positives, and v1.1 checkpoint_entries, entries_without_proof,
+landing_tests_missed, sentinel_visits, sentinel_untested) and ``alerts_unresolved``, the district's
 alerts raised by that day's cut-off and not resolved yet, counted now from the ledger.
 """
 

@@ -18,6 +18,7 @@ import msgspec
 from sqlalchemy import Connection, Table, and_, delete, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from closedloop.agents.closure import ENTRY_COUNTS
 from closedloop.schemas.ids import spell_digit_runs
 from closedloop.schemas.outputs import Alert, DailyReport, DeadLetter, PersonStatus
 from closedloop.streams.ledger import models
@@ -39,6 +40,7 @@ REPORT_COUNTS: Final = (
     "followup_overdue_open",
     "tests_missed",
     "positives",
+    *ENTRY_COUNTS,
 )
 
 _TABLES: Final = models.Base.metadata.tables

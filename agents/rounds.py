@@ -1,0 +1,373 @@
+"""Testing rounds and the roster comparison (区域核酸; 大数据比对, 查漏补测), CONTRACT.md §4.
+
+A round (``agents/shared.py``: every person partition holds every round) has three kinds of
+deadlines: a ``progress`` report every ``round_progress_every`` after opens_at while it is
+open, the ``close`` at closes_at (its report, and ``round_missed`` for every person in scope
+not sampled in the round), and the ``final`` report at closes_at + ``catchup_within``. They
+fire when the engine clock passes them, like every requirement, so records up to the allowed
+lateness late still count; a round that arrives after its deadlines raises them at once.
+
+How counts are kept: a report *as of* an instant T takes the roster, cohort memberships and
+samplings as of T from the person states (each kept sorted by event time, so a record
+arriving out of order counts where it belongs). What one person adds to a round's counts as
+of T is :func:`_contrib`. Progress reports are not rescans: when a round arrives (or is
+replaced) one pass over the partition's persons fills ``RoundRun.pending`` (progress instant
+-> district -> [in_scope, sampled, not_on_roster]) for each of its progress instants still
+to come; from then on every change of a person's facts that can matter (a sampling, a roster
+or cohort record, ``gc``) goes through :class:`tracking`, which moves that person's
+contribution at each pending instant from before the change to after it. A progress report
+pops its instant. So a record arriving late (within the lateness, or later: then it counts
+for the instants still pending) lands exactly where a rescan would put it; the tests check
+both ways give the same bytes (``INCREMENTAL = False`` rescans). The cost is one person's
+contribution per pending instant and open round per relevant event. The close is one pass
+over the persons (it needs the missed persons for the alerts, with their grid); it keeps its
+counts per district and the missed persons, and the final report looks only at those.
+
+Where the contract is silent (also in the README):
+- progress instants are opens_at + k x every for k >= 1, strictly before closes_at (the close
+  report stands for closes_at itself);
+- a person not on the roster who was sampled at several sites of the round's districts is
+  counted once, in the district of their earliest such sampling;
+- a cohort round counts not-on-roster exactly as a roster round does (the roster is what is
+  being checked, whoever the round is for);
+- the close's in_scope, sampled and not_on_roster are kept for the final report: a sampling
+  in the round that arrives after the close (later than the allowed lateness) changes none;
+- one ``round_missed`` per person and closing instant: its district and grid are those of the
+  first of its rounds (by round_id); a round arriving after another closing at the same
+  instant already raised the person's alert adds nothing to it (an alert is never raised twice
+  for one (kind, subject, due_at));
+- ``round_missed`` escalates like any alert (agents/escalation.py); a catch-up sampling after
+  the close satisfies it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from fractions import Fraction
+from math import floor
+from typing import Final
+
+from closedloop.agents.requirements import Context, raise_alert
+from closedloop.agents.shared import RoundDef, RoundRun, Shared, apply_round
+from closedloop.agents.state import PersonState, RosterEntry, Sample, Sampled
+from closedloop.schemas.events import Cohort, Population, Round
+from closedloop.schemas.outputs import RoundReport, RoundRow
+from closedloop.schemas.policy import Policy
+
+__all__ = ["FACTS", "INCREMENTAL", "entry_at", "fire_rounds", "median_hours", "next_due",
+           "on_round", "tracking"]
+
+STAGES: Final = ("progress", "close", "final")  # the order of one round's reports at one as_of
+
+Counts = dict[str, list[int]]
+"""district -> [in_scope, sampled, not_on_roster]"""
+Missed = dict[str, tuple[str, str | None]]
+"""person_id -> (district, grid) of a person in scope not sampled"""
+Contrib = tuple[str | None, bool, str | None]
+"""What one person adds to a round's counts as of an instant: (district where in scope or
+None, sampled in the round, district of the site where counted not on the roster or None)"""
+
+FACTS: Final = (Sampled, Population, Cohort)  # what can change a person's contribution
+
+INCREMENTAL = True  # progress from the counts kept per instant; False: rescan (the tests' oracle)
+_NOTHING: Final[Contrib] = (None, False, None)
+
+
+def entry_at(st: PersonState, instant: int) -> RosterEntry | None:
+    """The person's roster entry at ``instant`` (``left`` included), or None."""
+    found = None
+    for entry in st.roster or ():
+        if entry.at > instant:
+            break
+        found = entry
+    return found
+
+
+def on_round(policy: Policy, shared: Shared, event: Round,
+             persons: Mapping[str, PersonState]) -> bool:
+    """Take a round record (or a replacement); prime its progress counts with one pass over
+    the persons. False if the record is ignored."""
+    if not apply_round(shared, event):
+        return False
+    run = shared.rounds[event.round_id]
+    instants = _progress_instants(policy, run)
+    if not INCREMENTAL or not instants:
+        run.pending = None
+        return True
+    pending: dict[int, Counts] = {instant: {} for instant in instants}
+    for st in persons.values():
+        if st.roster is None and st.samples is None and st.cohorts is None:
+            continue
+        for instant, counts in pending.items():
+            _add(counts, _contrib(st, run.defn, instant), 1)
+    run.pending = pending
+    return True
+
+
+class tracking:  # used as a statement: ``with tracking(ctx, st): ...``
+    """Around a change of a person's facts: moves the person's contribution to every open
+    round's pending progress counts from before the change to after it (a person the change
+    forgets, ``gone``, contributes nothing after)."""
+
+    __slots__ = ("before", "ctx", "st")
+
+    def __init__(self, ctx: Context, st: PersonState) -> None:
+        self.ctx, self.st = ctx, st
+        self.before: list[tuple[dict[int, Counts], RoundDef, int, Contrib]] = []
+
+    def __enter__(self) -> None:
+        st = self.st
+        for run in self.ctx.shared.rounds.values():
+            pending = run.pending
+            if pending:
+                self.before.extend((pending, run.defn, instant, _contrib(st, run.defn, instant))
+                                   for instant in pending)
+
+    def __exit__(self, *exc: object) -> None:
+        st = self.st
+        for pending, defn, instant, old in self.before:
+            new = _NOTHING if st.gone else _contrib(st, defn, instant)
+            counts = pending.get(instant)
+            if new != old and counts is not None:
+                _add(counts, old, -1)
+                _add(counts, new, 1)
+
+
+def _progress_instants(policy: Policy, run: RoundRun) -> list[int]:
+    instants = []
+    instant = _next_progress(policy, run)
+    while instant is not None and instant < run.defn.closes:
+        instants.append(instant)
+        instant += policy.round_progress_every
+    return instants
+
+
+def _contrib(st: PersonState, defn: RoundDef, instant: int) -> Contrib:
+    entry = entry_at(st, instant)
+    on_roster = entry is not None and entry.status != "left"
+    if defn.cohort is None:
+        district = entry.district if on_roster and entry is not None else None
+    else:
+        district = _cohort_district(st, defn.cohort, instant)
+    if district is not None and defn.districts is not None and district not in defn.districts:
+        district = None
+    sampled = district is not None and _first(st.samples, defn.opens, instant, None) is not None
+    site = None
+    if not on_roster and st.samples:
+        first = _first(st.samples, defn.opens, instant, defn.districts)
+        site = None if first is None else first.district
+    return district, sampled, site
+
+
+def _add(counts: Counts, contrib: Contrib, sign: int) -> None:
+    district, sampled, site = contrib
+    if district is not None:
+        row = counts.setdefault(district, [0, 0, 0])
+        row[0] += sign
+        if sampled:
+            row[1] += sign
+    if site is not None:
+        counts.setdefault(site, [0, 0, 0])[2] += sign
+
+
+def next_due(policy: Policy, shared: Shared) -> int | None:
+    """The earliest instant at which a round has a report to make."""
+    dues = [due for run in shared.rounds.values() if (due := _next(policy, run)) is not None]
+    return min(dues) if dues else None
+
+
+def fire_rounds(ctx: Context, shared: Shared, persons: Mapping[str, PersonState]) -> set[str]:
+    """Make every round report due by the clock, in order (as_of, round_id, stage), and
+    raise the closes' ``round_missed`` alerts; returns the persons whose state changed."""
+    due: list[tuple[int, str, int]] = []
+    for round_id, run in shared.rounds.items():
+        due.extend((at, round_id, stage) for at, stage in _due(ctx.policy, run, ctx.clock))
+    due.sort()
+    touched: set[str] = set()
+    start = 0
+    while start < len(due):
+        instant = due[start][0]
+        end = start
+        while end < len(due) and due[end][0] == instant:
+            end += 1
+        touched |= _fire_instant(ctx, shared, persons, instant, due[start:end])
+        start = end
+    return touched
+
+
+def _next(policy: Policy, run: RoundRun) -> int | None:
+    if run.done:
+        return None
+    if run.closed:
+        return run.defn.closes + policy.catchup_within
+    progress = _next_progress(policy, run)
+    return progress if progress is not None else run.defn.closes
+
+
+def _next_progress(policy: Policy, run: RoundRun) -> int | None:
+    """The round's next progress instant (before its close), or None."""
+    defn, every = run.defn, policy.round_progress_every
+    after = run.reported if run.reported is not None and run.reported > defn.opens else defn.opens
+    instant = defn.opens + ((after - defn.opens) // every + 1) * every
+    return instant if instant < defn.closes else None
+
+
+def _due(policy: Policy, run: RoundRun, clock: int) -> list[tuple[int, int]]:
+    """(as_of, stage index) of every report of the round due at or before ``clock``."""
+    if run.done:
+        return []
+    defn = run.defn
+    due: list[tuple[int, int]] = []
+    if not run.closed:
+        instant = _next_progress(policy, run)
+        while instant is not None and instant < defn.closes and instant <= clock:
+            due.append((instant, 0))
+            instant += policy.round_progress_every
+        if defn.closes <= clock:
+            due.append((defn.closes, 1))
+    final = defn.closes + policy.catchup_within
+    if final <= clock:
+        due.append((final, 2))
+    return due
+
+
+def _fire_instant(
+    ctx: Context, shared: Shared, persons: Mapping[str, PersonState], instant: int,
+    items: list[tuple[int, str, int]],
+) -> set[str]:
+    """Every report due at one instant: one pass over the persons for all that need one."""
+    kept: dict[str, Counts] = {}
+    for _, round_id, stage in items:
+        pending = shared.rounds[round_id].pending
+        if stage == 0 and pending is not None and instant in pending:
+            kept[round_id] = pending.pop(instant)  # the counts kept for this instant
+    scanned = [(round_id, shared.rounds[round_id].defn) for _, round_id, stage in items
+               if stage < 2 and round_id not in kept]
+    tallies = _tally(scanned, instant, persons) if scanned else {}
+    touched: set[str] = set()
+    closing = sorted(round_id for _, round_id, stage in items if stage == 1)
+    if closing:
+        touched = _raise_missed(ctx, persons, instant, closing, tallies)
+    for _, round_id, stage in items:
+        run = shared.rounds[round_id]
+        if stage == 2:
+            rows = _final_rows(ctx, run, persons)
+            run.done, run.counts, run.missed = True, None, None
+        else:
+            counts, missed = (kept[round_id], {}) if round_id in kept else tallies[round_id]
+            rows = _rows(counts)
+            if stage == 1:
+                run.closed, run.counts, run.pending = True, counts, None
+                run.missed = {person: district for person, (district, _) in missed.items()}
+            else:
+                run.reported = instant
+        ctx.round_reports.append(RoundReport(round_id=round_id, stage=STAGES[stage],
+                                             as_of=ctx.cal.iso(instant), rows=rows))
+    return touched
+
+
+def _tally(
+    rounds: list[tuple[str, RoundDef]], instant: int, persons: Mapping[str, PersonState]
+) -> dict[str, tuple[Counts, Missed]]:
+    """Each round's counts and missed persons as if it closed at ``instant``."""
+    tallies: dict[str, tuple[Counts, Missed]] = {round_id: ({}, {}) for round_id, _ in rounds}
+    for person_id, st in persons.items():
+        if st.roster is None and st.samples is None and st.cohorts is None:
+            continue
+        for round_id, defn in rounds:
+            counts, missed = tallies[round_id]
+            contrib = _contrib(st, defn, instant)
+            _add(counts, contrib, 1)
+            district, sampled, _ = contrib
+            if district is not None and not sampled:
+                entry = entry_at(st, instant)
+                grid = entry.grid if entry is not None and entry.status != "left" else None
+                missed[person_id] = (district, grid)
+    return tallies
+
+
+def _first(samples: list[Sample] | None, low: int, high: int,
+           districts: frozenset[str] | None) -> Sample | None:
+    """The earliest sampling in [low, high] (at a site in ``districts``, None: any)."""
+    for sample in samples or ():
+        if sample.at > high:
+            break
+        if sample.at >= low and (districts is None or sample.district in districts):
+            return sample
+    return None
+
+
+def _cohort_district(st: PersonState, cohort: str, instant: int) -> str | None:
+    """The cohort district of an active member at ``instant`` (of their latest join), or
+    None; a leave and a join at one instant leave the person a member (agents/cohorts.py)."""
+    member = None if st.cohorts is None else st.cohorts.get(cohort)
+    if member is None:
+        return None
+    active, district = False, None
+    for change in member.changes:
+        if change.at > instant:
+            break
+        active = change.active
+        if change.active:
+            district = change.district
+    return district if active else None
+
+
+def _raise_missed(
+    ctx: Context, persons: Mapping[str, PersonState], instant: int, closing: list[str],
+    tallies: dict[str, tuple[Counts, Missed]],
+) -> set[str]:
+    """One ``round_missed`` per person for the rounds closing at ``instant`` they missed."""
+    rounds_of: dict[str, list[str]] = {}
+    for round_id in closing:  # sorted: the first round of a person gives district and grid
+        for person_id in tallies[round_id][1]:
+            rounds_of.setdefault(person_id, []).append(round_id)
+    for person_id in sorted(rounds_of):
+        missed = rounds_of[person_id]
+        district, grid = tallies[missed[0]][1][person_id]
+        raise_alert(ctx, persons[person_id], kind="round_missed", subject=person_id,
+                    due=instant, person_id=person_id, district=district,
+                    details={"rounds": missed, "grid": grid})
+    return set(rounds_of)
+
+
+def _rows(counts: Counts, caught: dict[str, list[int]] | None = None) -> list[RoundRow]:
+    rows = []
+    for district in sorted(counts):
+        in_scope, sampled, not_on_roster = counts[district]
+        if not in_scope and not not_on_roster:
+            continue  # everyone counted here moved away since
+        delays = (caught or {}).get(district, [])
+        rows.append(RoundRow(district=district, in_scope=in_scope, sampled=sampled,
+                             missed=in_scope - sampled, caught_up=len(delays),
+                             not_on_roster=not_on_roster,
+                             catchup_median_hours=median_hours(delays)))
+    return rows
+
+
+def _final_rows(ctx: Context, run: RoundRun, persons: Mapping[str, PersonState]
+                ) -> list[RoundRow]:
+    """The close's counts with the catch-ups: the missed sampled in (closes, as_of]."""
+    closes = run.defn.closes
+    until = closes + ctx.policy.catchup_within
+    caught: dict[str, list[int]] = {}
+    for person_id, district in (run.missed or {}).items():
+        st = persons.get(person_id)
+        first = None if st is None else _first(st.samples, closes + 1, until, None)
+        if first is not None:
+            caught.setdefault(district, []).append(first.at - closes)
+    return _rows(run.counts or {}, caught)
+
+
+def median_hours(delays: list[int]) -> float | None:
+    """The median of ``delays`` (seconds) in hours, rounded half up to 0.1; None if empty."""
+    if not delays:
+        return None
+    ordered = sorted(delays)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        median = Fraction(ordered[middle])
+    else:
+        median = Fraction(ordered[middle - 1] + ordered[middle], 2)
+    tenths = floor(median / 360 + Fraction(1, 2))
+    return tenths / 10
