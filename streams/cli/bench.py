@@ -1,7 +1,8 @@
-"""``closedloop bench replay|deadlines|worker``: benchmarks that report ratios, never bare times.
+"""``closedloop bench replay|round|deadlines|worker``: ratios against a baseline, never bare times.
 
 ``replay``: orjson parse-only of one generated city versus full replay, and peak memory per
-tracked person (:mod:`closedloop.streams.bench.engine`). ``deadlines``: the deadline index's
+tracked person (:mod:`closedloop.streams.bench.engine`). ``round``: the same for a city-wide
+testing round of N persons (:mod:`closedloop.streams.bench.rounds`). ``deadlines``: the deadline index's
 cost per event at two sizes. ``worker``: the Kafka worker end to end versus the raw client
 (:mod:`closedloop.streams.bench.worker`). Never used by tests: timings are reported, never
 asserted.
@@ -26,6 +27,14 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     replay.add_argument("--days", type=int, default=7, help="days simulated (default 7)")
     replay.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")
     replay.add_argument("--repeat", type=int, default=2, help="runs of each, best kept")
+    rounds = sub.add_parser(
+        "round", help="a city-wide testing round of N persons through replay",
+        description="A roster of N persons, one city-wide round (97%% sampled in 10-in-1 "
+        "tubes, 2/3 of the missed caught up), their lab results: orjson parse-only versus "
+        "replay of the same file, wall time, and peak memory per person.")
+    rounds.add_argument("--persons", type=int, default=1_000_000,
+                        help="persons on the roster (default 1000000; the goal is 10000000)")
+    rounds.add_argument("--seed", type=int, default=1, help="seed (default 1)")
     deadlines = sub.add_parser("deadlines", help="deadline index cost at two sizes")
     deadlines.add_argument(
         "--sizes", default="100000,10000000",
@@ -45,6 +54,27 @@ def run(args: argparse.Namespace) -> int:
         from closedloop.streams.bench import worker as bench_worker
 
         return bench_worker.run(args)
+    if args.bench == "round":
+        from closedloop.streams.bench.rounds import bench_round
+
+        if args.persons < 1:
+            print("closedloop bench: --persons must be at least 1", file=sys.stderr)
+            return 2
+        print(f"a {args.persons:,}-person round city, through replay …", file=sys.stderr)
+        r = bench_round(args.persons, args.seed)
+        per = r["rss_growth_kib"] * 1024 / r["persons"]
+        print(f"lines                  {r['lines']:>12,.0f}   (generated in "
+              f"{r['generate_s']:,.1f} s)")
+        print(f"orjson parse-only      {r['lines'] / r['parse_s']:>12,.0f} lines/s")
+        print(f"closedloop replay      {r['lines'] / r['replay_s']:>12,.0f} lines/s   "
+              f"wall {r['replay_s']:,.1f} s (goal: the whole day in under 10 min at 10 M)")
+        print(f"ratio replay/parse     {r['ratio']:>12.1%}")
+        print(f"peak RSS growth        {r['rss_growth_kib'] / 1024:>12,.1f} MiB   "
+              f"(~{per:,.0f} bytes per person; goal <= 600)")
+        print(f"final report           in scope {r['in_scope']:,.0f}, missed "
+              f"{r['missed']:,.0f}, caught up {r['caught_up']:,.0f}, not on roster "
+              f"{r['not_on_roster']:,.0f}; round_missed alerts {r['round_missed']:,.0f}")
+        return 0
     if args.bench == "replay":
         print(f"generating a {args.people:,}-person, {args.days}-day city …", file=sys.stderr)
         r = bench_replay(args.people, args.days, args.seed, args.repeat)
