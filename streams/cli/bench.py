@@ -3,9 +3,9 @@
 ``replay``: orjson parse-only of one generated city versus full replay, and peak memory per
 tracked person (:mod:`closedloop.streams.bench.engine`). ``round``: the same for a city-wide
 testing round of N persons (:mod:`closedloop.streams.bench.rounds`). ``deadlines``: the
-deadline index's cost per event at two sizes. ``worker``: the Kafka worker end to end versus the raw client
-(:mod:`closedloop.streams.bench.worker`). Never used by tests: timings are reported, never
-asserted.
+deadline index's cost per event at two sizes. ``worker``: the Kafka worker end to end
+versus the raw client (:mod:`closedloop.streams.bench.worker`). Never used by tests: timings
+are reported, never asserted.
 """
 
 from __future__ import annotations
