@@ -9,6 +9,7 @@ action only touches an open escalation: it is not the person's activity and make
 from __future__ import annotations
 
 from bisect import insort
+from sys import intern
 from typing import Final
 
 from closedloop.agents import cohorts, entries, escalation, identity, retests, roster, travel
@@ -94,7 +95,9 @@ def forward_time(msg: Forward) -> int:
 def on_forward(ctx: Context, st: PersonState, person_id: str, msg: Forward) -> None:
     """A message the tube join re-keyed to this person."""
     if isinstance(msg, Sampled):
-        sample = Sample(msg.at, msg.tube, msg.pool, msg.site, msg.lat, msg.lon, msg.district)
+        # sites and districts repeat across a city's millions of samples: one string each
+        sample = Sample(msg.at, msg.tube, msg.pool, intern(msg.site), msg.lat, msg.lon,
+                        intern(msg.district))
         samples = st.samples
         if samples is None:
             st.samples = [sample]

@@ -1,38 +1,51 @@
-"""``event_id`` de-duplication (CONTRACT.md §3) with bounded retention.
+"""``event_id`` de-duplication (CONTRACT.md §3) with bounded retention and compact keys.
 
 The key is (topic name, event_id). An id is remembered until the clock is
-``dedup_retention`` past the event's time, so memory is bounded by the event rate times the
-retention, not by the length of the stream. Ids are kept in arrival order, which is event
-order up to the allowed lateness, so expiry pops from the front without a heap.
+``dedup_retention`` past the hour of the event's time, so memory is bounded by the event rate
+times the retention, not by the length of the stream. A testing round's day is ~20 million
+events, every one remembered for 72 h: each key is kept as a 16-byte BLAKE2b digest (a
+collision among 10^9 ids has odds of about 10^-21, and would only make the engine ignore an
+event as a repeat), in hour buckets in arrival order, which is event order up to the allowed
+lateness, so expiry drops a whole bucket at a time: about 75 bytes an id instead of the ~250
+of a (topic, event_id) tuple with its own expiry entry.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from hashlib import blake2b
 
 __all__ = ["Dedup"]
 
+BUCKET = 3600  # seconds of event time per expiry bucket
+
 
 class Dedup:
-    __slots__ = ("_order", "_seen", "retention")
+    __slots__ = ("_buckets", "_seen", "retention")
 
     def __init__(self, retention: int) -> None:
         self.retention = retention
-        self._seen: set[tuple[str, str]] = set()
-        self._order: deque[tuple[int, tuple[str, str]]] = deque()
+        self._seen: set[bytes] = set()
+        self._buckets: deque[tuple[int, list[bytes]]] = deque()  # (hour, its keys)
 
     def __len__(self) -> int:
         return len(self._seen)
 
     def seen(self, topic: str, event_id: str, event_time: int, clock: int) -> bool:
         """True if (topic, event_id) was seen before; otherwise remember it."""
-        key = (topic, event_id)
-        if key in self._seen:
+        key = blake2b(f"{topic}\x00{event_id}".encode("utf-8", "surrogatepass"),
+                      digest_size=16).digest()
+        seen = self._seen
+        if key in seen:
             return True
+        buckets = self._buckets
         horizon = clock - self.retention
-        order = self._order
-        while order and order[0][0] < horizon:
-            self._seen.discard(order.popleft()[1])
-        self._seen.add(key)
-        order.append((event_time, key))
+        while buckets and (buckets[0][0] + 1) * BUCKET <= horizon:
+            seen.difference_update(buckets.popleft()[1])
+        seen.add(key)
+        hour = event_time // BUCKET
+        if buckets and buckets[-1][0] == hour:
+            buckets[-1][1].append(key)
+        else:
+            buckets.append((hour, [key]))
         return False

@@ -1,0 +1,37 @@
+"""De-duplication by (topic, event_id), remembered for dedup_retention past the event's hour."""
+
+from __future__ import annotations
+
+from closedloop.streams.engine.dedup import BUCKET, Dedup
+
+HOUR0 = 1_662_426_000 // BUCKET * BUCKET  # the start of an hour
+RETENTION = 72 * 3600
+
+
+def test_an_id_is_a_repeat_on_its_topic_only() -> None:
+    dedup = Dedup(RETENTION)
+    assert not dedup.seen("sampling", "ev-1", HOUR0, HOUR0)
+    assert dedup.seen("sampling", "ev-1", HOUR0 + 5, HOUR0)
+    assert not dedup.seen("lab", "ev-1", HOUR0, HOUR0)
+    assert len(dedup) == 2
+
+
+def test_ids_that_only_look_alike_are_distinct() -> None:
+    # the topic and the id are separated, so ("ab", "c") is not ("a", "bc")
+    dedup = Dedup(RETENTION)
+    assert not dedup.seen("ab", "c", HOUR0, HOUR0)
+    assert not dedup.seen("a", "bc", HOUR0, HOUR0)
+    assert not dedup.seen("a", "b\udcffc", HOUR0, HOUR0)  # not UTF-8 encodable: no crash
+
+
+def test_an_id_is_remembered_until_the_retention_passed_its_hour() -> None:
+    dedup = Dedup(RETENTION)
+    dedup.seen("sampling", "ev-1", HOUR0 + 1800, HOUR0)
+    # the clock at the end of the event's hour plus the retention, less a second: kept
+    last_kept = HOUR0 + BUCKET + RETENTION - 1
+    assert dedup.seen("sampling", "ev-1", last_kept, last_kept)
+    # a new id at the instant the retention has passed the whole hour drops that hour
+    gone = HOUR0 + BUCKET + RETENTION
+    assert not dedup.seen("sampling", "ev-2", gone, gone)
+    assert len(dedup) == 1
+    assert not dedup.seen("sampling", "ev-1", gone, gone)
