@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from helpers import (
     T0,
     alerts_of,
@@ -14,6 +15,8 @@ from helpers import (
     sampling,
     travel,
 )
+
+from closedloop.schemas.policy import Policy, PolicyError, policy_from_mapping
 
 DRIVER = "driver-0001"
 HOURS_48 = 48 * 3600
@@ -224,3 +227,39 @@ class TestDailyReport:
         [report] = [r for r in reports if r["date"] == "2022-09-06"]
         assert report["checkpoint_entries"] == 1
         assert stats["duplicates_ignored"] == 1
+
+
+class TestPolicyKeys:
+    """``checkpoint.proof_valid``, ``checkpoint.landing_test_within`` and
+    ``sentinel_test_within.<kind>`` change the windows."""
+
+    @staticmethod
+    def _policy(**tables: dict[str, str]) -> Policy:
+        return policy_from_mapping(tables)
+
+    def test_a_shorter_proof_validity(self) -> None:
+        pol = self._policy(checkpoint={"proof_valid": "24h"})
+        events = [checkpoint(DRIVER, T0, at(T0, hours=-24, seconds=-1))]
+        alerts, *_ = run(events, until=at(T0, minutes=10), pol=pol)
+        [alert] = alerts_of(alerts, "entry_without_proof")
+        assert alert["details"]["proof_age_hours"] == 24.0
+
+    def test_a_longer_landing_window(self) -> None:
+        pol = self._policy(checkpoint={"landing_test_within": "4h"})
+        events = [checkpoint(DRIVER, T0, at(T0, hours=-5)),
+                  sampling(DRIVER, "tb-1", at(T0, hours=3))]
+        alerts, *_ = run(events, until=at(T0, hours=6), pol=pol)
+        assert alerts_of(alerts, "landing_test_missed") == []
+        alerts, *_ = run(events[:1], until=at(T0, hours=6), pol=pol)
+        assert [a["due_at"] for a in alerts_of(alerts, "landing_test_missed")] == [
+            at(T0, hours=4)]
+
+    def test_a_facility_kinds_window(self) -> None:
+        pol = self._policy(sentinel_test_within={"clinic": "6h"})
+        alerts, *_ = run([clinic(DRIVER, T0, "clinic")], until=at(T0, hours=7), pol=pol)
+        assert [a["due_at"] for a in alerts_of(alerts, "sentinel_untested")] == [
+            at(T0, hours=6)]
+
+    def test_an_unknown_facility_kind_in_the_policy_is_refused(self) -> None:
+        with pytest.raises(PolicyError, match=r"sentinel_test_within\.dentist"):
+            self._policy(sentinel_test_within={"dentist": "1h"})
