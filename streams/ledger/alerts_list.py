@@ -8,7 +8,9 @@ The catch-up list of a testing round (查漏补测), for grid workers:
   closedloop alerts list --kind round_missed --round R --format csv
 one row per person in the round's scope who was not sampled in it, by district, grid and
 person (those without a grid last in their district), with ``grid`` (from the roster,
-empty when the roster gives none) as a column.
+empty when the roster gives none) and ``sampled_after_close`` (the person's latest sampling
+when it came after the round's close, as their state in the ledger says: caught up, or on
+the way; empty: still to catch up) as columns.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from closedloop.streams.ledger.options import add_url
 __all__ = ["add_list_parser", "run_list"]
 
 TABLE_COLUMNS: Final = ("due_at", "kind", "subject", "district", "state", "alert_id")
-ROUND_COLUMNS: Final = ("due_at", "kind", "subject", "district", "grid", "state", "alert_id")
+ROUND_COLUMNS: Final = ("due_at", "kind", "subject", "district", "grid", "sampled_after_close",
+                         "state", "alert_id")
 
 
 def add_list_parser(sub: Any) -> None:
@@ -46,19 +49,25 @@ def run_list(args: argparse.Namespace) -> int:
     from closedloop.schemas.policy import default_policy
     from closedloop.streams.ledger.errors import LedgerUnavailable, read_ledger
     from closedloop.streams.ledger.formats import write_rows
-    from closedloop.streams.ledger.queries import list_alerts
+    from closedloop.streams.ledger.queries import last_samplings, list_alerts
+
+    catch_up = bool(args.round) or args.kind == ["round_missed"]
+
+    def query(connection: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        rows = list_alerts(connection, open_only=args.open, districts=args.district or (),
+                           kinds=args.kind or (), rounds=args.round or ())
+        sampled = last_samplings(connection, [r["subject"] for r in rows]) if catch_up else {}
+        return rows, sampled
 
     try:
-        rows = read_ledger(args.url, lambda connection: list_alerts(
-            connection, open_only=args.open, districts=args.district or (),
-            kinds=args.kind or (), rounds=args.round or ()))
+        rows, sampled = read_ledger(args.url, query)
     except LedgerUnavailable as exc:
         print(f"closedloop alerts list: {exc}", file=sys.stderr)
         return 1
     columns: tuple[str, ...] = TABLE_COLUMNS
-    if args.round or args.kind == ["round_missed"]:
+    if catch_up:
         columns = ROUND_COLUMNS
-        rows = [_with_grid(row) for row in rows]
+        rows = [_with_grid(row, sampled.get(row["subject"])) for row in rows]
     if args.round:
         rows.sort(key=lambda r: (r["district"] or "", r["grid"] is None, r["grid"] or "",
                                  r["subject"]))
@@ -70,11 +79,14 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_grid(row: dict[str, Any]) -> dict[str, Any]:
-    """The row with ``grid`` (a round_missed alert's details.grid) after ``district``."""
+def _with_grid(row: dict[str, Any], last_sampled: Any) -> dict[str, Any]:
+    """The row with ``grid`` (a round_missed alert's details.grid) and ``sampled_after_close``
+    (``last_sampled``, when after the alert's due_at: the close) after ``district``."""
     out: dict[str, Any] = {}
     for key, value in row.items():
         out[key] = value
         if key == "district":
             out["grid"] = (row.get("details") or {}).get("grid")
+            after = last_sampled is not None and last_sampled > row["due_at"]
+            out["sampled_after_close"] = last_sampled if after else None
     return out

@@ -17,6 +17,7 @@ __all__ = [
     "ROUND_COLUMNS",
     "STAGES",
     "daily_report",
+    "last_samplings",
     "list_alerts",
     "round_report",
     "round_reports",
@@ -29,6 +30,7 @@ STAGES: Final = ("progress", "close", "final")
 _ALERT: Final = models.Base.metadata.tables["alert"]
 _REPORT: Final = models.Base.metadata.tables["daily_report"]
 _ROUND: Final = models.Base.metadata.tables["round_report"]
+_PERSON: Final = models.Base.metadata.tables["person_state"]
 
 
 def list_alerts(
@@ -60,6 +62,21 @@ def list_alerts(
         rows = [row for row in rows
                 if wanted.intersection((row["details"] or {}).get("rounds") or ())]
     return rows
+
+
+def last_samplings(connection: Connection, person_ids: Sequence[str]) -> dict[str, datetime]:
+    """Each person's latest sampling as their state in the ledger says (``last_sampled_at`` of
+    ``person-status``); persons with none, or no state, are left out."""
+    found: dict[str, datetime] = {}
+    wanted = sorted(set(person_ids))
+    for at in range(0, len(wanted), 500):  # bounded IN lists (SQLite limits parameters)
+        rows = connection.execute(select(_PERSON.c.person_id, _PERSON.c.status).where(
+            _PERSON.c.person_id.in_(wanted[at:at + 500])))
+        for person_id, status in rows:
+            text = (status or {}).get("last_sampled_at")
+            if text:
+                found[person_id] = datetime.fromisoformat(text)
+    return found
 
 
 def round_reports(connection: Connection, round_id: str) -> list[tuple[str, datetime]]:

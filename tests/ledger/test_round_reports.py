@@ -205,19 +205,20 @@ def test_the_catch_up_list_is_the_missed_persons_with_district_and_grid(
 ) -> None:
     url, _ = exact
     rows = _catch_up(capsys, url, "r1")
-    assert [(r["subject"], r["district"], r["grid"], r["due_at"]) for r in rows] == [
-        ("person-bbbb", "district-a", "grid-2", CLOSES),
-        ("person-cccc", "district-a", "", CLOSES),
-        ("person-dddd", "district-b", "grid-9", CLOSES),
+    assert [(r["subject"], r["district"], r["grid"], r["due_at"], r["sampled_after_close"])
+            for r in rows] == [
+        ("person-bbbb", "district-a", "grid-2", CLOSES, at(CLOSES, hours=2)),  # caught up
+        ("person-cccc", "district-a", "", CLOSES, ""),
+        ("person-dddd", "district-b", "grid-9", CLOSES, ""),
     ]
     assert {r["kind"] for r in rows} == {"round_missed"}
-    assert [(r["subject"], r["grid"]) for r in _catch_up(capsys, url, "r3")] == [
-        ("person-dddd", "grid-9")]
+    assert [(r["subject"], r["grid"], r["due_at"]) for r in _catch_up(capsys, url, "r3")] == [
+        ("person-dddd", "grid-9", at(T0, hours=5))]
     assert _catch_up(capsys, url, "r2") == []
     code, out, _ = _run(capsys, ["alerts", "list", "--round", "r1", "--url", url])
     assert code == 0
     assert out.splitlines()[0].split() == ["due_at", "kind", "subject", "district", "grid",
-                                           "state", "alert_id"]
+                                           "sampled_after_close", "state", "alert_id"]
     assert [line.split()[2:5] for line in out.splitlines()[1:]] == [
         ["person-bbbb", "district-a", "grid-2"], ["person-cccc", "district-a", "-"],
         ["person-dddd", "district-b", "grid-9"]]
@@ -267,3 +268,29 @@ def test_the_sink_stores_round_reports_and_a_redelivered_one_replaces_its_rows(
         assert write_batch(connection, [topic.record(again, "r1")])["round_reports"] == 1
         assert store.upsert_round_reports(connection, [again]) == 1  # by itself: idempotent
     assert _table(ledger) == [("progress", "district-a", 6), ("close", "", 0)]
+
+
+def test_the_demo_prints_its_round_and_the_ledger_has_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    code, out, _ = _run(capsys, ["demo", "--people", "300", "--days", "3", "--ledger", url])
+    assert code == 0
+    lines = out.splitlines()
+    title = next(i for i, line in enumerate(lines) if line.startswith("testing round "))
+    assert lines[title] == ("testing round round-citywide (区域核酸): missed at the close, "
+                            "caught up by the final report, 2022-09-08T18:00:00+08:00:")
+    assert lines[title + 1].split() == COLUMNS
+    shown = [line.split() for line in lines[title + 2:title + 9]]
+    assert [row[0] for row in shown] == ["huangpu", "jingan", "minhang", "pudong", "xuhui",
+                                         "yangpu", "total"]
+    code, report, _ = _run(capsys, ["report", "round", "round-citywide", "--url", url,
+                                    "--format", "json"])
+    assert code == 0
+    rows = json.loads(report)
+    assert [r["stage"] for r in rows] == ["final"] * 6
+    assert [[r["district"], *(str(r[c]) for c in COLUMNS[1:6])] for r in rows] == [
+        row[:6] for row in shown[:6]]
+    assert shown[6][1:] == [str(sum(r[c] for r in rows)) for c in COLUMNS[1:6]]
+    assert sum(r["caught_up"] for r in rows) > 0
+    assert f"closedloop report round round-citywide --url {url}" in out
