@@ -26,7 +26,8 @@ One row per district with anyone in scope or sampled off the roster: in_scope (o
 or in the cohort, at the close), sampled (of them, sampled between opens_at and closes_at),
 missed (in_scope - sampled: the round_missed alerts, the catch-up list), caught_up (of the
 missed, sampled within the catch-up window, as of the report), not_on_roster (sampled in the
-round but not on the roster: 摸排不全面), catchup_median_hours.
+round but not on the roster: 摸排不全面), catchup_median_hours. The table ends with the
+districts' total (no median: medians do not add up); csv and json hold the districts only.
 
 Stages: ``progress`` (hourly while the round is open, as if it closed then), ``close`` (at
 closes_at) and ``final`` (at the end of the catch-up window). Without --stage the latest there
@@ -156,6 +157,9 @@ def run_round(args: argparse.Namespace) -> int:
               "and nobody sampled off the roster", file=sys.stderr)
         if args.format == "table":
             return 0
+    if args.format == "table" and len(rows) > 1:
+        counts = ROUND_COLUMNS[1:-1]
+        rows = [*rows, {"district": "total", **{c: sum(r[c] for r in rows) for c in counts}}]
     write_rows(rows, ROUND_COLUMNS, args.format, sys.stdout, zone)
     return 0
 

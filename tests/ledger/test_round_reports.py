@@ -130,6 +130,7 @@ def test_report_round_shows_each_stage_in_each_format(
         "district    in_scope  sampled  missed  caught_up  not_on_roster  catchup_median_hours",
         "district-a  3         1        2       1          1              2.0",
         "district-b  1         0        1       0          0              -",
+        "total       4         1        3       1          1              -",
     ]
     code, out, _ = _run(capsys, [*base, "--stage", "close", "--format", "csv"])
     assert code == 0
