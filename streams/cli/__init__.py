@@ -23,7 +23,8 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     # the SQL ledger's schema, its Kafka sink and the operators' report
     ("db", "ledger.db_cmd", "create or migrate the SQL ledger's schema (Alembic)"),
     ("sink", "ledger.sink_cmd", "record the output topics in the SQL ledger"),
-    ("report", "ledger.report_cmd", "the daily closure (日清日结) table from the ledger"),
+    ("report", "ledger.report_cmd",
+     "the daily closure (日清日结) and testing rounds' tables from the ledger"),
     ("pseudonymize", "cli.pseudonymize", "turn raw identifiers into HMAC-SHA256 pseudonyms"),
     ("policy", "cli.policy", "print or check a policy file"),
     ("bench", "cli.bench", "benchmarks: ratios against a baseline measured in the same run"),
@@ -38,6 +39,8 @@ examples:
   closedloop replay city.jsonl --alerts alerts.jsonl --ledger   # also into ./closedloop.db
   closedloop alerts list --open                    # the ledger: ./closedloop.db by default
   closedloop report daily --date 2022-09-08
+  closedloop report round R1                       # a testing round's coverage by district
+  closedloop alerts list --kind round_missed --round R1 --format csv   # the catch-up list
 
 The contract (topics, fields, rules, alert kinds) is schemas/CONTRACT.md; see README.md.
 """

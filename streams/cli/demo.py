@@ -1,13 +1,16 @@
 """Simulate a small city for a few days and run it through the embedded engine.
 
 No services needed: this is the same engine code the Kafka worker runs, driven in-process.
-It prints alerts by kind, an example of each kind, and the last daily closure report; with
-``--out DIR`` it also keeps the city, alerts, reports and dead letters as JSON Lines there.
+It prints alerts by kind, an example of each kind, the last daily closure report and the
+city-wide testing round of the second day (close and final: who was missed, who was caught
+up); with ``--out DIR`` it also keeps the city, alerts, reports, round reports and dead
+letters as JSON Lines there.
 
 It fills the default SQL ledger ($CLOSEDLOOP_DATABASE_URL, else closedloop.db in the current
 directory; ``--ledger URL`` for another), the one ``closedloop alerts list`` and
-``closedloop report daily`` read when given no URL, so they can be tried next. Running the
-demo again with the same seed adds nothing; another seed adds its alerts beside the first.
+``closedloop report daily`` / ``report round`` read when given no URL, so they can be tried
+next. Running the demo again with the same seed adds nothing; another seed adds its alerts
+beside the first.
 """
 
 from __future__ import annotations
@@ -53,12 +56,13 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 def run(args: argparse.Namespace) -> int:
     from closedloop.streams.sim.feed import CityConfig, simulate
 
-    config = CityConfig(seed=args.seed, people=args.people, days=args.days)
+    config = CityConfig(seed=args.seed, people=args.people, days=args.days, round=True)
     started = time.perf_counter()
     city: Iterable[bytes] = list(simulate(config))
     policy = default_policy()
     until = int((config.start + timedelta(days=args.days)).timestamp())
     alerts, reports, letters = io.BytesIO(), io.BytesIO(), io.BytesIO()
+    rounds = io.BytesIO()
     ledger_url = database_url(args.ledger)
     from closedloop.streams.ledger.embedded import open_for_command
 
@@ -68,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = replay_lines(
             city, policy, until=until, alerts_out=alerts, reports_out=reports,
-            deadletter_out=letters, ledger=ledger,
+            deadletter_out=letters, round_reports_out=rounds, ledger=ledger,
         )
     finally:
         ledger.close()
@@ -81,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         (out / "alerts.jsonl").write_bytes(alerts.getvalue())
         (out / "reports.jsonl").write_bytes(reports.getvalue())
         (out / "deadletter.jsonl").write_bytes(letters.getvalue())
+        (out / "round-reports.jsonl").write_bytes(rounds.getvalue())
 
     print(f"closedloop demo: a simulated city of {args.people:,} people over {args.days} days "
           f"(seed {args.seed}), replayed through the engine in {elapsed:.1f} s\n")
@@ -106,16 +111,46 @@ def run(args: argparse.Namespace) -> int:
         print(_table([r for r in rows if r["date"] == last],
                      ["district", "pushed", "located", "under_control",
                       "followup_overdue_open", "tests_missed", "positives"]))
-    print(_ledger_note(ledger_url, args.ledger, new_alerts, last))
+    round_reports = [orjson.loads(line) for line in rounds.getvalue().splitlines()]
+    round_id = _print_round(round_reports)
+    print(_ledger_note(ledger_url, args.ledger, new_alerts, last, round_id))
     if args.out:
-        print(f"\nwritten to {args.out}/: city.jsonl alerts.jsonl reports.jsonl deadletter.jsonl"
+        print(f"\nwritten to {args.out}/: city.jsonl alerts.jsonl reports.jsonl "
+              "round-reports.jsonl deadletter.jsonl"
               f"\nreplay it yourself: closedloop replay {args.out}/city.jsonl --until "
               f"{policy_iso(until, policy)}")
     sys.stdout.flush()
     return 0
 
 
-def _ledger_note(url: str, given: str | None, new_alerts: int, day: str | None) -> str:
+ROUND_COLUMNS = ["district", "in_scope", "sampled", "missed", "caught_up", "not_on_roster",
+                 "catchup_median_hours"]
+
+
+def _print_round(reports: list[dict[str, Any]]) -> str | None:
+    """The first round's table: sampled and missed at the close, caught up at the final report
+    (as of the close when the replayed days end before it). Returns its round_id."""
+    closes = [r for r in reports if r["stage"] == "close"]
+    if not closes:
+        return None
+    close = closes[0]
+    round_id = close["round_id"]
+    final = next((r for r in reports if r["round_id"] == round_id and r["stage"] == "final"),
+                 None)
+    shown = final or close
+    rows = [dict(row, catchup_median_hours=row["catchup_median_hours"] or "-")
+            for row in shown["rows"]]
+    total = {c: sum(row[c] for row in shown["rows"]) for c in ROUND_COLUMNS[1:-1]}
+    rows.append({"district": "total", **total, "catchup_median_hours": ""})
+    when = (f"caught up by the final report, {final['as_of']}" if final is not None else
+            f"no final report within the replayed days, so as of the close, {close['as_of']}")
+    print(f"\ntesting round {round_id} (区域核酸): missed at the close, {when}:")
+    print(_table(rows, ROUND_COLUMNS))
+    return str(round_id)
+
+
+def _ledger_note(url: str, given: str | None, new_alerts: int, day: str | None,
+                 round_id: str | None = None) -> str:
     """Where the ledger is and the commands that read it; ``--url`` only when it is not the
     default, which those commands find by themselves."""
     from sqlalchemy import make_url
@@ -126,6 +161,10 @@ def _ledger_note(url: str, given: str | None, new_alerts: int, day: str | None) 
              f"  closedloop alerts list --open{option}"]
     if day is not None:
         lines.append(f"  closedloop report daily --date {day}{option}")
+    if round_id is not None:
+        lines.append(f"  closedloop report round {round_id}{option}")
+        lines.append(f"  closedloop alerts list --kind round_missed --round {round_id} "
+                     f"--format csv{option}   # the catch-up list")
     return "\n" + "\n".join(lines)
 
 

@@ -86,6 +86,14 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         help="multiply every noise and lapse rate; 0 gives a clean city (default: %(default)s)",
     )
     parser.add_argument(
+        "--round",
+        action="store_true",
+        help="v1.1: add a population roster (resident/floating, a few leaving or moving "
+        "district) and one city-wide testing round, 06:00-18:00 on day 2, with misses, "
+        "catch-ups and people sampled who are not on the roster (off by default: a city "
+        "without it keeps its bytes)",
+    )
+    parser.add_argument(
         "-o",
         "--output",
         default="-",
@@ -101,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         days=args.days,
         start=args.start,
         noise=Noise().scaled(args.noise_scale),
+        round=args.round,
     )
     summary: Counter[str] = Counter()
     show = sys.stderr.isatty() and config.people * config.days >= 20_000

@@ -1,12 +1,12 @@
 """The ledger as ``replay --ledger`` and ``demo`` fill it: in-process, without Kafka.
 
-The embedded driver hands over alerts, escalations, reports, dead letters and the operator
-actions it accepted at each flush; they go through the same ``store`` functions the Kafka
-sink uses, in the sink's order (an action after the alerts beside it), so a replayed ledger
-and a streamed one hold the same rows and the same lifecycle: an ``action`` line leaves its
-alert acknowledged or resolved, an escalation its level. Person states are written once, at
-the end, from the driver's table: the final view a compacted ``person-status`` topic
-converges to.
+The embedded driver hands over alerts, escalations, daily and round reports, dead letters and
+the operator actions it accepted at each flush; they go through the same ``store`` functions
+the Kafka sink uses, in the sink's order (an action after the alerts beside it), so a
+replayed ledger and a streamed one hold the same rows and the same lifecycle: an ``action``
+line leaves its alert acknowledged or resolved, an escalation its level. Person states are
+written once, at the end, from the driver's table: the final view a compacted
+``person-status`` topic converges to.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ class ReplayLedger:
             self.alerts_new += store.add_alerts(connection, out.alerts)
             store.note_escalations(connection, out.escalations)
             store.upsert_reports(connection, out.reports)
+            store.upsert_round_reports(connection, out.round_reports)
             store.add_dead_letters(connection, out.dead_letters, datetime.now(UTC))
             self._apply(connection, out.actions)
 

@@ -23,7 +23,14 @@ from sqlalchemy import Connection, Engine, select, tuple_
 
 from closedloop.schemas.decode import Rejection, decode_event
 from closedloop.schemas.events import Action
-from closedloop.schemas.outputs import Alert, DailyReport, DeadLetter, Escalation, PersonStatus
+from closedloop.schemas.outputs import (
+    Alert,
+    DailyReport,
+    DeadLetter,
+    Escalation,
+    PersonStatus,
+    RoundReport,
+)
 from closedloop.streams.kafka.settings import KafkaSettings
 from closedloop.streams.kafka.topics import topic_name
 from closedloop.streams.ledger import models, store
@@ -32,14 +39,15 @@ __all__ = ["OUTPUT_TOPICS", "SinkRecord", "consume", "group_id", "write_batch"]
 
 log = logging.getLogger("closedloop.sink")
 
-OUTPUT_TOPICS: Final = ("alerts", "daily-report", "person-status", "deadletter", "escalations",
-                         "action")
+OUTPUT_TOPICS: Final = ("alerts", "daily-report", "round-report", "person-status", "deadletter",
+                         "escalations", "action")
 """The topics the ledger records, by short name: the outputs (CONTRACT.md §5), escalations
 (a level on the escalated alert's row) and operators' actions (the alert's lifecycle)."""
 
 _DECODERS: Final[dict[str, msgspec.json.Decoder[Any]]] = {
     "alerts": msgspec.json.Decoder(Alert),
     "daily-report": msgspec.json.Decoder(DailyReport),
+    "round-report": msgspec.json.Decoder(RoundReport),
     "person-status": msgspec.json.Decoder(PersonStatus),
     "deadletter": msgspec.json.Decoder(DeadLetter),
     "escalations": msgspec.json.Decoder(Escalation),
@@ -108,6 +116,7 @@ def write_batch(
     marks = _marks(connection, records)
     alerts: list[Alert] = []
     reports: list[DailyReport] = []
+    round_reports: list[RoundReport] = []
     people: dict[str, PersonStatus | None] = {}
     letters: list[DeadLetter] = []
     escalations: list[Escalation] = []
@@ -137,6 +146,8 @@ def write_batch(
             alerts.append(item)
         elif isinstance(item, DailyReport):
             reports.append(item)
+        elif isinstance(item, RoundReport):
+            round_reports.append(item)
         elif isinstance(item, PersonStatus):
             people[item.person_id] = item
         elif isinstance(item, DeadLetter):
@@ -144,6 +155,7 @@ def write_batch(
     counts["alerts_new"] += store.add_alerts(connection, alerts)
     counts["alerts_seen"] += len(alerts)
     counts["reports"] += store.upsert_reports(connection, reports)
+    counts["round_reports"] += store.upsert_round_reports(connection, round_reports)
     upserted, deleted = store.put_person_states(connection, people)
     counts["person_states"] += upserted
     counts["person_tombstones"] += deleted

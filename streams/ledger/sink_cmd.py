@@ -1,10 +1,10 @@
 """Record the engine's outputs in the SQL ledger: ``closedloop sink``.
 
-Consumes the alerts, daily-report, person-status and deadletter topics as the consumer group
-``{prefix}-ledger-sink`` and writes them idempotently, one transaction per batch, committing
-offsets after each. It also reads ``action`` (an operator's ack/resolve moves the alert's
-row along its lifecycle) and ``escalations`` (the row's escalation level). Run as many as
-the topics have partitions; stop with Ctrl-C or SIGTERM.
+Consumes the alerts, daily-report, round-report, person-status and deadletter topics as the
+consumer group ``{prefix}-ledger-sink`` and writes them idempotently, one transaction per
+batch, committing offsets after each. It also reads ``action`` (an operator's ack/resolve
+moves the alert's row along its lifecycle) and ``escalations`` (the row's escalation level).
+Run as many as the topics have partitions; stop with Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from closedloop.agents.closure import ENTRY_COUNTS
 from closedloop.schemas.ids import spell_digit_runs
-from closedloop.schemas.outputs import Alert, DailyReport, DeadLetter, PersonStatus
+from closedloop.schemas.outputs import Alert, DailyReport, DeadLetter, PersonStatus, RoundReport
 from closedloop.streams.ledger import models
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "note_escalations",
     "put_person_states",
     "upsert_reports",
+    "upsert_round_reports",
 ]
 
 REPORT_COUNTS: Final = (
@@ -43,11 +44,21 @@ REPORT_COUNTS: Final = (
     *ENTRY_COUNTS,
 )
 
+ROUND_COUNTS: Final = (
+    "in_scope", "sampled", "missed", "caught_up", "not_on_roster", "catchup_median_hours",
+)
+
+NO_ROWS: Final = ""
+"""The district of a round report's marker row: a report with no district (nobody in scope,
+nobody sampled off the roster) is stored as this one row of zeros, so the ledger can tell
+"the round closed empty" from "the round is unknown". Readers drop it from the rows."""
+
 _TABLES: Final = models.Base.metadata.tables
 _ALERT: Final = _TABLES["alert"]
 _REPORT: Final = _TABLES["daily_report"]
 _PERSON: Final = _TABLES["person_state"]
 _LETTER: Final = _TABLES["dead_letter"]
+_ROUND: Final = _TABLES["round_report"]
 
 
 def upsert_insert(connection: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
@@ -112,6 +123,33 @@ def upsert_reports(connection: Connection, reports: Iterable[DailyReport]) -> in
         set_={name: statement.excluded[name] for name in REPORT_COUNTS},
     )
     connection.execute(statement, list(latest.values()))
+    return len(latest)
+
+
+def upsert_round_reports(connection: Connection, reports: Iterable[RoundReport]) -> int:
+    """Insert or replace round reports by (round_id, stage, as_of); returns how many.
+
+    A report is its set of district rows: one delivered again replaces every row it had
+    (a district gone from it is deleted). A report without rows is kept as one marker row
+    whose district is ``NO_ROWS`` (all counts 0), so it is still found.
+    """
+    latest: dict[tuple[str, str, datetime], RoundReport] = {}
+    for report in reports:
+        latest[(report.round_id, report.stage, _instant(report.as_of))] = report
+    if not latest:
+        return 0
+    rows: list[dict[str, Any]] = []
+    for (round_id, stage, as_of), report in latest.items():
+        connection.execute(delete(_ROUND).where(
+            _ROUND.c.round_id == round_id, _ROUND.c.stage == stage, _ROUND.c.as_of == as_of))
+        key = {"round_id": round_id, "stage": stage, "as_of": as_of}
+        rows.extend({**key, "district": row.district,
+                     **{name: getattr(row, name) for name in ROUND_COUNTS}}
+                    for row in report.rows)
+        if not report.rows:
+            rows.append({**key, "district": NO_ROWS,
+                         **{name: 0 for name in ROUND_COUNTS}, "catchup_median_hours": None})
+    connection.execute(_ROUND.insert(), rows)
     return len(latest)
 
 

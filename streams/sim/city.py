@@ -14,13 +14,16 @@ import itertools
 import math
 import random
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from closedloop.schemas.identifiers import contains_raw
 from closedloop.streams.sim.entries import Gates
+
+if TYPE_CHECKING:
+    from closedloop.streams.sim.rounds import RoundPlan
 
 __all__ = [
     "COHORTS",
@@ -230,9 +233,11 @@ class City:
         identity: float,
         summary: Counter[str],
         gates: Gates | None = None,
+        rounds: RoundPlan | None = None,
     ) -> None:
         self.rng = rng
         self.gates = gates
+        self.rounds = rounds
         self.clock = clock
         self.days = days
         self.lapse = lapse
@@ -301,6 +306,10 @@ class City:
     def district_of(self, person: int) -> str:
         return self.sites[self.home[person]].district
 
+    def is_free(self, person: int) -> bool:
+        """Not in a cohort, a regimen or isolation."""
+        return self.status[person] == _GENERAL
+
     def pick_general(self, rng: random.Random | None = None) -> int | None:
         """A random person free for something new (not in a cohort, a regimen or isolation)."""
         draw = (rng or self.rng).randrange
@@ -325,6 +334,8 @@ class City:
         self._tubes = []
         self._pooled = {}
         start = self.clock.day_start(day)
+        if self.rounds is not None:
+            self.rounds.start_of_day(self, day, start)
         if day == 0:
             self._enrol_initial(start)
         else:
@@ -334,7 +345,9 @@ class City:
         self._follow_travellers(day, start)
         if self.gates is not None:
             self.gates.day(self, day, start)
-        self._mass_testing(start)
+        self._mass_testing(start, day)
+        if self.rounds is not None:
+            self.rounds.after_mass_testing(self, day)
         self._identity_misuse(start)
         self._report_tubes()
         self.summary.update(f"events:{topic}" for _, topic, _ in self._batch.emissions)
@@ -343,6 +356,8 @@ class City:
     def _emit(self, t: int, topic: str, value: dict[str, Any]) -> int:
         emissions = self._batch.emissions
         emissions.append((t, topic, value))
+        if self.rounds is not None and topic == "sampling":
+            self.rounds.note_sampling(t, value)
         return len(emissions) - 1
 
     emit = _emit  # for the city's gates (streams/sim/entries.py)
@@ -380,11 +395,16 @@ class City:
     def negative_single(self, person: int, t: int, site: int, reason: str,
                         rng: random.Random) -> None:
         """A single-tube test at ``site`` with a punctual negative result (landing, sentinel)."""
-        tube = _Tube(self.next_id("tk"), site, 1, [(person, t)], reason)
+        self.negative_single_id(self.person_ids[person], t, site, reason, rng)
+
+    def negative_single_id(self, person_id: str, t: int, site: int, reason: str,
+                           rng: random.Random) -> None:
+        """``negative_single`` of anyone, a person of the city's or not (a visitor)."""
+        tube = _Tube(self.next_id("tk"), site, 1, [], reason)
         place = self.sites[site]
         self._emit(t, "sampling", {
             "event_id": self.next_id("sa"), "occurred_at": self.clock.stamp(t),
-            "person_id": self.person_ids[person], "tube_id": tube.tube_id,
+            "person_id": person_id, "tube_id": tube.tube_id,
             "site_id": place.site_id, "district": place.district, "pool_size": 1,
             "site_lat": place.lat, "site_lon": place.lon, "reason": reason})
         lab = rng.choice(self.labs)
@@ -607,29 +627,43 @@ class City:
         self._tubes.append(tube)
         return tube
 
-    def _mass_testing(self, start: int) -> None:
-        """全员核酸: about half the free population a day, 10-in-1 at the home site."""
+    def _mass_testing(self, start: int, day: int) -> None:
+        """全员核酸: about half the free population a day, 10-in-1 at the home site.
+
+        With a testing round (``rounds``), its day samples the roster instead, inside the
+        round's hours; see streams/sim/rounds.py.
+        """
         by_site: dict[int, list[int]] = {}
         rnd = self.rng.random
-        for person, status in enumerate(self.status):
-            if status == _GENERAL and rnd() < _MASS_RATE:
-                by_site.setdefault(self.home[person], []).append(person)
-        for site, extra in self._pooled.items():
-            by_site.setdefault(site, []).extend(extra)
+        drawn = (person for person, status in enumerate(self.status)
+                 if status == _GENERAL and rnd() < _MASS_RATE)
+        plan = self.rounds
+        chosen = drawn if plan is None else plan.tested(day, drawn)
+        for person in drawn if chosen is None else chosen:
+            by_site.setdefault(self.home[person], []).append(person)
+        session = self._session_time
+        if plan is not None and day == plan.day:
+            session = plan.session_time
+            for site, extra in self._pooled.items():  # already in: their regimen's test
+                by_site.setdefault(site, []).extend(p for p in extra if p not in plan.roster)
+        else:
+            for site, extra in self._pooled.items():
+                by_site.setdefault(site, []).extend(extra)
         for site in sorted(by_site):
-            self._pool_site(site, by_site[site], start)
+            self._pool_site(site, by_site[site], start, session)
 
-    def _pool_site(self, site: int, people: list[int], start: int) -> None:
+    def _pool_site(self, site: int, people: list[int], start: int,
+                   session: Callable[[int], int]) -> None:
         self.rng.shuffle(people)
         pooled: list[int] = []
         for person in people:
             if self.rng.random() < _SINGLE_SHARE:
-                tube = self._single(person, self._session_time(start), "mass", site)
+                tube = self._single(person, session(start), "mass", site)
                 tube.mass = True
             else:
                 pooled.append(person)
         for at in range(0, len(pooled), _POOL):
-            t = self._session_time(start)
+            t = session(start)
             jitter = sorted(self.rng.randint(0, 4 * MINUTE) for _ in pooled[at : at + _POOL])
             members = [(p, t + j) for p, j in zip(pooled[at : at + _POOL], jitter, strict=True)]
             self._tubes.append(_Tube(self.next_id("tb"), site, _POOL, members, "mass", True))

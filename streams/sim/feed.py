@@ -109,6 +109,7 @@ class CityConfig:
     districts: tuple[str, ...] = DEFAULT_DISTRICTS
     noise: Noise = field(default_factory=Noise)
     gates: bool = True  # v1.1: checkpoints, county levels and sentinel visits
+    round: bool = False  # v1.1: a roster and a city-wide testing round (streams/sim/rounds.py)
 
     def __post_init__(self) -> None:
         if self.people < 1 or self.days < 1:
@@ -127,7 +128,8 @@ def simulate(config: CityConfig, summary: Counter[str] | None = None) -> Iterato
 
     ``summary``, when given, is filled as lines are yielded (complete once exhausted):
     ``lines``; ``events:<topic>`` (distinct valid events); ``noise:<kind>``;
-    ``malformed`` and ``malformed:<kind>``; ``lapse:<kind>``; ``city:<fact>``.
+    ``malformed`` and ``malformed:<kind>``; ``lapse:<kind>``; ``city:<fact>`` (with
+    ``round``, ``city:round_*``: see streams/sim/rounds.py).
     """
     tally: Counter[str] = summary if summary is not None else Counter()
     master = random.Random(config.seed)
@@ -136,6 +138,11 @@ def simulate(config: CityConfig, summary: Counter[str] | None = None) -> Iterato
         random.Random(master.getrandbits(64)),
     )
     clock = Clock(config.start)
+    plan = None
+    if config.round:
+        from closedloop.streams.sim.rounds import RoundPlan
+
+        plan = RoundPlan(random.Random(config.seed * 6271 + 7_368_787), config.days)
     city = City(
         city_rng,
         people=config.people,
@@ -146,6 +153,7 @@ def simulate(config: CityConfig, summary: Counter[str] | None = None) -> Iterato
         identity=config.noise.identity,
         summary=tally,
         gates=Gates(random.Random(config.seed * 7919 + 104_729)) if config.gates else None,
+        rounds=plan,
     )
     pending: list[tuple[int, int, bytes]] = []  # (arrival, sequence, line), sorted
     sequence = 0
@@ -162,6 +170,8 @@ def simulate(config: CityConfig, summary: Counter[str] | None = None) -> Iterato
         ready = bisect.bisect_left(pending, (clock.day_start(day + 1),))
         yield from _counted(pending[:ready], tally)
         del pending[:ready]
+    if plan is not None:
+        plan.finish(city)
     yield from _counted(pending, tally)
 
 
@@ -416,10 +426,19 @@ def format_summary(summary: Mapping[str, int]) -> str:
     )
     lapses = sum(n for key, n in summary.items() if key.startswith("lapse:"))
     identity = summary.get("noise:identity_far", 0) + summary.get("noise:identity_many", 0)
+    rounds = ""
+    if "city:round_in_scope" in summary:
+        rounds = (
+            f"; round: {summary['city:round_in_scope']:,} in scope, sampled "
+            f"{summary.get('city:round_sampled', 0):,}, missed "
+            f"{summary.get('city:round_missed', 0):,}, caught up "
+            f"{summary.get('city:round_caught_up', 0):,}, not on the roster "
+            f"{summary.get('city:round_not_on_roster', 0):,}"
+        )
     return (
         f"{summary.get('lines', 0):,} lines ({topics}); noise: late "
         f"{summary.get('noise:late', 0):,}, duplicate {summary.get('noise:duplicate', 0):,}, "
         f"result-first {summary.get('noise:result_first', 0):,} tubes, malformed "
         f"{summary.get('malformed', 0):,}, identity misuse {identity:,} persons, "
-        f"lapses {lapses:,}"
+        f"lapses {lapses:,}{rounds}"
     )
