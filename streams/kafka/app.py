@@ -103,8 +103,8 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
     person_in = topic(*WIRING["person"].reads)
     report_in = topic(*WIRING["report"].reads)
     out = {name: topic(name) for name in
-           ("alerts", "escalations", "person-status", "daily-report", "deadletter",
-            "person-tests",
+           ("alerts", "escalations", "person-status", "daily-report", "round-report",
+            "deadletter", "person-tests",
             "report-parts", "tube-ticks")}
     short = {v: k for k, v in address.items()}
 

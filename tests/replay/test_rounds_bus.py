@@ -5,13 +5,13 @@ each report from its own persons, raises ``round_missed`` for them, and the repo
 the shares of all partitions into one ``round-report``. Whatever the interleaving, the round
 reports, alerts and escalations equal replay's of the same file, by bytes.
 
-The city: 200 persons on the roster over four districts (on all four partitions), a round
-over three districts and a city-wide one closing at the same instant, samplings in the rounds
-and catch-ups after, a ``left`` record, two movers, persons sampled who are not on the
-roster, and a round that arrives after its close (on the bus too: every person partition's
-clock passed it, and marked it downstream, before the round reaches it). Ticks mid-way (each
-at least the allowed lateness behind the last record sent) make progress reports fire
-mid-stream on the bus.
+The city (``helpers.round_city``): 200 persons on the roster over four districts (on all
+four partitions), a round over three districts and a city-wide one closing at the same
+instant, samplings in the rounds and catch-ups after, a ``left`` record, two movers, persons
+sampled who are not on the roster, and a round that arrives after its close (on the bus too:
+every person partition's clock passed it, and marked it downstream, before the round reaches
+it). Ticks mid-way (each at least the allowed lateness behind the last record sent) make
+progress reports fire mid-stream on the bus.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 import msgspec
 import orjson
 import pytest
-from helpers import T0, at, epoch, population, round_, sampling, to_line
+from helpers import T0, at, epoch, population, round_, round_city, to_line
 
 from closedloop.agents.calendar import Calendar
 from closedloop.agents.requirements import Context
@@ -41,11 +41,9 @@ from closedloop.streams.engine.topology import PERSON, partition_of
 
 ORDERS = ("fifo", "reverse", "random-1", "random-2")
 OPENS = T0  # 09:00 on 2022-09-06
-CLOSES = at(T0, hours=3)  # 12:00: both rounds close then
-LATE_CLOSES = at(T0, hours=1, minutes=30)  # 10:30: the round that arrives at 11:00
+CLOSES = at(T0, hours=3)  # 12:00: the city's two rounds close then
 UNTIL = at(CLOSES, days=2)  # every final report (close + 24 h) and escalation is past
 PERSONS = 200
-DISTRICTS = ("district-a", "district-b", "district-c", "district-d")
 # (instant to tick, the time from which on the next records are sent): each tick is sent
 # after every record before it, and at least the allowed lateness (5 min) behind them
 TICKS = ((at(T0, hours=1, minutes=5), at(T0, hours=1, minutes=10)),
@@ -54,59 +52,10 @@ TICKS = ((at(T0, hours=1, minutes=5), at(T0, hours=1, minutes=10)),
          (at(CLOSES, minutes=20), at(CLOSES, minutes=30)))
 
 
-def _person(n: int) -> str:
-    return f"person-{n:04d}"
-
-
-def _events() -> list[tuple[str, dict[str, Any]]]:
-    """(occurred_at, envelope) of the city's records, in no particular order."""
-    before = at(T0, days=-1)
-    events: list[tuple[str, dict[str, Any]]] = []
-    for n in range(PERSONS):
-        district = DISTRICTS[n % 4]
-        grid = f"grid-{n % 7}" if n % 2 else None
-        status = "floating" if n % 9 == 0 else "resident"
-        events.append((before, population(_person(n), before, district=district, grid=grid,
-                                          status=status)))
-    called = at(T0, hours=-1)
-    events += [
-        (called, round_("r-abc", called, OPENS, CLOSES,
-                        ["district-a", "district-b", "district-c"])),
-        (called, round_("r-city", called, at(OPENS, hours=1), CLOSES, ["*"])),
-        # called at 11:00 for 09:00-10:30 in district-d: it arrives after its close
-        (at(T0, hours=2), round_("r-late", at(T0, hours=2), OPENS, LATE_CLOSES,
-                                 ["district-d"])),
-    ]
-    for n in range(PERSONS):
-        district = DISTRICTS[n % 4]
-        if n % 3 == 0:  # sampled in the rounds, spread over 09:00..11:59
-            instant = at(OPENS, minutes=n % 180)
-        elif n % 5 == 1:  # caught up after the close, within the 24 h
-            instant = at(CLOSES, hours=1 + n % 20, minutes=n % 60)
-        else:
-            continue
-        events.append((instant, sampling(_person(n), f"tube-{n:04d}", instant,
-                                         district=district, site=f"site-{district}")))
-    moved = at(T0, hours=1, minutes=40)
-    events += [
-        # off the roster before the close; moved from district-a to d and from b to a
-        (moved, population(_person(8), moved, status="left")),
-        (moved, population(_person(4), moved, district="district-d", grid="grid-9")),
-        (moved, population(_person(5), moved, district="district-a")),
-        # sampled in the rounds' districts but not on the roster
-        (at(T0, minutes=50), sampling("visitor-01", "tube-v1", at(T0, minutes=50),
-                                      district="district-b", site="site-district-b")),
-        (at(T0, hours=2, minutes=10), sampling("visitor-02", "tube-v2",
-                                               at(T0, hours=2, minutes=10),
-                                               district="district-d", site="site-district-d")),
-    ]
-    return events
-
-
 @cache
 def _chunks() -> tuple[tuple[bytes, ...], ...]:
     """The records in time order, cut where :data:`TICKS` says."""
-    ordered = sorted(_events(), key=lambda item: epoch(item[0]))
+    ordered = sorted(round_city(PERSONS), key=lambda item: epoch(item[0]))
     chunks: list[list[bytes]] = [[] for _ in range(len(TICKS) + 1)]
     for instant, event in ordered:
         index = sum(1 for _, start in TICKS if epoch(instant) >= epoch(start))
@@ -142,7 +91,7 @@ def _encoded(items: list[Any]) -> list[bytes]:
 
 class TestTheCity:
     def test_persons_are_on_every_partition(self) -> None:
-        assert {partition_of(_person(n), 4) for n in range(PERSONS)} == {0, 1, 2, 3}
+        assert {partition_of(f"person-{n:04d}", 4) for n in range(PERSONS)} == {0, 1, 2, 3}
 
     def test_replay_makes_every_report_with_misses_catch_ups_and_persons_off_the_roster(
         self,
