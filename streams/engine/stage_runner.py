@@ -15,7 +15,7 @@ mode, the wall clock in wall mode).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, ItemsView, Iterator, Mapping, ValuesView
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar, cast
 
@@ -478,7 +478,10 @@ class StageRunner(Generic[S]):
 
 class _Persons(Mapping[str, PersonState]):
     """A partition's persons as the round rules read them: its keys over the stage's table.
-    A state read is kept, so what a rule changed in it can be written back."""
+
+    A state looked up by key is kept, so what a rule changed in it (an alert raised) can be
+    written back; a scan (``values``, ``items``) keeps nothing: on Faust every read decodes
+    afresh, and a partition's persons must not all be held at once."""
 
     __slots__ = ("loaded", "names", "table")
 
@@ -489,17 +492,50 @@ class _Persons(Mapping[str, PersonState]):
     def __getitem__(self, key: str) -> PersonState:
         st = self.loaded.get(key)
         if st is None:
-            found = self.table.get(key) if key in self.names else None
-            if not isinstance(found, PersonState):
-                raise KeyError(key)
-            st = self.loaded[key] = found
+            st = self.loaded[key] = self._read(key)
         return st
+
+    def _read(self, key: str) -> PersonState:
+        found = self.table.get(key) if key in self.names else None
+        if not isinstance(found, PersonState):
+            raise KeyError(key)
+        return found
+
+    def _scan(self) -> Iterator[tuple[str, PersonState]]:
+        for key in list(self.names):
+            st = self.loaded.get(key)
+            if st is None:
+                found = self.table.get(key)
+                if not isinstance(found, PersonState):
+                    continue
+                st = found
+            yield key, st
 
     def __iter__(self) -> Iterator[str]:
         return iter(list(self.names))
 
     def __len__(self) -> int:
         return len(self.names)
+
+    def values(self) -> ValuesView[PersonState]:
+        return _ScanValues(self)
+
+    def items(self) -> ItemsView[str, PersonState]:
+        return _ScanItems(self)
+
+
+class _ScanValues(ValuesView[PersonState]):
+    _mapping: _Persons
+
+    def __iter__(self) -> Iterator[PersonState]:
+        return (st for _, st in self._mapping._scan())
+
+
+class _ScanItems(ItemsView[str, PersonState]):
+    _mapping: _Persons
+
+    def __iter__(self) -> Iterator[tuple[str, PersonState]]:
+        return self._mapping._scan()
 
 
 AnyRunner = StageRunner[TubeState] | StageRunner[PersonState] | StageRunner[ReportState]
