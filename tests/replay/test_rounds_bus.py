@@ -28,7 +28,7 @@ from helpers import T0, at, epoch, population, round_, round_city, to_line
 
 from closedloop.agents.calendar import Calendar
 from closedloop.agents.requirements import Context
-from closedloop.agents.round_sum import on_part
+from closedloop.agents.round_sum import KEY_PREFIX, on_part
 from closedloop.agents.rounds import report
 from closedloop.agents.shared import Shared
 from closedloop.agents.state import PersonState, ReportState, RoundPart, Sampled
@@ -74,7 +74,7 @@ def _replayed() -> tuple[frozenset[bytes], frozenset[bytes], tuple[bytes, ...]]:
             tuple(sorted(rounds.getvalue().splitlines())))
 
 
-def _bus(order: str, partitions: int = 4) -> BusOutputs:
+def _ran(order: str, partitions: int = 4) -> PartitionedBus:
     bus = PartitionedBus(default_policy(), partitions=partitions, order=order)
     chunks = _chunks()
     for chunk, (tick, _) in zip(chunks, TICKS, strict=False):
@@ -82,7 +82,12 @@ def _bus(order: str, partitions: int = 4) -> BusOutputs:
         bus.tick(epoch(tick))
     bus.produce(chunks[-1])
     bus.tick(epoch(UNTIL))
-    return bus.run()
+    bus.run()
+    return bus
+
+
+def _bus(order: str, partitions: int = 4) -> BusOutputs:
+    return _ran(order, partitions).out
 
 
 def _encoded(items: list[Any]) -> list[bytes]:
@@ -129,6 +134,13 @@ class TestRoundsOnTheBusEqualReplay:
         assert len(sent) == len(set(sent))
         assert set(sent) == _replayed()[0]
         assert set(_encoded(out.escalations)) == _replayed()[1]
+
+    def test_no_share_is_left_waiting_on_the_report_stage(self) -> None:
+        rows = {key: st for key, st in _ran("random-4").tables["report"].items()
+                if key.startswith(KEY_PREFIX)}
+        assert sorted(rows) == [KEY_PREFIX + r for r in ("r-abc", "r-city", "r-late")]
+        assert all(isinstance(st, ReportState) and st.rparts is None and st.rdone
+                   for st in rows.values())
 
     def test_one_partition_equals_replay_too(self) -> None:
         out = _bus("random-3", partitions=1)
