@@ -21,7 +21,14 @@ from typing import Any, TypeVar
 
 from closedloop.agents.calendar import Calendar
 from closedloop.agents.shared import Shared
-from closedloop.agents.state import Contribution, EscalationEntry, Forward, Keyed, split_name
+from closedloop.agents.state import (
+    Contribution,
+    EscalationEntry,
+    Forward,
+    Keyed,
+    RoundPart,
+    split_name,
+)
 from closedloop.schemas.ids import alert_id
 from closedloop.schemas.outputs import Alert, DailyReport, Escalation, RoundReport
 from closedloop.schemas.policy import Policy
@@ -60,7 +67,8 @@ class Context:
     escalations: list[Alert] = field(default_factory=list)
     catch_up_before: int | None = None  # wall mode: lapses due before the worker started
     shared: Shared = field(default_factory=Shared)  # areas and rounds (agents/shared.py)
-    round_reports: list[RoundReport] = field(default_factory=list)  # agents/rounds.py
+    round_reports: list[RoundReport] = field(default_factory=list)  # agents/round_sum.py
+    round_parts: list[RoundPart] = field(default_factory=list)  # agents/rounds.py
 
     def contribute(self, district: str | None, at: int, name: str, delta: int = 1) -> None:
         """Count ``delta`` for the daily report of ``district`` at event time ``at``."""

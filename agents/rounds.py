@@ -47,15 +47,16 @@ from fractions import Fraction
 from math import floor
 from typing import Final
 
+from closedloop.agents.calendar import Calendar
 from closedloop.agents.requirements import Context, raise_alert
 from closedloop.agents.shared import RoundDef, RoundRun, Shared, apply_round
-from closedloop.agents.state import PersonState, RosterEntry, Sample, Sampled
+from closedloop.agents.state import PersonState, RosterEntry, RoundPart, Sample, Sampled
 from closedloop.schemas.events import Cohort, Population, Round
 from closedloop.schemas.outputs import RoundReport, RoundRow
 from closedloop.schemas.policy import Policy
 
 __all__ = ["FACTS", "INCREMENTAL", "entry_at", "fire_rounds", "median_hours", "next_due",
-           "on_round", "tracking"]
+           "on_round", "prime", "report", "tracking"]
 
 STAGES: Final = ("progress", "close", "final")  # the order of one round's reports at one as_of
 
@@ -89,19 +90,35 @@ def on_round(policy: Policy, shared: Shared, event: Round,
     the persons. False if the record is ignored."""
     if not apply_round(shared, event):
         return False
-    run = shared.rounds[event.round_id]
-    instants = _progress_instants(policy, run)
-    if not INCREMENTAL or not instants:
-        run.pending = None
-        return True
-    pending: dict[int, Counts] = {instant: {} for instant in instants}
+    _prime(policy, [shared.rounds[event.round_id]], persons)
+    return True
+
+
+def prime(policy: Policy, shared: Shared, persons: Mapping[str, PersonState]) -> None:
+    """Recount every open round's pending progress counts from the persons (the worker, after
+    a partition's recovery: the counts follow from the persons' facts, so a saved copy that
+    missed the latest changes is rebuilt, not trusted)."""
+    _prime(policy, [run for run in shared.rounds.values() if not run.closed], persons)
+
+
+def _prime(policy: Policy, runs: list[RoundRun], persons: Mapping[str, PersonState]) -> None:
+    todo: list[tuple[RoundDef, dict[int, Counts]]] = []
+    for run in runs:
+        instants = _progress_instants(policy, run)
+        if not INCREMENTAL or not instants:
+            run.pending = None
+            continue
+        pending: dict[int, Counts] = {instant: {} for instant in instants}
+        run.pending = pending
+        todo.append((run.defn, pending))
+    if not todo:
+        return
     for st in persons.values():
         if st.roster is None and st.samples is None and st.cohorts is None:
             continue
-        for instant, counts in pending.items():
-            _add(counts, _contrib(st, run.defn, instant), 1)
-    run.pending = pending
-    return True
+        for defn, pending in todo:
+            for instant, counts in pending.items():
+                _add(counts, _contrib(st, defn, instant), 1)
 
 
 class tracking:  # used as a statement: ``with tracking(ctx, st): ...``
@@ -177,8 +194,9 @@ def next_due(policy: Policy, shared: Shared) -> int | None:
 
 
 def fire_rounds(ctx: Context, shared: Shared, persons: Mapping[str, PersonState]) -> set[str]:
-    """Make every round report due by the clock, in order (as_of, round_id, stage), and
-    raise the closes' ``round_missed`` alerts; returns the persons whose state changed."""
+    """Make every round report due by the clock, in order (as_of, round_id, stage), as
+    shares of ``persons`` (``ctx.round_parts``: :func:`report` sums them), and raise the
+    closes' ``round_missed`` alerts; returns the persons whose state changed."""
     due: list[tuple[int, str, int]] = []
     for round_id, run in shared.rounds.items():
         due.extend((at, round_id, stage) for at, stage in _due(ctx.policy, run, ctx.clock))
@@ -250,19 +268,18 @@ def _fire_instant(
         touched = _raise_missed(ctx, persons, instant, closing, tallies)
     for _, round_id, stage in items:
         run = shared.rounds[round_id]
+        delays: dict[str, list[int]] = {}
         if stage == 2:
-            rows = _final_rows(ctx, run, persons)
+            counts, delays = run.counts or {}, _caught(ctx, run, persons)
             run.done, run.counts, run.missed = True, None, None
         else:
             counts, missed = (kept[round_id], {}) if round_id in kept else tallies[round_id]
-            rows = _rows(counts)
             if stage == 1:
                 run.closed, run.counts, run.pending = True, counts, None
                 run.missed = {person: district for person, (district, _) in missed.items()}
             else:
                 run.reported = instant
-        ctx.round_reports.append(RoundReport(round_id=round_id, stage=STAGES[stage],
-                                             as_of=ctx.cal.iso(instant), rows=rows))
+        ctx.round_parts.append(RoundPart(round_id, stage, instant, counts, delays))
     return touched
 
 
@@ -345,9 +362,10 @@ def _rows(counts: Counts, caught: dict[str, list[int]] | None = None) -> list[Ro
     return rows
 
 
-def _final_rows(ctx: Context, run: RoundRun, persons: Mapping[str, PersonState]
-                ) -> list[RoundRow]:
-    """The close's counts with the catch-ups: the missed sampled in (closes, as_of]."""
+def _caught(ctx: Context, run: RoundRun, persons: Mapping[str, PersonState]
+            ) -> dict[str, list[int]]:
+    """The catch-ups of the close's missed persons: their first sampling in (closes, as_of],
+    as delays after the close (seconds), by the district of their round_missed."""
     closes = run.defn.closes
     until = closes + ctx.policy.catchup_within
     caught: dict[str, list[int]] = {}
@@ -356,7 +374,24 @@ def _final_rows(ctx: Context, run: RoundRun, persons: Mapping[str, PersonState]
         first = None if st is None else _first(st.samples, closes + 1, until, None)
         if first is not None:
             caught.setdefault(district, []).append(first.at - closes)
-    return _rows(run.counts or {}, caught)
+    return caught
+
+
+def report(cal: Calendar, parts: list[RoundPart]) -> RoundReport:
+    """The report of one (round, stage, as_of) from the shares of every person partition
+    (replay: its one share): counts summed per district, the median over all delays."""
+    first = parts[0]
+    counts: Counts = {}
+    delays: dict[str, list[int]] = {}
+    for part in parts:
+        for district, row in part.counts.items():
+            total = counts.setdefault(district, [0, 0, 0])
+            for index, value in enumerate(row):
+                total[index] += value
+        for district, caught in part.delays.items():
+            delays.setdefault(district, []).extend(caught)
+    return RoundReport(round_id=first.round_id, stage=STAGES[first.stage],
+                       as_of=cal.iso(first.at), rows=_rows(counts, delays))
 
 
 def median_hours(delays: list[int]) -> float | None:

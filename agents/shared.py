@@ -76,7 +76,7 @@ def apply_shared(shared: Shared, event: Area | Round) -> bool:
     """Apply a record of a shared topic; False if it changed nothing (already known)."""
     if isinstance(event, Area):
         return apply_area(shared, event)
-    return False  # rounds: agents/rounds.py (the worker does not run rounds yet)
+    return False  # rounds: agents/rounds.py on_round, which primes counts from the persons
 
 
 def apply_round(shared: Shared, event: Round) -> bool:

@@ -41,6 +41,7 @@ __all__ = [
     "Retest",
     "RetestNeed",
     "RosterEntry",
+    "RoundPart",
     "Sample",
     "Sampled",
     "TubeState",
@@ -244,6 +245,10 @@ class ReportState(Keyed, kw_only=True, omit_defaults=True, gc=False):
     days: dict[str, dict[str, int]] | None = None  # report day (ISO) -> field -> count
     gauges: dict[str, int] | None = None  # running totals of the gauges
     reported: str | None = None  # the last day reported
+    # the key of a testing round (streams: ``round_sum_key``): its reports' shares so far,
+    # by "stage:as_of" then person partition, and the reports already made (agents/round_sum.py)
+    rparts: dict[str, dict[int, RoundPart]] | None = None
+    rdone: list[str] | None = None
 
 
 def is_blank(st: Keyed) -> bool:
@@ -294,6 +299,23 @@ class Escalate(msgspec.Struct, tag="escalate", tag_field="type", gc=False):
 
 Forward = Sampled | Result | Retest | Escalate
 FORWARD_TYPES: Final = (Sampled, Result, Retest, Escalate)
+
+
+class RoundPart(msgspec.Struct, tag="rpart", tag_field="type", gc=False):
+    """Person -> report: one person partition's share of a testing round's report.
+
+    ``counts`` (district -> [in_scope, sampled, not_on_roster]) are that partition's persons'
+    as of ``at``; ``delays`` (final only: district -> catch-up delays in seconds) what the
+    median needs. The report is made once the shares of all ``of`` partitions are in.
+    """
+
+    round_id: str
+    stage: int  # 0 progress, 1 close, 2 final (agents/rounds.py STAGES)
+    at: int  # as_of
+    counts: dict[str, list[int]]
+    delays: dict[str, list[int]] = {}
+    source: int = 0  # the person partition
+    of: int = 1  # how many person partitions send a share
 
 
 class Contribution(msgspec.Struct, tag="part", tag_field="type", gc=False):

@@ -48,6 +48,7 @@ __all__ = [
     "policy",
     "population",
     "round_",
+    "round_city",
     "run",
     "run_bytes",
     "run_escalations",
@@ -467,3 +468,62 @@ def clinic(
     """*v1.1* A sentinel visit."""
     return _event("clinic", at, event_id, person_id=person, facility_id=facility_id,
                   facility_kind=kind, district=district, reason=reason)
+
+
+_DISTRICTS: Final = ("district-a", "district-b", "district-c", "district-d")
+
+
+def _person(n: int) -> str:
+    return f"person-{n:04d}"
+
+
+def round_city(persons: int = 200) -> list[tuple[str, Envelope]]:
+    """(occurred_at, envelope) of a city with testing rounds, in no particular order.
+
+    ``persons`` on the roster over four districts the day before; ``r-abc`` (09:00-12:00,
+    districts a, b, c) and ``r-city`` (10:00-12:00, every district) close at one instant;
+    ``r-late`` (09:00-10:30, district-d) is called at 11:00, after its close. A third of the
+    persons are sampled in the rounds, some others caught up after the close; person 8 leaves
+    and persons 4 and 5 move at 10:40; two visitors off the roster are sampled in the rounds'
+    districts."""
+    before, opens, closes = at(T0, days=-1), T0, at(T0, hours=3)
+    events: list[tuple[str, Envelope]] = []
+    for n in range(persons):
+        district = _DISTRICTS[n % 4]
+        grid = f"grid-{n % 7}" if n % 2 else None
+        status = "floating" if n % 9 == 0 else "resident"
+        events.append((before, population(_person(n), before, district=district, grid=grid,
+                                          status=status)))
+    called = at(T0, hours=-1)
+    events += [
+        (called, round_("r-abc", called, opens, closes,
+                        ["district-a", "district-b", "district-c"])),
+        (called, round_("r-city", called, at(opens, hours=1), closes, ["*"])),
+        # called at 11:00 for 09:00-10:30 in district-d: it arrives after its close
+        (at(T0, hours=2), round_("r-late", at(T0, hours=2), opens, at(T0, hours=1, minutes=30),
+                                 ["district-d"])),
+    ]
+    for n in range(persons):
+        district = _DISTRICTS[n % 4]
+        if n % 3 == 0:  # sampled in the rounds, spread over 09:00..11:59
+            instant = at(opens, minutes=n % 180)
+        elif n % 5 == 1:  # caught up after the close, within the 24 h
+            instant = at(closes, hours=1 + n % 20, minutes=n % 60)
+        else:
+            continue
+        events.append((instant, sampling(_person(n), f"tube-{n:04d}", instant,
+                                         district=district, site=f"site-{district}")))
+    moved = at(T0, hours=1, minutes=40)
+    events += [
+        # off the roster before the close; moved from district-a to d and from b to a
+        (moved, population(_person(8), moved, status="left")),
+        (moved, population(_person(4), moved, district="district-d", grid="grid-9")),
+        (moved, population(_person(5), moved, district="district-a")),
+        # sampled in the rounds' districts but not on the roster
+        (at(T0, minutes=50), sampling("visitor-01", "tube-v1", at(T0, minutes=50),
+                                      district="district-b", site="site-district-b")),
+        (at(T0, hours=2, minutes=10), sampling("visitor-02", "tube-v2",
+                                               at(T0, hours=2, minutes=10),
+                                               district="district-d", site="site-district-d")),
+    ]
+    return events

@@ -21,7 +21,14 @@ import msgspec
 from closedloop.agents.state import Keyed
 from closedloop.schemas.decode import dead_letter
 from closedloop.schemas.events import KEY_FIELD
-from closedloop.schemas.outputs import Alert, DailyReport, DeadLetter, Escalation, PersonStatus
+from closedloop.schemas.outputs import (
+    Alert,
+    DailyReport,
+    DeadLetter,
+    Escalation,
+    PersonStatus,
+    RoundReport,
+)
 from closedloop.schemas.policy import Policy
 from closedloop.streams.engine.envelopes import Refused, publishable
 from closedloop.streams.engine.records import Record, handle_record, route, tick_record
@@ -36,6 +43,7 @@ _decode_escalation = msgspec.json.Decoder(Escalation).decode
 _decode_report = msgspec.json.Decoder(DailyReport).decode
 _decode_letter = msgspec.json.Decoder(DeadLetter).decode
 _decode_status = msgspec.json.Decoder(PersonStatus).decode
+_decode_round = msgspec.json.Decoder(RoundReport).decode
 
 
 @dataclass(slots=True)
@@ -47,6 +55,7 @@ class BusOutputs:
     reports: list[DailyReport] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     status: dict[str, PersonStatus | None] = field(default_factory=dict)  # compacted: latest
+    round_reports: list[RoundReport] = field(default_factory=list)
 
 
 class PartitionedBus:
@@ -147,6 +156,8 @@ class PartitionedBus:
             self.out.escalations.append(_decode_escalation(value))
         elif topic == "daily-report" and value is not None:
             self.out.reports.append(_decode_report(value))
+        elif topic == "round-report" and value is not None:
+            self.out.round_reports.append(_decode_round(value))
         elif topic == "person-status" and key is not None:
             self.out.status[key.decode()] = None if value is None else _decode_status(value)
 

@@ -204,6 +204,8 @@ class EmbeddedDriver:
             st = table.get(person_id)
             if st is not None:  # an alert raised there opened its escalation
                 self.person.index.schedule(person_id, next_due(st))
+        parts, ctx.round_parts = ctx.round_parts, []  # one partition: each share is a report
+        ctx.round_reports.extend(rounds.report(self.cal, [part]) for part in parts)
         self._rounds_due = rounds.next_due(self.policy, self.shared)
 
     def _advance(self, ctx: Context) -> None:

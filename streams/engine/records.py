@@ -16,12 +16,14 @@ import orjson
 
 from closedloop.agents import person as person_rules
 from closedloop.agents.entries import without_proof
+from closedloop.agents.round_sum import round_key
 from closedloop.agents.state import (
     Contribution,
     Escalate,
     PersonState,
     Result,
     Retest,
+    RoundPart,
     Sampled,
 )
 from closedloop.schemas.decode import Rejection, decode_event
@@ -96,7 +98,8 @@ class _Shared(msgspec.Struct, tag="shared", tag_field="type"):
 
 
 _decode_internal = msgspec.json.Decoder(
-    _Tick | _Mark | _Shared | Sampled | Result | Retest | Escalate | Contribution).decode
+    _Tick | _Mark | _Shared | Sampled | Result | Retest | Escalate | Contribution | RoundPart
+).decode
 """Every record of an internal topic, by its ``type`` (fill requests are read before)."""
 
 
@@ -205,6 +208,9 @@ def _internal(runner: AnyRunner, record: Record) -> Effects:
     key = record.key.decode() if record.key else ""
     if isinstance(item, Contribution):
         return runner.on_counted(partition, key, item, item.at, record.topic, record.offset)
+    if isinstance(item, RoundPart):  # a round's shares are kept apart from the districts
+        return runner.on_counted(partition, round_key(item.round_id), item, item.at,
+                                 record.topic, record.offset)
     return runner.on_input(partition, key, item, person_rules.forward_time(item), None)
 
 
@@ -223,8 +229,12 @@ def route(stage: str, partition: int, fx: Effects, runner: AnyRunner,
                for person_id, message in fx.forwards)
     out.extend(Outgoing(CONTRIBUTIONS_TOPIC, item.district.encode(), _encode(item))
                for item in fx.contributions)
+    out.extend(Outgoing(CONTRIBUTIONS_TOPIC, share.round_id.encode(), _encode(share))
+               for share in fx.round_parts)
     out.extend(Outgoing("daily-report", report.district.encode(), _encode(report))
                for report in fx.reports)
+    out.extend(Outgoing("round-report", report.round_id.encode(), _encode(report))
+               for report in fx.round_reports)
     if stage == "person" and fx.touched:
         ctx = runner.context(partition)
         for person_id in sorted(fx.touched):

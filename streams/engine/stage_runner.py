@@ -15,14 +15,15 @@ mode, the wall clock in wall mode).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, ItemsView, Iterator, Mapping, ValuesView
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 import msgspec
 
+from closedloop.agents import rounds
 from closedloop.agents.calendar import Calendar
-from closedloop.agents.requirements import Context
+from closedloop.agents.requirements import Context, next_due
 from closedloop.agents.shared import Shared, apply_shared
 from closedloop.agents.state import (
     Contribution,
@@ -30,11 +31,12 @@ from closedloop.agents.state import (
     Keyed,
     PersonState,
     ReportState,
+    RoundPart,
     TubeState,
 )
 from closedloop.schemas.decode import Rejection
 from closedloop.schemas.events import Area, Round
-from closedloop.schemas.outputs import Alert, DailyReport
+from closedloop.schemas.outputs import Alert, DailyReport, RoundReport
 from closedloop.schemas.policy import Policy
 from closedloop.streams.engine.clock import MIN_EPOCH, Watermark
 from closedloop.streams.engine.deadlines import DeadlineIndex
@@ -90,11 +92,13 @@ class Effects:
     touched: set[str] = field(default_factory=set)
     mark: int | None = None  # the stage clock to announce downstream, if it moved a step
     broadcasts: list[bytes] = field(default_factory=list)  # shared facts, to every partition
+    round_parts: list[RoundPart] = field(default_factory=list)  # person: a round report's share
+    round_reports: list[RoundReport] = field(default_factory=list)  # report: summed shares
 
 
 class _Partition:
-    __slots__ = ("clock", "index", "marked", "marks", "number", "pending", "processed", "read",
-                 "seen", "shared", "tick", "topics")
+    __slots__ = ("clock", "index", "keys", "marked", "marks", "number", "pending", "processed",
+                 "read", "seen", "shared", "tick", "topics")
 
     def __init__(self, lateness: int) -> None:
         self.number = -1
@@ -109,6 +113,7 @@ class _Partition:
         self.seen: dict[str, int] = {}  # internal topic -> last offset applied (replay guard)
         self.read: dict[str, int] = {}  # topic -> last offset handled while held (gap guard)
         self.shared = Shared()  # areas and rounds every person partition holds whole
+        self.keys: set[str] = set()  # the person stage: the partition's persons (rounds scan)
 
 
 class StageRunner(Generic[S]):
@@ -127,6 +132,7 @@ class StageRunner(Generic[S]):
         catch_up_before: int | None = None,
         inputs: tuple[str, ...] = (),
         committed: Callable[[str, int], int | None] | None = None,
+        partitions: int = 1,
     ) -> None:
         self.stage = stage
         self.policy = policy
@@ -139,6 +145,8 @@ class StageRunner(Generic[S]):
         self.catch_up_before = catch_up_before
         self.inputs = inputs  # input topics that drive the own clock
         self.committed = committed  # (topic, partition) -> the group's committed offset
+        self.of = partitions  # how many partitions the stage has (a round report's shares)
+        self.rounds = stage is PERSON  # runs the testing rounds over its partitions' persons
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -151,6 +159,10 @@ class StageRunner(Generic[S]):
         part = self._part(partition)
         part.index.rebuild((key, st) for key in keys
                            if isinstance(st := self.table.get(key), Keyed))
+        if self.rounds:
+            part.keys = set(keys)
+            if part.shared.rounds:
+                rounds.prime(self.policy, part.shared, self._persons(part))
 
     def revoke(self, partition: int) -> None:
         self.partitions.pop(partition, None)
@@ -247,6 +259,7 @@ class StageRunner(Generic[S]):
         else:
             ctx = self._context(part)
             rejection, due = self.stage.apply(ctx, self.table, key, item, fire=False)
+            self._track(part, key)
             effects.rejection = rejection
             if dedup_id is not None and rejection is None:
                 self._remember(key, dedup_id, event_time, ctx.clock)
@@ -305,7 +318,12 @@ class StageRunner(Generic[S]):
         """A shared fact broadcast by the tube stage: kept with the partition's clock state."""
         part = self._part(partition)
         effects = Effects()
-        if apply_shared(part.shared, event):
+        if isinstance(event, Round):
+            changed = self.rounds and rounds.on_round(
+                self.policy, part.shared, event, self._persons(part))
+        else:
+            changed = apply_shared(part.shared, event)
+        if changed:
             self._save(part)
         self._fire(part, self._context(part), effects)
         return effects
@@ -395,21 +413,52 @@ class StageRunner(Generic[S]):
         self, part: _Partition, ctx: Context, effects: Effects, force_mark: bool = False
     ) -> None:
         clock = ctx.clock
+        if self.rounds and part.shared.rounds:  # first: gc at this clock may thin persons out
+            due = rounds.next_due(self.policy, part.shared)
+            if due is not None and due <= clock:
+                self._fire_rounds(part, ctx, effects)
         if part.index.has_due(clock):
             for key in list(part.index.pop_due(clock)):
                 part.index.schedule(key, self.stage.fire(ctx, self.table, key))
+                self._track(part, key)
                 effects.touched.add(key)
         effects.alerts.extend(ctx.alerts)
         effects.escalations.extend(ctx.escalations)
         effects.forwards.extend(ctx.forwards)
         effects.contributions.extend(ctx.contributions)
         effects.reports.extend(ctx.reports)
+        effects.round_reports.extend(ctx.round_reports)
         if clock == MIN_EPOCH or (clock <= part.marked and not force_mark):
             return
         caught_up_with_tick = part.tick > part.marked and clock >= part.tick
         if force_mark or caught_up_with_tick or clock >= part.marked + self.mark_every:
             part.marked = max(part.marked, clock)
             effects.mark = clock
+
+    def _fire_rounds(self, part: _Partition, ctx: Context, effects: Effects) -> None:
+        """The partition's shares of every round report due, and its persons' round_missed."""
+        persons = self._persons(part)
+        for key in sorted(rounds.fire_rounds(ctx, part.shared, persons)):
+            st = persons[key]  # an alert raised there opened its escalation: write it back
+            persons.table[key] = st
+            part.index.schedule(key, next_due(st))
+            effects.touched.add(key)
+        effects.round_parts.extend(msgspec.structs.replace(share, source=part.number, of=self.of)
+                                   for share in ctx.round_parts)
+        ctx.round_parts.clear()
+        self._save(part)
+
+    def _persons(self, part: _Partition) -> _Persons:
+        """The partition's persons (``self.rounds``: this is the person stage's table)."""
+        return _Persons(cast("Table[PersonState | PartitionMeta]", self.table), part.keys)
+
+    def _track(self, part: _Partition, key: str) -> None:
+        """Keep the partition's person keys (a stage deletes a key it forgets)."""
+        if self.rounds:
+            if key in self.table:
+                part.keys.add(key)
+            else:
+                part.keys.discard(key)
 
     def _remember(self, key: str, dedup_id: str, event_time: int, clock: int) -> None:
         st = self.table.get(key)
@@ -425,6 +474,68 @@ class StageRunner(Generic[S]):
                 del ids[old]
         self.table[key] = st
 
+
+
+class _Persons(Mapping[str, PersonState]):
+    """A partition's persons as the round rules read them: its keys over the stage's table.
+
+    A state looked up by key is kept, so what a rule changed in it (an alert raised) can be
+    written back; a scan (``values``, ``items``) keeps nothing: on Faust every read decodes
+    afresh, and a partition's persons must not all be held at once."""
+
+    __slots__ = ("loaded", "names", "table")
+
+    def __init__(self, table: Table[PersonState | PartitionMeta], names: set[str]) -> None:
+        self.table, self.names = table, names
+        self.loaded: dict[str, PersonState] = {}
+
+    def __getitem__(self, key: str) -> PersonState:
+        st = self.loaded.get(key)
+        if st is None:
+            st = self.loaded[key] = self._read(key)
+        return st
+
+    def _read(self, key: str) -> PersonState:
+        found = self.table.get(key) if key in self.names else None
+        if not isinstance(found, PersonState):
+            raise KeyError(key)
+        return found
+
+    def _scan(self) -> Iterator[tuple[str, PersonState]]:
+        for key in list(self.names):
+            st = self.loaded.get(key)
+            if st is None:
+                found = self.table.get(key)
+                if not isinstance(found, PersonState):
+                    continue
+                st = found
+            yield key, st
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self.names))
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def values(self) -> ValuesView[PersonState]:
+        return _ScanValues(self)
+
+    def items(self) -> ItemsView[str, PersonState]:
+        return _ScanItems(self)
+
+
+class _ScanValues(ValuesView[PersonState]):
+    _mapping: _Persons
+
+    def __iter__(self) -> Iterator[PersonState]:
+        return (st for _, st in self._mapping._scan())
+
+
+class _ScanItems(ItemsView[str, PersonState]):
+    _mapping: _Persons
+
+    def __iter__(self) -> Iterator[tuple[str, PersonState]]:
+        return self._mapping._scan()
 
 
 AnyRunner = StageRunner[TubeState] | StageRunner[PersonState] | StageRunner[ReportState]
@@ -450,9 +561,10 @@ def runners(
         table: Table[S | PartitionMeta] = table_of(stage.name, stage.state)
         upstream = wiring.upstream * partitions
         if not wiring.owns:
-            return StageRunner(stage, policy, table, upstream=upstream, own_clock=False)
+            return StageRunner(stage, policy, table, upstream=upstream, own_clock=False,
+                               partitions=partitions)
         return StageRunner(stage, policy, table, upstream=upstream,
                            catch_up_before=catch_up_before, inputs=wiring.owns,
-                           committed=committed)
+                           committed=committed, partitions=partitions)
 
     return {"tube": one(TUBE), "person": one(PERSON), "report": one(REPORT)}

@@ -4,6 +4,8 @@
     travel, followup, cohort, action (key person) ─────────────────────> person stage
     action (key subject: a person or a tube) ──> tube stage and person stage
     tube + person stages ──contributions (key district)──> report stage ──> daily-report
+    area, round (shared) ──> tube stage ──broadcast──> every person partition
+    person stage ──round shares (key round_id)──> report stage ──> round-report
     every stage ──> alerts; tube + person stages ──> escalations
 
 An action is keyed by its alert's subject, which a tube or a person stage owns: both read
@@ -20,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, Generic, Protocol, TypeVar
 
-from closedloop.agents import closure, person, rounds, tubes
+from closedloop.agents import closure, person, round_sum, rounds, tubes
 from closedloop.agents.requirements import Context, LapseHandler, fire_due, next_due
 from closedloop.agents.state import (
     FORWARD_TYPES,
@@ -28,6 +30,7 @@ from closedloop.agents.state import (
     Keyed,
     PersonState,
     ReportState,
+    RoundPart,
     TubeState,
     is_blank,
 )
@@ -154,6 +157,8 @@ def _apply_person_item(ctx: Context, st: PersonState, key: str, item: object
 def _apply_report(ctx: Context, st: ReportState, key: str, item: object) -> Rejection | None:
     if isinstance(item, Contribution):
         closure.handle_contribution(ctx, st, key, item)
+    elif isinstance(item, RoundPart):
+        round_sum.on_part(ctx, st, item)
     return None
 
 
@@ -194,7 +199,8 @@ FORWARDS_TOPIC: Final = "person-tests"
 """Where the tube stage re-keys what a person must know (key person_id); the person stage's
 internal topic also carries the tube stage's clock marks and the person ticks."""
 CONTRIBUTIONS_TOPIC: Final = "report-parts"
-"""Report contributions (key district) and the clock marks of both upstream stages."""
+"""Report contributions (key district), testing rounds' shares (key round_id) and the clock
+marks of both upstream stages."""
 TICK_TOPICS: Final = ("tube-ticks", FORWARDS_TOPIC)
 """A tick (``clock --until``, or the wall clock) goes to every partition of these."""
 

@@ -7,7 +7,9 @@ Python, unit-tested without a broker) and sending what it returns:
   tube_id; an action keyed by a tube handles one of the tube's alerts);
 - person agent: ``travel``, ``followup``, ``cohort``, ``action`` and ``person-tests`` (the
   tube join's forwards, its clock marks and the person ticks; key person_id);
-- report agent: ``report-parts`` (contributions and clock marks; key district).
+- report agent: ``report-parts`` (contributions and clock marks, key district; the person
+  partitions' shares of testing rounds' reports, key round_id), to ``daily-report`` and
+  ``round-report``.
 
 ``--clock wall``: a leader-only timer ticks every partition of both stages twice a second, so
 deadlines fire within about a second while inputs are idle; a worker that starts after
@@ -103,8 +105,8 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
     person_in = topic(*WIRING["person"].reads)
     report_in = topic(*WIRING["report"].reads)
     out = {name: topic(name) for name in
-           ("alerts", "escalations", "person-status", "daily-report", "deadletter",
-            "person-tests",
+           ("alerts", "escalations", "person-status", "daily-report", "round-report",
+            "deadletter", "person-tests",
             "report-parts", "tube-ticks")}
     short = {v: k for k, v in address.items()}
 

@@ -9,11 +9,13 @@ past the city's last event, so both runs end at the same clock.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
+from helpers import epoch, round_city, to_line
 from worker_harness import (
     Deployment,
     assigned_inputs,
@@ -22,6 +24,9 @@ from worker_harness import (
     simulate,
     split_file,
 )
+
+from closedloop.schemas.policy import default_policy
+from closedloop.streams.cli.replay import replay_lines
 
 UNTIL = "2022-09-10T12:00:00+08:00"
 
@@ -116,3 +121,25 @@ def test_kill_9_and_restart_gives_the_same_alert_set(
     # de-duplicate by alert_id). Daily-report counts are at-least-once across a crash (a
     # contribution re-derived after kill -9 can count twice or be missed): not compared.
     assert_same_outputs(deployment, alerts, None)
+
+
+def test_testing_rounds_on_two_workers_equal_replay(deployment: Deployment,
+                                                    tmp_path: Path) -> None:
+    # given a city with testing rounds (helpers.round_city), replayed
+    lines = [to_line(event) for _, event in sorted(round_city(), key=lambda e: epoch(e[0]))]
+    path = tmp_path / "rounds.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    alerts, rounds = io.BytesIO(), io.BytesIO()
+    replay_lines(lines, default_policy(), until=epoch(UNTIL), alerts_out=alerts,
+                 round_reports_out=rounds)
+    expected = [orjson.loads(line) for line in rounds.getvalue().splitlines()]
+    assert {r["stage"] for r in expected} == {"progress", "close", "final"}
+    # when two workers share the partitions: each person partition sends its shares
+    deployment.start_worker()
+    deployment.start_worker()
+    deployment.produce(path, until=UNTIL)
+    # then the alerts (round_missed among them) and the summed round reports are replay's
+    assert_same_outputs(deployment, [orjson.loads(line) for line in
+                                     alerts.getvalue().splitlines()], None)
+    published = deployment.wait_for("round-report", len(expected))
+    assert sorted(distinct(published)) == sorted(distinct(expected))
