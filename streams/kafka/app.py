@@ -184,6 +184,8 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
                                          partition=record.partition)
         for alert in fx.alerts:
             telemetry.alert_sent(alert.kind, arrived)
+        for report in fx.round_reports:
+            telemetry.round_reported(report)
         telemetry.index_size.labels(stage).set(runners[stage].open_deadlines())
         telemetry.touched(stage, partition, fx.touched, runners[stage].table.get)
 

@@ -21,6 +21,7 @@ from typing import Any, Final
 
 from closedloop.agents import travel
 from closedloop.agents.state import Keyed, PersonState, TubeState, split_name
+from closedloop.schemas.outputs import RoundReport, RoundRow
 from closedloop.schemas.policy import Policy
 from closedloop.streams.engine.clock import MIN_EPOCH
 
@@ -34,6 +35,7 @@ __all__ = [
     "consumer_lag",
     "control_interval",
     "requirement_kinds",
+    "round_coverage",
     "scrape_lags",
     "turnarounds",
 ]
@@ -94,6 +96,18 @@ def turnarounds(st: object) -> dict[str, int]:
     ends = {"transport": st.recv, "result": None if st.rep is None else st.rep.at}
     return {stage: end - first for stage, end in ends.items()
             if end is not None and end >= first}
+
+
+def round_coverage(row: RoundRow) -> tuple[float | None, int]:
+    """(covered share, persons still missing) of one district's row of a round report.
+
+    Covered: sampled in the round, or (after the close) caught up since; None when nobody is
+    in scope (a district with only people not on the roster).
+    """
+    missing = row.missed - row.caught_up
+    if row.in_scope == 0:
+        return None, missing
+    return (row.sampled + row.caught_up) / row.in_scope, missing
 
 
 def consumer_lag(highwater: int | None, read: int | None, committed: int | None) -> int | None:
@@ -215,6 +229,13 @@ class WorkerMetrics:
                                    "topic")
         self.actions = counter("closedloop_alert_actions_total",
                                "operator actions applied from the action topic", "action")
+        self.coverage = gauge("closedloop_round_coverage_ratio",
+                              "share of a testing round's persons in scope sampled in it (and, "
+                              "after the close, caught up), as of its latest report",
+                              "round_id", "district")
+        self.round_missed = gauge("closedloop_round_missed",
+                                  "persons in scope of a testing round not sampled in it and not "
+                                  "caught up yet, as of its latest report", "round_id", "district")
         self.entries = counter("closedloop_checkpoint_entries_total",
                                "checkpoint entries, by role and whether a valid proof was shown",
                                "role", "outcome")
@@ -268,6 +289,18 @@ class WorkerMetrics:
         for key in keys:
             for lab_stage, seconds in tally.update(partition, key, get(key)).items():
                 self.turnaround.labels(lab_stage).observe(seconds)
+
+    def round_reported(self, report: RoundReport) -> None:
+        """A testing round's report was published: its coverage per district from now on.
+
+        ``round_id`` is a label: rounds are a few a week, each with a handful of districts;
+        a round's series are replaced by each of its reports and stay after its final one.
+        """
+        for row in report.rows:
+            covered, missing = round_coverage(row)
+            if covered is not None:
+                self.coverage.labels(report.round_id, row.district).set(covered)
+            self.round_missed.labels(report.round_id, row.district).set(missing)
 
     def alert_sent(self, kind: str, arrived: float | None) -> None:
         """An alert handed to the producer; ``arrived`` is its trigger's monotonic arrival."""

@@ -175,10 +175,11 @@ def replay(
             [orjson.loads(line) for line in reports.read_bytes().splitlines()])
 
 
-def simulate(path: Path, people: int, days: int, seed: int) -> None:
+def simulate(path: Path, people: int, days: int, seed: int, *, round_: bool = False) -> None:
+    """``closedloop simulate``; ``round_`` adds a roster and a city-wide testing round."""
     subprocess.run(
         [*CLOSEDLOOP, "simulate", "--people", str(people), "--days", str(days), "--seed",
-         str(seed), "-o", str(path)],
+         str(seed), "-o", str(path), *(["--round"] if round_ else [])],
         check=True, capture_output=True, timeout=120,
     )
 
