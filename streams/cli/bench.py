@@ -68,9 +68,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"orjson parse-only      {r['lines'] / r['parse_s']:>12,.0f} lines/s")
         print(f"closedloop replay      {r['lines'] / r['replay_s']:>12,.0f} lines/s   "
               f"wall {r['replay_s']:,.1f} s (goal: the whole day in under 10 min at 10 M)")
-        print(f"ratio replay/parse     {r['ratio']:>12.1%}")
+        print(f"ratio replay/parse     {r['ratio']:>12.1%}   (target >= 8% at 1 M)")
         print(f"peak RSS growth        {r['rss_growth_kib'] / 1024:>12,.1f} MiB   "
-              f"(~{per:,.0f} bytes per person; goal <= 600)")
+              f"(~{per:,.0f} bytes per person; target <= 1,000 at 1 M, goal <= 600 at 10 M)")
         print(f"final report           in scope {r['in_scope']:,.0f}, missed "
               f"{r['missed']:,.0f}, caught up {r['caught_up']:,.0f}, not on roster "
               f"{r['not_on_roster']:,.0f}; round_missed alerts {r['round_missed']:,.0f}")
