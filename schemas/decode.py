@@ -301,6 +301,20 @@ _LINE_DECODER: Final[msgspec.json.Decoder[Any]] = msgspec.json.Decoder(
 _REFUSED: Final = (msgspec.MsgspecError, ValueError, RecursionError)
 
 
+def _utf8(document: bytes) -> bool:
+    """Is ``document`` UTF-8? msgspec skips the bytes of keys it does not know without
+    looking at them, so a line with broken UTF-8 in an unknown key would pass as JSON; it is
+    not (RFC 8259), and the slow path says so (``not_json``). ASCII, the common case, is
+    checked in C at memory speed."""
+    if document.isascii():
+        return True
+    try:
+        document.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def decode_event(
     topic: str,
     raw: bytes,
@@ -319,7 +333,7 @@ def decode_event(
     if where is not None:
         return _raw(where)
     decoder = _DECODERS.get(topic)
-    if decoder is not None:
+    if decoder is not None and _utf8(raw):
         try:
             event = decoder.decode(raw)
         except _REFUSED:
@@ -346,10 +360,10 @@ def decode_line(
     if where is not None:
         return _named_topic(line, _raw(where))
     try:
-        parsed = _LINE_DECODER.decode(line)
+        parsed = _LINE_DECODER.decode(line) if _utf8(line) else None
     except _REFUSED:
-        pass
-    else:
+        parsed = None
+    if parsed is not None:
         event: Event = parsed.value  # every line type has its event as "value"
         # the envelope's keys "topic" and "value" and the topic's name, besides the event's
         return _envelope_repeat(_LINE_TYPES[type(parsed)], _repeated(

@@ -108,9 +108,12 @@ def run(args: argparse.Namespace) -> int:
     if last is not None:
         print(f"\ndaily closure report (日清日结) for {last}, cut-off "
               f"{policy.daily_cutoff // 3600:02d}:{policy.daily_cutoff % 3600 // 60:02d}:")
-        print(_table([r for r in rows if r["date"] == last],
-                     ["district", "pushed", "located", "under_control",
-                      "followup_overdue_open", "tests_missed", "positives"]))
+        today = [r for r in rows if r["date"] == last]
+        print(_table(today, ["district", "pushed", "located", "under_control",
+                             "followup_overdue_open", "tests_missed", "positives"]))
+        print("the same day at the gates (查验关) and sentinel clinics (哨点):")
+        print(_table(today, ["district", "checkpoint_entries", "entries_without_proof",
+                             "landing_tests_missed", "sentinel_visits", "sentinel_untested"]))
     round_reports = [orjson.loads(line) for line in rounds.getvalue().splitlines()]
     round_id = _print_round(round_reports)
     print(_ledger_note(ledger_url, args.ledger, new_alerts, last, round_id))

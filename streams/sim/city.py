@@ -385,9 +385,9 @@ class City:
             return True
         return False
 
-    def lapsed(self, kind: str, rng: random.Random) -> bool:
-        """A lapse at the city's rate, drawn from ``rng`` (the gates' own)."""
-        if rng.random() < self.lapse:
+    def lapsed(self, kind: str, rng: random.Random, factor: float = 1.0) -> bool:
+        """A lapse at ``factor`` times the city's rate, drawn from ``rng`` (the gates' own)."""
+        if rng.random() < self.lapse * factor:
             self.summary[f"lapse:{kind}"] += 1
             return True
         return False

@@ -30,6 +30,7 @@ _LEVELS: Final = ("high", "medium", "low", "low")
 _ENTRY_RATE: Final = 0.003  # entries a day per person
 _VISIT_RATE: Final = 0.002  # sentinel visits a day per person
 _KINDS: Final = (("hospital", "fever"), ("clinic", "respiratory"), ("pharmacy", "antipyretic"))
+_GATE_LAPSES: Final = 4.0  # times the city's lapse rate: a driver without proof is common
 _WINDOW: Final = {"hospital": 2 * HOUR, "clinic": 2 * HOUR, "pharmacy": 24 * HOUR}
 
 
@@ -76,7 +77,7 @@ class Gates:
         rng = self.rng
         district = rng.choice(tuple(city.site_index))
         proof: str | None = city.clock.stamp(t - rng.randint(6 * HOUR, 40 * HOUR))
-        if city.lapsed("entry_without_proof", rng):
+        if city.lapsed("entry_without_proof", rng, _GATE_LAPSES):
             proof = None if rng.random() < 0.5 else city.clock.stamp(t - 60 * HOUR)
         visited = rng.sample(COUNTIES, rng.randint(0, 2))
         value: dict[str, Any] = {
@@ -88,7 +89,7 @@ class Gates:
         }
         city.emit(t, "checkpoint", value)
         city.summary["city:entries"] += 1
-        if not city.lapsed("landing_test_missed", rng):
+        if not city.lapsed("landing_test_missed", rng, _GATE_LAPSES):
             site = rng.choice(city.site_index[district])
             city.negative_single(person, t + rng.randint(5 * MINUTE, 100 * MINUTE), site,
                                  "landing", rng)
@@ -114,7 +115,7 @@ class Gates:
             "facility_kind": kind, "district": district, "reason": reason,
         })
         city.summary["city:sentinel_visits"] += 1
-        if not city.lapsed("sentinel_untested", rng):
+        if not city.lapsed("sentinel_untested", rng, _GATE_LAPSES):
             window = _WINDOW[kind]
             city.negative_single(person, t + rng.randint(10 * MINUTE, window - 10 * MINUTE),
                                  city.home[person], "sentinel", rng)

@@ -858,3 +858,14 @@ def test_a_proof_more_than_366_days_from_the_entry_is_implausible() -> None:
     raw = orjson.dumps({**V11_EVENTS["checkpoint"], "proof_sampled_at": "2020-01-01T00:00:00Z"})
     result = decode_event("checkpoint", raw)
     assert isinstance(result, Rejection) and result.reason == "implausible_time"
+
+
+@pytest.mark.parametrize("junk", [b"\xc0\xaf", b"\xff", b"\xed\xa0\x80"])
+def test_broken_utf8_in_a_key_nobody_reads_is_not_json(junk: bytes) -> None:
+    # msgspec skips the bytes of an unknown key unread; the line is still not JSON
+    value = orjson.dumps(VALID["sampling"])[:-1] + b',"x' + junk + b'y":1}'
+    result = decode_event("sampling", value, default_policy().cohorts)
+    assert isinstance(result, Rejection) and result.reason == "not_json"
+    line = b'{"topic":"sampling","value":' + value + b"}"
+    decoded = decode_line(line, default_policy().cohorts)
+    assert isinstance(decoded, Rejection) and decoded.reason == "not_json"
