@@ -111,7 +111,7 @@ _SINGLE_POSITIVE: Final = 0.0005
 _SINGLE_INVALID: Final = 0.003
 _FAST_KMH: Final = 240.0
 
-_GENERAL, _COHORT, _TRAVELLER, _ISOLATED = 0, 1, 2, 3
+_GENERAL, _COHORT, _TRAVELLER, _ISOLATED, _AWAY = 0, 1, 2, 3, 4
 
 Emission = tuple[int, str, dict[str, Any]]
 """(occurred_at in epoch seconds, topic, event value)."""
@@ -237,6 +237,7 @@ class City:
     ) -> None:
         self.rng = rng
         self.gates = gates
+        self._away: list[int] = []  # persons kept out of today's mass testing
         self.rounds = rounds
         self.clock = clock
         self.days = days
@@ -334,6 +335,10 @@ class City:
         self._tubes = []
         self._pooled = {}
         start = self.clock.day_start(day)
+        for person in self._away:  # back from yesterday's gate or clinic
+            if self.status[person] == _AWAY:
+                self.status[person] = _GENERAL
+        self._away = []
         if self.rounds is not None:
             self.rounds.start_of_day(self, day, start)
         if day == 0:
@@ -419,6 +424,14 @@ class City:
             self._emit(at, "lab", value)
         self.summary["city:tubes"] += 1
         self.summary["city:negative_tubes"] += 1
+
+    def keep_out_of_mass_testing(self, person: int) -> None:
+        """A person at a gate or a sentinel clinic today is tested there, not in today's
+        10-in-1 pools: a pooled tube's samplings may be held back for hours (results first),
+        and a deadline they would satisfy must not hang on such transport noise."""
+        if self.status[person] == _GENERAL:
+            self.status[person] = _AWAY
+            self._away.append(person)
 
     def push_from_checkpoint(self, person: int, day: int, entry: int, risk: str) -> None:
         """An entry from a risky county: followed up as a pushed traveller, arrived at entry."""
@@ -754,7 +767,10 @@ class City:
                 )
             )
         reported = self._lab_chain(record, result)
-        if tube.mass:
+        # A round's swabs are scanned in on the spot (扫码采样): their samplings never wait
+        # behind their results, so a round's deadlines hang on no transport noise.
+        on_round_day = self.rounds is not None and self._batch.day == self.rounds.day
+        if tube.mass and not on_round_day:
             self._batch.mass_tubes.append(record)
         self.summary["city:tubes"] += 1
         self.summary[f"city:{result}_tubes"] += 1

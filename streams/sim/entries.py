@@ -75,6 +75,7 @@ class Gates:
         if person is None:
             return
         rng = self.rng
+        city.keep_out_of_mass_testing(person)
         district = rng.choice(tuple(city.site_index))
         proof: str | None = city.clock.stamp(t - rng.randint(6 * HOUR, 40 * HOUR))
         if city.lapsed("entry_without_proof", rng, _GATE_LAPSES):
@@ -106,6 +107,7 @@ class Gates:
         if person is None:
             return
         rng = self.rng
+        city.keep_out_of_mass_testing(person)
         kind, reason = rng.choice(_KINDS)
         district = city.district_of(person)
         city.emit(t, "clinic", {

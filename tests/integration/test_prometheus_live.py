@@ -115,11 +115,9 @@ def test_round_coverage_and_the_alerting_rules_evaluate_on_a_live_worker(
         target["health"] == "up" for target in api(base, "targets")["activeTargets"]))
     deployment.produce(city, until=UNTIL)
     published = deployment.wait_for("round-report", len(reports))
-    # The worker's own final report: the city's noise holds some samplings back for hours
-    # (results before samplings), and the worker's clock, the slowest of its partitions',
-    # still counts samplings that replay's clock had passed (README, "Rules where the
-    # contract is silent"). What Prometheus holds must be what the worker published.
+    # the worker's final report is replay's, and Prometheus must hold its coverage
     [final] = [r for r in published if r["stage"] == "final"]
+    assert final == next(r for r in reports if r["stage"] == "final")
     expected = {row["district"]: (row["sampled"] + row["caught_up"]) / row["in_scope"]
                 for row in final["rows"] if row["in_scope"]}
     assert expected and min(expected.values()) < 1.0  # some are still to catch up

@@ -12,7 +12,15 @@ import orjson
 import pytest
 
 from closedloop.schemas.decode import Rejection, decode_envelope, validate_event
-from closedloop.schemas.events import Cohort, Followup, Lab, Sampling, Travel
+from closedloop.schemas.events import (
+    Area,
+    Checkpoint,
+    Cohort,
+    Followup,
+    Lab,
+    Sampling,
+    Travel,
+)
 from closedloop.schemas.identifiers import looks_raw
 from closedloop.schemas.policy import default_policy
 from closedloop.streams.cli import main
@@ -215,20 +223,29 @@ def test_results_first_tubes_have_their_lab_lines_before_their_samplings() -> No
 
 
 def test_travellers_are_tested_on_their_regimen_days(clean: Decoded) -> None:
+    # pushed by a travel record, or by an entry from a high or medium county (v1.1)
     regimens = default_policy().regimens
-    pushed: dict[str, Travel] = {}
+    pushed: dict[str, tuple[date, str]] = {}  # person -> (arrival day, risk)
+    levels: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
     tested: dict[str, set[date]] = defaultdict(set)
     for _, event in clean.events:
         if isinstance(event, Travel):
             assert event.arrived_at < event.occurred_at
-            pushed[event.person_id] = event
+            pushed[event.person_id] = (event.arrived_at.date(), event.risk)
+        elif isinstance(event, Area):
+            levels[event.county].append((event.occurred_at, event.level))
+        elif isinstance(event, Checkpoint):
+            found = {level for county in event.visited
+                     for since, level in levels[county][-1:] if since <= event.occurred_at}
+            risk = "high" if "high" in found else "medium" if "medium" in found else None
+            if risk is not None:
+                pushed[event.person_id] = (event.occurred_at.date(), risk)
         elif isinstance(event, Sampling) and event.reason == "travel_regimen":
             tested[event.person_id].add(event.occurred_at.date())
     assert pushed and tested
     for person, days in tested.items():
-        travel = pushed[person]
-        first = travel.arrived_at.date()
-        allowed = {first + timedelta(days=n - 1) for n in regimens[travel.risk].test_days}
+        first, risk = pushed[person]
+        allowed = {first + timedelta(days=n - 1) for n in regimens[risk].test_days}
         assert days <= allowed
 
 
