@@ -24,7 +24,7 @@ from typing import Final
 from closedloop.agents import travel
 from closedloop.agents.requirements import Context, LapseHandler, open_req, raise_alert
 from closedloop.agents.shared import LEVEL_RANK, level_at
-from closedloop.agents.state import Entry, PersonState, Visit, split_name
+from closedloop.agents.state import Entry, PersonState, Visit, sampled_between, split_name
 from closedloop.schemas.events import Checkpoint, Clinic, Risk, Travel
 from closedloop.schemas.policy import Policy
 
@@ -63,10 +63,6 @@ def on_clinic(ctx: Context, st: PersonState, person_id: str, event: Clinic) -> N
              at + ctx.policy.sentinel_test_within[event.facility_kind])
     if st.district is None:
         st.district = event.district
-
-
-def _sampled_within(st: PersonState, start: int, end: int) -> bool:
-    return any(start <= s.at <= end for s in st.samples or ())
 
 
 def _forget_entry(st: PersonState, event_id: str, judged: str) -> None:
@@ -123,12 +119,11 @@ def _lapse_landing(ctx: Context, st: PersonState, person_id: str, name: str, due
     entry = None if st.entries is None else st.entries.get(event_id)
     if entry is None:
         return None
-    if not _sampled_within(st, entry.at, due) and raise_alert(
+    if not sampled_between(st, entry.at, due) and raise_alert(
         ctx, st, kind="landing_test_missed", subject=person_id, due=due, person_id=person_id,
         district=entry.district, details={"checkpoint_id": entry.checkpoint, "role": entry.role},
     ):
         ctx.contribute(entry.district, due, "landing_tests_missed")
-    st.req.pop(name, None)  # judged: _forget_entry must not see it open
     _forget_entry(st, event_id, "landing")
     return None
 
@@ -141,7 +136,7 @@ def _lapse_sentinel(ctx: Context, st: PersonState, person_id: str, name: str, du
         st.visits = None
     if visit is None:
         return None
-    if not _sampled_within(st, visit.at, due) and raise_alert(
+    if not sampled_between(st, visit.at, due) and raise_alert(
         ctx, st, kind="sentinel_untested", subject=person_id, due=due, person_id=person_id,
         district=visit.district,
         details={"facility_id": visit.facility, "facility_kind": visit.kind,

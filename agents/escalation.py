@@ -25,6 +25,7 @@ from closedloop.agents.state import (
     PersonState,
     TubeState,
     is_blank,
+    sampled_between,
     split_name,
 )
 from closedloop.schemas.events import Action
@@ -131,26 +132,21 @@ def _followed_up(ctx: Context, st: Keyed, entry: EscalationEntry, until: int) ->
             or _released(st, entry, until))
 
 
-def _sampled_since(st: PersonState, since: int, until: int, other_than: str | None = None
-                   ) -> bool:
-    return any(since <= s.at <= until and s.tube != other_than for s in st.samples or ())
-
-
 def _tested(ctx: Context, st: Keyed, entry: EscalationEntry, until: int) -> bool:
     if not isinstance(st, PersonState):
         return False
     requirement = entry.hint or ""
     if requirement.startswith("cohort:"):
         window = ctx.policy.cohorts.get(split_name(requirement)[1], 86_400)
-        return _sampled_since(st, entry.due - window, until)
-    return _sampled_since(st, entry.due - 86_400, until) or _released(st, entry, until)
+        return sampled_between(st, entry.due - window, until)
+    return sampled_between(st, entry.due - 86_400, until) or _released(st, entry, until)
 
 
 def _retested(ctx: Context, st: Keyed, entry: EscalationEntry, until: int) -> bool:
     if not isinstance(st, PersonState):
         return False
     since = entry.due - ctx.policy.retest_within
-    return _sampled_since(st, since, until, other_than=entry.hint)
+    return sampled_between(st, since, until, other_than=entry.hint)
 
 
 def _tube_progressed(ctx: Context, st: Keyed, entry: EscalationEntry, until: int) -> bool:
@@ -169,10 +165,10 @@ def _sampling_found(ctx: Context, st: Keyed, entry: EscalationEntry, until: int)
 
 def _sampled_after(ctx: Context, st: Keyed, entry: EscalationEntry, until: int) -> bool:
     """A landing or sentinel test taken late, after the window ended, still closes it."""
-    return isinstance(st, PersonState) and _sampled_since(st, entry.due, until)
+    return isinstance(st, PersonState) and sampled_between(st, entry.due, until)
 def _caught_up(ctx: Context, st: Keyed, entry: EscalationEntry, until: int) -> bool:
     """round_missed: a catch-up sampling after the close (agents/rounds.py)."""
-    return isinstance(st, PersonState) and _sampled_since(st, entry.due + 1, until)
+    return isinstance(st, PersonState) and sampled_between(st, entry.due + 1, until)
 
 
 _SATISFIED: Final[dict[str, Satisfied]] = {

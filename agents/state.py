@@ -47,6 +47,7 @@ __all__ = [
     "TubeState",
     "Visit",
     "is_blank",
+    "sampled_between",
     "split_name",
 ]
 
@@ -249,6 +250,12 @@ class ReportState(Keyed, kw_only=True, omit_defaults=True, gc=False):
     # by "stage:as_of" then person partition, and the reports already made (agents/round_sum.py)
     rparts: dict[str, dict[int, RoundPart]] | None = None
     rdone: list[str] | None = None
+
+
+def sampled_between(st: PersonState, since: int, until: int,
+                    other_than: str | None = None) -> bool:
+    """Was the person swabbed in [since, until] (into a tube other than ``other_than``)?"""
+    return any(since <= s.at <= until and s.tube != other_than for s in st.samples or ())
 
 
 def is_blank(st: Keyed) -> bool:
