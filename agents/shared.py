@@ -17,7 +17,7 @@ import msgspec
 from closedloop.schemas.events import Area, Round
 
 __all__ = ["LEVEL_RANK", "AreaLevel", "RoundDef", "RoundRun", "Shared", "apply_area",
-           "apply_round", "apply_shared", "level_at"]
+           "apply_round", "level_at"]
 
 LEVEL_RANK: Final = {"low": 0, "medium": 1, "high": 2}
 
@@ -70,13 +70,6 @@ def apply_area(shared: Shared, event: Area) -> bool:
         return False
     insort(history, entry, key=_order)
     return True
-
-
-def apply_shared(shared: Shared, event: Area | Round) -> bool:
-    """Apply a record of a shared topic; False if it changed nothing (already known)."""
-    if isinstance(event, Area):
-        return apply_area(shared, event)
-    return False  # rounds: agents/rounds.py on_round, which primes counts from the persons
 
 
 def apply_round(shared: Shared, event: Round) -> bool:

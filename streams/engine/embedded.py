@@ -16,7 +16,7 @@ from closedloop.agents import rounds
 from closedloop.agents.calendar import Calendar
 from closedloop.agents.escalation import holds
 from closedloop.agents.requirements import Context, next_due
-from closedloop.agents.shared import Shared, apply_area
+from closedloop.agents.shared import Shared
 from closedloop.agents.state import Keyed, PersonState, ReportState, TubeState
 from closedloop.schemas.decode import Rejection, dead_letter, decode_line, validate_event
 from closedloop.schemas.events import KEY_FIELD, Action, Area, Event, Round
@@ -25,7 +25,14 @@ from closedloop.schemas.policy import Policy
 from closedloop.streams.engine.clock import Watermark
 from closedloop.streams.engine.deadlines import DeadlineIndex
 from closedloop.streams.engine.dedup import Dedup
-from closedloop.streams.engine.topology import PERSON, REPORT, STAGES_OF_TOPIC, TUBE, Stage
+from closedloop.streams.engine.topology import (
+    PERSON,
+    REPORT,
+    STAGES_OF_TOPIC,
+    TUBE,
+    Stage,
+    apply_shared,
+)
 
 __all__ = ["EmbeddedDriver", "Origin", "Outputs"]
 
@@ -139,10 +146,8 @@ class EmbeddedDriver:
         clock = self.clock.observe(at)
         ctx = self._context(clock)
         key = getattr(event, KEY_FIELD[topic])
-        if isinstance(event, Area):
-            apply_area(self.shared, event)
-        elif isinstance(event, Round) and rounds.on_round(self.policy, self.shared, event,
-                                                          self.person.table):
+        if isinstance(event, Area | Round) and apply_shared(self.policy, self.shared, event,
+                                                            self.person.table):
             self._rounds_due = rounds.next_due(self.policy, self.shared)
         for stage in STAGES_OF_TOPIC[topic]:
             rejection = self._runs[stage.name].apply(ctx, key, event)

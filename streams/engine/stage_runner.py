@@ -24,7 +24,7 @@ import msgspec
 from closedloop.agents import rounds
 from closedloop.agents.calendar import Calendar
 from closedloop.agents.requirements import Context, next_due
-from closedloop.agents.shared import Shared, apply_shared
+from closedloop.agents.shared import Shared
 from closedloop.agents.state import (
     Contribution,
     Forward,
@@ -40,7 +40,15 @@ from closedloop.schemas.outputs import Alert, DailyReport, RoundReport
 from closedloop.schemas.policy import Policy
 from closedloop.streams.engine.clock import MIN_EPOCH, Watermark
 from closedloop.streams.engine.deadlines import DeadlineIndex
-from closedloop.streams.engine.topology import PERSON, REPORT, TUBE, WIRING, Stage, Table
+from closedloop.streams.engine.topology import (
+    PERSON,
+    REPORT,
+    TUBE,
+    WIRING,
+    Stage,
+    Table,
+    apply_shared,
+)
 
 __all__ = [
     "META_PREFIX",
@@ -318,12 +326,7 @@ class StageRunner(Generic[S]):
         """A shared fact broadcast by the tube stage: kept with the partition's clock state."""
         part = self._part(partition)
         effects = Effects()
-        if isinstance(event, Round):
-            changed = self.rounds and rounds.on_round(
-                self.policy, part.shared, event, self._persons(part))
-        else:
-            changed = apply_shared(part.shared, event)
-        if changed:
+        if apply_shared(self.policy, part.shared, event, self._persons(part)):
             self._save(part)
         self._fire(part, self._context(part), effects)
         return effects

@@ -24,6 +24,7 @@ from typing import Final, Generic, Protocol, TypeVar
 
 from closedloop.agents import closure, person, round_sum, rounds, tubes
 from closedloop.agents.requirements import Context, LapseHandler, fire_due, next_due
+from closedloop.agents.shared import Shared, apply_area
 from closedloop.agents.state import (
     FORWARD_TYPES,
     Contribution,
@@ -35,7 +36,8 @@ from closedloop.agents.state import (
     is_blank,
 )
 from closedloop.schemas.decode import Rejection
-from closedloop.schemas.events import Action, Lab, Sampling
+from closedloop.schemas.events import Action, Area, Lab, Round, Sampling
+from closedloop.schemas.policy import Policy
 
 __all__ = [
     "CONTRIBUTIONS_TOPIC",
@@ -53,6 +55,7 @@ __all__ = [
     "Stage",
     "Table",
     "Wiring",
+    "apply_shared",
     "partition_of",
 ]
 
@@ -191,6 +194,16 @@ STAGES_OF_TOPIC: Final[dict[str, tuple[AnyStage, ...]]] = {
 
 SHARED_TOPICS: Final = ("area", "round")
 """Inputs every person partition holds whole (agents/shared.py), not keyed state."""
+
+
+def apply_shared(policy: Policy, shared: Shared, event: Area | Round,
+                 persons: Mapping[str, PersonState]) -> bool:
+    """A record of a SHARED_TOPICS topic on what a person partition (or the embedded driver)
+    holds: a county's level, or a round primed from ``persons``; False if it changed nothing.
+    """
+    if isinstance(event, Area):
+        return apply_area(shared, event)
+    return rounds.on_round(policy, shared, event, persons)
 
 
 # -- how the stages are wired on a partitioned bus (Kafka, or the in-memory bus of the tests) --
