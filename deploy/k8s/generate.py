@@ -147,10 +147,12 @@ def kafka_users() -> list[dict[str, Any]]:
                     for spec in topic_specs(PREFIX, 1, 1)
                     if spec.name not in WORKER_READS and spec.name not in WORKER_WRITES]
     worker_acls += [
-        # Faust's own topics (table changelogs, the assignor's leader topic) are named
-        # "<app id>-...": the worker declares, reads and writes them.
+        # The stages' changelogs are named "<app id>-<stage>-state-changelog": the worker
+        # declares, reads and writes them; each batch is one transaction, whose id is
+        # "<app id>-<random, kept in the data directory>".
         _acl("topic", f"{APP_ID}-", ["Create", "Describe", "Read", "Write"], "prefix"),
         _acl("group", APP_ID, ["Describe", "Read"]),
+        _acl("transactionalId", f"{APP_ID}-", ["Describe", "Write"], "prefix"),
     ]
     users = [_user(WORKER_USER, worker_acls,
                    "the stream processor: reads the inputs, writes the outputs")]

@@ -96,7 +96,8 @@ try:
             sys.exit(f"creating the SCRAM credential of {user} failed: {errors}")
         acls = [ACL(f"User:{user}", "*", ACLOperation.ALL, ACLPermissionType.ALLOW,
                     ResourcePattern(kind, prefix, ACLResourcePatternType.PREFIXED))
-                for kind in (ResourceType.TOPIC, ResourceType.GROUP)]
+                for kind in (ResourceType.TOPIC, ResourceType.GROUP,
+                             ResourceType.TRANSACTIONAL_ID)]
         result = admin.create_acls(acls)
         if result.get("failed"):
             sys.exit(f"creating the ACLs of {user} failed: {result['failed']}")
@@ -219,5 +220,5 @@ until port_open "$port" && admin_call ready >/dev/null 2>&1; do
 done
 admin_call setup || fail "creating the app user $app_user failed"
 echo "secure kafka ready on $bootstrap (pid $(cat "$pidfile"), $((SECONDS - start)) s)"
-echo "user $app_user (password file $home/app.password), ACLs on topics and groups '$app_prefix*'"
+echo "user $app_user (password file $home/app.password), ACLs on topics, groups and transactional ids '$app_prefix*'"
 echo "CA: $home/ca.pem"

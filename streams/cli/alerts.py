@@ -57,7 +57,9 @@ def run(args: argparse.Namespace) -> int:
 
     settings = KafkaSettings.from_env(prefix=args.prefix)
     address = topic_name(settings.prefix, "alerts")
-    consumer = KafkaConsumer(enable_auto_commit=False, **settings.kafka_python())
+    # the worker writes in transactions: a crashed worker's unfinished batch is never shown
+    consumer = KafkaConsumer(enable_auto_commit=False, isolation_level="read_committed",
+                             **settings.kafka_python())
     try:
         partitions = [TopicPartition(address, p) for p in consumer.partitions_for_topic(address)
                       or ()]

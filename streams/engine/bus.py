@@ -3,9 +3,10 @@
 A test driver, like the embedded one, but shaped like the Kafka deployment: every topic has
 ``partitions`` logs, inputs are keyed onto them as ``closedloop produce`` does, each stage
 reads the topics of :data:`~closedloop.streams.engine.topology.WIRING` through
-:func:`~closedloop.streams.engine.records.handle_record`, and what it produces goes through
-:func:`~closedloop.streams.engine.records.route` to the logs of the internal topics (forwards,
-contributions, clock marks to every downstream partition, ticks). Only the consumer is
+:func:`~closedloop.streams.engine.records.handle_record`, and what a delivery produced goes,
+coalesced by a :class:`~closedloop.streams.engine.records.Batch` as the worker coalesces a
+consumer batch, to the logs of the internal topics (packs of forwards and contributions,
+clock marks to every downstream partition, ticks). Only the consumer is
 simulated: which (stage, topic, partition) hands over its next records is chosen by
 ``order``, so the same input can be delivered in many interleavings, as Kafka may.
 """
@@ -31,7 +32,7 @@ from closedloop.schemas.outputs import (
 )
 from closedloop.schemas.policy import Policy
 from closedloop.streams.engine.envelopes import Refused, publishable
-from closedloop.streams.engine.records import Record, handle_record, route, tick_record
+from closedloop.streams.engine.records import Batch, Record, handle_record, tick_record
 from closedloop.streams.engine.stage_runner import PartitionMeta, runners
 from closedloop.streams.engine.topology import READERS, TICK_TOPICS, WIRING, partition_of
 
@@ -123,11 +124,14 @@ class PartitionedBus:
                 queue, batch = ready[-1], 64
             else:
                 queue, batch = self._rng.choice(ready), self._rng.randint(1, 50)
+            out = Batch(self.n)
             for _ in range(batch):
-                if not self._deliver(*queue):
+                if not self._deliver(*queue, out):
                     break
+            for outgoing in out.records(self.runners["person"]):
+                self._emit(outgoing.topic, outgoing.partition, outgoing.key, outgoing.value)
 
-    def _deliver(self, stage: str, topic: str, partition: int) -> bool:
+    def _deliver(self, stage: str, topic: str, partition: int, out: Batch) -> bool:
         log = self.logs[(topic, partition)]
         position = self.read.get((stage, topic, partition), 0)
         if position >= len(log):
@@ -140,8 +144,7 @@ class PartitionedBus:
             self.out.dead_letters.append(dead_letter(
                 done.rejection, record.value, topic=topic, partition=partition,
                 offset=record.offset))
-        for outgoing in route(stage, partition, done.effects, runner, self.n):
-            self._emit(outgoing.topic, outgoing.partition, outgoing.key, outgoing.value)
+        out.add(stage, partition, done.effects)
         return True
 
     def _emit(self, topic: str, partition: int | None, key: bytes | None,

@@ -1,18 +1,18 @@
 """One record in, records out: what a stage does with each record of a topic it reads.
 
-The Faust worker and the in-memory bus (:mod:`closedloop.streams.engine.bus`) both call
-:func:`handle_record` for every record a stage's agent receives and :func:`route` for what it
-produced, so the multi-partition path (marks, clocks, forwards, contributions) is one piece of
-plain Python, tested without a broker. Topics are named by their short names (``sampling``,
+The Kafka worker and the in-memory bus (:mod:`closedloop.streams.engine.bus`) both call
+:func:`handle_record` for every record a stage receives and gather what it produced in a
+:class:`Batch`, so the multi-partition path (marks, clocks, forwards, contributions) is one
+piece of plain Python, tested without a broker. Topics are named by their short names (``sampling``,
 ``person-tests``); the caller maps them to addresses.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgspec
-import orjson
 
 from closedloop.agents import person as person_rules
 from closedloop.agents.entries import without_proof
@@ -34,9 +34,10 @@ from closedloop.streams.engine.topology import (
     CONTRIBUTIONS_TOPIC,
     FORWARDS_TOPIC,
     WIRING,
+    partition_of,
 )
 
-__all__ = ["Handled", "Outgoing", "Record", "handle_record", "route", "tick_record"]
+__all__ = ["Batch", "Handled", "Outgoing", "Record", "handle_record", "tick_record"]
 
 _encode = msgspec.json.Encoder().encode
 
@@ -71,7 +72,6 @@ class Handled:
     rejection: Rejection | None = None  # dead-letter the record with this reason
     consumed: bool = False  # an input event this stage owns (counted once, by its owner)
     action: str | None = None  # an operator action applied where the subject's state is
-    fill: tuple[str, int] | None = None  # a request to read (topic, up to end offset)
     entry: tuple[str, str] | None = None  # a checkpoint entry applied: (role, proof outcome)
     error: Exception | None = None  # what the stage raised (the record is dead-lettered)
 
@@ -97,10 +97,26 @@ class _Shared(msgspec.Struct, tag="shared", tag_field="type"):
     event: msgspec.Raw  # the event's JSON as it came
 
 
-_decode_internal = msgspec.json.Decoder(
-    _Tick | _Mark | _Shared | Sampled | Result | Retest | Escalate | Contribution | RoundPart
-).decode
-"""Every record of an internal topic, by its ``type`` (fill requests are read before)."""
+_Item = Sampled | Result | Retest | Escalate | Contribution | RoundPart
+
+
+class _Pack(msgspec.Struct, tag="pack", tag_field="type"):
+    """Many keyed items for one partition of an internal topic, in one record: a batch's
+    forwards (key person_id) or contributions (key district, or round_id for a round's
+    share). One record per partition and batch, not one per item, is what keeps the worker
+    near one record written per input event."""
+
+    items: list[tuple[str, _Item]]
+
+
+class _PackOut(msgspec.Struct, tag="pack", tag_field="type"):
+    """:class:`_Pack` as it is written: each item already encoded once."""
+
+    items: list[tuple[str, msgspec.Raw]]
+
+
+_decode_internal = msgspec.json.Decoder(_Tick | _Mark | _Shared | _Pack | _Item).decode
+"""Every record of an internal topic, by its ``type``."""
 
 
 def handle_record(stage: str, runner: AnyRunner, record: Record, policy: Policy) -> Handled:
@@ -124,9 +140,6 @@ def _handle(stage: str, runner: AnyRunner, record: Record, policy: Policy) -> Ha
         return _shared_input(runner, record, policy)
     if record.topic in wiring.owns:
         return _owned_input(runner, record, policy)
-    if record.value.startswith(b'{"type":"fill"'):
-        request = orjson.loads(record.value)
-        return Handled(Effects(), fill=(str(request["topic"]), int(request["end"])))
     return Handled(_internal(runner, record))
 
 
@@ -205,6 +218,8 @@ def _internal(runner: AnyRunner, record: Record) -> Effects:
         if isinstance(event, Area | Round):
             return runner.on_shared(partition, event)
         return Effects()  # validated by the tube stage; a newer engine's record, say
+    if isinstance(item, _Pack):
+        return _unpack(runner, record, item)
     key = record.key.decode() if record.key else ""
     if isinstance(item, Contribution):
         return runner.on_counted(partition, key, item, item.at, record.topic, record.offset)
@@ -214,38 +229,113 @@ def _internal(runner: AnyRunner, record: Record) -> Effects:
     return runner.on_input(partition, key, item, person_rules.forward_time(item), None)
 
 
+def _unpack(runner: AnyRunner, record: Record, pack: _Pack) -> Effects:
+    """A pack of forwards (applied one by one, as separate records would be) or of
+    contributions (counted once per offset, the pack as a whole)."""
+    partition = record.partition
+    if record.topic == CONTRIBUTIONS_TOPIC:
+        counted = [(round_key(item.round_id) if isinstance(item, RoundPart) else key, item,
+                    item.at) for key, item in pack.items
+                   if isinstance(item, Contribution | RoundPart)]
+        return runner.on_counted_many(partition, counted, record.topic, record.offset)
+    effects = Effects()
+    for key, item in pack.items:
+        if isinstance(item, Sampled | Result | Retest | Escalate):
+            effects.merge(runner.on_input(partition, key, item,
+                                          person_rules.forward_time(item), None))
+    return effects
+
+
 def tick_record(at: int, after: dict[str, dict[str, int]] | None = None) -> bytes:
     """The value of a tick: ``after`` holds each input topic's end offsets per partition."""
     return _encode(_Tick(at, after or {}))
 
 
-def route(stage: str, partition: int, fx: Effects, runner: AnyRunner,
-          partitions: int) -> list[Outgoing]:
-    """The records ``fx`` makes, in the order the worker sends them."""
-    out = [Outgoing("alerts", alert.subject.encode(), _encode(alert)) for alert in fx.alerts]
-    out.extend(Outgoing("escalations", escalation.subject.encode(), _encode(escalation))
-               for escalation in fx.escalations)
-    out.extend(Outgoing(FORWARDS_TOPIC, person_id.encode(), _encode(message))
-               for person_id, message in fx.forwards)
-    out.extend(Outgoing(CONTRIBUTIONS_TOPIC, item.district.encode(), _encode(item))
-               for item in fx.contributions)
-    out.extend(Outgoing(CONTRIBUTIONS_TOPIC, share.round_id.encode(), _encode(share))
-               for share in fx.round_parts)
-    out.extend(Outgoing("daily-report", report.district.encode(), _encode(report))
-               for report in fx.reports)
-    out.extend(Outgoing("round-report", report.round_id.encode(), _encode(report))
-               for report in fx.round_reports)
-    if stage == "person" and fx.touched:
-        ctx = runner.context(partition)
-        for person_id in sorted(fx.touched):
-            st = runner.table.get(person_id)
-            value = _encode(person_rules.person_status(ctx, person_id, st)) \
-                if isinstance(st, PersonState) else None
-            out.append(Outgoing("person-status", person_id.encode(), value))
-    out.extend(Outgoing(FORWARDS_TOPIC, None, value, target)
-               for value in fx.broadcasts for target in range(partitions))
-    if fx.mark is not None:
-        mark = _encode(_Mark(f"{stage}/{partition}", fx.mark))
-        out.extend(Outgoing(name, None, mark, target)
-                   for name in WIRING[stage].marks for target in range(partitions))
-    return out
+PACK_LIMIT = 500
+"""Items per pack record: a catch-up batch's forwards stay far below a broker's 1 MB limit."""
+
+
+class Batch:
+    """What one consumer batch made, coalesced into the records to send.
+
+    - alerts, escalations and reports: one record each, in the order made;
+    - forwards and contributions: one pack per target partition (chunks of
+      :data:`PACK_LIMIT`), placed where the first item for that partition was made, so a
+      shared fact broadcast in between keeps its place;
+    - person-status: once per person touched, from the state the batch left;
+    - clock marks: the latest of each stage partition, once, after everything they cover.
+
+    The Kafka worker makes one per consumer batch, the in-memory bus one per delivery, so
+    the coalescing is tested in every arrival order without a broker.
+    """
+
+    __slots__ = ("_internal", "_marks", "_n", "_packs", "direct", "touched")
+
+    def __init__(self, partitions: int) -> None:
+        self._n = partitions
+        self.direct: list[Outgoing] = []
+        self._internal: list[Outgoing | tuple[str, int]] = []  # a pack's place, or a record
+        self._packs: dict[tuple[str, int], list[tuple[str, msgspec.Raw]]] = {}
+        self._marks: dict[tuple[str, int], int] = {}
+        self.touched: dict[tuple[str, int], set[str]] = {}  # (stage, partition) -> keys
+
+    def add(self, stage: str, partition: int, fx: Effects) -> None:
+        out = self.direct
+        out.extend(Outgoing("alerts", alert.subject.encode(), _encode(alert))
+                   for alert in fx.alerts)
+        out.extend(Outgoing("escalations", escalation.subject.encode(), _encode(escalation))
+                   for escalation in fx.escalations)
+        out.extend(Outgoing("daily-report", report.district.encode(), _encode(report))
+                   for report in fx.reports)
+        out.extend(Outgoing("round-report", report.round_id.encode(), _encode(report))
+                   for report in fx.round_reports)
+        for person_id, message in fx.forwards:
+            self._item(FORWARDS_TOPIC, person_id, _encode(message))
+        for item in fx.contributions:
+            self._item(CONTRIBUTIONS_TOPIC, item.district, _encode(item))
+        for share in fx.round_parts:
+            self._item(CONTRIBUTIONS_TOPIC, share.round_id, _encode(share))
+        self._internal.extend(Outgoing(FORWARDS_TOPIC, None, value, target)
+                              for value in fx.broadcasts for target in range(self._n))
+        if fx.touched:
+            self.touched.setdefault((stage, partition), set()).update(fx.touched)
+        if fx.mark is not None and fx.mark > self._marks.get((stage, partition), fx.mark - 1):
+            self._marks[(stage, partition)] = fx.mark
+
+    def _item(self, topic: str, key: str, value: bytes) -> None:
+        place = (topic, partition_of(key, self._n))
+        items = self._packs.get(place)
+        if items is None:
+            items = self._packs[place] = []
+            self._internal.append(place)
+        items.append((key, msgspec.Raw(value)))
+
+    def records(self, person: AnyRunner,
+                enter: Callable[[int], object] | None = None) -> list[Outgoing]:
+        """Every record of the batch, in sending order; ``person`` is the person stage's
+        runner (its states give person-status) and ``enter(partition)`` selects a partition
+        of its table where the table keeps one per partition."""
+        out = list(self.direct)
+        for entry in self._internal:
+            if isinstance(entry, Outgoing):
+                out.append(entry)
+                continue
+            items = self._packs[entry]
+            out.extend(Outgoing(entry[0], None, _encode(_PackOut(items[i:i + PACK_LIMIT])),
+                                entry[1]) for i in range(0, len(items), PACK_LIMIT))
+        for (stage, partition), keys in self.touched.items():
+            if stage != "person":
+                continue
+            if enter is not None:
+                enter(partition)
+            ctx = person.context(partition)
+            for person_id in sorted(keys):
+                st = person.table.get(person_id)
+                value = _encode(person_rules.person_status(ctx, person_id, st)) \
+                    if isinstance(st, PersonState) else None
+                out.append(Outgoing("person-status", person_id.encode(), value))
+        for (stage, partition), at in self._marks.items():
+            mark = _encode(_Mark(f"{stage}/{partition}", at))
+            out.extend(Outgoing(name, None, mark, target)
+                       for name in WIRING[stage].marks for target in range(self._n))
+        return out

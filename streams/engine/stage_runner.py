@@ -15,7 +15,7 @@ mode, the wall clock in wall mode).
 
 from __future__ import annotations
 
-from collections.abc import Callable, ItemsView, Iterator, Mapping, ValuesView
+from collections.abc import Callable, ItemsView, Iterator, Mapping, Sequence, ValuesView
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar, cast
 
@@ -103,10 +103,24 @@ class Effects:
     round_parts: list[RoundPart] = field(default_factory=list)  # person: a round report's share
     round_reports: list[RoundReport] = field(default_factory=list)  # report: summed shares
 
+    def merge(self, other: Effects) -> None:
+        """Add what ``other`` produced (one record of a pack after another)."""
+        self.alerts.extend(other.alerts)
+        self.escalations.extend(other.escalations)
+        self.forwards.extend(other.forwards)
+        self.contributions.extend(other.contributions)
+        self.reports.extend(other.reports)
+        self.touched |= other.touched
+        if other.mark is not None and (self.mark is None or other.mark > self.mark):
+            self.mark = other.mark
+        self.broadcasts.extend(other.broadcasts)
+        self.round_parts.extend(other.round_parts)
+        self.round_reports.extend(other.round_reports)
+
 
 class _Partition:
     __slots__ = ("clock", "index", "keys", "marked", "marks", "number", "pending", "processed",
-                 "read", "seen", "shared", "tick", "topics")
+                 "seen", "shared", "tick", "topics")
 
     def __init__(self, lateness: int) -> None:
         self.number = -1
@@ -119,7 +133,6 @@ class _Partition:
         self.processed: dict[str, int] = {}  # input topic -> last offset applied
         self.pending: list[tuple[int, dict[str, int]]] = []  # ticks waiting for offsets
         self.seen: dict[str, int] = {}  # internal topic -> last offset applied (replay guard)
-        self.read: dict[str, int] = {}  # topic -> last offset handled while held (gap guard)
         self.shared = Shared()  # areas and rounds every person partition holds whole
         self.keys: set[str] = set()  # the person stage: the partition's persons (rounds scan)
 
@@ -200,31 +213,6 @@ class StageRunner(Generic[S]):
         if saved.shared is not None:
             part.shared = saved.shared
 
-    def expected(self, partition: int, topic: str) -> int | None:
-        """The next offset of ``topic`` this stage should handle in ``partition``, if known.
-
-        Faust skips records it fetched in the consumer generation before a rebalance
-        (faust-streaming issues 216 and 221): a record past this offset, on a topic that is
-        not compacted, means records were skipped, and the worker reads them itself. It is
-        the one after the last handled here or, first after an assignment, the group's
-        committed offset. (What was handled is kept in memory only, while this worker holds
-        the partition: a previous owner's figure would be stale.)
-        """
-        last = self._part(partition).read.get(topic)
-        if last is not None:
-            return last + 1
-        return None if self.committed is None else self.committed(topic, partition)
-
-    def already(self, partition: int, topic: str, offset: int) -> bool:
-        """Was ``offset`` of ``topic`` handled while this worker holds the partition?"""
-        return offset <= self._part(partition).read.get(topic, -1)
-
-    def handled(self, partition: int, topic: str, offset: int) -> None:
-        """``offset`` of ``topic`` was handled (applied, rejected or skipped as a duplicate)."""
-        part = self._part(partition)
-        if offset > part.read.get(topic, -1):
-            part.read[topic] = offset
-
     def open_deadlines(self) -> int:
         return sum(len(p.index) for p in self.partitions.values())
 
@@ -281,7 +269,12 @@ class StageRunner(Generic[S]):
     def on_counted(
         self, partition: int, key: str, item: object, event_time: int, topic: str, offset: int
     ) -> Effects:
-        """A record that counts (a report contribution): applied once per offset.
+        """A record that counts (a report contribution): applied once per offset."""
+        return self.on_counted_many(partition, [(key, item, event_time)], topic, offset)
+
+    def on_counted_many(self, partition: int, items: Sequence[tuple[str, object, int]],
+                        topic: str, offset: int) -> Effects:
+        """A record of (key, item, event time)s that count: applied once per offset.
 
         Kafka redelivers what was not committed before a rebalance or a crash; counts are not
         idempotent, so the partition remembers (in its table) the last offset it applied.
@@ -290,7 +283,9 @@ class StageRunner(Generic[S]):
         if offset <= part.seen.get(topic, -1):
             return Effects(duplicate=True)
         part.seen[topic] = offset
-        effects = self.on_input(partition, key, item, event_time, None)
+        effects = Effects()
+        for key, item, event_time in items:
+            effects.merge(self.on_input(partition, key, item, event_time, None))
         self._save(part)
         return effects
 

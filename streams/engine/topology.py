@@ -18,6 +18,7 @@ whether the state is a dict or a Faust table.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, Generic, Protocol, TypeVar
@@ -265,8 +266,12 @@ READERS: Final[dict[str, tuple[str, ...]]] = {
 """The stages that read each topic (an action reaches both keyed stages)."""
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def partition_of(key: str, partitions: int) -> int:
-    """The partition Kafka's default partitioner gives ``key`` (murmur2, as producers use)."""
+    """The partition Kafka's default partitioner gives ``key`` (murmur2, as producers use).
+
+    kafka-python's murmur2 is pure Python, and a batch re-keys the same persons and
+    districts again and again: the latest keys are remembered."""
     from kafka.partitioner.default import murmur2
 
     return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions

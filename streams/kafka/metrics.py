@@ -224,9 +224,6 @@ class WorkerMetrics:
         self.duplicates = counter("closedloop_duplicate_events_total",
                                   "duplicate event_ids ignored", "topic")
         self.raised = counter("closedloop_alerts_raised_total", "alerts raised", "kind")
-        self.offset_gaps = counter("closedloop_offset_gaps_total",
-                                   "records the consumer skipped past and the worker read again",
-                                   "topic")
         self.actions = counter("closedloop_alert_actions_total",
                                "operator actions applied from the action topic", "action")
         self.coverage = gauge("closedloop_round_coverage_ratio",

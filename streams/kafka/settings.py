@@ -107,6 +107,20 @@ class KafkaSettings:
             config["ssl_cafile"] = self.ca_file
         return config
 
+    def aiokafka(self) -> dict[str, Any]:
+        """Keyword arguments for aiokafka's clients (the worker's consume loop, benchmarks)."""
+        config: dict[str, Any] = {"bootstrap_servers": self.bootstrap.split(","),
+                                  "security_protocol": self.security_protocol}
+        if self.security_protocol.startswith("SASL"):
+            config.update(sasl_mechanism=self.sasl_mechanism,
+                          sasl_plain_username=self.username,
+                          sasl_plain_password=self.password())
+        if "SSL" in self.security_protocol:
+            import ssl
+
+            config["ssl_context"] = ssl.create_default_context(cafile=self.ca_file)
+        return config
+
 
 _last_connection_error: list[str] = []
 

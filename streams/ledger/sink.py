@@ -216,6 +216,7 @@ def consume(
         # broker's default partition count: the worker refuses topics it did not size.
         allow_auto_create_topics=False,
         max_poll_records=max_records,
+        isolation_level="read_committed",  # the worker writes in transactions
         **settings.kafka_python(),
     )
 

@@ -269,7 +269,8 @@ class TestUsers:
             for acl in doc["spec"]["authorization"]["acls"]:
                 assert acl["type"] == "allow"
                 assert "All" not in acl["operations"]
-                assert acl["resource"]["type"] in {"topic", "group"}  # no cluster rights
+                # no cluster rights; the worker writes in transactions of its own ids
+                assert acl["resource"]["type"] in {"topic", "group", "transactionalId"}
                 assert acl["resource"]["name"] not in {"*", ""}
                 assert acl["resource"]["name"].startswith("closedloop")
 
@@ -291,13 +292,17 @@ class TestUsers:
     def test_the_worker_owns_its_faust_topics_and_group(
             self, worker_probe: dict[str, Any]) -> None:
         acls = acls_of("closedloop-worker")
-        (prefix,) = [a for a in acls if a["resource"]["patternType"] == "prefix"]
+        (prefix,) = [a for a in acls if a["resource"]["patternType"] == "prefix"
+                     and a["resource"]["type"] == "topic"]
         assert prefix["resource"] == {"type": "topic", "name": f"{worker_probe['app_id']}-",
                                       "patternType": "prefix"}
         assert all(t.startswith(prefix["resource"]["name"]) for t in worker_probe["changelogs"])
         groups = [a["resource"] for a in acls if a["resource"]["type"] == "group"]
         assert groups == [{"type": "group", "name": worker_probe["app_id"],
                            "patternType": "literal"}]
+        (ids,) = [a for a in acls if a["resource"]["type"] == "transactionalId"]
+        assert worker_probe["transactional_id"].startswith(ids["resource"]["name"])
+        assert ids["resource"]["patternType"] == "prefix" and "Write" in ids["operations"]
         # The worker creates nothing the Topic Operator owns.
         assert not [a for a in acls if "Create" in a["operations"] and a is not prefix]
 

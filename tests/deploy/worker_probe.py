@@ -1,12 +1,13 @@
-"""Print, as JSON, what the worker's Faust app registers: run by tests/deploy in a subprocess.
+"""Print, as JSON, what the worker's app registers: run by tests/deploy in a subprocess.
 
 Builds the app with ``build_app`` exactly as ``closedloop worker`` does (nothing connects:
-Faust only reaches the broker when the app starts) and reports
+the consume loop reaches the broker only when the app starts) and reports
 
 - ``metrics``: every ``closedloop_*`` metric in prometheus-client's registry, with the name
   as scraped (counters with ``_total``), its type and label names;
-- ``reads``: the topics each agent consumes;
-- ``changelogs``: the table changelog topics Faust will declare.
+- ``reads``: the topics the consume loop subscribes to;
+- ``changelogs``: the stages' changelog topics the worker declares;
+- ``transactional_id``: the id its batches' transactions use.
 """
 
 from __future__ import annotations
@@ -51,11 +52,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as data_dir:
         app = build_app(KafkaSettings(bootstrap="127.0.0.1:9"), load_policy(None),
                         clock="wall", app_id=APP_ID, data_dir=data_dir, web_port=6066)
-        reads = sorted(topic for agent in app.agents.values() for topic in agent.channel.topics)
-        changelogs = sorted(table.changelog_topic.get_topic_name()
-                            for table in app.tables.values())
-        json.dump({"app_id": APP_ID, "metrics": registered_metrics(), "reads": reads,
-                   "changelogs": changelogs}, sys.stdout, indent=1)
+        loop = app.closedloop_loop
+        json.dump({"app_id": APP_ID, "metrics": registered_metrics(), "reads": loop.reads,
+                   "changelogs": sorted(spec.address for spec in loop.changelogs),
+                   "transactional_id": loop.transactional_id}, sys.stdout, indent=1)
     return 0
 
 

@@ -106,7 +106,8 @@ class Deployment:
         """Every record of ``{prefix}.{name}.v1`` so far, as (key, value)."""
         from kafka import KafkaConsumer, TopicPartition
 
-        consumer = KafkaConsumer(enable_auto_commit=False, **self.consumer_options())
+        consumer = KafkaConsumer(enable_auto_commit=False, isolation_level="read_committed",
+                                 **self.consumer_options())
         try:
             topic = f"{self.prefix}.{name}.v1"
             partitions = [TopicPartition(topic, p)

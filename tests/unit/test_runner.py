@@ -114,29 +114,6 @@ def test_a_pending_tick_survives_a_takeover_through_the_table() -> None:
 
 
 
-def test_the_next_expected_offset_is_the_one_after_the_last_handled() -> None:
-    run = runner({})
-    assert run.expected(0, "sampling") is None  # nothing known: the worker asks the broker
-    for offset in range(3):
-        run.handled(0, "sampling", offset)
-    assert run.expected(0, "sampling") == 3  # a record at 7 means 3..6 were skipped
-    assert run.already(0, "sampling", 1) and not run.already(0, "sampling", 3)
-    run.handled(0, "sampling", 1)  # a redelivery handled again does not move it back
-    assert run.expected(0, "sampling") == 3
-
-
-def test_after_an_assignment_the_committed_offset_is_the_first_expected() -> None:
-    commits = {"lab": 40}
-    run = StageRunner(PERSON, policy(), {}, upstream=0,
-                      committed=lambda topic, partition: commits.get(topic))
-    assert run.expected(0, "lab") == 40
-    run.handled(0, "lab", 40)
-    assert run.expected(0, "lab") == 41
-    run.revoke(0)  # handed over: what this worker handled is forgotten
-    commits["lab"] = 52
-    assert run.expected(0, "lab") == 52
-
-
 def test_an_input_topic_that_has_delivered_nothing_yet_holds_the_clock() -> None:
     # given a stage reading travel and followup, and a push far in the past on travel only
     # (the producer may still be writing followup records older than it)

@@ -1,0 +1,462 @@
+"""The worker's consume loop: batches from Kafka through the three stages, and back.
+
+Faust's per-record pipeline costs about 0.26 ms of CPU per record before any rule runs
+(``streams/kafka/FAUST_STUDY.md`` §4), more than the whole budget of a worker that must keep
+up with a city's testing peak. So the hot path is one aiokafka consumer in the app's group,
+subscribed to every topic a stage reads, and this loop, for each batch the consumer hands
+over:
+
+1. every record goes to each stage that reads its topic
+   (:func:`~closedloop.streams.engine.records.handle_record`, on the partition's
+   :class:`~closedloop.streams.kafka.store.StageStore`);
+2. what the batch made is coalesced (:class:`~closedloop.streams.engine.records.Batch`):
+   packs of forwards and contributions, one person-status per person, one clock mark per
+   stage partition;
+3. those records, each changed key's changelog record and the batch's input offsets are
+   written in one Kafka transaction.
+
+Every reader of the internal topics and changelogs reads committed records only, so a crash
+anywhere leaves all of a batch or none of it: redelivered onto state restored from the
+changelog as it was before the batch, nothing counts twice and nothing is missed. Partitions are
+co-partitioned by the range assignor (every member subscribes to the same topics, all with
+the same partition count). A rebalance waits for the batch in hand (the lock); a partition
+this worker keeps, whose changelog nobody else wrote meanwhile, keeps its state in memory;
+any other is restored from its changelog before its first record is applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from closedloop.schemas.decode import dead_letter
+from closedloop.schemas.policy import Policy
+from closedloop.streams.engine.clock import wall_now
+from closedloop.streams.engine.records import Batch, Handled, Outgoing, Record, handle_record
+from closedloop.streams.engine.stage_runner import AnyRunner
+from closedloop.streams.engine.stage_runner import runners as make_runners
+from closedloop.streams.engine.topology import READERS, WIRING
+from closedloop.streams.kafka.metrics import WorkerMetrics, scrape_lags
+from closedloop.streams.kafka.settings import KafkaSettings
+from closedloop.streams.kafka.store import StageStore
+from closedloop.streams.kafka.topics import TopicSpec, topic_specs
+
+__all__ = ["MAX_RECORDS", "WorkerLoop", "changelog_topics", "transactional_id"]
+
+log = logging.getLogger("closedloop.worker")
+_encode = msgspec.json.Encoder().encode
+
+MAX_RECORDS = 20_000
+"""Records per consumer batch at most: big enough that a catch-up writes each changed key
+about once per batch, small enough to apply in a few seconds."""
+MAX_BATCH_BYTES = 1_000_000
+"""The producer's batch size: a pack and a batch's changelog go out in a few requests (the
+broker's default limit is about 1 MB)."""
+TRANSACTION_TIMEOUT_MS = 10_000
+"""How long a crashed worker's open transaction holds back readers of the partitions it
+wrote, when no restart with the same data directory aborts it sooner."""
+WALL_TICK_S = 1.0
+"""``--clock wall``: how often the wall clock moves every owned partition's clock."""
+
+
+def transactional_id(app_id: str, data_dir: str) -> str:
+    """This worker's transactional id, kept in its data directory: a worker restarted on the
+    same directory fences and aborts what its crashed predecessor left open at once; one on
+    a fresh directory waits :data:`TRANSACTION_TIMEOUT_MS` for the broker to abort it."""
+    path = Path(data_dir) / "transactional-id"
+    try:
+        known = path.read_text("utf-8").strip()
+    except OSError:
+        known = ""
+    if not known.startswith(f"{app_id}-"):
+        known = f"{app_id}-{uuid.uuid4().hex}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(known + "\n", "utf-8")
+    return known
+
+
+def changelog_topics(app_id: str, settings: KafkaSettings) -> list[TopicSpec]:
+    """Each stage's compacted changelog topic (``{app_id}-{stage}-state-changelog``)."""
+    return [TopicSpec(name=f"{stage}-state", address=f"{app_id}-{stage}-state-changelog",
+                      partitions=settings.partitions, replication=settings.replication,
+                      config={"cleanup.policy": "compact"})
+            for stage in WIRING]
+
+
+class WorkerLoop:
+    """The three stages on the partitions this worker is assigned, fed batch by batch."""
+
+    def __init__(self, settings: KafkaSettings, policy: Policy, *, clock: str, app_id: str,
+                 data_dir: str, telemetry: WorkerMetrics, max_records: int = MAX_RECORDS
+                 ) -> None:
+        self.settings, self.policy, self.app_id = settings, policy, app_id
+        self.transactional_id = transactional_id(app_id, data_dir)
+        self.n = settings.partitions
+        self.wall = clock == "wall"
+        self.telemetry = telemetry
+        self.max_records = max_records
+        specs = topic_specs(settings.prefix, self.n, settings.replication)
+        self.address = {spec.name: spec.address for spec in specs}
+        self.short = {address: name for name, address in self.address.items()}
+        self.reads = sorted(self.address[name] for name in READERS)
+        self.changelogs = changelog_topics(app_id, settings)
+        self.changelog = {spec.name.removesuffix("-state"): spec.address
+                          for spec in self.changelogs}
+        self.changelog_addresses = set(self.changelog.values())
+        self.stores = {name: StageStore(wiring.stage.state) for name, wiring in WIRING.items()}
+        # Wall mode: a lapse due before this worker started was missed during downtime.
+        catch_up_before = wall_now() - policy.allowed_lateness if self.wall else None
+        self.runners: dict[str, AnyRunner] = make_runners(
+            policy, self.n, lambda stage, _state: self.stores[stage],
+            catch_up_before=catch_up_before, committed=self._committed_of)
+        self.lock = asyncio.Lock()
+        self.owned: set[int] = set()
+        self.ready = False
+        self.committed: dict[tuple[str, int], int] = {}  # (topic, partition) -> next to read
+        self.written: dict[tuple[str, int], int] = {}  # (changelog, partition) -> end we wrote
+        self.records_written = 0
+        self._next_tick = 0.0
+        self.consumer: Any = None
+        self.producer: Any = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+        from closedloop.streams.kafka.topics import ensure_topics
+
+        def declare() -> None:
+            from kafka import KafkaAdminClient
+
+            admin = KafkaAdminClient(**self.settings.kafka_python())
+            try:
+                ensure_topics(admin, self.changelogs)
+            finally:
+                admin.close()
+
+        await asyncio.get_running_loop().run_in_executor(None, declare)
+        config = self.settings.aiokafka()
+        self.producer = AIOKafkaProducer(
+            acks="all", linger_ms=5, max_batch_size=MAX_BATCH_BYTES,
+            transactional_id=self.transactional_id,
+            transaction_timeout_ms=TRANSACTION_TIMEOUT_MS, **config)
+        await self.producer.start()
+        self.consumer = AIOKafkaConsumer(
+            group_id=self.app_id, enable_auto_commit=False, auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            session_timeout_ms=10_000, heartbeat_interval_ms=1_000,
+            max_partition_fetch_bytes=4 * 1024 * 1024, **config)
+        self.consumer.subscribe(self.reads, listener=_listener(self))
+        await self.consumer.start()
+
+    async def stop(self) -> None:
+        if self.consumer is not None:
+            await self.consumer.stop()
+        if self.producer is not None:
+            await self.producer.stop()
+
+    async def run(self, stopping: Callable[[], bool]) -> None:
+        """Consume until ``stopping()``; a failed send or commit ends the worker (what was
+        not committed is redelivered to whoever holds the partition next)."""
+        while not stopping():
+            batch = await self.consumer.getmany(timeout_ms=100, max_records=self.max_records)
+            arrived = time.monotonic()
+            async with self.lock:
+                await self._batch(batch, arrived)
+
+    # -- one batch --------------------------------------------------------------------------
+
+    async def _batch(self, batch: dict[Any, list[Any]], arrived: float) -> None:
+        out = Batch(self.n)
+        offsets: dict[Any, int] = {}
+        for tp, messages in batch.items():
+            if tp.partition not in self.owned or not messages:
+                continue  # fetched before a rebalance took it away: its new owner reads it
+            name = self.short[tp.topic]
+            for stage in READERS[name]:
+                self._apply(stage, name, tp.topic, tp.partition, messages, out, arrived)
+            offsets[tp] = messages[-1].offset + 1
+        if self.wall and self.owned and time.monotonic() >= self._next_tick:
+            self._next_tick = time.monotonic() + WALL_TICK_S
+            self._tick(out)
+        await self._send(out, offsets)
+
+    def _apply(self, stage: str, name: str, topic: str, partition: int, messages: list[Any],
+               out: Batch, arrived: float) -> None:
+        runner, store, policy = self.runners[stage], self.stores[stage], self.policy
+        store.enter(partition)
+        for message in messages:
+            record = Record(name, partition, message.offset, message.key, message.value or b"",
+                            _receipt(message.timestamp))
+            done = handle_record(stage, runner, record, policy)
+            self._count(stage, name, done, arrived)
+            if done.rejection is not None:
+                letter = dead_letter(done.rejection, record.value, topic=topic,
+                                     partition=partition, offset=message.offset)
+                out.direct.append(Outgoing("deadletter", None, _encode(letter)))
+            out.add(stage, partition, done.effects)
+
+    def _count(self, stage: str, name: str, done: Handled, arrived: float) -> None:
+        telemetry = self.telemetry
+        if done.consumed:
+            telemetry.consumed.labels(name).inc()
+        if done.effects.duplicate:
+            telemetry.duplicates.labels(name).inc()  # only where the key's state is
+        if done.action is not None:
+            telemetry.actions.labels(done.action).inc()
+        if done.entry is not None:
+            telemetry.entries.labels(*done.entry).inc()
+        if done.rejection is not None:
+            telemetry.rejected.labels(name, done.rejection.reason).inc()
+        if done.error is not None:
+            log.error("closedloop %s stage failed on a %s record; dead-lettered", stage, name,
+                      exc_info=done.error)
+        for alert in done.effects.alerts:
+            telemetry.alert_sent(alert.kind, arrived)
+        for report in done.effects.round_reports:
+            telemetry.round_reported(report)
+
+    def _tick(self, out: Batch) -> None:
+        """Live mode: the wall clock moves the watermark to now - lateness (CONTRACT.md §1)."""
+        at = wall_now() - self.policy.allowed_lateness
+        for stage in ("tube", "person"):
+            runner, store = self.runners[stage], self.stores[stage]
+            for partition in sorted(self.owned):
+                store.enter(partition)
+                out.add(stage, partition, runner.on_tick(partition, at))
+
+    async def _send(self, out: Batch, offsets: dict[Any, int]) -> None:
+        """Send the batch's records, its changelog and its input offsets in one transaction.
+
+        Readers of the internal topics and of the changelog read committed records only, so a
+        crash at any point leaves either all of a batch or none of it: a contribution is
+        counted once, a state is never ahead of or behind the offsets it covers.
+        """
+        records = out.records(self.runners["person"], self.stores["person"].enter)
+        changes = [(self.changelog[stage], change) for stage, store in self.stores.items()
+                   for change in store.changes()]
+        if records or changes or offsets:
+            sender = _Sender(self.producer)
+            async with self.producer.transaction():
+                for record in records:
+                    await sender.add(self.address[record.topic], record.partition, record.key,
+                                     record.value)
+                for topic, (partition, key, value) in changes:
+                    await sender.add(topic, partition, key, value)
+                await sender.flush()
+                if offsets:
+                    await self.producer.send_offsets_to_transaction(offsets, self.app_id)
+            # leaving the block committed the transaction: every batch was acknowledged
+            for (topic, partition), end in sender.ends().items():
+                if topic in self.changelog_addresses:
+                    self.written[(topic, partition)] = end
+            self.records_written += len(records) + len(changes)
+            for tp, offset in offsets.items():
+                self.committed[(self.short[tp.topic], tp.partition)] = offset
+        for (stage, partition), keys in out.touched.items():
+            self.stores[stage].enter(partition)
+            self.telemetry.touched(stage, partition, keys, self.stores[stage].get)
+        for stage, runner in self.runners.items():
+            self.telemetry.index_size.labels(stage).set(runner.open_deadlines())
+
+    # -- partitions -------------------------------------------------------------------------
+
+    async def revoked(self) -> None:
+        """A rebalance begins: wait for the batch in hand (it commits), then hold."""
+        async with self.lock:
+            self.ready = False
+
+    async def assigned(self, assigned: set[Any]) -> None:
+        """Keep what this worker still owns, restore what is new, forget the rest."""
+        partitions = {tp.partition for tp in assigned}
+        async with self.lock:
+            for gone in sorted(self.owned - partitions):
+                self._forget(gone)
+            ends = await self._changelog_ends(partitions)
+            fresh = sorted(p for p in partitions if p not in self.owned or any(
+                not _ours(ends[(self.changelog[stage], p)],
+                          self.written.get((self.changelog[stage], p))) for stage in WIRING))
+            for partition in fresh:
+                self._forget(partition)
+            if fresh:
+                await self._restore(fresh, ends)
+            for tp in assigned:
+                committed = await self.consumer.committed(tp)
+                if committed is not None:
+                    self.committed[(self.short[tp.topic], tp.partition)] = committed
+            self.owned = partitions
+            self.ready = True
+        log.info("closedloop: assigned partitions %s (restored %s)", sorted(partitions), fresh)
+        log.info("Worker ready")  # what deployment scripts and tests wait for
+
+    def _forget(self, partition: int) -> None:
+        for stage, runner in self.runners.items():
+            runner.revoke(partition)
+            self.stores[stage].drop(partition)
+            self.telemetry.revoked(stage, partition)
+            self.written.pop((self.changelog[stage], partition), None)
+        self.owned.discard(partition)
+
+    async def _changelog_ends(self, partitions: set[int]) -> dict[tuple[str, int], int]:
+        from aiokafka.structs import TopicPartition
+
+        tps = [TopicPartition(topic, p) for topic in self.changelog.values() for p in partitions]
+        if not tps:
+            return {}
+        offsets = await self._restorer_call(lambda c: c.end_offsets(tps))
+        return {(tp.topic, tp.partition): int(end) for tp, end in offsets.items()}
+
+    async def _restorer_call(self, call: Callable[[Any], Any]) -> Any:
+        from aiokafka import AIOKafkaConsumer
+
+        consumer = AIOKafkaConsumer(enable_auto_commit=False, isolation_level="read_committed",
+                                    **self.settings.aiokafka())
+        await consumer.start()
+        try:
+            return await call(consumer)
+        finally:
+            await consumer.stop()
+
+    async def _restore(self, partitions: list[int], ends: dict[tuple[str, int], int]) -> None:
+        """Read each stage's changelog of ``partitions`` from the start to its end."""
+        from aiokafka.structs import TopicPartition
+
+        tps = [TopicPartition(topic, p) for topic in self.changelog.values() for p in partitions]
+        records: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {
+            (tp.topic, tp.partition): [] for tp in tps}
+
+        async def read(consumer: Any) -> None:
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            left = {tp for tp in tps if ends[(tp.topic, tp.partition)] > 0}
+            while left:
+                for tp in list(left):
+                    if await consumer.position(tp) >= ends[(tp.topic, tp.partition)]:
+                        left.discard(tp)
+                if not left:
+                    break
+                fetched = await consumer.getmany(*left, timeout_ms=500)
+                for tp, messages in fetched.items():
+                    records[(tp.topic, tp.partition)].extend(
+                        (m.key, m.value) for m in messages
+                        if m.offset < ends[(tp.topic, tp.partition)])
+
+        await self._restorer_call(read)
+        for stage, runner in self.runners.items():
+            store, topic = self.stores[stage], self.changelog[stage]
+            for partition in partitions:
+                store.restore(partition, records[(topic, partition)])
+                self.written[(topic, partition)] = ends[(topic, partition)]
+                store.enter(partition)
+                keys = store.keys(partition)
+                runner.assign(partition, keys)
+                self.telemetry.assigned(stage, partition,
+                                        ((key, store.get(key)) for key in keys))
+
+    # -- what the runners and /metrics ask ----------------------------------------------------
+
+    def _committed_of(self, topic: str, partition: int) -> int | None:
+        return self.committed.get((topic, partition))
+
+    def clocks(self) -> dict[str, dict[int, int]]:
+        return {stage: {p: runner.effective_clock(p) for p in sorted(self.owned)}
+                for stage, runner in self.runners.items()}
+
+    async def lags(self) -> list[tuple[str, int, int]]:
+        """Unread records of every input partition this worker is assigned: the high
+        watermark less the consumer's position (which steps over transaction markers)."""
+        consumer = self.consumer
+        if consumer is None:
+            return []
+        positions: dict[tuple[str, int], int] = {}
+        for tp in list(consumer.assignment()):
+            if tp.topic in self.short:
+                try:
+                    positions[(self.short[tp.topic], tp.partition)] = \
+                        await consumer.position(tp)
+                except Exception:  # moving away in a rebalance: left out of this scrape
+                    continue
+        from aiokafka.structs import TopicPartition
+
+        return scrape_lags(
+            positions, lambda t, p: consumer.highwater(TopicPartition(self.address[t], p)),
+            lambda t, p: positions[(t, p)] - 1, self._committed_of)
+
+
+def _listener(loop: WorkerLoop) -> Any:
+    """aiokafka's rebalance callbacks, handed to the loop."""
+    from aiokafka.abc import ConsumerRebalanceListener
+
+    class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+        async def on_partitions_revoked(self, revoked: Any) -> None:
+            await loop.revoked()
+
+        async def on_partitions_assigned(self, assigned: Any) -> None:
+            await loop.assigned(set(assigned))
+
+    return Listener()
+
+class _Sender:
+    """Records into aiokafka batch builders, one per topic partition: a record appended costs
+    a fraction of a ``send`` (no future and no accumulator lookup per record)."""
+
+    def __init__(self, producer: Any) -> None:
+        self.producer = producer
+        self.builders: dict[tuple[str, int], Any] = {}
+        self.sent: list[tuple[tuple[str, int], Any, int]] = []  # (where, future, records)
+
+    async def add(self, topic: str, partition: int | None, key: bytes | None,
+                  value: bytes | None) -> None:
+        where = (topic, 0 if partition is None else partition)
+        builder = self.builders.get(where)
+        if builder is None:
+            builder = self.builders[where] = self.producer.create_batch()
+        if builder.append(timestamp=None, key=key, value=value) is None:  # full: send it
+            await self._send(where, builder)
+            builder = self.builders[where] = self.producer.create_batch()
+            if builder.append(timestamp=None, key=key, value=value) is None:
+                raise ValueError(f"a record of {len(value or b'')} bytes does not fit in a "
+                                 f"batch for {topic}")
+
+    async def _send(self, where: tuple[str, int], builder: Any) -> None:
+        count = builder.record_count()
+        if count:
+            future = await self.producer.send_batch(builder, where[0], partition=where[1])
+            self.sent.append((where, future, count))
+
+    async def flush(self) -> None:
+        """Send what is left and wait for every batch's acknowledgement (raises if one
+        failed: the transaction is then aborted)."""
+        for where, builder in self.builders.items():
+            await self._send(where, builder)
+        self.builders.clear()
+        self.results = await asyncio.gather(*(future for _, future, _ in self.sent))
+
+    def ends(self) -> dict[tuple[str, int], int]:
+        """(topic, partition) -> the offset after the last record written there."""
+        ends: dict[tuple[str, int], int] = {}
+        for (where, _, count), meta in zip(self.sent, self.results, strict=True):
+            ends[where] = max(ends.get(where, 0), meta.offset + count)
+        return ends
+
+
+def _ours(end: int, written: int | None) -> bool:
+    """Is a changelog partition's committed end the one this worker's last write left? (Its
+    transaction's commit marker takes one offset after the last record.)"""
+    return written is not None and end in (written, written + 1)
+
+
+def _receipt(timestamp: int | None) -> float | None:
+    """The record's Kafka timestamp in epoch seconds: the receipt of the implausible-time rule
+    (CONTRACT.md §1), never later than now (a producer's clock may set it)."""
+    if timestamp is None or timestamp <= 0:
+        return None
+    return min(timestamp / 1000, time.time())

@@ -1,0 +1,123 @@
+"""A stage's keyed state on one worker: a dict per owned partition, and its changelog.
+
+Faust's ``Table`` decoded a row on every read, encoded it on every write and changelogged
+every assignment (one record per key per input event), and it cannot be written from a
+batch (faust-streaming #497). This store keeps each partition's typed states as they are
+(the rules change them in place, as the embedded driver's dicts do) and remembers which keys
+changed; the worker writes each changed key once per batch to the stage's compacted
+changelog topic, partition for partition, and restores a partition from it on assignment.
+
+A changelog record is the key's UTF-8 bytes and the msgspec JSON of its state (or of the
+partition's :class:`~closedloop.streams.engine.stage_runner.PartitionMeta`), or a tombstone.
+Replaying a partition's changelog from the start is idempotent: the last value of a key wins.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+
+import msgspec
+
+from closedloop.agents.state import Keyed
+from closedloop.streams.engine.stage_runner import META_PREFIX, PartitionMeta
+
+__all__ = ["StageStore"]
+
+log = logging.getLogger("closedloop.worker")
+_encode = msgspec.json.Encoder().encode
+
+
+class StageStore:
+    """The :class:`~closedloop.streams.engine.topology.Table` of one stage on a worker.
+
+    Reads and writes go to the partition selected with :meth:`enter` (the worker enters a
+    record's partition before handing the record to the stage), so a key lives in the
+    partition whose records made it, whatever its own hash: a round's report key lives where
+    its shares were counted.
+    """
+
+    __slots__ = ("_data", "_decode_meta", "_decode_state", "_dirty", "_dirty_of", "parts")
+
+    def __init__(self, state: type[Keyed]) -> None:
+        self.parts: dict[int, dict[str, object]] = {}
+        self._dirty_of: dict[int, set[str]] = {}
+        self._data: dict[str, object] = {}
+        self._dirty: set[str] = set()
+        self._decode_state = msgspec.json.Decoder(state).decode
+        self._decode_meta = msgspec.json.Decoder(PartitionMeta).decode
+
+    def enter(self, partition: int) -> None:
+        """Select ``partition`` for the reads and writes that follow."""
+        data = self.parts.get(partition)
+        if data is None:
+            data = self.parts[partition] = {}
+            self._dirty_of[partition] = set()
+        self._data, self._dirty = data, self._dirty_of[partition]
+
+    # -- the Table protocol -----------------------------------------------------------------
+
+    def get(self, key: str, /) -> object:
+        return self._data.get(key)
+
+    def __setitem__(self, key: str, value: object, /) -> None:
+        self._data[key] = value
+        self._dirty.add(key)
+
+    def __delitem__(self, key: str, /) -> None:
+        del self._data[key]
+        self._dirty.add(key)
+
+    def __contains__(self, key: object, /) -> bool:
+        return key in self._data
+
+    # -- partitions and the changelog -------------------------------------------------------
+
+    def keys(self, partition: int) -> list[str]:
+        """The partition's state keys (its clock row left out)."""
+        return [key for key in self.parts.get(partition, {}) if not key.startswith(META_PREFIX)]
+
+    def drop(self, partition: int) -> None:
+        """Forget a partition this worker no longer owns."""
+        self.parts.pop(partition, None)
+        self._dirty_of.pop(partition, None)
+        self._data, self._dirty = {}, set()
+
+    def changes(self) -> Iterator[tuple[int, bytes, bytes | None]]:
+        """(partition, key, value or None) for every key changed since the last call."""
+        for partition, dirty in self._dirty_of.items():
+            if not dirty:
+                continue
+            data = self.parts[partition]
+            for key in dirty:
+                value = data.get(key)
+                yield partition, key.encode(), None if value is None else _encode(value)
+            dirty.clear()
+
+    def restore(self, partition: int, records: Iterable[tuple[bytes | None, bytes | None]]
+                ) -> int:
+        """Rebuild ``partition`` from its changelog records, oldest first; returns the keys.
+
+        A record this version cannot read (another version's, or damaged) is skipped with a
+        warning that names no key: the state it held is lost, never the worker.
+        """
+        data: dict[str, object] = {}
+        skipped = 0
+        for raw_key, value in records:
+            if raw_key is None:
+                continue
+            key = raw_key.decode("utf-8", "replace")
+            if value is None:
+                data.pop(key, None)
+                continue
+            try:
+                data[key] = (self._decode_meta(value) if key.startswith(META_PREFIX)
+                             else self._decode_state(value))
+            except msgspec.DecodeError:
+                skipped += 1
+        if skipped:
+            log.warning("closedloop: %s changelog records of partition %s could not be read "
+                        "and were skipped", skipped, partition)
+        self.parts[partition] = data
+        self._dirty_of[partition] = set()
+        return len(data)

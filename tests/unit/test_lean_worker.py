@@ -1,0 +1,137 @@
+"""The lean worker's pure parts, without a broker: its per-partition store and changelog, and
+how a batch's records are coalesced (packs, one status per person, one mark per partition).
+
+The worker writes about one record per input event only because of these; the in-memory
+bus (tests/replay) runs the same Batch in every arrival order and must still equal replay.
+"""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+from helpers import policy
+
+from closedloop.agents.state import Contribution, PersonState, ReportState, Sampled, TubeState
+from closedloop.streams.engine.records import PACK_LIMIT, Batch, Record, handle_record
+from closedloop.streams.engine.stage_runner import Effects, PartitionMeta, meta_key, runners
+from closedloop.streams.engine.topology import partition_of
+from closedloop.streams.kafka.store import StageStore
+
+N = 4
+
+
+def sampled(at: int = 1_662_400_000) -> Sampled:
+    return Sampled(at=at, tube="tb-1", pool=1, site="s", lat=None, lon=None, district="d")
+
+
+# -- the store --------------------------------------------------------------------------------
+
+def test_each_changed_key_is_written_once_per_batch_with_its_latest_value() -> None:
+    store = StageStore(PersonState)
+    store.enter(2)
+    store["p:1"] = PersonState(district="a")
+    store["p:1"] = PersonState(district="b")  # twice in one batch: one record
+    store["p:2"] = PersonState(district="c")
+    del store["p:2"]  # gone: a tombstone
+    changes = sorted(store.changes())
+    assert changes == [(2, b"p:1", msgspec.json.encode(PersonState(district="b"))),
+                       (2, b"p:2", None)]
+    assert list(store.changes()) == []  # nothing changed since
+
+
+def test_keys_live_in_the_partition_that_wrote_them() -> None:
+    store = StageStore(PersonState)
+    store.enter(0)
+    store["k"] = PersonState(district="zero")
+    store.enter(1)
+    assert store.get("k") is None and "k" not in store
+    store["k"] = PersonState(district="one")
+    assert {p for p, _, _ in store.changes()} == {0, 1}
+    store.drop(0)
+    assert store.keys(0) == [] and store.keys(1) == ["k"]
+
+
+def test_a_partition_restored_from_its_changelog_is_what_was_written() -> None:
+    writer = StageStore(TubeState)
+    writer.enter(3)
+    writer["tb-1"] = TubeState()
+    writer["tb-2"] = TubeState()
+    meta = PartitionMeta(topics={"lab": 5}, processed={"lab": 9}, marks={}, pending=[],
+                         tick=0, marked=0, max_seen=5, clock=4)
+    writer[meta_key(3)] = meta
+    del writer["tb-2"]
+    log = [(key, value) for _, key, value in writer.changes()]
+    log.insert(0, (b"tb-2", msgspec.json.encode(TubeState())))  # an older value, then its tombstone
+    log.append((b"tb-9", b"{not json"))  # another version's record: skipped, not fatal
+    reader = StageStore(TubeState)
+    assert reader.restore(3, log) == 2
+    reader.enter(3)
+    assert isinstance(reader.get("tb-1"), TubeState) and reader.get("tb-2") is None
+    assert reader.get(meta_key(3)) == meta
+    assert reader.keys(3) == ["tb-1"]
+
+
+# -- coalescing a batch -------------------------------------------------------------------
+
+def test_forwards_are_packed_per_target_partition_and_marks_sent_last_once() -> None:
+    run = runners(policy(), N, lambda _stage, _state: {})
+    batch = Batch(N)
+    persons = [f"p:{i:012x}" for i in range(40)]
+    for number, person in enumerate(persons):
+        fx = Effects(forwards=[(person, sampled())], mark=1_000 + number)
+        batch.add("tube", 1, fx)
+    records = batch.records(run["person"])
+    packs = [r for r in records if r.topic == "person-tests" and r.value
+             and r.value.startswith(b'{"type":"pack"')]
+    marks = [r for r in records if r.value and b'"type":"mark"' in r.value]
+    assert {r.partition for r in packs} == {partition_of(p, N) for p in persons}
+    assert len(packs) == len({partition_of(p, N) for p in persons})  # one per partition
+    assert [msgspec.json.decode(m.value)["at"] for m in marks] == [1_039] * (2 * N)
+    assert records.index(marks[0]) > max(records.index(p) for p in packs)
+
+
+def test_a_pack_is_cut_into_records_the_broker_takes() -> None:
+    run = runners(policy(), 1, lambda _stage, _state: {})
+    batch = Batch(1)
+    batch.add("tube", 0, Effects(forwards=[(f"p:{i:012x}", sampled())
+                                           for i in range(PACK_LIMIT * 2 + 1)]))
+    packs = [r for r in batch.records(run["person"]) if r.topic == "person-tests"]
+    assert len(packs) == 3 and all(len(r.value or b"") < 1_000_000 for r in packs)
+
+
+def test_a_pack_of_contributions_counts_once_however_often_it_is_delivered() -> None:
+    tables: dict[str, dict[str, object]] = {}
+    run = runners(policy(), 1, lambda stage, _state: tables.setdefault(stage, {}))
+    batch = Batch(1)
+    batch.add("person", 0, Effects(contributions=[
+        Contribution(district="d", at=1_662_400_000, field="pushed", d=1),
+        Contribution(district="d", at=1_662_400_000, field="pushed", d=1)]))
+    (pack,) = [r for r in batch.records(run["person"]) if r.topic == "report-parts"]
+    record = Record("report-parts", 0, 7, pack.key, pack.value or b"")
+    first = handle_record("report", run["report"], record, policy())
+    again = handle_record("report", run["report"], record, policy())  # redelivered
+    assert not first.effects.duplicate and again.effects.duplicate
+    report = tables["report"]["d"]
+    assert isinstance(report, ReportState) and report.days is not None
+    assert sum(day.get("pushed", 0) for day in report.days.values()) == 2
+
+
+def test_person_status_is_published_once_per_person_per_batch() -> None:
+    tables: dict[str, dict[str, object]] = {}
+    run = runners(policy(), 1, lambda stage, _state: tables.setdefault(stage, {}))
+    tables.setdefault("person", {})["p:1"] = PersonState(district="d")
+    batch = Batch(1)
+    for _ in range(3):
+        batch.add("person", 0, Effects(touched={"p:1"}))
+    statuses = [r for r in batch.records(run["person"]) if r.topic == "person-status"]
+    assert [r.key for r in statuses] == [b"p:1"]
+
+
+@pytest.mark.parametrize("gone", [True, False])
+def test_a_forgotten_person_gets_a_tombstone_status(gone: bool) -> None:
+    tables: dict[str, dict[str, object]] = {"person": {} if gone else {"p:1": PersonState()}}
+    run = runners(policy(), 1, lambda stage, _state: tables.setdefault(stage, {}))
+    batch = Batch(1)
+    batch.add("person", 0, Effects(touched={"p:1"}))
+    (status,) = [r for r in batch.records(run["person"]) if r.topic == "person-status"]
+    assert (status.value is None) is gone
