@@ -128,6 +128,8 @@ class PartitionedBus:
             for _ in range(batch):
                 if not self._deliver(*queue, out):
                     break
+            for runner in self.runners.values():
+                runner.flush()
             for outgoing in out.records(self.runners["person"]):
                 self._emit(outgoing.topic, outgoing.partition, outgoing.key, outgoing.value)
 

@@ -168,6 +168,7 @@ class StageRunner(Generic[S]):
         self.committed = committed  # (topic, partition) -> the group's committed offset
         self.of = partitions  # how many partitions the stage has (a round report's shares)
         self.rounds = stage is PERSON  # runs the testing rounds over its partitions' persons
+        self._unsaved: set[int] = set()  # partitions whose clock state changed since a flush
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -187,15 +188,31 @@ class StageRunner(Generic[S]):
 
     def revoke(self, partition: int) -> None:
         self.partitions.pop(partition, None)
+        self._unsaved.discard(partition)
 
     def _save(self, part: _Partition) -> None:
-        """Keep the partition's clock state in the table: it moves with the partition."""
-        self.table[meta_key(part.number)] = PartitionMeta(
-            topics=part.topics, processed=part.processed, marks=part.marks,
-            pending=list(part.pending), tick=part.tick, marked=part.marked,
-            max_seen=part.clock.max_seen, clock=part.clock.value, seen=part.seen,
-            shared=part.shared if part.shared != Shared() else None,
-        )
+        """The partition's clock state changed in a way a takeover must see: written to the
+        table at the next :meth:`flush` (once per batch, not once per record)."""
+        self._unsaved.add(part.number)
+
+    def flush(self, enter: Callable[[int], object] | None = None) -> None:
+        """Keep the clock state of each partition changed since the last flush in the
+        table, where it moves with the partition; ``enter(partition)`` selects a
+        partition of a table that keeps one per partition."""
+        for number in sorted(self._unsaved):
+            part = self.partitions.get(number)
+            if part is None:
+                continue
+            if enter is not None:
+                enter(number)
+            self.table[meta_key(number)] = PartitionMeta(
+                topics=dict(part.topics), processed=dict(part.processed),
+                marks=dict(part.marks), pending=list(part.pending), tick=part.tick,
+                marked=part.marked, max_seen=part.clock.max_seen, clock=part.clock.value,
+                seen=dict(part.seen),
+                shared=part.shared if part.shared != Shared() else None,
+            )
+        self._unsaved.clear()
 
     def _load(self, part: _Partition) -> None:
         saved = self.table.get(meta_key(part.number))

@@ -122,6 +122,7 @@ class WorkerLoop:
         self.committed: dict[tuple[str, int], int] = {}  # (topic, partition) -> next to read
         self.written: dict[tuple[str, int], int] = {}  # (changelog, partition) -> end we wrote
         self.records_written = 0
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._next_tick = 0.0
         self.consumer: Any = None
         self.producer: Any = None
@@ -205,17 +206,17 @@ class WorkerLoop:
             out.add(stage, partition, done.effects)
 
     def _count(self, stage: str, name: str, done: Handled, arrived: float) -> None:
-        telemetry = self.telemetry
+        telemetry, inc = self.telemetry, self._inc
         if done.consumed:
-            telemetry.consumed.labels(name).inc()
+            inc(telemetry.consumed, name)
         if done.effects.duplicate:
-            telemetry.duplicates.labels(name).inc()  # only where the key's state is
+            inc(telemetry.duplicates, name)  # only where the key's state is
         if done.action is not None:
-            telemetry.actions.labels(done.action).inc()
+            inc(telemetry.actions, done.action)
         if done.entry is not None:
-            telemetry.entries.labels(*done.entry).inc()
+            inc(telemetry.entries, *done.entry)
         if done.rejection is not None:
-            telemetry.rejected.labels(name, done.rejection.reason).inc()
+            inc(telemetry.rejected, name, done.rejection.reason)
         if done.error is not None:
             log.error("closedloop %s stage failed on a %s record; dead-lettered", stage, name,
                       exc_info=done.error)
@@ -223,6 +224,13 @@ class WorkerLoop:
             telemetry.alert_sent(alert.kind, arrived)
         for report in done.effects.round_reports:
             telemetry.round_reported(report)
+
+    def _inc(self, metric: Any, *labels: str) -> None:
+        """``metric.labels(*labels).inc()``, the labelled child looked up once."""
+        child = self._children.get((id(metric), labels))
+        if child is None:
+            child = self._children[(id(metric), labels)] = metric.labels(*labels)
+        child.inc()
 
     def _tick(self, out: Batch) -> None:
         """Live mode: the wall clock moves the watermark to now - lateness (CONTRACT.md §1)."""
@@ -241,6 +249,8 @@ class WorkerLoop:
         counted once, a state is never ahead of or behind the offsets it covers.
         """
         records = out.records(self.runners["person"], self.stores["person"].enter)
+        for stage, runner in self.runners.items():
+            runner.flush(self.stores[stage].enter)
         changes = [(self.changelog[stage], change) for stage, store in self.stores.items()
                    for change in store.changes()]
         if records or changes or offsets:

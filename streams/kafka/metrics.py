@@ -160,12 +160,19 @@ class KeyTally:
     def update(self, partition: int, key: str, st: object, *, observe: bool = True
                ) -> dict[str, int]:
         """Record ``key``'s new state; returns the turnarounds (stage → s) new to observe."""
-        held = self.keys.setdefault(partition, {})
+        held = self.keys.get(partition)
+        if held is None:
+            held = self.keys[partition] = {}
         old = held.pop(key, None)
+        kinds = self.kinds
         if old is not None:
-            self.kinds.subtract(old.kinds)
+            for kind, n in old.kinds.items():  # a kind that reaches 0 leaves the tally
+                left = kinds[kind] - n
+                if left > 0:
+                    kinds[kind] = left
+                else:
+                    del kinds[kind]
         if not isinstance(st, Keyed):
-            self._tidy()
             return {}
         known = turnarounds(st) if self.stage == "tube" else {}
         measured = old.measured if old is not None else frozenset()
@@ -173,11 +180,11 @@ class KeyTally:
                  if observe and stage not in measured}
         control = control_interval(self.policy, st) if self.stage == "person" else None
         summary = _Summary(requirement_kinds(st), control,
-                           measured | frozenset(known))
+                           measured | frozenset(known) if known else measured)
         if summary.kinds or summary.control or summary.measured:
             held[key] = summary
-        self.kinds.update(summary.kinds)
-        self._tidy()
+        for kind, n in summary.kinds.items():
+            kinds[kind] += n
         return fresh
 
     def under_control(self, clocks: Mapping[int, int]) -> Counter[str]:

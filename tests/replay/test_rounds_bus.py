@@ -211,6 +211,7 @@ class TestATakeover:
             first.on_input(0, person, event(population(person, before)), epoch(before),
                            f"population:{offset}", topic="population", offset=offset)
         first.on_shared(0, event(round_("r1", before, OPENS, CLOSES)))
+        first.flush()  # the end of a batch: the clock state is written
         # a sampling in the round reaches the partition; its saved clock state is not rewritten
         swab = epoch(at(OPENS, minutes=30))
         first.on_input(0, "person-0001", Sampled(swab, "tube-1", 1, "site-1", None, None,

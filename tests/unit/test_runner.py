@@ -106,6 +106,7 @@ def test_a_pending_tick_survives_a_takeover_through_the_table() -> None:
     push(first, offset=0)
     tick = LOCATE_BY + 60
     first.on_tick(0, tick, {"travel": 2})
+    first.flush()  # as the worker does at the end of each batch
     assert meta_key(0) in table
     second = runner(table)  # another worker, same (changelogged) table
     second.assign(0, [k for k in table if not k.startswith("\x00")])
