@@ -104,12 +104,19 @@ def on_forward(ctx: Context, st: PersonState, person_id: str, msg: Forward) -> N
             if st.district is None:
                 st.district = sample.district
             identity.on_sampled(ctx, st, person_id, sample)
-        elif all(existing.tube != sample.tube for existing in samples):
-            insort(samples, sample, key=_sample_order)
-            identity.on_sampled(ctx, st, person_id, sample)
-            if len(samples) > PRUNE_ABOVE:
-                _prune(ctx, st)
-    elif isinstance(msg, Retest):
+        else:
+            tube = sample.tube
+            for existing in samples:  # a plain loop: a generator costs more than the search
+                if existing.tube == tube:
+                    break  # this tube is known: nothing new
+            else:
+                insort(samples, sample, key=_sample_order)
+                identity.on_sampled(ctx, st, person_id, sample)
+                if len(samples) > PRUNE_ABOVE:
+                    _prune(ctx, st)
+        keep_alive(ctx, st, msg.at)  # forward_time of a Sampled, without the call
+        return
+    if isinstance(msg, Retest):
         retests.on_retest_needed(ctx, st, person_id, msg)
     elif isinstance(msg, Result):
         st.last_result = LastResult(msg.at, msg.result)
