@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from closedloop.agents import rounds
 from closedloop.agents.calendar import Calendar
@@ -41,9 +41,9 @@ S = TypeVar("S", bound=Keyed)
 _APPLIED = {topic: f"applied:{topic}" for topic in STAGES_OF_TOPIC}
 
 
-@dataclass(frozen=True, slots=True)
-class Origin:
-    """Where an input came from, for its dead letter."""
+class Origin(NamedTuple):
+    """Where an input came from, for its dead letter (``replay`` builds one per line: a
+    named tuple costs half a frozen dataclass's ``__init__``)."""
 
     line: int | None = None
     topic: str | None = None
@@ -136,7 +136,10 @@ class EmbeddedDriver:
         if isinstance(event, Rejection):
             self.reject(event, line, origin, topic)
             return
-        self._guarded(topic, event, line, origin)
+        try:  # _guarded, inlined: a call less per line
+            self.pipe_event(topic, event, line, origin)
+        except Exception as exc:
+            self._failed(exc, line, origin, topic)
 
     def _guarded(self, topic: str, event: Event, raw: bytes, origin: Origin) -> None:
         """``pipe_event``, but a line the engine fails on is dead-lettered (internal_error)
@@ -144,8 +147,11 @@ class EmbeddedDriver:
         try:
             self.pipe_event(topic, event, raw, origin)
         except Exception as exc:
-            self.reject(Rejection("internal_error", f"the engine failed on this line "
-                                  f"({type(exc).__name__}); it was skipped"), raw, origin, topic)
+            self._failed(exc, raw, origin, topic)
+
+    def _failed(self, exc: Exception, raw: bytes, origin: Origin, topic: str) -> None:
+        self.reject(Rejection("internal_error", f"the engine failed on this line "
+                              f"({type(exc).__name__}); it was skipped"), raw, origin, topic)
 
     def pipe_event(self, topic: str, event: Event, raw: bytes, origin: Origin) -> None:
         at = int(event.occurred_at.timestamp())
@@ -240,7 +246,7 @@ class EmbeddedDriver:
             self._fire_rounds(ctx)
         clock = ctx.clock
         for run in self._upstream_first:
-            if run.index.has_due(clock):
+            if run.index.earliest <= clock:  # has_due, without a call per stage and event
                 for key in list(run.index.pop_due(clock)):
                     run.fire(ctx, key)
                     self._route(ctx)
