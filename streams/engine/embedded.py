@@ -159,6 +159,7 @@ class EmbeddedDriver:
             self.stats["duplicates_ignored"] += 1
             return
         ctx = self._context(self.clock.observe(at))
+        ctx.event, ctx.event_at = event, at  # the agents need not convert the time again
         key = getattr(event, KEY_FIELD[topic])
         runs = self._topic_runs[topic]
         if not runs and isinstance(event, Area | Round) and apply_shared(
@@ -223,9 +224,10 @@ class EmbeddedDriver:
             forwards, ctx.forwards = ctx.forwards, []
             for person_id, message in forwards:
                 self.person.apply(ctx, person_id, message)
-        contributions, ctx.contributions = ctx.contributions, []
-        for item in contributions:
-            self.report.apply(ctx, item.district, item, fire=False)
+        if ctx.contributions:  # most inputs contribute nothing: no new list for them
+            contributions, ctx.contributions = ctx.contributions, []
+            for item in contributions:
+                self.report.apply(ctx, item.district, item, fire=False)
 
     def _fire_rounds(self, ctx: Context) -> None:
         table = self.person.table
