@@ -13,7 +13,9 @@ suffice: by the triangle inequality a too-fast pair implies a too-fast consecuti
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from datetime import date, timedelta
+from operator import attrgetter
 from typing import Any, Final
 
 from closedloop.agents.requirements import Context, LapseHandler, open_req, raise_alert
@@ -120,8 +122,15 @@ def _too_many(ctx: Context, samples: list[Sample], index: int) -> bool:
     limit = ctx.policy.max_samples_per_day
     if len(samples) <= limit:
         return False
+    # The day's samplings are a slice of the time-sorted list: two bisections instead of a
+    # calendar lookup per sampling (date_of(t) == day exactly when start <= t < end).
     day = ctx.cal.date_of(samples[index].at)
-    return sum(1 for s in samples if ctx.cal.date_of(s.at) == day) > limit
+    start = bisect_left(samples, ctx.cal.day_start(day), key=_AT)
+    end = bisect_left(samples, ctx.cal.day_start(day + timedelta(days=1)), key=_AT)
+    return end - start > limit
+
+
+_AT: Final = attrgetter("at")  # a sampling's time, in C: the bisections call it per step
 
 
 def _lapse_identity(ctx: Context, st: PersonState, person_id: str, name: str, due: int

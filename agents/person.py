@@ -16,6 +16,7 @@ from closedloop.agents import cohorts, entries, escalation, identity, retests, r
 from closedloop.agents.requirements import (
     Context,
     LapseHandler,
+    event_time,
     fire_due,
     keep_alive,
     open_escalation,
@@ -67,7 +68,7 @@ def on_event(ctx: Context, st: PersonState, person_id: str, event: Event) -> Non
         fire_due(ctx, st, person_id, HANDLERS)  # raise what is due before judging the action
         escalation.on_action(ctx, st, event)
         return
-    at = int(event.occurred_at.timestamp())
+    at = event_time(ctx, event)
     if isinstance(event, Travel):
         travel.on_travel(ctx, st, person_id, event)
     elif isinstance(event, Followup):
@@ -104,12 +105,22 @@ def on_forward(ctx: Context, st: PersonState, person_id: str, msg: Forward) -> N
             if st.district is None:
                 st.district = sample.district
             identity.on_sampled(ctx, st, person_id, sample)
-        elif all(existing.tube != sample.tube for existing in samples):
-            insort(samples, sample, key=_sample_order)
-            identity.on_sampled(ctx, st, person_id, sample)
-            if len(samples) > PRUNE_ABOVE:
-                _prune(ctx, st)
-    elif isinstance(msg, Retest):
+        else:
+            tube = sample.tube
+            for existing in samples:  # a plain loop: a generator costs more than the search
+                if existing.tube == tube:
+                    break  # this tube is known: nothing new
+            else:
+                if samples[-1].at < sample.at:
+                    samples.append(sample)  # the usual case: insort, without its key calls
+                else:
+                    insort(samples, sample, key=_sample_order)
+                identity.on_sampled(ctx, st, person_id, sample)
+                if len(samples) > PRUNE_ABOVE:
+                    _prune(ctx, st)
+        keep_alive(ctx, st, msg.at)  # forward_time of a Sampled, without the call
+        return
+    if isinstance(msg, Retest):
         retests.on_retest_needed(ctx, st, person_id, msg)
     elif isinstance(msg, Result):
         st.last_result = LastResult(msg.at, msg.result)

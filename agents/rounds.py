@@ -14,7 +14,7 @@ of T is :func:`_contrib`. Progress reports are not rescans: when a round arrives
 replaced) one pass over the partition's persons fills ``RoundRun.pending`` (progress instant
 -> district -> [in_scope, sampled, not_on_roster]) for each of its progress instants still
 to come; from then on every change of a person's facts that can matter (a sampling, a roster
-or cohort record, ``gc``) goes through :class:`tracking`, which moves that person's
+or cohort record, ``gc``) goes through :func:`tracking`, which moves that person's
 contribution at each pending instant from before the change to after it. A progress report
 pops its instant. So a record arriving late (within the lateness, or later: then it counts
 for the instants still pending) lands exactly where a rescan would put it; the tests check
@@ -43,6 +43,7 @@ Where the contract is silent (also in the README):
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from fractions import Fraction
 from math import floor
 from typing import Final
@@ -121,10 +122,22 @@ def _prime(policy: Policy, runs: list[RoundRun], persons: Mapping[str, PersonSta
                 _add(counts, _contrib(st, defn, instant), 1)
 
 
-class tracking:  # used as a statement: ``with tracking(ctx, st): ...``
-    """Around a change of a person's facts: moves the person's contribution to every open
-    round's pending progress counts from before the change to after it (a person the change
-    forgets, ``gone``, contributes nothing after)."""
+def tracking(ctx: Context, st: PersonState) -> AbstractContextManager[None]:
+    """Used as a statement, ``with tracking(ctx, st): ...``, around a change of a person's
+    facts: moves the person's contribution to every open round's pending progress counts
+    from before the change to after it (a person the change forgets, ``gone``, contributes
+    nothing after). Without a round it does nothing, and builds nothing: every sampling
+    forward goes through it."""
+    if not ctx.shared.rounds:
+        return _UNTRACKED
+    return _Tracking(ctx, st)
+
+
+_UNTRACKED: Final = nullcontext()
+
+
+class _Tracking:
+    """:func:`tracking` when there are rounds."""
 
     __slots__ = ("before", "ctx", "st")
 

@@ -31,6 +31,7 @@ from closedloop.agents.requirements import (
     Context,
     LapseHandler,
     escalation_entry,
+    event_time,
     fire_due,
     keep_alive,
     lapse_gc,
@@ -56,7 +57,7 @@ __all__ = ["HANDLERS", "on_action", "on_lab", "on_sampling"]
 def on_sampling(
     ctx: Context, st: TubeState, tube_id: str, event: Sampling
 ) -> Rejection | None:
-    at = int(event.occurred_at.timestamp())
+    at = event_time(ctx, event)
     members = st.members
     if members is None:
         st.members = members = {}
@@ -92,7 +93,7 @@ def on_sampling(
 
 
 def on_lab(ctx: Context, st: TubeState, tube_id: str, event: Lab) -> None:
-    at = int(event.occurred_at.timestamp())
+    at = event_time(ctx, event)
     if st.recv is None or at < st.recv:
         st.recv = at
     if event.status == "reported" and st.rep is None:

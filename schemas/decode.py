@@ -365,10 +365,15 @@ def decode_line(
         parsed = None
     if parsed is not None:
         event: Event = parsed.value  # every line type has its event as "value"
+        topic = _LINE_TYPES[type(parsed)]
+        strings = 3 + _strings_proved(event)
+        if not may_repeat(line, strings):
+            # The common case, without _repeated and _envelope_repeat: no key can repeat,
+            # and no after-check rejects as duplicate_key.
+            return topic, _after_checks(event, cohorts, received_at, max_clock_skew)
         # the envelope's keys "topic" and "value" and the topic's name, besides the event's
-        return _envelope_repeat(_LINE_TYPES[type(parsed)], _repeated(
-            line, 3 + _strings_proved(event)) or _after_checks(event, cohorts, received_at,
-                                                               max_clock_skew))
+        return _envelope_repeat(topic, _repeated(line, strings) or _after_checks(
+            event, cohorts, received_at, max_clock_skew))
     envelope = decode_envelope(line)
     if isinstance(envelope, Rejection):
         return envelope

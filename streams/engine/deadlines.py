@@ -11,19 +11,25 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Iterator
+from typing import Final
 
 from closedloop.agents.requirements import next_due
 from closedloop.agents.state import Keyed
 
-__all__ = ["DeadlineIndex"]
+__all__ = ["NEVER", "DeadlineIndex"]
+
+NEVER: Final = 2**63  # later than any instant: the earliest due of an empty index
 
 
 class DeadlineIndex:
-    __slots__ = ("_heap", "_live")
+    __slots__ = ("_heap", "_live", "earliest")
 
     def __init__(self) -> None:
         self._heap: list[tuple[int, str]] = []
         self._live: dict[str, int] = {}
+        # The heap's first due (maybe stale), or NEVER: an attribute, not a call, because
+        # a driver asks every stage's index after every event and nearly always hears no.
+        self.earliest = NEVER
 
     def __len__(self) -> int:
         """Keys with a deadline (not heap entries, which may include stale ones)."""
@@ -38,16 +44,19 @@ class DeadlineIndex:
             return
         self._live[key] = due
         heapq.heappush(self._heap, (due, key))
+        if due < self.earliest:
+            self.earliest = due
 
     def has_due(self, clock: int) -> bool:
         """Cheap test before :meth:`pop_due` (may be true for a stale entry)."""
-        return bool(self._heap) and self._heap[0][0] <= clock
+        return self.earliest <= clock
 
     def pop_due(self, clock: int) -> Iterator[str]:
         """Yield, earliest first, each key whose indexed deadline is at or before ``clock``."""
         heap = self._heap
         while heap and heap[0][0] <= clock:
             due, key = heapq.heappop(heap)
+            self.earliest = heap[0][0] if heap else NEVER
             if self._live.get(key) == due:
                 del self._live[key]
                 yield key
@@ -62,3 +71,4 @@ class DeadlineIndex:
                 self._live[key] = due
                 self._heap.append((due, key))
         heapq.heapify(self._heap)
+        self.earliest = self._heap[0][0] if self._heap else NEVER

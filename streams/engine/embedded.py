@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from closedloop.agents import rounds
 from closedloop.agents.calendar import Calendar
@@ -41,9 +41,9 @@ S = TypeVar("S", bound=Keyed)
 _APPLIED = {topic: f"applied:{topic}" for topic in STAGES_OF_TOPIC}
 
 
-@dataclass(frozen=True, slots=True)
-class Origin:
-    """Where an input came from, for its dead letter."""
+class Origin(NamedTuple):
+    """Where an input came from, for its dead letter (``replay`` builds one per line: a
+    named tuple costs half a frozen dataclass's ``__init__``)."""
 
     line: int | None = None
     topic: str | None = None
@@ -98,10 +98,19 @@ class EmbeddedDriver:
         self.report: _StageRun[ReportState] = _StageRun(REPORT)
         self._runs: dict[str, _StageRun[TubeState] | _StageRun[PersonState]] = {
             TUBE.name: self.tube, PERSON.name: self.person}
+        self._upstream_first: tuple[
+            _StageRun[TubeState], _StageRun[PersonState], _StageRun[ReportState]] = (
+            self.tube, self.person, self.report)
+        # Each input topic's stage runs, looked up once per event rather than per stage.
+        self._topic_runs: dict[str, tuple[_StageRun[TubeState] | _StageRun[PersonState], ...]] = {
+            topic: tuple(self._runs[stage.name] for stage in stages)
+            for topic, stages in STAGES_OF_TOPIC.items()}
         self.shared = Shared()
         self._rounds_due: int | None = None  # the earliest round report (agents/rounds.py)
         self.out = Outputs()
+        self._ctx: Context | None = None  # reused by _context while ``out`` is not drained
         self.stats: Counter[str] = Counter()
+        self._peak = 0  # persons_tracked_peak, mirrored so each event skips a Counter lookup
 
     # -- inputs -----------------------------------------------------------------------------
 
@@ -127,7 +136,10 @@ class EmbeddedDriver:
         if isinstance(event, Rejection):
             self.reject(event, line, origin, topic)
             return
-        self._guarded(topic, event, line, origin)
+        try:  # _guarded, inlined: a call less per line
+            self.pipe_event(topic, event, line, origin)
+        except Exception as exc:
+            self._failed(exc, line, origin, topic)
 
     def _guarded(self, topic: str, event: Event, raw: bytes, origin: Origin) -> None:
         """``pipe_event``, but a line the engine fails on is dead-lettered (internal_error)
@@ -135,35 +147,38 @@ class EmbeddedDriver:
         try:
             self.pipe_event(topic, event, raw, origin)
         except Exception as exc:
-            self.reject(Rejection("internal_error", f"the engine failed on this line "
-                                  f"({type(exc).__name__}); it was skipped"), raw, origin, topic)
+            self._failed(exc, raw, origin, topic)
+
+    def _failed(self, exc: Exception, raw: bytes, origin: Origin, topic: str) -> None:
+        self.reject(Rejection("internal_error", f"the engine failed on this line "
+                              f"({type(exc).__name__}); it was skipped"), raw, origin, topic)
 
     def pipe_event(self, topic: str, event: Event, raw: bytes, origin: Origin) -> None:
         at = int(event.occurred_at.timestamp())
         if self.dedup.seen(topic, event.event_id, at, self.clock.value):
             self.stats["duplicates_ignored"] += 1
             return
-        clock = self.clock.observe(at)
-        ctx = self._context(clock)
+        ctx = self._context(self.clock.observe(at))
+        ctx.event, ctx.event_at = event, at  # the agents need not convert the time again
         key = getattr(event, KEY_FIELD[topic])
-        if isinstance(event, Area | Round) and apply_shared(self.policy, self.shared, event,
-                                                            self.person.table):
+        runs = self._topic_runs[topic]
+        if not runs and isinstance(event, Area | Round) and apply_shared(
+                self.policy, self.shared, event, self.person.table):
             self._rounds_due = rounds.next_due(self.policy, self.shared)
-        for stage in STAGES_OF_TOPIC[topic]:
-            rejection = self._runs[stage.name].apply(ctx, key, event)
+        for run in runs:
+            rejection = run.apply(ctx, key, event)
             if rejection is not None:
                 self.reject(rejection, raw, origin, topic)
         if isinstance(event, Action):
             self.out.actions.append(event)
-            if not any(holds(self._runs[stage.name].table.get(key), event.alert_id)
-                       for stage in STAGES_OF_TOPIC[topic]):
+            if not any(holds(run.table.get(key), event.alert_id) for run in runs):
                 self.stats["actions_ignored"] += 1  # no open escalation: counted, not rejected
         self.stats[_APPLIED[topic]] += 1
         self._route(ctx)
         self._advance(ctx)
         tracked = len(self.person.table)
-        if tracked > self.stats["persons_tracked_peak"]:
-            self.stats["persons_tracked_peak"] = tracked
+        if tracked > self._peak:
+            self._peak = self.stats["persons_tracked_peak"] = tracked
 
     def reject(self, rejection: Rejection, raw: bytes, origin: Origin, topic: str | None) -> None:
         self.stats[f"rejected:{rejection.reason}"] += 1
@@ -189,9 +204,19 @@ class EmbeddedDriver:
     # -- wiring -----------------------------------------------------------------------------
 
     def _context(self, clock: int) -> Context:
-        return Context(self.policy, self.cal, clock, self.out.alerts, [], [], self.out.reports,
-                       self.out.escalations, shared=self.shared,
-                       round_reports=self.out.round_reports)
+        """The context for ``clock``: one object per drain, not per event (building a
+        12-field dataclass was a measurable share of each event)."""
+        ctx, out = self._ctx, self.out
+        if ctx is None or ctx.alerts is not out.alerts:
+            ctx = self._ctx = Context(self.policy, self.cal, clock, out.alerts, [], [],
+                                      out.reports, out.escalations, shared=self.shared,
+                                      round_reports=out.round_reports)
+            return ctx
+        ctx.clock = clock
+        # Empty unless the engine failed on the last line: its leftovers must not carry over.
+        if ctx.forwards or ctx.contributions or ctx.round_parts:
+            ctx.forwards, ctx.contributions, ctx.round_parts = [], [], []
+        return ctx
 
     def _route(self, ctx: Context) -> None:
         """Deliver forwards to the person stage and contributions to the report stage."""
@@ -199,9 +224,10 @@ class EmbeddedDriver:
             forwards, ctx.forwards = ctx.forwards, []
             for person_id, message in forwards:
                 self.person.apply(ctx, person_id, message)
-        contributions, ctx.contributions = ctx.contributions, []
-        for item in contributions:
-            self.report.apply(ctx, item.district, item, fire=False)
+        if ctx.contributions:  # most inputs contribute nothing: no new list for them
+            contributions, ctx.contributions = ctx.contributions, []
+            for item in contributions:
+                self.report.apply(ctx, item.district, item, fire=False)
 
     def _fire_rounds(self, ctx: Context) -> None:
         table = self.person.table
@@ -220,11 +246,9 @@ class EmbeddedDriver:
         person stage's ``gc`` may thin out when the same clock passes its due instant."""
         if self._rounds_due is not None and self._rounds_due <= ctx.clock:
             self._fire_rounds(ctx)
-        runs: tuple[_StageRun[TubeState], _StageRun[PersonState], _StageRun[ReportState]] = (
-            self.tube, self.person, self.report)
-        for run in runs:
-            if not run.index.has_due(ctx.clock):
-                continue
-            for key in list(run.index.pop_due(ctx.clock)):
-                run.fire(ctx, key)
-                self._route(ctx)
+        clock = ctx.clock
+        for run in self._upstream_first:
+            if run.index.earliest <= clock:  # has_due, without a call per stage and event
+                for key in list(run.index.pop_due(clock)):
+                    run.fire(ctx, key)
+                    self._route(ctx)
