@@ -12,13 +12,16 @@ import sys
 
 LINES = {
     "events": r"^events\s+([\d,]+)$",
-    "raw": r"^raw aiokafka \+ orjson\s+([\d,]+) msgs/s$",
+    "raw": r"^raw aiokafka \+ orjson\s+([\d,]+) msgs/s\s",
+    "faust": r"^faust decode-only\s+([\d,]+) events per CPU second\s",
+    "per cpu": r"^worker per CPU second\s+([\d,]+) events\s",
+    "written": r"^records written\s+([\d,]+)\s+\(([\d.]+) per input event",
     "worker": r"^worker end to end\s+([\d,]+) events/s\s",
     "ratio": r"^ratio worker/raw\s+([\d.e+-]+)%\s",
 }
 
 
-def test_bench_worker_prints_both_throughputs_and_their_ratio(kafka_bootstrap: str) -> None:
+def test_bench_worker_prints_throughputs_ratios_and_records_written(kafka_bootstrap: str) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "closedloop.streams.cli", "bench", "worker", "--people", "200",
          "--days", "1", "--partitions", "2", "--settle", "2"],

@@ -7,7 +7,6 @@ travels in, so produce must dead-letter it itself and still deliver its neighbou
 from __future__ import annotations
 
 import subprocess
-import uuid
 from pathlib import Path
 
 import orjson
@@ -47,31 +46,6 @@ def test_a_keyless_cohort_record_is_dead_lettered_and_its_neighbours_arrive(
     letters = [orjson.loads(v) for _, v in deployment.read("deadletter")]
     assert [letter["reason"] for letter in letters] == ["missing_field"]
     assert "c-keyless" in str(letters[0])
-
-
-def test_the_gap_reader_returns_exactly_the_missing_offsets(kafka_bootstrap: str) -> None:
-    """What the worker reads when Faust skipped records: [start, end) of one partition."""
-    from kafka import KafkaAdminClient, KafkaProducer
-    from kafka.admin import NewTopic
-
-    from closedloop.streams.kafka.app import _read_range
-    from closedloop.streams.kafka.settings import KafkaSettings
-
-    topic = f"gap-{uuid.uuid4().hex[:10]}"
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    try:
-        admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
-    finally:
-        admin.close()
-    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
-    for number in range(10):
-        producer.send(topic, key=b"k", value=str(number).encode(), partition=0).get(timeout=30)
-    producer.close()
-    settings = KafkaSettings.from_env(prefix="unused", partitions=1)
-    records = _read_range(settings, topic, 0, 3, 7)
-    assert [(r.message.offset, r.value) for r in records] == [(n, str(n).encode())
-                                                             for n in range(3, 7)]
-    assert all(r.message.topic == topic and r.message.key == b"k" for r in records)
 
 
 def test_produce_declares_the_topics_with_the_configured_partitions_and_a_mismatch_is_one_line(
