@@ -241,8 +241,8 @@ def _unpack(runner: AnyRunner, record: Record, pack: _Pack) -> Effects:
     effects = Effects()
     for key, item in pack.items:
         if isinstance(item, Sampled | Result | Retest | Escalate):
-            effects.merge(runner.on_input(partition, key, item,
-                                          person_rules.forward_time(item), None))
+            runner.on_input(partition, key, item, person_rules.forward_time(item), None,
+                            into=effects)
     return effects
 
 

@@ -119,8 +119,8 @@ class Effects:
 
 
 class _Partition:
-    __slots__ = ("clock", "index", "keys", "marked", "marks", "number", "pending", "processed",
-                 "seen", "shared", "tick", "topics")
+    __slots__ = ("clock", "ctx", "heard", "index", "keys", "marked", "marks", "number",
+                 "pending", "processed", "seen", "shared", "tick", "topics")
 
     def __init__(self, lateness: int) -> None:
         self.number = -1
@@ -135,6 +135,8 @@ class _Partition:
         self.seen: dict[str, int] = {}  # internal topic -> last offset applied (replay guard)
         self.shared = Shared()  # areas and rounds every person partition holds whole
         self.keys: set[str] = set()  # the person stage: the partition's persons (rounds scan)
+        self.ctx: Context | None = None  # the rules' context, reused from record to record
+        self.heard = False  # has every input topic delivered something here yet?
 
 
 class StageRunner(Generic[S]):
@@ -246,16 +248,17 @@ class StageRunner(Generic[S]):
         topic: str | None = None,
         offset: int | None = None,
         clocked: bool = True,
+        into: Effects | None = None,
     ) -> Effects:
         """An input for ``key``: de-duplicate, apply, then fire what the clock reached.
 
         ``topic``/``offset`` name an input topic (not internal forwards or contributions):
         its offset counts for pending ticks, and unless ``clocked`` is False (an input the
         stage reads but does not own, an action on the tube stage) its event time moves
-        that topic's watermark.
+        that topic's watermark. ``into``: effects to add to (the items of one pack).
         """
         part = self._part(partition)
-        effects = Effects()
+        effects = Effects() if into is None else into
         if topic is not None and offset is not None:
             part.processed[topic] = offset
             if clocked:
@@ -302,7 +305,7 @@ class StageRunner(Generic[S]):
         part.seen[topic] = offset
         effects = Effects()
         for key, item, event_time in items:
-            effects.merge(self.on_input(partition, key, item, event_time, None))
+            self.on_input(partition, key, item, event_time, None, into=effects)
         self._save(part)
         return effects
 
@@ -391,8 +394,10 @@ class StageRunner(Generic[S]):
         older than the others'. Ticks (``clock --until``, the wall clock) move it regardless.
         """
         self._apply_ticks(part)
-        if any(topic not in part.topics for topic in self.inputs):
-            return
+        if not part.heard:
+            if any(topic not in part.topics for topic in self.inputs):
+                return
+            part.heard = True
         part.clock.observe(min(part.topics.values()))
 
     def _part(self, partition: int) -> _Partition:
@@ -404,8 +409,11 @@ class StageRunner(Generic[S]):
         return part
 
     def context(self, partition: int) -> Context:
-        """What the rules see in ``partition`` now (for person-status, say)."""
-        return self._context(self._part(partition))
+        """What the rules see in ``partition`` now (for person-status, say): a context of its
+        own, which the caller may keep."""
+        part = self._part(partition)
+        return Context(self.policy, self.cal, self._effective(part),
+                       catch_up_before=self.catch_up_before, shared=part.shared)
 
     def effective_clock(self, partition: int) -> int:
         return self._effective(self._part(partition))
@@ -421,8 +429,15 @@ class StageRunner(Generic[S]):
         return own if upstream is None else min(own, upstream)
 
     def _context(self, part: _Partition) -> Context:
-        return Context(self.policy, self.cal, self._effective(part),
-                       catch_up_before=self.catch_up_before, shared=part.shared)
+        """The partition's one context at its clock now: built once, not once per record
+        (:meth:`_fire` empties what the rules put in it)."""
+        ctx = part.ctx
+        if ctx is None:
+            ctx = part.ctx = Context(self.policy, self.cal, MIN_EPOCH,
+                                     catch_up_before=self.catch_up_before)
+        ctx.clock = self._effective(part)
+        ctx.shared = part.shared
+        return ctx
 
     def _fire(
         self, part: _Partition, ctx: Context, effects: Effects, force_mark: bool = False
@@ -432,17 +447,30 @@ class StageRunner(Generic[S]):
             due = rounds.next_due(self.policy, part.shared)
             if due is not None and due <= clock:
                 self._fire_rounds(part, ctx, effects)
-        if part.index.has_due(clock):
+        if part.index.earliest <= clock:
             for key in list(part.index.pop_due(clock)):
                 part.index.schedule(key, self.stage.fire(ctx, self.table, key))
                 self._track(part, key)
                 effects.touched.add(key)
-        effects.alerts.extend(ctx.alerts)
-        effects.escalations.extend(ctx.escalations)
-        effects.forwards.extend(ctx.forwards)
-        effects.contributions.extend(ctx.contributions)
-        effects.reports.extend(ctx.reports)
-        effects.round_reports.extend(ctx.round_reports)
+        # the partition's context is reused: what the rules put there moves to the effects
+        if ctx.alerts:
+            effects.alerts.extend(ctx.alerts)
+            ctx.alerts.clear()
+        if ctx.escalations:
+            effects.escalations.extend(ctx.escalations)
+            ctx.escalations.clear()
+        if ctx.forwards:
+            effects.forwards.extend(ctx.forwards)
+            ctx.forwards.clear()
+        if ctx.contributions:
+            effects.contributions.extend(ctx.contributions)
+            ctx.contributions.clear()
+        if ctx.reports:
+            effects.reports.extend(ctx.reports)
+            ctx.reports.clear()
+        if ctx.round_reports:
+            effects.round_reports.extend(ctx.round_reports)
+            ctx.round_reports.clear()
         if clock == MIN_EPOCH or (clock <= part.marked and not force_mark):
             return
         caught_up_with_tick = part.tick > part.marked and clock >= part.tick
