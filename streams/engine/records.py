@@ -109,12 +109,6 @@ class _Pack(msgspec.Struct, tag="pack", tag_field="type"):
     items: list[tuple[str, _Item]]
 
 
-class _PackOut(msgspec.Struct, tag="pack", tag_field="type"):
-    """:class:`_Pack` as it is written: each item already encoded once."""
-
-    items: list[tuple[str, msgspec.Raw]]
-
-
 _decode_internal = msgspec.json.Decoder(_Tick | _Mark | _Shared | _Pack | _Item).decode
 """Every record of an internal topic, by its ``type``."""
 
@@ -275,7 +269,7 @@ class Batch:
         self._n = partitions
         self.direct: list[Outgoing] = []
         self._internal: list[Outgoing | tuple[str, int]] = []  # a pack's place, or a record
-        self._packs: dict[tuple[str, int], list[tuple[str, msgspec.Raw]]] = {}
+        self._packs: dict[tuple[str, int], list[tuple[str, _Item]]] = {}
         self._marks: dict[tuple[str, int], int] = {}
         self.touched: dict[tuple[str, int], set[str]] = {}  # (stage, partition) -> keys
 
@@ -290,11 +284,11 @@ class Batch:
         out.extend(Outgoing("round-report", report.round_id.encode(), _encode(report))
                    for report in fx.round_reports)
         for person_id, message in fx.forwards:
-            self._item(FORWARDS_TOPIC, person_id, _encode(message))
+            self._item(FORWARDS_TOPIC, person_id, message)
         for item in fx.contributions:
-            self._item(CONTRIBUTIONS_TOPIC, item.district, _encode(item))
+            self._item(CONTRIBUTIONS_TOPIC, item.district, item)
         for share in fx.round_parts:
-            self._item(CONTRIBUTIONS_TOPIC, share.round_id, _encode(share))
+            self._item(CONTRIBUTIONS_TOPIC, share.round_id, share)
         self._internal.extend(Outgoing(FORWARDS_TOPIC, None, value, target)
                               for value in fx.broadcasts for target in range(self._n))
         if fx.touched:
@@ -302,13 +296,13 @@ class Batch:
         if fx.mark is not None and fx.mark > self._marks.get((stage, partition), fx.mark - 1):
             self._marks[(stage, partition)] = fx.mark
 
-    def _item(self, topic: str, key: str, value: bytes) -> None:
+    def _item(self, topic: str, key: str, item: _Item) -> None:
         place = (topic, partition_of(key, self._n))
         items = self._packs.get(place)
         if items is None:
             items = self._packs[place] = []
             self._internal.append(place)
-        items.append((key, msgspec.Raw(value)))
+        items.append((key, item))
 
     def records(self, person: AnyRunner,
                 enter: Callable[[int], object] | None = None) -> list[Outgoing]:
@@ -321,7 +315,7 @@ class Batch:
                 out.append(entry)
                 continue
             items = self._packs[entry]
-            out.extend(Outgoing(entry[0], None, _encode(_PackOut(items[i:i + PACK_LIMIT])),
+            out.extend(Outgoing(entry[0], None, _encode(_Pack(items[i:i + PACK_LIMIT])),
                                 entry[1]) for i in range(0, len(items), PACK_LIMIT))
         for (stage, partition), keys in self.touched.items():
             if stage != "person":
