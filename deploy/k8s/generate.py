@@ -202,7 +202,7 @@ def render(documents: list[dict[str, Any]], source: str) -> str:
 def outputs() -> dict[str, str]:
     return {
         "kafka-topics.yaml": render(kafka_topics(), "closedloop.streams.kafka.topics.topic_specs"),
-        "kafka-users.yaml": render(kafka_users(), "its CLIENTS table and streams/kafka/app.py"),
+        "kafka-users.yaml": render(kafka_users(), "its CLIENTS table and streams/kafka/loop.py"),
         "prometheus-rule.yaml": render(prometheus_rule(), "deploy/prometheus/rules.yml"),
     }
 

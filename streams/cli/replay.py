@@ -41,6 +41,7 @@ from closedloop.schemas.outputs import Alert
 from closedloop.schemas.plausible import EARLIEST, MAX_SPREAD
 from closedloop.schemas.policy import Policy, PolicyError, load_policy
 from closedloop.streams.engine.embedded import EmbeddedDriver, Origin
+from closedloop.streams.engine.gc_tuning import for_throughput
 from closedloop.streams.ledger import DEFAULT_HELP, database_url
 
 if TYPE_CHECKING:  # imported only with --ledger: SQLAlchemy is not light
@@ -153,18 +154,19 @@ def replay_lines(
                 deadletter_out.write(_encode(letter) + b"\n")
         buffered = 0
 
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            driver.stats["blank_lines"] += 1
-            continue
-        driver.pipe_line(line.rstrip(b"\r\n"), Origin(line=number))
-        if len(driver.out.alerts) + len(driver.out.dead_letters) >= FLUSH_EVERY:
-            flush()
-        if progress is not None:
-            progress.update(number, driver, flushed_alerts + len(driver.out.alerts))
-    if until is not None:
-        driver.advance_to(until)
-    flush()
+    with for_throughput():
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                driver.stats["blank_lines"] += 1
+                continue
+            driver.pipe_line(line.rstrip(b"\r\n"), Origin(line=number))
+            if len(driver.out.alerts) + len(driver.out.dead_letters) >= FLUSH_EVERY:
+                flush()
+            if progress is not None:
+                progress.update(number, driver, flushed_alerts + len(driver.out.alerts))
+        if until is not None:
+            driver.advance_to(until)
+        flush()
     if ledger is not None:
         ledger.finish(driver)
     if progress is not None:

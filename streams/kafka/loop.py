@@ -38,6 +38,7 @@ import msgspec
 
 from closedloop.schemas.decode import dead_letter
 from closedloop.schemas.policy import Policy
+from closedloop.streams.engine import gc_tuning
 from closedloop.streams.engine.clock import wall_now
 from closedloop.streams.engine.records import Batch, Handled, Outgoing, Record, handle_record
 from closedloop.streams.engine.stage_runner import AnyRunner
@@ -167,6 +168,7 @@ class WorkerLoop:
     async def run(self, stopping: Callable[[], bool]) -> None:
         """Consume until ``stopping()``; a failed send or commit ends the worker (what was
         not committed is redelivered to whoever holds the partition next)."""
+        gc_tuning.throughput()
         while not stopping():
             batch = await self.consumer.getmany(timeout_ms=100, max_records=self.max_records)
             arrived = time.monotonic()
