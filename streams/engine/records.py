@@ -304,11 +304,15 @@ class Batch:
             self._internal.append(place)
         items.append((key, item))
 
-    def records(self, person: AnyRunner,
-                enter: Callable[[int], object] | None = None) -> list[Outgoing]:
+    def records(self, person: AnyRunner, enter: Callable[[int], object] | None = None,
+                published: Callable[[int], dict[str, int]] | None = None) -> list[Outgoing]:
         """Every record of the batch, in sending order; ``person`` is the person stage's
         runner (its states give person-status) and ``enter(partition)`` selects a partition
-        of its table where the table keeps one per partition."""
+        of its table where the table keeps one per partition.
+
+        ``published(partition)``: a digest of each person's last published status there;
+        a status that differs from it only in ``updated_at`` is not published again (the
+        compacted topic keeps the person's latest change)."""
         out = list(self.direct)
         for entry in self._internal:
             if isinstance(entry, Outgoing):
@@ -323,11 +327,21 @@ class Batch:
             if enter is not None:
                 enter(partition)
             ctx = person.context(partition)
+            seen = None if published is None else published(partition)
             for person_id in sorted(keys):
                 st = person.table.get(person_id)
-                value = _encode(person_rules.person_status(ctx, person_id, st)) \
-                    if isinstance(st, PersonState) else None
-                out.append(Outgoing("person-status", person_id.encode(), value))
+                if not isinstance(st, PersonState):
+                    if seen is not None:
+                        seen.pop(person_id, None)
+                    out.append(Outgoing("person-status", person_id.encode(), None))
+                    continue
+                status = person_rules.person_status(ctx, person_id, st)
+                if seen is not None:
+                    digest = hash(_encode(msgspec.structs.replace(status, updated_at="")))
+                    if seen.get(person_id) == digest:
+                        continue  # only its updated_at would change
+                    seen[person_id] = digest
+                out.append(Outgoing("person-status", person_id.encode(), _encode(status)))
         for (stage, partition), at in self._marks.items():
             mark = _encode(_Mark(f"{stage}/{partition}", at))
             out.extend(Outgoing(name, None, mark, target)

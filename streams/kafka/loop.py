@@ -250,7 +250,8 @@ class WorkerLoop:
         crash at any point leaves either all of a batch or none of it: a contribution is
         counted once, a state is never ahead of or behind the offsets it covers.
         """
-        records = out.records(self.runners["person"], self.stores["person"].enter)
+        persons = self.stores["person"]
+        records = out.records(self.runners["person"], persons.enter, persons.published_in)
         for stage, runner in self.runners.items():
             runner.flush(self.stores[stage].enter)
         changes = [(self.changelog[stage], change) for stage, store in self.stores.items()

@@ -37,7 +37,8 @@ class StageStore:
     its shares were counted.
     """
 
-    __slots__ = ("_data", "_decode_meta", "_decode_state", "_dirty", "_dirty_of", "parts")
+    __slots__ = ("_data", "_decode_meta", "_decode_state", "_dirty", "_dirty_of", "parts",
+                 "published")
 
     def __init__(self, state: type[Keyed]) -> None:
         self.parts: dict[int, dict[str, object]] = {}
@@ -46,6 +47,12 @@ class StageStore:
         self._dirty: set[str] = set()
         self._decode_state = msgspec.json.Decoder(state).decode
         self._decode_meta = msgspec.json.Decoder(PartitionMeta).decode
+        # person stage: a digest of each person's last published status, per partition
+        # (in memory only: after a restore the first status of each person goes out again)
+        self.published: dict[int, dict[str, int]] = {}
+
+    def published_in(self, partition: int) -> dict[str, int]:
+        return self.published.setdefault(partition, {})
 
     def enter(self, partition: int) -> None:
         """Select ``partition`` for the reads and writes that follow."""
@@ -81,6 +88,7 @@ class StageStore:
         """Forget a partition this worker no longer owns."""
         self.parts.pop(partition, None)
         self._dirty_of.pop(partition, None)
+        self.published.pop(partition, None)
         self._data, self._dirty = {}, set()
 
     def changes(self) -> Iterator[tuple[int, bytes, bytes | None]]:

@@ -135,3 +135,23 @@ def test_a_forgotten_person_gets_a_tombstone_status(gone: bool) -> None:
     batch.add("person", 0, Effects(touched={"p:1"}))
     (status,) = [r for r in batch.records(run["person"]) if r.topic == "person-status"]
     assert (status.value is None) is gone
+
+
+def test_a_status_that_changed_only_in_updated_at_is_not_published_again() -> None:
+    tables: dict[str, dict[str, object]] = {}
+    run = runners(policy(), 1, lambda stage, _state: tables.setdefault(stage, {}))
+    tables.setdefault("person", {})["p:1"] = PersonState(district="d")
+    seen: dict[int, dict[str, int]] = {}
+
+    def statuses() -> list[bytes | None]:
+        batch = Batch(1)
+        batch.add("person", 0, Effects(touched={"p:1"}))
+        return [r.value for r in batch.records(run["person"], None,
+                                               lambda p: seen.setdefault(p, {}))
+                if r.topic == "person-status"]
+
+    assert len(statuses()) == 1
+    assert statuses() == []  # touched again, nothing but the clock moved
+    tables["person"]["p:1"] = PersonState(district="e")  # a real change goes out
+    (changed,) = statuses()
+    assert changed is not None and b'"district":"e"' in changed
