@@ -9,6 +9,7 @@ piece of plain Python, tested without a broker. Topics are named by their short 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -40,6 +41,7 @@ from closedloop.streams.engine.topology import (
 __all__ = ["Batch", "Handled", "Outgoing", "Record", "handle_record", "tick_record"]
 
 _encode = msgspec.json.Encoder().encode
+log = logging.getLogger("closedloop.worker")
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,7 +337,11 @@ class Batch:
                         seen.pop(person_id, None)
                     out.append(Outgoing("person-status", person_id.encode(), None))
                     continue
-                status = person_rules.person_status(ctx, person_id, st)
+                try:
+                    status = person_rules.person_status(ctx, person_id, st)
+                except Exception:  # a rule's bug must not stop the batch, nor loop a worker
+                    log.exception("closedloop: a person-status could not be made; skipped")
+                    continue
                 if seen is not None:
                     digest = hash(_encode(msgspec.structs.replace(status, updated_at="")))
                     if seen.get(person_id) == digest:

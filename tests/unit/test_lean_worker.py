@@ -155,3 +155,24 @@ def test_a_status_that_changed_only_in_updated_at_is_not_published_again() -> No
     tables["person"]["p:1"] = PersonState(district="e")  # a real change goes out
     (changed,) = statuses()
     assert changed is not None and b'"district":"e"' in changed
+
+
+def test_a_status_the_rules_fail_on_is_skipped_and_the_batch_goes_on(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from closedloop.agents import person as person_rules
+
+    tables: dict[str, dict[str, object]] = {
+        "person": {"p:1": PersonState(district="d"), "p:2": PersonState(district="e")}}
+    run = runners(policy(), 1, lambda stage, _state: tables.setdefault(stage, {}))
+    real = person_rules.person_status
+
+    def failing(ctx: object, person_id: str, st: PersonState) -> object:
+        if person_id == "p:1":
+            raise ValueError("a bug")
+        return real(ctx, person_id, st)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(person_rules, "person_status", failing)
+    batch = Batch(1)
+    batch.add("person", 0, Effects(touched={"p:1", "p:2"}, alerts=[]))
+    assert [r.key for r in batch.records(run["person"]) if r.topic == "person-status"] \
+        == [b"p:2"]
