@@ -1,8 +1,10 @@
 """``closedloop worker``: run the stream processor on Kafka ($CLOSEDLOOP_KAFKA).
 
-Declares the topics it needs, builds the Faust app (:mod:`closedloop.streams.kafka.app`) and
-runs it until SIGTERM. One worker per data directory; more workers in one consumer group
-share the partitions.
+Declares the topics it needs, builds the Faust app (:mod:`closedloop.streams.kafka.app`),
+whose consume loop applies the input in batches, one Kafka transaction each, and runs it
+until SIGTERM. One worker per data directory (it keeps the worker's transactional id); more
+workers in one consumer group share the partitions, each restoring the state of those it
+takes over from the stages' changelogs.
 """
 
 from __future__ import annotations
@@ -25,10 +27,13 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                         help="wall: ticks every second (live); event: event time only")
     parser.add_argument("--policy", metavar="FILE", help="TOML policy (default: the contract's)")
     parser.add_argument("--app-id", default=os.environ.get("CLOSEDLOOP_APP_ID", "closedloop"),
-                        help="consumer group and table namespace (default closedloop)")
+                        help="consumer group, and prefix of the changelog topics and the "
+                        "transactional id (default closedloop)")
     parser.add_argument("--data-dir", default=os.environ.get("CLOSEDLOOP_DATA_DIR",
                                                              ".cache/worker"),
-                        help="this worker's local data directory (one per worker)")
+                        help="this worker's data directory, one per worker: it keeps the "
+                        "transactional id, so a restart on it aborts what a crash left open "
+                        "at once (default .cache/worker)")
     parser.add_argument("--web-port", type=int,
                         default=int(os.environ.get("CLOSEDLOOP_WEB_PORT", "6066")),
                         help="HTTP port for /health, /ready and /metrics (default 6066)")
