@@ -43,13 +43,14 @@ from closedloop.streams.engine.clock import wall_now
 from closedloop.streams.engine.records import Batch, Handled, Outgoing, Record, handle_record
 from closedloop.streams.engine.stage_runner import AnyRunner
 from closedloop.streams.engine.stage_runner import runners as make_runners
-from closedloop.streams.engine.topology import READERS, WIRING
+from closedloop.streams.engine.topology import READERS, WIRING, partition_of
 from closedloop.streams.kafka.metrics import WorkerMetrics, scrape_lags
 from closedloop.streams.kafka.settings import KafkaSettings
 from closedloop.streams.kafka.store import StageStore
 from closedloop.streams.kafka.topics import TopicSpec, topic_specs
 
-__all__ = ["MAX_RECORDS", "WorkerLoop", "changelog_topics", "transactional_id"]
+__all__ = ["MAX_RECORDS", "WorkerLoop", "changelog_topics", "target_partition",
+           "transactional_id"]
 
 log = logging.getLogger("closedloop.worker")
 _encode = msgspec.json.Encoder().encode
@@ -259,8 +260,9 @@ class WorkerLoop:
         if records or changes or offsets:
             sender = _Sender(self.producer)
             async with self.producer.transaction():
-                for record in records:
-                    await sender.add(self.address[record.topic], record.partition, record.key,
+                for number, record in enumerate(records):
+                    await sender.add(self.address[record.topic],
+                                     target_partition(record, self.n, number), record.key,
                                      record.value)
                 for topic, (partition, key, value) in changes:
                     await sender.add(topic, partition, key, value)
@@ -426,9 +428,9 @@ class _Sender:
         self.builders: dict[tuple[str, int], Any] = {}
         self.sent: list[tuple[tuple[str, int], Any, int]] = []  # (where, future, records)
 
-    async def add(self, topic: str, partition: int | None, key: bytes | None,
+    async def add(self, topic: str, partition: int, key: bytes | None,
                   value: bytes | None) -> None:
-        where = (topic, 0 if partition is None else partition)
+        where = (topic, partition)
         builder = self.builders.get(where)
         if builder is None:
             builder = self.builders[where] = self.producer.create_batch()
@@ -459,6 +461,17 @@ class _Sender:
         for (where, _, count), meta in zip(self.sent, self.results, strict=True):
             ends[where] = max(ends.get(where, 0), meta.offset + count)
         return ends
+
+
+def target_partition(record: Outgoing, partitions: int, number: int) -> int:
+    """Where a record goes: its own partition if it names one, else its key's, as Kafka's
+    default partitioner places it (an alert by subject, a status by person); a keyless one
+    (a dead letter) by its ``number`` in the batch, spread over the partitions."""
+    if record.partition is not None:
+        return record.partition
+    if record.key is not None:
+        return partition_of(record.key.decode("utf-8", "replace"), partitions)
+    return number % partitions
 
 
 def _ours(end: int, written: int | None) -> bool:

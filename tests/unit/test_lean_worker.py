@@ -176,3 +176,15 @@ def test_a_status_the_rules_fail_on_is_skipped_and_the_batch_goes_on(
     batch.add("person", 0, Effects(touched={"p:1", "p:2"}, alerts=[]))
     assert [r.key for r in batch.records(run["person"]) if r.topic == "person-status"] \
         == [b"p:2"]
+
+
+def test_a_record_without_a_partition_goes_where_its_key_would() -> None:
+    from closedloop.streams.engine.records import Outgoing
+    from closedloop.streams.kafka.loop import target_partition
+
+    keys = [f"p:{i:012x}" for i in range(50)]
+    placed = {target_partition(Outgoing("alerts", k.encode(), b"{}"), N, 0) for k in keys}
+    assert placed == {partition_of(k, N) for k in keys} and len(placed) > 1
+    assert target_partition(Outgoing("person-tests", None, b"{}", 3), N, 0) == 3
+    assert {target_partition(Outgoing("deadletter", None, b"{}"), N, n)
+            for n in range(N)} == set(range(N))  # keyless: spread, not all on one
