@@ -103,20 +103,6 @@ class Effects:
     round_parts: list[RoundPart] = field(default_factory=list)  # person: a round report's share
     round_reports: list[RoundReport] = field(default_factory=list)  # report: summed shares
 
-    def merge(self, other: Effects) -> None:
-        """Add what ``other`` produced (one record of a pack after another)."""
-        self.alerts.extend(other.alerts)
-        self.escalations.extend(other.escalations)
-        self.forwards.extend(other.forwards)
-        self.contributions.extend(other.contributions)
-        self.reports.extend(other.reports)
-        self.touched |= other.touched
-        if other.mark is not None and (self.mark is None or other.mark > self.mark):
-            self.mark = other.mark
-        self.broadcasts.extend(other.broadcasts)
-        self.round_parts.extend(other.round_parts)
-        self.round_reports.extend(other.round_reports)
-
 
 class _Partition:
     __slots__ = ("clock", "ctx", "heard", "index", "keys", "marked", "marks", "number",
@@ -453,24 +439,12 @@ class StageRunner(Generic[S]):
                 self._track(part, key)
                 effects.touched.add(key)
         # the partition's context is reused: what the rules put there moves to the effects
-        if ctx.alerts:
-            effects.alerts.extend(ctx.alerts)
-            ctx.alerts.clear()
-        if ctx.escalations:
-            effects.escalations.extend(ctx.escalations)
-            ctx.escalations.clear()
-        if ctx.forwards:
-            effects.forwards.extend(ctx.forwards)
-            ctx.forwards.clear()
-        if ctx.contributions:
-            effects.contributions.extend(ctx.contributions)
-            ctx.contributions.clear()
-        if ctx.reports:
-            effects.reports.extend(ctx.reports)
-            ctx.reports.clear()
-        if ctx.round_reports:
-            effects.round_reports.extend(ctx.round_reports)
-            ctx.round_reports.clear()
+        _move(ctx.alerts, effects.alerts)
+        _move(ctx.escalations, effects.escalations)
+        _move(ctx.forwards, effects.forwards)
+        _move(ctx.contributions, effects.contributions)
+        _move(ctx.reports, effects.reports)
+        _move(ctx.round_reports, effects.round_reports)
         if clock == MIN_EPOCH or (clock <= part.marked and not force_mark):
             return
         caught_up_with_tick = part.tick > part.marked and clock >= part.tick
@@ -517,6 +491,16 @@ class StageRunner(Generic[S]):
                 del ids[old]
         self.table[key] = st
 
+
+
+T = TypeVar("T")
+
+
+def _move(source: list[T], target: list[T]) -> None:
+    """Append what ``source`` holds to ``target`` and empty it (most often it is empty)."""
+    if source:
+        target.extend(source)
+        source.clear()
 
 
 class _Persons(Mapping[str, PersonState]):
