@@ -223,10 +223,6 @@ def _check_produced(settings: KafkaSettings, counts: dict[str, int]) -> None:
 
 # -- raw consumption -------------------------------------------------------------------------
 
-def _aiokafka_config(settings: KafkaSettings) -> dict[str, Any]:
-    return settings.aiokafka()
-
-
 async def _raw(settings: KafkaSettings, passes: int = 5) -> tuple[int, float, float]:
     """Read and orjson-parse every input record, ``passes`` times from the beginning:
     (records, seconds from the first batch to the last record, and CPU seconds of this
@@ -237,7 +233,7 @@ async def _raw(settings: KafkaSettings, passes: int = 5) -> tuple[int, float, fl
     from aiokafka.structs import TopicPartition
 
     consumer = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest",
-                                **_aiokafka_config(settings))
+                                **settings.aiokafka())
     await consumer.start()
     try:
         tps = [TopicPartition(topic_name(settings.prefix, name), p)
