@@ -276,23 +276,30 @@ class Batch:
         self.touched: dict[tuple[str, int], set[str]] = {}  # (stage, partition) -> keys
 
     def add(self, stage: str, partition: int, fx: Effects) -> None:
+        # Most records make no output at all: each list is tested before any generator is
+        # built for it (this runs once per record and stage on the worker).
         out = self.direct
-        out.extend(Outgoing("alerts", alert.subject.encode(), _encode(alert))
-                   for alert in fx.alerts)
-        out.extend(Outgoing("escalations", escalation.subject.encode(), _encode(escalation))
-                   for escalation in fx.escalations)
-        out.extend(Outgoing("daily-report", report.district.encode(), _encode(report))
-                   for report in fx.reports)
-        out.extend(Outgoing("round-report", report.round_id.encode(), _encode(report))
-                   for report in fx.round_reports)
+        if fx.alerts:
+            out.extend(Outgoing("alerts", alert.subject.encode(), _encode(alert))
+                       for alert in fx.alerts)
+        if fx.escalations:
+            out.extend(Outgoing("escalations", escalation.subject.encode(),
+                                _encode(escalation)) for escalation in fx.escalations)
+        if fx.reports:
+            out.extend(Outgoing("daily-report", report.district.encode(), _encode(report))
+                       for report in fx.reports)
+        if fx.round_reports:
+            out.extend(Outgoing("round-report", report.round_id.encode(), _encode(report))
+                       for report in fx.round_reports)
         for person_id, message in fx.forwards:
             self._item(FORWARDS_TOPIC, person_id, message)
         for item in fx.contributions:
             self._item(CONTRIBUTIONS_TOPIC, item.district, item)
         for share in fx.round_parts:
             self._item(CONTRIBUTIONS_TOPIC, share.round_id, share)
-        self._internal.extend(Outgoing(FORWARDS_TOPIC, None, value, target)
-                              for value in fx.broadcasts for target in range(self._n))
+        if fx.broadcasts:
+            self._internal.extend(Outgoing(FORWARDS_TOPIC, None, value, target)
+                                  for value in fx.broadcasts for target in range(self._n))
         if fx.touched:
             self.touched.setdefault((stage, partition), set()).update(fx.touched)
         if fx.mark is not None and fx.mark > self._marks.get((stage, partition), fx.mark - 1):
