@@ -8,8 +8,9 @@ An ``occurred_at`` before 2000-01-01T00:00:00Z or later than the event's receipt
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
+from math import floor
 from typing import Final
 
 import msgspec
@@ -47,6 +48,19 @@ def _safe_year(limit: float) -> int:
         return 0
 
 
+@lru_cache(maxsize=64)
+def _surely_before(limit: float, tz: tzinfo | None) -> datetime | None:
+    """An instant in ``tz`` (a fixed offset, as msgspec decodes) a second or more before
+    ``limit``, or None: an occurred_at in ``tz`` earlier than it is within the upper bound,
+    decided by comparing fields (same tzinfo) instead of converting (~1.7 µs an event)."""
+    if type(tz) is not timezone:
+        return None
+    try:
+        return datetime.fromtimestamp(floor(limit) - 1, tz)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
 def implausible(
     event: Event, received_at: float | None, max_clock_skew: int = DEFAULT_MAX_CLOCK_SKEW
 ) -> str | None:
@@ -56,10 +70,18 @@ def implausible(
     that does not know when the event was received). ``datetime.timestamp`` of an aware
     datetime is a subtraction in C that never overflows, and exact to the microsecond here.
     """
-    year = event.occurred_at.year
-    if (year > 2000 and not OTHER_TIMES[type(event)]
-            and (received_at is None or year < _safe_year(received_at + max_clock_skew))):
-        return None  # the common case, decided without the costlier instant arithmetic
+    occurred = event.occurred_at
+    year = occurred.year
+    if year > 2000 and not OTHER_TIMES[type(event)]:
+        # the common cases, decided without the costlier instant arithmetic
+        if received_at is None:
+            return None
+        limit = received_at + max_clock_skew
+        if year < _safe_year(limit):
+            return None
+        before = _surely_before(limit, occurred.tzinfo)
+        if before is not None and occurred < before:
+            return None
     at = event.occurred_at.timestamp()
     if at < _EARLIEST:
         return f"occurred_at: {event.occurred_at.isoformat()} is before 2000-01-01T00:00:00Z"
