@@ -6,6 +6,7 @@ Each case builds one bad event from a valid one, so the test names the only thin
 from __future__ import annotations
 
 import base64
+import json
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -209,6 +210,13 @@ BAD: list[tuple[str, str, bytes, str, str]] = [
      "invalid_value", "event_id"),
     ("event-id-trailing-space", "lab", orjson.dumps(event("lab", event_id="lab-1 ")),
      "invalid_value", "event_id"),
+    # a plain ASCII line skips the per-field name checks only when its bytes prove them
+    ("event-id-leading-space", "lab", orjson.dumps(event("lab", event_id=" lab-1")),
+     "invalid_value", "event_id"),
+    ("district-del", "sampling", orjson.dumps(event("sampling", district="hai\x7fdian")),
+     "invalid_value", "district"),
+    ("district-trailing-space-spaced-json", "cohort",
+     json.dumps(event("cohort", district="haidian ")).encode(), "invalid_value", "district"),
     ("district-newline", "sampling", orjson.dumps(event("sampling", district="hai\ndian")),
      "invalid_value", "district"),
     ("district-bidi-override", "travel",
