@@ -251,6 +251,6 @@ class EmbeddedDriver:
         clock = ctx.clock
         for run in self._upstream_first:
             if run.index.earliest <= clock:  # has_due, without a call per stage and event
-                for key in list(run.index.pop_due(clock)):
+                for key in run.index.pop_due(clock):
                     run.fire(ctx, key)
                     self._route(ctx)
