@@ -73,10 +73,9 @@ class _StageRun(Generic[S]):
         self.table: dict[str, S] = {}
         self.index = DeadlineIndex()
 
-    def apply(self, ctx: Context, key: str, item: object, *, fire: bool = True
-              ) -> Rejection | None:
+    def apply(self, ctx: Context, key: str, item: object) -> Rejection | None:
         """Apply one input to ``key`` and index its next deadline."""
-        rejection, due = self.stage.apply(ctx, self.table, key, item, fire=fire)
+        rejection, due = self.stage.apply(ctx, self.table, key, item)
         self.index.schedule(key, due)
         return rejection
 
@@ -176,8 +175,13 @@ class EmbeddedDriver:
             if not any(holds(run.table.get(key), event.alert_id) for run in runs):
                 self.stats["actions_ignored"] += 1  # no open escalation: counted, not rejected
         self.stats[_APPLIED[topic]] += 1
-        self._route(ctx)
-        self._advance(ctx)
+        if ctx.forwards or ctx.contributions:  # _route's test, without a call when empty
+            self._route(ctx)
+        clock = ctx.clock  # _advance's tests, without a call when nothing is due:
+        if (min(self.tube.index.earliest, self.person.index.earliest,
+                self.report.index.earliest) <= clock
+                or (self._rounds_due is not None and self._rounds_due <= clock)):
+            self._advance(ctx)
         tracked = len(self.person.table)
         if tracked > self._peak:
             self._peak = self.stats["persons_tracked_peak"] = tracked
@@ -224,12 +228,17 @@ class EmbeddedDriver:
         """Deliver forwards to the person stage and contributions to the report stage."""
         while ctx.forwards:
             forwards, ctx.forwards = ctx.forwards, []
+            person = self.person
             for person_id, message in forwards:
-                self.person.apply(ctx, person_id, message)
+                person.index.schedule(
+                    person_id, person.stage.apply(ctx, person.table, person_id, message)[1])
         if ctx.contributions:  # most inputs contribute nothing: no new list for them
             contributions, ctx.contributions = ctx.contributions, []
+            report = self.report
             for item in contributions:
-                self.report.apply(ctx, item.district, item, fire=False)
+                key = item.district
+                report.index.schedule(
+                    key, report.stage.apply(ctx, report.table, key, item, fire=False)[1])
 
     def _fire_rounds(self, ctx: Context) -> None:
         table = self.person.table
@@ -253,4 +262,5 @@ class EmbeddedDriver:
             if run.index.earliest <= clock:  # has_due, without a call per stage and event
                 for key in run.index.pop_due(clock):
                     run.fire(ctx, key)
-                    self._route(ctx)
+                    if ctx.forwards or ctx.contributions:
+                        self._route(ctx)
