@@ -22,6 +22,7 @@ from closedloop.agents.shared import Shared
 from closedloop.agents.state import Keyed, PersonState, ReportState, TubeState
 from closedloop.schemas.decode import Rejection, dead_letter, decode_line, validate_event
 from closedloop.schemas.events import KEY_FIELD, Action, Area, Event, Round
+from closedloop.schemas.instants import epoch_seconds
 from closedloop.schemas.outputs import Alert, DailyReport, DeadLetter, RoundReport
 from closedloop.schemas.policy import Policy
 from closedloop.streams.engine.clock import Watermark
@@ -155,7 +156,7 @@ class EmbeddedDriver:
                               f"({type(exc).__name__}); it was skipped"), raw, origin, topic)
 
     def pipe_event(self, topic: str, event: Event, raw: bytes, origin: Origin) -> None:
-        at = int(event.occurred_at.timestamp())
+        at = epoch_seconds(event.occurred_at)
         if self.dedup.seen(topic, event.event_id, at, self.clock.value):
             self.stats["duplicates_ignored"] += 1
             return
