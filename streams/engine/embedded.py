@@ -109,8 +109,8 @@ class EmbeddedDriver:
             for topic, stages in STAGES_OF_TOPIC.items()}
         self.shared = Shared()
         self._rounds_due: int | None = None  # the earliest round report (agents/rounds.py)
-        self.out = Outputs()
-        self._ctx: Context | None = None  # reused by _context while ``out`` is not drained
+        self.out = Outputs()  # replaced by drain() only, together with the context filling it
+        self._ctx = self._context()
         self.stats: Counter[str] = Counter()
         self._peak = 0  # persons_tracked_peak, mirrored so each event skips a Counter lookup
 
@@ -152,6 +152,8 @@ class EmbeddedDriver:
             self._failed(exc, raw, origin, topic)
 
     def _failed(self, exc: Exception, raw: bytes, origin: Origin, topic: str) -> None:
+        ctx = self._ctx  # what the failed line left to route must not carry over
+        ctx.forwards, ctx.contributions, ctx.round_parts = [], [], []
         self.reject(Rejection("internal_error", f"the engine failed on this line "
                               f"({type(exc).__name__}); it was skipped"), raw, origin, topic)
 
@@ -160,7 +162,8 @@ class EmbeddedDriver:
         if self.dedup.seen(topic, event.event_id, at, self.clock.value):
             self.stats["duplicates_ignored"] += 1
             return
-        ctx = self._context(self.clock.observe(at))
+        ctx = self._ctx
+        ctx.clock = self.clock.observe(at)
         ctx.event, ctx.event_at = event, at  # the agents need not convert the time again
         key = getattr(event, KEY_FIELD[topic])
         runs = self._topic_runs[topic]
@@ -198,7 +201,8 @@ class EmbeddedDriver:
 
     def advance_to(self, instant: int) -> None:
         """Move the clock to ``instant`` (``--until``) and fire everything due by then."""
-        ctx = self._context(self.clock.advance_to(instant))
+        ctx = self._ctx
+        ctx.clock = self.clock.advance_to(instant)
         self._advance(ctx)
 
     # -- outputs ----------------------------------------------------------------------------
@@ -206,24 +210,19 @@ class EmbeddedDriver:
     def drain(self) -> Outputs:
         """Hand over what was produced since the last drain."""
         out, self.out = self.out, Outputs()
+        self._ctx = self._context()
         return out
 
     # -- wiring -----------------------------------------------------------------------------
 
-    def _context(self, clock: int) -> Context:
-        """The context for ``clock``: one object per drain, not per event (building a
-        12-field dataclass was a measurable share of each event)."""
-        ctx, out = self._ctx, self.out
-        if ctx is None or ctx.alerts is not out.alerts:
-            ctx = self._ctx = Context(self.policy, self.cal, clock, out.alerts, [], [],
-                                      out.reports, out.escalations, shared=self.shared,
-                                      round_reports=out.round_reports)
-            return ctx
-        ctx.clock = clock
-        # Empty unless the engine failed on the last line: its leftovers must not carry over.
-        if ctx.forwards or ctx.contributions or ctx.round_parts:
-            ctx.forwards, ctx.contributions, ctx.round_parts = [], [], []
-        return ctx
+    def _context(self) -> Context:
+        """The rules' context filling ``self.out``: one object per drain, not per event
+        (building a 12-field dataclass was a measurable share of each event); each event
+        only sets its clock."""
+        out = self.out
+        return Context(self.policy, self.cal, self.clock.value, out.alerts, [], [],
+                       out.reports, out.escalations, shared=self.shared,
+                       round_reports=out.round_reports)
 
     def _route(self, ctx: Context) -> None:
         """Deliver forwards to the person stage and contributions to the report stage."""
