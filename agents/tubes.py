@@ -100,7 +100,7 @@ def on_lab(ctx: Context, st: TubeState, tube_id: str, event: Lab) -> None:
         st.rep = report = LabReport(at, event.result or "", event.lab_id)
         orphan_due = at + ctx.policy.orphan_after
         members = st.members or {}
-        if not any(sampled <= orphan_due for sampled in members.values()):
+        if not members or min(members.values()) > orphan_due:  # no generator per report
             open_req(st, "orphan", orphan_due)
         _apply_result(ctx, st, report, members, tube_id, sorted(members))
     keep_alive(ctx, st, at)

@@ -38,7 +38,7 @@ from closedloop.schemas.events import (
 from closedloop.schemas.identifiers import contains_raw, redact_text
 from closedloop.schemas.outputs import DeadLetter
 from closedloop.schemas.plausible import DEFAULT_MAX_CLOCK_SKEW, implausible
-from closedloop.schemas.rawscan import find_raw, find_raw_in, redact_original
+from closedloop.schemas.rawscan import find_raw, find_raw_in, plain_ascii, redact_original
 from closedloop.schemas.text import text_problem
 
 __all__ = [
@@ -207,9 +207,11 @@ def _after_checks(
     cohorts: Collection[str] | None,
     received_at: float | None,
     max_clock_skew: int,
+    names_plain: bool = False,
 ) -> Event | Rejection:
     """Rules a field-by-field schema cannot say: plausible times, lab result, coordinates in
-    pairs, printable names, cohort names."""
+    pairs, printable names, cohort names. ``names_plain``: the document proved every name
+    printable with no white space at either end (:func:`_plain_names`)."""
     why = implausible(event, received_at, max_clock_skew)
     if why is not None:
         return Rejection("implausible_time", why)
@@ -220,7 +222,7 @@ def _after_checks(
                           else ("site_lon", "site_lat"))
         return Rejection("missing_field", f"{missing}: required when {given} is given "
                          "(half a coordinate places the site nowhere)")
-    for name, free_text in _TEXT_FIELDS[type(event)]:
+    for name, free_text in () if names_plain else _TEXT_FIELDS[type(event)]:
         value = getattr(event, name)
         # inlined common case: printable, and (a name) no white space at either end
         if value is None or (value.isprintable() and (
@@ -301,6 +303,21 @@ _LINE_DECODER: Final[msgspec.json.Decoder[Any]] = msgspec.json.Decoder(
 _REFUSED: Final = (msgspec.MsgspecError, ValueError, RecursionError)
 
 
+_DEL: Final = 0x7F
+_OPENS_WITH_SPACE: Final = b'" '
+_ENDS_WITH_SPACE: Final = b' "'
+
+
+def _plain_names(document: bytes) -> bool:
+    """For a :func:`plain_ascii` document (JSON): is every string in it printable, with no
+    white space at either end? Its strings are the bytes between their quotes, which JSON
+    keeps at or above 0x20, so only DEL is not printable and only a space is white space,
+    and a string opening or ending with one has it next to its quote. The per-field checks
+    are then skipped (a line with spaces between its tokens still takes them)."""
+    return (_DEL not in document and document.find(_OPENS_WITH_SPACE) < 0
+            and document.find(_ENDS_WITH_SPACE) < 0)
+
+
 def _utf8(document: bytes) -> bool:
     """Is ``document`` UTF-8? msgspec skips the bytes of keys it does not know without
     looking at them, so a line with broken UTF-8 in an unknown key would pass as JSON; it is
@@ -329,18 +346,20 @@ def decode_event(
     Anything it refuses takes the slow path, orjson then the same checks, which finds the
     precise reason; both paths accept and refuse the same inputs.
     """
-    where = find_raw(raw)
-    if where is not None:
-        return _raw(where)
+    plain = plain_ascii(raw)  # no raw identifier in it, and UTF-8
+    if not plain:
+        where = find_raw(raw)
+        if where is not None:
+            return _raw(where)
     decoder = _DECODERS.get(topic)
-    if decoder is not None and _utf8(raw):
+    if decoder is not None and (plain or _utf8(raw)):
         try:
             event = decoder.decode(raw)
         except _REFUSED:
             pass
         else:
             return _repeated(raw, _strings_proved(event)) or _after_checks(
-                event, cohorts, received_at, max_clock_skew)
+                event, cohorts, received_at, max_clock_skew, plain and _plain_names(raw))
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -356,11 +375,13 @@ def decode_line(
     max_clock_skew: int = DEFAULT_MAX_CLOCK_SKEW,
 ) -> tuple[str, Event | Rejection] | Rejection:
     """A replay line to (topic, event or rejection), or a rejection of the envelope itself."""
-    where = find_raw(line)
-    if where is not None:
-        return _named_topic(line, _raw(where))
+    plain = plain_ascii(line)  # no raw identifier in it, and UTF-8
+    if not plain:
+        where = find_raw(line)
+        if where is not None:
+            return _named_topic(line, _raw(where))
     try:
-        parsed = _LINE_DECODER.decode(line) if _utf8(line) else None
+        parsed = _LINE_DECODER.decode(line) if plain or _utf8(line) else None
     except _REFUSED:
         parsed = None
     if parsed is not None:
@@ -370,7 +391,8 @@ def decode_line(
         if not may_repeat(line, strings):
             # The common case, without _repeated and _envelope_repeat: no key can repeat,
             # and no after-check rejects as duplicate_key.
-            return topic, _after_checks(event, cohorts, received_at, max_clock_skew)
+            return topic, _after_checks(event, cohorts, received_at, max_clock_skew,
+                                        plain and _plain_names(line))
         # the envelope's keys "topic" and "value" and the topic's name, besides the event's
         return _envelope_repeat(topic, _repeated(line, strings) or _after_checks(
             event, cohorts, received_at, max_clock_skew))

@@ -8,8 +8,9 @@ An ``occurred_at`` before 2000-01-01T00:00:00Z or later than the event's receipt
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
+from math import floor
 from typing import Final
 
 import msgspec
@@ -34,17 +35,19 @@ OTHER_TIMES: Final = {
 }
 
 
-@lru_cache(maxsize=16)
-def _safe_year(limit: float) -> int:
-    """A year every local instant before which is before ``limit`` (any offset), or 0.
-
-    Local year 2001 or later is on or after 2000-01-01T00:00:00Z whatever the offset, and a
-    local year before this one ends (at most ~24 h after its UTC end) before ``limit``.
-    """
+@lru_cache(maxsize=64)
+def _surely_before(minute: float, tz: tzinfo | None) -> datetime | None:
+    """The instant a second before ``minute`` (whole minutes of epoch time) in ``tz`` (a
+    fixed offset, as msgspec decodes), or None: an occurred_at in ``tz`` earlier than it is
+    within an upper bound at or after that minute, decided by comparing fields (same
+    tzinfo) instead of converting (~1.7 µs). Keyed by the minute, not the bound itself, so
+    that a worker, whose every record has its own receipt, still finds it cached."""
+    if type(tz) is not timezone:
+        return None
     try:
-        return (datetime.fromtimestamp(limit, UTC) - timedelta(days=2)).year
+        return datetime.fromtimestamp(floor(minute) * 60 - 1, tz)
     except (OverflowError, OSError, ValueError):
-        return 0
+        return None
 
 
 def implausible(
@@ -56,10 +59,14 @@ def implausible(
     that does not know when the event was received). ``datetime.timestamp`` of an aware
     datetime is a subtraction in C that never overflows, and exact to the microsecond here.
     """
-    year = event.occurred_at.year
-    if (year > 2000 and not OTHER_TIMES[type(event)]
-            and (received_at is None or year < _safe_year(received_at + max_clock_skew))):
-        return None  # the common case, decided without the costlier instant arithmetic
+    occurred = event.occurred_at
+    if occurred.year > 2000 and not OTHER_TIMES[type(event)]:
+        # the common cases, decided without the costlier instant arithmetic
+        if received_at is None:
+            return None
+        before = _surely_before((received_at + max_clock_skew) // 60, occurred.tzinfo)
+        if before is not None and occurred < before:
+            return None
     at = event.occurred_at.timestamp()
     if at < _EARLIEST:
         return f"occurred_at: {event.occurred_at.isoformat()} is before 2000-01-01T00:00:00Z"

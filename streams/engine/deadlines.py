@@ -10,7 +10,7 @@ keyed state (changelogged), so the index is rebuilt from the table after a resta
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Final
 
 from closedloop.agents.requirements import next_due
@@ -51,15 +51,19 @@ class DeadlineIndex:
         """Cheap test before :meth:`pop_due` (may be true for a stale entry)."""
         return self.earliest <= clock
 
-    def pop_due(self, clock: int) -> Iterator[str]:
-        """Yield, earliest first, each key whose indexed deadline is at or before ``clock``."""
-        heap = self._heap
+    def pop_due(self, clock: int) -> list[str]:
+        """Remove and return, earliest first, each key whose indexed deadline is at or before
+        ``clock`` (a list: every caller took them all before firing any, and a generator
+        cost a frame and a resumption per key)."""
+        heap, live = self._heap, self._live
+        keys: list[str] = []
         while heap and heap[0][0] <= clock:
             due, key = heapq.heappop(heap)
-            self.earliest = heap[0][0] if heap else NEVER
-            if self._live.get(key) == due:
-                del self._live[key]
-                yield key
+            if live.get(key) == due:
+                del live[key]
+                keys.append(key)
+        self.earliest = heap[0][0] if heap else NEVER
+        return keys
 
     def rebuild(self, items: Iterable[tuple[str, Keyed]]) -> None:
         """Recreate the index from keyed state, e.g. when partitions are assigned."""

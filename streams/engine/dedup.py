@@ -15,37 +15,54 @@ from __future__ import annotations
 from collections import deque
 from hashlib import blake2b
 
+from closedloop.streams.engine.deadlines import NEVER
+
 __all__ = ["Dedup"]
 
 BUCKET = 3600  # seconds of event time per expiry bucket
 
 
 class Dedup:
-    __slots__ = ("_buckets", "_seen", "retention")
+    __slots__ = ("_buckets", "_expires", "_prefixes", "_seen", "retention")
 
     def __init__(self, retention: int) -> None:
         self.retention = retention
         self._seen: set[bytes] = set()
         self._buckets: deque[tuple[int, list[bytes]]] = deque()  # (hour, its keys)
+        # The clock at which the oldest bucket expires (NEVER while there is none): one
+        # comparison per event instead of a look at the deque.
+        self._expires = NEVER
+        # Per topic, a hasher that has already read "<topic>\0": each event hashes only its
+        # id (the digest is that of the whole key, as before).
+        self._prefixes: dict[str, blake2b] = {}
 
     def __len__(self) -> int:
         return len(self._seen)
 
     def seen(self, topic: str, event_id: str, event_time: int, clock: int) -> bool:
         """True if (topic, event_id) was seen before; otherwise remember it."""
-        key = blake2b(f"{topic}\x00{event_id}".encode("utf-8", "surrogatepass"),
-                      digest_size=16).digest()
+        prefix = self._prefixes.get(topic)
+        if prefix is None:
+            prefix = self._prefixes[topic] = blake2b(
+                f"{topic}\x00".encode("utf-8", "surrogatepass"), digest_size=16)
+        hasher = prefix.copy()
+        hasher.update(event_id.encode("utf-8", "surrogatepass"))
+        key = hasher.digest()
         seen = self._seen
         if key in seen:
             return True
         buckets = self._buckets
-        horizon = clock - self.retention
-        while buckets and (buckets[0][0] + 1) * BUCKET <= horizon:
-            seen.difference_update(buckets.popleft()[1])
+        if clock - self.retention >= self._expires:
+            horizon = clock - self.retention
+            while buckets and (buckets[0][0] + 1) * BUCKET <= horizon:
+                seen.difference_update(buckets.popleft()[1])
+            self._expires = (buckets[0][0] + 1) * BUCKET if buckets else NEVER
         seen.add(key)
         hour = event_time // BUCKET
         if buckets and buckets[-1][0] == hour:
             buckets[-1][1].append(key)
         else:
             buckets.append((hour, [key]))
+            if len(buckets) == 1:
+                self._expires = (hour + 1) * BUCKET
         return False

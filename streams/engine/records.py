@@ -29,6 +29,7 @@ from closedloop.agents.state import (
 )
 from closedloop.schemas.decode import Rejection, decode_event
 from closedloop.schemas.events import KEY_FIELD, Action, Area, Checkpoint, Event, Round
+from closedloop.schemas.instants import epoch_seconds
 from closedloop.schemas.policy import Policy
 from closedloop.streams.engine.stage_runner import AnyRunner, Effects
 from closedloop.streams.engine.topology import (
@@ -155,7 +156,7 @@ def _owned_input(runner: AnyRunner, record: Record, policy: Policy) -> Handled:
     if isinstance(decoded, Rejection):
         fx = runner.on_skipped(record.partition, record.topic, record.offset)
         return Handled(fx, rejection=decoded, consumed=True)
-    at = int(decoded.occurred_at.timestamp())
+    at = epoch_seconds(decoded.occurred_at)
     fx = runner.on_input(record.partition, key, decoded, at, f"{record.topic}:{decoded.event_id}",
                          topic=record.topic, offset=record.offset)
     handled = Handled(fx, rejection=fx.rejection, consumed=True)
@@ -178,7 +179,7 @@ def _quiet_input(runner: AnyRunner, record: Record, policy: Policy) -> Handled:
     key, decoded = _decode_keyed(record, policy)
     if isinstance(decoded, Rejection):
         return Handled(runner.on_skipped(record.partition, record.topic, record.offset))
-    at = int(decoded.occurred_at.timestamp())
+    at = epoch_seconds(decoded.occurred_at)
     fx = runner.on_input(record.partition, key, decoded, at,
                          f"{record.topic}:{decoded.event_id}", topic=record.topic,
                          offset=record.offset, clocked=False)

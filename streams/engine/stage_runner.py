@@ -434,7 +434,7 @@ class StageRunner(Generic[S]):
             if due is not None and due <= clock:
                 self._fire_rounds(part, ctx, effects)
         if part.index.earliest <= clock:
-            for key in list(part.index.pop_due(clock)):
+            for key in part.index.pop_due(clock):
                 part.index.schedule(key, self.stage.fire(ctx, self.table, key))
                 self._track(part, key)
                 effects.touched.add(key)

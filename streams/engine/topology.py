@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final, Generic, Protocol, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 from closedloop.agents import closure, person, round_sum, rounds, tubes
 from closedloop.agents.requirements import Context, LapseHandler, fire_due, next_due
@@ -33,6 +33,7 @@ from closedloop.agents.state import (
     PersonState,
     ReportState,
     RoundPart,
+    Sampled,
     TubeState,
     is_blank,
 )
@@ -77,16 +78,20 @@ class Table(Protocol[S_in]):
     def __contains__(self, key: object, /) -> bool: ...
 
 
-Apply = Callable[[Context, S, str, object], "Rejection | None"]
+Apply = Callable[[Context, S, str, Any], "Rejection | None"]
+"""How one kind of input changes a key's state: ``(ctx, state, key, item) -> rejection``."""
 
 
 @dataclass(frozen=True, slots=True)
 class Stage(Generic[S]):
-    """A keyed stage: its state type, how an input changes a key's state, its lapse handlers."""
+    """A keyed stage: its state type, how each type of input changes a key's state (looked
+    up by the input's exact type: one dict lookup, not a chain of isinstance tests and
+    dispatching calls per input; a type it does not list changes nothing), its lapse
+    handlers."""
 
     name: str
     state: type[S]
-    apply_fn: Apply[S]
+    appliers: Mapping[type, Apply[S]]
     handlers: Mapping[str, LapseHandler[S]]
 
     def apply(
@@ -106,7 +111,8 @@ class Stage(Generic[S]):
         st = table.get(key)
         if not isinstance(st, self.state):
             st = self.state()
-        rejection = self.apply_fn(ctx, st, key, item)
+        apply = self.appliers.get(type(item))
+        rejection = None if apply is None else apply(ctx, st, key, item)
         return rejection, self._finish(ctx, table, key, st, fire)
 
     def fire(self, ctx: Context, table: Table[S], key: str) -> int | None:
@@ -132,43 +138,39 @@ class Stage(Generic[S]):
         return due
 
 
-def _apply_tube(ctx: Context, st: TubeState, key: str, event: object) -> Rejection | None:
-    if isinstance(event, Sampling):
-        return tubes.on_sampling(ctx, st, key, event)
-    if isinstance(event, Lab):
-        tubes.on_lab(ctx, st, key, event)
-    elif isinstance(event, Action):
-        tubes.on_action(ctx, st, key, event)
-    return None
+def _on_round_part(ctx: Context, st: ReportState, key: str, item: RoundPart) -> None:
+    round_sum.on_part(ctx, st, item)
 
 
-def _apply_person(ctx: Context, st: PersonState, key: str, item: object) -> Rejection | None:
-    if isinstance(item, rounds.FACTS):  # a testing round's progress counts follow the change
+def _tracked(apply: Apply[PersonState]) -> Apply[PersonState]:
+    """``apply`` for a fact a testing round counts (rounds.FACTS): while a round is open, its
+    progress counts follow the change; without one, nothing more is done."""
+
+    def tracked(ctx: Context, st: PersonState, key: str, item: Any) -> Rejection | None:
+        if not ctx.shared.rounds:
+            return apply(ctx, st, key, item)
         with rounds.tracking(ctx, st):
-            return _apply_person_item(ctx, st, key, item)
-    return _apply_person_item(ctx, st, key, item)
+            return apply(ctx, st, key, item)
+
+    return tracked
 
 
-def _apply_person_item(ctx: Context, st: PersonState, key: str, item: object
-                       ) -> Rejection | None:
-    if isinstance(item, FORWARD_TYPES):
-        person.on_forward(ctx, st, key, item)
-    elif isinstance(item, person.PERSON_EVENTS):
-        person.on_event(ctx, st, key, item)
-    return None
+def _appliers(*pairs: tuple[tuple[type, ...], Apply[S]]) -> dict[type, Apply[S]]:
+    return {kind: apply for kinds, apply in pairs for kind in kinds}
 
 
-def _apply_report(ctx: Context, st: ReportState, key: str, item: object) -> Rejection | None:
-    if isinstance(item, Contribution):
-        closure.handle_contribution(ctx, st, key, item)
-    elif isinstance(item, RoundPart):
-        round_sum.on_part(ctx, st, item)
-    return None
-
-
-TUBE: Final = Stage("tube", TubeState, _apply_tube, tubes.HANDLERS)
-PERSON: Final = Stage("person", PersonState, _apply_person, person.HANDLERS)
-REPORT: Final = Stage("report", ReportState, _apply_report, closure.HANDLERS)
+TUBE: Final = Stage("tube", TubeState, _appliers(
+    ((Sampling,), tubes.on_sampling), ((Lab,), tubes.on_lab), ((Action,), tubes.on_action),
+), tubes.HANDLERS)
+PERSON: Final = Stage("person", PersonState, _appliers(
+    ((Sampled,), _tracked(person.on_forward)),
+    (tuple(t for t in FORWARD_TYPES if t not in rounds.FACTS), person.on_forward),
+    (tuple(t for t in person.PERSON_EVENTS if t in rounds.FACTS), _tracked(person.on_event)),
+    (tuple(t for t in person.PERSON_EVENTS if t not in rounds.FACTS), person.on_event),
+), person.HANDLERS)
+REPORT: Final = Stage("report", ReportState, _appliers(
+    ((Contribution,), closure.handle_contribution), ((RoundPart,), _on_round_part),
+), closure.HANDLERS)
 
 AnyStage = Stage[TubeState] | Stage[PersonState] | Stage[ReportState]
 

@@ -18,9 +18,11 @@ import msgspec
 import pytest
 from helpers import epoch
 
+from closedloop.schemas.events import Lab
 from closedloop.schemas.policy import default_policy
 from closedloop.streams.cli.replay import replay_lines
 from closedloop.streams.engine.bus import BusOutputs, PartitionedBus
+from closedloop.streams.engine.topology import TUBE
 from closedloop.streams.sim.feed import CityConfig, simulate
 
 UNTIL = "2022-09-09T12:00:00+08:00"  # past the city's last event: both runs end there
@@ -126,7 +128,8 @@ class TestARecordTheEngineFailsOn:
                 raise ZeroDivisionError("a bug")
             original(ctx, st, tube_id, event)  # type: ignore[arg-type]
 
-        monkeypatch.setattr(tubes, "on_lab", on_lab)
+        # the tube stage looks its rule up by the input's type, in a table built at import
+        monkeypatch.setitem(TUBE.appliers, Lab, on_lab)
         return victim
 
     def test_the_worker_path_dead_letters_it_and_goes_on(self, failing_lab: str) -> None:

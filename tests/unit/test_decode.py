@@ -6,6 +6,7 @@ Each case builds one bad event from a valid one, so the test names the only thin
 from __future__ import annotations
 
 import base64
+import json
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -209,6 +210,13 @@ BAD: list[tuple[str, str, bytes, str, str]] = [
      "invalid_value", "event_id"),
     ("event-id-trailing-space", "lab", orjson.dumps(event("lab", event_id="lab-1 ")),
      "invalid_value", "event_id"),
+    # a plain ASCII line skips the per-field name checks only when its bytes prove them
+    ("event-id-leading-space", "lab", orjson.dumps(event("lab", event_id=" lab-1")),
+     "invalid_value", "event_id"),
+    ("district-del", "sampling", orjson.dumps(event("sampling", district="hai\x7fdian")),
+     "invalid_value", "district"),
+    ("district-trailing-space-spaced-json", "cohort",
+     json.dumps(event("cohort", district="haidian ")).encode(), "invalid_value", "district"),
     ("district-newline", "sampling", orjson.dumps(event("sampling", district="hai\ndian")),
      "invalid_value", "district"),
     ("district-bidi-override", "travel",
@@ -869,3 +877,18 @@ def test_broken_utf8_in_a_key_nobody_reads_is_not_json(junk: bytes) -> None:
     line = b'{"topic":"sampling","value":' + value + b"}"
     decoded = decode_line(line, default_policy().cohorts)
     assert isinstance(decoded, Rejection) and decoded.reason == "not_json"
+
+
+@pytest.mark.parametrize("offset", ["+08:00", "Z", "-05:30"])
+def test_the_upper_bound_holds_to_the_microsecond_in_every_offset(offset: str) -> None:
+    """The fast path compares fields in the event's own offset; it must agree with the exact
+    arithmetic right at a receipt with a fraction of a second."""
+    receipt = datetime(2022, 9, 6, 12, 0, 0, 250_000, tzinfo=UTC).timestamp()
+    limit = receipt + 900
+    zone = UTC if offset == "Z" else datetime.fromisoformat(f"2022-09-06T00:00:00{offset}").tzinfo
+    for micros in (-2_000_001, -1_000_000, -250_001, -1, 0, 1, 750_000):
+        instant = datetime.fromtimestamp(limit, zone) + timedelta(microseconds=micros)
+        line = line_of("followup", event("followup", occurred_at=instant.isoformat()))
+        result = decode_line(line, received_at=receipt)
+        assert isinstance(result, tuple)
+        assert isinstance(result[1], Followup) is (instant.timestamp() <= limit), micros

@@ -1,0 +1,33 @@
+"""An instant's epoch seconds, as ``int(instant.timestamp())`` gives them, at a third of the cost.
+
+``datetime.timestamp()`` of an aware datetime calls its tzinfo's ``utcoffset`` twice through
+Python's method lookup (~1.4 µs); every input event needs its time once. Subtracting an epoch
+expressed in the instant's own fixed offset ignores the offsets (same tzinfo) and is exact.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timezone, tzinfo
+from typing import Final
+
+__all__ = ["epoch_seconds"]
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_IN: dict[tzinfo, datetime] = {}  # per fixed offset (msgspec decodes minutes: bounded)
+_EXACT: Final = 1 << 32  # below it, int(float) of whole seconds plus microseconds truncates
+
+
+def epoch_seconds(instant: datetime) -> int:
+    """``int(instant.timestamp())`` for an aware ``instant``, the same for every instant."""
+    zone = instant.tzinfo
+    epoch = _EPOCH_IN.get(zone) if zone is not None else None
+    if epoch is None:
+        if type(zone) is not timezone:  # a zone with rules (or naive): the exact way
+            return int(instant.timestamp())
+        epoch = _EPOCH_IN[zone] = _EPOCH.astimezone(zone)
+    delta = instant - epoch
+    seconds = delta.days * 86400 + delta.seconds  # floor of the exact seconds
+    if 0 <= seconds < _EXACT or not delta.microseconds:
+        return seconds
+    # before 1970 int() truncates towards zero, and beyond 2^32 s the float may round up
+    return int(instant.timestamp())

@@ -1,0 +1,51 @@
+"""epoch_seconds must equal int(instant.timestamp()) for every instant msgspec can decode."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from closedloop.schemas.instants import epoch_seconds
+
+EDGES = [
+    datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=23, minutes=59))),
+    datetime(1969, 12, 31, 23, 59, 59, 500_000, tzinfo=UTC),
+    datetime(1970, 1, 1, tzinfo=UTC),
+    datetime(2022, 9, 6, 6, 30, 28, 999_999, tzinfo=timezone(timedelta(hours=8))),
+    datetime(2106, 2, 7, 6, 28, 15, 999_999, tzinfo=UTC),  # just below 2^32 s
+    datetime(2242, 3, 16, 12, 56, 31, 999_999, tzinfo=UTC),
+    datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=timezone(timedelta(hours=-23, minutes=-59))),
+    datetime(2022, 3, 27, 2, 30, tzinfo=ZoneInfo("Europe/Berlin")),  # a zone with rules
+]
+
+
+@pytest.mark.parametrize("instant", EDGES, ids=str)
+def test_edges(instant: datetime) -> None:
+    assert epoch_seconds(instant) == int(instant.timestamp())
+
+
+def test_random_instants_in_every_kind_of_offset() -> None:
+    rng = random.Random(7)
+    low, high = datetime(1, 1, 2, tzinfo=UTC), datetime(9999, 12, 30, tzinfo=UTC)
+    span = int((high - low).total_seconds())
+    for _ in range(20_000):
+        offset = timedelta(minutes=rng.randrange(-1439, 1440))
+        instant = (low + timedelta(seconds=rng.randrange(span),
+                                   microseconds=rng.choice([0, 1, 500_000, 999_999,
+                                                            rng.randrange(1_000_000)])))
+        instant = instant.astimezone(timezone(offset))
+        assert epoch_seconds(instant) == int(instant.timestamp()), instant
+
+
+@pytest.mark.parametrize("center", [0, 1 << 32, 1 << 33], ids=["epoch", "2^32 s", "2^33 s"])
+def test_around_the_boundaries_of_the_shortcut(center: int) -> None:
+    rng = random.Random(center)
+    for _ in range(5_000):
+        offset = timezone(timedelta(minutes=rng.randrange(-1439, 1440)))
+        instant = datetime.fromtimestamp(center, UTC) + timedelta(
+            seconds=rng.randrange(-200_000, 200_000), microseconds=rng.randrange(1_000_000))
+        instant = instant.astimezone(offset)
+        assert epoch_seconds(instant) == int(instant.timestamp()), instant
