@@ -58,6 +58,9 @@ _encode = msgspec.json.Encoder().encode
 MAX_RECORDS = 20_000
 """Records per consumer batch at most: big enough that a catch-up writes each changed key
 about once per batch, small enough to apply in a few seconds."""
+YIELD_EVERY = 2_000
+"""Records applied between two yields to the event loop (a fraction of a second): the
+consumer's heartbeats must reach the group coordinator within its session timeout."""
 MAX_BATCH_BYTES = 1_000_000
 """The producer's batch size: a pack and a batch's changelog go out in a few requests (the
 broker's default limit is about 1 MB)."""
@@ -185,12 +188,14 @@ class WorkerLoop:
             if tp.partition not in self.owned or not messages:
                 continue  # fetched before a rebalance took it away: its new owner reads it
             name = self.short[tp.topic]
-            for stage in READERS[name]:
-                self._apply(stage, name, tp.topic, tp.partition, messages, out, arrived)
+            for start in range(0, len(messages), YIELD_EVERY):
+                chunk = messages[start:start + YIELD_EVERY]
+                for stage in READERS[name]:
+                    self._apply(stage, name, tp.topic, tp.partition, chunk, out, arrived)
+                # Let the consumer's heartbeat and the web pages run: a batch of 20,000
+                # records takes seconds. Every _apply enters its partition afresh.
+                await asyncio.sleep(0)
             offsets[tp] = messages[-1].offset + 1
-            # Let the consumer's heartbeat and the web pages run between partitions: a batch
-            # of 20,000 records takes seconds. Every _apply enters its partition afresh.
-            await asyncio.sleep(0)
         if self.wall and self.owned and time.monotonic() >= self._next_tick:
             self._next_tick = time.monotonic() + WALL_TICK_S
             self._tick(out)

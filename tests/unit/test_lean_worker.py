@@ -7,6 +7,8 @@ bus (tests/replay) runs the same Batch in every arrival order and must still equ
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import msgspec
 import pytest
 from helpers import policy
@@ -188,3 +190,53 @@ def test_a_record_without_a_partition_goes_where_its_key_would() -> None:
     assert target_partition(Outgoing("person-tests", None, b"{}", 3), N, 0) == 3
     assert {target_partition(Outgoing("deadletter", None, b"{}"), N, n)
             for n in range(N)} == set(range(N))  # keyless: spread, not all on one
+
+
+# -- the consume loop -------------------------------------------------------------------------
+
+def test_a_long_batch_lets_the_event_loop_run_between_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The consumer's heartbeat is a task on the same event loop: a batch of many records
+    from one partition must yield to it before the whole batch is applied."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from closedloop.streams.kafka import loop as loop_module
+    from closedloop.streams.kafka.settings import KafkaSettings
+
+    settings = KafkaSettings.from_env(prefix="unit", partitions=N)
+    worker = loop_module.WorkerLoop(settings, policy(), clock="event", app_id="unit",
+                                    data_dir=str(tmp_path), telemetry=None)
+    worker.owned = {0}
+    applied: list[int] = []
+    monkeypatch.setattr(worker, "_apply", lambda stage, name, topic, partition, messages,
+                        out, arrived: applied.extend(m.offset for m in messages))
+
+    async def sent(out: Batch, offsets: dict) -> None:
+        sent_offsets.update(offsets)
+
+    sent_offsets: dict = {}
+    monkeypatch.setattr(worker, "_send", sent)
+    records = 3 * loop_module.YIELD_EVERY + 1
+    from aiokafka.structs import TopicPartition
+
+    tp = TopicPartition(worker.address["sampling"], 0)
+    messages = [SimpleNamespace(offset=n) for n in range(records)]
+    seen_mid_batch: list[int] = []
+
+    async def heartbeat() -> None:
+        await asyncio.sleep(0)
+        seen_mid_batch.append(len(applied))
+
+    async def main() -> None:
+        beat = asyncio.ensure_future(heartbeat())
+        await worker._batch({tp: messages}, 0.0)
+        await beat
+
+    asyncio.run(main())
+    stages = len(loop_module.READERS["sampling"])
+    assert sorted(set(applied)) == list(range(records))  # every record, each stage once
+    assert len(applied) == stages * records
+    assert seen_mid_batch and 0 < seen_mid_batch[0] < len(applied)
+    assert sent_offsets == {tp: records}
