@@ -31,7 +31,8 @@ def on_population(ctx: Context, st: PersonState, person_id: str, event: Populati
     """Place the record in the person's roster history; forget what no round can ask about."""
     at = int(event.occurred_at.timestamp())
     entry = RosterEntry(at, event.event_id, intern(event.district),
-                        None if event.grid is None else intern(event.grid), event.status)
+                        None if event.grid is None else intern(event.grid),
+                        intern(event.status))  # two values, one string each
     roster = st.roster
     if roster is None:
         st.roster = roster = []
