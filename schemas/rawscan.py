@@ -63,8 +63,8 @@ def find_raw(document: bytes) -> str | None:
     identifier shows as ``[redacted]``.
     """
     if document.isascii():
-        if _BACKSLASH not in document and document.translate(_ZEROS).find(_RUN) < 0:
-            return None  # plain_ascii, inlined
+        if plain_ascii(document):
+            return None
         if b"\\u" not in document and TOKEN_BYTES.search(document) is None:
             return None  # unescaped ASCII: strings read as written, so the bytes tell it all
         return _find_in_document(document)
