@@ -74,9 +74,10 @@ class _StageRun(Generic[S]):
         self.table: dict[str, S] = {}
         self.index = DeadlineIndex()
 
-    def apply(self, ctx: Context, key: str, item: object) -> Rejection | None:
+    def apply(self, ctx: Context, key: str, item: object, *, fire: bool = True
+              ) -> Rejection | None:
         """Apply one input to ``key`` and index its next deadline."""
-        rejection, due = self.stage.apply(ctx, self.table, key, item)
+        rejection, due = self.stage.apply(ctx, self.table, key, item, fire=fire)
         self.index.schedule(key, due)
         return rejection
 
@@ -228,17 +229,13 @@ class EmbeddedDriver:
         """Deliver forwards to the person stage and contributions to the report stage."""
         while ctx.forwards:
             forwards, ctx.forwards = ctx.forwards, []
-            person = self.person
+            apply = self.person.apply
             for person_id, message in forwards:
-                person.index.schedule(
-                    person_id, person.stage.apply(ctx, person.table, person_id, message)[1])
+                apply(ctx, person_id, message)
         if ctx.contributions:  # most inputs contribute nothing: no new list for them
             contributions, ctx.contributions = ctx.contributions, []
-            report = self.report
             for item in contributions:
-                key = item.district
-                report.index.schedule(
-                    key, report.stage.apply(ctx, report.table, key, item, fire=False)[1])
+                self.report.apply(ctx, item.district, item, fire=False)
 
     def _fire_rounds(self, ctx: Context) -> None:
         table = self.person.table
