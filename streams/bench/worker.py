@@ -7,7 +7,8 @@ says how much of what a bare client could read the worker turns into outputs:
   with orjson; timed (wall and CPU) from its seek to the beginning to the last record
   parsed, fetching included, the median of 5 passes.
 - **faust decode-only**: a Faust agent that only parses each record
-  (:mod:`closedloop.streams.bench.faust_decode`), CPU from its first record to its last.
+  (:mod:`closedloop.streams.bench.faust_decode`), CPU from its partitions' assignment to
+  its last record.
 - **worker**: one ``closedloop worker --clock event`` process under a fresh app id, started
   after the input (and the ``--until`` ticks) is on the broker. The clock starts at the last
   ``/metrics`` poll (every 20 ms) that still saw no input consumed, so it errs towards a
