@@ -11,17 +11,23 @@ How counts are kept: a report *as of* an instant T takes the roster, cohort memb
 samplings as of T from the person states (each kept sorted by event time, so a record
 arriving out of order counts where it belongs). What one person adds to a round's counts as
 of T is :func:`_contrib`. Progress reports are not rescans: when a round arrives (or is
-replaced) one pass over the partition's persons fills ``RoundRun.pending`` (progress instant
--> district -> [in_scope, sampled, not_on_roster]) for each of its progress instants still
-to come; from then on every change of a person's facts that can matter (a sampling, a roster
-or cohort record, ``gc``) goes through :func:`tracking`, which moves that person's
-contribution at each pending instant from before the change to after it. A progress report
-pops its instant. So a record arriving late (within the lateness, or later: then it counts
-for the instants still pending) lands exactly where a rescan would put it; the tests check
-both ways give the same bytes (``INCREMENTAL = False`` rescans). The cost is one person's
-contribution per pending instant and open round per relevant event. The close is one pass
-over the persons (it needs the missed persons for the alerts, with their grid); it keeps its
-counts per district and the missed persons, and the final report looks only at those.
+replaced) one pass over the partition's persons fills ``RoundRun.pending`` for each of its
+progress instants still to come; from then on every change of a person's facts that can
+matter (a sampling, a roster or cohort record, ``gc``) goes through :func:`tracking`, which
+moves that person's contribution from before the change to after it. A progress report pops
+its instant. So a record arriving late (within the lateness, or later: then it counts for the
+instants still pending) lands exactly where a rescan would put it; the tests check both ways
+give the same bytes (``INCREMENTAL = False`` rescans).
+
+A person's contribution only changes at the instants of their facts, so it is a step
+function of T, and ``pending`` holds steps: the earliest pending instant's counts whole, each
+later one's as the change since the instant before it (:func:`_pop_progress` makes the next
+one whole when a report takes the earliest). A change of a person's facts then costs one
+contribution per step of the person before and after it (:func:`_profile`; one or two for
+most persons), not one per pending instant: a sampling in a 12-hour round with hourly
+reports adds to a single instant's counts. The close is one pass over the persons (it needs
+the missed persons for the alerts, with their grid); it keeps its counts per district and
+the missed persons, and the final report looks only at those.
 
 Where the contract is silent (also in the README):
 - progress instants are opens_at + k x every for k >= 1, strictly before closes_at (the close
@@ -42,6 +48,7 @@ Where the contract is silent (also in the README):
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from fractions import Fraction
@@ -103,7 +110,7 @@ def prime(policy: Policy, shared: Shared, persons: Mapping[str, PersonState]) ->
 
 
 def _prime(policy: Policy, runs: list[RoundRun], persons: Mapping[str, PersonState]) -> None:
-    todo: list[tuple[RoundDef, dict[int, Counts]]] = []
+    todo: list[tuple[RoundDef, dict[int, Counts], list[int]]] = []
     for run in runs:
         instants = _progress_instants(policy, run)
         if not INCREMENTAL or not instants:
@@ -111,15 +118,14 @@ def _prime(policy: Policy, runs: list[RoundRun], persons: Mapping[str, PersonSta
             continue
         pending: dict[int, Counts] = {instant: {} for instant in instants}
         run.pending = pending
-        todo.append((run.defn, pending))
+        todo.append((run.defn, pending, instants))
     if not todo:
         return
     for st in persons.values():
         if st.roster is None and st.samples is None and st.cohorts is None:
             continue
-        for defn, pending in todo:
-            for instant, counts in pending.items():
-                _add(counts, _contrib(st, defn, instant), 1)
+        for defn, pending, instants in todo:
+            _move(pending, instants, {0: _NOTHING}, _profile(st, defn, instants))
 
 
 def tracking(ctx: Context, st: PersonState) -> AbstractContextManager[None]:
@@ -143,24 +149,96 @@ class _Tracking:
 
     def __init__(self, ctx: Context, st: PersonState) -> None:
         self.ctx, self.st = ctx, st
-        self.before: list[tuple[dict[int, Counts], RoundDef, int, Contrib]] = []
+        self.before: list[tuple[dict[int, Counts], RoundDef, list[int], Profile]] = []
 
     def __enter__(self) -> None:
         st = self.st
         for run in self.ctx.shared.rounds.values():
             pending = run.pending
             if pending:
-                self.before.extend((pending, run.defn, instant, _contrib(st, run.defn, instant))
-                                   for instant in pending)
+                instants = list(pending)
+                self.before.append((pending, run.defn, instants,
+                                    _profile(st, run.defn, instants)))
 
     def __exit__(self, *exc: object) -> None:
         st = self.st
-        for pending, defn, instant, old in self.before:
-            new = _NOTHING if st.gone else _contrib(st, defn, instant)
-            counts = pending.get(instant)
-            if new != old and counts is not None:
-                _add(counts, old, -1)
-                _add(counts, new, 1)
+        for pending, defn, instants, before in self.before:
+            after = {0: _NOTHING} if st.gone else _profile(st, defn, instants)
+            if after != before:
+                _move(pending, instants, before, after)
+
+
+Profile = dict[int, Contrib]
+"""A person's contribution at sorted instants, as its steps: index -> the contribution from
+that instant on (until the next index); index 0 always present."""
+
+
+def _profile(st: PersonState, defn: RoundDef, instants: list[int]) -> Profile:
+    """The person's contribution at each of ``instants`` (sorted), computed only at the first
+    instant and at the first instant at or after each of the person's facts: in between no
+    fact is added to what the contribution looks at, so it cannot change."""
+    end = len(instants)
+    points = {0}
+    for facts in (st.roster, st.samples):
+        for fact in facts or ():
+            index = bisect_left(instants, fact.at)
+            if index == end:
+                break  # sorted by time: the rest are after every instant too
+            points.add(index)
+    for member in (st.cohorts or {}).values():
+        for change in member.changes:
+            index = bisect_left(instants, change.at)
+            if index == end:
+                break
+            points.add(index)
+    profile: Profile = {}
+    last = None
+    for index in sorted(points):
+        contrib = _contrib(st, defn, instants[index])
+        if contrib != last:
+            profile[index] = last = contrib
+    return profile
+
+
+def _move(pending: dict[int, Counts], instants: list[int], before: Profile, after: Profile
+          ) -> None:
+    """Replace a person's contribution ``before`` by ``after`` in the pending counts, which
+    hold the change since the instant before (the earliest: whole), so only the instants
+    where either profile steps are touched."""
+    was_after = was_before = _NOTHING  # the contributions at the instant before
+    for index in sorted(before.keys() | after.keys()):
+        now_after = after.get(index, was_after)
+        now_before = before.get(index, was_before)
+        if now_after != now_before or was_after != was_before:
+            counts = pending.get(instants[index])
+            if counts is not None:
+                if now_after != was_after:
+                    _add(counts, now_after, 1)
+                    _add(counts, was_after, -1)
+                if now_before != was_before:
+                    _add(counts, now_before, -1)
+                    _add(counts, was_before, 1)
+        was_after, was_before = now_after, now_before
+
+
+def _pop_progress(pending: dict[int, Counts], instant: int) -> Counts:
+    """The counts at ``instant`` (whole), taken out with every pending instant up to it (the
+    earliest holds its counts whole, each later one the change since); the instant after it
+    takes them in, so its counts become whole in turn."""
+    counts: Counts = {}
+    for at in list(pending):
+        if at > instant:
+            _merge(pending[at], counts)
+            break
+        _merge(counts, pending.pop(at))
+    return counts
+
+
+def _merge(into: Counts, counts: Counts) -> None:
+    for district, row in counts.items():
+        total = into.setdefault(district, [0, 0, 0])
+        for index, value in enumerate(row):
+            total[index] += value
 
 
 def _progress_instants(policy: Policy, run: RoundRun) -> list[int]:
@@ -271,7 +349,7 @@ def _fire_instant(
     for _, round_id, stage in items:
         pending = shared.rounds[round_id].pending
         if stage == 0 and pending is not None and instant in pending:
-            kept[round_id] = pending.pop(instant)  # the counts kept for this instant
+            kept[round_id] = _pop_progress(pending, instant)  # kept for this instant
     scanned = [(round_id, shared.rounds[round_id].defn) for _, round_id, stage in items
                if stage < 2 and round_id not in kept]
     tallies = _tally(scanned, instant, persons) if scanned else {}
