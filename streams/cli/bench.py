@@ -29,7 +29,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     replay.add_argument("--repeat", type=int, default=2, help="runs of each, best kept")
     rounds = sub.add_parser(
         "round", help="a city-wide testing round of N persons through replay",
-        description="A roster of N persons, one city-wide round (97%% sampled in 10-in-1 "
+        description="A roster of N persons, one city-wide round (97% sampled in 10-in-1 "
         "tubes, 2/3 of the missed caught up), their lab results: orjson parse-only versus "
         "replay of the same file, wall time, and peak memory per person.")
     rounds.add_argument("--persons", type=int, default=1_000_000,

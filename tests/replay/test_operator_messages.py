@@ -3,13 +3,15 @@ option one line (no traceback) that says what to write instead."""
 
 from __future__ import annotations
 
+import argparse
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from helpers import T0, at, epoch, to_line, travel
 
-from closedloop.streams.cli import main
+from closedloop.streams.cli import build_parser, main
 from closedloop.streams.cli.replay import parse_instant
 
 # a push nobody locates: unlocated at 11:00, escalated at 13:00 and 15:00
@@ -121,3 +123,24 @@ def test_report_daily_with_an_impossible_date_is_one_clear_line(
     assert line == (f"closedloop report: --date {day!r} is not a calendar day: write "
                     "YYYY-MM-DD, e.g. 2022-09-08")
     assert "fromisoformat" not in line
+
+
+def _commands(parser: argparse.ArgumentParser, path: list[str]) -> Iterator[list[str]]:
+    """Every command and sub-command's argv prefix, from the parser itself."""
+    yield path
+    for action in parser._actions:  # argparse keeps sub-parsers nowhere public
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield from _commands(child, [*path, name])
+
+
+def test_every_help_text_is_printed_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    # a description is not %-formatted (only argument helps are), so "%%" would show as is
+    commands = list(_commands(build_parser(), []))
+    assert ["bench", "round"] in commands and ["report", "round"] in commands
+    for argv in commands:
+        with pytest.raises(SystemExit) as exit_:
+            main([*argv, "--help"])
+        assert exit_.value.code == 0, argv
+        out = capsys.readouterr().out
+        assert out.startswith("usage: ") and "%%" not in out, (argv, out)
