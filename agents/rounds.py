@@ -177,26 +177,25 @@ def _profile(st: PersonState, defn: RoundDef, instants: list[int]) -> Profile:
     """The person's contribution at each of ``instants`` (sorted), computed only at the first
     instant and at the first instant at or after each of the person's facts: in between no
     fact is added to what the contribution looks at, so it cannot change."""
-    end = len(instants)
-    points = {0}
-    for facts in (st.roster, st.samples):
+    first, last = instants[0], instants[-1]
+    points: set[int] | None = None  # indexes past the first; most persons have none
+    changes = [member.changes for member in st.cohorts.values()] if st.cohorts else []
+    for facts in (st.roster, st.samples, *changes):
         for fact in facts or ():
-            index = bisect_left(instants, fact.at)
-            if index == end:
-                break  # sorted by time: the rest are after every instant too
-            points.add(index)
-    for member in (st.cohorts or {}).values():
-        for change in member.changes:
-            index = bisect_left(instants, change.at)
-            if index == end:
-                break
-            points.add(index)
-    profile: Profile = {}
-    last = None
-    for index in sorted(points):
-        contrib = _contrib(st, defn, instants[index])
-        if contrib != last:
-            profile[index] = last = contrib
+            at = fact.at
+            if at > first:
+                if at > last:
+                    break  # sorted by time: the rest are after every instant too
+                if points is None:
+                    points = set()
+                points.add(bisect_left(instants, at))
+    profile: Profile = {0: _contrib(st, defn, first)}
+    if points is not None:
+        previous = profile[0]
+        for index in sorted(points):
+            contrib = _contrib(st, defn, instants[index])
+            if contrib != previous:
+                profile[index] = previous = contrib
     return profile
 
 
