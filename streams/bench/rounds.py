@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -130,11 +130,16 @@ def _rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def bench_round(persons: int, seed: int = 1) -> dict[str, float]:
-    """Parse-only versus replay of the round city, streamed from a temporary file."""
+def bench_round(persons: int, seed: int = 1, say: Callable[[str], None] | None = None
+                ) -> dict[str, float]:
+    """Parse-only versus replay of the round city, streamed from a temporary file. ``say``
+    hears where a long run is (a 10-million-person city takes a quarter of an hour): once
+    per phase, so nothing is added to the timed loops."""
+    tell = say or (lambda _: None)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "round.jsonl"
         started = time.perf_counter()
+        tell(f"writing the city ({persons:,} persons, ~{persons * 22 // 10:,} lines) …")
         # made by a child process, so the city's own lists never count in this one's peak
         made = subprocess.run(
             [sys.executable, "-c", "import sys; from closedloop.streams.bench.rounds import "
@@ -142,6 +147,7 @@ def bench_round(persons: int, seed: int = 1) -> dict[str, float]:
              str(path), str(persons), str(seed)], check=True, capture_output=True, text=True)
         lines = int(made.stdout)
         generated = time.perf_counter() - started
+        tell(f"{lines:,} lines in {generated:,.0f} s; orjson parse-only of the file …")
         started = time.perf_counter()
         with path.open("rb") as handle:
             for line in handle:
@@ -149,6 +155,8 @@ def bench_round(persons: int, seed: int = 1) -> dict[str, float]:
         parse = time.perf_counter() - started
         gc.collect()
         rss_before = _rss_kib()
+        tell(f"parse-only {lines / parse:,.0f} lines/s; replay of the file (the same lines at "
+             "a few % of that rate) …")
         started = time.perf_counter()
         with path.open("rb") as handle, tempfile.TemporaryFile() as round_reports:
             result = replay_lines(handle, default_policy(), until=CLOSES + CATCHUP + 60,

@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
             print("closedloop bench: --persons must be at least 1", file=sys.stderr)
             return 2
         print(f"a {args.persons:,}-person round city, through replay …", file=sys.stderr)
-        r = bench_round(args.persons, args.seed)
+        r = bench_round(args.persons, args.seed,
+                        say=lambda phase: print(f"  {phase}", file=sys.stderr, flush=True))
         per = r["rss_growth_kib"] * 1024 / r["persons"]
         print(f"lines                  {r['lines']:>12,.0f}   (generated in "
               f"{r['generate_s']:,.1f} s)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -97,3 +98,24 @@ def test_a_city_without_round_has_no_roster_and_no_round(tmp_path: Path) -> None
                      )
     assert topics["round"] == 1 and topics["population"] > 300
 
+
+
+class TestBenchRound:
+    def test_bench_round_replays_its_city_to_a_final_report_that_adds_up(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        # when the round benchmark runs on a small city
+        assert main(["bench", "round", "--persons", "400", "--seed", "2"]) == 0
+        captured = capsys.readouterr()
+        # then it said where it was, phase by phase, on stderr...
+        phases = [line.strip() for line in captured.err.splitlines()]
+        assert phases[1].startswith("writing the city (400 persons")
+        assert re.match(r"[\d,]+ lines in \d+ s; orjson parse-only", phases[2])
+        assert phases[3].startswith("parse-only ") and len(phases) == 4
+        # ...and its final report counts every roster person once, a round_missed per miss
+        final = re.search(r"in scope ([\d,]+), missed ([\d,]+), caught up ([\d,]+), not on "
+                          r"roster ([\d,]+); round_missed alerts ([\d,]+)", captured.out)
+        assert final is not None
+        in_scope, missed, caught_up, off_roster, alerts = (
+            int(n.replace(",", "")) for n in final.groups())
+        assert in_scope == 400 and 0 < caught_up < missed == alerts < 40 and off_roster == 2
