@@ -18,7 +18,13 @@ from datetime import date, timedelta
 from operator import attrgetter
 from typing import Any, Final
 
-from closedloop.agents.requirements import Context, LapseHandler, open_req, raise_alert
+from closedloop.agents.requirements import (
+    Context,
+    LapseHandler,
+    due_of,
+    open_req,
+    raise_alert,
+)
 from closedloop.agents.state import PersonState, Sample, split_name
 
 __all__ = ["HANDLERS", "check_day", "distance_km", "on_sampled"]
@@ -97,7 +103,7 @@ def on_sampled(ctx: Context, st: PersonState, person_id: str, sample: Sample) ->
         if found is None:
             continue
         name = f"identity:{day.isoformat()}"
-        current = st.req.get(name)
+        current = due_of(st, name)
         if current is None or found[0] < current:
             open_req(st, name, found[0])
 

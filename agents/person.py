@@ -189,7 +189,7 @@ def person_status(ctx: Context, person_id: str, st: PersonState) -> PersonStatus
         push=push_status,
         cohorts=cohorts.active_cohorts(st),
         open_requirements=sorted(
-            name for name in st.req if name != "gc" and not name.startswith("esc:")
+            name for name in st.req or () if not name.startswith("esc:")
         ),
         last_sampled_at=ctx.cal.iso(samples[-1].at) if samples else None,
         last_result=None if last_result is None else last_result.result,

@@ -63,12 +63,10 @@ def _gc(ctx: Context, st: PersonState, key: str, name: str, due: int) -> int | N
     following = lapse_gc(ctx, st, key, name, due)
     roster = st.roster
     if st.gone and roster and roster[-1].status != "left":
-        for field in msgspec.structs.fields(st):
-            if field.name not in _KEEP and field.name != "req":
+        for field in msgspec.structs.fields(st):  # fire_due then sets gc_due: None
+            if field.name not in _KEEP:
                 setattr(st, field.name, field.default if field.default is not msgspec.NODEFAULT
                         else field.default_factory())
-        for other in [n for n in st.req if n != name]:  # in place: fire_due holds the dict
-            del st.req[other]
     return following
 
 

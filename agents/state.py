@@ -11,7 +11,10 @@ never scanned by the collector). Everything here is plain ``msgspec.Struct``: my
 field, and the worker encodes a key's state to bytes for its table with ``msgspec.json``.
 
 Requirement names stay strings (``test:2022-09-06``, ``esc:<alert_id>``, …) in the ``req``
-map: :func:`split_name` is the one place that parses them.
+map: :func:`split_name` is the one place that parses them. The one requirement nearly every
+key has, ``gc`` (forget the key once idle), is kept apart as ``gc_due``, so most keys own no
+``req`` dict at all (~190 bytes a person); a state changelogged before that, with ``gc`` in
+``req``, is moved over when read (:func:`upgraded`).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ __all__ = [
     "is_blank",
     "sampled_between",
     "split_name",
+    "upgraded",
 ]
 
 
@@ -198,7 +202,9 @@ class Keyed(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     """What every stage's key holds: its deadlines, the alerts it raised, their escalations."""
 
     last: int = 0  # the latest activity: ``gc`` forgets a key idle for state_retention
-    req: dict[str, int] = {}  # requirement name -> due instant (the index wants the minimum)
+    # requirement name -> due instant (the index wants the minimum); None: none open
+    req: dict[str, int] | None = None
+    gc_due: int | None = None  # the ``gc`` requirement's due (agents/requirements.keep_alive)
     sent: dict[str, int] | None = None  # alert ids raised -> due: never twice, pruned by due
     esc: dict[str, EscalationEntry] | None = None  # open escalations by alert id
     acts: dict[str, int] | None = None  # actions that came before their alert, by alert id
@@ -259,8 +265,27 @@ def sampled_between(st: PersonState, since: int, until: int,
 
 
 def is_blank(st: Keyed) -> bool:
-    """Is this a fresh state nothing was recorded in? (Such a state is never stored.)"""
-    return not st.req and st.last == 0 and st == type(st)()
+    """Is this a fresh state nothing was recorded in? (Such a state is never stored.)
+
+    A ``req`` emptied in place counts as none.
+    """
+    if st.req or st.gc_due is not None or st.last != 0:
+        return False
+    blank = type(st)()
+    return (st if st.req is None else msgspec.structs.replace(st, req=None)) == blank
+
+
+def upgraded(st: Keyed) -> Keyed:
+    """``st`` as decoded from a changelog, with a ``gc`` requirement written before
+    ``gc_due`` existed (``"req": {"gc": due}``) moved to ``gc_due``; the same object."""
+    req = st.req
+    if req is not None:
+        due = req.pop("gc", None)
+        if due is not None:
+            st.gc_due = due
+        if not req:
+            st.req = None
+    return st
 
 
 # -- messages between stages ------------------------------------------------------------------

@@ -30,6 +30,7 @@ from closedloop.agents import escalation
 from closedloop.agents.requirements import (
     Context,
     LapseHandler,
+    due_of,
     escalation_entry,
     event_time,
     fire_due,
@@ -158,7 +159,7 @@ def _arm_pool(st: TubeState, reported: int, tube_id: str, sampled: int) -> None:
     if st.sent is not None and alert_id("pool_positive", tube_id, reported) in st.sent:
         return  # listed already: a member arriving later only needs its retest
     due = max(reported, sampled)
-    pending = st.req.get("pool")
+    pending = due_of(st, "pool")
     if pending is None or due < pending:
         open_req(st, "pool", due)
 
