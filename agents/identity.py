@@ -41,7 +41,7 @@ def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 
 
 def check_day(
-    ctx: Context, samples: list[Sample], day: date
+    ctx: Context, samples: tuple[Sample, ...], day: date
 ) -> tuple[int, dict[str, Any]] | None:
     """The earliest violation whose later sampling falls on ``day``, with its evidence."""
     start = ctx.cal.day_start(day)
@@ -108,7 +108,7 @@ def on_sampled(ctx: Context, st: PersonState, person_id: str, sample: Sample) ->
             open_req(st, name, found[0])
 
 
-def _too_fast(ctx: Context, samples: list[Sample], index: int) -> bool:
+def _too_fast(ctx: Context, samples: tuple[Sample, ...], index: int) -> bool:
     """Is the pair (previous sampling with coordinates, ``samples[index]``) too fast?"""
     later = samples[index]
     if later.lat is None or later.lon is None:
@@ -123,7 +123,7 @@ def _too_fast(ctx: Context, samples: list[Sample], index: int) -> bool:
     return False
 
 
-def _too_many(ctx: Context, samples: list[Sample], index: int) -> bool:
+def _too_many(ctx: Context, samples: tuple[Sample, ...], index: int) -> bool:
     """Does the day of ``samples[index]`` hold more samplings than allowed?"""
     limit = ctx.policy.max_samples_per_day
     if len(samples) <= limit:
@@ -142,7 +142,7 @@ _AT: Final = attrgetter("at")  # a sampling's time, in C: the bisections call it
 def _lapse_identity(ctx: Context, st: PersonState, person_id: str, name: str, due: int
                     ) -> int | None:
     day = date.fromisoformat(split_name(name)[1])
-    samples = st.samples or []
+    samples = st.samples or ()
     found = check_day(ctx, samples, day)
     if found is None:
         return None

@@ -102,7 +102,7 @@ def on_forward(ctx: Context, st: PersonState, person_id: str, msg: Forward) -> N
                         msg.lon, intern(msg.district))
         samples = st.samples
         if samples is None:
-            st.samples = [sample]
+            st.samples = (sample,)
             if st.district is None:
                 st.district = sample.district
             identity.on_sampled(ctx, st, person_id, sample)
@@ -112,10 +112,12 @@ def on_forward(ctx: Context, st: PersonState, person_id: str, msg: Forward) -> N
                 if existing.tube == tube:
                     break  # this tube is known: nothing new
             else:
-                if samples[-1].at < sample.at:
-                    samples.append(sample)  # the usual case: insort, without its key calls
+                if samples[-1].at < sample.at:  # the usual case: insort, without its key calls
+                    st.samples = samples = (*samples, sample)
                 else:
-                    insort(samples, sample, key=_sample_order)
+                    ordered = list(samples)
+                    insort(ordered, sample, key=_sample_order)
+                    st.samples = samples = tuple(ordered)
                 identity.on_sampled(ctx, st, person_id, sample)
                 if len(samples) > PRUNE_ABOVE:
                     _prune(ctx, st)
@@ -139,7 +141,7 @@ def _prune(ctx: Context, st: PersonState) -> None:
     horizon = ctx.clock - ctx.policy.state_retention
     samples = st.samples
     if samples and samples[0].at < horizon:
-        st.samples = [s for s in samples if s.at >= horizon]
+        st.samples = tuple(s for s in samples if s.at >= horizon)
     has_push = st.push is not None
     clears = st.clears
     if clears and clears[0] < horizon and (not has_push or len(clears) > 1):

@@ -33,11 +33,9 @@ def on_population(ctx: Context, st: PersonState, person_id: str, event: Populati
     entry = RosterEntry(at, event.event_id, intern(event.district),
                         None if event.grid is None else intern(event.grid),
                         intern(event.status))  # two values, one string each
-    roster = st.roster
-    if roster is None:
-        st.roster = roster = []
-    elif entry in roster:
+    if st.roster is not None and entry in st.roster:
         return
+    roster = list(st.roster or ())
     insort(roster, entry, key=_order)
     horizon = ctx.clock - ctx.policy.state_retention
     # keep the latest entry at or before the horizon (the entry then) and all after it
@@ -45,8 +43,7 @@ def on_population(ctx: Context, st: PersonState, person_id: str, event: Populati
     for index, existing in enumerate(roster):
         if existing.at <= horizon:
             start = index
-    if start:
-        del roster[:start]
+    st.roster = tuple(roster[start:])
     latest = roster[-1]
     if latest.status != "left":
         st.district = latest.district

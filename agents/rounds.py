@@ -316,7 +316,7 @@ def _tally(
     return tallies
 
 
-def _first(samples: list[Sample] | None, low: int, high: int,
+def _first(samples: tuple[Sample, ...] | None, low: int, high: int,
            districts: frozenset[str] | None) -> Sample | None:
     """The earliest sampling in [low, high] (at a site in ``districts``, None: any)."""
     for sample in samples or ():

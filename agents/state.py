@@ -6,9 +6,11 @@ changelog written before still decodes, and so do forwards and contributions in 
 A city's roster (~10 million persons) lives in the person stage's table, so state is compact:
 instants are epoch seconds (``int``), small records are ``array_like`` (a JSON array in the
 changelog, no field names), containers a key rarely needs default to ``None`` (no empty dict
-per person), and no state object takes part in a reference cycle (``gc=False``: no GC header,
-never scanned by the collector). Everything here is plain ``msgspec.Struct``: mypy sees every
-field, and the worker encodes a key's state to bytes for its table with ``msgspec.json``.
+per person), the records a person seldom adds to (samplings, roster entries) are tuples (with
+one record 48 bytes, where a list took 80 to 96; the same JSON array), and no state object
+takes part in a reference cycle (``gc=False``: no GC header, never scanned by the
+collector). Everything here is plain ``msgspec.Struct``: mypy sees every field, and the
+worker encodes a key's state to bytes for its table with ``msgspec.json``.
 
 Requirement names stay strings (``test:2022-09-06``, ``esc:<alert_id>``, …) in the ``req``
 map: :func:`split_name` is the one place that parses them. The one requirement nearly every
@@ -228,7 +230,7 @@ class PersonState(Keyed, kw_only=True, omit_defaults=True, gc=False):
     """Every per-person loop: travel push, cohorts, retests, identity."""
 
     district: str | None = None  # the latest known, for person-status
-    samples: list[Sample] | None = None  # sorted by (at, tube), pruned by state_retention
+    samples: tuple[Sample, ...] | None = None  # sorted by (at, tube), pruned by state_retention
     last_result: LastResult | None = None
     push: Push | None = None  # the current regimen
     prevs: dict[int, Push] | None = None  # replaced pushes that still owe a lapse, by pushed_at
@@ -243,7 +245,7 @@ class PersonState(Keyed, kw_only=True, omit_defaults=True, gc=False):
     id_days: list[str] | None = None  # local days (ISO) with an identity_suspect already
     entries: dict[str, Entry] | None = None  # v1.1 checkpoint records by event_id
     visits: dict[str, Visit] | None = None  # v1.1 sentinel visits by event_id
-    roster: list[RosterEntry] | None = None  # population records, the latest few (roster.py)
+    roster: tuple[RosterEntry, ...] | None = None  # population records, the latest few (roster.py)
 
 
 class ReportState(Keyed, kw_only=True, omit_defaults=True, gc=False):
