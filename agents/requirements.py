@@ -32,7 +32,7 @@ from closedloop.agents.state import (
 )
 from closedloop.schemas.events import Event
 from closedloop.schemas.ids import alert_id
-from closedloop.schemas.instants import epoch_seconds
+from closedloop.schemas.instants import epoch_seconds, shared
 from closedloop.schemas.outputs import Alert, DailyReport, Escalation, RoundReport
 from closedloop.schemas.policy import Policy
 
@@ -277,8 +277,8 @@ def keep_alive(ctx: Context, st: Keyed, at: int) -> None:
     """
     if at > st.last:
         st.last = at
-    if st.gc_due is None:
-        st.gc_due = max(at, ctx.clock) + ctx.policy.state_retention
+    if st.gc_due is None:  # one int object per instant (shared): every key has a gc due
+        st.gc_due = shared(max(at, ctx.clock) + ctx.policy.state_retention)
 
 
 def lapse_gc(ctx: Context, st: Keyed, key: str, name: str, due: int) -> int | None:
@@ -291,6 +291,6 @@ def lapse_gc(ctx: Context, st: Keyed, key: str, name: str, due: int) -> int | No
     prune_sent(st, ctx.clock - ctx.policy.state_retention)
     rules_open = any(not name.startswith("esc:") for name in st.req or ())
     if rules_open or idle_until > due:
-        return max(idle_until, due + ctx.policy.state_retention // 8)
+        return shared(max(idle_until, due + ctx.policy.state_retention // 8))
     st.gone = True
     return None

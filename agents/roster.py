@@ -17,7 +17,7 @@ from sys import intern
 
 import msgspec
 
-from closedloop.agents.requirements import Context, lapse_gc
+from closedloop.agents.requirements import Context, event_time, lapse_gc
 from closedloop.agents.rounds import entry_at, tracking
 from closedloop.agents.state import PersonState, RosterEntry
 from closedloop.schemas.events import Population
@@ -29,7 +29,7 @@ _KEEP = frozenset({"roster"})
 
 def on_population(ctx: Context, st: PersonState, person_id: str, event: Population) -> None:
     """Place the record in the person's roster history; forget what no round can ask about."""
-    at = int(event.occurred_at.timestamp())
+    at = event_time(ctx, event)
     entry = RosterEntry(at, event.event_id, intern(event.district),
                         None if event.grid is None else intern(event.grid),
                         intern(event.status))  # two values, one string each
