@@ -78,6 +78,9 @@ class Context:
     # converted it (the embedded driver does, for de-duplication): see event_time.
     event: object = None
     event_at: int = 0
+    # Keys whose gc lapse decided to forget them: the stage deletes each as it finishes with
+    # it (a decision about the key, not state: no field per key, never changelogged).
+    gone: set[str] = field(default_factory=set)
 
     def contribute(self, district: str | None, at: int, name: str, delta: int = 1) -> None:
         """Count ``delta`` for the daily report of ``district`` at event time ``at``."""
@@ -292,5 +295,5 @@ def lapse_gc(ctx: Context, st: Keyed, key: str, name: str, due: int) -> int | No
     rules_open = any(not name.startswith("esc:") for name in st.req or ())
     if rules_open or idle_until > due:
         return shared(max(idle_until, due + ctx.policy.state_retention // 8))
-    st.gone = True
+    ctx.gone.add(key)
     return None

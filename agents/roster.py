@@ -52,14 +52,15 @@ def on_population(ctx: Context, st: PersonState, person_id: str, event: Populati
 def lapse_gc_keep_roster(ctx: Context, st: PersonState, key: str, name: str, due: int
                          ) -> int | None:
     """``gc``, but a person on the roster keeps their roster entries (and nothing else)."""
-    with tracking(ctx, st):  # what it forgets leaves the rounds' progress counts
+    with tracking(ctx, st, key):  # what it forgets leaves the rounds' progress counts
         return _gc(ctx, st, key, name, due)
 
 
 def _gc(ctx: Context, st: PersonState, key: str, name: str, due: int) -> int | None:
     following = lapse_gc(ctx, st, key, name, due)
     roster = st.roster
-    if st.gone and roster and roster[-1].status != "left":
+    if key in ctx.gone and roster and roster[-1].status != "left":
+        ctx.gone.discard(key)  # kept, as if deleted but for the roster
         for field in msgspec.structs.fields(st):  # fire_due then sets gc_due: None
             if field.name not in _KEEP:
                 setattr(st, field.name, field.default if field.default is not msgspec.NODEFAULT

@@ -122,15 +122,15 @@ def _prime(policy: Policy, runs: list[RoundRun], persons: Mapping[str, PersonSta
                 _add(counts, _contrib(st, defn, instant), 1)
 
 
-def tracking(ctx: Context, st: PersonState) -> AbstractContextManager[None]:
-    """Used as a statement, ``with tracking(ctx, st): ...``, around a change of a person's
-    facts: moves the person's contribution to every open round's pending progress counts
-    from before the change to after it (a person the change forgets, ``gone``, contributes
-    nothing after). Without a round it does nothing, and builds nothing: every sampling
-    forward goes through it."""
+def tracking(ctx: Context, st: PersonState, key: str) -> AbstractContextManager[None]:
+    """Used as a statement, ``with tracking(ctx, st, key): ...``, around a change of person
+    ``key``'s facts: moves the person's contribution to every open round's pending progress
+    counts from before the change to after it (a person the change forgets, in
+    ``ctx.gone``, contributes nothing after). Without a round it does nothing, and builds
+    nothing: every sampling forward goes through it."""
     if not ctx.shared.rounds:
         return _UNTRACKED
-    return _Tracking(ctx, st)
+    return _Tracking(ctx, st, key)
 
 
 _UNTRACKED: Final = nullcontext()
@@ -139,10 +139,10 @@ _UNTRACKED: Final = nullcontext()
 class _Tracking:
     """:func:`tracking` when there are rounds."""
 
-    __slots__ = ("before", "ctx", "st")
+    __slots__ = ("before", "ctx", "key", "st")
 
-    def __init__(self, ctx: Context, st: PersonState) -> None:
-        self.ctx, self.st = ctx, st
+    def __init__(self, ctx: Context, st: PersonState, key: str) -> None:
+        self.ctx, self.st, self.key = ctx, st, key
         self.before: list[tuple[dict[int, Counts], RoundDef, int, Contrib]] = []
 
     def __enter__(self) -> None:
@@ -154,9 +154,9 @@ class _Tracking:
                                    for instant in pending)
 
     def __exit__(self, *exc: object) -> None:
-        st = self.st
+        st, gone = self.st, self.key in self.ctx.gone
         for pending, defn, instant, old in self.before:
-            new = _NOTHING if st.gone else _contrib(st, defn, instant)
+            new = _NOTHING if gone else _contrib(st, defn, instant)
             counts = pending.get(instant)
             if new != old and counts is not None:
                 _add(counts, old, -1)

@@ -211,7 +211,6 @@ class Keyed(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     esc: dict[str, EscalationEntry] | None = None  # open escalations by alert id
     acts: dict[str, int] | None = None  # actions that came before their alert, by alert id
     ids: dict[str, int] | None = None  # the worker's (topic:event_id) -> event time dedup
-    gone: bool = False  # ``gc`` decided to forget the key: the stage deletes it
 
 
 class TubeState(Keyed, kw_only=True, omit_defaults=True, gc=False):
