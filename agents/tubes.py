@@ -98,7 +98,8 @@ def on_lab(ctx: Context, st: TubeState, tube_id: str, event: Lab) -> None:
     if st.recv is None or at < st.recv:
         st.recv = at
     if event.status == "reported" and st.rep is None:
-        st.rep = report = LabReport(at, event.result or "", event.lab_id)
+        # a city's labs are few: one string each, not one per tube
+        st.rep = report = LabReport(at, event.result or "", intern(event.lab_id))
         orphan_due = at + ctx.policy.orphan_after
         members = st.members or {}
         if not members or min(members.values()) > orphan_due:  # no generator per report
@@ -201,7 +202,7 @@ def _lapse_lab(ctx: Context, st: TubeState, tube_id: str, name: str, due: int) -
     done = st.recv if stage == "transport" else (None if st.rep is None else st.rep.at)
     if st.sla is None:
         st.sla = []
-    st.sla.append(stage)
+    st.sla.append(intern(stage))  # one "transport" and one "result" for every tube
     if done is not None and done <= deadline:
         return None
     raise_alert(
