@@ -97,6 +97,8 @@ def event_time(ctx: Context, event: Event) -> int:
 
 
 def open_req(st: Keyed, name: str, due: int) -> None:
+    """Open (or move) requirement ``name``; its due is kept as the instant's shared int."""
+    due = shared(due)
     reqs = st.req
     if reqs is None:
         st.req = {name: due}

@@ -85,8 +85,8 @@ def on_sampling(
         st.first = at
         for stage, within in (("transport", ctx.policy.received_within),
                               ("result", ctx.policy.reported_within)):
-            if st.sla is None or stage not in st.sla:
-                open_req(st, f"lab:{stage}", at + within)
+            if st.sla is None or stage not in st.sla:  # the name: one string for all tubes
+                open_req(st, intern(f"lab:{stage}"), at + within)
     if st.rep is not None:
         _apply_result(ctx, st, st.rep, members, tube_id, [event.person_id])
     keep_alive(ctx, st, at)
