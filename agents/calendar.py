@@ -1,7 +1,9 @@
 """Local calendar arithmetic in the policy's time zone, on epoch seconds.
 
 Days, test days and cut-offs are local (CONTRACT.md §1). Results are cached per date because
-the hot path asks the same few days millions of times. Instants beyond what ``datetime`` can
+the hot path asks the same few days millions of times; RFC 3339 texts per instant, because
+a round's close raises thousands of alerts at one instant (one string kept for all of them,
+not two per alert: ~20 bytes a person of a round). Instants beyond what ``datetime`` can
 hold are clamped to its range (the decoder refuses implausible times; this is the backstop
 that keeps any instant from raising).
 """
@@ -32,6 +34,7 @@ class Calendar:
         self.local_date = lru_cache(maxsize=4096)(self._local_date)
         self.day_start = lru_cache(maxsize=4096)(self._day_start)
         self.cutoff_at = lru_cache(maxsize=4096)(self._cutoff_at)
+        self.iso = lru_cache(maxsize=1024)(self._iso)
 
     def _local_date(self, epoch: int) -> date:
         return datetime.fromtimestamp(_clamped(epoch), self.zone).date()
@@ -60,6 +63,6 @@ class Calendar:
         day = self.date_of(epoch)
         return day if epoch <= self.cutoff_at(day) else day + timedelta(days=1)
 
-    def iso(self, epoch: int) -> str:
+    def _iso(self, epoch: int) -> str:
         """RFC 3339 in the local offset, e.g. ``2022-09-06T11:30:00+08:00``."""
         return datetime.fromtimestamp(_clamped(epoch), self.zone).isoformat()

@@ -13,7 +13,13 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Final
 
-from closedloop.agents.requirements import Context, LapseHandler, lapse_gc, open_req
+from closedloop.agents.requirements import (
+    Context,
+    LapseHandler,
+    due_of,
+    lapse_gc,
+    open_req,
+)
 from closedloop.agents.state import Contribution, Interval, PersonState, ReportState
 from closedloop.schemas.outputs import DailyReport
 
@@ -85,7 +91,7 @@ def handle_contribution(ctx: Context, st: ReportState, district: str, item: Cont
     bucket = days.setdefault(day.isoformat(), {})
     bucket[item.field] = bucket.get(item.field, 0) + item.d
     cutoff = ctx.cal.cutoff_at(day)
-    pending = st.req.get("report")
+    pending = due_of(st, "report")
     if pending is None or cutoff < pending:
         open_req(st, "report", cutoff)  # an earlier day, arriving late but in time
 

@@ -21,6 +21,7 @@ from closedloop.agents.requirements import (
     Context,
     LapseHandler,
     close_req,
+    due_of,
     latest_in,
     open_req,
     raise_alert,
@@ -65,7 +66,7 @@ def on_cohort(ctx: Context, st: PersonState, person_id: str, event: Cohort) -> N
     if district is not None:
         member.district = district
     name = f"cohort:{event.cohort}"
-    due = st.req.get(name)
+    due = due_of(st, name)
     chain = next((iv for iv in _intervals(member.changes) if iv[0] == member.since), None)
     if since is None:
         close_req(st, name)
@@ -81,7 +82,7 @@ def on_cohort(ctx: Context, st: PersonState, person_id: str, event: Cohort) -> N
         open_req(st, name, since + ctx.policy.cohorts[event.cohort])
     else:
         member.until = until
-        due = st.req.get(name)
+        due = due_of(st, name)
         if until is not None and due is not None and due >= until:
             close_req(st, name)
 

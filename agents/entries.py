@@ -22,7 +22,13 @@ from datetime import datetime
 from typing import Final
 
 from closedloop.agents import travel
-from closedloop.agents.requirements import Context, LapseHandler, open_req, raise_alert
+from closedloop.agents.requirements import (
+    Context,
+    LapseHandler,
+    due_of,
+    open_req,
+    raise_alert,
+)
 from closedloop.agents.shared import LEVEL_RANK, level_at
 from closedloop.agents.state import Entry, PersonState, Visit, sampled_between, split_name
 from closedloop.schemas.events import Checkpoint, Clinic, Risk, Travel
@@ -68,7 +74,7 @@ def on_clinic(ctx: Context, st: PersonState, person_id: str, event: Clinic) -> N
 def _forget_entry(st: PersonState, event_id: str, judged: str) -> None:
     """Drop an entry's facts once neither of its requirements is open any more."""
     other = "landing" if judged == "entry" else "entry"
-    if f"{other}:{event_id}" in st.req or st.entries is None:
+    if due_of(st, f"{other}:{event_id}") is not None or st.entries is None:
         return
     st.entries.pop(event_id, None)
     if not st.entries:

@@ -18,7 +18,13 @@ from datetime import date, timedelta
 from operator import attrgetter
 from typing import Any, Final
 
-from closedloop.agents.requirements import Context, LapseHandler, open_req, raise_alert
+from closedloop.agents.requirements import (
+    Context,
+    LapseHandler,
+    due_of,
+    open_req,
+    raise_alert,
+)
 from closedloop.agents.state import PersonState, Sample, split_name
 
 __all__ = ["HANDLERS", "check_day", "distance_km", "on_sampled"]
@@ -35,7 +41,7 @@ def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 
 
 def check_day(
-    ctx: Context, samples: list[Sample], day: date
+    ctx: Context, samples: tuple[Sample, ...], day: date
 ) -> tuple[int, dict[str, Any]] | None:
     """The earliest violation whose later sampling falls on ``day``, with its evidence."""
     start = ctx.cal.day_start(day)
@@ -97,12 +103,12 @@ def on_sampled(ctx: Context, st: PersonState, person_id: str, sample: Sample) ->
         if found is None:
             continue
         name = f"identity:{day.isoformat()}"
-        current = st.req.get(name)
+        current = due_of(st, name)
         if current is None or found[0] < current:
             open_req(st, name, found[0])
 
 
-def _too_fast(ctx: Context, samples: list[Sample], index: int) -> bool:
+def _too_fast(ctx: Context, samples: tuple[Sample, ...], index: int) -> bool:
     """Is the pair (previous sampling with coordinates, ``samples[index]``) too fast?"""
     later = samples[index]
     if later.lat is None or later.lon is None:
@@ -117,7 +123,7 @@ def _too_fast(ctx: Context, samples: list[Sample], index: int) -> bool:
     return False
 
 
-def _too_many(ctx: Context, samples: list[Sample], index: int) -> bool:
+def _too_many(ctx: Context, samples: tuple[Sample, ...], index: int) -> bool:
     """Does the day of ``samples[index]`` hold more samplings than allowed?"""
     limit = ctx.policy.max_samples_per_day
     if len(samples) <= limit:
@@ -136,7 +142,7 @@ _AT: Final = attrgetter("at")  # a sampling's time, in C: the bisections call it
 def _lapse_identity(ctx: Context, st: PersonState, person_id: str, name: str, due: int
                     ) -> int | None:
     day = date.fromisoformat(split_name(name)[1])
-    samples = st.samples or []
+    samples = st.samples or ()
     found = check_day(ctx, samples, day)
     if found is None:
         return None

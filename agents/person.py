@@ -9,6 +9,7 @@ action only touches an open escalation: it is not the person's activity and make
 from __future__ import annotations
 
 from bisect import insort
+from functools import lru_cache
 from sys import intern
 from typing import Final
 
@@ -102,7 +103,7 @@ def on_forward(ctx: Context, st: PersonState, person_id: str, msg: Forward) -> N
                         msg.lon, intern(msg.district))
         samples = st.samples
         if samples is None:
-            st.samples = [sample]
+            st.samples = (sample,)
             if st.district is None:
                 st.district = sample.district
             identity.on_sampled(ctx, st, person_id, sample)
@@ -112,10 +113,12 @@ def on_forward(ctx: Context, st: PersonState, person_id: str, msg: Forward) -> N
                 if existing.tube == tube:
                     break  # this tube is known: nothing new
             else:
-                if samples[-1].at < sample.at:
-                    samples.append(sample)  # the usual case: insort, without its key calls
+                if samples[-1].at < sample.at:  # the usual case: insort, without its key calls
+                    st.samples = samples = (*samples, sample)
                 else:
-                    insort(samples, sample, key=_sample_order)
+                    ordered = list(samples)
+                    insort(ordered, sample, key=_sample_order)
+                    st.samples = samples = tuple(ordered)
                 identity.on_sampled(ctx, st, person_id, sample)
                 if len(samples) > PRUNE_ABOVE:
                     _prune(ctx, st)
@@ -124,10 +127,17 @@ def on_forward(ctx: Context, st: PersonState, person_id: str, msg: Forward) -> N
     if isinstance(msg, Retest):
         retests.on_retest_needed(ctx, st, person_id, msg)
     elif isinstance(msg, Result):
-        st.last_result = LastResult(msg.at, msg.result)
+        st.last_result = _last_result(msg.at, msg.result)
     elif isinstance(msg, Escalate):
         open_escalation(ctx, st, msg.alert, msg.entry, msg.at)
     keep_alive(ctx, st, forward_time(msg))
+
+
+@lru_cache(maxsize=256)
+def _last_result(at: int, result: str) -> LastResult:
+    """The record of a result, one (frozen) object for equal ones: a pool's members get the
+    same result one after another (~30 bytes a person of a pooled round)."""
+    return LastResult(at, result)
 
 
 def _sample_order(sample: Sample) -> tuple[int, str]:
@@ -139,7 +149,7 @@ def _prune(ctx: Context, st: PersonState) -> None:
     horizon = ctx.clock - ctx.policy.state_retention
     samples = st.samples
     if samples and samples[0].at < horizon:
-        st.samples = [s for s in samples if s.at >= horizon]
+        st.samples = tuple(s for s in samples if s.at >= horizon)
     has_push = st.push is not None
     clears = st.clears
     if clears and clears[0] < horizon and (not has_push or len(clears) > 1):
@@ -189,7 +199,7 @@ def person_status(ctx: Context, person_id: str, st: PersonState) -> PersonStatus
         push=push_status,
         cohorts=cohorts.active_cohorts(st),
         open_requirements=sorted(
-            name for name in st.req if name != "gc" and not name.startswith("esc:")
+            name for name in st.req or () if not name.startswith("esc:")
         ),
         last_sampled_at=ctx.cal.iso(samples[-1].at) if samples else None,
         last_result=None if last_result is None else last_result.result,

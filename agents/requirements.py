@@ -1,7 +1,8 @@
 """One idea for every loop: a requirement with a deadline.
 
 A key's state (a typed struct, ``agents/state.py``: a Faust table value in the worker, a dict
-entry in the embedded driver) holds ``req``: requirement name -> due epoch. Events add facts
+entry in the embedded driver) holds ``req``: requirement name -> due epoch (None while none
+is open), and the ``gc`` requirement's due apart, in ``gc_due``. Events add facts
 and open requirements; when the clock reaches a due instant the loop's *lapse handler* looks at the
 facts and either finds the requirement satisfied or raises an alert, and returns the next due
 instant (a recurring requirement) or ``None`` (closed). Handlers re-check at fire time, so a
@@ -31,7 +32,7 @@ from closedloop.agents.state import (
 )
 from closedloop.schemas.events import Event
 from closedloop.schemas.ids import alert_id
-from closedloop.schemas.instants import epoch_seconds
+from closedloop.schemas.instants import epoch_seconds, shared
 from closedloop.schemas.outputs import Alert, DailyReport, Escalation, RoundReport
 from closedloop.schemas.policy import Policy
 
@@ -39,6 +40,7 @@ __all__ = [
     "Context",
     "LapseHandler",
     "close_req",
+    "due_of",
     "escalation_entry",
     "event_time",
     "fire_due",
@@ -76,6 +78,9 @@ class Context:
     # converted it (the embedded driver does, for de-duplication): see event_time.
     event: object = None
     event_at: int = 0
+    # Keys whose gc lapse decided to forget them: the stage deletes each as it finishes with
+    # it (a decision about the key, not state: no field per key, never changelogged).
+    gone: set[str] = field(default_factory=set)
 
     def contribute(self, district: str | None, at: int, name: str, delta: int = 1) -> None:
         """Count ``delta`` for the daily report of ``district`` at event time ``at``."""
@@ -92,17 +97,36 @@ def event_time(ctx: Context, event: Event) -> int:
 
 
 def open_req(st: Keyed, name: str, due: int) -> None:
-    st.req[name] = due
+    """Open (or move) requirement ``name``; its due is kept as the instant's shared int."""
+    due = shared(due)
+    reqs = st.req
+    if reqs is None:
+        st.req = {name: due}
+    else:
+        reqs[name] = due
 
 
 def close_req(st: Keyed, name: str) -> None:
-    st.req.pop(name, None)
+    reqs = st.req
+    if reqs is not None:
+        reqs.pop(name, None)
+        if not reqs:
+            st.req = None
+
+
+def due_of(st: Keyed, name: str) -> int | None:
+    """The due instant of the open requirement ``name`` (not ``gc``), or None."""
+    reqs = st.req
+    return None if reqs is None else reqs.get(name)
 
 
 def next_due(st: Keyed) -> int | None:
     """The earliest open deadline of a key: what the deadline index holds for it."""
-    reqs = st.req
-    return min(reqs.values()) if reqs else None
+    reqs, gc_due = st.req, st.gc_due
+    if not reqs:
+        return gc_due
+    due = min(reqs.values())
+    return due if gc_due is None or due < gc_due else gc_due
 
 
 def latest_in(times: list[int], low: int, high: int) -> int | None:
@@ -190,7 +214,7 @@ def open_escalation(
     if st.esc is None:
         st.esc = {}
     st.esc[ident] = entry
-    st.req[f"esc:{ident}"] = raised + ctx.policy.escalate_after
+    open_req(st, f"esc:{ident}", raised + ctx.policy.escalate_after)
 
 
 def prune_early(ctx: Context, st: Keyed) -> None:
@@ -219,23 +243,35 @@ def prune_sent(st: Keyed, horizon: int) -> None:
 def fire_due(
     ctx: Context, st: S, key: str, handlers: Mapping[str, LapseHandler[S]]
 ) -> None:
-    """Run every lapse handler whose due instant the clock has reached, earliest first."""
-    reqs = st.req
-    if not reqs or min(reqs.values()) > ctx.clock:
-        return
-    while reqs:
-        # the earliest (due, name): min over pairs in C, not a key function call per item
-        due, name = min(zip(reqs.values(), reqs.keys(), strict=True))
-        if due > ctx.clock:
+    """Run every lapse handler whose due instant the clock has reached, earliest first.
+
+    The order is that of (due, name) over ``req`` and ``gc`` together, as when ``gc`` was one
+    of ``req``'s names: an output never depends on where a requirement is kept.
+    """
+    clock = ctx.clock
+    while True:
+        reqs, gc_due = st.req, st.gc_due
+        if reqs:
+            # the earliest (due, name): min over pairs in C, not a key function call per item
+            due, name = min(zip(reqs.values(), reqs.keys(), strict=True))
+            if gc_due is not None and (gc_due, "gc") < (due, name):
+                due, name = gc_due, "gc"
+        elif gc_due is not None:
+            due, name = gc_due, "gc"
+        else:
+            return
+        if due > clock:
             return
         kind = split_name(name)[0]
         following = handlers[kind](ctx, st, key, name, due)
-        if following is None:
-            reqs.pop(name, None)
-        elif following <= due:
+        if following is not None and following <= due:
             raise AssertionError(f"lapse handler for {kind} did not move forward")
+        if name == "gc":
+            st.gc_due = following
+        elif following is None:
+            close_req(st, name)
         else:
-            reqs[name] = following
+            open_req(st, name, following)
 
 
 def keep_alive(ctx: Context, st: Keyed, at: int) -> None:
@@ -246,9 +282,8 @@ def keep_alive(ctx: Context, st: Keyed, at: int) -> None:
     """
     if at > st.last:
         st.last = at
-    reqs = st.req
-    if "gc" not in reqs:
-        reqs["gc"] = max(at, ctx.clock) + ctx.policy.state_retention
+    if st.gc_due is None:  # one int object per instant (shared): every key has a gc due
+        st.gc_due = shared(max(at, ctx.clock) + ctx.policy.state_retention)
 
 
 def lapse_gc(ctx: Context, st: Keyed, key: str, name: str, due: int) -> int | None:
@@ -259,8 +294,8 @@ def lapse_gc(ctx: Context, st: Keyed, key: str, name: str, due: int) -> int | No
     """
     idle_until = st.last + ctx.policy.state_retention
     prune_sent(st, ctx.clock - ctx.policy.state_retention)
-    rules_open = sum(1 for name in st.req if not name.startswith("esc:"))
-    if rules_open > 1 or idle_until > due:
-        return max(idle_until, due + ctx.policy.state_retention // 8)
-    st.gone = True
+    rules_open = any(not name.startswith("esc:") for name in st.req or ())
+    if rules_open or idle_until > due:
+        return shared(max(idle_until, due + ctx.policy.state_retention // 8))
+    ctx.gone.add(key)
     return None

@@ -17,7 +17,7 @@ from sys import intern
 
 import msgspec
 
-from closedloop.agents.requirements import Context, lapse_gc
+from closedloop.agents.requirements import Context, event_time, lapse_gc
 from closedloop.agents.rounds import entry_at, tracking
 from closedloop.agents.state import PersonState, RosterEntry
 from closedloop.schemas.events import Population
@@ -29,15 +29,13 @@ _KEEP = frozenset({"roster"})
 
 def on_population(ctx: Context, st: PersonState, person_id: str, event: Population) -> None:
     """Place the record in the person's roster history; forget what no round can ask about."""
-    at = int(event.occurred_at.timestamp())
+    at = event_time(ctx, event)
     entry = RosterEntry(at, event.event_id, intern(event.district),
                         None if event.grid is None else intern(event.grid),
                         intern(event.status))  # two values, one string each
-    roster = st.roster
-    if roster is None:
-        st.roster = roster = []
-    elif entry in roster:
+    if st.roster is not None and entry in st.roster:
         return
+    roster = list(st.roster or ())
     insort(roster, entry, key=_order)
     horizon = ctx.clock - ctx.policy.state_retention
     # keep the latest entry at or before the horizon (the entry then) and all after it
@@ -45,8 +43,7 @@ def on_population(ctx: Context, st: PersonState, person_id: str, event: Populati
     for index, existing in enumerate(roster):
         if existing.at <= horizon:
             start = index
-    if start:
-        del roster[:start]
+    st.roster = tuple(roster[start:])
     latest = roster[-1]
     if latest.status != "left":
         st.district = latest.district
@@ -55,20 +52,19 @@ def on_population(ctx: Context, st: PersonState, person_id: str, event: Populati
 def lapse_gc_keep_roster(ctx: Context, st: PersonState, key: str, name: str, due: int
                          ) -> int | None:
     """``gc``, but a person on the roster keeps their roster entries (and nothing else)."""
-    with tracking(ctx, st):  # what it forgets leaves the rounds' progress counts
+    with tracking(ctx, st, key):  # what it forgets leaves the rounds' progress counts
         return _gc(ctx, st, key, name, due)
 
 
 def _gc(ctx: Context, st: PersonState, key: str, name: str, due: int) -> int | None:
     following = lapse_gc(ctx, st, key, name, due)
     roster = st.roster
-    if st.gone and roster and roster[-1].status != "left":
-        for field in msgspec.structs.fields(st):
-            if field.name not in _KEEP and field.name != "req":
+    if key in ctx.gone and roster and roster[-1].status != "left":
+        ctx.gone.discard(key)  # kept, as if deleted but for the roster
+        for field in msgspec.structs.fields(st):  # fire_due then sets gc_due: None
+            if field.name not in _KEEP:
                 setattr(st, field.name, field.default if field.default is not msgspec.NODEFAULT
                         else field.default_factory())
-        for other in [n for n in st.req if n != name]:  # in place: fire_due holds the dict
-            del st.req[other]
     return following
 
 

@@ -128,15 +128,15 @@ def _prime(policy: Policy, runs: list[RoundRun], persons: Mapping[str, PersonSta
             _move(pending, instants, {0: _NOTHING}, _profile(st, defn, instants))
 
 
-def tracking(ctx: Context, st: PersonState) -> AbstractContextManager[None]:
-    """Used as a statement, ``with tracking(ctx, st): ...``, around a change of a person's
-    facts: moves the person's contribution to every open round's pending progress counts
-    from before the change to after it (a person the change forgets, ``gone``, contributes
-    nothing after). Without a round it does nothing, and builds nothing: every sampling
-    forward goes through it."""
+def tracking(ctx: Context, st: PersonState, key: str) -> AbstractContextManager[None]:
+    """Used as a statement, ``with tracking(ctx, st, key): ...``, around a change of person
+    ``key``'s facts: moves the person's contribution to every open round's pending progress
+    counts from before the change to after it (a person the change forgets, in
+    ``ctx.gone``, contributes nothing after). Without a round it does nothing, and builds
+    nothing: every sampling forward goes through it."""
     if not ctx.shared.rounds:
         return _UNTRACKED
-    return _Tracking(ctx, st)
+    return _Tracking(ctx, st, key)
 
 
 _UNTRACKED: Final = nullcontext()
@@ -145,10 +145,10 @@ _UNTRACKED: Final = nullcontext()
 class _Tracking:
     """:func:`tracking` when there are rounds."""
 
-    __slots__ = ("before", "ctx", "st")
+    __slots__ = ("before", "ctx", "key", "st")
 
-    def __init__(self, ctx: Context, st: PersonState) -> None:
-        self.ctx, self.st = ctx, st
+    def __init__(self, ctx: Context, st: PersonState, key: str) -> None:
+        self.ctx, self.st, self.key = ctx, st, key
         self.before: list[tuple[dict[int, Counts], RoundDef, list[int], Profile]] = []
 
     def __enter__(self) -> None:
@@ -161,9 +161,9 @@ class _Tracking:
                                     _profile(st, run.defn, instants)))
 
     def __exit__(self, *exc: object) -> None:
-        st = self.st
+        st, gone = self.st, self.key in self.ctx.gone
         for pending, defn, instants, before in self.before:
-            after = {0: _NOTHING} if st.gone else _profile(st, defn, instants)
+            after = {0: _NOTHING} if gone else _profile(st, defn, instants)
             if after != before:
                 _move(pending, instants, before, after)
 
@@ -393,7 +393,7 @@ def _tally(
     return tallies
 
 
-def _first(samples: list[Sample] | None, low: int, high: int,
+def _first(samples: tuple[Sample, ...] | None, low: int, high: int,
            districts: frozenset[str] | None) -> Sample | None:
     """The earliest sampling in [low, high] (at a site in ``districts``, None: any)."""
     for sample in samples or ():

@@ -6,12 +6,17 @@ changelog written before still decodes, and so do forwards and contributions in 
 A city's roster (~10 million persons) lives in the person stage's table, so state is compact:
 instants are epoch seconds (``int``), small records are ``array_like`` (a JSON array in the
 changelog, no field names), containers a key rarely needs default to ``None`` (no empty dict
-per person), and no state object takes part in a reference cycle (``gc=False``: no GC header,
-never scanned by the collector). Everything here is plain ``msgspec.Struct``: mypy sees every
-field, and the worker encodes a key's state to bytes for its table with ``msgspec.json``.
+per person), the records a person seldom adds to (samplings, roster entries) are tuples (with
+one record 48 bytes, where a list took 80 to 96; the same JSON array), and no state object
+takes part in a reference cycle (``gc=False``: no GC header, never scanned by the
+collector). Everything here is plain ``msgspec.Struct``: mypy sees every field, and the
+worker encodes a key's state to bytes for its table with ``msgspec.json``.
 
 Requirement names stay strings (``test:2022-09-06``, ``esc:<alert_id>``, …) in the ``req``
-map: :func:`split_name` is the one place that parses them.
+map: :func:`split_name` is the one place that parses them. The one requirement nearly every
+key has, ``gc`` (forget the key once idle), is kept apart as ``gc_due``, so most keys own no
+``req`` dict at all (~190 bytes a person); a state changelogged before that, with ``gc`` in
+``req``, is moved over when read (:func:`upgraded`).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ __all__ = [
     "is_blank",
     "sampled_between",
     "split_name",
+    "upgraded",
 ]
 
 
@@ -198,12 +204,13 @@ class Keyed(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     """What every stage's key holds: its deadlines, the alerts it raised, their escalations."""
 
     last: int = 0  # the latest activity: ``gc`` forgets a key idle for state_retention
-    req: dict[str, int] = {}  # requirement name -> due instant (the index wants the minimum)
+    # requirement name -> due instant (the index wants the minimum); None: none open
+    req: dict[str, int] | None = None
+    gc_due: int | None = None  # the ``gc`` requirement's due (agents/requirements.keep_alive)
     sent: dict[str, int] | None = None  # alert ids raised -> due: never twice, pruned by due
     esc: dict[str, EscalationEntry] | None = None  # open escalations by alert id
     acts: dict[str, int] | None = None  # actions that came before their alert, by alert id
     ids: dict[str, int] | None = None  # the worker's (topic:event_id) -> event time dedup
-    gone: bool = False  # ``gc`` decided to forget the key: the stage deletes it
 
 
 class TubeState(Keyed, kw_only=True, omit_defaults=True, gc=False):
@@ -222,7 +229,7 @@ class PersonState(Keyed, kw_only=True, omit_defaults=True, gc=False):
     """Every per-person loop: travel push, cohorts, retests, identity."""
 
     district: str | None = None  # the latest known, for person-status
-    samples: list[Sample] | None = None  # sorted by (at, tube), pruned by state_retention
+    samples: tuple[Sample, ...] | None = None  # sorted by (at, tube), pruned by state_retention
     last_result: LastResult | None = None
     push: Push | None = None  # the current regimen
     prevs: dict[int, Push] | None = None  # replaced pushes that still owe a lapse, by pushed_at
@@ -237,7 +244,7 @@ class PersonState(Keyed, kw_only=True, omit_defaults=True, gc=False):
     id_days: list[str] | None = None  # local days (ISO) with an identity_suspect already
     entries: dict[str, Entry] | None = None  # v1.1 checkpoint records by event_id
     visits: dict[str, Visit] | None = None  # v1.1 sentinel visits by event_id
-    roster: list[RosterEntry] | None = None  # population records, the latest few (roster.py)
+    roster: tuple[RosterEntry, ...] | None = None  # population records, the latest few (roster.py)
 
 
 class ReportState(Keyed, kw_only=True, omit_defaults=True, gc=False):
@@ -259,8 +266,27 @@ def sampled_between(st: PersonState, since: int, until: int,
 
 
 def is_blank(st: Keyed) -> bool:
-    """Is this a fresh state nothing was recorded in? (Such a state is never stored.)"""
-    return not st.req and st.last == 0 and st == type(st)()
+    """Is this a fresh state nothing was recorded in? (Such a state is never stored.)
+
+    A ``req`` emptied in place counts as none.
+    """
+    if st.req or st.gc_due is not None or st.last != 0:
+        return False
+    blank = type(st)()
+    return (st if st.req is None else msgspec.structs.replace(st, req=None)) == blank
+
+
+def upgraded(st: Keyed) -> Keyed:
+    """``st`` as decoded from a changelog, with a ``gc`` requirement written before
+    ``gc_due`` existed (``"req": {"gc": due}``) moved to ``gc_due``; the same object."""
+    req = st.req
+    if req is not None:
+        due = req.pop("gc", None)
+        if due is not None:
+            st.gc_due = due
+        if not req:
+            st.req = None
+    return st
 
 
 # -- messages between stages ------------------------------------------------------------------

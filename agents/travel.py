@@ -142,12 +142,14 @@ def _retire(st: PersonState, old: Push, replaced_at: int) -> None:
     arrived before or after the clock reached them. What older replaced pushes still owe is
     kept too (two re-pushes may both be applied before a lagging clock fires it).
     """
-    reqs = st.req
+    reqs = st.req or {}
     tag = f"{PREV}{old.pushed_at}"
     for name in [n for n in reqs if split_name(n)[0] in HANDLERS and not _is_prev(n)]:
         due = reqs.pop(name)
         if due <= replaced_at:
             reqs[name + tag] = due
+    if not reqs:
+        st.req = None
     prevs = st.prevs
     if prevs is None:
         st.prevs = prevs = {}
@@ -202,7 +204,7 @@ def _refresh(ctx: Context, st: PersonState, push: Push) -> None:
     release = released_at(st, push)
     if release is not None:
         # Anything due after the release can no longer lapse: close it now.
-        for name, due in list(st.req.items()):
+        for name, due in list((st.req or {}).items()):
             prefix = split_name(name)[0]
             lapsed_after = due >= release if prefix in ("unlocated", "followup") else due > release
             if prefix in HANDLERS and lapsed_after:

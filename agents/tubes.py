@@ -30,6 +30,7 @@ from closedloop.agents import escalation
 from closedloop.agents.requirements import (
     Context,
     LapseHandler,
+    due_of,
     escalation_entry,
     event_time,
     fire_due,
@@ -84,8 +85,8 @@ def on_sampling(
         st.first = at
         for stage, within in (("transport", ctx.policy.received_within),
                               ("result", ctx.policy.reported_within)):
-            if st.sla is None or stage not in st.sla:
-                open_req(st, f"lab:{stage}", at + within)
+            if st.sla is None or stage not in st.sla:  # the name: one string for all tubes
+                open_req(st, intern(f"lab:{stage}"), at + within)
     if st.rep is not None:
         _apply_result(ctx, st, st.rep, members, tube_id, [event.person_id])
     keep_alive(ctx, st, at)
@@ -97,7 +98,8 @@ def on_lab(ctx: Context, st: TubeState, tube_id: str, event: Lab) -> None:
     if st.recv is None or at < st.recv:
         st.recv = at
     if event.status == "reported" and st.rep is None:
-        st.rep = report = LabReport(at, event.result or "", event.lab_id)
+        # a city's labs are few: one string each, not one per tube
+        st.rep = report = LabReport(at, event.result or "", intern(event.lab_id))
         orphan_due = at + ctx.policy.orphan_after
         members = st.members or {}
         if not members or min(members.values()) > orphan_due:  # no generator per report
@@ -158,7 +160,7 @@ def _arm_pool(st: TubeState, reported: int, tube_id: str, sampled: int) -> None:
     if st.sent is not None and alert_id("pool_positive", tube_id, reported) in st.sent:
         return  # listed already: a member arriving later only needs its retest
     due = max(reported, sampled)
-    pending = st.req.get("pool")
+    pending = due_of(st, "pool")
     if pending is None or due < pending:
         open_req(st, "pool", due)
 
@@ -200,7 +202,7 @@ def _lapse_lab(ctx: Context, st: TubeState, tube_id: str, name: str, due: int) -
     done = st.recv if stage == "transport" else (None if st.rep is None else st.rep.at)
     if st.sla is None:
         st.sla = []
-    st.sla.append(stage)
+    st.sla.append(intern(stage))  # one "transport" and one "result" for every tube
     if done is not None and done <= deadline:
         return None
     raise_alert(

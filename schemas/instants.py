@@ -3,6 +3,9 @@
 ``datetime.timestamp()`` of an aware datetime calls its tzinfo's ``utcoffset`` twice through
 Python's method lookup (~1.4 µs); every input event needs its time once. Subtracting an epoch
 expressed in the instant's own fixed offset ignores the offsets (same tzinfo) and is exact.
+
+The seconds come back as one shared ``int`` object per recent instant (:func:`shared`): state
+keeps millions of them.
 """
 
 from __future__ import annotations
@@ -10,11 +13,29 @@ from __future__ import annotations
 from datetime import UTC, datetime, timezone, tzinfo
 from typing import Final
 
-__all__ = ["epoch_seconds"]
+__all__ = ["RECENT", "epoch_seconds", "shared"]
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_IN: dict[tzinfo, datetime] = {}  # per fixed offset (msgspec decodes minutes: bounded)
 _EXACT: Final = 1 << 32  # below it, int(float) of whole seconds plus microseconds truncates
+RECENT: Final = 1 << 12  # distinct instants shared before the table starts anew
+_RECENT: dict[int, int] = {}
+
+
+def shared(seconds: int) -> int:
+    """``seconds`` as the int object already standing for that instant, while it is recent.
+
+    An int above 256 is an object of 32 bytes, and a city's facts bunch on few distinct
+    seconds at a time (a round's roster records and their gc deadlines on a few thousand for
+    a million persons): kept in state, each would hold its own copy. The table starts anew
+    once it holds ``RECENT`` instants, so it stays small and follows the stream's event time.
+    """
+    kept = _RECENT.get(seconds)
+    if kept is None:
+        if len(_RECENT) >= RECENT:
+            _RECENT.clear()
+        _RECENT[seconds] = kept = seconds
+    return kept
 
 
 def epoch_seconds(instant: datetime) -> int:
@@ -23,11 +44,11 @@ def epoch_seconds(instant: datetime) -> int:
     epoch = _EPOCH_IN.get(zone) if zone is not None else None
     if epoch is None:
         if type(zone) is not timezone:  # a zone with rules (or naive): the exact way
-            return int(instant.timestamp())
+            return shared(int(instant.timestamp()))
         epoch = _EPOCH_IN[zone] = _EPOCH.astimezone(zone)
     delta = instant - epoch
     seconds = delta.days * 86400 + delta.seconds  # floor of the exact seconds
     if 0 <= seconds < _EXACT or not delta.microseconds:
-        return seconds
+        return shared(seconds)
     # before 1970 int() truncates towards zero, and beyond 2^32 s the float may round up
-    return int(instant.timestamp())
+    return shared(int(instant.timestamp()))

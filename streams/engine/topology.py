@@ -125,12 +125,14 @@ class Stage(Generic[S]):
     def _finish(
         self, ctx: Context, table: Table[S], key: str, st: S, fire: bool
     ) -> int | None:
-        reqs = st.req
-        due = min(reqs.values()) if reqs else None
+        due = st.gc_due if not st.req else next_due(st)  # most keys: only gc is open
         if fire and due is not None and due <= ctx.clock:  # most inputs fire nothing
             fire_due(ctx, st, key, self.handlers)
             due = next_due(st)
-        if st.gone or (due is None and is_blank(st)):
+        gone = key in ctx.gone  # lapse_gc decided to forget the key
+        if gone:
+            ctx.gone.discard(key)
+        if gone or (due is None and is_blank(st)):
             if key in table:
                 del table[key]
             return None
@@ -149,7 +151,7 @@ def _tracked(apply: Apply[PersonState]) -> Apply[PersonState]:
     def tracked(ctx: Context, st: PersonState, key: str, item: Any) -> Rejection | None:
         if not ctx.shared.rounds:
             return apply(ctx, st, key, item)
-        with rounds.tracking(ctx, st):
+        with rounds.tracking(ctx, st, key):
             return apply(ctx, st, key, item)
 
     return tracked

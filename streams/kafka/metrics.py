@@ -55,16 +55,14 @@ ENTRY_OUTCOMES: Final = ("with_proof", "without_proof")  # the proof rule, judge
 
 def requirement_kinds(st: object) -> Counter[str]:
     """Open requirements of a key (its state, or None) by kind (the name before ``:``),
-    without ``gc``.
+    without ``gc`` (kept apart from ``req``, in ``gc_due``).
 
     ``gc`` is bookkeeping (forgetting an idle key), not something a person or lab owes.
     """
     kinds: Counter[str] = Counter()
     if isinstance(st, Keyed):
-        for name in st.req:
-            kind = split_name(name)[0]
-            if kind != "gc":
-                kinds[kind] += 1
+        for name in st.req or ():
+            kinds[split_name(name)[0]] += 1
     return kinds
 
 

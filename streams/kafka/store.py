@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 
 import msgspec
 
-from closedloop.agents.state import Keyed
+from closedloop.agents.state import Keyed, upgraded
 from closedloop.streams.engine.stage_runner import META_PREFIX, PartitionMeta
 
 __all__ = ["StageStore"]
@@ -120,7 +120,7 @@ class StageStore:
                 continue
             try:
                 data[key] = (self._decode_meta(value) if key.startswith(META_PREFIX)
-                             else self._decode_state(value))
+                             else upgraded(self._decode_state(value)))
             except msgspec.DecodeError:
                 skipped += 1
         if skipped:

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 from closedloop.agents.calendar import Calendar
 from closedloop.agents.requirements import Context, event_time
+from closedloop.agents.state import TubeState
 from closedloop.schemas.events import Lab
 from closedloop.schemas.policy import default_policy
 from closedloop.streams.engine.deadlines import NEVER, DeadlineIndex
@@ -44,6 +45,22 @@ def test_earliest_follows_the_heap_through_schedule_pop_and_rebuild() -> None:
     assert index.earliest == 10
     assert list(index.pop_due(100)) == ["a"]
     assert index.earliest == NEVER and len(index) == 0
+
+
+def test_keys_sharing_an_instant_come_out_in_due_then_key_order_once_each() -> None:
+    index = DeadlineIndex()
+    for key in ("c", "a", "d", "b"):
+        index.schedule(key, 30)
+    index.schedule("e", 20)
+    index.schedule("d", 10)  # earlier: d's entry at 30 goes stale
+    assert list(index.pop_due(15)) == ["d"]
+    index.schedule("d", 30)  # d at 30 again: its old entry there is not a second one
+    index.schedule("f", 30)
+    assert len(index) == 6
+    assert list(index.pop_due(30)) == ["e", "a", "b", "c", "d", "f"]
+    assert index.earliest == NEVER and len(index) == 0
+    index.rebuild([(key, TubeState(gc_due=due)) for key, due in [("y", 5), ("x", 5), ("z", 4)]])
+    assert index.earliest == 4 and list(index.pop_due(5)) == ["z", "x", "y"]
 
 
 def test_date_of_is_the_day_whose_local_midnights_enclose_the_instant() -> None:

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from closedloop.schemas.instants import epoch_seconds
+from closedloop.schemas.instants import RECENT, epoch_seconds, shared
 
 EDGES = [
     datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=23, minutes=59))),
@@ -49,3 +49,15 @@ def test_around_the_boundaries_of_the_shortcut(center: int) -> None:
             seconds=rng.randrange(-200_000, 200_000), microseconds=rng.randrange(1_000_000))
         instant = instant.astimezone(offset)
         assert epoch_seconds(instant) == int(instant.timestamp()), instant
+
+
+def test_one_int_object_stands_for_a_recent_instant() -> None:
+    at = datetime(2022, 9, 6, 6, 30, 28, tzinfo=timezone(timedelta(hours=8)))
+    first = epoch_seconds(at)
+    again = epoch_seconds(at.astimezone(UTC))
+    assert again == first and again is first  # state keeps one object, not a copy a fact
+    computed = int(str(first))  # an equal int made apart
+    assert shared(computed) is first
+    for n in range(RECENT):  # past RECENT other instants the table starts anew
+        shared(first + 1 + n)
+    assert shared(first) == first

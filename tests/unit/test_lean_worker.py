@@ -13,6 +13,8 @@ import msgspec
 import pytest
 from helpers import policy
 
+from closedloop.agents.calendar import Calendar
+from closedloop.agents.requirements import Context, fire_due
 from closedloop.agents.state import Contribution, PersonState, ReportState, Sampled, TubeState
 from closedloop.streams.engine.records import PACK_LIMIT, Batch, Record, handle_record
 from closedloop.streams.engine.stage_runner import Effects, PartitionMeta, meta_key, runners
@@ -71,6 +73,33 @@ def test_a_partition_restored_from_its_changelog_is_what_was_written() -> None:
     assert isinstance(reader.get("tb-1"), TubeState) and reader.get("tb-2") is None
     assert reader.get(meta_key(3)) == meta
     assert reader.keys(3) == ["tb-1"]
+
+
+def test_a_state_changelogged_with_gc_in_req_restores_with_gc_due_and_fires_alike() -> None:
+    # a person written before gc_due existed: gc among the requirements, or alone
+    log = [(b"p:1", b'{"last":100,"req":{"gc":300,"followup":300,"cohort:a":300,"esc:x":300},'
+                    b'"district":"d"}'),
+           (b"p:2", b'{"last":100,"req":{"gc":500},"district":"d"}')]
+    reader = StageStore(PersonState)
+    assert reader.restore(0, log) == 2
+    reader.enter(0)
+    both, alone = reader.get("p:1"), reader.get("p:2")
+    assert isinstance(both, PersonState) and isinstance(alone, PersonState)
+    assert both.gc_due == 300 and both.req == {"followup": 300, "cohort:a": 300, "esc:x": 300}
+    assert alone == PersonState(last=100, gc_due=500, district="d")
+    assert msgspec.json.decode(msgspec.json.encode(alone)) == {
+        "last": 100, "gc_due": 500, "district": "d"}
+    # gc keeps its place among the lapses at one instant: (due, name) order, as in req
+    fired: list[str] = []
+
+    def record(ctx: Context, st: PersonState, key: str, name: str, due: int) -> None:
+        fired.append(name)
+
+    handlers = dict.fromkeys(("gc", "followup", "cohort", "esc"), record)
+    rules = policy()
+    fire_due(Context(rules, Calendar(rules.zone, rules.daily_cutoff), 300), both, "p:1", handlers)
+    assert fired == ["cohort:a", "esc:x", "followup", "gc"]
+    assert both.req is None and both.gc_due is None
 
 
 # -- coalescing a batch -------------------------------------------------------------------

@@ -48,7 +48,7 @@ class Feed:
 
 
 def test_requirement_kinds_count_names_by_prefix_without_gc() -> None:
-    st = TubeState(req={"lab:transport": 1, "lab:result": 2, "orphan": 3, "gc": 4})
+    st = TubeState(req={"lab:transport": 1, "lab:result": 2, "orphan": 3}, gc_due=4)
     assert requirement_kinds(st) == {"lab": 2, "orphan": 1}
     assert requirement_kinds(None) == {}
 
@@ -106,7 +106,7 @@ def test_recovered_keys_are_counted_but_not_measured_again() -> None:
 
 def test_counts_follow_a_key_whose_state_is_forgotten() -> None:
     tally = KeyTally(policy(), "tube")
-    tally.update(0, "tb-4", TubeState(req={"orphan": 1, "gc": 2}))
+    tally.update(0, "tb-4", TubeState(req={"orphan": 1}, gc_due=2))
     tally.update(1, "tb-5", TubeState(req={"orphan": 1}))
     assert tally.kinds == {"orphan": 2}
     tally.update(0, "tb-4", None)  # deleted from the table
