@@ -20,7 +20,7 @@ from closedloop.agents.requirements import (
     lapse_gc,
     open_req,
 )
-from closedloop.agents.state import Contribution, Interval, PersonState, ReportState
+from closedloop.agents.state import Contribution, Interval, PersonState, ReportState, loops_of
 from closedloop.schemas.outputs import DailyReport
 
 __all__ = ["HANDLERS", "close_interval", "handle_contribution", "set_interval"]
@@ -41,7 +41,8 @@ def set_interval(
 
     ``start=None`` removes the interval; ``end=None`` leaves it open.
     """
-    intervals = st.iv
+    loops = st.loops
+    intervals = None if loops is None else loops.iv
     old = None if intervals is None else intervals.get(gauge)
     new = None if start is None or (end is not None and end <= start) else Interval(
         district, start, end)
@@ -56,26 +57,27 @@ def set_interval(
         if end is not None:
             ctx.contribute(district, end, gauge, -1)
         if intervals is None:
-            st.iv = intervals = {}
+            loops_of(st).iv = intervals = {}
         intervals[gauge] = new
-    elif intervals is not None:
+    elif intervals is not None and loops is not None:
         intervals.pop(gauge, None)
         if not intervals:
-            st.iv = None
+            loops.iv = None
 
 
 def close_interval(ctx: Context, st: PersonState, gauge: str, at: int) -> None:
     """End the key's interval in ``gauge`` at ``at`` (if open later) and forget it for good."""
-    old = None if st.iv is None else st.iv.get(gauge)
-    if old is None:
+    loops = st.loops
+    old = None if loops is None or loops.iv is None else loops.iv.get(gauge)
+    if loops is None or old is None:
         return
     if old.end is None or old.end > at:
         set_interval(ctx, st, gauge, old.district, old.start, max(at, old.start))
-    intervals = st.iv
+    intervals = loops.iv
     if intervals is not None:
         intervals.pop(gauge, None)
         if not intervals:
-            st.iv = None
+            loops.iv = None
 
 
 def handle_contribution(ctx: Context, st: ReportState, district: str, item: Contribution

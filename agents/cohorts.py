@@ -26,7 +26,7 @@ from closedloop.agents.requirements import (
     open_req,
     raise_alert,
 )
-from closedloop.agents.state import Change, Membership, PersonState, split_name
+from closedloop.agents.state import Change, Membership, PersonState, loops_of, split_name
 from closedloop.schemas.events import Cohort
 
 __all__ = ["HANDLERS", "active_cohorts", "on_cohort"]
@@ -39,8 +39,9 @@ Span = tuple[int, int | None, str]
 
 def active_cohorts(st: PersonState) -> list[str]:
     """Cohorts the person is an active member of now."""
+    loops = st.loops
     return sorted(
-        name for name, member in (st.cohorts or {}).items()
+        name for name, member in ((loops.cohorts if loops is not None else None) or {}).items()
         if member.since is not None and member.until is None
     )
 
@@ -52,9 +53,10 @@ def on_cohort(ctx: Context, st: PersonState, person_id: str, event: Cohort) -> N
     same instant), so it does not depend on the order in which they arrived.
     """
     at = int(event.occurred_at.timestamp())
-    memberships = st.cohorts
+    loops = loops_of(st)
+    memberships = loops.cohorts
     if memberships is None:
-        st.cohorts = memberships = {}
+        loops.cohorts = memberships = {}
     member = memberships.get(event.cohort)
     if member is None:
         member = memberships[event.cohort] = Membership(district=event.district, changes=[])
@@ -130,7 +132,8 @@ def _district_at(changes: list[Change], instant: int) -> str | None:
 def _lapse_cohort(ctx: Context, st: PersonState, person_id: str, name: str, due: int
                   ) -> int | None:
     cohort = split_name(name)[1]
-    member = None if st.cohorts is None else st.cohorts.get(cohort)
+    loops = st.loops
+    member = None if loops is None or loops.cohorts is None else loops.cohorts.get(cohort)
     every = ctx.policy.cohorts.get(cohort)
     if member is None or member.since is None or every is None:
         return None  # (every None: the policy no longer defines this cohort)

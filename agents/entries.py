@@ -30,7 +30,14 @@ from closedloop.agents.requirements import (
     raise_alert,
 )
 from closedloop.agents.shared import LEVEL_RANK, level_at
-from closedloop.agents.state import Entry, PersonState, Visit, sampled_between, split_name
+from closedloop.agents.state import (
+    Entry,
+    PersonState,
+    Visit,
+    loops_of,
+    sampled_between,
+    split_name,
+)
 from closedloop.schemas.events import Checkpoint, Clinic, Risk, Travel
 from closedloop.schemas.policy import Policy
 
@@ -43,9 +50,10 @@ def on_checkpoint(ctx: Context, st: PersonState, person_id: str, event: Checkpoi
     """An entry: counted now, judged when the clock passes it, tested within the window."""
     at = int(event.occurred_at.timestamp())
     proof = event.proof_sampled_at
-    entries = st.entries
+    loops = loops_of(st)
+    entries = loops.entries
     if entries is None:
-        st.entries = entries = {}
+        loops.entries = entries = {}
     entries[event.event_id] = Entry(
         at, event.checkpoint_id, event.district, event.role,
         None if proof is None else int(proof.timestamp()), list(event.visited))
@@ -59,9 +67,10 @@ def on_checkpoint(ctx: Context, st: PersonState, person_id: str, event: Checkpoi
 def on_clinic(ctx: Context, st: PersonState, person_id: str, event: Clinic) -> None:
     """A sentinel visit: counted now; a sampling is due within the facility kind's window."""
     at = int(event.occurred_at.timestamp())
-    visits = st.visits
+    loops = loops_of(st)
+    visits = loops.visits
     if visits is None:
-        st.visits = visits = {}
+        loops.visits = visits = {}
     visits[event.event_id] = Visit(at, event.facility_id, event.facility_kind, event.district,
                                    event.reason)
     ctx.contribute(event.district, at, "sentinel_visits")
@@ -74,11 +83,18 @@ def on_clinic(ctx: Context, st: PersonState, person_id: str, event: Clinic) -> N
 def _forget_entry(st: PersonState, event_id: str, judged: str) -> None:
     """Drop an entry's facts once neither of its requirements is open any more."""
     other = "landing" if judged == "entry" else "entry"
-    if due_of(st, f"{other}:{event_id}") is not None or st.entries is None:
+    loops = st.loops
+    if due_of(st, f"{other}:{event_id}") is not None or loops is None or loops.entries is None:
         return
-    st.entries.pop(event_id, None)
-    if not st.entries:
-        st.entries = None
+    loops.entries.pop(event_id, None)
+    if not loops.entries:
+        loops.entries = None
+
+
+def _entry(st: PersonState, event_id: str) -> Entry | None:
+    loops = st.loops
+    entries = None if loops is None else loops.entries
+    return None if entries is None else entries.get(event_id)
 
 
 def proof_age_hours(entry: Entry) -> float | None:
@@ -95,7 +111,7 @@ def _lapse_entry(ctx: Context, st: PersonState, person_id: str, name: str, due: 
                  ) -> int | None:
     """The clock passed the entry: judge its proof, and its counties as of the entry."""
     event_id = split_name(name)[1]
-    entry = None if st.entries is None else st.entries.get(event_id)
+    entry = _entry(st, event_id)
     if entry is None:
         return None
     if without_proof(ctx.policy, entry.at, entry.proof) and raise_alert(
@@ -122,7 +138,7 @@ def _lapse_entry(ctx: Context, st: PersonState, person_id: str, name: str, due: 
 def _lapse_landing(ctx: Context, st: PersonState, person_id: str, name: str, due: int
                    ) -> int | None:
     event_id = split_name(name)[1]
-    entry = None if st.entries is None else st.entries.get(event_id)
+    entry = _entry(st, event_id)
     if entry is None:
         return None
     if not sampled_between(st, entry.at, due) and raise_alert(
@@ -137,9 +153,11 @@ def _lapse_landing(ctx: Context, st: PersonState, person_id: str, name: str, due
 def _lapse_sentinel(ctx: Context, st: PersonState, person_id: str, name: str, due: int
                     ) -> int | None:
     event_id = split_name(name)[1]
-    visit = None if st.visits is None else st.visits.pop(event_id, None)
-    if st.visits is not None and not st.visits:
-        st.visits = None
+    loops = st.loops
+    visits = None if loops is None else loops.visits
+    visit = None if visits is None else visits.pop(event_id, None)
+    if loops is not None and visits is not None and not visits:
+        loops.visits = None
     if visit is None:
         return None
     if not sampled_between(st, visit.at, due) and raise_alert(

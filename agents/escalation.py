@@ -114,21 +114,22 @@ def _by(instant: int | None, until: int) -> bool:
 
 
 def _released(st: PersonState, entry: EscalationEntry, until: int) -> bool:
-    return any(entry.due <= at <= until for at in st.released or ())
+    loops = st.loops
+    return loops is not None and any(entry.due <= at <= until for at in loops.released or ())
 
 
 def _located(ctx: Context, st: Keyed, entry: EscalationEntry, until: int) -> bool:
-    if not isinstance(st, PersonState):
+    if not isinstance(st, PersonState) or st.loops is None:
         return False
-    return (any(entry.due < at <= until for at in st.located or ())
+    return (any(entry.due < at <= until for at in st.loops.located or ())
             or _released(st, entry, until))
 
 
 def _followed_up(ctx: Context, st: Keyed, entry: EscalationEntry, until: int) -> bool:
-    if not isinstance(st, PersonState):
+    if not isinstance(st, PersonState) or st.loops is None:
         return False
     lapsed_since = entry.due - ctx.policy.followup_every
-    return (any(lapsed_since < at <= until for at in st.clears or ())
+    return (any(lapsed_since < at <= until for at in st.loops.clears or ())
             or _released(st, entry, until))
 
 

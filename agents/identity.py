@@ -25,7 +25,7 @@ from closedloop.agents.requirements import (
     open_req,
     raise_alert,
 )
-from closedloop.agents.state import PersonState, Sample, split_name
+from closedloop.agents.state import PersonState, Sample, loops_of, split_name
 
 __all__ = ["HANDLERS", "check_day", "distance_km", "on_sampled"]
 
@@ -95,7 +95,8 @@ def on_sampled(ctx: Context, st: PersonState, person_id: str, sample: Sample) ->
         days.append(ctx.cal.date_of(sample.at))
     if index + 1 < len(samples) and _too_fast(ctx, samples, index + 1):
         days.append(ctx.cal.date_of(samples[index + 1].at))
-    alerted = st.id_days or ()
+    loops = st.loops
+    alerted = (loops.id_days if loops is not None else None) or ()
     for day in days:
         if day.isoformat() in alerted:
             continue
@@ -147,9 +148,10 @@ def _lapse_identity(ctx: Context, st: PersonState, person_id: str, name: str, du
     if found is None:
         return None
     at, evidence = found
-    if st.id_days is None:
-        st.id_days = []
-    st.id_days.append(day.isoformat())
+    loops = loops_of(st)
+    if loops.id_days is None:
+        loops.id_days = []
+    loops.id_days.append(day.isoformat())
     district = next((s.district for s in samples if s.at == at), None)
     raise_alert(
         ctx, st, kind="identity_suspect", subject=person_id, due=at, person_id=person_id,

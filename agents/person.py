@@ -27,6 +27,7 @@ from closedloop.agents.state import (
     Escalate,
     Forward,
     LastResult,
+    PersonLoops,
     PersonState,
     Result,
     Retest,
@@ -82,7 +83,8 @@ def on_event(ctx: Context, st: PersonState, person_id: str, event: Event) -> Non
         entries.on_clinic(ctx, st, person_id, event)
     elif isinstance(event, Population):
         roster.on_population(ctx, st, person_id, event)
-    if st.clears is not None and len(st.clears) > PRUNE_ABOVE:
+    loops = st.loops
+    if loops is not None and loops.clears is not None and len(loops.clears) > PRUNE_ABOVE:
         _prune(ctx, st)
     keep_alive(ctx, st, at)
 
@@ -150,33 +152,40 @@ def _prune(ctx: Context, st: PersonState) -> None:
     samples = st.samples
     if samples and samples[0].at < horizon:
         st.samples = tuple(s for s in samples if s.at >= horizon)
-    has_push = st.push is not None
-    clears = st.clears
+    loops = st.loops
+    if loops is not None:
+        _prune_loops(loops, horizon)
+    prune_sent(st, horizon)
+
+
+def _prune_loops(loops: PersonLoops, horizon: int) -> None:
+    has_push = loops.push is not None
+    clears = loops.clears
     if clears and clears[0] < horizon and (not has_push or len(clears) > 1):
         kept = [t for t in clears if t >= horizon]
         if kept:
-            st.clears = kept
-    located = st.located
+            loops.clears = kept
+    located = loops.located
     if located and located[0] < horizon and (not has_push or len(located) > 1):
-        st.located = [t for t in located if t >= horizon] or located[-1:]
-    released = st.released
+        loops.located = [t for t in located if t >= horizon] or located[-1:]
+    released = loops.released
     if released and released[0] < horizon and (not has_push or len(released) > 1):
-        st.released = [t for t in released if t >= horizon] or released[-1:]
-    days = st.id_days
+        loops.released = [t for t in released if t >= horizon] or released[-1:]
+    days = loops.id_days
     if days and len(days) > 3:
-        st.id_days = days[-3:]
-    prune_sent(st, horizon)
+        loops.id_days = days[-3:]
 
 
 def person_status(ctx: Context, person_id: str, st: PersonState) -> PersonStatus:
     """The person's current state for the compacted ``person-status`` topic."""
-    push = st.push
+    loops = st.loops
+    push = None if loops is None else loops.push
     push_status = None
     under_control = False
-    if push is not None:
+    if loops is not None and push is not None:
         located = travel.located_at(st, push)
         release = travel.released_at(st, push)
-        clears = st.clears
+        clears = loops.clears
         end = travel.control_end(st, push)
         under_control = located is not None and located <= ctx.clock < end
         push_status = PushStatus(

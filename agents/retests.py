@@ -11,16 +11,17 @@ from __future__ import annotations
 from typing import Final
 
 from closedloop.agents.requirements import Context, LapseHandler, open_req, raise_alert
-from closedloop.agents.state import PersonState, Retest, RetestNeed, split_name
+from closedloop.agents.state import PersonState, Retest, RetestNeed, loops_of, split_name
 
 __all__ = ["HANDLERS", "on_retest_needed"]
 
 
 def on_retest_needed(ctx: Context, st: PersonState, person_id: str, msg: Retest) -> None:
     tube = msg.tube
-    retests = st.retests
+    loops = loops_of(st)
+    retests = loops.retests
     if retests is None:
-        st.retests = retests = {}
+        loops.retests = retests = {}
     elif tube in retests:
         return
     retests[tube] = RetestNeed(reported=msg.reported, single=msg.single, result=msg.result,
@@ -31,9 +32,10 @@ def on_retest_needed(ctx: Context, st: PersonState, person_id: str, msg: Retest)
 def _lapse_retest(ctx: Context, st: PersonState, person_id: str, name: str, due: int
                   ) -> int | None:
     tube = split_name(name)[1]
-    need = None if st.retests is None else st.retests.pop(tube, None)
-    if not st.retests:
-        st.retests = None
+    loops = st.loops
+    need = None if loops is None or loops.retests is None else loops.retests.pop(tube, None)
+    if loops is not None and not loops.retests:
+        loops.retests = None
     if need is None:
         return None
     for sample in st.samples or ():

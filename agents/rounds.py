@@ -122,7 +122,7 @@ def _prime(policy: Policy, runs: list[RoundRun], persons: Mapping[str, PersonSta
     if not todo:
         return
     for st in persons.values():
-        if st.roster is None and st.samples is None and st.cohorts is None:
+        if st.roster is None and st.samples is None and _no_cohorts(st):
             continue
         for defn, pending, instants in todo:
             _move(pending, instants, {0: _NOTHING}, _profile(st, defn, instants))
@@ -173,13 +173,19 @@ Profile = dict[int, Contrib]
 that instant on (until the next index); index 0 always present."""
 
 
+def _no_cohorts(st: PersonState) -> bool:
+    return st.loops is None or st.loops.cohorts is None
+
+
 def _profile(st: PersonState, defn: RoundDef, instants: list[int]) -> Profile:
     """The person's contribution at each of ``instants`` (sorted), computed only at the first
     instant and at the first instant at or after each of the person's facts: in between no
     fact is added to what the contribution looks at, so it cannot change."""
     first, last = instants[0], instants[-1]
     points: set[int] | None = None  # indexes past the first; most persons have none
-    changes = [member.changes for member in st.cohorts.values()] if st.cohorts else []
+    loops = st.loops
+    cohorts = None if loops is None else loops.cohorts
+    changes = [member.changes for member in cohorts.values()] if cohorts else []
     for facts in (st.roster, st.samples, *changes):
         for fact in facts or ():
             at = fact.at
@@ -379,7 +385,7 @@ def _tally(
     """Each round's counts and missed persons as if it closed at ``instant``."""
     tallies: dict[str, tuple[Counts, Missed]] = {round_id: ({}, {}) for round_id, _ in rounds}
     for person_id, st in persons.items():
-        if st.roster is None and st.samples is None and st.cohorts is None:
+        if st.roster is None and st.samples is None and _no_cohorts(st):
             continue
         for round_id, defn in rounds:
             counts, missed = tallies[round_id]
@@ -407,7 +413,8 @@ def _first(samples: tuple[Sample, ...] | None, low: int, high: int,
 def _cohort_district(st: PersonState, cohort: str, instant: int) -> str | None:
     """The cohort district of an active member at ``instant`` (of their latest join), or
     None; a leave and a join at one instant leave the person a member (agents/cohorts.py)."""
-    member = None if st.cohorts is None else st.cohorts.get(cohort)
+    loops = st.loops
+    member = None if loops is None or loops.cohorts is None else loops.cohorts.get(cohort)
     if member is None:
         return None
     active, district = False, None

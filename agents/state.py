@@ -17,10 +17,18 @@ map: :func:`split_name` is the one place that parses them. The one requirement n
 key has, ``gc`` (forget the key once idle), is kept apart as ``gc_due``, so most keys own no
 ``req`` dict at all (~190 bytes a person); a state changelogged before that, with ``gc`` in
 ``req``, is moved over when read (:func:`upgraded`).
+
+Likewise the fields of the loops only a few persons enter (a push and its follow-up records,
+gauges, cohorts, retests, identity, entries, visits) live in one :class:`PersonLoops`,
+``PersonState.loops``, None for a testing round's typical person (one slot, not thirteen:
+~96 bytes a person). A person changelogged before, with those fields at the top level, is
+read by :func:`changelog_decoder` (the worker's one way to read a changelog) into ``loops``.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from typing import Final
 
 import msgspec
@@ -39,6 +47,7 @@ __all__ = [
     "LabReport",
     "LastResult",
     "Membership",
+    "PersonLoops",
     "PersonState",
     "Push",
     "ReportState",
@@ -51,7 +60,9 @@ __all__ = [
     "Sampled",
     "TubeState",
     "Visit",
+    "changelog_decoder",
     "is_blank",
+    "loops_of",
     "sampled_between",
     "split_name",
     "upgraded",
@@ -225,12 +236,16 @@ class TubeState(Keyed, kw_only=True, omit_defaults=True, gc=False):
     rep: LabReport | None = None
 
 
-class PersonState(Keyed, kw_only=True, omit_defaults=True, gc=False):
-    """Every per-person loop: travel push, cohorts, retests, identity."""
+class PersonLoops(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
+    """What a person's occasional loops keep: travel pushes and their follow-up records,
+    report gauges, cohorts, retests, identity alerts, checkpoint entries, sentinel visits.
 
-    district: str | None = None  # the latest known, for person-status
-    samples: tuple[Sample, ...] | None = None  # sorted by (at, tube), pruned by state_retention
-    last_result: LastResult | None = None
+    A testing round's typical person (on the roster, swabbed, a result) has none of these:
+    kept apart, they cost such a person one slot (``PersonState.loops`` None) instead of
+    thirteen (~96 bytes a person of a 10-million roster). Made on a loop's first write
+    (:func:`loops_of`); once made it stays, even emptied (a few persons).
+    """
+
     push: Push | None = None  # the current regimen
     prevs: dict[int, Push] | None = None  # replaced pushes that still owe a lapse, by pushed_at
     prev_push: Push | None = None  # the one replaced push of states written before ``prevs``
@@ -244,7 +259,47 @@ class PersonState(Keyed, kw_only=True, omit_defaults=True, gc=False):
     id_days: list[str] | None = None  # local days (ISO) with an identity_suspect already
     entries: dict[str, Entry] | None = None  # v1.1 checkpoint records by event_id
     visits: dict[str, Visit] | None = None  # v1.1 sentinel visits by event_id
+
+
+class PersonState(Keyed, kw_only=True, omit_defaults=True, gc=False):
+    """Every per-person loop: travel push, cohorts, retests, identity (in ``loops``), and
+    what a round's every person has: samplings, latest result, roster entries."""
+
+    district: str | None = None  # the latest known, for person-status
+    samples: tuple[Sample, ...] | None = None  # sorted by (at, tube), pruned by state_retention
+    last_result: LastResult | None = None
+    loops: PersonLoops | None = None  # None until a loop of a few persons writes (loops_of)
     roster: tuple[RosterEntry, ...] | None = None  # population records, the latest few (roster.py)
+
+
+def loops_of(st: PersonState) -> PersonLoops:
+    """The person's :class:`PersonLoops`, made on first use: for a loop about to write.
+    (A read tests ``st.loops is None``, so a person only looked at gets none.)"""
+    loops = st.loops
+    if loops is None:
+        st.loops = loops = PersonLoops()
+    return loops
+
+
+class _FlatPersonState(PersonState, kw_only=True, omit_defaults=True, gc=False):
+    """A changelogged person as written before :class:`PersonLoops`, its fields at the top
+    level (the new shape decodes too): read, then moved into ``loops`` (:func:`_unflattened`).
+    Never kept: its thirteen extra slots are what ``loops`` saves. The shape of old records:
+    a field added to :class:`PersonLoops` later has no flat form to read."""
+
+    push: Push | None = None
+    prevs: dict[int, Push] | None = None
+    prev_push: Push | None = None
+    located: list[int] | None = None
+    clears: list[int] | None = None
+    released: list[int] | None = None
+    located_done: list[int] | None = None
+    iv: dict[str, Interval] | None = None
+    cohorts: dict[str, Membership] | None = None
+    retests: dict[str, RetestNeed] | None = None
+    id_days: list[str] | None = None
+    entries: dict[str, Entry] | None = None
+    visits: dict[str, Visit] | None = None
 
 
 class ReportState(Keyed, kw_only=True, omit_defaults=True, gc=False):
@@ -268,12 +323,18 @@ def sampled_between(st: PersonState, since: int, until: int,
 def is_blank(st: Keyed) -> bool:
     """Is this a fresh state nothing was recorded in? (Such a state is never stored.)
 
-    A ``req`` emptied in place counts as none.
+    A ``req`` emptied in place counts as none, and so do a person's ``loops`` left empty.
     """
     if st.req or st.gc_due is not None or st.last != 0:
         return False
-    blank = type(st)()
-    return (st if st.req is None else msgspec.structs.replace(st, req=None)) == blank
+    if st.req is not None:
+        st = msgspec.structs.replace(st, req=None)
+    if isinstance(st, PersonState) and st.loops is not None and st.loops == _NO_LOOPS:
+        st = msgspec.structs.replace(st, loops=None)
+    return st == type(st)()
+
+
+_NO_LOOPS: Final = PersonLoops()  # compared with, never written to
 
 
 def upgraded(st: Keyed) -> Keyed:
@@ -287,6 +348,44 @@ def upgraded(st: Keyed) -> Keyed:
         if not req:
             st.req = None
     return st
+
+
+_PERSON_FIELDS: Final = PersonState.__struct_fields__
+_FLAT_FIELDS: Final = tuple(
+    name for name in _FlatPersonState.__struct_fields__ if name not in _PERSON_FIELDS)
+# a flat field's name as a JSON key anywhere: a person written without is decoded as it is
+_FLAT_KEY: Final = re.compile(b'"(?:' + b"|".join(n.encode() for n in _FLAT_FIELDS) + b')"')
+
+
+def changelog_decoder(state: type[Keyed]) -> Callable[[bytes], Keyed]:
+    """Reads a changelogged state of ``state``'s stage, whatever version wrote it
+    (:func:`upgraded`; a person with its loops flat, as before :class:`PersonLoops`, gets
+    them moved into ``loops``: msgspec would drop the unknown keys silently).
+
+    Raises :class:`msgspec.DecodeError` on a record it cannot read.
+    """
+    decode = msgspec.json.Decoder(state).decode
+    if state is not PersonState:
+        return lambda raw: upgraded(decode(raw))
+    decode_flat = msgspec.json.Decoder(_FlatPersonState).decode
+
+    def person(raw: bytes) -> Keyed:
+        if _FLAT_KEY.search(raw) is None:  # the usual person: no loop, in either shape
+            return upgraded(decode(raw))
+        return upgraded(_unflattened(decode_flat(raw)))
+
+    return person
+
+
+def _unflattened(old: _FlatPersonState) -> PersonState:
+    """``old`` as a :class:`PersonState`, its flat loop fields (if any) in ``loops``."""
+    flat = {name: value for name in _FLAT_FIELDS if (value := getattr(old, name)) is not None}
+    loops = old.loops
+    if flat:
+        loops = PersonLoops(**flat) if loops is None else msgspec.structs.replace(loops, **flat)
+    fields = {name: getattr(old, name) for name in _PERSON_FIELDS}
+    fields["loops"] = loops
+    return PersonState(**fields)
 
 
 # -- messages between stages ------------------------------------------------------------------

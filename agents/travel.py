@@ -34,7 +34,14 @@ from closedloop.agents.requirements import (
     open_req,
     raise_alert,
 )
-from closedloop.agents.state import FollowupChain, PersonState, Push, split_name
+from closedloop.agents.state import (
+    FollowupChain,
+    PersonLoops,
+    PersonState,
+    Push,
+    loops_of,
+    split_name,
+)
 from closedloop.schemas.events import Followup, Travel
 
 __all__ = ["HANDLERS", "control_end", "located_at", "on_followup", "on_travel", "released_at"]
@@ -53,28 +60,42 @@ PREV: Final = ":prev:"  # a requirement a replaced push still owes: <name>:prev:
 LEGACY_PREV: Final = ":prev"  # the suffix before replaced pushes were told apart (prev_push)
 
 
+def _loops(st: PersonState) -> PersonLoops:
+    """The loops of a person with a push (a push lives there: they exist)."""
+    loops = st.loops
+    assert loops is not None
+    return loops
+
+
 def _is_prev(name: str) -> bool:
     return PREV in name or name.endswith(LEGACY_PREV)
 
 
 def _push_of(st: PersonState, name: str) -> Push:
     """The push a requirement belongs to: the current one, or a replaced one it still owes."""
+    loops = _loops(st)
     if PREV in name:
-        assert st.prevs is not None  # kept while a requirement refers to it (_retire)
-        return st.prevs[int(name.rsplit(":", 1)[1])]
-    push = st.prev_push if name.endswith(LEGACY_PREV) else st.push
+        assert loops.prevs is not None  # kept while a requirement refers to it (_retire)
+        return loops.prevs[int(name.rsplit(":", 1)[1])]
+    push = loops.prev_push if name.endswith(LEGACY_PREV) else loops.push
     assert push is not None  # a travel requirement is opened by a push
     return push
 
 
 def located_at(st: PersonState, push: Push | None = None) -> int | None:
-    push = push if push is not None else st.push
-    return None if push is None else _first_at_or_after(st.located, push.arrived_at)
+    loops = st.loops
+    if loops is None:
+        return None
+    push = push if push is not None else loops.push
+    return None if push is None else _first_at_or_after(loops.located, push.arrived_at)
 
 
 def released_at(st: PersonState, push: Push | None = None) -> int | None:
-    push = push if push is not None else st.push
-    return None if push is None else _first_at_or_after(st.released, push.arrived_at)
+    loops = st.loops
+    if loops is None:
+        return None
+    push = push if push is not None else loops.push
+    return None if push is None else _first_at_or_after(loops.released, push.arrived_at)
 
 
 def control_end(st: PersonState, push: Push) -> int:
@@ -90,7 +111,8 @@ def on_travel(ctx: Context, st: PersonState, person_id: str, event: Travel,
     (``travel``, or ``checkpoint`` for a risk-area entry) goes into every alert it raises."""
     pushed = int(event.occurred_at.timestamp())
     ctx.contribute(event.district, pushed, "pushed")  # every push counts, even a superseded one
-    old = st.push
+    loops = loops_of(st)
+    old = loops.push
     if old is not None and (old.pushed_at, old.event_id) >= (pushed, event.event_id):
         return  # an older push arriving late: the newer one stands (ties: larger event_id)
     arrived = int(event.arrived_at.timestamp())
@@ -99,19 +121,19 @@ def on_travel(ctx: Context, st: PersonState, person_id: str, event: Travel,
         if old.arrived_at != arrived:
             located = located_at(st, old)
             if located is not None:  # counted for the old journey: not again for the new
-                st.located_done = [*(st.located_done or [])[-3:], located]
+                loops.located_done = [*(loops.located_done or [])[-3:], located]
             # A new journey: what the old regimen counted stays counted, up to this push.
             # (The same arrival pushed again is a correction: _refresh moves the counts.)
             for gauge in GAUGES:
                 close_interval(ctx, st, gauge, pushed)
-            if st.iv is not None:  # a count, not a gauge: nothing to close
-                st.iv.pop("located", None)
-                if not st.iv:
-                    st.iv = None
+            if loops.iv is not None:  # a count, not a gauge: nothing to close
+                loops.iv.pop("located", None)
+                if not loops.iv:
+                    loops.iv = None
     regimen = ctx.policy.regimens[event.risk]
     first_day = ctx.cal.date_of(arrived)
     ends = ctx.cal.day_start(first_day + timedelta(days=regimen.days))
-    st.push = push = Push(
+    loops.push = push = Push(
         pushed_at=pushed,
         event_id=event.event_id,
         arrived_at=arrived,
@@ -142,6 +164,7 @@ def _retire(st: PersonState, old: Push, replaced_at: int) -> None:
     arrived before or after the clock reached them. What older replaced pushes still owe is
     kept too (two re-pushes may both be applied before a lagging clock fires it).
     """
+    loops = _loops(st)
     reqs = st.req or {}
     tag = f"{PREV}{old.pushed_at}"
     for name in [n for n in reqs if split_name(n)[0] in HANDLERS and not _is_prev(n)]:
@@ -150,45 +173,47 @@ def _retire(st: PersonState, old: Push, replaced_at: int) -> None:
             reqs[name + tag] = due
     if not reqs:
         st.req = None
-    prevs = st.prevs
+    prevs = loops.prevs
     if prevs is None:
-        st.prevs = prevs = {}
+        loops.prevs = prevs = {}
     prevs[old.pushed_at] = msgspec.structs.replace(old, ends_at=min(old.ends_at, replaced_at))
     owed = {int(n.rsplit(":", 1)[1]) for n in reqs if PREV in n}
     for key in [k for k in prevs if k not in owed]:
         del prevs[key]  # nothing refers to that push any more
     if not prevs:
-        st.prevs = None
+        loops.prevs = None
 
 
 def on_followup(ctx: Context, st: PersonState, person_id: str, event: Followup) -> None:
     """Record the grid worker's fact; requirements look at facts when they fall due."""
     at = int(event.occurred_at.timestamp())
+    loops = loops_of(st)
     if event.kind == "released":
-        if st.released is None:
-            st.released = []
-        insort(st.released, at)
+        if loops.released is None:
+            loops.released = []
+        insort(loops.released, at)
     else:
         if event.kind == "located":
-            if st.located is None:
-                st.located = []
-            insort(st.located, at)
-        if st.clears is None:
-            st.clears = []
-        insort(st.clears, at)
-    if st.push is not None:
-        _refresh(ctx, st, st.push)
+            if loops.located is None:
+                loops.located = []
+            insort(loops.located, at)
+        if loops.clears is None:
+            loops.clears = []
+        insort(loops.clears, at)
+    if loops.push is not None:
+        _refresh(ctx, st, loops.push)
         if event.kind != "released":
             _end_overdue_at(ctx, st, at)
 
 
 def _refresh(ctx: Context, st: PersonState, push: Push) -> None:
     """Bring derived requirements in line with the facts: follow-up chain, release, gauges."""
+    loops = _loops(st)
     located = located_at(st, push)
     # Located for this push, counted once, in the push's district, no earlier than the push:
     # a correction that re-pushes moves the count rather than adding one, in either order.
     since = None if located is None else max(located, push.pushed_at)
-    counted = None if st.located_done is not None and located in st.located_done else since
+    counted = None if loops.located_done is not None and located in loops.located_done else since
     set_interval(ctx, st, "located", push.district, counted, None)
     if located is not None and push.fu is None and push.ends_at > push.pushed_at:
         # Nobody is asked to follow a person up before the push: a record older than the
@@ -198,7 +223,7 @@ def _refresh(ctx: Context, st: PersonState, push: Push) -> None:
         open_req(st, "followup", anchor + ctx.policy.followup_every)
     end = control_end(st, push)
     set_interval(ctx, st, "under_control", push.district, since, end)
-    over = None if st.iv is None else st.iv.get("followup_overdue_open")
+    over = None if loops.iv is None else loops.iv.get("followup_overdue_open")
     if over is not None and (over.end is None or over.end > end):
         set_interval(ctx, st, "followup_overdue_open", over.district, over.start, end)
     release = released_at(st, push)
@@ -213,7 +238,8 @@ def _refresh(ctx: Context, st: PersonState, push: Push) -> None:
 
 def _end_overdue_at(ctx: Context, st: PersonState, at: int) -> None:
     """A clearance at ``at`` ends an open follow-up lapse at that instant (for the report)."""
-    over = None if st.iv is None else st.iv.get("followup_overdue_open")
+    loops = _loops(st)
+    over = None if loops.iv is None else loops.iv.get("followup_overdue_open")
     if over is not None and over.start <= at and (over.end is None or at < over.end):
         set_interval(ctx, st, "followup_overdue_open", over.district, over.start, at)
 
@@ -243,13 +269,14 @@ def _lapse_followup(
     ctx: Context, st: PersonState, person_id: str, name: str, due: int
 ) -> int | None:
     push = _push_of(st, name)
+    loops = _loops(st)
     current = not _is_prev(name)
     chain = push.fu
     assert chain is not None  # opened when the push was located
     every = ctx.policy.followup_every
     if due >= control_end(st, push):
         return None
-    cleared = latest_in(st.clears or [], max(chain.anchor, chain.floor), due)
+    cleared = latest_in(loops.clears or [], max(chain.anchor, chain.floor), due)
     if cleared is not None:
         chain.anchor = cleared
         return cleared + every
@@ -267,22 +294,22 @@ def _lapse_followup(
     )
     was_open = chain.floor > chain.anchor  # an earlier lapse, not cleared since
     chain.floor = due
-    current_push = st.push
+    current_push = loops.push
     assert current_push is not None  # a replaced push is only ever replaced by another
     if not current and push.arrived_at != current_push.arrived_at:
         # A new journey replaced this push and closed its gauges; count this lapse as open up
         # to the replacement, as if it had fired before it (however late the clock fired).
-        later = _first_at_or_after(st.clears, due + 1)
+        later = _first_at_or_after(loops.clears, due + 1)
         end = control_end(st, push) if later is None else min(later, control_end(st, push))
         if raised and not was_open and end > due:
             ctx.contribute(push.district, due, "followup_overdue_open")
             ctx.contribute(push.district, end, "followup_overdue_open", -1)
         return due + every
-    over = None if st.iv is None else st.iv.get("followup_overdue_open")
+    over = None if loops.iv is None else loops.iv.get("followup_overdue_open")
     if over is not None and over.end is not None and over.end <= due:
         close_interval(ctx, st, "followup_overdue_open", over.end)  # an earlier, ended lapse
-    if raised and (st.iv is None or "followup_overdue_open" not in st.iv):
-        later = _first_at_or_after(st.clears, due + 1)
+    if raised and (loops.iv is None or "followup_overdue_open" not in loops.iv):
+        later = _first_at_or_after(loops.clears, due + 1)
         end = control_end(st, current_push)
         end = end if later is None else min(later, end)
         set_interval(ctx, st, "followup_overdue_open", push.district, due, end)

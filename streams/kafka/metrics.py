@@ -72,9 +72,9 @@ def control_interval(policy: Policy, st: object) -> tuple[int, int, str] | None:
     A person is under control while ``located <= clock < end``, exactly as
     ``person_status`` decides ``under_control``; the regimen is the push's mode.
     """
-    if not isinstance(st, PersonState) or st.push is None:
+    if not isinstance(st, PersonState) or st.loops is None or st.loops.push is None:
         return None
-    push = st.push
+    push = st.loops.push
     located = travel.located_at(st, push)
     regimen = policy.regimens.get(push.risk)
     if located is None or regimen is None:

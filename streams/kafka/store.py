@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 
 import msgspec
 
-from closedloop.agents.state import Keyed, upgraded
+from closedloop.agents.state import Keyed, changelog_decoder
 from closedloop.streams.engine.stage_runner import META_PREFIX, PartitionMeta
 
 __all__ = ["StageStore"]
@@ -45,7 +45,7 @@ class StageStore:
         self._dirty_of: dict[int, set[str]] = {}
         self._data: dict[str, object] = {}
         self._dirty: set[str] = set()
-        self._decode_state = msgspec.json.Decoder(state).decode
+        self._decode_state = changelog_decoder(state)  # older shapes upgraded
         self._decode_meta = msgspec.json.Decoder(PartitionMeta).decode
         # person stage: a digest of each person's last published status, per partition
         # (in memory only: after a restore the first status of each person goes out again)
@@ -120,7 +120,7 @@ class StageStore:
                 continue
             try:
                 data[key] = (self._decode_meta(value) if key.startswith(META_PREFIX)
-                             else upgraded(self._decode_state(value)))
+                             else self._decode_state(value))
             except msgspec.DecodeError:
                 skipped += 1
         if skipped:

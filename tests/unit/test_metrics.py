@@ -126,7 +126,9 @@ def test_a_person_is_under_control_from_located_until_the_regimens_end() -> None
     assert tally.under_control({0: epoch(located) - 1}) == {}
     assert tally.under_control({0: epoch(located)}) == {"home_quarantine": 1}
     assert tally.under_control({0: MIN_EPOCH}) == {}  # the partition's clock is unknown
-    ends = feed.table[person].push.ends_at
+    loops = feed.table[person].loops
+    assert loops is not None and loops.push is not None
+    ends = loops.push.ends_at
     assert tally.under_control({0: ends - 1}) == {"home_quarantine": 1}
     assert tally.under_control({0: ends}) == {}
     assert {"unlocated", "test"} <= set(tally.kinds)  # re-checked when due, open until then
