@@ -72,7 +72,9 @@ def on_sampling(
             "pool_overflow",
             f"tube already has its {pool_size} member(s) (pool_size {pool_size})",
         )
-    members[event.person_id] = at
+    # The person's id once for the city: the person table's key is the same string (the
+    # embedded driver interns every key), not a copy per tube (~60 bytes a person).
+    members[intern(event.person_id)] = at
     # Sites and districts are few and repeat in every sample: share one string of each.
     site, district = intern(event.site_id), intern(event.district)
     if st.district is None:

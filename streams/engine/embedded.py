@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from sys import intern
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -166,7 +167,9 @@ class EmbeddedDriver:
         ctx = self._ctx
         ctx.clock = self.clock.observe(at)
         ctx.event, ctx.event_at = event, at  # the agents need not convert the time again
-        key = getattr(event, KEY_FIELD[topic])
+        # interned: a person's id is kept once, shared with the tubes' members, and a
+        # tube's with its persons' samples
+        key = intern(getattr(event, KEY_FIELD[topic]))
         runs = self._topic_runs[topic]
         if not runs and isinstance(event, Area | Round) and apply_shared(
                 self.policy, self.shared, event, self.person.table):
