@@ -125,7 +125,7 @@ class Stage(Generic[S]):
     def _finish(
         self, ctx: Context, table: Table[S], key: str, st: S, fire: bool
     ) -> int | None:
-        due = st.gc_due if not st.req else next_due(st)  # most keys: only gc is open
+        due = next_due(st)
         if fire and due is not None and due <= ctx.clock:  # most inputs fire nothing
             fire_due(ctx, st, key, self.handlers)
             due = next_due(st)
