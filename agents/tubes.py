@@ -65,21 +65,22 @@ def on_sampling(
     pool_size = st.pool
     if pool_size is None:
         st.pool = pool_size = event.pool_size
-    if event.person_id in members:
+    # The person's id once for the city: the person table's key is the same string (the
+    # embedded driver interns every key), not a copy per tube (~60 bytes a person).
+    person_id = intern(event.person_id)
+    if person_id in members:
         return None  # the same person again in the same tube: one member
     if len(members) >= pool_size:
         return Rejection(
             "pool_overflow",
             f"tube already has its {pool_size} member(s) (pool_size {pool_size})",
         )
-    # The person's id once for the city: the person table's key is the same string (the
-    # embedded driver interns every key), not a copy per tube (~60 bytes a person).
-    members[intern(event.person_id)] = at
+    members[person_id] = at
     # Sites and districts are few and repeat in every sample: share one string of each.
     site, district = intern(event.site_id), intern(event.district)
     if st.district is None:
         st.district = district
-    ctx.forwards.append((event.person_id, Sampled(
+    ctx.forwards.append((person_id, Sampled(
         at, tube_id, pool_size, site, event.site_lat, event.site_lon, district,
     )))
     first = st.first
@@ -90,7 +91,7 @@ def on_sampling(
             if st.sla is None or stage not in st.sla:  # the name: one string for all tubes
                 open_req(st, intern(f"lab:{stage}"), at + within)
     if st.rep is not None:
-        _apply_result(ctx, st, st.rep, members, tube_id, [event.person_id])
+        _apply_result(ctx, st, st.rep, members, tube_id, [person_id])
     keep_alive(ctx, st, at)
     return None
 
