@@ -6,8 +6,9 @@ their district's sites (with 0.5 % extra people not on the roster), each tube re
 lab an hour after its last swab and reported two hours later; two thirds of those missed are
 caught up in single tubes within the next 24 h. Lines are made in event time, written to a
 temporary file and streamed from it twice: once parsed by orjson alone (the baseline), once
-through ``replay`` to the final report. Peak memory is the process's maximum RSS growth
-during the replay, divided by the roster size.
+through ``replay`` to the final report, and a third time through the floor
+(:mod:`closedloop.streams.bench.floor`), after the replay's memory is read. Peak memory is the
+process's maximum RSS growth during the replay, divided by the roster size.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any, Final
 import orjson
 
 from closedloop.schemas.policy import default_policy
+from closedloop.streams.bench.floor import floor_pass
 from closedloop.streams.cli.replay import replay_lines
 from closedloop.streams.sim.city import SHANGHAI
 
@@ -166,6 +168,13 @@ def bench_round(persons: int, seed: int = 1, say: Callable[[str], None] | None =
             rss_growth = _rss_kib() - rss_before
             round_reports.seek(0)
             final = orjson.loads(round_reports.read().splitlines()[-1])
+        gc.collect()
+        tell(f"replay {lines / replay:,.0f} lines/s; the floor (decoding and de-duplication "
+             "alone, no rule) over the file …")
+        started = time.perf_counter()
+        with path.open("rb") as handle:
+            floor_pass(handle, default_policy(), received_at=CLOSES + 2 * CATCHUP)
+        floor = time.perf_counter() - started
     rows = final["rows"]
     return {
         "persons": persons, "lines": lines, "generate_s": generated, "parse_s": parse,
@@ -174,4 +183,5 @@ def bench_round(persons: int, seed: int = 1, say: Callable[[str], None] | None =
         "caught_up": sum(r["caught_up"] for r in rows),
         "not_on_roster": sum(r["not_on_roster"] for r in rows),
         "round_missed": result.alerts_by_kind.get("round_missed", 0),
+        "floor_s": floor, "floor_ratio": parse / floor,
     }

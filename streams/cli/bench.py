@@ -70,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"closedloop replay      {r['lines'] / r['replay_s']:>12,.0f} lines/s   "
               f"wall {r['replay_s']:,.1f} s (goal: the whole day in under 10 min at 10 M)")
         print(f"ratio replay/parse     {r['ratio']:>12.1%}   (target >= 8% at 1 M)")
+        print(f"ratio floor/parse      {r['floor_ratio']:>12.1%}   (decoding and "
+              "de-duplication alone, no rule: replay's ceiling)")
         print(f"peak RSS growth        {r['rss_growth_kib'] / 1024:>12,.1f} MiB   "
               f"(~{per:,.0f} bytes per person; target <= 1,000 at 1 M, goal <= 600 at 10 M)")
         print(f"final report           in scope {r['in_scope']:,.0f}, missed "
@@ -83,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"orjson parse-only      {r['parse_per_s']:>12,.0f} events/s")
         print(f"closedloop replay      {r['replay_per_s']:>12,.0f} events/s")
         print(f"ratio replay/parse     {r['ratio']:>12.1%}   (target >= 8%, aim 30%)")
+        print(f"floor                  {r['floor_per_s']:>12,.0f} events/s")
+        print(f"ratio floor/parse      {r['floor_ratio']:>12.1%}   (decoding and "
+              "de-duplication alone, no rule: replay's ceiling)")
         if r["persons"]:
             per = r["rss_growth_kib"] * 1024 / r["persons"]
             print(f"peak persons tracked   {r['persons']:>12,.0f}")
