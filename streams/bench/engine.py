@@ -14,18 +14,17 @@ from __future__ import annotations
 
 import gc
 import io
-import math
 import random
 import resource
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
-
-import orjson
 
 from closedloop.agents.state import TubeState
 from closedloop.schemas.policy import default_policy
-from closedloop.streams.bench.floor import floor_pass
+from closedloop.streams.bench.floor import bare_step_parses, ceiling, floor_pass
+from closedloop.streams.bench.interleave import Interleaved
 from closedloop.streams.cli.replay import replay_lines
 from closedloop.streams.engine.deadlines import DeadlineIndex
 
@@ -48,7 +47,9 @@ def _generate(people: int, days: int, seed: int, path: Path) -> int:
 
 
 def bench_replay(people: int, days: int, seed: int, repeat: int) -> dict[str, float]:
-    """Parse-only vs replay on the same file; best of ``repeat`` runs each."""
+    """Parse-only vs replay, and vs the floor, on the same file, each timed in step with
+    its baseline (:mod:`~closedloop.streams.bench.interleave`); the best ratio of ``repeat``
+    runs each."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "city.jsonl"
         started = time.perf_counter()
@@ -57,41 +58,33 @@ def bench_replay(people: int, days: int, seed: int, repeat: int) -> dict[str, fl
         data = path.read_bytes()
     lines = data.splitlines()
     del data
-    parse_best = math.inf
-    for _ in range(repeat):
-        started = time.perf_counter()
-        for line in lines:
-            try:  # noqa: SIM105 - suppress() would add a context manager to the baseline
-                orjson.loads(line)
-            except orjson.JSONDecodeError:
-                pass  # the simulated malformed lines: replay pays for them too
-        parse_best = min(parse_best, time.perf_counter() - started)
     policy = default_policy()
-    replay_best = math.inf
     rss_before = _rss_kib()
-    persons = 0
+    replays: list[Interleaved] = []
     for _ in range(repeat):
         gc.collect()
-        sink = io.BytesIO()
-        started = time.perf_counter()
-        result = replay_lines(lines, policy, alerts_out=sink)
-        replay_best = min(replay_best, time.perf_counter() - started)
-        persons = result.stats.get("persons_tracked_peak", 0)
+        replays.append(Interleaved())
+        result = replays[-1].run(
+            partial(replay_lines, policy=policy, alerts_out=io.BytesIO()), lines)
     rss_after = _rss_kib()  # before the floor, whose own tables must not count
-    floor_best = math.inf
+    floors: list[Interleaved] = []
     for _ in range(repeat):
         gc.collect()
-        started = time.perf_counter()
-        floor_pass(lines, policy)
-        floor_best = min(floor_best, time.perf_counter() - started)
+        floors.append(Interleaved())
+        floors[-1].run(partial(floor_pass, policy=policy), lines)
+    replay = max(replays, key=lambda run: run.ratio)
+    floor = max(floors, key=lambda run: run.ratio)
+    persons = result.stats.get("persons_tracked_peak", 0)
+    step = min(bare_step_parses(policy, lines) for _ in range(repeat))
     return {
         "events": events,
         "generate_s": generated,
-        "parse_per_s": events / parse_best,
-        "replay_per_s": events / replay_best,
-        "ratio": parse_best / replay_best,
-        "floor_per_s": events / floor_best,
-        "floor_ratio": parse_best / floor_best,
+        "parse_per_s": events / replay.parse_s,
+        "replay_per_s": events / replay.pass_s,
+        "ratio": replay.ratio,
+        "floor_per_s": events / floor.pass_s,
+        "floor_ratio": floor.ratio,
+        **ceiling(events, floor.parse_s, floor.pass_s, result.keyed_steps, step),
         "rss_growth_kib": rss_after - rss_before,
         "persons": persons,
     }

@@ -5,10 +5,11 @@ every district, open 06:00–18:00 local; 97 % of the roster sampled in it in 10
 their district's sites (with 0.5 % extra people not on the roster), each tube received by a
 lab an hour after its last swab and reported two hours later; two thirds of those missed are
 caught up in single tubes within the next 24 h. Lines are made in event time, written to a
-temporary file and streamed from it twice: once parsed by orjson alone (the baseline), once
-through ``replay`` to the final report, and a third time through the floor
-(:mod:`closedloop.streams.bench.floor`), after the replay's memory is read. Peak memory is the
-process's maximum RSS growth during the replay, divided by the roster size.
+temporary file and streamed from it twice: through ``replay`` to the final report, then through
+the floor (:mod:`closedloop.streams.bench.floor`) once the replay's memory is read; each
+time, every chunk of lines is first parsed by orjson alone, the baseline, timed in step with
+the pass (:mod:`closedloop.streams.bench.interleave`). Peak memory is the process's maximum
+RSS growth during the replay, divided by the roster size.
 """
 
 from __future__ import annotations
@@ -23,13 +24,16 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from functools import partial
+from itertools import islice
 from pathlib import Path
 from typing import Any, Final
 
 import orjson
 
 from closedloop.schemas.policy import default_policy
-from closedloop.streams.bench.floor import floor_pass
+from closedloop.streams.bench.floor import bare_step_parses, ceiling, floor_pass
+from closedloop.streams.bench.interleave import Interleaved
 from closedloop.streams.cli.replay import replay_lines
 from closedloop.streams.sim.city import SHANGHAI
 
@@ -149,39 +153,37 @@ def bench_round(persons: int, seed: int = 1, say: Callable[[str], None] | None =
              str(path), str(persons), str(seed)], check=True, capture_output=True, text=True)
         lines = int(made.stdout)
         generated = time.perf_counter() - started
-        tell(f"{lines:,} lines in {generated:,.0f} s; orjson parse-only of the file …")
-        started = time.perf_counter()
-        with path.open("rb") as handle:
-            for line in handle:
-                orjson.loads(line)
-        parse = time.perf_counter() - started
+        tell(f"{lines:,} lines in {generated:,.0f} s; replay of the file, each chunk parsed "
+             "by orjson alone just before replay reads it (the baseline) …")
+        policy = default_policy()
         gc.collect()
         rss_before = _rss_kib()
-        tell(f"parse-only {lines / parse:,.0f} lines/s; replay of the file (the same lines at "
-             "a few % of that rate) …")
-        started = time.perf_counter()
+        replay = Interleaved()
         with path.open("rb") as handle, tempfile.TemporaryFile() as round_reports:
-            result = replay_lines(handle, default_policy(), until=CLOSES + CATCHUP + 60,
-                                  round_reports_out=round_reports,
-                                  received_at=CLOSES + 2 * CATCHUP)
-            replay = time.perf_counter() - started
+            result = replay.run(partial(
+                replay_lines, policy=policy, until=CLOSES + CATCHUP + 60,
+                round_reports_out=round_reports, received_at=CLOSES + 2 * CATCHUP), handle)
             rss_growth = _rss_kib() - rss_before
             round_reports.seek(0)
             final = orjson.loads(round_reports.read().splitlines()[-1])
         gc.collect()
-        tell(f"replay {lines / replay:,.0f} lines/s; the floor (decoding and de-duplication "
-             "alone, no rule) over the file …")
-        started = time.perf_counter()
+        tell(f"replay {lines / replay.pass_s:,.0f} lines/s, parse-only "
+             f"{lines / replay.parse_s:,.0f}; the floor (decoding and de-duplication alone, "
+             "no rule), the same way …")
+        floor = Interleaved()
         with path.open("rb") as handle:
-            floor_pass(handle, default_policy(), received_at=CLOSES + 2 * CATCHUP)
-        floor = time.perf_counter() - started
+            floor.run(partial(floor_pass, policy=policy, received_at=CLOSES + 2 * CATCHUP),
+                      handle)
+        with path.open("rb") as handle:
+            step = bare_step_parses(policy, list(islice(handle, 200_000)))
     rows = final["rows"]
     return {
-        "persons": persons, "lines": lines, "generate_s": generated, "parse_s": parse,
-        "replay_s": replay, "ratio": parse / replay, "rss_growth_kib": rss_growth,
+        "persons": persons, "lines": lines, "generate_s": generated, "parse_s": replay.parse_s,
+        "replay_s": replay.pass_s, "ratio": replay.ratio, "rss_growth_kib": rss_growth,
         "in_scope": sum(r["in_scope"] for r in rows), "missed": sum(r["missed"] for r in rows),
         "caught_up": sum(r["caught_up"] for r in rows),
         "not_on_roster": sum(r["not_on_roster"] for r in rows),
         "round_missed": result.alerts_by_kind.get("round_missed", 0),
-        "floor_s": floor, "floor_ratio": parse / floor,
+        "floor_s": floor.pass_s, "floor_ratio": floor.ratio,
+        **ceiling(lines, floor.parse_s, floor.pass_s, result.keyed_steps, step),
     }

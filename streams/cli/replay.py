@@ -95,6 +95,7 @@ class ReplayResult:
     reports: int
     clock: int
     escalations: int = 0
+    keyed_steps: int = 0  # applies and fires over the stages (the benchmarks' floor)
 
 
 def _sorted_alerts(alerts: list[Alert]) -> list[Alert]:
@@ -171,7 +172,8 @@ def replay_lines(
         ledger.finish(driver)
     if progress is not None:
         progress.done()
-    return ReplayResult(driver.stats, alerts_by_kind, reports, driver.clock.value, escalations)
+    return ReplayResult(driver.stats, alerts_by_kind, reports, driver.clock.value, escalations,
+                        driver.keyed_steps)
 
 
 class ProgressLine:
