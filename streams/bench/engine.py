@@ -71,7 +71,7 @@ def bench_replay(people: int, days: int, seed: int, repeat: int) -> dict[str, fl
     for _ in range(repeat):
         gc.collect()
         floors.append(Interleaved())
-        floors[-1].run(partial(floor_pass, policy=policy), lines)
+        applied = floors[-1].run(partial(floor_pass, policy=policy), lines)["applied"]
     replay = max(replays, key=lambda run: run.ratio)
     floor = max(floors, key=lambda run: run.ratio)
     persons = result.stats.get("persons_tracked_peak", 0)
@@ -84,7 +84,7 @@ def bench_replay(people: int, days: int, seed: int, repeat: int) -> dict[str, fl
         "ratio": replay.ratio,
         "floor_per_s": events / floor.pass_s,
         "floor_ratio": floor.ratio,
-        **ceiling(events, floor.parse_s, floor.pass_s, result.keyed_steps, step),
+        **ceiling(events, floor.parse_s, floor.pass_s, result.keyed_steps, applied, step),
         "rss_growth_kib": rss_after - rss_before,
         "persons": persons,
     }

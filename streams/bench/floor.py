@@ -112,16 +112,18 @@ def floor_pass(lines: Iterable[bytes], policy: Policy, received_at: float | None
     return counts
 
 
-def ceiling(lines: int, parse_s: float, floor_s: float, steps: int, step_parses: float
-            ) -> dict[str, float]:
+def ceiling(lines: int, parse_s: float, floor_s: float, steps: int, applied: int,
+            step_parses: float) -> dict[str, float]:
     """Where any engine of this shape must stay, from one run's measurements: the floor plus
     replay's ``steps`` keyed steps, each ``step_parses`` (:func:`bare_step_parses`) with no
-    rule. ``ceiling_ratio``: its ratio to parse-only; ``step_us``: a step at the floor's
-    machine speed; ``left_us``: what a line may spend on every rule at :data:`TARGET`
-    (negative: the target is out of reach before any rule runs)."""
+    rule, less one step for each of the floor's ``applied`` lines, whose keyed read and write
+    the floor already paid (priced as that, the first step of a line is counted cheaper than
+    it is: the ceiling errs towards the target). ``ceiling_ratio``: its ratio to parse-only;
+    ``step_us``: a step at the floor's machine speed; ``left_us``: what a line may spend on
+    every rule at :data:`TARGET` (negative: out of reach before any rule runs)."""
     parse_line = parse_s / lines
     step_s = step_parses * parse_line
-    per_line = floor_s / lines + steps / lines * step_s
+    per_line = floor_s / lines + max(steps - applied, 0) / lines * step_s
     return {"steps_per_line": steps / lines, "step_us": step_s * 1e6,
             "ceiling_ratio": parse_line / per_line,
             "left_us": (parse_line / TARGET - per_line) * 1e6}

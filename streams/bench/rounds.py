@@ -172,8 +172,8 @@ def bench_round(persons: int, seed: int = 1, say: Callable[[str], None] | None =
              "no rule), the same way …")
         floor = Interleaved()
         with path.open("rb") as handle:
-            floor.run(partial(floor_pass, policy=policy, received_at=CLOSES + 2 * CATCHUP),
-                      handle)
+            applied = floor.run(partial(
+                floor_pass, policy=policy, received_at=CLOSES + 2 * CATCHUP), handle)["applied"]
         with path.open("rb") as handle:
             step = bare_step_parses(policy, list(islice(handle, 200_000)))
     rows = final["rows"]
@@ -185,5 +185,5 @@ def bench_round(persons: int, seed: int = 1, say: Callable[[str], None] | None =
         "not_on_roster": sum(r["not_on_roster"] for r in rows),
         "round_missed": result.alerts_by_kind.get("round_missed", 0),
         "floor_s": floor.pass_s, "floor_ratio": floor.ratio,
-        **ceiling(lines, floor.parse_s, floor.pass_s, result.keyed_steps, step),
+        **ceiling(lines, floor.parse_s, floor.pass_s, result.keyed_steps, applied, step),
     }

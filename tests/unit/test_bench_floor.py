@@ -65,12 +65,13 @@ def test_a_bare_step_is_priced_in_parses_of_the_sample() -> None:
     assert 0 < bare_step_parses(POLICY, sample, keys=1_000, chunk=100) < float("inf")
 
 
-def test_the_ceiling_adds_the_steps_to_the_floor_and_prices_the_rest_at_the_target() -> None:
-    # given 1,000 lines parsed in 1 ms, through the floor in 10 ms, with 2,000 steps each
-    # costing a line's parse (1 us)
-    c = ceiling(1_000, 0.001, 0.010, 2_000, 1.0)
-    # then a line costs the floor's 10 us and two steps' 2 us: 12 us against parse's 1 us
-    assert c["steps_per_line"] == 2 and round(c["step_us"], 9) == 1
+def test_the_ceiling_adds_the_steps_the_floor_did_not_take_and_prices_the_rest() -> None:
+    # given 1,000 lines parsed in 1 ms, through the floor in 10 ms (each applied, with its
+    # keyed write), and replay's 3,000 steps, each costing a line's parse (1 us)
+    c = ceiling(1_000, 0.001, 0.010, 3_000, 1_000, 1.0)
+    # then a line costs the floor's 10 us and the two steps beyond its own: 12 us against
+    # parse's 1 us
+    assert c["steps_per_line"] == 3 and round(c["step_us"], 9) == 1
     assert round(c["ceiling_ratio"], 9) == round(1 / 12, 9)
     # and at the target a line may take 1 us / 8% = 12.5 us, leaving the rules 0.5 us
     assert TARGET == 0.08 and round(c["left_us"], 9) == 0.5
