@@ -16,9 +16,8 @@ from typing import Final
 from closedloop.agents.requirements import (
     Context,
     LapseHandler,
-    due_of,
     lapse_gc,
-    open_req,
+    open_req_by,
 )
 from closedloop.agents.state import Contribution, Interval, PersonState, ReportState, loops_of
 from closedloop.schemas.outputs import DailyReport
@@ -93,9 +92,7 @@ def handle_contribution(ctx: Context, st: ReportState, district: str, item: Cont
     bucket = days.setdefault(day.isoformat(), {})
     bucket[item.field] = bucket.get(item.field, 0) + item.d
     cutoff = ctx.cal.cutoff_at(day)
-    pending = due_of(st, "report")
-    if pending is None or cutoff < pending:
-        open_req(st, "report", cutoff)  # an earlier day, arriving late but in time
+    open_req_by(st, "report", cutoff)  # an earlier day, arriving late but in time
 
 
 def _lapse_report(ctx: Context, st: ReportState, district: str, name: str, due: int

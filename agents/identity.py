@@ -21,8 +21,7 @@ from typing import Any, Final
 from closedloop.agents.requirements import (
     Context,
     LapseHandler,
-    due_of,
-    open_req,
+    open_req_by,
     raise_alert,
 )
 from closedloop.agents.state import PersonState, Sample, loops_of, split_name
@@ -103,10 +102,7 @@ def on_sampled(ctx: Context, st: PersonState, person_id: str, sample: Sample) ->
         found = check_day(ctx, samples, day)
         if found is None:
             continue
-        name = f"identity:{day.isoformat()}"
-        current = due_of(st, name)
-        if current is None or found[0] < current:
-            open_req(st, name, found[0])
+        open_req_by(st, f"identity:{day.isoformat()}", found[0])
 
 
 def _too_fast(ctx: Context, samples: tuple[Sample, ...], index: int) -> bool:

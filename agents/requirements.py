@@ -48,6 +48,7 @@ __all__ = [
     "next_due",
     "open_escalation",
     "open_req",
+    "open_req_by",
     "prune_early",
     "raise_alert",
     "split_name",
@@ -104,6 +105,14 @@ def open_req(st: Keyed, name: str, due: int) -> None:
         st.req = {name: due}
     else:
         reqs[name] = due
+
+
+def open_req_by(st: Keyed, name: str, due: int) -> None:
+    """Open requirement ``name`` due by ``due``: moved earlier when it is open and due later,
+    left as it is when it is open and due no later (a fact arriving late, but in time)."""
+    current = due_of(st, name)
+    if current is None or due < current:
+        open_req(st, name, due)
 
 
 def close_req(st: Keyed, name: str) -> None:

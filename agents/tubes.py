@@ -30,13 +30,13 @@ from closedloop.agents import escalation
 from closedloop.agents.requirements import (
     Context,
     LapseHandler,
-    due_of,
     escalation_entry,
     event_time,
     fire_due,
     keep_alive,
     lapse_gc,
     open_req,
+    open_req_by,
     raise_alert,
 )
 from closedloop.agents.state import (
@@ -162,10 +162,7 @@ def _arm_pool(st: TubeState, reported: int, tube_id: str, sampled: int) -> None:
     """Arm the ``pool_positive`` listing at the report, or at a swab taken after it."""
     if st.sent is not None and alert_id("pool_positive", tube_id, reported) in st.sent:
         return  # listed already: a member arriving later only needs its retest
-    due = max(reported, sampled)
-    pending = due_of(st, "pool")
-    if pending is None or due < pending:
-        open_req(st, "pool", due)
+    open_req_by(st, "pool", max(reported, sampled))
 
 
 def _raise_pool_positive(ctx: Context, st: TubeState, report: LabReport, tube_id: str,
