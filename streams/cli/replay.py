@@ -11,7 +11,9 @@ starts, so a replay that must give the same bytes on any day passes ``--received
 exit status is 0 unless the input cannot be read (or an option is wrong: 2).
 
 With ``--round-reports OUT``, testing rounds' ``round-report`` records (progress, close,
-final) are written there as JSON Lines in the order they are raised.
+final) are written there as JSON Lines in the order they are raised: by as_of, then round_id,
+then stage (progress, close, final), within each flush as alerts are (a round arriving after
+its close raises its overdue reports at once; they take their place among the others).
 
 With ``--escalations OUT``, alerts nobody acknowledged, resolved or satisfied within the
 policy's ``escalation.after`` are written there (kind ``escalated``, level 2 then 3). They are
@@ -33,11 +35,12 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, BinaryIO
+from typing import IO, TYPE_CHECKING, BinaryIO, Final
 
 import msgspec
 
-from closedloop.schemas.outputs import Alert
+from closedloop.agents.rounds import STAGES
+from closedloop.schemas.outputs import Alert, RoundReport
 from closedloop.schemas.plausible import EARLIEST, MAX_SPREAD
 from closedloop.schemas.policy import Policy, PolicyError, load_policy
 from closedloop.streams.engine.embedded import EmbeddedDriver, Origin
@@ -102,6 +105,18 @@ def _sorted_alerts(alerts: list[Alert]) -> list[Alert]:
     return sorted(alerts, key=lambda a: (a.raised_at, a.alert_id))
 
 
+_STAGE_RANK: Final = {stage: rank for rank, stage in enumerate(STAGES)}
+
+
+def _report_order(report: RoundReport) -> tuple[float, str, int]:
+    """§6: round reports by as_of, then round_id, then stage (progress, close, final), within
+    each flush as alerts are sorted within each flush. The engine raises them in that order
+    at each clock step, but a round arriving after its close raises its overdue reports at
+    once, after those of other rounds with a later as_of."""
+    return (datetime.fromisoformat(report.as_of).timestamp(), report.round_id,
+            _STAGE_RANK[report.stage])
+
+
 def replay_lines(
     lines: Iterable[bytes],
     policy: Policy,
@@ -147,7 +162,7 @@ def replay_lines(
             reports += 1
             if reports_out is not None:
                 reports_out.write(_encode(report) + b"\n")
-        for round_report in out.round_reports:  # in the order raised (agents/rounds.py)
+        for round_report in sorted(out.round_reports, key=_report_order):
             if round_reports_out is not None:
                 round_reports_out.write(_encode(round_report) + b"\n")
         for letter in out.dead_letters:
@@ -232,7 +247,8 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--round-reports", metavar="OUT",
         help="testing rounds' progress, close and final reports JSON Lines, in the order "
-        "raised (by as_of, then round_id, then stage)",
+        "raised (by as_of, then round_id, then stage: progress, close, final; within each "
+        "flush, as alerts are)",
     )
     parser.add_argument("--quiet", action="store_true", help="no summary on stderr")
     parser.add_argument(

@@ -362,6 +362,27 @@ class TestProgress:
         ]
 
 
+    def test_a_late_rounds_overdue_reports_take_their_place_by_as_of(self) -> None:
+        # given round r9 (06:00-08:00) reported through its close, then round r3
+        # (05:00-07:30) arriving when the clock is at 20:00, in the same flush
+        day = at(T0, days=1, hours=-9)  # 2022-09-07T00:00
+        events = [
+            population("person-aaaa", BEFORE),
+            round_("r9", CALLED, at(day, hours=6), at(day, hours=8)),
+            sampling("person-zzzz", "tube-z1", at(day, hours=20)),
+            round_("r3", at(day, hours=20), at(day, hours=5), at(day, hours=7, minutes=30)),
+        ]
+        _, reports, _ = run_rounds(events, until=at(day, hours=21))
+        # then the reports come by as_of, then round_id, then stage (§6), not as raised
+        assert [(r["as_of"], r["round_id"], r["stage"]) for r in reports] == [
+            (at(day, hours=6), "r3", "progress"),
+            (at(day, hours=7), "r3", "progress"),
+            (at(day, hours=7), "r9", "progress"),
+            (at(day, hours=7, minutes=30), "r3", "close"),
+            (at(day, hours=8), "r9", "close"),
+        ]
+
+
 class TestCatchUp:
     def test_catch_up_exactly_at_the_window_end_counts_one_second_later_does_not(
         self,
