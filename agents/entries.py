@@ -13,7 +13,9 @@ Each record opens requirements named after its ``event_id`` (``entry:``, ``landi
 ``sentinel:``) and keeps its facts until they are judged. Where the contract is silent
 (README, "Rules where the contract is silent"): a proof sampled after the entry has a negative
 ``proof_age_hours``; of several counties at the highest level, the first in ``visited`` is the
-push's ``origin``.
+push's ``origin``; two records of one person lapsing at one instant share one alert (its id is
+(kind, subject, due_at), §5: the first record's), yet each lapse counts in its own district's
+daily report (each record is one lapse, "one per checkpoint record").
 """
 
 from __future__ import annotations
@@ -98,8 +100,9 @@ def _entry(st: PersonState, event_id: str) -> Entry | None:
 
 
 def proof_age_hours(entry: Entry) -> float | None:
-    """Hours from the proof's sampling to the entry, to 0.1 (negative: a proof from after it)."""
-    return None if entry.proof is None else round((entry.at - entry.proof) / 3600, 1)
+    """Hours from the proof's sampling to the entry, to 0.1 (negative: a proof from after it;
+    never -0.0, which ``round`` gives for a proof under 3 minutes after the entry)."""
+    return None if entry.proof is None else round((entry.at - entry.proof) / 3600, 1) + 0.0
 
 
 def without_proof(policy: Policy, at: int, proof: int | None) -> bool:
@@ -114,12 +117,11 @@ def _lapse_entry(ctx: Context, st: PersonState, person_id: str, name: str, due: 
     entry = _entry(st, event_id)
     if entry is None:
         return None
-    if without_proof(ctx.policy, entry.at, entry.proof) and raise_alert(
-        ctx, st, kind="entry_without_proof", subject=person_id, due=entry.at,
-        person_id=person_id, district=entry.district,
-        details={"checkpoint_id": entry.checkpoint, "role": entry.role,
-                 "proof_age_hours": proof_age_hours(entry)},
-    ):
+    if without_proof(ctx.policy, entry.at, entry.proof):
+        raise_alert(ctx, st, kind="entry_without_proof", subject=person_id, due=entry.at,
+                    person_id=person_id, district=entry.district,
+                    details={"checkpoint_id": entry.checkpoint, "role": entry.role,
+                             "proof_age_hours": proof_age_hours(entry)})
         ctx.contribute(entry.district, entry.at, "entries_without_proof")
     risky = [(LEVEL_RANK[level], -number, county)
              for number, county in enumerate(entry.visited)
@@ -141,10 +143,10 @@ def _lapse_landing(ctx: Context, st: PersonState, person_id: str, name: str, due
     entry = _entry(st, event_id)
     if entry is None:
         return None
-    if not sampled_between(st, entry.at, due) and raise_alert(
-        ctx, st, kind="landing_test_missed", subject=person_id, due=due, person_id=person_id,
-        district=entry.district, details={"checkpoint_id": entry.checkpoint, "role": entry.role},
-    ):
+    if not sampled_between(st, entry.at, due):
+        raise_alert(ctx, st, kind="landing_test_missed", subject=person_id, due=due,
+                    person_id=person_id, district=entry.district,
+                    details={"checkpoint_id": entry.checkpoint, "role": entry.role})
         ctx.contribute(entry.district, due, "landing_tests_missed")
     _forget_entry(st, event_id, "landing")
     return None
@@ -160,12 +162,11 @@ def _lapse_sentinel(ctx: Context, st: PersonState, person_id: str, name: str, du
         loops.visits = None
     if visit is None:
         return None
-    if not sampled_between(st, visit.at, due) and raise_alert(
-        ctx, st, kind="sentinel_untested", subject=person_id, due=due, person_id=person_id,
-        district=visit.district,
-        details={"facility_id": visit.facility, "facility_kind": visit.kind,
-                 "reason": visit.reason},
-    ):
+    if not sampled_between(st, visit.at, due):
+        raise_alert(ctx, st, kind="sentinel_untested", subject=person_id, due=due,
+                    person_id=person_id, district=visit.district,
+                    details={"facility_id": visit.facility, "facility_kind": visit.kind,
+                             "reason": visit.reason})
         ctx.contribute(visit.district, due, "sentinel_untested")
     return None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from helpers import (
     T0,
@@ -55,6 +56,11 @@ class TestProof:
         alerts, *_ = run([checkpoint(DRIVER, T0, at(T0, hours=1))], until=at(T0, minutes=10))
         [alert] = alerts_of(alerts, "entry_without_proof")
         assert alert["details"]["proof_age_hours"] == -1.0
+
+    def test_a_proof_a_second_after_the_entry_is_aged_zero_not_minus_zero(self) -> None:
+        alerts, *_ = run([checkpoint(DRIVER, T0, at(T0, seconds=1))], until=at(T0, minutes=10))
+        [alert] = alerts_of(alerts, "entry_without_proof")
+        assert b'"proof_age_hours":0.0' in orjson.dumps(alert["details"])
 
     def test_the_proof_is_judged_only_when_the_clock_passes_the_entry(self) -> None:
         # the clock stops one second before the entry: nothing yet
@@ -220,6 +226,32 @@ class TestDailyReport:
             "pushed": 1, "sentinel_visits": 0}
         assert today["xuhui"]["sentinel_visits"] == 2
         assert today["xuhui"]["sentinel_untested"] == 1
+
+    def test_two_lapses_sharing_one_alert_count_each_in_its_own_district(self) -> None:
+        # given one driver entering at two checkpoints at once, with no proof and no test
+        events = [checkpoint(DRIVER, T0, None, checkpoint_id="cp-a", district="jiading",
+                             event_id="chk-a"),
+                  checkpoint(DRIVER, T0, None, checkpoint_id="cp-b", district="xuhui",
+                             event_id="chk-b"),
+                  # and a pharmacy visit in xuhui (24 h) and, 22 h later, a hospital visit in
+                  # jiading (2 h): both windows end at the same second, nobody samples them
+                  clinic("patient-0001", T0, "pharmacy", district="xuhui", facility_id="ph-1",
+                         event_id="cl-1"),
+                  clinic("patient-0001", at(T0, hours=22), "hospital", district="jiading",
+                         facility_id="ho-1", event_id="cl-2")]
+        alerts, reports, *_ = run(events, until=at(T0, days=2))
+        # then each (kind, subject, due_at) is one alert (§5), the first record's...
+        [untested] = alerts_of(alerts, "sentinel_untested")
+        assert untested["details"]["facility_id"] == "ph-1"
+        assert len(alerts_of(alerts, "entry_without_proof")) == 1
+        assert len(alerts_of(alerts, "landing_test_missed")) == 1
+        # ...and each record's lapse counts once, in its own district's report
+        counted = {(r["date"], r["district"]): r for r in reports}
+        for district in ("xuhui", "jiading"):
+            assert counted["2022-09-06", district]["entries_without_proof"] == 1
+            assert counted["2022-09-06", district]["landing_tests_missed"] == 1
+        assert counted["2022-09-07", "xuhui"]["sentinel_untested"] == 1
+        assert counted["2022-09-07", "jiading"]["sentinel_untested"] == 1
 
     def test_a_repeated_checkpoint_record_counts_once(self) -> None:
         entry = checkpoint(DRIVER, T0, at(T0, hours=-3), event_id="chk-1")
