@@ -35,7 +35,7 @@ from closedloop.schemas.events import (
     Round,
     Sampling,
 )
-from closedloop.schemas.identifiers import contains_raw, redact_text
+from closedloop.schemas.identifiers import contains_raw, loggable, redact_text
 from closedloop.schemas.outputs import DeadLetter
 from closedloop.schemas.plausible import DEFAULT_MAX_CLOCK_SKEW, implausible
 from closedloop.schemas.rawscan import find_raw, find_raw_in, plain_ascii, redact_original
@@ -455,7 +455,7 @@ def dead_letter(
     text, encoding = redact_original(original)
     return DeadLetter(
         reason=rejection.reason,  # type: ignore[arg-type]
-        message=redact_text(rejection.message),
+        message=redact_text(loggable(rejection.message)),
         topic=topic,
         partition=partition,
         offset=offset,

@@ -20,6 +20,7 @@ from typing import Final
 __all__ = [
     "REDACTED",
     "contains_raw",
+    "loggable",
     "looks_raw",
     "normalize",
     "redact_bytes",
@@ -40,11 +41,22 @@ TOKEN_BYTES: Final = re.compile(_TOKEN_SOURCE.encode("ascii"))
 _ESCAPE = re.compile(r"\\(?:u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
                      r"|u[0-9a-fA-F]{4}|.)", re.DOTALL)
 _SIMPLE_ESCAPES: Final = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+_LITERAL_ESCAPES: Final = frozenset('"\\/')  # escapes standing for the character itself
 
 
 def normalize(text: str) -> str:
     """NFKC, skipped for ASCII text (already normal), so the common case costs nothing."""
     return text if text.isascii() else unicodedata.normalize("NFKC", text)
+
+
+def loggable(text: str) -> str:
+    """``text`` with every character that is not printable escaped (``\\ud800``, ``\\n``):
+    a message naming a key from the input must stay one UTF-8 line (a lone surrogate could
+    not be written at all)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
 
 
 def looks_raw(value: str) -> bool:
@@ -68,8 +80,12 @@ def _unit_value(unit: str, escapes: bool) -> str:
                             + int(unit[8:12], 16) - 0xDC00))
             except ValueError:  # not reachable through _ESCAPE; kept as written
                 return unit
-        else:
-            unit = _SIMPLE_ESCAPES.get(unit[1], unit[1])
+        elif unit[1] in _SIMPLE_ESCAPES:
+            unit = _SIMPLE_ESCAPES[unit[1]]
+        elif unit[1] in _LITERAL_ESCAPES:
+            unit = unit[1]
+        # else not a JSON escape (``\1``): read as written, backslash and all, as the ASCII
+        # fast path reads it; read as "1" it would glue a token onto the digits before it
     return unit if unit.isascii() else unicodedata.normalize("NFKC", unit)
 
 

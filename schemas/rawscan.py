@@ -22,6 +22,7 @@ from closedloop.schemas.identifiers import (
     TOKEN,
     TOKEN_BYTES,
     contains_raw,
+    loggable,
     redact_bytes,
     redact_text,
 )
@@ -120,12 +121,12 @@ def find_raw_in(value: Any, path: tuple[str, ...] = ()) -> str | None:
         where, node = stack.pop()
         if isinstance(node, str):
             if contains_raw(node):
-                return ".".join(where) or "value"
+                return loggable(".".join(where)) or "value"  # keys are anyone's text
         elif isinstance(node, dict):
             for key, item in node.items():
                 key = str(key)
                 if contains_raw(key):
-                    return ".".join((*where, REDACTED)) + " (a key)"
+                    return loggable(".".join((*where, REDACTED))) + " (a key)"
                 stack.append(((*where, key), item))
         elif isinstance(node, list):
             stack.extend(((*where, str(i)), item) for i, item in enumerate(node))

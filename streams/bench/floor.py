@@ -29,6 +29,7 @@ from closedloop.streams.bench.interleave import CHUNK, parse_only
 from closedloop.streams.engine.clock import Watermark
 from closedloop.streams.engine.deadlines import DeadlineIndex
 from closedloop.streams.engine.dedup import Dedup
+from closedloop.streams.engine.envelopes import blank
 from closedloop.streams.engine.gc_tuning import for_throughput
 from closedloop.streams.engine.topology import Stage
 
@@ -88,7 +89,7 @@ def floor_pass(lines: Iterable[bytes], policy: Policy, received_at: float | None
     cohorts, skew = policy.cohorts, policy.max_clock_skew
     with for_throughput():
         for raw in lines:
-            if not raw.strip():
+            if blank(raw):
                 counts["blank"] += 1
                 continue
             decoded = decode_line(raw.rstrip(b"\r\n"), cohorts, received_at=received_at,

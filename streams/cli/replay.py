@@ -44,6 +44,7 @@ from closedloop.schemas.outputs import Alert, RoundReport
 from closedloop.schemas.plausible import EARLIEST, MAX_SPREAD
 from closedloop.schemas.policy import Policy, PolicyError, load_policy
 from closedloop.streams.engine.embedded import EmbeddedDriver, Origin
+from closedloop.streams.engine.envelopes import blank
 from closedloop.streams.engine.gc_tuning import for_throughput
 from closedloop.streams.ledger import DEFAULT_HELP, database_url
 
@@ -172,7 +173,7 @@ def replay_lines(
 
     with for_throughput():
         for number, line in enumerate(lines, start=1):
-            if not line.strip():
+            if blank(line):
                 driver.stats["blank_lines"] += 1
                 continue
             driver.pipe_line(line.rstrip(b"\r\n"), Origin(line=number))

@@ -178,15 +178,18 @@ class EmbeddedDriver:
         if not runs and isinstance(event, Area | Round) and apply_shared(
                 self.policy, self.shared, event, self.person.table):
             self._rounds_due = rounds.next_due(self.policy, self.shared)
+        applied = True
         for run in runs:
             rejection = run.apply(ctx, key, event)
-            if rejection is not None:
+            if rejection is not None:  # a rule refused it (a pool overflow): not applied
                 self.reject(rejection, raw, origin, topic)
+                applied = False
         if isinstance(event, Action):
             self.out.actions.append(event)
             if not any(holds(run.table.get(key), event.alert_id) for run in runs):
                 self.stats["actions_ignored"] += 1  # no open escalation: counted, not rejected
-        self.stats[_APPLIED[topic]] += 1
+        if applied:  # so that read = applied + duplicates + rejected
+            self.stats[_APPLIED[topic]] += 1
         if ctx.forwards or ctx.contributions:  # _route's test, without a call when empty
             self._route(ctx)
         clock = ctx.clock  # _advance's tests, without a call when nothing is due:

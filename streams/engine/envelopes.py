@@ -16,7 +16,7 @@ import msgspec
 from closedloop.schemas.decode import Rejection
 from closedloop.schemas.events import KEY_FIELD
 
-__all__ = ["COMPACTED_INPUTS", "Publishable", "Refused", "publishable"]
+__all__ = ["COMPACTED_INPUTS", "Publishable", "Refused", "blank", "publishable"]
 
 COMPACTED_INPUTS: Final = frozenset({"cohort", "population"})
 """Input topics with ``cleanup.policy=compact`` (the roster): every record needs its key."""
@@ -54,10 +54,20 @@ class Refused:
     topic: str | None  # the input topic it was meant for, when the envelope says
 
 
+_JSON_SPACE: Final = b" \t\r\n"
+
+
+def blank(line: bytes) -> bool:
+    """A line of JSON white space only (RFC 8259: space, tab, CR, LF), skipped as no input.
+    Not ``bytes.strip()``'s white space: a line of form feeds or vertical tabs is not JSON,
+    and is dead-lettered, never skipped unseen."""
+    return not line.strip(_JSON_SPACE)
+
+
 def publishable(line: bytes) -> Publishable | Refused | None:
     """The record a replay line makes, why it makes none, or None for a blank line."""
     line = line.rstrip(b"\r\n")
-    if not line.strip():
+    if blank(line):
         return None
     try:
         envelope = _decode_envelope(line)

@@ -443,6 +443,35 @@ def test_the_command_line_exits_0_on_every_kind_of_bad_line(
     assert "rejected" in done.stderr
 
 
+# Found by a black-box hostile-input audit: a lone surrogate in a key beside a raw identifier
+# (its dead letter's message named the key, which could not be written: the run stopped), an
+# invalid escape before a mobile number in a line that is not ASCII (read as a digit, it hid
+# the number), lines of form feeds or vertical tabs (skipped unseen as blank).
+AUDIT_LINES: Final = (
+    (rb'{"topic":"sampling","value":{"\ud800":"13812345678"}}', "raw_identifier"),
+    (rb'{"\ud800":"13812345678","topic":"sampling","value":{}}', "raw_identifier"),
+    (rb'{"topic":"sampling","value":{"a":{"\udc00":["13812345678"]}}}', "raw_identifier"),
+    (rb'{"topic":"sampling","value":{"\ud800x":{"13812345678":1}}}', "raw_identifier"),
+    (rb'{"topic":"sampling","value":{"\ud800":"\u0031\u0033812345678"}}', "raw_identifier"),
+    (rb'{"topic":"sampling","value":{"note":"tel 0\13812345678"}}', "raw_identifier"),
+    ('{"topic":"sampling","value":{"note":"t\u00e9l 0\\13812345678"}}'.encode(),
+     "raw_identifier"),
+    (b"\x0b", "not_json"), (b"\x0c", "not_json"), (b" \x0b ", "not_json"),
+)
+
+
+def test_the_lines_of_a_hostile_input_audit_are_dead_lettered_and_leak_nothing() -> None:
+    good = len(good_lines())
+    mixed = mix([(number * 37 % good, (line, frozenset({reason})))
+                 for number, (line, reason) in enumerate(AUDIT_LINES)])
+    run = replay(mixed.lines)
+    assert_contained(run, mixed)
+    # and a message names a key that is no text as its escape: one line of UTF-8
+    assert [letter["message"].split(": ")[0] for letter in run.letters[:5]] == [
+        "value.\\ud800", "\\ud800", "value.a.\\udc00.0", "value.\\ud800x.[redacted] (a key)",
+        "value.\\ud800"]
+
+
 NOT_SIMULATED_YET = {"population", "round"}  # contract v1.1
 
 

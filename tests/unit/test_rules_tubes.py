@@ -456,6 +456,9 @@ class TestPoolOverflow:
         assert pool["details"]["members"] == sorted(members[:10])
         assert [a["subject"] for a in alerts_of(alerts, "unlocated")] == ["traveller-9"]
         assert stats["rejected:pool_overflow"] == 1
+        # and it is counted as rejected only: read = applied + rejected
+        applied = sum(n for k, n in stats.items() if k.startswith("applied:"))
+        assert (stats["events_read"], applied) == (13, 12)
 
     def test_the_same_person_twice_in_a_tube_is_one_member(self) -> None:
         # given Alice swabbed twice into one single tube (09:00, 09:01)
