@@ -49,7 +49,7 @@ Where the contract is silent (also in the README):
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from fractions import Fraction
 from math import floor
@@ -289,10 +289,14 @@ def next_due(policy: Policy, shared: Shared) -> int | None:
     return min(dues) if dues else None
 
 
-def fire_rounds(ctx: Context, shared: Shared, persons: Mapping[str, PersonState]) -> set[str]:
+def fire_rounds(ctx: Context, shared: Shared, persons: Mapping[str, PersonState],
+                after_instant: Callable[[], None] | None = None) -> set[str]:
     """Make every round report due by the clock, in order (as_of, round_id, stage), as
     shares of ``persons`` (``ctx.round_parts``: :func:`report` sums them), and raise the
-    closes' ``round_missed`` alerts; returns the persons whose state changed."""
+    closes' ``round_missed`` alerts; returns the persons whose state changed.
+    ``after_instant`` is called once each instant's shares are made: a round arriving after
+    a year of hourly reports makes thousands at once, which a caller may pass on as they
+    come rather than hold them all."""
     due: list[tuple[int, str, int]] = []
     for round_id, run in shared.rounds.items():
         due.extend((at, round_id, stage) for at, stage in _due(ctx.policy, run, ctx.clock))
@@ -305,6 +309,8 @@ def fire_rounds(ctx: Context, shared: Shared, persons: Mapping[str, PersonState]
         while end < len(due) and due[end][0] == instant:
             end += 1
         touched |= _fire_instant(ctx, shared, persons, instant, due[start:end])
+        if after_instant is not None:
+            after_instant()
         start = end
     return touched
 

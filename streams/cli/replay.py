@@ -13,7 +13,9 @@ exit status is 0 unless the input cannot be read (or an option is wrong: 2).
 With ``--round-reports OUT``, testing rounds' ``round-report`` records (progress, close,
 final) are written there as JSON Lines in the order they are raised: by as_of, then round_id,
 then stage (progress, close, final), within each flush as alerts are (a round arriving after
-its close raises its overdue reports at once; they take their place among the others).
+its close raises its overdue reports at once; they take their place among the others). A
+round arriving after a long span of progress reports over many districts hands them over
+every 100,000 rows, each hand-over sorted, so that they are never all held in memory.
 
 With ``--escalations OUT``, alerts nobody acknowledged, resolved or satisfied within the
 policy's ``escalation.after`` are written there (kind ``escalated``, level 2 then 3). They are
@@ -43,7 +45,7 @@ from closedloop.agents.rounds import STAGES
 from closedloop.schemas.outputs import Alert, RoundReport
 from closedloop.schemas.plausible import EARLIEST, MAX_SPREAD
 from closedloop.schemas.policy import Policy, PolicyError, load_policy
-from closedloop.streams.engine.embedded import EmbeddedDriver, Origin
+from closedloop.streams.engine.embedded import EmbeddedDriver, Origin, Outputs
 from closedloop.streams.engine.envelopes import blank
 from closedloop.streams.engine.gc_tuning import for_throughput
 from closedloop.streams.ledger import DEFAULT_HELP, database_url
@@ -171,6 +173,18 @@ def replay_lines(
                 deadletter_out.write(_encode(letter) + b"\n")
         buffered = 0
 
+    def spill(held: list[RoundReport]) -> None:
+        """Round reports written before the next flush: a round arriving after a year of
+        hourly progress over many districts makes thousands at once (the engine hands them
+        over every SPILL_ROWS rows; each hand-over is sorted as a flush is)."""
+        if ledger is not None:
+            ledger.write(Outputs(round_reports=list(held)))
+        for round_report in sorted(held, key=_report_order):
+            if round_reports_out is not None:
+                round_reports_out.write(_encode(round_report) + b"\n")
+        held.clear()
+
+    driver.spill = spill
     with for_throughput():
         for number, line in enumerate(lines, start=1):
             if blank(line):

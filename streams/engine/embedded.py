@@ -9,9 +9,10 @@ benchmarks all run through it: ``pipe(topic, value)``, ``advance_to(T)``, ``drai
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from sys import intern
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 import msgspec
 
@@ -43,6 +44,10 @@ __all__ = ["EmbeddedDriver", "Origin", "Outputs"]
 S = TypeVar("S", bound=Keyed)
 
 _APPLIED = {topic: f"applied:{topic}" for topic in STAGES_OF_TOPIC}
+
+SPILL_ROWS: Final = 100_000
+"""Round-report rows held before :attr:`EmbeddedDriver.spill` is called (a round arriving
+after a year of hourly reports over many districts would otherwise hold them all)."""
 
 
 class Origin(msgspec.Struct, frozen=True, gc=False):
@@ -119,6 +124,10 @@ class EmbeddedDriver:
         self._ctx = self._context()
         self.stats: Counter[str] = Counter()
         self._peak = 0  # persons_tracked_peak, mirrored so each event skips a Counter lookup
+        # Where round reports go when more than SPILL_ROWS rows wait for the next drain: it
+        # takes them from the list it is given (replay writes them). None: all wait.
+        self.spill: Callable[[list[RoundReport]], None] | None = None
+        self._held_rows = 0
 
     # -- inputs -----------------------------------------------------------------------------
 
@@ -227,6 +236,7 @@ class EmbeddedDriver:
         """Hand over what was produced since the last drain."""
         out, self.out = self.out, Outputs()
         self._ctx = self._context()
+        self._held_rows = 0
         return out
 
     # -- wiring -----------------------------------------------------------------------------
@@ -254,12 +264,20 @@ class EmbeddedDriver:
 
     def _fire_rounds(self, ctx: Context) -> None:
         table = self.person.table
-        for person_id in sorted(rounds.fire_rounds(ctx, self.shared, table)):
+
+        def made() -> None:  # one partition: each share is a report
+            parts, ctx.round_parts = ctx.round_parts, []
+            reports = [rounds.report(self.cal, [part]) for part in parts]
+            ctx.round_reports.extend(reports)
+            self._held_rows += sum(len(report.rows) for report in reports)
+            if self.spill is not None and self._held_rows >= SPILL_ROWS:
+                self.spill(ctx.round_reports)
+                self._held_rows = 0
+
+        for person_id in sorted(rounds.fire_rounds(ctx, self.shared, table, made)):
             st = table.get(person_id)
             if st is not None:  # an alert raised there opened its escalation
                 self.person.index.schedule(person_id, next_due(st))
-        parts, ctx.round_parts = ctx.round_parts, []  # one partition: each share is a report
-        ctx.round_reports.extend(rounds.report(self.cal, [part]) for part in parts)
         self._rounds_due = rounds.next_due(self.policy, self.shared)
 
     def _advance(self, ctx: Context) -> None:

@@ -18,17 +18,20 @@ from helpers import (
     alerts_of,
     at,
     cohort,
+    policy,
     population,
     round_,
     run_escalations,
     run_rounds,
     sampling,
+    to_line,
 )
 
 from closedloop.agents import rounds
 from closedloop.agents.rounds import median_hours
 from closedloop.schemas.policy import policy_from_mapping
 from closedloop.streams.cli import main
+from closedloop.streams.engine import embedded
 
 OPENS = T0  # 2022-09-06T09:00:00+08:00
 CLOSES = at(T0, hours=3)  # 12:00
@@ -381,6 +384,45 @@ class TestProgress:
             (at(day, hours=7, minutes=30), "r3", "close"),
             (at(day, hours=8), "r9", "close"),
         ]
+
+
+    @staticmethod
+    def _late_long_round() -> list[dict[str, Any]]:
+        """40 persons in 8 districts and a three-day round arriving after it: 71 hourly
+        progress reports of 8 rows each at once."""
+        events = [population(f"person-{n:04d}", BEFORE, district=f"district-{n % 8}")
+                  for n in range(40)]
+        events.append(round_("r-long", at(OPENS, days=3), OPENS, at(OPENS, days=3),
+                             districts=["*"]))
+        return events
+
+    def test_the_engine_hands_held_round_reports_over_every_spill_rows(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # given the engine hands round reports over once 20 rows are held
+        monkeypatch.setattr(embedded, "SPILL_ROWS", 20)
+        lines = [to_line(event) for event in self._late_long_round()]
+        driver = embedded.EmbeddedDriver(policy())
+        handed: list[list[Any]] = []
+        driver.spill = lambda held: (handed.append(list(held)), held.clear())[0]
+        # when the late round arrives
+        for number, line in enumerate(lines, start=1):
+            driver.pipe_line(line, embedded.Origin(line=number))
+        left = driver.drain().round_reports
+        # then it handed them over three reports (24 rows) at a time, the rest left to the
+        # drain, each once and in order
+        assert [len(part) for part in handed] == [3] * 23 and len(left) == 2
+        made = [(r.as_of, r.stage) for part in handed for r in part] + [
+            (r.as_of, r.stage) for r in left]
+        assert made == [(at(OPENS, hours=h), "progress") for h in range(1, 72)]
+
+    def test_reports_handed_over_in_parts_are_the_same_file(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        whole = run_rounds(self._late_long_round())[2]
+        monkeypatch.setattr(embedded, "SPILL_ROWS", 20)
+        assert run_rounds(self._late_long_round())[2] == whole
+        assert len(whole.splitlines()) == 71
 
 
 class TestCatchUp:
