@@ -105,7 +105,10 @@ class ReplayResult:
 
 
 def _sorted_alerts(alerts: list[Alert]) -> list[Alert]:
-    return sorted(alerts, key=lambda a: (a.raised_at, a.alert_id))
+    """§6: by (raised_at, alert_id), raised_at as the instant it names, not as text: in a
+    policy zone with summer time the offsets differ (02:15+01:00 is after 02:30+02:00)."""
+    return sorted(alerts, key=lambda a: (datetime.fromisoformat(a.raised_at).timestamp(),
+                                         a.alert_id))
 
 
 _STAGE_RANK: Final = {stage: rank for rank, stage in enumerate(STAGES)}

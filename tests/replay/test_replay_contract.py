@@ -28,6 +28,7 @@ from helpers import (
 )
 
 from closedloop.schemas.identifiers import looks_raw
+from closedloop.schemas.policy import policy_from_mapping
 
 ALERT_KINDS = (
     "unlocated", "followup_overdue", "test_missed", "positive", "pool_positive",
@@ -130,6 +131,18 @@ class TestOutputOrder:
         # then the alert lines are sorted by (raised_at, alert_id)
         assert len(order) > 10
         assert order == sorted(order)
+
+    def test_raised_at_sorts_as_an_instant_across_a_summer_time_change(self) -> None:
+        # given a Berlin policy, and two pushes whose unlocated alerts are raised either side
+        # of the night summer time ends (02:30+02:00 is 00:30Z, 02:15+01:00 is 01:15Z)
+        berlin = policy_from_mapping({"timezone": "Europe/Berlin"})
+        events = [travel("traveller-b", "2022-10-29T22:30:00Z", risk="outside_province"),
+                  travel("traveller-c", "2022-10-29T23:15:00Z", risk="outside_province")]
+        alerts, *_ = run(events, until="2022-10-30T03:00:00+01:00", pol=berlin)
+        # then the earlier instant comes first, though its text sorts after
+        assert [(a["subject"], a["raised_at"]) for a in alerts] == [
+            ("traveller-b", "2022-10-30T02:30:00+02:00"),
+            ("traveller-c", "2022-10-30T02:15:00+01:00")]
 
     def test_same_input_gives_the_same_bytes(self) -> None:
         # given a city raising every alert kind
