@@ -9,9 +9,11 @@
 - The regimen ends at the end of its last day, or at ``followup.released``.
 
 Where the contract is silent (documented in README "Rules where the contract is silent"):
-a ``located`` record counts for the push if it is at or after ``arrived_at``, and one older
-than the push clears the person from the push on; a newer push (later ``occurred_at``)
-replaces the person's regimen; a push whose regimen ended before it requires nothing; a lapse
+a ``located`` record counts for the push if it is at or after ``arrived_at`` (or the push,
+when the arrival is still to come), and one older than the push clears the person from the
+push on; a newer push (later ``occurred_at``) replaces the person's regimen; a push whose
+regimen ended before it requires nothing (one ending at the push still requires its last
+day, as any day ending at the push); a lapse
 at or after the regimen's end or release raises nothing, except the last test day, whose end
 is the regimen's end.
 """
@@ -82,12 +84,19 @@ def _push_of(st: PersonState, name: str) -> Push:
     return push
 
 
+def _journey_start(push: Push) -> int:
+    """From when a grid worker's record is about this push's journey: its arrival, or the
+    push itself when the arrival is still to come (a ``located`` within ``locate_within``
+    of the push counts, §4, even before the person arrives)."""
+    return min(push.arrived_at, push.pushed_at)
+
+
 def located_at(st: PersonState, push: Push | None = None) -> int | None:
     loops = st.loops
     if loops is None:
         return None
     push = push if push is not None else loops.push
-    return None if push is None else _first_at_or_after(loops.located, push.arrived_at)
+    return None if push is None else _first_at_or_after(loops.located, _journey_start(push))
 
 
 def released_at(st: PersonState, push: Push | None = None) -> int | None:
@@ -95,7 +104,7 @@ def released_at(st: PersonState, push: Push | None = None) -> int | None:
     if loops is None:
         return None
     push = push if push is not None else loops.push
-    return None if push is None else _first_at_or_after(loops.released, push.arrived_at)
+    return None if push is None else _first_at_or_after(loops.released, _journey_start(push))
 
 
 def control_end(st: PersonState, push: Push) -> int:
@@ -145,13 +154,13 @@ def on_travel(ctx: Context, st: PersonState, person_id: str, event: Travel,
         source=source,
     )
     st.district = event.district
-    if ends <= pushed:
+    if ends < pushed:
         return  # the regimen was over before the push: counted, nothing to require
     open_req(st, "unlocated", pushed + ctx.policy.locate_within)
     for number in regimen.test_days:
         day = first_day + timedelta(days=number - 1)
         due = ctx.cal.day_start(day + timedelta(days=1))
-        if due > pushed:
+        if due >= pushed:  # only days that ended *before* the push are not required (§4)
             open_req(st, f"test:{day.isoformat()}", due)
     _refresh(ctx, st, push)
 

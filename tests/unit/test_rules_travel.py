@@ -406,15 +406,53 @@ class TestRegimenTestMissed:
 
     def test_days_that_ended_before_the_push_are_not_required(self) -> None:
         # given high risk arriving 09-04 10:00 (days 1 = 09-04, 2 = 09-05, 3 = 09-06, …)
-        # pushed at 09-06 00:00:00, the instant day 2 ended
+        # pushed at 09-06 00:00:01, a second after day 2 ended
         arrived = at(DAY1, days=-2, hours=10)
-        events = [travel(PERSON, DAY1, risk="high", arrived=arrived)]
+        events = [travel(PERSON, at(DAY1, seconds=1), risk="high", arrived=arrived)]
         # when the clock passes the regimen's end
         alerts, *_ = run(events, until=at(DAY1, days=8))
         # then days 1 and 2 are not required; days 3, 5, 7 are
         missed = alerts_of(alerts, "test_missed")
         assert [a["details"]["regimen_day"] for a in missed] == [3, 5, 7]
         assert [a["due_at"] for a in missed] == [DAY2, at(DAY1, days=3), at(DAY1, days=5)]
+
+    def test_a_day_ending_at_the_push_itself_did_not_end_before_it(self) -> None:
+        # given the same arrival, pushed at 09-06 00:00:00, the instant day 2 ends
+        arrived = at(DAY1, days=-2, hours=10)
+        events = [travel(PERSON, DAY1, risk="high", arrived=arrived)]
+        alerts, *_ = run(events, until=at(DAY1, days=8))
+        # then day 2 is required (§4: only days that ended *before* the push are not), due at
+        # the push itself
+        missed = alerts_of(alerts, "test_missed")
+        assert [a["details"]["regimen_day"] for a in missed] == [2, 3, 5, 7]
+        assert missed[0]["due_at"] == DAY1
+
+    def test_a_push_at_the_instant_its_regimen_ends_still_requires_its_last_day(self) -> None:
+        # given inside_province (days 1 and 3) arriving 09-04 10:00: the regimen ends 09-07
+        # 00:00, the instant of the push
+        arrived = at(DAY1, days=-2, hours=10)
+        events = [travel(PERSON, at(DAY1, days=1), risk="inside_province", arrived=arrived)]
+        alerts, *_ = run(events, until=at(DAY1, days=3))
+        # then day 3 is missed at the push, and the person is still to be located
+        assert [(a["kind"], a["due_at"]) for a in alerts] == [
+            ("test_missed", at(DAY1, days=1)), ("unlocated", at(DAY1, days=1, hours=2))]
+
+    def test_a_push_after_its_regimen_ended_requires_nothing(self) -> None:
+        arrived = at(DAY1, days=-2, hours=10)
+        events = [travel(PERSON, at(DAY1, days=1, seconds=1), risk="inside_province",
+                         arrived=arrived)]
+        alerts, *_ = run(events, until=at(DAY1, days=3))
+        assert alerts == []
+
+    def test_a_located_record_after_the_push_counts_though_the_arrival_is_to_come(
+        self,
+    ) -> None:
+        # given a push at 09:00 of a person arriving in two days, located at 10:00
+        events = [travel(PERSON, T0, risk="inside_province", arrived=at(T0, days=2)),
+                  followup(PERSON, at(T0, hours=1), "located")]
+        alerts, *_ = run(events, until=at(T0, hours=3))
+        # then they were located within 2 h of the push: no unlocated (§4)
+        assert alerts_of(alerts, "unlocated") == []
 
     def test_a_day_still_running_at_the_push_is_required(self) -> None:
         # given the same arrival, pushed at 09-05 23:59:59 (one second before day 2 ends)
