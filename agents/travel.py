@@ -13,9 +13,8 @@ a ``located`` record counts for the push if it is at or after ``arrived_at`` (or
 when the arrival is still to come), and one older than the push clears the person from the
 push on; a newer push (later ``occurred_at``) replaces the person's regimen; a push whose
 regimen ended before it requires nothing (one ending at the push still requires its last
-day, as any day ending at the push); a lapse
-at or after the regimen's end or release raises nothing, except the last test day, whose end
-is the regimen's end.
+day, as any day ending at the push); a lapse at or after the regimen's end or release
+raises nothing, except the last test day, whose end is the regimen's end.
 """
 
 from __future__ import annotations
