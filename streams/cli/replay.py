@@ -1,7 +1,8 @@
 """Replay a JSON Lines file of events through the engine (CONTRACT.md §6).
 
-Each line is an envelope ``{"topic": "<sampling|lab|travel|followup|cohort|action>",
-"value": {...event...}}``, applied in file order. Alerts are written as JSON Lines (stdout
+Each line is an envelope ``{"topic": "<name>", "value": {...event...}}``, a name of CONTRACT.md
+§3 (sampling, lab, travel, followup, cohort, action; v1.1 population, round, checkpoint, area,
+clinic), applied in file order. Alerts are written as JSON Lines (stdout
 by default), sorted by (raised_at, alert_id) within each flush; a bad line goes to the
 dead-letter output with its line number and reason, and the run goes on. With ``--until T``
 the clock finally moves to exactly T and everything due by then fires. An event whose
@@ -102,6 +103,7 @@ class ReplayResult:
     clock: int
     escalations: int = 0
     keyed_steps: int = 0  # applies and fires over the stages (the benchmarks' floor)
+    round_reports: int = 0
 
 
 def _sorted_alerts(alerts: list[Alert]) -> list[Alert]:
@@ -146,12 +148,13 @@ def replay_lines(
     alerts_by_kind: Counter[str] = Counter()
     reports = 0
     buffered = 0
+    round_reports = 0
 
     escalations = 0
     flushed_alerts = 0  # for the progress line
 
     def flush() -> None:
-        nonlocal reports, buffered, escalations, flushed_alerts
+        nonlocal reports, buffered, escalations, flushed_alerts, round_reports
         flushed_alerts += len(driver.out.alerts)
         out = driver.drain()
         if ledger is not None:
@@ -168,6 +171,7 @@ def replay_lines(
             reports += 1
             if reports_out is not None:
                 reports_out.write(_encode(report) + b"\n")
+        round_reports += len(out.round_reports)
         for round_report in sorted(out.round_reports, key=_report_order):
             if round_reports_out is not None:
                 round_reports_out.write(_encode(round_report) + b"\n")
@@ -180,6 +184,8 @@ def replay_lines(
         """Round reports written before the next flush: a round arriving after a year of
         hourly progress over many districts makes thousands at once (the engine hands them
         over every SPILL_ROWS rows; each hand-over is sorted as a flush is)."""
+        nonlocal round_reports
+        round_reports += len(held)
         if ledger is not None:
             ledger.write(Outputs(round_reports=list(held)))
         for round_report in sorted(held, key=_report_order):
@@ -206,7 +212,7 @@ def replay_lines(
     if progress is not None:
         progress.done()
     return ReplayResult(driver.stats, alerts_by_kind, reports, driver.clock.value, escalations,
-                        driver.keyed_steps)
+                        driver.keyed_steps, round_reports)
 
 
 class ProgressLine:
@@ -351,15 +357,20 @@ def run(args: argparse.Namespace) -> int:
         kept = ([f"written to {args.escalations}"] if args.escalations else []) + (
             ["levels recorded in the ledger"] if ledger is not None else [])
         print(summary(result, policy, deadletter_kept=bool(args.deadletter),
-                      escalations_kept=kept), file=sys.stderr)
+                      escalations_kept=kept, until=until,
+                      reports_kept=bool(args.reports) or ledger is not None,
+                      round_reports_kept=bool(args.round_reports) or ledger is not None),
+              file=sys.stderr)
     return 0
 
 
 def summary(
     result: ReplayResult, policy: Policy, *, deadletter_kept: bool,
     escalations_kept: Sequence[str] = (), keep_deadletter: str = "--deadletter FILE",
+    until: int | None = None, reports_kept: bool = True, round_reports_kept: bool = True,
 ) -> str:
-    """A closing summary: events read, rejected by reason, alerts by kind, escalations.
+    """A closing summary: events read, rejected by reason, alerts by kind, escalations,
+    reports, the final clock (and an ``until`` the input had already passed).
 
     What was not kept anywhere says which option keeps it (``keep_deadletter`` for rejected
     lines: the demo's is ``--out DIR``); ``escalations_kept`` says where the escalations went
@@ -371,11 +382,12 @@ def summary(
     lines = [
         f"events read {stats.get('events_read', 0):,}; applied {applied:,}; "
         f"duplicates ignored {stats.get('duplicates_ignored', 0):,}; "
-        f"rejected {sum(rejected.values()):,}",
+        f"rejected {sum(rejected.values()):,}"
+        + (f"; blank lines {stats['blank_lines']:,}" if stats.get("blank_lines") else ""),
     ]
     if rejected:
         lines.append("  rejected by reason: " + ", ".join(
-            f"{reason} {count}" for reason, count in sorted(rejected.items())))
+            f"{reason} {count:,}" for reason, count in sorted(rejected.items())))
         if not deadletter_kept:
             lines.append(f"  (rejected lines were not kept: pass {keep_deadletter} to keep them)")
     lines.append(f"alerts {sum(result.alerts_by_kind.values()):,}" + (
@@ -387,9 +399,19 @@ def summary(
                      f"escalation {stats.get('actions_ignored', 0):,}")
         if result.escalations and not escalations_kept:
             lines.append("  (escalations were not kept: pass --escalations FILE to keep them)")
-    lines.append(f"daily reports {result.reports:,}")
+    lines.append(f"daily reports {result.reports:,}" + (
+        "" if reports_kept or not result.reports
+        else " (not kept: pass --reports FILE to keep them)"))
+    if result.round_reports:
+        lines.append(f"round reports {result.round_reports:,}" + (
+            "" if round_reports_kept else " (not kept: pass --round-reports FILE to keep them)"))
     if result.clock > -(2**61):
-        from datetime import datetime as _dt
+        def shown(instant: int) -> str:
+            return datetime.fromtimestamp(instant, policy.zone).isoformat()
 
-        lines.append(f"clock at end {_dt.fromtimestamp(result.clock, policy.zone).isoformat()}")
+        lines.append(f"clock at end {shown(result.clock)}")
+        if until is not None and result.clock > until:
+            lines.append(f"  (--until {shown(until)} "
+                         "was behind the input's own clock, which never goes back: everything "
+                         "due by the clock at end fired)")
     return "\n".join(lines)

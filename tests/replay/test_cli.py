@@ -159,6 +159,29 @@ class TestReplayCommand:
         assert [(d["line"], d["reason"]) for d in _jsonl(letters)] == [(4, "not_json")]
 
 
+    def test_the_summary_says_what_was_skipped_made_and_not_kept(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        # given two blank lines, a push, and a line of form feeds (not JSON white space)
+        source = _write(tmp_path, [b"", to_line(travel("traveller-1", T0)), b"  ", b"\x0c"])
+        # when replayed to two days after the push, its daily reports not kept
+        assert main(["replay", str(source), "--until", at(T0, days=2),
+                     "--alerts", str(tmp_path / "a.jsonl")]) == 0
+        err = capsys.readouterr().err
+        # then the summary counts the blank lines, and the form feeds as rejected
+        assert "events read 2; applied 1; duplicates ignored 0; rejected 1; blank lines 2" in err
+        assert "rejected by reason: not_json 1" in err
+        # and it says where the daily reports would have been kept
+        assert "(not kept: pass --reports FILE to keep them)" in err
+        # and a --until the input had passed is said so
+        late = _write(tmp_path, [to_line(travel("traveller-1", at(T0, days=3)))])
+        assert main(["replay", str(late), "--until", at(T0, days=2), "--reports",
+                     str(tmp_path / "r.jsonl"), "--alerts", str(tmp_path / "a.jsonl")]) == 0
+        err = capsys.readouterr().err
+        assert f"(--until {at(T0, days=2)} was behind the input's own clock" in err
+        assert "not kept" not in err
+
+
 class TestEscalationsOption:
     def test_escalations_go_to_their_own_file_and_never_to_alerts(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
