@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from closedloop.schemas.policy import default_policy
+from closedloop.streams.cli.arguments import positive
 from closedloop.streams.cli.replay import replay_lines, summary
 from closedloop.streams.ledger import DEFAULT_HELP, database_url
 
@@ -35,8 +36,8 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.description = __doc__
-    parser.add_argument("--people", type=int, default=3000, help="persons (default 3000)")
-    parser.add_argument("--days", type=int, default=4, help="days simulated (default 4)")
+    parser.add_argument("--people", type=positive, default=3000, help="persons (default 3000)")
+    parser.add_argument("--days", type=positive, default=4, help="days simulated (default 4)")
     parser.add_argument("--seed", type=int, default=7, help="simulation seed (default 7)")
     parser.add_argument("--out", metavar="DIR", help="keep city, alerts, reports, dead letters")
     parser.add_argument(
@@ -56,6 +57,10 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 def run(args: argparse.Namespace) -> int:
     from closedloop.streams.sim.feed import CityConfig, simulate
 
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        print(f"closedloop demo: --out {args.out}: exists and is not a directory",
+              file=sys.stderr)
+        return 2
     config = CityConfig(seed=args.seed, people=args.people, days=args.days, round=True)
     started = time.perf_counter()
     city: Iterable[bytes] = list(simulate(config))

@@ -16,19 +16,10 @@ from dataclasses import fields
 from datetime import datetime
 from typing import IO
 
+from closedloop.streams.cli.arguments import positive
 from closedloop.streams.sim.feed import DEFAULT_START, CityConfig, Noise, format_summary, simulate
 
 __all__ = ["add_parser", "run"]
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
 
 
 def _scale(text: str) -> float:
@@ -66,12 +57,12 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--people",
-        type=_positive,
+        type=positive,
         default=2000,
         help="persons living in the city (default: %(default)s)",
     )
     parser.add_argument(
-        "--days", type=_positive, default=3, help="days to simulate (default: %(default)s)"
+        "--days", type=positive, default=3, help="days to simulate (default: %(default)s)"
     )
     parser.add_argument(
         "--start",

@@ -144,3 +144,29 @@ def test_every_help_text_is_printed_as_written(capsys: pytest.CaptureFixture[str
         assert exit_.value.code == 0, argv
         out = capsys.readouterr().out
         assert out.startswith("usage: ") and "%%" not in out, (argv, out)
+
+
+@pytest.mark.parametrize("argv", [
+    ["bench", "deadlines", "--sizes", "abc"], ["bench", "deadlines", "--sizes", "0,10"],
+    ["bench", "deadlines", "--sizes", "1,10"], ["bench", "deadlines", "--operations", "0"],
+    ["bench", "replay", "--people", "0"], ["bench", "replay", "--repeat", "0"],
+    ["bench", "round", "--persons", "0"], ["demo", "--people", "0"], ["demo", "--days", "-1"],
+])
+def test_a_bad_number_is_one_usage_line_and_exit_2(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the values a new user tried: each used to end in a traceback from deep inside the run
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"error: argument {argv[-2]}: " in err and "Traceback" not in err
+
+
+def test_demo_refuses_an_out_that_is_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    taken = tmp_path / "afile"
+    taken.write_text("")
+    assert main(["demo", "--out", str(taken)]) == 2
+    assert "exists and is not a directory" in capsys.readouterr().err
