@@ -5,18 +5,27 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["positive", "sizes"]
+__all__ = ["non_negative", "positive", "sizes"]
+
+
+def _number(text: str, kind: type[int] | type[float], least: float, named: str) -> float:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {named}") from None
+    if not value >= least:  # not ">=": NaN is refused too
+        raise argparse.ArgumentTypeError(f"{text!r} must be {least:g} or more")
+    return value
 
 
 def positive(text: str) -> int:
     """A whole number of at least 1 (persons, days, runs, operations)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
+    return int(_number(text, int, 1, "a whole number"))
+
+
+def non_negative(text: str) -> float:
+    """A number of 0 or more (a scale), NaN refused."""
+    return _number(text, float, 0, "a number")
 
 
 def sizes(text: str) -> list[int]:

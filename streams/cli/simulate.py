@@ -16,20 +16,10 @@ from dataclasses import fields
 from datetime import datetime
 from typing import IO
 
-from closedloop.streams.cli.arguments import positive
+from closedloop.streams.cli.arguments import non_negative, positive
 from closedloop.streams.sim.feed import DEFAULT_START, CityConfig, Noise, format_summary, simulate
 
 __all__ = ["add_parser", "run"]
-
-
-def _scale(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
 
 
 def _instant(text: str) -> datetime:
@@ -72,7 +62,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--noise-scale",
-        type=_scale,
+        type=non_negative,
         default=1.0,
         help="multiply every noise and lapse rate; 0 gives a clean city (default: %(default)s)",
     )
