@@ -28,7 +28,11 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="alerts_command", metavar="ACTION", required=True)
     add_list_parser(sub)  # `alerts list`
     add_action_parsers(sub)  # `alerts ack|resolve`
-    tail = sub.add_parser("tail", help="print alerts as they arrive")
+    tail = sub.add_parser(
+        "tail", help="print alerts as they arrive",
+        description="Print the alerts published on the alert topic as they arrive (Kafka at "
+        "$CLOSEDLOOP_KAFKA), one line each or one JSON object a line; --from-beginning "
+        "replays the topic first.")
     tail.add_argument("--from-beginning", action="store_true", help="start at the oldest alert")
     tail.add_argument("--kind", action="append", help="only this kind (repeatable)")
     tail.add_argument("--district", action="append", help="only this district (repeatable)")

@@ -87,7 +87,8 @@ def check_settings(key: bytes, prefix: str) -> None:
 def pseudonym(raw: str, key: bytes, prefix: str = DEFAULT_PREFIX) -> str:
     """``prefix`` + the first 32 hex characters of HMAC-SHA256(key, normalised identifier),
     with any run of 11 or more digits spelt in the letters g-p (``ids.spell_digit_runs``): about
-    1 digest in 390 holds one, which contract v1.1 §2 would refuse as a mobile number.
+    1 digest in 20 holds one (a hex character is a digit 10 times in 16), which contract v1.1
+    §2 would refuse as a mobile number.
     """
     check_settings(key, prefix)
     canonical = normalize(raw)

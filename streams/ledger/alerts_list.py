@@ -19,6 +19,7 @@ import argparse
 import sys
 from typing import Any, Final
 
+from closedloop.schemas.outputs import ALERT_KINDS
 from closedloop.streams.ledger.options import add_url
 
 __all__ = ["add_list_parser", "run_list"]
@@ -36,7 +37,8 @@ def add_list_parser(sub: Any) -> None:
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--open", action="store_true",
                         help="only alerts not resolved (raised or acknowledged)")
-    parser.add_argument("--kind", action="append", help="only this kind (repeatable)")
+    parser.add_argument("--kind", action="append", metavar="KIND",
+                        help="only this kind (repeatable): " + ", ".join(ALERT_KINDS))
     parser.add_argument("--district", action="append", help="only this district (repeatable)")
     parser.add_argument("--round", action="append", metavar="ROUND_ID",
                         help="only round_missed alerts of this testing round (repeatable), "
@@ -51,6 +53,15 @@ def run_list(args: argparse.Namespace) -> int:
     from closedloop.streams.ledger.formats import write_rows
     from closedloop.streams.ledger.queries import last_samplings, list_alerts
 
+    if args.round and args.kind and set(args.kind) != {"round_missed"}:
+        others = ", ".join(k for k in args.kind if k != "round_missed")
+        print(f"closedloop alerts list: --round lists a round's round_missed alerts, not "
+              f"{others}: drop --round, or --kind", file=sys.stderr)
+        return 2
+    for kind in args.kind or ():
+        if kind not in ALERT_KINDS:  # warned, not refused: a later contract may add kinds
+            print(f"closedloop alerts list: {kind!r} is not an alert kind of contract v1.1 "
+                  f"({', '.join(ALERT_KINDS)})", file=sys.stderr)
     catch_up = bool(args.round) or args.kind == ["round_missed"]
 
     def query(connection: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:

@@ -37,17 +37,19 @@ def write_rows(
     fmt: str,
     out: IO[str],
     zone: ZoneInfo,
+    fields: Sequence[str] | None = None,
 ) -> None:
-    """Write ``rows``: ``table`` shows ``columns``; ``csv`` and ``json`` every field."""
+    """Write ``rows``: ``table`` shows ``columns``; ``csv`` and ``json`` every field, and a
+    ``csv`` of no rows the header ``fields`` (default ``columns``): the one its rows have."""
     plain = [{k: _plain(v, zone) for k, v in row.items()} for row in rows]
     if fmt == "json":
         out.write(json.dumps(plain, ensure_ascii=False, indent=2) + "\n")
         return
     if fmt == "csv":
-        fields = list(plain[0]) if plain else list(columns)
+        header = list(plain[0]) if plain else list(fields or columns)
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(fields)
-        writer.writerows([_cell(row.get(f)) for f in fields] for row in plain)
+        writer.writerow(header)
+        writer.writerows([_cell(row.get(f)) for f in header] for row in plain)
         return
     cells = [[_cell(row.get(c)) or "-" for c in columns] for row in plain]
     widths = [max([len(c), *(len(line[i]) for line in cells)]) for i, c in enumerate(columns)]

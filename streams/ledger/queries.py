@@ -15,6 +15,7 @@ from closedloop.streams.ledger.store import NO_ROWS, REPORT_COUNTS, ROUND_COUNTS
 __all__ = [
     "REPORT_COLUMNS",
     "ROUND_COLUMNS",
+    "ROUND_FIELDS",
     "STAGES",
     "daily_report",
     "last_samplings",
@@ -30,6 +31,8 @@ STAGES: Final = ("progress", "close", "final")
 _ALERT: Final = models.Base.metadata.tables["alert"]
 _REPORT: Final = models.Base.metadata.tables["daily_report"]
 _ROUND: Final = models.Base.metadata.tables["round_report"]
+ROUND_FIELDS: Final = tuple(column.name for column in _ROUND.columns)
+"""Every field of a round report's row (its csv header, rows or none)."""
 _PERSON: Final = models.Base.metadata.tables["person_state"]
 
 

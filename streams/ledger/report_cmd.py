@@ -109,7 +109,12 @@ def run_round(args: argparse.Namespace) -> int:
     from closedloop.streams.cli.replay import parse_instant
     from closedloop.streams.ledger.errors import LedgerUnavailable, read_ledger
     from closedloop.streams.ledger.formats import write_rows
-    from closedloop.streams.ledger.queries import ROUND_COLUMNS, round_report, round_reports
+    from closedloop.streams.ledger.queries import (
+        ROUND_COLUMNS,
+        ROUND_FIELDS,
+        round_report,
+        round_reports,
+    )
 
     round_id: str = args.round_id
     try:
@@ -160,7 +165,7 @@ def run_round(args: argparse.Namespace) -> int:
     if args.format == "table" and len(rows) > 1:
         counts = ROUND_COLUMNS[1:-1]
         rows = [*rows, {"district": "total", **{c: sum(r[c] for r in rows) for c in counts}}]
-    write_rows(rows, ROUND_COLUMNS, args.format, sys.stdout, zone)
+    write_rows(rows, ROUND_COLUMNS, args.format, sys.stdout, zone, fields=ROUND_FIELDS)
     return 0
 
 

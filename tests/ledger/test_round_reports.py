@@ -191,6 +191,10 @@ def test_report_round_explains_what_it_cannot_show(
     assert (code, json.loads(out)) == (0, [])
     assert err == ("closedloop report round: round 'r2' final report: nobody in scope and "
                    "nobody sampled off the roster\n")
+    # and as csv it has the header of a round with rows, for a script reading both
+    code, out, _ = _run(capsys, ["report", "round", "r2", "--url", url, "--format", "csv"])
+    assert (code, out) == (0, "round_id,stage,as_of,district,in_scope,sampled,missed,"
+                              "caught_up,not_on_roster,catchup_median_hours\n")
 
 
 def _catch_up(capsys: pytest.CaptureFixture[str], url: str, round_id: str

@@ -170,3 +170,23 @@ def test_demo_refuses_an_out_that_is_a_file(
     taken.write_text("")
     assert main(["demo", "--out", str(taken)]) == 2
     assert "exists and is not a directory" in capsys.readouterr().err
+
+
+def test_alerts_list_warns_of_a_kind_the_contract_does_not_have(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a typo (round-missed) used to list nothing without a word; a later contract may add
+    # kinds, so it is said, not refused
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    assert main(["db", "upgrade", "--url", url]) == 0
+    assert main(["alerts", "list", "--kind", "round-missed", "--url", url]) == 0
+    assert "'round-missed' is not an alert kind of contract v1.1" in capsys.readouterr().err
+
+
+def test_alerts_list_says_a_round_has_round_missed_alerts_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # it used to say "no round_missed alert of round r1" for --kind positive --round r1
+    url = f"sqlite:///{tmp_path / 'none.db'}"
+    assert main(["alerts", "list", "--kind", "positive", "--round", "r1", "--url", url]) == 2
+    assert "round_missed alerts, not positive" in capsys.readouterr().err
