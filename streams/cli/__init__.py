@@ -34,7 +34,7 @@ EPILOG = """\
 examples:
   closedloop demo                                  # a simulated city, end to end, in seconds
   closedloop simulate --people 2000 --days 3 -o city.jsonl
-  closedloop replay city.jsonl --until 2022-09-09T00:00:00+08:00 --alerts alerts.jsonl
+  closedloop replay city.jsonl --until 2022-09-10T00:00:00+08:00 --alerts alerts.jsonl
   closedloop pseudonymize --column id_number people.csv > pseudonyms.csv
   closedloop replay city.jsonl --alerts alerts.jsonl --ledger   # also into ./closedloop.db
   closedloop alerts list --open                    # the ledger: ./closedloop.db by default
@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_parser(command)
-        command.set_defaults(_run=module.run)
+        command.set_defaults(_run=module.run, _parser=command)
     return parser
 
 
@@ -82,7 +82,9 @@ def _load(module_name: str) -> ModuleType | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said by the command's own parser, with its usage, not the top level's
+        getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     run = getattr(args, "_run", None)
     if run is None:
         parser.print_help()

@@ -260,7 +260,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         "occurred_at later than T + max_clock_skew is rejected as implausible_time",
     )
     parser.add_argument("--policy", metavar="FILE", help="TOML policy (default: the contract's)")
-    parser.add_argument("--alerts", metavar="OUT", help="alerts JSON Lines (default: stdout)")
+    parser.add_argument("--alerts", metavar="OUT",
+                        help="alerts JSON Lines (default, or -: standard output; any OUT "
+                        "below may be - too)")
     parser.add_argument(
         "--escalations", metavar="OUT",
         help="escalated alerts JSON Lines (kind escalated; written only with this option, "
@@ -328,7 +330,8 @@ def run(args: argparse.Namespace) -> int:
         for name in ("alerts", "escalations", "deadletter", "reports", "round_reports"):
             path = getattr(args, name)
             try:
-                outputs[name] = stack.enter_context(open(path, "wb")) if path else None
+                outputs[name] = (None if not path else sys.stdout.buffer if path == "-"
+                                 else stack.enter_context(open(path, "wb")))
             except OSError as exc:
                 print(f"closedloop replay: cannot write {path}: {exc.strerror}", file=sys.stderr)
                 return 2

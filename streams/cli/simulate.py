@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"simulate: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     seconds = time.perf_counter() - began
-    print(f"simulate: {format_summary(summary)} in {seconds:.1f} s", file=sys.stderr)
+    print(f"simulate: made in {seconds:.1f} s: {format_summary(summary)}", file=sys.stderr)
     return 0
 
 

@@ -94,6 +94,31 @@ class TestReplayCommand:
         assert done.stdout == run_bytes(city_lines(), until=UNTIL).alerts
         assert done.stdout.count(b"\n") == 3
 
+    def test_an_output_of_dash_is_standard_output(self, tmp_path: Path) -> None:
+        # given the file with bad lines, alerts to a file and dead letters to '-'
+        source = _write(tmp_path, city_lines())
+        done = subprocess.run(
+            [CLOSEDLOOP, "replay", str(source), "--until", UNTIL, "--quiet",
+             "--alerts", str(tmp_path / "a.jsonl"), "--deadletter", "-"],
+            capture_output=True, check=False, timeout=60, cwd=tmp_path,
+        )
+        # then the dead letters are on stdout, and no file named '-' was made
+        assert done.returncode == 0, done.stderr
+        letters = [json.loads(line) for line in done.stdout.splitlines()]
+        assert [(d["line"], d["reason"]) for d in letters] == [(3, "not_json"),
+                                                              (5, "naive_timestamp")]
+        assert not (tmp_path / "-").exists()
+
+    def test_an_unknown_option_is_said_with_the_commands_own_usage(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        with pytest.raises(SystemExit) as exit_:
+            main(["replay", "city.jsonl", "--foo"])
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert "closedloop replay: error: unrecognized arguments: --foo" in err
+        assert err.startswith("usage: closedloop replay ")
+
     def test_dash_reads_standard_input(self) -> None:
         # given the city on standard input
         data = b"\n".join(city_lines()) + b"\n"
