@@ -52,13 +52,19 @@ def run(args: argparse.Namespace) -> int:
             migrate.upgrade(url, args.revision)
         else:
             migrate.downgrade(url, args.revision)
+        engine = open_engine(url)
+        try:  # the revision reached, not the one asked for (-1, head)
+            reached = migrate.current_revision(engine)
+        finally:
+            engine.dispose()
     except Exception as exc:
         message = ledger_error(exc) or _alembic_error(exc)
         if message is None:
             raise
         print(f"closedloop db {args.db_command}: {message}", file=sys.stderr)
-        return 1
-    print(f"closedloop db {args.db_command}: {shown} is at {args.revision}", file=sys.stderr)
+        return 2 if _alembic_error(exc) is not None else 1  # a bad revision is bad usage
+    print(f"closedloop db {args.db_command}: {shown} is at revision "
+          f"{reached or 'none (empty)'}", file=sys.stderr)
     return 0
 
 

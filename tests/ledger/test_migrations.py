@@ -62,3 +62,22 @@ def test_read_commands_refuse_a_missing_or_old_ledger(
     assert main(["db", "downgrade", "base", "--url", sqlite_url]) == 0
     assert main(["report", "daily", "--date", "2022-09-06", "--url", sqlite_url]) == 1
     assert "closedloop db upgrade" in capsys.readouterr().err
+
+
+def test_db_says_the_revision_reached_and_refuses_an_unknown_one(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["db", "upgrade", "--url", sqlite_url]) == 0
+    capsys.readouterr()
+    # a relative step is told as where it went (it printed "is at -1")
+    assert main(["db", "downgrade", "-1", "--url", sqlite_url]) == 0
+    engine = open_engine(sqlite_url)
+    try:
+        reached = current_revision(engine)
+    finally:
+        engine.dispose()
+    assert reached not in (None, head_revision())
+    assert capsys.readouterr().err.endswith(f"is at revision {reached}\n")
+    # a revision that does not exist is bad usage
+    assert main(["db", "upgrade", "nosuch", "--url", sqlite_url]) == 2
+    assert "Can't locate revision identified by 'nosuch'" in capsys.readouterr().err
