@@ -108,6 +108,13 @@ def on_lab(ctx: Context, st: TubeState, tube_id: str, event: Lab) -> None:
         if not members or min(members.values()) > orphan_due:  # no generator per report
             open_req(st, "orphan", orphan_due)
         _apply_result(ctx, st, report, members, tube_id, sorted(members))
+    elif (event.status == "reported" and event.result == "positive" and st.rep is not None
+          and st.rep.result != "positive"):
+        # A tube reported positive is positive (§4): a report that came first with another
+        # result (a lab's correction, or two reports in swapped order) never hides it.
+        st.rep = report = LabReport(at, "positive", intern(event.lab_id))
+        members = st.members or {}
+        _apply_result(ctx, st, report, members, tube_id, sorted(members))
     keep_alive(ctx, st, at)
 
 

@@ -143,9 +143,8 @@ class TestPositive:
         assert alerts_of(alerts, "positive") == []
         assert alerts_of(alerts, "pool_positive") == []
 
-    def test_a_later_second_report_of_the_tube_is_ignored(self) -> None:
-        # documented: the first report of a tube is its result
-        # given a tube reported negative at 12:00, then positive at 13:00
+    def test_a_later_positive_report_of_a_negative_tube_is_raised(self) -> None:
+        # given a tube reported negative at 12:00, then positive at 13:00 (a correction)
         events = [
             sampling(ALICE, TUBE, COLLECTED),
             lab(TUBE, REPORTED, "negative"),
@@ -153,8 +152,19 @@ class TestPositive:
         ]
         # when two days pass
         alerts, *_ = run(events, until=at(REPORTED, days=2))
-        # then the first report stands
-        assert alerts == []
+        # then the tube was reported positive (§4), and that is raised, at the positive report
+        assert [(a["kind"], a["due_at"]) for a in alerts] == [
+            ("positive", at(REPORTED, hours=1))]
+
+    def test_a_later_negative_report_of_a_positive_tube_is_ignored(self) -> None:
+        # documented: the first report of a tube is its result, unless a later one is positive
+        events = [
+            sampling(ALICE, TUBE, COLLECTED),
+            lab(TUBE, REPORTED, "positive"),
+            lab(TUBE, at(REPORTED, hours=1), "negative"),
+        ]
+        alerts, *_ = run(events, until=at(REPORTED, days=2))
+        assert [(a["kind"], a["due_at"]) for a in alerts] == [("positive", REPORTED)]
 
 
 class TestResultsBeforeSamplings:
@@ -434,6 +444,36 @@ class TestOrphanResult:
         alerts, *_ = run([lab(TUBE, REPORTED)], until=at(REPORTED, days=3))
         # then nothing is an orphan
         assert alerts == []
+
+
+class TestTwoReports:
+    """A tube reported twice: the first to arrive is its result, but a positive is never
+    hidden by another result that came first (§4: a tube reported positive is positive)."""
+
+    @pytest.mark.parametrize("order", ["event order", "swapped"])
+    def test_a_positive_reported_two_minutes_before_a_negative_is_raised_in_either_order(
+        self, order: str
+    ) -> None:
+        # given a single tube reported positive at 11:58 and negative at 12:00
+        reports = [lab(TUBE, at(REPORTED, minutes=-2), "positive"),
+                   lab(TUBE, REPORTED, "negative")]
+        if order == "swapped":  # the negative read first, within the allowed lateness
+            reports.reverse()
+        alerts, *_ = run([sampling(ALICE, TUBE, COLLECTED), *reports],
+                         until=at(REPORTED, days=2))
+        # then one positive, due at the positive report, whichever was read first
+        [positive] = alerts_of(alerts, "positive")
+        assert (positive["subject"], positive["due_at"]) == (ALICE, at(REPORTED, minutes=-2))
+
+    def test_a_pooled_tube_reported_invalid_then_positive_lists_its_members(self) -> None:
+        events = [sampling(ALICE, POOL, COLLECTED, pool_size=10),
+                  sampling(BOB, POOL, at(COLLECTED, minutes=1), pool_size=10),
+                  lab(POOL, REPORTED, "invalid"), lab(POOL, at(REPORTED, minutes=30), "positive")]
+        alerts, *_ = run(events, until=at(REPORTED, hours=1))
+        [pool] = alerts_of(alerts, "pool_positive")
+        assert pool["details"]["members"] == sorted([ALICE, BOB])
+        assert pool["due_at"] == at(REPORTED, minutes=30)
+
 
 
 class TestPoolOverflow:
