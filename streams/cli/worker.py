@@ -34,12 +34,24 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                         help="this worker's data directory, one per worker: it keeps the "
                         "transactional id, so a restart on it aborts what a crash left open "
                         "at once (default .cache/worker)")
-    parser.add_argument("--web-port", type=int,
-                        default=int(os.environ.get("CLOSEDLOOP_WEB_PORT", "6066")),
-                        help="HTTP port for /health, /ready and /metrics (default 6066)")
+    parser.add_argument("--web-port", type=_port,  # argparse converts the default too,
+                        default=os.environ.get("CLOSEDLOOP_WEB_PORT", "6066"),  # when used
+                        help="HTTP port for /health, /ready and /metrics (default "
+                        "$CLOSEDLOOP_WEB_PORT, else 6066)")
     parser.add_argument("--prefix", help="topic prefix (default $CLOSEDLOOP_TOPIC_PREFIX)")
     parser.add_argument("--partitions", type=int, help="partitions (default 12)")
     parser.add_argument("--loglevel", default="warning")
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} (or CLOSEDLOOP_WEB_PORT) is not a port "
+                                         "number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
+    return port
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ from typing import Final
 
 import msgspec
 
-from closedloop.schemas.decode import Rejection
+from closedloop.schemas.decode import Rejection, decode_envelope
 from closedloop.schemas.events import KEY_FIELD
 
 __all__ = ["COMPACTED_INPUTS", "Publishable", "Refused", "blank", "publishable"]
@@ -74,8 +74,11 @@ def publishable(line: bytes) -> Publishable | Refused | None:
     except (msgspec.MsgspecError, ValueError):
         envelope = None
     if envelope is None or envelope.topic not in KEY_FIELD:
-        return Refused(Rejection("bad_envelope",
-                                 "not a replay envelope with a known input topic"), None)
+        # why, in replay's own words (not_json, not_object, …) when the line is not even an
+        # envelope; a known envelope with an unknown topic keeps bad_envelope
+        why = decode_envelope(line)
+        return Refused(why if isinstance(why, Rejection) else Rejection(
+            "bad_envelope", "not a replay envelope with a known input topic"), None)
     value = bytes(envelope.value)
     key = _key_of(envelope.topic, value)
     if key is None and envelope.topic in COMPACTED_INPUTS:

@@ -24,9 +24,10 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 __all__ = ["KafkaSettings", "KafkaSetupError", "connection_failure", "watch_connections"]
 
@@ -34,6 +35,23 @@ __all__ = ["KafkaSettings", "KafkaSetupError", "connection_failure", "watch_conn
 class KafkaSetupError(Exception):
     """Kafka settings that cannot work, or a broker that cannot be reached with them: a
     one-line reason for the operator (never a secret). The command line prints it, exit 1."""
+
+
+PROTOCOLS: Final = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+_TOPIC_PREFIX: Final = re.compile(r"[A-Za-z0-9._-]{1,200}")
+
+
+def _number(env: Mapping[str, str], name: str, default: str, kind: type[int] | type[float],
+            least: float) -> Any:
+    """``name``'s value as a number of at least ``least``, or a one-line refusal."""
+    text = env.get(name, default)
+    try:
+        value = kind(text)
+    except ValueError:
+        raise KafkaSetupError(f"{name}={text!r} is not a number") from None
+    if not value >= least:  # NaN is refused too
+        raise KafkaSetupError(f"{name}={text!r} must be {least:g} or more")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,21 +69,36 @@ class KafkaSettings:
 
     @classmethod
     def from_env(cls, **overrides: Any) -> KafkaSettings:
+        """The settings from the environment, ``overrides`` (command-line options) winning;
+        a value that cannot work is a :class:`KafkaSetupError` naming its variable."""
         env = os.environ
         values: dict[str, Any] = {
             "bootstrap": env.get("CLOSEDLOOP_KAFKA", "127.0.0.1:9092"),
             "prefix": env.get("CLOSEDLOOP_TOPIC_PREFIX", "closedloop"),
-            "partitions": int(env.get("CLOSEDLOOP_PARTITIONS", "12")),
-            "replication": int(env.get("CLOSEDLOOP_REPLICATION", "1")),
+            "partitions": _number(env, "CLOSEDLOOP_PARTITIONS", "12", int, 1),
+            "replication": _number(env, "CLOSEDLOOP_REPLICATION", "1", int, 1),
             "security_protocol": env.get("CLOSEDLOOP_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
             "sasl_mechanism": env.get("CLOSEDLOOP_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
             "username": env.get("CLOSEDLOOP_KAFKA_USERNAME"),
             "password_file": env.get("CLOSEDLOOP_KAFKA_PASSWORD_FILE"),
             "ca_file": env.get("CLOSEDLOOP_KAFKA_CA_FILE"),
-            "connect_timeout": float(env.get("CLOSEDLOOP_KAFKA_CONNECT_TIMEOUT", "30")),
+            "connect_timeout": _number(env, "CLOSEDLOOP_KAFKA_CONNECT_TIMEOUT", "30", float,
+                                       0.001),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        settings = cls(**values)
+        if not _TOPIC_PREFIX.fullmatch(settings.prefix):
+            raise KafkaSetupError(
+                f"topic prefix {settings.prefix!r} (CLOSEDLOOP_TOPIC_PREFIX or --prefix): "
+                "1-200 characters of letters, digits, '.', '_' and '-', as Kafka's topic "
+                "names allow")
+        if settings.security_protocol not in PROTOCOLS:
+            raise KafkaSetupError(
+                f"CLOSEDLOOP_KAFKA_SECURITY_PROTOCOL={settings.security_protocol!r} is not one "
+                f"of {', '.join(PROTOCOLS)}")
+        if settings.partitions < 1:
+            raise KafkaSetupError(f"--partitions {settings.partitions}: must be 1 or more")
+        return settings
 
     def password(self) -> str | None:
         """The SASL password, read from ``password_file`` (None without SASL)."""

@@ -133,7 +133,8 @@ def declare_topics(settings: KafkaSettings) -> list[str]:
     except TopicMismatch as exc:
         raise KafkaSetupError(
             f"{exc}; set CLOSEDLOOP_PARTITIONS to the existing count (every producer and worker "
-            f"must agree), or use a new CLOSEDLOOP_TOPIC_PREFIX"
+            f"must agree), or use a new CLOSEDLOOP_TOPIC_PREFIX (and a new --app-id for a "
+            f"worker: its state topics are named after it)"
         ) from None
     finally:
         admin.close()

@@ -81,3 +81,29 @@ def test_an_untrusted_certificate_points_at_the_ca_file(tmp_path: Path) -> None:
 def test_other_errors_are_left_alone(tmp_path: Path) -> None:
     assert connection_failure(ValueError("x"), sasl(tmp_path)) is None
     assert connection_failure(KafkaTimeoutError("flush timed out"), sasl(tmp_path)) is None
+
+
+@pytest.mark.parametrize(("variable", "value", "says"), [
+    ("CLOSEDLOOP_PARTITIONS", "abc", "CLOSEDLOOP_PARTITIONS='abc' is not a number"),
+    ("CLOSEDLOOP_REPLICATION", "0", "CLOSEDLOOP_REPLICATION='0' must be 1 or more"),
+    ("CLOSEDLOOP_KAFKA_CONNECT_TIMEOUT", "nan", "must be 0.001 or more"),
+    ("CLOSEDLOOP_KAFKA_SECURITY_PROTOCOL", "SASL-SSL", "is not one of PLAINTEXT, SSL"),
+    ("CLOSEDLOOP_TOPIC_PREFIX", "bad prefix", "topic prefix 'bad prefix'"),
+    ("CLOSEDLOOP_TOPIC_PREFIX", "", "topic prefix ''"),
+])
+def test_a_setting_that_cannot_work_is_one_line_naming_its_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, says: str
+) -> None:
+    # a new user's typos used to end in a traceback, or (the protocol, an empty prefix) in
+    # a plain connection and topics named ".sampling.v1"
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(KafkaSetupError) as refused:
+        KafkaSettings.from_env()
+    assert says in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_a_prefix_option_is_checked_as_the_variable_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CLOSEDLOOP_TOPIC_PREFIX", raising=False)
+    assert KafkaSettings.from_env(prefix="city-a.v2").prefix == "city-a.v2"
+    with pytest.raises(KafkaSetupError):
+        KafkaSettings.from_env(prefix="city/a")
