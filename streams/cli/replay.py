@@ -154,7 +154,7 @@ def replay_lines(
     flushed_alerts = 0  # for the progress line
 
     def flush() -> None:
-        nonlocal reports, buffered, escalations, flushed_alerts, round_reports
+        nonlocal reports, buffered, escalations, flushed_alerts
         flushed_alerts += len(driver.out.alerts)
         out = driver.drain()
         if ledger is not None:
@@ -171,26 +171,26 @@ def replay_lines(
             reports += 1
             if reports_out is not None:
                 reports_out.write(_encode(report) + b"\n")
-        round_reports += len(out.round_reports)
-        for round_report in sorted(out.round_reports, key=_report_order):
-            if round_reports_out is not None:
-                round_reports_out.write(_encode(round_report) + b"\n")
+        write_round_reports(out.round_reports)
         for letter in out.dead_letters:
             if deadletter_out is not None:
                 deadletter_out.write(_encode(letter) + b"\n")
         buffered = 0
 
+    def write_round_reports(held: list[RoundReport]) -> None:
+        nonlocal round_reports
+        round_reports += len(held)
+        for round_report in sorted(held, key=_report_order):
+            if round_reports_out is not None:
+                round_reports_out.write(_encode(round_report) + b"\n")
+
     def spill(held: list[RoundReport]) -> None:
         """Round reports written before the next flush: a round arriving after a year of
         hourly progress over many districts makes thousands at once (the engine hands them
         over every SPILL_ROWS rows; each hand-over is sorted as a flush is)."""
-        nonlocal round_reports
-        round_reports += len(held)
         if ledger is not None:
             ledger.write(Outputs(round_reports=list(held)))
-        for round_report in sorted(held, key=_report_order):
-            if round_reports_out is not None:
-                round_reports_out.write(_encode(round_report) + b"\n")
+        write_round_reports(held)
         held.clear()
 
     driver.spill = spill
