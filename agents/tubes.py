@@ -100,20 +100,18 @@ def on_lab(ctx: Context, st: TubeState, tube_id: str, event: Lab) -> None:
     at = event_time(ctx, event)
     if st.recv is None or at < st.recv:
         st.recv = at
-    if event.status == "reported" and st.rep is None:
+    first = st.rep
+    # The first report is the tube's result; a positive after another result replaces it:
+    # a tube reported positive is positive (§4), whatever report came first (a lab's
+    # correction, or two reports read in swapped order).
+    if event.status == "reported" and (first is None or (
+            event.result == "positive" and first.result != "positive")):
         # a city's labs are few: one string each, not one per tube
         st.rep = report = LabReport(at, event.result or "", intern(event.lab_id))
+        members = st.members or {}
         orphan_due = at + ctx.policy.orphan_after
-        members = st.members or {}
-        if not members or min(members.values()) > orphan_due:  # no generator per report
-            open_req(st, "orphan", orphan_due)
-        _apply_result(ctx, st, report, members, tube_id, sorted(members))
-    elif (event.status == "reported" and event.result == "positive" and st.rep is not None
-          and st.rep.result != "positive"):
-        # A tube reported positive is positive (§4): a report that came first with another
-        # result (a lab's correction, or two reports in swapped order) never hides it.
-        st.rep = report = LabReport(at, "positive", intern(event.lab_id))
-        members = st.members or {}
+        if first is None and (not members or min(members.values()) > orphan_due):
+            open_req(st, "orphan", orphan_due)  # (no generator per report)
         _apply_result(ctx, st, report, members, tube_id, sorted(members))
     keep_alive(ctx, st, at)
 
