@@ -38,13 +38,16 @@ def run(args: argparse.Namespace) -> int:
 
     url = database_url(args.url)
     shown = make_url(url).render_as_string(hide_password=True)
+    def revision() -> str | None:
+        engine = open_engine(url)
+        try:
+            return migrate.current_revision(engine)
+        finally:
+            engine.dispose()
+
     try:
         if args.db_command == "current":
-            engine = open_engine(url)
-            try:
-                current = migrate.current_revision(engine)
-            finally:
-                engine.dispose()
+            current = revision()
             head = migrate.head_revision()
             print(f"{shown}: revision {current or 'none (empty)'}; newest {head}")
             return 0
@@ -52,11 +55,7 @@ def run(args: argparse.Namespace) -> int:
             migrate.upgrade(url, args.revision)
         else:
             migrate.downgrade(url, args.revision)
-        engine = open_engine(url)
-        try:  # the revision reached, not the one asked for (-1, head)
-            reached = migrate.current_revision(engine)
-        finally:
-            engine.dispose()
+        reached = revision()  # the revision reached, not the one asked for (-1, head)
     except Exception as exc:
         message = ledger_error(exc) or _alembic_error(exc)
         if message is None:
