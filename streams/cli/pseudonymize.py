@@ -7,9 +7,11 @@ person always gets the same pseudonym because the identifier is normalised first
 and hyphens dropped, full-width digits folded, a ``+86``/``0086`` prefix removed, a resident
 ID's trailing ``x`` upper-cased).
 
-Input is one identifier a line, or with ``--column`` a CSV file whose named column is
-replaced (other columns are kept). No raw identifier is ever printed in an error message:
-errors name the column and the line number only.
+Input is one identifier a line, or with ``--column`` (repeatable) a CSV file whose named
+columns are replaced (other columns are kept). A raw identifier in any cell of a column not
+named would pass through unchanged, so the whole input is searched first (CONTRACT.md §2's
+search, as for every input event) and the run refuses, writing nothing, if one is found. No
+raw identifier is ever printed in an error message: errors name the row and the column only.
 """
 
 from __future__ import annotations
@@ -20,17 +22,20 @@ import csv
 import hashlib
 import hmac
 import io
+import itertools
 import os
 import re
+import shutil
 import sys
 import tempfile
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, TextIO
+from typing import Final, TextIO, cast
 
-from closedloop.schemas.identifiers import looks_raw, redact_text
+from closedloop.schemas.identifiers import contains_raw, looks_raw, redact_text
 from closedloop.schemas.ids import spell_digit_runs
 from closedloop.schemas.text import one_line
 
@@ -53,18 +58,31 @@ DIGEST_CHARS: Final = 32  # 128 bits of the HMAC: collision-free at any populati
 # any such prefix of up to 96 characters, and is never 11 or 18 characters long.
 _PREFIX = re.compile(r"[A-Za-z0-9_.:-]{0,96}")
 _DIGIT_RUN = re.compile(r"[0-9]{11,}")
-_SEPARATORS = re.compile(r"[\s\-]+")
-_COUNTRY_CODE = re.compile(r"(?:\+86|0086)(1[0-9]{10})")
+_SEPARATORS = re.compile(r"[\s\-()]+")
+_COUNTRY_CODE = re.compile(r"(?:\+86|0086|86)(1[0-9]{10})")
 _RESIDENT_ID_LOWER_X = re.compile(r"[0-9]{17}x")
+SPOOL_IN_MEMORY: Final = 64 << 20  # standard input read twice: kept in memory up to this
 
 
 class PseudonymError(ValueError):
     """Bad key, prefix or identifier; the message never contains the identifier."""
 
 
+def _folded(text: str) -> str:
+    """Any decimal digit (Arabic-Indic, Devanagari, full-width) as its ASCII digit, and
+    format characters (a soft hyphen, a zero-width space) dropped."""
+    if text.isascii():
+        return text
+    text = unicodedata.normalize("NFKC", text)
+    return "".join(
+        str(unicodedata.decimal(c)) if c.isdecimal() and not c.isascii()
+        else "" if unicodedata.category(c) == "Cf" else c
+        for c in text)
+
+
 def normalize(raw: str) -> str:
     """The canonical spelling of an identifier, so one person gets one pseudonym."""
-    text = _SEPARATORS.sub("", unicodedata.normalize("NFKC", raw))
+    text = _SEPARATORS.sub("", _folded(raw))
     mobile = _COUNTRY_CODE.fullmatch(text)
     if mobile:
         text = mobile.group(1)
@@ -148,61 +166,129 @@ class _InputError(Exception):
     """A problem with the input, already phrased without its content."""
 
 
+class _Refusal(Exception):
+    """A raw identifier in a cell that would be written unchanged: nothing is written."""
+
+
 def _lines(source: TextIO, tally: _Tally, key: bytes, prefix: str) -> Iterator[str]:
     for line in source:
         yield tally.convert(line.rstrip("\r\n"), key, prefix) + "\n"
 
 
-def _csv_rows(
-    source: TextIO, column: str, tally: _Tally, key: bytes, prefix: str
-) -> Iterator[list[str]]:
+def _records(source: TextIO) -> Iterator[tuple[int, list[str]]]:
+    """(line number, row) of each CSV record; a malformed file is an _InputError."""
     reader = csv.reader(source)
     try:
-        header = next(reader, None)
-        if header is None:
-            raise _InputError(f"the input is empty; expected a CSV header with column {column!r}")
-        if column not in header:
-            raise _InputError(f"line 1: the CSV header has no column {column!r}")
-        index = header.index(column)
-        yield header
         for row in reader:
-            if not row:
-                yield row
-                continue
-            if len(row) <= index:
-                raise _InputError(
-                    f"line {reader.line_num}: {len(row)} field(s), no value for column "
-                    f"{column!r} (the header has {len(header)})"
-                )
-            row[index] = tally.convert(row[index], key, prefix)
-            yield row
+            yield reader.line_num, row
     except csv.Error as exc:
         problem = redact_text(str(exc))
         raise _InputError(f"line {reader.line_num}: malformed CSV ({problem})") from None
 
 
+def _header_indexes(header: list[str] | None, columns: list[str]) -> list[int]:
+    if header is None:
+        raise _InputError(f"the input is empty; expected a CSV header with column(s) "
+                          f"{', '.join(map(repr, columns))}")
+    for column in columns:
+        if column not in header:
+            raise _InputError(f"line 1: the CSV header has no column {column!r}")
+    return sorted({header.index(column) for column in columns})
+
+
+def _check_csv(source: TextIO, columns: list[str]) -> None:
+    """The first pass: the header names every column, each row reaches them, and no cell
+    outside them holds a raw identifier (it would be written as it is)."""
+    records = _records(source)
+    first = next(records, None)
+    header = None if first is None else first[1]
+    indexes = _header_indexes(header, columns)
+    assert header is not None
+    first_found: tuple[int, int] | None = None  # (row, column), 1-based
+    found = 0
+    for row, (line, cells) in enumerate(itertools.chain([(1, header)], records), start=1):
+        if cells and len(cells) <= indexes[-1]:
+            missing = next(c for c in columns if header.index(c) >= len(cells))
+            raise _InputError(
+                f"line {line}: {len(cells)} field(s), no value for column {missing!r} "
+                f"(the header has {len(header)})")
+        for index, cell in enumerate(cells):
+            if index not in indexes and contains_raw(cell):
+                found += 1
+                first_found = first_found or (row, index + 1)
+    if first_found is not None:
+        row, column = first_found
+        name = header[column - 1] if column <= len(header) else ""
+        more = f" (and {found - 1} more cell(s))" if found > 1 else ""
+        raise _Refusal(
+            f"row {row}, column {column} ({name!r}) holds a raw identifier{more}, but only "
+            f"{', '.join(map(repr, columns))} would be replaced: name every column that holds "
+            "identifiers with --column, or remove them; nothing was written")
+
+
+def _csv_rows(
+    source: TextIO, columns: list[str], tally: _Tally, key: bytes, prefix: str
+) -> Iterator[list[str]]:
+    """The second pass, over input that _check_csv accepted."""
+    records = _records(source)
+    first = next(records, None)
+    header = None if first is None else first[1]
+    indexes = _header_indexes(header, columns)
+    assert header is not None
+    yield header
+    for _, row in records:
+        for index in indexes if row else ():
+            row[index] = tally.convert(row[index], key, prefix)
+        yield row
+
+
 def _convert(
-    source: TextIO, sink: TextIO, column: str | None, key: bytes, prefix: str
+    source: TextIO, sink: Callable[[], ContextManager[TextIO]], columns: list[str] | None,
+    key: bytes, prefix: str,
 ) -> _Tally:
+    """Check the whole input first (CSV mode), then open the output and write it."""
     tally = _Tally()
-    if column is None:
-        sink.writelines(_lines(source, tally, key, prefix))
-    else:
-        csv.writer(sink, lineterminator="\n").writerows(
-            _csv_rows(source, column, tally, key, prefix)
-        )
+    if not columns:
+        with sink() as out:
+            out.writelines(_lines(source, tally, key, prefix))
+        return tally
+    _check_csv(source, columns)
+    source.seek(0)
+    with sink() as out:
+        csv.writer(out, lineterminator="\n").writerows(
+            _csv_rows(source, columns, tally, key, prefix))
     return tally
 
 
 @contextlib.contextmanager
-def _open_input(path: str, encoding: str) -> Iterator[TextIO]:
+def _open_input(path: str, encoding: str, *, rereadable: bool) -> Iterator[TextIO]:
+    """The input as text; ``rereadable``: one that can be read twice (a pipe or standard
+    input is copied to a temporary file first, in memory while small)."""
     if path == "-":
         if isinstance(sys.stdin, io.TextIOWrapper):
             sys.stdin.reconfigure(encoding=encoding, newline="")
-        yield sys.stdin
+        if not rereadable:
+            yield sys.stdin
+            return
+        with _spooled(sys.stdin) as copy:
+            yield copy
         return
     with open(path, encoding=encoding, newline="") as handle:
+        if rereadable and not handle.seekable():
+            with _spooled(handle) as copy:
+                yield copy
+            return
         yield handle
+
+
+@contextlib.contextmanager
+def _spooled(source: TextIO) -> Iterator[TextIO]:
+    with tempfile.SpooledTemporaryFile(
+        max_size=SPOOL_IN_MEMORY, mode="w+", encoding="utf-8", newline=""
+    ) as copy:
+        shutil.copyfileobj(source, copy)
+        copy.seek(0)
+        yield cast(TextIO, copy)
 
 
 @contextlib.contextmanager
@@ -229,7 +315,11 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         "input", nargs="?", default="-", metavar="FILE",
         help="identifiers, one a line, or a CSV with --column; - or nothing: stdin",
     )
-    parser.add_argument("--column", metavar="NAME", help="CSV mode: the column to replace")
+    parser.add_argument(
+        "--column", metavar="NAME", action="append", dest="columns",
+        help="CSV mode: a column to replace; repeat it for each column that holds "
+        "identifiers (a raw identifier in any other column stops the run, nothing written)",
+    )
     parser.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
     parser.add_argument(
         "--prefix", default=DEFAULT_PREFIX,
@@ -250,17 +340,21 @@ def _fail(message: str, status: int) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Exit 0 on success, 1 on bad input (nothing written to --output), 2 on bad setup."""
+    """Exit 0 on success, 1 on bad input (nothing written to --output), 2 on bad setup or a
+    raw identifier outside the named columns (nothing written at all)."""
     try:
         key = key_from_env()
         check_settings(key, args.prefix)
     except PseudonymError as exc:
         return _fail(str(exc), 2)
     try:
-        with _open_input(args.input, args.encoding) as source, _open_output(args.output) as sink:
-            tally = _convert(source, sink, args.column, key, args.prefix)
+        with _open_input(args.input, args.encoding, rereadable=bool(args.columns)) as source:
+            tally = _convert(source, lambda: _open_output(args.output), args.columns, key,
+                             args.prefix)
     except _InputError as exc:
         return _fail(str(exc), 1)
+    except _Refusal as exc:
+        return _fail(str(exc), 2)
     except UnicodeDecodeError:
         return _fail(f"the input is not valid {args.encoding}; pass --encoding", 1)
     except LookupError:

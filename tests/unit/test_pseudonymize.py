@@ -4,15 +4,22 @@ printed — not even when the input is wrong."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
 import hashlib
 import hmac
+import io
+import itertools
 import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from closedloop.schemas.decode import validate_event
 from closedloop.schemas.events import PSEUDONYM_PATTERN, Followup
@@ -276,7 +283,8 @@ def test_short_row_names_line_only(
     source = tmp_path / "people.csv"
     source.write_text(f"name,phone,id_number\nLi,{MOBILE},{RESIDENT_ID}\nWang,{MOBILE}\n", "utf-8")
     output = tmp_path / "out.csv"
-    assert run_here(str(source), "--column", "id_number", "-o", str(output)) == 1
+    assert run_here(str(source), "--column", "phone", "--column", "id_number",
+                    "-o", str(output)) == 1
     out, err = capsys.readouterr()
     assert "line 3" in err
     assert "'id_number'" in err
@@ -337,3 +345,137 @@ def test_a_raw_identifier_typed_as_an_option_is_never_echoed(
     assert "[redacted]" in err
     assert len(err.splitlines()) == 1
     assert contains_raw(err + out) is False
+
+
+# --- every named column, and nothing raw anywhere else ---------------------------
+
+
+def test_every_named_column_is_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a CSV with a resident ID and a mobile number per person
+    monkeypatch.setenv(ENV_KEY, KEY.decode())
+    source = tmp_path / "people.csv"
+    source.write_text(f"name,id_number,mobile\nLi,{RESIDENT_ID},{MOBILE}\n", "utf-8")
+    # When both columns are named
+    assert run_here(str(source), "--column", "id_number", "--column", "mobile") == 0
+    # Then both are pseudonyms, not only the last one named
+    out, err = capsys.readouterr()
+    assert out == f"name,id_number,mobile\nLi,{expected(RESIDENT_ID)},{expected(MOBILE)}\n"
+    assert "2 identifier(s)" in err
+
+
+@pytest.mark.parametrize("where", ["file", "stdin"])
+def test_an_identifier_in_a_column_not_named_refuses_the_run_and_writes_nothing(
+    tmp_path: Path, where: str
+) -> None:
+    # Given a mobile number in a notes column nobody named
+    text = (f"name,id_number,note\nLi,{RESIDENT_ID},ok\n"
+            f"Wang,{RESIDENT_ID},call +86 {MOBILE[:3]}{MOBILE[3:]} first\nZhao,,{MOBILE}\n")
+    source = tmp_path / "people.csv"
+    source.write_text(text, "utf-8")
+    output = tmp_path / "out.csv"
+    argv = [str(source) if where == "file" else "-", "--column", "id_number"]
+    # When it is pseudonymized to a file, or to standard output
+    to_file = run_cli(tmp_path, *argv, "-o", str(output), stdin=text)
+    to_stdout = run_cli(tmp_path, *argv, stdin=text)
+    for done in (to_file, to_stdout):
+        # Then the run refuses (exit 2), naming row and column, never the value
+        assert done.returncode == 2, done.stderr
+        assert done.stdout == b""
+        message = done.stderr.decode()
+        assert len(message.splitlines()) == 1
+        assert "row 3, column 3 ('note')" in message
+        assert "1 more cell" in message
+        assert not contains_raw(message)
+        assert MOBILE[3:] not in message
+    assert not output.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["people.csv"]
+
+
+def test_an_identifier_as_a_column_name_is_refused_by_position(tmp_path: Path) -> None:
+    source = tmp_path / "people.csv"
+    source.write_text(f"id_number,{MOBILE}\n{RESIDENT_ID},x\n", "utf-8")
+    done = run_cli(tmp_path, str(source), "--column", "id_number")
+    assert done.returncode == 2
+    assert b"row 1, column 2" in done.stderr
+    assert not contains_raw(done.stderr.decode())
+    assert done.stdout == b""
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        f"(+86){MOBILE}", f"86{MOBILE}", f"(+86) {MOBILE[:3]}-{MOBILE[3:7]}-{MOBILE[7:]}",
+        MOBILE[:5] + "\u200b" + MOBILE[5:], MOBILE[:5] + "\u00ad" + MOBILE[5:],
+        "".join(chr(0x0660 + int(d)) for d in MOBILE),  # Arabic-Indic digits
+        "".join(chr(0x0966 + int(d)) for d in MOBILE),  # Devanagari digits
+    ],
+    ids=["bracketed-plus86", "86", "grouped", "zero-width-space", "soft-hyphen",
+         "arabic-indic", "devanagari"],
+)
+def test_other_spellings_of_one_mobile_give_one_pseudonym(spelling: str) -> None:
+    assert normalize(spelling) == MOBILE
+    assert pseudonym(spelling, KEY) == expected(MOBILE)
+
+
+# Spellings of raw identifiers the contract's search finds in any string (§2).
+_FORMS = st.sampled_from([
+    lambda raw: raw,
+    lambda raw: "".join(chr(0xFF10 + int(c)) if c.isdigit() else c for c in raw),
+    lambda raw: f"+86{raw}" if raw.startswith("1") and len(raw) == 11 else raw,
+    lambda raw: f"0086{raw}" if raw.startswith("1") and len(raw) == 11 else raw,
+    lambda raw: f"tel:{raw};",
+    lambda raw: f"备注 {raw} 已联系",
+])
+_PLAIN_CELL = st.text(alphabet="abcxyz 区街道,\"\n-_", max_size=12)
+
+
+@st.composite
+def _csv_with_identifiers(draw: st.DrawFn) -> tuple[list[list[str]], list[str], set[int]]:
+    """A CSV table (header first), the columns to name, and the columns holding identifiers."""
+    width = draw(st.integers(1, 5))
+    header = [f"c{i}" for i in range(width)]
+    rows = draw(st.lists(st.lists(_PLAIN_CELL, min_size=width, max_size=width), max_size=6))
+    raw_columns: set[int] = set()
+    for _ in range(draw(st.integers(0, 4))):
+        if not rows:
+            break
+        row, column = draw(st.integers(0, len(rows) - 1)), draw(st.integers(0, width - 1))
+        raw = draw(st.sampled_from(RAW_IDS))
+        rows[row][column] = draw(_FORMS)(raw)
+        raw_columns.add(column)
+    named = draw(st.lists(st.sampled_from(header), min_size=1, unique=True))
+    return [header, *rows], named, raw_columns
+
+
+@settings(max_examples=150, deadline=None)
+@given(_csv_with_identifiers())
+def test_no_raw_identifier_leaves_pseudonymize_whatever_the_columns(
+    case: tuple[list[list[str]], list[str], set[int]]
+) -> None:
+    table, named, raw_columns = case
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(table)
+    with tempfile.TemporaryDirectory() as folder:
+        source, output = Path(folder, "in.csv"), Path(folder, "out.csv")
+        source.write_text(buffer.getvalue(), "utf-8")
+        err = io.StringIO()
+        os.environ[ENV_KEY] = KEY.decode()
+        try:
+            with contextlib.redirect_stderr(err):
+                status = run_here(str(source), *itertools.chain.from_iterable(
+                    ("--column", name) for name in named), "-o", str(output))
+        finally:
+            del os.environ[ENV_KEY]
+        named_indexes = {table[0].index(name) for name in named}
+        assert not contains_raw(err.getvalue())
+        if raw_columns <= named_indexes:
+            assert status == 0, err.getvalue()
+            written = output.read_text("utf-8")
+            assert not contains_raw(written)
+            assert next(csv.reader(io.StringIO(written))) == table[0]
+        else:
+            assert status == 2
+            assert "nothing was written" in err.getvalue()
+            assert not output.exists()
