@@ -11,7 +11,7 @@
 
 Each record opens requirements named after its ``event_id`` (``entry:``, ``landing:``,
 ``sentinel:``) and keeps its facts until they are judged. Where the contract is silent
-(README, "Rules where the contract is silent"): a proof sampled after the entry has a negative
+(docs/RULES.md): a proof sampled after the entry has a negative
 ``proof_age_hours``; of several counties at the highest level, the first in ``visited`` is the
 push's ``origin``; two records of one person lapsing at one instant share one alert (its id is
 (kind, subject, due_at), §5: the first record's), yet each lapse counts in its own district's

@@ -29,7 +29,7 @@ reports adds to a single instant's counts. The close is one pass over the person
 the missed persons for the alerts, with their grid); it keeps its counts per district and
 the missed persons, and the final report looks only at those.
 
-Where the contract is silent (also in the README):
+Where the contract is silent (also in docs/RULES.md):
 - progress instants are opens_at + k x every for k >= 1, strictly before closes_at (the close
   report stands for closes_at itself);
 - a person not on the roster who was sampled at several sites of the round's districts is

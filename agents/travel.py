@@ -8,7 +8,7 @@
   ``arrived_at``), due at the end of that day; days that ended before the push are not required.
 - The regimen ends at the end of its last day, or at ``followup.released``.
 
-Where the contract is silent (documented in README "Rules where the contract is silent"):
+Where the contract is silent (documented in docs/RULES.md):
 a ``located`` record counts for the push if it is at or after ``arrived_at`` (or the push,
 when the arrival is still to come), and one older than the push clears the person from the
 push on; a newer push (later ``occurred_at``) replaces the person's regimen; a push whose

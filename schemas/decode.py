@@ -342,7 +342,7 @@ def decode_event(
 ) -> Event | Rejection:
     """Parse and validate one message value (the worker's records).
 
-    Fast path: msgspec decodes the bytes straight into the model (README "Validation speed").
+    Fast path: msgspec decodes the bytes straight into the model (schemas/VALIDATION.md).
     Anything it refuses takes the slow path, orjson then the same checks, which finds the
     precise reason; both paths accept and refuse the same inputs.
     """

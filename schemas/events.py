@@ -1,7 +1,7 @@
 """Input events of CONTRACT.md §3, one typed model per topic.
 
 Models are ``msgspec.Struct`` classes: the decoder converts orjson's output into them in one
-C-level pass, which measured fastest of the validators tried (README, "Validation speed").
+C-level pass, which measured fastest of the validators tried (schemas/VALIDATION.md).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Faust runs the process (start-up, logging, signals, the ``/health``, ``/ready`` and
 ``/metrics`` pages) and starts :class:`~closedloop.streams.kafka.loop.WorkerLoop` as one of
 its services. The loop, not Faust's agents, consumes: Faust's per-record stream pipeline
-and its tables cost more CPU per record than the worker's whole budget (README
-"Performance", ``streams/kafka/FAUST_STUDY.md``), so the app boots without Faust's own Kafka
+and its tables cost more CPU per record than the worker's whole budget (docs/PERFORMANCE.md,
+``streams/kafka/FAUST_STUDY.md``), so the app boots without Faust's own Kafka
 consumer and producer, and the loop reads, applies and writes in batches with aiokafka:
 
 - the tube stage: ``sampling``, ``lab``, ``tube-ticks`` and ``action`` (key tube_id; an action
