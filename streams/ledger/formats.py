@@ -1,4 +1,9 @@
-"""Rows as an aligned table for people, or CSV / JSON for spreadsheets and scripts."""
+"""Rows as an aligned table for people, or CSV / JSON for spreadsheets and scripts.
+
+Whatever the format, every text is written for people (CONTRACT.md §2): a raw identifier in
+it is ``[redacted]`` (the ledger holds none, but a row recorded before the search was widened
+might), and a CSV cell never begins a formula (:func:`closedloop.schemas.cells.spreadsheet_cell`).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,9 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import IO, Any, Final
 from zoneinfo import ZoneInfo
+
+from closedloop.schemas.cells import spreadsheet_cell
+from closedloop.schemas.identifiers import redact_text
 
 __all__ = ["FORMATS", "write_rows"]
 
@@ -20,6 +28,12 @@ def _plain(value: Any, zone: ZoneInfo) -> Any:
         return value.astimezone(zone).isoformat()
     if isinstance(value, date):
         return value.isoformat()
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {redact_text(str(k)): _plain(v, zone) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v, zone) for v in value]
     return value
 
 
@@ -49,7 +63,7 @@ def write_rows(
         header = list(plain[0]) if plain else list(fields or columns)
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(header)
-        writer.writerows([_cell(row.get(f)) for f in header] for row in plain)
+        writer.writerows([spreadsheet_cell(_cell(row.get(f))) for f in header] for row in plain)
         return
     cells = [[_cell(row.get(c)) or "-" for c in columns] for row in plain]
     widths = [max([len(c), *(len(line[i]) for line in cells)]) for i, c in enumerate(columns)]
