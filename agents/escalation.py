@@ -45,12 +45,15 @@ def holds(st: object, alert_id: str) -> bool:
 
 def on_action(ctx: Context, st: Keyed, event: Action) -> bool:
     """Record an operator's ack/resolve on the escalation it names; False if none is open.
+    An ``assign`` changes no escalation (contract v1.2 §3).
 
     The earliest action counts: ack then resolve (or resolve alone) close it from then on.
     An action for a known key whose alert is not raised *yet* (its deadline is due but the
     clock, lagging by ``allowed_lateness``, has not fired it) is kept briefly in ``acts``,
     so the outcome does not depend on which of the two the engine saw first.
     """
+    if event.action == "assign":  # hands the alert to an operator; it handles nothing (§3)
+        return holds(st, event.alert_id)
     at = int(event.occurred_at.timestamp())
     entry = None if st.esc is None else st.esc.get(event.alert_id)
     if entry is None:

@@ -7,9 +7,13 @@ extra fields are ignored, so producers can add fields without breaking consumers
 Order of the checks: a raw identifier anywhere (``rawscan``) wins over every other reason,
 so it is searched for first, in the raw bytes; then one msgspec pass decodes the line
 straight into its typed event; then a repeated key (``dupkeys``), and the rules a schema
-cannot say (``implausible_time``, a reported lab result, half a coordinate, names with
-control characters, cohort names). Only input msgspec refuses is parsed again, by orjson, to
-find its exact reason.
+cannot say (``implausible_time``, fields another field's value requires, half a coordinate,
+names with control characters, cohort names). Only input msgspec refuses is parsed again, by
+orjson, to find its exact reason.
+
+*v1.2*: a replay line may carry ``received_at``, the record's own receipt (CONTRACT.md §1).
+:func:`read_line` gives it back beside the event, so the engine can tell a line's entry lag
+(known only from the record's own receipt); :func:`decode_line` is the same without it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import operator
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import datetime
 from functools import reduce
 from typing import Any, Final
 
@@ -29,15 +34,20 @@ from closedloop.schemas.events import (
     FREE_TEXT_FIELDS,
     MODELS,
     NAME_FIELDS,
+    REQUIRED_WHEN,
     Cohort,
     Event,
-    Lab,
+    Instant,
     Round,
     Sampling,
 )
 from closedloop.schemas.identifiers import contains_raw, loggable, redact_text
 from closedloop.schemas.outputs import DeadLetter
-from closedloop.schemas.plausible import DEFAULT_MAX_CLOCK_SKEW, implausible
+from closedloop.schemas.plausible import (
+    DEFAULT_MAX_CLOCK_SKEW,
+    implausible,
+    implausible_receipt,
+)
 from closedloop.schemas.rawscan import find_raw, find_raw_in, plain_ascii, redact_original
 from closedloop.schemas.text import text_problem
 
@@ -47,6 +57,9 @@ __all__ = [
     "decode_envelope",
     "decode_event",
     "decode_line",
+    "header_receipt",
+    "header_value",
+    "read_line",
     "validate_event",
 ]
 
@@ -116,6 +129,8 @@ _VARYING: Final = {
                  if f.required and (_is_nullable(f.type) or _is_list(f.type)))
     for model in MODELS.values()
 }
+# Per model: (field, value, fields that value requires), from events.REQUIRED_WHEN.
+_REQUIRED_WHEN: Final = {MODELS[topic]: rules for topic, rules in REQUIRED_WHEN.items()}
 _RAW_MESSAGE: Final = (
     "looks like a raw resident ID or mobile number; send a pseudonym (closedloop pseudonymize)"
 )
@@ -170,15 +185,19 @@ def validate_event(
     *,
     received_at: float | None = None,
     max_clock_skew: int = DEFAULT_MAX_CLOCK_SKEW,
+    receipt: datetime | None = None,
 ) -> Event | Rejection:
     """Validate a parsed JSON value as an event of ``topic`` received at ``received_at``
-    (epoch seconds; None: the receipt is unknown and only its upper bound goes unchecked)."""
+    (epoch seconds; None: the receipt is unknown and only its upper bound goes unchecked).
+    ``receipt``: the record's own receipt when it carries one (*v1.2*), which then bounds
+    its times instead (the caller checks it against ``received_at``:
+    ``plausible.implausible_receipt``)."""
     if isinstance(topic, str) and contains_raw(topic):
         return _raw("topic")
     where = find_raw_in(obj)
     if where is not None:
         return _raw(where)
-    return _validate(topic, obj, cohorts, received_at, max_clock_skew)
+    return _validate(topic, obj, cohorts, received_at, max_clock_skew, receipt)
 
 
 def _validate(
@@ -187,6 +206,7 @@ def _validate(
     cohorts: Collection[str] | None,
     received_at: float | None,
     max_clock_skew: int,
+    receipt: datetime | None = None,
 ) -> Event | Rejection:
     """``validate_event`` once the raw-identifier search is done."""
     model = MODELS.get(topic)
@@ -199,7 +219,7 @@ def _validate(
         event = msgspec.convert(obj, model)
     except msgspec.ValidationError as exc:
         return _classify(str(exc))
-    return _after_checks(event, cohorts, received_at, max_clock_skew)
+    return _after_checks(event, cohorts, received_at, max_clock_skew, receipt=receipt)
 
 
 def _after_checks(
@@ -208,15 +228,20 @@ def _after_checks(
     received_at: float | None,
     max_clock_skew: int,
     names_plain: bool = False,
+    receipt: datetime | None = None,
 ) -> Event | Rejection:
-    """Rules a field-by-field schema cannot say: plausible times, lab result, coordinates in
-    pairs, printable names, cohort names. ``names_plain``: the document proved every name
-    printable with no white space at either end (:func:`_plain_names`)."""
-    why = implausible(event, received_at, max_clock_skew)
+    """Rules a field-by-field schema cannot say: plausible times, fields another field's
+    value requires, coordinates in pairs, printable names, cohort names. ``names_plain``: the
+    document proved every name printable with no white space at either end
+    (:func:`_plain_names`)."""
+    why = implausible(event, received_at, max_clock_skew, receipt)
     if why is not None:
         return Rejection("implausible_time", why)
-    if isinstance(event, Lab) and event.status == "reported" and event.result is None:
-        return Rejection("missing_field", "result: required when status is \"reported\"")
+    required = _REQUIRED_WHEN.get(type(event))
+    if required is not None:
+        lacking = _missing_required(event, required)
+        if lacking is not None:
+            return lacking
     if isinstance(event, Sampling) and (event.site_lat is None) != (event.site_lon is None):
         given, missing = (("site_lat", "site_lon") if event.site_lon is None
                           else ("site_lon", "site_lat"))
@@ -236,6 +261,19 @@ def _after_checks(
     if isinstance(event, Cohort) and cohorts is not None and event.cohort not in cohorts:
         return _unknown_cohort(event.cohort)
     return event
+
+
+def _missing_required(
+    event: Event, rules: tuple[tuple[str, str, tuple[str, ...]], ...]
+) -> Rejection | None:
+    """``missing_field`` for the first field the event's own values require and lack."""
+    for switch, value, fields in rules:
+        if getattr(event, switch) == value:
+            for name in fields:
+                if getattr(event, name) is None:
+                    return Rejection("missing_field", f"{name}: required when {switch} is "
+                                     f"\"{value}\"")
+    return None
 
 
 def _unknown_cohort(name: str) -> Rejection:
@@ -291,7 +329,8 @@ _DECODERS: Final = {topic: msgspec.json.Decoder(model) for topic, model in MODEL
 # "topic": measured about 1.5x faster than an envelope with a raw value decoded again.
 _LINE_TYPES: Final = {
     msgspec.defstruct(
-        f"{model.__name__}Line", [("value", model)], tag_field="topic", tag=topic, frozen=True
+        f"{model.__name__}Line", [("value", model), ("received_at", Instant | None, None)],
+        tag_field="topic", tag=topic, frozen=True,
     ): topic
     for topic, model in MODELS.items()
 }
@@ -339,8 +378,14 @@ def decode_event(
     *,
     received_at: float | None = None,
     max_clock_skew: int = DEFAULT_MAX_CLOCK_SKEW,
+    receipt: datetime | None = None,
 ) -> Event | Rejection:
     """Parse and validate one message value (the worker's records).
+
+    ``received_at``: the record's receipt (epoch seconds) as the run knows it; ``receipt``:
+    the record's own, from its ``received_at`` header (*v1.2*, :func:`header_receipt`), which
+    then bounds the event's times and may be no more than ``max_clock_skew`` after
+    ``received_at``.
 
     Fast path: msgspec decodes the bytes straight into the model (schemas/VALIDATION.md).
     Anything it refuses takes the slow path, orjson then the same checks, which finds the
@@ -351,6 +396,10 @@ def decode_event(
         where = find_raw(raw)
         if where is not None:
             return _raw(where)
+    if receipt is not None:
+        why = implausible_receipt(receipt, received_at, max_clock_skew)
+        if why is not None:
+            return Rejection("implausible_time", why)
     decoder = _DECODERS.get(topic)
     if decoder is not None and (plain or _utf8(raw)):
         try:
@@ -359,12 +408,103 @@ def decode_event(
             pass
         else:
             return _repeated(raw, _strings_proved(event)) or _after_checks(
-                event, cohorts, received_at, max_clock_skew, plain and _plain_names(raw))
+                event, cohorts, received_at, max_clock_skew, plain and _plain_names(raw),
+                receipt)
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         return Rejection("not_json", f"not JSON: {exc.msg} at byte {exc.pos}")
-    return _repeated(raw) or _validate(topic, obj, cohorts, received_at, max_clock_skew)
+    return _repeated(raw) or _validate(topic, obj, cohorts, received_at, max_clock_skew,
+                                       receipt)
+
+
+RECEIVED_AT_HEADER: Final = "received_at"
+"""*v1.2* The Kafka record header holding the record's own receipt (CONTRACT.md §1)."""
+NO_RECEIPT_HEADER: Final = b"none"
+"""The header's value for a record sent without a receipt of its own: its entry lag is
+unknown, and its receipt is the record's timestamp as before v1.2."""
+
+
+def header_value(receipt: datetime | None) -> bytes:
+    """The ``received_at`` header ``closedloop produce`` writes for a line's receipt."""
+    return NO_RECEIPT_HEADER if receipt is None else receipt.isoformat().encode()
+
+
+def header_receipt(value: bytes) -> datetime | Rejection | None:
+    """A record's own receipt from its ``received_at`` header: None for ``none`` (no receipt
+    of its own), else an RFC 3339 instant with an offset, parsed as every timestamp is."""
+    if value == NO_RECEIPT_HEADER:
+        return None
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        return Rejection("invalid_timestamp", "received_at header: not UTF-8")
+    if contains_raw(text):
+        return _raw("received_at header")
+    receipt = _receipt(text, None, DEFAULT_MAX_CLOCK_SKEW)
+    if isinstance(receipt, Rejection):
+        return Rejection(receipt.reason, "received_at header" + receipt.message[11:])
+    return receipt
+
+
+Line = tuple[str, Event | Rejection, datetime | None]
+"""A replay line read: its topic, its event or why not, and its own receipt (*v1.2*: the
+envelope's ``received_at``; None when the line has none, so its entry lag is unknown)."""
+
+
+def read_line(
+    line: bytes,
+    cohorts: Collection[str] | None = None,
+    *,
+    received_at: float | None = None,
+    max_clock_skew: int = DEFAULT_MAX_CLOCK_SKEW,
+) -> Line | Rejection:
+    """A replay line to (topic, event or rejection, the line's own receipt or None), or a
+    rejection of the envelope itself. ``received_at`` is the run's receipt (epoch seconds,
+    or None when unknown): a line's own ``received_at`` replaces it as the bound of the
+    event's times, and may itself be no more than ``max_clock_skew`` after it."""
+    plain = plain_ascii(line)  # no raw identifier in it, and UTF-8
+    if not plain:
+        where = find_raw(line)
+        if where is not None:
+            return _line_of(_named_topic(line, _raw(where)), None)
+    try:
+        parsed = _LINE_DECODER.decode(line) if plain or _utf8(line) else None
+    except _REFUSED:
+        parsed = None
+    if parsed is not None:
+        event: Event = parsed.value  # every line type has its event as "value"
+        topic = _LINE_TYPES[type(parsed)]
+        receipt: datetime | None = parsed.received_at
+        # the envelope's keys "topic" and "value" and the topic's name, besides the event's;
+        # and "received_at" with its value when given
+        strings = 3 + _strings_proved(event)
+        if receipt is not None:
+            strings += 2
+            why = implausible_receipt(receipt, received_at, max_clock_skew)
+            if why is not None:
+                return _line_of(_envelope_repeat(
+                    topic, _repeated(line, strings) or Rejection("implausible_time", why)),
+                    receipt)
+        if not may_repeat(line, strings):
+            # The common case, without _repeated and _envelope_repeat: no key can repeat,
+            # and no after-check rejects as duplicate_key.
+            return topic, _after_checks(event, cohorts, received_at, max_clock_skew,
+                                        plain and _plain_names(line), receipt), receipt
+        return _line_of(_envelope_repeat(topic, _repeated(line, strings) or _after_checks(
+            event, cohorts, received_at, max_clock_skew, receipt=receipt)), receipt)
+    envelope = _split_envelope(line)
+    if isinstance(envelope, Rejection):
+        return envelope
+    topic, value, given = envelope
+    refused = _repeated(line)
+    if refused is not None:
+        return _line_of(_envelope_repeat(topic, refused), None)
+    receipt_read = _receipt(given, received_at, max_clock_skew)
+    if isinstance(receipt_read, Rejection):
+        return topic, receipt_read, None
+    return topic, _validate(topic, value, cohorts, received_at, max_clock_skew,
+                            receipt_read), receipt_read
 
 
 def decode_line(
@@ -374,34 +514,39 @@ def decode_line(
     received_at: float | None = None,
     max_clock_skew: int = DEFAULT_MAX_CLOCK_SKEW,
 ) -> tuple[str, Event | Rejection] | Rejection:
-    """A replay line to (topic, event or rejection), or a rejection of the envelope itself."""
-    plain = plain_ascii(line)  # no raw identifier in it, and UTF-8
-    if not plain:
-        where = find_raw(line)
-        if where is not None:
-            return _named_topic(line, _raw(where))
+    """:func:`read_line` without the line's own receipt: (topic, event or rejection), or a
+    rejection of the envelope itself. The receipt still bounds the event's times."""
+    read = read_line(line, cohorts, received_at=received_at, max_clock_skew=max_clock_skew)
+    if isinstance(read, Rejection):
+        return read
+    return read[0], read[1]
+
+
+def _line_of(
+    decoded: tuple[str, Event | Rejection] | Rejection, receipt: datetime | None
+) -> Line | Rejection:
+    return decoded if isinstance(decoded, Rejection) else (*decoded, receipt)
+
+
+_NO_RECEIPT: Final = object()
+"""A line without the key ``received_at`` (as against one that writes ``null``)."""
+_RECEIPT_TYPE: Final[Any] = Instant | None
+
+
+def _receipt(
+    given: object, received_at: float | None, max_clock_skew: int
+) -> datetime | Rejection | None:
+    """The line's own receipt from its envelope's ``received_at`` (parsed JSON): None when
+    absent or null, a rejection naming ``received_at`` when it is no plausible instant."""
+    if given is _NO_RECEIPT or given is None:
+        return None
     try:
-        parsed = _LINE_DECODER.decode(line) if plain or _utf8(line) else None
-    except _REFUSED:
-        parsed = None
-    if parsed is not None:
-        event: Event = parsed.value  # every line type has its event as "value"
-        topic = _LINE_TYPES[type(parsed)]
-        strings = 3 + _strings_proved(event)
-        if not may_repeat(line, strings):
-            # The common case, without _repeated and _envelope_repeat: no key can repeat,
-            # and no after-check rejects as duplicate_key.
-            return topic, _after_checks(event, cohorts, received_at, max_clock_skew,
-                                        plain and _plain_names(line))
-        # the envelope's keys "topic" and "value" and the topic's name, besides the event's
-        return _envelope_repeat(topic, _repeated(line, strings) or _after_checks(
-            event, cohorts, received_at, max_clock_skew))
-    envelope = decode_envelope(line)
-    if isinstance(envelope, Rejection):
-        return envelope
-    topic, value = envelope
-    return _envelope_repeat(topic, _repeated(line) or _validate(topic, value, cohorts,
-                                                                received_at, max_clock_skew))
+        receipt: datetime = msgspec.convert(given, _RECEIPT_TYPE)
+    except msgspec.ValidationError as exc:
+        found = _classify(str(exc))
+        return Rejection(found.reason, found.message.replace("value:", "received_at:", 1))
+    why = implausible_receipt(receipt, received_at, max_clock_skew)
+    return receipt if why is None else Rejection("implausible_time", why)
 
 
 def _named_topic(line: bytes, rejection: Rejection) -> tuple[str, Rejection] | Rejection:
@@ -428,6 +573,12 @@ def _envelope_repeat(
 
 def decode_envelope(line: bytes | str) -> tuple[str, Any] | Rejection:
     """Parse a replay line ``{"topic": name, "value": {...}}`` into (topic, value)."""
+    envelope = _split_envelope(line)
+    return envelope if isinstance(envelope, Rejection) else envelope[:2]
+
+
+def _split_envelope(line: bytes | str) -> tuple[str, Any, object] | Rejection:
+    """(topic, value, received_at as parsed or ``_NO_RECEIPT``) of a replay line."""
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
@@ -439,7 +590,7 @@ def decode_envelope(line: bytes | str) -> tuple[str, Any] | Rejection:
         return Rejection("bad_envelope", "topic: a replay line needs a string \"topic\"")
     if "value" not in obj:
         return Rejection("bad_envelope", "value: a replay line needs the event as \"value\"")
-    return topic, obj["value"]
+    return topic, obj["value"], obj.get("received_at", _NO_RECEIPT)
 
 
 def dead_letter(

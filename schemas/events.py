@@ -21,6 +21,7 @@ __all__ = [
     "Cohort",
     "Event",
     "Followup",
+    "Inspection",
     "Lab",
     "Population",
     "Round",
@@ -58,18 +59,29 @@ Risk = Literal["high", "medium", "outside_province", "inside_province"]
 LabStatus = Literal["received", "reported"]
 LabResult = Literal["negative", "positive", "invalid"]
 FollowupKind = Literal["located", "visit", "released"]
-ActionKind = Literal["ack", "resolve"]
+ActionKind = Literal["ack", "resolve", "assign"]
 RosterStatus = Literal["resident", "floating", "left"]
 Role = Literal["driver", "passenger"]
 Level = Literal["high", "medium", "low"]
 FacilityKind = Literal["hospital", "clinic", "pharmacy"]
 VisitReason = Literal["fever", "respiratory", "antipyretic"]
+UnitKind = Literal["venue", "site", "company", "facility", "checkpoint", "school", "institution"]
+InspectionRecord = Literal["finding", "rectified", "recheck"]
+Severity = Literal["minor", "major", "critical"]
+RecheckResult = Literal["pass", "fail"]
 
 Grid = Annotated[str, msgspec.Meta(pattern=exact(r"^[A-Za-z0-9_.:-]{1,64}$"),
                                    description="a grid (网格) of the district")]
 RoundId = Annotated[str, msgspec.Meta(pattern=exact(r"^[A-Za-z0-9_.:-]{1,64}$"))]
 County = Annotated[str, msgspec.Meta(pattern=exact(r"^[A-Za-z0-9_.:-]{1,32}$"),
                                      description="a county code")]
+UnitId = Annotated[str, msgspec.Meta(
+    pattern=exact(r"^[A-Za-z0-9_.:-]{1,64}$"),
+    description="a venue, sampling site, company, facility, checkpoint, school or institution")]
+FindingId = Annotated[str, msgspec.Meta(pattern=exact(r"^[A-Za-z0-9_.:-]{1,64}$"))]
+Category = Annotated[str, msgspec.Meta(
+    pattern=exact(r"^[a-z0-9_]{1,32}$"),
+    description="what was found wanting, e.g. venue_code, roster, test_frequency, protection")]
 ALL_DISTRICTS: Final = "*"
 
 
@@ -142,6 +154,9 @@ class Action(msgspec.Struct, frozen=True, kw_only=True):
     action: ActionKind
     operator_id: Ref
     note: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
+    # *v1.2* the operator an ``assign`` hands the alert to (required there, checked after
+    # decoding); on ack and resolve it is validated like any id and otherwise ignored
+    assignee: Ref | None = None
 
 
 class Population(msgspec.Struct, frozen=True, kw_only=True):
@@ -203,8 +218,27 @@ class Clinic(msgspec.Struct, frozen=True, kw_only=True):
     reason: VisitReason
 
 
+class Inspection(msgspec.Struct, frozen=True, kw_only=True):
+    """*v1.2* A supervision record about a unit (督导检查): a finding, its rectification (整改)
+    or a look-back recheck (回头看). A ``finding`` needs ``category`` and ``severity``, a
+    ``recheck`` needs ``result`` (checked after decoding); a field the record does not use is
+    validated like the others and otherwise ignored. Keyed by ``unit_id``."""
+
+    event_id: EventId
+    occurred_at: Instant
+    unit_id: UnitId
+    unit_kind: UnitKind
+    district: Name
+    record: InspectionRecord
+    finding_id: FindingId
+    category: Category | None = None
+    severity: Severity | None = None
+    result: RecheckResult | None = None
+    inspector_id: PersonId | None = None
+
+
 Event = (Sampling | Lab | Travel | Followup | Cohort | Action | Population | Round | Checkpoint
-         | Area | Clinic)
+         | Area | Clinic | Inspection)
 
 MODELS: Final[dict[str, type[Event]]] = {
     "sampling": Sampling,
@@ -218,8 +252,19 @@ MODELS: Final[dict[str, type[Event]]] = {
     "checkpoint": Checkpoint,
     "area": Area,
     "clinic": Clinic,
+    "inspection": Inspection,
 }
 INPUT_TOPICS: Final = tuple(MODELS)
+
+REQUIRED_WHEN: Final[dict[str, tuple[tuple[str, str, tuple[str, ...]], ...]]] = {
+    "lab": (("status", "reported", ("result",)),),
+    "action": (("action", "assign", ("assignee",)),),
+    "inspection": (("record", "finding", ("category", "severity")),
+                   ("record", "recheck", ("result",))),
+}
+"""Optional fields a value of another field makes required, per topic: (field, value,
+required fields). Missing (or null) there, the event is ``missing_field``; the decoder, the
+JSON Schemas' ``if``/``then`` and the docs all read this one table."""
 
 # Fields of names and ids that people read and group by, and free text: checked by
 # ``text.text_problem`` after decoding (no control or format characters; names not blank).
@@ -239,5 +284,6 @@ KEY_FIELD: Final[dict[str, str]] = {
     "checkpoint": "person_id",
     "area": "county",
     "clinic": "person_id",
+    "inspection": "unit_id",
 }
 """The message key of each input topic (CONTRACT.md §3)."""

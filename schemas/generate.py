@@ -24,7 +24,7 @@ from typing import Any, Final
 
 import msgspec
 
-from closedloop.schemas.decode import STRING_FIELDS
+from closedloop.schemas.decode import NO_RECEIPT_HEADER, RECEIVED_AT_HEADER, STRING_FIELDS
 from closedloop.schemas.events import (
     FREE_TEXT_FIELDS,
     KEY_FIELD,
@@ -32,6 +32,7 @@ from closedloop.schemas.events import (
     NAME_FIELDS,
     PSEUDONYM_PATTERN,
     REF_PATTERN,
+    REQUIRED_WHEN,
 )
 from closedloop.schemas.outputs import (
     Alert,
@@ -121,6 +122,7 @@ TITLES: Final[dict[str, str]] = {
     "checkpoint": "Entry checkpoint event",
     "area": "Risk area event",
     "clinic": "Sentinel visit event",
+    "inspection": "Supervision record event",
     "envelope": "Replay envelope",
     "alert": "Alert",
     "escalation": "Escalated alert",
@@ -142,7 +144,8 @@ DESCRIPTIONS: Final[dict[str, str]] = {
     "released from the regimen. The message key is person_id.",
     "cohort": "A key-population roster change (重点人群). cohort must be a name the policy "
     "defines; active false ends the membership. The message key is person_id.",
-    "action": "An operator acknowledging or resolving an alert. subject is the alert's "
+    "action": "An operator acknowledging or resolving an alert, or (v1.2) assigning it to "
+    "another operator (assignee; an assignment changes no escalation). subject is the alert's "
     "subject, which is also the message key, so the action reaches the partition that owns "
     "the alert.",
     "population": "v1.1. The city's roster (常住人口, 流动人员): per person, the record with the "
@@ -161,6 +164,12 @@ DESCRIPTIONS: Final[dict[str, str]] = {
     "clinic": "v1.1. A sentinel visit (哨点): a fever or respiratory patient at a hospital or "
     "clinic, or an antipyretic bought at a pharmacy; a sampling is due within the policy's "
     "sentinel_test_within of the facility kind. The message key is person_id.",
+    "inspection": "v1.2. A supervision record about a unit (督导检查: 明察暗访, 整改, 回头看): a "
+    "finding (with category and severity), its rectification, or a look-back recheck (with "
+    "result pass or fail), matched by (unit_id, finding_id) in event time. A finding must be "
+    "rectified within the policy's rectify_within of its severity, and a rectification "
+    "rechecked within recheck_within; a failed recheck opens the finding again. The message "
+    "key is unit_id.",
     "envelope": "One line of a replay file (JSON Lines) for `closedloop replay`: the input "
     "topic's short name and the event as it would be the Kafka message value.",
     "alert": "One alert. alert_id is stable: the same kind, subject and due_at give the same "
@@ -200,7 +209,22 @@ FIELD_NOTES: Final[dict[str, dict[str, str]]] = {
         "arrived_at": "arrival time; its local date is day 1 of the regimen",
     },
     "cohort": {"cohort": "a cohort name the policy defines"},
-    "action": {"subject": "the alert's subject (person_id or tube_id); the message key"},
+    "action": {
+        "subject": "the alert's subject (person_id, tube_id, source, lab_id or unit_id); the "
+        "message key",
+        "assignee": "v1.2: the operator the alert is assigned to; required when action is "
+        "assign, validated and otherwise ignored for ack and resolve",
+    },
+    "inspection": {
+        "occurred_at": "when the unit was inspected, rectified or rechecked, RFC 3339 with an "
+        "offset",
+        "finding_id": "the finding this record is about; records are matched by (unit_id, "
+        "finding_id)",
+        "category": "required when record is finding",
+        "severity": "required when record is finding; selects rectify_within",
+        "result": "required when record is recheck; fail opens the finding again",
+        "inspector_id": "a pseudonym, as person_id",
+    },
 }
 
 # Output fields that carry an instant or a local date (the models keep them as strings).
@@ -289,18 +313,37 @@ def _event_schema(name: str) -> dict[str, Any]:
         rule = IMPLAUSIBLE_NOTES["occurred_at" if field == "occurred_at" else "other"]
         note = properties[field].get("description")
         properties[field]["description"] = f"{note}; {rule}" if note else rule
-    if name == "lab":
-        result = properties["result"]
-        root["if"] = {"properties": {"status": {"const": "reported"}}, "required": ["status"]}
-        root["then"] = {
-            "properties": {"result": {"enum": result["anyOf"][0]["enum"]}},
-            "required": ["result"],
-        }
+    conditions = [_required_when(properties, *rule) for rule in REQUIRED_WHEN.get(name, ())]
+    if len(conditions) == 1:
+        root.update(conditions[0])
+    elif conditions:
+        root["allOf"] = conditions
     if name == "sampling":  # half a coordinate is missing_field (VALIDATION.md)
         root["dependentRequired"] = {"site_lat": ["site_lon"], "site_lon": ["site_lat"]}
     if name == "cohort":
         properties["cohort"]["examples"] = sorted(default_policy().cohorts)
     return root
+
+
+def _required_when(properties: dict[str, Any], switch: str, value: str,
+                   fields: tuple[str, ...]) -> dict[str, Any]:
+    """``if``/``then`` for fields that ``switch`` = ``value`` requires (not null either)."""
+    return {
+        "if": {"properties": {switch: {"const": value}}, "required": [switch]},
+        "then": {
+            "properties": {field: _not_null(properties[field]) for field in fields},
+            "required": list(fields),
+        },
+    }
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """The value branch of a nullable field's schema (``anyOf`` [value, null])."""
+    branches = [b for b in schema.get("anyOf", [schema]) if b != {"type": "null"}]
+    (branch,) = branches
+    if set(branch) == {"type", "enum"}:
+        return {"enum": branch["enum"]}  # an enum says its type
+    return dict(branch)
 
 
 def _output_schema(name: str) -> dict[str, Any]:
@@ -330,6 +373,18 @@ def _envelope_schema() -> dict[str, Any]:
         "type": "object",
         "properties": {
             "topic": {"description": "the input topic's short name", "enum": list(MODELS)},
+            "received_at": {
+                "description": "v1.2, optional: when the platform received the record (a "
+                "file exported from Kafka carries the record timestamps); replay takes it as "
+                "the line's receipt, and the record's entry lag is known only with it. More "
+                "than max_clock_skew after the run's own receipt, or more than "
+                "max_clock_skew before the event's occurred_at, is rejected (reason "
+                "implausible_time); null is the same as leaving it out",
+                "anyOf": [
+                    {"type": "string", "format": "date-time", "pattern": RFC3339_PATTERN},
+                    {"type": "null"},
+                ],
+            },
             "value": {"description": "the event, validated against its topic's schema"},
         },
         "required": ["topic", "value"],
@@ -370,6 +425,25 @@ KEY_SCHEMAS: Final[dict[str, dict[str, Any]]] = {
                  "description": "round_id, UTF-8"},
     "county": {"type": "string", "pattern": r"^[A-Za-z0-9_.:-]{1,32}$",
                "description": "county, UTF-8"},
+    "unit_id": {"type": "string", "pattern": r"^[A-Za-z0-9_.:-]{1,64}$",
+                "description": "unit_id, UTF-8"},
+}
+
+RECEIPT_HEADER: Final[dict[str, Any]] = {
+    "type": "object",
+    "description": "v1.2: Kafka record headers of an input record",
+    "properties": {
+        RECEIVED_AT_HEADER: {
+            "type": "string",
+            "description": "when the platform received the record (RFC 3339 with an offset), "
+            f"or {NO_RECEIPT_HEADER.decode()} when it has no receipt of its own (then its "
+            "receipt is the record timestamp and its entry lag is unknown); without the "
+            "header the receipt is the record timestamp, capped at now. `closedloop produce` "
+            "sets it from the replay line's received_at. More than max_clock_skew after the "
+            "worker's now is rejected (reason implausible_time)",
+            "pattern": f"^{NO_RECEIPT_HEADER.decode()}$|{RFC3339_PATTERN}",
+        },
+    },
 }
 
 INPUT_RETENTION_WHY: Final = (
@@ -541,6 +615,7 @@ def asyncapi_document() -> dict[str, Any]:
             "name": name,
             "title": TITLES.get(spec["schema"] or "", spec.get("title", "Internal record")),
             "contentType": "application/json",
+            **({"headers": RECEIPT_HEADER} if name in MODELS else {}),
             "payload": payload,
             "bindings": {
                 "kafka": {"key": _key_schema(key, name), "bindingVersion": BINDING_VERSION}
@@ -564,8 +639,8 @@ def asyncapi_document() -> dict[str, Any]:
         "asyncapi": "3.0.0",
         "info": {
             "title": "closedloop",
-            "version": "1.0.0",
-            "description": "Closed-loop epidemic test tracking (CONTRACT.md v1). Topics are "
+            "version": "1.2.0",
+            "description": "Closed-loop epidemic test tracking (CONTRACT.md v1.2). Topics are "
             f"`{{prefix}}.{{name}}.v1` with prefix `{PREFIX}` by default; message values are "
             "JSON (payload schemas are JSON Schema draft 2020-12 files beside this "
             "document); message keys are UTF-8 strings.\n"

@@ -1,4 +1,8 @@
-"""Output records of CONTRACT.md §5: the alert, person status, daily report and dead letter."""
+"""Output records of CONTRACT.md §5: the alert, person status, daily report and dead letter.
+
+Columns and kinds a minor version adds have defaults (0, or null), so a record written before
+it still decodes, and a stage that does not count them yet writes 0.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +37,12 @@ AlertKind = Literal[
     "entry_without_proof",
     "landing_test_missed",
     "sentinel_untested",
+    "late_entries",
+    "lab_silent",
+    "rectification_overdue",
+    "recheck_missed",
+    "recheck_failed",
+    "repeat_offender",
 ]
 ALERT_KINDS: Final = AlertKind.__args__  # type: ignore[attr-defined]
 
@@ -130,6 +140,21 @@ class DailyReport(msgspec.Struct, frozen=True, kw_only=True):
     landing_tests_missed: int = 0
     sentinel_visits: int = 0
     sentinel_untested: int = 0
+    # v1.2 data entry: records of known entry lag naming the district, occurred_at in the
+    # day's window; the 90th percentile of their lags (null when there are none); rejected
+    # input naming the district, counted in the first report not yet raised when read
+    entries: int = 0
+    entries_late: int = 0
+    entry_lag_p90_minutes: float | None = None
+    entries_rejected: int = 0
+    # v1.2 supervision, in the finding's district: findings made in the window, findings
+    # not closed by a passed recheck at the cut-off, and findings whose lapse, failed
+    # recheck or repeat is due in the window
+    findings_new: int = 0
+    findings_open: int = 0
+    rectifications_overdue: int = 0
+    rechecks_failed: int = 0
+    repeat_offenders: int = 0
 
 
 class RoundRow(msgspec.Struct, frozen=True, kw_only=True):

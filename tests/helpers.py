@@ -220,12 +220,13 @@ def action(
     *,
     operator_id: str = "operator-1",
     note: str | None = None,
+    assignee: str | None = None,
     event_id: str | None = None,
 ) -> Envelope:
-    """An operator handling an alert."""
+    """An operator handling an alert (*v1.2*: or assigning it, ``kind="assign"``)."""
     return _event(
         "action", at, event_id, alert_id=alert_id, subject=subject, action=kind,
-        operator_id=operator_id, note=note,
+        operator_id=operator_id, note=note, assignee=assignee,
     )
 
 
@@ -427,6 +428,24 @@ def v11_events(person: str) -> dict[str, dict[str, Any]]:
             "facility_kind": "pharmacy",
             "district": "xuhui",
             "reason": "antipyretic",
+        },
+    }
+
+
+def v12_events(person: str) -> dict[str, dict[str, Any]]:
+    """One valid event of each topic contract v1.2 added (``inspection``: a finding)."""
+    return {
+        "inspection": {
+            "event_id": "insp-1",
+            "occurred_at": "2022-04-02T14:00:00+08:00",
+            "unit_id": "venue-mall-7",
+            "unit_kind": "venue",
+            "district": "xuhui",
+            "record": "finding",
+            "finding_id": "f-2022-0402-7",
+            "category": "venue_code",
+            "severity": "major",
+            "inspector_id": "insp:team-3-li",
         },
     }
 

@@ -60,6 +60,7 @@ CLIENTS: Final[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
     "closedloop-producer-checkpoint": (("checkpoint",), ()),
     "closedloop-producer-area": (("area",), ()),
     "closedloop-producer-clinic": (("clinic",), ()),
+    "closedloop-producer-inspection": (("inspection",), ()),  # v1.2: supervision records
     "closedloop-operator-console": (("action",), ("alerts", "escalations")),
     "closedloop-reader-person-status": ((), ("person-status",)),
     "closedloop-reader-daily-report": ((), ("daily-report",)),

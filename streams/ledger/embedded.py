@@ -61,7 +61,8 @@ class ReplayLedger:
     def _apply(self, connection: Connection, actions: list[Action]) -> None:
         for action in actions:
             if store.apply_action(connection, action.alert_id, action.action,
-                                  action.operator_id, action.occurred_at, action.note):
+                                  action.operator_id, action.occurred_at, action.note,
+                                  action.assignee):
                 self.actions_applied += 1
             else:
                 self.unapplied.append(action)

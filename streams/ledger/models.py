@@ -118,6 +118,11 @@ class Alert(Base):
     note: Mapped[str | None] = mapped_column(Text)
     escalation_level: Mapped[int | None] = mapped_column(SmallInteger)  # 2, then 3 (city)
     escalated_at: Mapped[datetime | None]
+    # v1.2 (migration 0004): the operator an ``assign`` action handed the alert to, when,
+    # and by whom; the latest assignment by event time holds
+    assignee: Mapped[str | None] = mapped_column(String(PSEUDONYM))
+    assigned_at: Mapped[datetime | None]
+    assigned_by: Mapped[str | None] = mapped_column(String(PSEUDONYM))
 
 
 class DailyReport(Base):
@@ -139,6 +144,16 @@ class DailyReport(Base):
     landing_tests_missed: Mapped[int] = mapped_column(Integer, server_default="0")
     sentinel_visits: Mapped[int] = mapped_column(Integer, server_default="0")
     sentinel_untested: Mapped[int] = mapped_column(Integer, server_default="0")
+    # v1.2 (migration 0004): data entry, and supervision in the finding's district
+    entries: Mapped[int] = mapped_column(Integer, server_default="0")
+    entries_late: Mapped[int] = mapped_column(Integer, server_default="0")
+    entry_lag_p90_minutes: Mapped[float | None] = mapped_column(Float)
+    entries_rejected: Mapped[int] = mapped_column(Integer, server_default="0")
+    findings_new: Mapped[int] = mapped_column(Integer, server_default="0")
+    findings_open: Mapped[int] = mapped_column(Integer, server_default="0")
+    rectifications_overdue: Mapped[int] = mapped_column(Integer, server_default="0")
+    rechecks_failed: Mapped[int] = mapped_column(Integer, server_default="0")
+    repeat_offenders: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
 class RoundReport(Base):

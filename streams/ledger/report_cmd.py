@@ -15,10 +15,28 @@ __all__ = ["add_parser", "local_day", "run"]
 DAILY_HELP: Final = """The daily closure (日清日结) table: ``closedloop report daily --date D``.
 
 One row per district: the engine's report for the day (pushed, located, under_control,
-followup_overdue_open, tests_missed, positives, and v1.1 checkpoint_entries, entries_without_proof,
-landing_tests_missed, sentinel_visits, sentinel_untested) and ``alerts_unresolved``, the district's
-alerts raised by that day's cut-off and not resolved yet, counted now from the ledger.
+followup_overdue_open, tests_missed, positives; v1.1 checkpoint_entries, entries_without_proof,
+landing_tests_missed, sentinel_visits, sentinel_untested; v1.2 data entry: entries,
+entries_late, entry_lag_p90_minutes, entries_rejected; v1.2 supervision: findings_new,
+findings_open, rectifications_overdue, rechecks_failed, repeat_offenders) and
+``alerts_unresolved``, the district's alerts raised by that day's cut-off and not resolved yet,
+counted now from the ledger. The table shows them in those four sections, a table each with a
+row per district; csv and json give each district's whole row.
 """
+
+DAILY_SECTIONS: Final = (
+    ("daily closure (日清日结)", ("pushed", "located", "under_control", "followup_overdue_open",
+                               "tests_missed", "positives", "alerts_unresolved")),
+    ("gates and sentinel clinics (查验关, 哨点)", ("checkpoint_entries", "entries_without_proof",
+                                              "landing_tests_missed", "sentinel_visits",
+                                              "sentinel_untested")),
+    ("data entry (录入及时、全面、准确)", ("entries", "entries_late", "entry_lag_p90_minutes",
+                                    "entries_rejected")),
+    ("supervision (督导检查)", ("findings_new", "findings_open", "rectifications_overdue",
+                            "rechecks_failed", "repeat_offenders")),
+)
+"""The table's sections: one table each, a row per district (a terminal cannot show all of
+a district's twenty-odd figures in one line)."""
 
 ROUND_HELP: Final = """A testing round's table (采样进展 / 查漏补测): ``closedloop report round R``.
 
@@ -194,5 +212,11 @@ def run_daily(args: argparse.Namespace) -> int:
         print(f"closedloop report: no daily report for {day} in the ledger"
               + (f" for {', '.join(args.district)}" if args.district else ""), file=sys.stderr)
         return 1
-    write_rows(rows, REPORT_COLUMNS, args.format, sys.stdout, policy.zone)
+    if args.format != "table":
+        write_rows(rows, REPORT_COLUMNS, args.format, sys.stdout, policy.zone)
+        return 0
+    print(f"{day} · cut-off {cutoff.isoformat()}")
+    for title, columns in DAILY_SECTIONS:
+        print(f"\n{title}:")
+        write_rows(rows, ("district", *columns), "table", sys.stdout, policy.zone)
     return 0

@@ -163,7 +163,8 @@ def write_batch(
     # After the alerts of the same batch, so an action or escalation finds its row.
     for action in actions:
         changed = store.apply_action(connection, action.alert_id, action.action,
-                                     action.operator_id, action.occurred_at, action.note)
+                                     action.operator_id, action.occurred_at, action.note,
+                                     action.assignee)
         counts["actions_applied" if changed else "actions_unchanged"] += 1
     counts["escalations"] += store.note_escalations(connection, escalations)
     _advance_marks(connection, records, now)

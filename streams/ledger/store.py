@@ -34,6 +34,13 @@ __all__ = [
     "upsert_round_reports",
 ]
 
+V12_COLUMNS: Final = (
+    "entries", "entries_late", "entry_lag_p90_minutes", "entries_rejected",
+    "findings_new", "findings_open", "rectifications_overdue", "rechecks_failed",
+    "repeat_offenders",
+)
+"""Contract v1.2's columns: data entry, then supervision (migration 0004)."""
+
 REPORT_COUNTS: Final = (
     "pushed",
     "located",
@@ -42,7 +49,9 @@ REPORT_COUNTS: Final = (
     "tests_missed",
     "positives",
     *ENTRY_COUNTS,
+    *V12_COLUMNS,
 )
+"""The report's figures, as the ledger's columns: counts, and one percentile (v1.2)."""
 
 ROUND_COUNTS: Final = (
     "in_scope", "sampled", "missed", "caught_up", "not_on_roster", "catchup_median_hours",
@@ -229,19 +238,28 @@ def add_dead_letters(
 def apply_action(
     connection: Connection,
     alert_id: str,
-    action: Literal["ack", "resolve"],
+    action: Literal["ack", "resolve", "assign"],
     operator_id: str,
     at: datetime,
     note: str | None = None,
+    assignee: str | None = None,
 ) -> bool:
-    """Move an alert along raised → acknowledged → resolved; True if it changed.
+    """Move an alert along raised → acknowledged → resolved, or (v1.2) assign it to
+    ``assignee``; True if it changed.
 
     Repeating an action, or acknowledging a resolved alert, changes nothing, so operator
-    actions may be delivered more than once too. A note replaces the previous one.
+    actions may be delivered more than once too. A note replaces the previous one. An
+    assignment leaves the state alone; the latest by event time holds (one delivered late
+    changes nothing), and a resolved alert is assigned to nobody new.
     """
     table = _ALERT
-    if action == "ack":
-        values: dict[str, Any] = {
+    if action == "assign":
+        values: dict[str, Any] = {"assignee": assignee, "assigned_at": at,
+                                  "assigned_by": operator_id}
+        allowed = and_(table.c.state != "resolved",
+                       or_(table.c.assigned_at.is_(None), table.c.assigned_at < at))
+    elif action == "ack":
+        values = {
             "state": "acknowledged", "acknowledged_at": at, "acknowledged_by": operator_id,
         }
         allowed = table.c.state == "raised"

@@ -74,8 +74,10 @@ def test_a_new_operator_follows_the_readme_on_the_default_ledger(
     assert rows and all(row.split()[4] == "raised" for row in rows)
     # and prints the day's closure table
     report, _ = _run(capsys, ["report", "daily", "--date", day])
-    assert report.splitlines()[0].split()[:2] == ["district", "date"]
-    assert all(line.split()[1] == day for line in report.splitlines()[1:])
+    lines = report.splitlines()
+    assert lines[0].startswith(f"{day} · cut-off {day}T22:00:00")
+    assert lines[2] == "daily closure (日清日结):"
+    assert lines[3].split()[:3] == ["district", "pushed", "located"]
     # and acknowledges one alert by its id alone: the subject comes from the ledger
     chosen = _open_alerts(capsys)[0]
     sent: list[dict[str, Any]] = []

@@ -19,6 +19,7 @@ from closedloop.schemas.policy import default_policy
 from closedloop.streams.cli import main
 from closedloop.streams.ledger import models
 from closedloop.streams.ledger.engine import open_engine
+from closedloop.streams.ledger.report_cmd import DAILY_SECTIONS
 from closedloop.streams.ledger.store import REPORT_COUNTS
 from closedloop.streams.sim.feed import CityConfig, simulate
 
@@ -130,8 +131,15 @@ def test_report_formats(
     assert len(lines) == 2 and lines[1].startswith(f"{district},{day},")
     assert main(base) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split() == ["district", "date", *REPORT_COUNTS, "alerts_unresolved"]
-    assert table[1].split()[:2] == [district, day]
+    # the table: the day, then a section a line of titles, a header and the district's row
+    assert table[0].startswith(day)
+    shown: list[str] = []
+    for title, columns in DAILY_SECTIONS:
+        at = table.index(f"{title}:")
+        assert table[at + 1].split() == ["district", *columns]
+        assert table[at + 2].split()[0] == district
+        shown += columns
+    assert sorted(shown) == sorted([*REPORT_COUNTS, "alerts_unresolved"])
     assert main(["report", "daily", "--date", "1999-01-01", "--url", sqlite_url]) == 1
 
 

@@ -6,9 +6,10 @@ separate SQLAlchemy dialects).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 from ledger_samples import Partition, alert, letter, report, status
 from sqlalchemy import Engine, select
 
@@ -81,6 +82,51 @@ def test_an_alert_keeps_its_lifecycle_when_it_comes_again(ledger: Engine) -> Non
     assert row["note"] == "called, tested"
     assert row["resolved_at"] == NOW
     assert row["due_at"] == datetime.fromisoformat(first.due_at)  # the instant, exactly
+
+
+def test_an_assignment_hands_an_alert_on_and_leaves_its_state(ledger: Engine) -> None:
+    # contract v1.2 §3: assign names an assignee and changes no escalation
+    first = alert(4)
+    later = NOW + timedelta(hours=1)
+    with ledger.begin() as connection:
+        store.add_alerts(connection, [first])
+        assert store.apply_action(connection, first.alert_id, "assign", "lead-1", NOW,
+                                  assignee="operator-2")
+        assert store.apply_action(connection, first.alert_id, "ack", "operator-2", NOW)
+        assert store.apply_action(connection, first.alert_id, "assign", "lead-1", later,
+                                  assignee="operator-3")
+        # delivered again, or an older assignment delivered late: nothing changes
+        assert not store.apply_action(connection, first.alert_id, "assign", "lead-1", later,
+                                      assignee="operator-3")
+        assert not store.apply_action(connection, first.alert_id, "assign", "lead-2", NOW,
+                                      assignee="operator-9")
+    table = models.Base.metadata.tables["alert"]
+    with ledger.connect() as connection:
+        row = connection.execute(select(table)).mappings().one()
+    assert (row["state"], row["assignee"], row["assigned_by"]) == (
+        "acknowledged", "operator-3", "lead-1")
+    assert row["assigned_at"] == later
+    with ledger.begin() as connection:
+        assert store.apply_action(connection, first.alert_id, "resolve", "operator-3", later)
+        # a resolved alert is assigned to nobody new
+        assert not store.apply_action(connection, first.alert_id, "assign", "lead-1",
+                                      later + timedelta(hours=1), assignee="operator-4")
+
+
+def test_the_v12_report_columns_are_kept(ledger: Engine) -> None:
+    full = msgspec.structs.replace(
+        report("district-a"), entries=40, entries_late=9, entry_lag_p90_minutes=187.5,
+        entries_rejected=2, findings_new=3, findings_open=5, rectifications_overdue=1,
+        rechecks_failed=1, repeat_offenders=1)
+    with ledger.begin() as connection:
+        store.upsert_reports(connection, [full, report("district-b")])
+    table = models.Base.metadata.tables["daily_report"]
+    with ledger.connect() as connection:
+        rows = connection.execute(select(table).order_by(table.c.district)).mappings().all()
+    assert {name: rows[0][name] for name in store.V12_COLUMNS} == {
+        name: getattr(full, name) for name in store.V12_COLUMNS}
+    # a report that counts none of them (a stage that does not yet) has 0 and null
+    assert rows[1]["entries"] == 0 and rows[1]["entry_lag_p90_minutes"] is None
 
 
 def test_the_latest_report_and_status_win(ledger: Engine) -> None:

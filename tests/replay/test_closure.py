@@ -12,6 +12,9 @@ REPORT_FIELDS = {
     "district", "date", "pushed", "located", "under_control", "followup_overdue_open",
     "tests_missed", "positives", "checkpoint_entries", "entries_without_proof",
     "landing_tests_missed", "sentinel_visits", "sentinel_untested",
+    # v1.2: written (0, null) until the engine counts them
+    "entries", "entries_late", "entry_lag_p90_minutes", "entries_rejected", "findings_new",
+    "findings_open", "rectifications_overdue", "rechecks_failed", "repeat_offenders",
 }
 
 

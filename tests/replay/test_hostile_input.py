@@ -472,7 +472,9 @@ def test_the_lines_of_a_hostile_input_audit_are_dead_lettered_and_leak_nothing()
         "value.\\ud800"]
 
 
-NOT_SIMULATED_YET = {"population", "round"}  # contract v1.1
+# contract v1.1's roster and rounds (simulate --round), and v1.2's inspections, which the
+# engine does not apply yet (simulate --inspections)
+NOT_SIMULATED_YET = {"population", "round", "inspection"}
 
 
 def test_the_city_holds_every_topic_the_mutations_start_from() -> None:

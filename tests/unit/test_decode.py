@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 import orjson
 import pytest
-from helpers import v11_events
+from helpers import v11_events, v12_events
 
 from closedloop.schemas.decode import (
     Rejection,
@@ -32,6 +32,7 @@ from closedloop.schemas.events import (
     Clinic,
     Cohort,
     Followup,
+    Inspection,
     Lab,
     Population,
     Round,
@@ -43,6 +44,7 @@ from closedloop.schemas.policy import default_policy
 
 PERSON = "pz:8f14e45fceea167a5a36dedd4bea2543"
 V11_EVENTS = v11_events(PERSON)
+V12_EVENTS = v12_events(PERSON)
 RESIDENT_ID = "11010119900307123X"
 RESIDENT_ID_DIGITS = "110101199003071234"
 MOBILE = "13812345678"
@@ -102,6 +104,7 @@ VALID: dict[str, dict[str, Any]] = {
         "note": "called, will test this afternoon",
     },
     **V11_EVENTS,
+    **V12_EVENTS,
 }
 MODEL_OF = {
     "sampling": Sampling,
@@ -115,6 +118,7 @@ MODEL_OF = {
     "checkpoint": Checkpoint,
     "area": Area,
     "clinic": Clinic,
+    "inspection": Inspection,
 }
 
 
@@ -237,6 +241,48 @@ BAD: list[tuple[str, str, bytes, str, str]] = [
      "missing_field", "site_lon"),
     ("longitude-without-latitude", "sampling", orjson.dumps(event("sampling", site_lat=None)),
      "missing_field", "site_lat"),
+    # contract v1.2: the fields an inspection's record and an action need
+    ("finding-without-category", "inspection", orjson.dumps(event("inspection", category=...)),
+     "missing_field", "category"),
+    ("finding-without-severity", "inspection", orjson.dumps(event("inspection", severity=...)),
+     "missing_field", "severity"),
+    ("finding-null-severity", "inspection", orjson.dumps(event("inspection", severity=None)),
+     "missing_field", "severity"),
+    ("recheck-without-result", "inspection",
+     orjson.dumps(event("inspection", record="recheck", category=..., severity=...)),
+     "missing_field", "result"),
+    ("inspection-without-finding-id", "inspection",
+     orjson.dumps(event("inspection", record="rectified", finding_id=...)), "missing_field",
+     "finding_id"),
+    ("unknown-enum-record", "inspection", orjson.dumps(event("inspection", record="fined")),
+     "unknown_enum", "record"),
+    ("unknown-enum-unit-kind", "inspection",
+     orjson.dumps(event("inspection", unit_kind="market")), "unknown_enum", "unit_kind"),
+    ("unknown-enum-severity", "inspection",
+     orjson.dumps(event("inspection", severity="serious")), "unknown_enum", "severity"),
+    ("unknown-enum-recheck-result", "inspection",
+     orjson.dumps(event("inspection", record="recheck", result="passed")), "unknown_enum",
+     "result"),
+    ("category-upper-case", "inspection",
+     orjson.dumps(event("inspection", category="Venue_Code")), "invalid_value", "category"),
+    ("category-33-characters", "inspection",
+     orjson.dumps(event("inspection", category="c" * 33)), "invalid_value", "category"),
+    ("unit-id-65-characters", "inspection", orjson.dumps(event("inspection", unit_id="u" * 65)),
+     "invalid_value", "unit_id"),
+    ("finding-id-with-space", "inspection",
+     orjson.dumps(event("inspection", finding_id="f 1")), "invalid_value", "finding_id"),
+    ("inspector-id-short", "inspection", orjson.dumps(event("inspection", inspector_id="li")),
+     "invalid_value", "inspector_id"),
+    ("inspection-district-blank", "inspection",
+     orjson.dumps(event("inspection", district=" ")), "invalid_value", "district"),
+    ("assign-without-assignee", "action", orjson.dumps(event("action", action="assign")),
+     "missing_field", "assignee"),
+    ("assign-null-assignee", "action",
+     orjson.dumps(event("action", action="assign", assignee=None)), "missing_field",
+     "assignee"),
+    ("assignee-not-an-id", "action",
+     orjson.dumps(event("action", action="assign", assignee="op 17")), "invalid_value",
+     "assignee"),
 ]
 
 
@@ -369,6 +415,34 @@ def test_optional_fields_may_be_left_out() -> None:
     result = decode_event("sampling", raw)
     assert isinstance(result, Sampling)
     assert (result.site_lat, result.site_lon, result.reason) == (None, None, None)
+
+
+@pytest.mark.parametrize(("changes", "record"), [
+    ({"record": "rectified", "category": ..., "severity": ...}, "rectified"),
+    ({"record": "recheck", "category": ..., "severity": ..., "result": "fail"}, "recheck"),
+    # a field the record does not use is validated and otherwise ignored
+    ({"record": "rectified", "result": "pass"}, "rectified"),
+    ({"result": "fail"}, "finding"),
+    ({"inspector_id": ...}, "finding"),
+], ids=["rectified-bare", "recheck-with-result", "rectified-with-result",
+        "finding-with-result", "no-inspector"])
+def test_an_inspection_needs_only_what_its_record_needs(changes: dict[str, Any],
+                                                        record: str) -> None:
+    result = decode_event("inspection", orjson.dumps(event("inspection", **changes)))
+    assert isinstance(result, Inspection), result
+    assert result.record == record
+
+
+def test_an_action_may_assign_and_ack_or_resolve_ignore_an_assignee() -> None:
+    assigned = decode_event("action", orjson.dumps(
+        event("action", action="assign", assignee="op-23")))
+    assert isinstance(assigned, Action) and assigned.assignee == "op-23"
+    acked = decode_event("action", orjson.dumps(event("action", assignee="op-23")))
+    assert isinstance(acked, Action) and acked.action == "ack"
+    raw = decode_event("action", orjson.dumps(event("action", action="assign",
+                                                    assignee=MOBILE)))
+    assert isinstance(raw, Rejection) and raw.reason == "raw_identifier"
+    assert MOBILE not in raw.message
 
 
 def test_lab_received_needs_no_result() -> None:

@@ -94,6 +94,27 @@ class TestPersonAlert:
         # then level 2 only
         assert _levels(escalations, UNLOCATED) == [(at(T0, hours=4), 2)]
 
+    def test_an_assignment_hands_it_on_and_stops_nothing(self) -> None:
+        # given the alert assigned to another operator at 12:00, and again before it is
+        # raised (11:01, read while the clock lags), and acked by nobody
+        events = [travel(PERSON, T0),
+                  action(UNLOCATED, PERSON, at(T0, hours=2, minutes=1), "assign",
+                         assignee="operator-2"),
+                  action(UNLOCATED, PERSON, at(T0, hours=3), "assign", assignee="operator-3")]
+        # when the clock runs for a day
+        _, escalations, stats = run_escalations(events, until=at(T0, days=1))
+        # then it escalates to both levels as if nothing had happened (contract v1.2 §3)
+        assert _levels(escalations, UNLOCATED) == [(at(T0, hours=4), 2), (at(T0, hours=6), 3)]
+        # and the assignment of the open escalation was applied, not ignored
+        assert stats["actions_ignored"] == 1  # the one read before the alert was raised
+
+    def test_an_assignment_then_an_ack_stops_it_at_the_ack(self) -> None:
+        events = [travel(PERSON, T0),
+                  action(UNLOCATED, PERSON, at(T0, hours=3), "assign", assignee="operator-2"),
+                  action(UNLOCATED, PERSON, at(T0, hours=5), "ack", operator_id="operator-2")]
+        _, escalations, _ = run_escalations(events, until=at(T0, days=1))
+        assert _levels(escalations, UNLOCATED) == [(at(T0, hours=4), 2)]
+
     def test_resolve_without_ack_closes_it(self) -> None:
         # given a resolve (no ack before it) at 14:00, between level 2 and level 3
         events = [travel(PERSON, T0), action(UNLOCATED, PERSON, at(T0, hours=5), "resolve")]

@@ -8,6 +8,7 @@ fail, and each valid event is one the project's own decoder accepts too.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import msgspec
 import pytest
 import yaml
-from helpers import v11_events
+from helpers import v11_events, v12_events
 from jsonschema import Draft202012Validator
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
@@ -70,6 +71,7 @@ def is_valid(name: str, instance: Any) -> bool:
 
 VALID_EVENTS: dict[str, dict[str, Any]] = {
     **v11_events(PERSON),
+    **v12_events(PERSON),
     "sampling": {
         "event_id": "smp-1",
         "occurred_at": "2022-09-06T09:30:00+08:00",
@@ -234,7 +236,9 @@ def test_the_alerts_schema_keeps_the_contracts_kinds() -> None:
     assert sorted(SCHEMAS["alert"]["properties"]["kind"]["enum"]) == sorted([
         "unlocated", "followup_overdue", "test_missed", "positive", "pool_positive",
         "retest_missed", "lab_sla_breached", "orphan_result", "identity_suspect",
-        "round_missed", "entry_without_proof", "landing_test_missed", "sentinel_untested"])
+        "round_missed", "entry_without_proof", "landing_test_missed", "sentinel_untested",
+        "late_entries", "lab_silent", "rectification_overdue", "recheck_missed",
+        "recheck_failed", "repeat_offender"])
     assert SCHEMAS["escalation"]["properties"]["kind"]["enum"] == ["escalated"]
 
 
@@ -245,7 +249,7 @@ def changed(topic: str, **changes: Any) -> dict[str, Any]:
     data = dict(VALID_EVENTS[topic])
     for field, value in changes.items():
         if value is ...:
-            del data[field]
+            data.pop(field, None)
         else:
             data[field] = value
     return data
@@ -267,6 +271,13 @@ BAD: list[tuple[str, str, Any]] = [
     ("raw-mobile", "cohort", changed("cohort", person_id="13812345678")),
     ("raw-mobile-as-operator", "action", changed("action", operator_id="13812345678")),
     ("lab-reported-without-result", "lab", changed("lab", result=...)),
+    ("finding-without-category", "inspection", changed("inspection", category=...)),
+    ("finding-null-severity", "inspection", changed("inspection", severity=None)),
+    ("recheck-without-result", "inspection", changed("inspection", record="recheck")),
+    ("unknown-unit-kind", "inspection", changed("inspection", unit_kind="market")),
+    ("category-upper-case", "inspection", changed("inspection", category="Roster")),
+    ("raw-mobile-as-inspector", "inspection", changed("inspection", inspector_id="13812345678")),
+    ("assign-without-assignee", "action", changed("action", action="assign")),
     ("lab-reported-null-result", "lab", changed("lab", result=None)),
     ("not-an-object", "cohort", ["co-1"]),
 ]
@@ -277,6 +288,36 @@ BAD: list[tuple[str, str, Any]] = [
 )
 def test_schema_rejects_bad_event(topic: str, instance: Any) -> None:
     assert not is_valid(topic, instance)
+
+
+@pytest.mark.parametrize(("topic", "changes"), [
+    ("inspection", {"record": "rectified", "category": ..., "severity": ...}),
+    ("inspection", {"record": "recheck", "result": "pass", "category": ..., "severity": ...}),
+    ("inspection", {"record": "rectified", "result": "fail"}),
+    ("action", {"action": "assign", "assignee": "op-23"}),
+    ("action", {"action": "ack", "assignee": "op-23"}),
+], ids=["rectified", "recheck", "rectified-with-result", "assign", "ack-with-assignee"])
+def test_schema_and_decoder_agree_on_what_a_record_needs(topic: str,
+                                                         changes: dict[str, Any]) -> None:
+    instance = changed(topic, **changes)
+    assert is_valid(topic, instance)
+    assert not isinstance(validate_event(topic, instance), Rejection)
+
+
+def test_every_field_a_value_requires_is_required_by_schema_and_decoder() -> None:
+    # events.REQUIRED_WHEN is the one table: each of its fields, left out where it is
+    # required, fails the schema and is missing_field in the decoder
+    from closedloop.schemas.events import REQUIRED_WHEN
+
+    for topic, rules in REQUIRED_WHEN.items():
+        for switch, value, fields in rules:
+            for field in fields:
+                instance = changed(topic, **{switch: value, field: ...})
+                assert not is_valid(topic, instance), (topic, field)
+                rejection = validate_event(topic, instance)
+                assert isinstance(rejection, Rejection), (topic, field)
+                assert (rejection.reason, rejection.message.split(":")[0]) == (
+                    "missing_field", field)
 
 
 def test_lab_received_may_omit_result() -> None:
@@ -296,6 +337,16 @@ def test_lab_received_may_omit_result() -> None:
 )
 def test_envelope_schema_rejects_bad_envelopes(envelope: dict[str, Any]) -> None:
     assert not is_valid("envelope", envelope)
+
+
+def test_an_envelope_may_carry_its_records_receipt() -> None:
+    # contract v1.2 §1: received_at, RFC 3339 with an offset, or null (the same as none)
+    for given in ("2022-09-06T15:30:00+08:00", "2022-09-06T07:30:00Z", None):
+        assert is_valid("envelope", {"topic": "lab", "received_at": given,
+                                     "value": VALID_EVENTS["lab"]})
+    for given in ("2022-09-06T15:30:00", "yesterday", 1662449400):
+        assert not is_valid("envelope", {"topic": "lab", "received_at": given,
+                                         "value": VALID_EVENTS["lab"]})
 
 
 # --- AsyncAPI -----------------------------------------------------------------
@@ -331,6 +382,7 @@ def test_asyncapi_keys_follow_the_contract(asyncapi: dict[str, Any]) -> None:
     expected = {
         "sampling": "tube_id", "lab": "tube_id", "travel": "person_id", "followup": "person_id",
         "cohort": "person_id", "action": "subject", "person-tests": "person_id",
+        "inspection": "unit_id",
         "alerts": "subject", "escalations": "subject", "person-status": "person_id",
         "daily-report": "district",
     }
@@ -342,6 +394,21 @@ def test_asyncapi_keys_follow_the_contract(asyncapi: dict[str, Any]) -> None:
         assert keys[name]["type"] == "string"
         assert keys[name]["description"].startswith(field)
     assert keys["deadletter"]["type"] == "null"
+
+
+def test_every_input_channel_has_the_received_at_header(asyncapi: dict[str, Any]) -> None:
+    # contract v1.2 §1: a record's own receipt, or none; outputs and internal topics have none
+    pattern = re.compile(generate.RECEIPT_HEADER["properties"]["received_at"]["pattern"])
+    for message in asyncapi["components"]["messages"].values():
+        if message["name"] not in MODELS:
+            assert "headers" not in message, message["name"]
+            continue
+        header = message["headers"]["properties"]["received_at"]
+        assert header["type"] == "string"
+        for value in ("none", "2022-09-06T15:30:00+08:00", "2022-09-06T07:30:00.25Z"):
+            assert pattern.search(value), value
+        for value in ("None", "2022-09-06T15:30:00", "soon"):
+            assert not pattern.search(value), value
 
 
 def test_asyncapi_cleanup_and_retention(asyncapi: dict[str, Any]) -> None:
