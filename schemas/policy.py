@@ -14,6 +14,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from fractions import Fraction
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final
@@ -39,12 +40,24 @@ BOUNDS: Final = {
     "max_speed_kmh": (1, 10_000),  # walking pace .. faster than anyone travels between sites
     "max_samples_per_day": (1, 1_000),
     "progress": (60, MAX_DAYS * DAY),  # a round's progress reports: at most one a minute
+    "late_entries_min": (1, 1_000_000),  # records of one source in a day
 }
 FACILITY_KINDS: Final = ("hospital", "clinic", "pharmacy")
 _SENTINEL_DEFAULTS: Final = {"hospital": 7200, "clinic": 7200, "pharmacy": 86400}
+# v1.2: how long after its event a record of each topic may be entered (an action has none:
+# an operator's record is not a report of something that happened elsewhere)
+ENTRY_TOPICS: Final = ("sampling", "lab", "followup", "checkpoint", "clinic", "travel",
+                       "population", "cohort", "area", "round", "inspection")
+_ENTRY_DEFAULTS: Final = {"sampling": 7200, "lab": 7200, "followup": 4 * 3600,
+                          "checkpoint": 3600, "clinic": 4 * 3600, "travel": 7200,
+                          "population": DAY, "cohort": DAY, "area": 7200, "round": 3600,
+                          "inspection": DAY}
+SEVERITIES: Final = ("critical", "major", "minor")
+_RECTIFY_DEFAULTS: Final = {"critical": DAY, "major": 3 * DAY, "minor": 7 * DAY}
 _TOP_KEYS: Final = {"timezone", "allowed_lateness", "max_clock_skew", "daily_cutoff",
                     "dedup_retention", "state_retention", "travel", "lab", "identity", "cohorts",
-                    "escalation", "checkpoint", "sentinel_test_within", "rounds"}
+                    "escalation", "checkpoint", "sentinel_test_within", "rounds",
+                    "entry_within", "entry", "rectify_within", "supervision"}
 
 
 class PolicyError(ValueError):
@@ -95,6 +108,16 @@ class Policy:
         default_factory=lambda: dict(_SENTINEL_DEFAULTS))  # v1.1, per facility kind
     catchup_within: int = 24 * 3600  # v1.1 rounds: 补采 after the close
     round_progress_every: int = 3600  # v1.1 rounds: progress reports while open
+    entry_within: Mapping[str, int] = field(
+        default_factory=lambda: dict(_ENTRY_DEFAULTS))  # v1.2, per topic: later is late
+    late_entries_min: int = 10  # v1.2: a source's records in a day before it is judged
+    late_share: Fraction = Fraction(1, 5)  # v1.2: late / entries at or above it alerts
+    lab_silent_after: int = 3 * 3600  # v1.2: a lab this long without a report, tubes waiting
+    rectify_within: Mapping[str, int] = field(
+        default_factory=lambda: dict(_RECTIFY_DEFAULTS))  # v1.2, per finding severity
+    recheck_within: int = 7 * DAY  # v1.2: 回头看 after the rectification
+    repeat_window: int = 90 * DAY  # v1.2: 屡督屡犯, a unit's findings kept this long
+    inspection_orphan_after: int = DAY  # v1.2: a record whose finding never came
 
     @property
     def zone(self) -> ZoneInfo:
@@ -143,6 +166,23 @@ def _positive_number(value: object, key: str, bound: str) -> float:
             or not math.isfinite(value) or not low <= value <= high):
         raise PolicyError(f"{key}: expected a number from {low} to {high}, got {value!r}")
     return float(value)
+
+
+def _share(value: object, key: str) -> Fraction:
+    """A share in (0, 1] as the exact fraction its decimal says (``0.2`` is 1/5), so that
+    late / entries compares with it exactly (CONTRACT.md §4), not through a binary float."""
+    if (isinstance(value, bool) or not isinstance(value, int | float)
+            or not math.isfinite(value) or not 0 < value <= 1):
+        raise PolicyError(f"{key}: expected a share above 0 and at most 1 (0.2 = 20%), "
+                          f"got {value!r}")
+    return Fraction(Decimal(repr(value)))
+
+
+def _durations(table: Mapping[str, Any], key: str, defaults: Mapping[str, int]
+               ) -> dict[str, int]:
+    """A table of durations, one per name of ``defaults`` (each defaulting to it)."""
+    return {name: parse_duration(table.get(name, f"{seconds}s"), f"{key}.{name}")
+            for name, seconds in defaults.items()}
 
 
 def _name(value: object, key: str) -> str:
@@ -243,6 +283,15 @@ def policy_from_mapping(data: Mapping[str, Any], *, complete: bool = False) -> P
     _reject_unknown(sentinel, set(FACILITY_KINDS), "sentinel_test_within.")
     rounds = _table(data, "rounds")
     _reject_unknown(rounds, {"catchup_within", "round_progress_every"}, "rounds.")
+    entry_within = _table(data, "entry_within")
+    _reject_unknown(entry_within, set(ENTRY_TOPICS), "entry_within.")
+    entry = _table(data, "entry")
+    _reject_unknown(entry, {"late_entries_min", "late_share", "lab_silent_after"}, "entry.")
+    rectify_within = _table(data, "rectify_within")
+    _reject_unknown(rectify_within, set(SEVERITIES), "rectify_within.")
+    supervision = _table(data, "supervision")
+    _reject_unknown(supervision, {"recheck_within", "repeat_window", "orphan_after"},
+                    "supervision.")
     cohorts_raw = _table(data, "cohorts")
     cohorts: dict[str, int] = {}
     for name, hours in cohorts_raw.items():
@@ -280,14 +329,24 @@ def policy_from_mapping(data: Mapping[str, Any], *, complete: bool = False) -> P
                                    "checkpoint.proof_valid"),
         landing_test_within=parse_duration(checkpoint.get("landing_test_within", "2h"),
                                            "checkpoint.landing_test_within"),
-        sentinel_test_within={
-            kind: parse_duration(sentinel.get(kind, f"{_SENTINEL_DEFAULTS[kind]}s"),
-                                 f"sentinel_test_within.{kind}")
-            for kind in FACILITY_KINDS},
+        sentinel_test_within=_durations(sentinel, "sentinel_test_within", _SENTINEL_DEFAULTS),
         catchup_within=parse_duration(rounds.get("catchup_within", "24h"),
                                       "rounds.catchup_within"),
         round_progress_every=parse_duration(rounds.get("round_progress_every", "1h"),
                                             "rounds.round_progress_every", "progress"),
+        entry_within=_durations(entry_within, "entry_within", _ENTRY_DEFAULTS),
+        late_entries_min=_positive_int(entry.get("late_entries_min", 10),
+                                       "entry.late_entries_min", "late_entries_min"),
+        late_share=_share(entry.get("late_share", 0.2), "entry.late_share"),
+        lab_silent_after=parse_duration(entry.get("lab_silent_after", "3h"),
+                                        "entry.lab_silent_after"),
+        rectify_within=_durations(rectify_within, "rectify_within", _RECTIFY_DEFAULTS),
+        recheck_within=parse_duration(supervision.get("recheck_within", "168h"),
+                                      "supervision.recheck_within"),
+        repeat_window=parse_duration(supervision.get("repeat_window", "90d"),
+                                     "supervision.repeat_window"),
+        inspection_orphan_after=parse_duration(supervision.get("orphan_after", "24h"),
+                                               "supervision.orphan_after"),
     )
 
 

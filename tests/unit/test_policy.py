@@ -4,7 +4,9 @@ bad policy stops with a PolicyError that names the key (or the file) at fault.""
 from __future__ import annotations
 
 import copy
+import re
 import tomllib
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +78,24 @@ class TestDefaults:
 
     def test_escalation(self) -> None:
         assert self.policy.escalate_after == 2 * HOUR
+
+    def test_data_entry(self) -> None:  # contract v1.2
+        assert dict(self.policy.entry_within) == {
+            "sampling": 2 * HOUR, "lab": 2 * HOUR, "followup": 4 * HOUR,
+            "checkpoint": HOUR, "clinic": 4 * HOUR, "travel": 2 * HOUR,
+            "population": 24 * HOUR, "cohort": 24 * HOUR, "area": 2 * HOUR, "round": HOUR,
+            "inspection": 24 * HOUR,
+        }
+        assert self.policy.late_entries_min == 10
+        assert self.policy.late_share == Fraction(1, 5)  # exactly, not the float 0.2
+        assert self.policy.lab_silent_after == 3 * HOUR
+
+    def test_supervision(self) -> None:  # contract v1.2
+        assert dict(self.policy.rectify_within) == {
+            "critical": 24 * HOUR, "major": 72 * HOUR, "minor": 168 * HOUR}
+        assert self.policy.recheck_within == 168 * HOUR
+        assert self.policy.repeat_window == 90 * 24 * HOUR
+        assert self.policy.inspection_orphan_after == 24 * HOUR
 
     def test_no_file_means_the_defaults(self) -> None:
         assert load_policy(None) == self.policy
@@ -166,6 +186,34 @@ BAD: list[tuple[str, tuple[str, ...], Any, str]] = [
     ("mode-raw-identifier", ("travel", "regimens", "high", "mode"), "call 13812345678",
      "travel.regimens.high.mode"),
     ("cohort-name-trailing-newline", ("cohorts", "courier\n"), 48, "cohorts.courier\\u000a"),
+    # contract v1.2
+    ("entry-within-bare-number", ("entry_within", "sampling"), 2, "entry_within.sampling"),
+    ("entry-within-of-actions", ("entry_within", "action"), "1h", "entry_within.action"),
+    ("entry-within-367d", ("entry_within", "population"), "367d", "entry_within.population"),
+    ("entry-within-not-table", ("entry_within",), "2h", "entry_within"),
+    ("late-share-zero", ("entry", "late_share"), 0, "entry.late_share"),
+    ("late-share-above-one", ("entry", "late_share"), 1.5, "entry.late_share"),
+    ("late-share-percent", ("entry", "late_share"), 20, "entry.late_share"),
+    ("late-share-text", ("entry", "late_share"), "0.2", "entry.late_share"),
+    ("late-share-nan", ("entry", "late_share"), float("nan"), "entry.late_share"),
+    ("late-share-bool", ("entry", "late_share"), True, "entry.late_share"),
+    ("late-entries-min-zero", ("entry", "late_entries_min"), 0, "entry.late_entries_min"),
+    ("late-entries-min-fraction", ("entry", "late_entries_min"), 2.5,
+     "entry.late_entries_min"),
+    ("late-entries-min-huge", ("entry", "late_entries_min"), 2**63 - 1,
+     "entry.late_entries_min"),
+    ("lab-silent-after-zero", ("entry", "lab_silent_after"), "0s", "entry.lab_silent_after"),
+    ("entry-unknown-key", ("entry", "late_within"), "2h", "entry.late_within"),
+    ("rectify-within-unknown-severity", ("rectify_within", "severe"), "1h",
+     "rectify_within.severe"),
+    ("rectify-within-words", ("rectify_within", "critical"), "one day",
+     "rectify_within.critical"),
+    ("recheck-within-bare-number", ("supervision", "recheck_within"), 168,
+     "supervision.recheck_within"),
+    ("repeat-window-367d", ("supervision", "repeat_window"), "367d",
+     "supervision.repeat_window"),
+    ("supervision-unknown-key", ("supervision", "rectify_within"), "1h",
+     "supervision.rectify_within"),
 ]
 
 
@@ -176,6 +224,41 @@ def test_bad_policy_names_the_key(path: tuple[str, ...], value: Any, key: str) -
     with pytest.raises(PolicyError) as raised:
         policy_from_mapping(break_key(path, value))
     assert str(raised.value).startswith(f"{key}:")
+
+
+@pytest.mark.parametrize(("written", "share"), [
+    (0.2, Fraction(1, 5)), (0.3, Fraction(3, 10)), (1, Fraction(1)), (0.05, Fraction(1, 20)),
+])
+def test_late_share_is_the_fraction_its_decimal_says(written: float, share: Fraction) -> None:
+    # compared exactly (CONTRACT.md §4): 3 late of 10 is at 0.3, whatever binary floats say
+    policy = policy_from_mapping(break_key(("entry", "late_share"), written))
+    assert policy.late_share == share
+
+
+def test_the_contract_states_the_v12_defaults_the_policy_ships() -> None:
+    # CONTRACT.md §4 (v1.2) writes each default in brackets after its key; the shipped file
+    # and the Policy must say the same
+    text = (Path(__file__).resolve().parents[2] / "schemas" / "CONTRACT.md").read_text("utf-8")
+    v12 = " ".join(text[text.index("**Data entry"):text.index("**Daily closure**")].split())
+    policy = default_policy()
+
+    def bracket(key: str) -> str:
+        return re.search(rf"`{key}`[^\[]*\[([^\]]+)\]", v12).group(1)  # type: ignore[union-attr]
+
+    def seconds(spoken: str) -> int:
+        number, unit = spoken.split()
+        return int(number) * {"h": HOUR, "d": 24 * HOUR}[unit]
+
+    assert policy.late_entries_min == int(bracket("late_entries_min"))
+    assert policy.late_share == Fraction(bracket("late_share"))
+    assert policy.lab_silent_after == seconds(bracket("lab_silent_after"))
+    assert policy.recheck_within == seconds(bracket("recheck_within"))
+    assert policy.repeat_window == seconds(bracket("repeat_window"))
+    assert policy.inspection_orphan_after == seconds(bracket("orphan_after"))
+    for table, key in ((policy.entry_within, "entry_within"),
+                       (policy.rectify_within, "rectify_within")):
+        listed = re.findall(r"(\w+) (\d+ [hd])", bracket(key))
+        assert {name: seconds(value) for name, value in listed} == dict(table)
 
 
 def test_bad_value_in_a_file_names_the_key(tmp_path: Path) -> None:

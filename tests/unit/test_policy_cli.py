@@ -29,6 +29,8 @@ BAD_FILES: dict[str, bytes] = {
     "raw-timezone": f'timezone = "{RAW}"\n'.encode(),
     "not-toml": b"[travel\n",
     "newline-in-key": b'"a\\nb" = 1\n',
+    "late-share-percent": b"[entry]\nlate_share = 20\n",  # contract v1.2
+    "entry-within-of-actions": b'[entry_within]\naction = "1h"\n',
 }
 
 
