@@ -75,6 +75,21 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         "without it keeps its bytes)",
     )
     parser.add_argument(
+        "--receipts",
+        action="store_true",
+        help="v1.2: write received_at (when the platform received it) on every line, and give "
+        "three sources habits: the first site of the first district enters its swabs at noon, "
+        "the last lab uploads nothing 12:00-16:00 on day 2, grid worker 01 of the first "
+        "district enters at night (off by default: a city without it keeps its bytes)",
+    )
+    parser.add_argument(
+        "--inspections",
+        action="store_true",
+        help="v1.2: add supervision rounds over venues, sampling sites, companies and schools: "
+        "findings rectified on time, late or never, rechecks that pass or fail, units found "
+        "again (off by default: a city without it keeps its bytes)",
+    )
+    parser.add_argument(
         "-o",
         "--output",
         default="-",
@@ -91,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
         start=args.start,
         noise=Noise().scaled(args.noise_scale),
         round=args.round,
+        receipts=args.receipts,
+        inspections=args.inspections,
     )
     summary: Counter[str] = Counter()
     show = sys.stderr.isatty() and config.people * config.days >= 20_000

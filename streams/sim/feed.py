@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
@@ -34,6 +34,9 @@ from closedloop.streams.sim.city import (
     stochastic_round,
 )
 from closedloop.streams.sim.entries import Gates
+
+if TYPE_CHECKING:
+    from closedloop.streams.sim.receipts import Habits
 
 __all__ = [
     "DEFAULT_START",
@@ -110,6 +113,8 @@ class CityConfig:
     noise: Noise = field(default_factory=Noise)
     gates: bool = True  # v1.1: checkpoints, county levels and sentinel visits
     round: bool = False  # v1.1: a roster and a city-wide testing round (streams/sim/rounds.py)
+    receipts: bool = False  # v1.2: received_at on every line, sources' habits (receipts.py)
+    inspections: bool = False  # v1.2: supervision rounds over units (inspections.py)
 
     def __post_init__(self) -> None:
         if self.people < 1 or self.days < 1:
@@ -129,7 +134,9 @@ def simulate(config: CityConfig, summary: Counter[str] | None = None) -> Iterato
     ``summary``, when given, is filled as lines are yielded (complete once exhausted):
     ``lines``; ``events:<topic>`` (distinct valid events); ``noise:<kind>``;
     ``malformed`` and ``malformed:<kind>``; ``lapse:<kind>``; ``city:<fact>`` (with
-    ``round``, ``city:round_*``: see streams/sim/rounds.py).
+    ``round``, ``city:round_*``: see streams/sim/rounds.py; with ``inspections``, findings and
+    what became of them: streams/sim/inspections.py); with ``receipts``, ``receipts:<habit>``
+    (the lines each source's habit received: streams/sim/receipts.py).
     """
     tally: Counter[str] = summary if summary is not None else Counter()
     master = random.Random(config.seed)
@@ -155,19 +162,37 @@ def simulate(config: CityConfig, summary: Counter[str] | None = None) -> Iterato
         gates=Gates(random.Random(config.seed * 7919 + 104_729)) if config.gates else None,
         rounds=plan,
     )
+    habits = None
+    if config.receipts:
+        from closedloop.streams.sim.receipts import Habits
+
+        habits = Habits(random.Random(config.seed * 104_723 + 15_485_863), city, config.days,
+                        tally)
+    rounds_of_inspection = None
+    if config.inspections:
+        from closedloop.streams.sim.inspections import Inspections
+
+        rounds_of_inspection = Inspections(random.Random(config.seed * 7_727 + 2_750_159), city,
+                                           config.days, tally)
     pending: list[tuple[int, int, bytes]] = []  # (arrival, sequence, line), sorted
     sequence = 0
     turns = itertools.count()  # malformed kinds take turns across the whole run
     for day in range(config.days):
         batch = city.day(day)
-        noisy = _arrivals(batch, city, config.noise, noise_rng, tally, turns)
+        if rounds_of_inspection is not None:
+            rounds_of_inspection.day(city, day)
+        noisy = _arrivals(batch, city, config.noise, noise_rng, tally, turns, habits)
         for arrival, line in noisy:
             pending.append((arrival, sequence, line))
             sequence += 1
         pending.sort()
         # Later days only add events at or after their own start, so this much is final;
-        # what arrives later (late lines, next-day results) waits in ``pending``.
-        ready = bisect.bisect_left(pending, (clock.day_start(day + 1),))
+        # what arrives later (late lines, next-day results) waits in ``pending``. Nearly: a
+        # traveller's visit may fall before the day that makes it. With receipts, whose
+        # received_at says where a line sits in the file, a day more waits, so the file is
+        # in arrival order exactly (a city without them keeps its bytes).
+        flushed = day + 1 if habits is None else day
+        ready = bisect.bisect_left(pending, (clock.day_start(flushed),))
         yield from _counted(pending[:ready], tally)
         del pending[:ready]
     if plan is not None:
@@ -191,26 +216,32 @@ def _arrivals(
     rng: random.Random,
     tally: Counter[str],
     turns: Iterator[int],
+    habits: Habits | None = None,
 ) -> list[tuple[int, bytes]]:
-    """When each line of the batch reaches the file, with late, repeated and bad lines added."""
+    """When each line of the batch reaches the file, with late, repeated and bad lines added;
+    with ``habits``, the line's sources' habits move it and it says when it arrived."""
     emissions = batch.emissions
     arrival = [t for t, _, _ in emissions]
     held = _results_first(batch, arrival, noise.result_first, rng, tally)
+    stamp = None if habits is None else city.clock.stamp
     out: list[tuple[int, bytes]] = []
-    for i, (_, topic, value) in enumerate(emissions):
-        line = _envelope(topic, value)
+    for i, (t, topic, value) in enumerate(emissions):
         at = arrival[i]
         if i not in held and rng.random() < noise.late:
             at += _lateness(rng)
             arrival[i] = at
             tally["noise:late"] += 1
+        if habits is not None:
+            at = arrival[i] = habits.arrival(t, topic, value, at)
+        line = _envelope(topic, value, stamp and stamp(at))
         out.append((at, line))
         if rng.random() < noise.duplicate:
-            out.append((at + rng.randint(MINUTE, HOUR), line))
+            again = at + rng.randint(MINUTE, HOUR)  # a re-send is received anew
+            out.append((again, line if stamp is None else _envelope(topic, value, stamp(again))))
             tally["noise:duplicate"] += 1
     bad = stochastic_round(rng, len(out) * noise.malformed)
     for _ in range(bad):
-        out.append(_malformed_line(next(turns), _Bad(city, batch, rng, arrival), tally))
+        out.append(_malformed_line(next(turns), _Bad(city, batch, rng, arrival, stamp), tally))
     return out
 
 
@@ -246,10 +277,16 @@ class _Bad:
     batch: DayBatch
     rng: random.Random
     arrival: list[int]  # of the batch's emissions, transport noise included
+    stamp: Callable[[int], str] | None = None  # with receipts: each line says when it came
     t: int = 0
 
     def __post_init__(self) -> None:
         self.t = self.city.clock.day_start(self.batch.day) + self.rng.randrange(86400)
+
+    def line(self, topic: str, value: object, at: int | None = None) -> tuple[int, bytes]:
+        """The envelope arriving at ``at`` (default ``t``), received then with receipts."""
+        at = self.t if at is None else at
+        return at, _envelope(topic, value, None if self.stamp is None else self.stamp(at))
 
 
 def _malformed_line(turn: int, bad: _Bad, tally: Counter[str]) -> tuple[int, bytes]:
@@ -314,8 +351,10 @@ def _dump(obj: object) -> bytes:
     return bytes(memoryview(orjson.dumps(obj)))
 
 
-def _envelope(topic: str, value: object) -> bytes:
-    return _dump({"topic": topic, "value": value})
+def _envelope(topic: str, value: object, received_at: str | None = None) -> bytes:
+    if received_at is None:
+        return _dump({"topic": topic, "value": value})
+    return _dump({"topic": topic, "received_at": received_at, "value": value})
 
 
 def _not_json(bad: _Bad) -> tuple[int, bytes]:
@@ -332,26 +371,26 @@ def _missing_field(bad: _Bad) -> tuple[int, bytes]:
     topic = bad.rng.choice(_SPECIMEN_TOPICS)
     value = _specimen(bad, topic)
     del value[bad.rng.choice(sorted(set(value) - _OPTIONAL))]
-    return bad.t, _envelope(topic, value)
+    return bad.line(topic, value)
 
 
 def _wrong_type(bad: _Bad) -> tuple[int, bytes]:
     value = _specimen(bad, "sampling")
     value["pool_size"] = str(value["pool_size"])
-    return bad.t, _envelope("sampling", value)
+    return bad.line("sampling", value)
 
 
 def _unknown_enum(bad: _Bad) -> tuple[int, bytes]:
     value = _specimen(bad, "travel")
     value["risk"] = "extreme"
-    return bad.t, _envelope("travel", value)
+    return bad.line("travel", value)
 
 
 def _naive_timestamp(bad: _Bad) -> tuple[int, bytes]:
     topic = bad.rng.choice(_SPECIMEN_TOPICS)
     value = _specimen(bad, topic)
     value["occurred_at"] = bad.city.clock.stamp(bad.t, offset=False)
-    return bad.t, _envelope(topic, value)
+    return bad.line(topic, value)
 
 
 def _fake_raw_identifier(rng: random.Random) -> str:
@@ -366,17 +405,17 @@ def _raw_identifier(bad: _Bad) -> tuple[int, bytes]:
     topic = bad.rng.choice(("sampling", "travel", "followup", "cohort"))
     value = _specimen(bad, topic)
     value["person_id"] = _fake_raw_identifier(bad.rng)
-    return bad.t, _envelope(topic, value)
+    return bad.line(topic, value)
 
 
 def _unknown_cohort(bad: _Bad) -> tuple[int, bytes]:
     value = _specimen(bad, "cohort")
     value["cohort"] = _UNKNOWN_COHORT
-    return bad.t, _envelope("cohort", value)
+    return bad.line("cohort", value)
 
 
 def _unknown_topic(bad: _Bad) -> tuple[int, bytes]:
-    return bad.t, _envelope(_UNKNOWN_TOPIC, _specimen(bad, "sampling"))
+    return bad.line(_UNKNOWN_TOPIC, _specimen(bad, "sampling"))
 
 
 def _pool_overflow(bad: _Bad) -> tuple[int, bytes] | None:
@@ -397,7 +436,7 @@ def _pool_overflow(bad: _Bad) -> tuple[int, bytes] | None:
         person_id=city.person_ids[person],
     )
     last_member = max(bad.arrival[i] for i in tube.samplings)
-    return last_member + bad.rng.randint(1, 4 * MINUTE), _envelope("sampling", value)
+    return bad.line("sampling", value, last_member + bad.rng.randint(1, 4 * MINUTE))
 
 
 _BUILDERS: Final[dict[str, Callable[[_Bad], tuple[int, bytes] | None]]] = {
@@ -435,10 +474,28 @@ def format_summary(summary: Mapping[str, int]) -> str:
             f"{summary.get('city:round_caught_up', 0):,}, not on the roster "
             f"{summary.get('city:round_not_on_roster', 0):,}"
         )
+    supervision = ""
+    if "city:findings" in summary:
+        supervision = (
+            f"; supervision: {summary['city:findings']:,} findings, rectified on time "
+            f"{summary.get('city:rectified_on_time', 0):,}, late "
+            f"{summary.get('city:rectified_late', 0):,}, never "
+            f"{summary.get('city:never_rectified', 0):,}, still open at the end "
+            f"{summary.get('city:open_at_end', 0):,}, rechecks failed "
+            f"{summary.get('city:rechecks_failed', 0):,}, found again "
+            f"{summary.get('city:repeat_findings', 0):,}"
+        )
+    habits = ""
+    if any(key.startswith("receipts:") for key in summary):
+        habits = (
+            f"; entered by habit: noon site {summary.get('receipts:noon_site', 0):,}, stalled "
+            f"lab {summary.get('receipts:stalled_lab', 0):,}, night worker "
+            f"{summary.get('receipts:night_worker', 0):,}"
+        )
     return (
         f"{summary.get('lines', 0):,} lines ({topics}); noise: late "
         f"{summary.get('noise:late', 0):,}, duplicate {summary.get('noise:duplicate', 0):,}, "
         f"result-first {summary.get('noise:result_first', 0):,} tubes, malformed "
         f"{summary.get('malformed', 0):,}, identity misuse {identity:,} persons, "
-        f"lapses {lapses:,}{rounds}"
+        f"lapses {lapses:,}{rounds}{supervision}{habits}"
     )
