@@ -12,8 +12,8 @@ names with control characters, cohort names). Only input msgspec refuses is pars
 orjson, to find its exact reason.
 
 *v1.2*: a replay line may carry ``received_at``, the record's own receipt (CONTRACT.md §1).
-:func:`read_line` gives it back beside the event, so the engine can tell a line's entry lag
-(known only from the record's own receipt); :func:`decode_line` is the same without it.
+``decode_line(..., with_receipt=True)`` gives it back beside the event, so the engine can tell
+a line's entry lag (known only from the record's own receipt).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from functools import reduce
-from typing import Any, Final
+from typing import Any, Final, Literal, overload
 
 import msgspec
 import orjson
@@ -59,7 +59,6 @@ __all__ = [
     "decode_line",
     "header_receipt",
     "header_value",
-    "read_line",
     "validate_event",
 ]
 
@@ -448,26 +447,46 @@ def header_receipt(value: bytes) -> datetime | Rejection | None:
 
 
 Line = tuple[str, Event | Rejection, datetime | None]
-"""A replay line read: its topic, its event or why not, and its own receipt (*v1.2*: the
-envelope's ``received_at``; None when the line has none, so its entry lag is unknown)."""
+"""A replay line read with its receipt: its topic, its event or why not, and its own receipt
+(*v1.2*: the envelope's ``received_at``; None when the line has none, so its entry lag is
+unknown)."""
 
 
-def read_line(
+@overload
+def decode_line(
+    line: bytes, cohorts: Collection[str] | None = None, *, received_at: float | None = None,
+    max_clock_skew: int = DEFAULT_MAX_CLOCK_SKEW, with_receipt: Literal[False] = False,
+) -> tuple[str, Event | Rejection] | Rejection: ...
+
+
+@overload
+def decode_line(
+    line: bytes, cohorts: Collection[str] | None = None, *, received_at: float | None = None,
+    max_clock_skew: int = DEFAULT_MAX_CLOCK_SKEW, with_receipt: Literal[True],
+) -> Line | Rejection: ...
+
+
+def decode_line(
     line: bytes,
     cohorts: Collection[str] | None = None,
     *,
     received_at: float | None = None,
     max_clock_skew: int = DEFAULT_MAX_CLOCK_SKEW,
-) -> Line | Rejection:
-    """A replay line to (topic, event or rejection, the line's own receipt or None), or a
-    rejection of the envelope itself. ``received_at`` is the run's receipt (epoch seconds,
-    or None when unknown): a line's own ``received_at`` replaces it as the bound of the
-    event's times, and may itself be no more than ``max_clock_skew`` after it."""
+    with_receipt: bool = False,
+) -> tuple[str, Event | Rejection] | Line | Rejection:
+    """A replay line to (topic, event or rejection), or a rejection of the envelope itself;
+    ``with_receipt``: (topic, event or rejection, the line's own receipt or None).
+
+    ``received_at`` is the run's receipt (epoch seconds, or None when unknown): a line's own
+    ``received_at`` (*v1.2*) replaces it as the bound of the event's times, and may itself be
+    no more than ``max_clock_skew`` after it. One function rather than two, so that the
+    common path pays for no extra call either way.
+    """
     plain = plain_ascii(line)  # no raw identifier in it, and UTF-8
     if not plain:
         where = find_raw(line)
         if where is not None:
-            return _line_of(_named_topic(line, _raw(where)), None)
+            return _line_of(_named_topic(line, _raw(where)), None, with_receipt)
     try:
         parsed = _LINE_DECODER.decode(line) if plain or _utf8(line) else None
     except _REFUSED:
@@ -485,47 +504,37 @@ def read_line(
             if why is not None:
                 return _line_of(_envelope_repeat(
                     topic, _repeated(line, strings) or Rejection("implausible_time", why)),
-                    receipt)
+                    receipt, with_receipt)
         if not may_repeat(line, strings):
             # The common case, without _repeated and _envelope_repeat: no key can repeat,
             # and no after-check rejects as duplicate_key.
-            return topic, _after_checks(event, cohorts, received_at, max_clock_skew,
-                                        plain and _plain_names(line), receipt), receipt
+            decoded = _after_checks(event, cohorts, received_at, max_clock_skew,
+                                    plain and _plain_names(line), receipt)
+            return (topic, decoded, receipt) if with_receipt else (topic, decoded)
         return _line_of(_envelope_repeat(topic, _repeated(line, strings) or _after_checks(
-            event, cohorts, received_at, max_clock_skew, receipt=receipt)), receipt)
+            event, cohorts, received_at, max_clock_skew, receipt=receipt)), receipt,
+            with_receipt)
     envelope = _split_envelope(line)
     if isinstance(envelope, Rejection):
         return envelope
     topic, value, given = envelope
     refused = _repeated(line)
     if refused is not None:
-        return _line_of(_envelope_repeat(topic, refused), None)
+        return _line_of(_envelope_repeat(topic, refused), None, with_receipt)
     receipt_read = _receipt(given, received_at, max_clock_skew)
     if isinstance(receipt_read, Rejection):
-        return topic, receipt_read, None
-    return topic, _validate(topic, value, cohorts, received_at, max_clock_skew,
-                            receipt_read), receipt_read
-
-
-def decode_line(
-    line: bytes,
-    cohorts: Collection[str] | None = None,
-    *,
-    received_at: float | None = None,
-    max_clock_skew: int = DEFAULT_MAX_CLOCK_SKEW,
-) -> tuple[str, Event | Rejection] | Rejection:
-    """:func:`read_line` without the line's own receipt: (topic, event or rejection), or a
-    rejection of the envelope itself. The receipt still bounds the event's times."""
-    read = read_line(line, cohorts, received_at=received_at, max_clock_skew=max_clock_skew)
-    if isinstance(read, Rejection):
-        return read
-    return read[0], read[1]
+        return _line_of((topic, receipt_read), None, with_receipt)
+    return _line_of((topic, _validate(topic, value, cohorts, received_at, max_clock_skew,
+                                      receipt_read)), receipt_read, with_receipt)
 
 
 def _line_of(
-    decoded: tuple[str, Event | Rejection] | Rejection, receipt: datetime | None
-) -> Line | Rejection:
-    return decoded if isinstance(decoded, Rejection) else (*decoded, receipt)
+    decoded: tuple[str, Event | Rejection] | Rejection, receipt: datetime | None,
+    with_receipt: bool,
+) -> tuple[str, Event | Rejection] | Line | Rejection:
+    if isinstance(decoded, Rejection) or not with_receipt:
+        return decoded
+    return (*decoded, receipt)
 
 
 _NO_RECEIPT: Final = object()

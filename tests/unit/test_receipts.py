@@ -3,7 +3,8 @@ record's ``received_at`` header, as the decoder reads, bounds and hands them ove
 
 A line's receipt replaces the run's as the bound of its event's times; it may itself be no
 more than ``max_clock_skew`` after the run's receipt; it is parsed like every timestamp; and
-``read_line`` gives it back (None when the line has none: its entry lag is unknown).
+``decode_line(..., with_receipt=True)`` gives it back (None when the line has none: its entry
+lag is unknown).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from closedloop.schemas.decode import (
     decode_line,
     header_receipt,
     header_value,
-    read_line,
 )
 from closedloop.schemas.events import Lab
 from closedloop.schemas.outputs import REJECTION_REASONS
@@ -42,7 +42,8 @@ def line(value: dict[str, Any] | None = None, **envelope: Any) -> bytes:
 
 
 def read(raw: bytes, run: datetime | None = RUN) -> Any:
-    return read_line(raw, received_at=None if run is None else run.timestamp())
+    return decode_line(raw, received_at=None if run is None else run.timestamp(),
+                       with_receipt=True)
 
 
 def rejected(raw: bytes, run: datetime | None = RUN) -> Rejection:

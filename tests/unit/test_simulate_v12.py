@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from closedloop.schemas.decode import Rejection, read_line
+from closedloop.schemas.decode import Rejection, decode_line
 from closedloop.schemas.events import Followup, Inspection, Lab, Sampling
 from closedloop.schemas.policy import default_policy
 from closedloop.streams.cli import main
@@ -59,7 +59,7 @@ class TestReceipts:
         lines, summary = with_receipts
         last = None
         for line in lines:
-            read = read_line(line, POLICY.cohorts)
+            read = decode_line(line, POLICY.cohorts, with_receipt=True)
             if isinstance(read, Rejection) or isinstance(read[1], Rejection):
                 continue  # a bad line: its receipt is not read (nor, if not JSON, written)
             _, event, receipt = read
@@ -75,7 +75,7 @@ class TestReceipts:
         lags: dict[str, list[timedelta]] = defaultdict(list)
         stalled = quiet = batched = 0
         for line in lines:
-            read = read_line(line, POLICY.cohorts)
+            read = decode_line(line, POLICY.cohorts, with_receipt=True)
             if isinstance(read, Rejection) or isinstance(read[1], Rejection):
                 continue
             _, event, receipt = read
@@ -132,7 +132,7 @@ def inspected() -> tuple[list[Inspection], Counter[str]]:
     summary: Counter[str] = Counter()
     records = []
     for line in simulate(INSPECTED, summary):
-        read = read_line(line, POLICY.cohorts)
+        read = decode_line(line, POLICY.cohorts, with_receipt=True)
         assert not isinstance(read, Rejection) and not isinstance(read[1], Rejection), line
         if isinstance(read[1], Inspection):
             records.append(read[1])
