@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
+from closedloop.agents import supervision
 from closedloop.schemas.decode import Rejection, decode_line
 from closedloop.schemas.events import Followup, Inspection, Lab, Sampling
 from closedloop.schemas.policy import default_policy
@@ -181,3 +182,25 @@ class TestInspections:
     def test_a_city_without_inspections_has_none_and_keeps_its_bytes(self) -> None:
         plain = CityConfig(seed=4, people=1200, days=4, noise=Noise().scaled(0))
         assert not any(b'"inspection"' in line for line in simulate(plain))
+
+
+def test_the_supervision_rules_find_what_the_city_made(
+        inspected: tuple[list[Inspection], Counter[str]]) -> None:
+    # given the city's inspection records through the pure rules, one state per unit
+    records, summary = inspected
+    units: dict[str, supervision.UnitState] = defaultdict(supervision.UnitState)
+    for record in records:
+        supervision.on_inspection(POLICY, units[record.unit_id], record,
+                                  int(record.occurred_at.timestamp()))
+    # when the clock reaches the city's end
+    end = int(INSPECTED.start.timestamp()) + INSPECTED.days * 86400
+    lapses = Counter(lapse.kind for unit, st in units.items()
+                     for lapse in supervision.fire(POLICY, st, unit, end).lapses)
+    # then each failed recheck and each finding made again is found, and the findings never
+    # rectified or rectified late lapse (those whose window outlasts the city excepted)
+    assert lapses["recheck_failed"] == summary["city:rechecks_failed"]
+    assert lapses["repeat_offender"] == summary["city:repeat_findings"]
+    assert summary["city:rectified_late"] <= lapses["rectification_overdue"] <= (
+        summary["city:rectified_late"] + summary["city:never_rectified"])
+    assert lapses["rectification_overdue"] > summary["city:rectified_late"]  # the showcase's
+    assert sum(supervision.counted(POLICY, st)["orphan_records"] for st in units.values()) == 0

@@ -1,0 +1,314 @@
+"""Data entry on time, complete and accurate (CONTRACT.md v1.2 §4 "Data entry"; 录入及时).
+
+Pure rules over small typed states, with no runtime in them: instants are epoch seconds,
+what a rule raises is a :class:`~closedloop.agents.raised.Raised`, and every function that
+schedules returns the state's next deadline. A stage keyed by source (``<topic>:<source>``)
+holds a :class:`SourceState`; one keyed by lab holds a :class:`LabState`.
+
+- A record's **entry lag** is its own receipt − its occurred_at, floored at 0, and is known
+  only when the record carries its receipt (§1). It is **late** when longer than the topic's
+  ``entry_within`` (a lag of exactly ``entry_within`` is on time).
+- **late_entries**: a record of known lag counts in the first daily cut-off at or after its
+  receipt that has not been judged yet (:func:`counting_cutoff`). At each cut-off a source
+  with at least ``late_entries_min`` records that day, of which late / entries ≥
+  ``late_share`` (exactly, as fractions), raises one alert.
+- **lab_silent**: a lab is silent at t when a tube it received at or before t −
+  ``lab_silent_after`` has no report at t, and it reported nothing in (t −
+  ``lab_silent_after``, t]; event time throughout. One alert at the first instant of each
+  silence; the silence ends at the lab's next report.
+- The daily report's data-entry columns (:class:`EntryTally`), and the district a rejected
+  value counts in (:func:`rejected_district`).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Mapping
+from datetime import timedelta
+from fractions import Fraction
+from typing import Any, Final
+
+import msgspec
+
+from closedloop.agents.calendar import Calendar
+from closedloop.agents.raised import Raised, half_up
+from closedloop.schemas.events import (
+    Checkpoint,
+    Clinic,
+    Event,
+    Followup,
+    Lab,
+    Sampling,
+)
+from closedloop.schemas.policy import Policy
+from closedloop.schemas.text import text_problem
+
+__all__ = [
+    "EntryTally",
+    "LabState",
+    "SourceDay",
+    "SourceState",
+    "counting_cutoff",
+    "entry_lag",
+    "fire_silence",
+    "is_late",
+    "judge_day",
+    "nearest_rank_p90",
+    "on_entry",
+    "on_lab",
+    "rejected_district",
+    "silence_start",
+    "source_of",
+    "subject_of",
+]
+
+LATE_ENTRIES: Final = "late_entries"
+LAB_SILENT: Final = "lab_silent"
+_SOURCE_FIELD: Final[dict[type, str]] = {
+    Sampling: "site_id", Lab: "lab_id", Checkpoint: "checkpoint_id", Clinic: "facility_id",
+    Followup: "worker_id",
+}
+_NAME_LENGTH: Final = 200  # a district is a Name of the contract's models (1-200 characters)
+
+
+# -- a record's source, lag and lateness --------------------------------------------------------
+
+
+def source_of(event: Event) -> str | None:
+    """The record's source (§4): a sampling's site, a lab record's lab, a checkpoint's or a
+    clinic's facility, a follow-up's worker when given; None for every other record."""
+    field = _SOURCE_FIELD.get(type(event))
+    return None if field is None else getattr(event, field)
+
+
+def subject_of(topic: str, source: str) -> str:
+    """The alert's subject and the source stage's key: ``sampling:site-17``."""
+    return f"{topic}:{source}"
+
+
+def entry_lag(receipt: int, occurred: int) -> int:
+    """Receipt − occurred_at, floored at 0 (a record entered before its event is on time)."""
+    return max(0, receipt - occurred)
+
+
+def is_late(policy: Policy, topic: str, lag: int) -> bool:
+    """Longer than the topic's ``entry_within``: exactly ``entry_within`` is on time. A
+    topic without one (``action``) is never late."""
+    within = policy.entry_within.get(topic)
+    return within is not None and lag > within
+
+
+def counting_cutoff(cal: Calendar, receipt: int, judged: int | None) -> int:
+    """The daily cut-off a record received at ``receipt`` counts in: the first at or after
+    its receipt that has not been judged yet (``judged``: the latest judged, or None)."""
+    cutoff = cal.cutoff_at(cal.report_date(receipt))
+    while judged is not None and cutoff <= judged:
+        day = cal.date_of(cutoff) + timedelta(days=1)
+        cutoff = cal.cutoff_at(day)
+    return cutoff
+
+
+# -- late_entries, per (topic, source) -----------------------------------------------------
+
+
+class SourceDay(msgspec.Struct, kw_only=True):
+    """One source's records counted in one day: their lags, how many late, their districts."""
+
+    lags: list[int] = msgspec.field(default_factory=list)
+    late: int = 0
+    districts: dict[str, int] = msgspec.field(default_factory=dict)
+
+
+class SourceState(msgspec.Struct, kw_only=True):
+    """A source's open days by cut-off, and the latest cut-off judged."""
+
+    days: dict[int, SourceDay] = msgspec.field(default_factory=dict)
+    judged: int | None = None
+
+
+def on_entry(policy: Policy, cal: Calendar, st: SourceState, topic: str, receipt: int,
+             occurred: int, district: str | None) -> int:
+    """Count a record of known lag; returns the state's next deadline (a cut-off)."""
+    cutoff = counting_cutoff(cal, receipt, st.judged)
+    day = st.days.get(cutoff)
+    if day is None:
+        st.days[cutoff] = day = SourceDay()
+    lag = entry_lag(receipt, occurred)
+    day.lags.append(lag)
+    day.late += is_late(policy, topic, lag)
+    if district is not None:
+        day.districts[district] = day.districts.get(district, 0) + 1
+    return min(st.days)
+
+
+def judge_day(policy: Policy, st: SourceState, topic: str, source: str, cutoff: int
+              ) -> tuple[Raised | None, int | None]:
+    """At ``cutoff``: the day's ``late_entries`` alert, if the source earns one, and the
+    state's next deadline. The day is forgotten once judged."""
+    day = st.days.pop(cutoff, None)
+    st.judged = cutoff if st.judged is None else max(st.judged, cutoff)
+    raised = None if day is None else _late_entries(policy, day, topic, source, cutoff)
+    return raised, (min(st.days) if st.days else None)
+
+
+def _late_entries(policy: Policy, day: SourceDay, topic: str, source: str, cutoff: int
+                  ) -> Raised | None:
+    entries = len(day.lags)
+    if entries < policy.late_entries_min or Fraction(day.late, entries) < policy.late_share:
+        return None
+    return Raised(
+        kind=LATE_ENTRIES, subject=subject_of(topic, source), due=cutoff,
+        district=_most_named(day.districts),
+        details={
+            "topic": topic, "source": source, "entries": entries, "late": day.late,
+            "late_share": half_up(Fraction(day.late, entries), 2),
+            "lag_p90_minutes": half_up(Fraction(nearest_rank_p90(day.lags), 60), 1),
+            "worst_lag_minutes": half_up(Fraction(max(day.lags), 60), 1),
+        },
+    )
+
+
+def _most_named(districts: Mapping[str, int]) -> str | None:
+    """The district most records name; ties: the smallest; None when none names one."""
+    if not districts:
+        return None
+    return min(districts, key=lambda district: (-districts[district], district))
+
+
+def nearest_rank_p90(values: list[int]) -> int:
+    """The nearest-rank 90th percentile: the ⌈0.9 n⌉-th smallest of ``values`` (not empty)."""
+    ordered = sorted(values)
+    return ordered[(9 * len(ordered) + 9) // 10 - 1]
+
+
+# -- lab_silent, per lab ------------------------------------------------------------------------
+
+
+class LabState(msgspec.Struct, kw_only=True):
+    """What a lab's silence is judged on: per tube, when it was received and first reported
+    (event time); the lab's report instants, sorted; and how far silences have been judged
+    (every silence beginning before ``examined`` was raised or found not to be one)."""
+
+    tubes: dict[str, list[int | None]] = msgspec.field(default_factory=dict)  # [rcv, rep]
+    reports: list[int] = msgspec.field(default_factory=list)
+    examined: int | None = None
+
+
+def on_lab(policy: Policy, st: LabState, tube_id: str, status: str, at: int) -> int | None:
+    """A lab record of ``tube_id`` (``received`` or ``reported`` at ``at``); returns the
+    state's next deadline: the first instant of the next silence, as the facts stand."""
+    times = st.tubes.get(tube_id)
+    if times is None:
+        st.tubes[tube_id] = times = [None, None]
+    slot = 0 if status == "received" else 1
+    known = times[slot]
+    times[slot] = at if known is None else min(known, at)
+    if status == "reported":
+        bisect.insort(st.reports, at)
+    return silence_start(policy, st)
+
+
+def silence_start(policy: Policy, st: LabState) -> int | None:
+    """The first instant, at or after ``st.examined``, of a silence of the lab, or None.
+
+    Between two consecutive reports R and R' the tubes waiting are the same (received, and
+    reported at R' or later, or never), so the lab is silent from max(R, the earliest of
+    their receipts) + ``lab_silent_after`` until R': each gap holds at most one silence.
+    """
+    quiet = policy.lab_silent_after
+    reports = st.reports
+    since = st.examined
+    first = -1 if since is None else bisect.bisect_right(reports, since) - 1
+    for gap in range(first, len(reports)):
+        begins = reports[gap] if gap >= 0 else None  # None: before the first report
+        ends = reports[gap + 1] if gap + 1 < len(reports) else None
+        waiting = [rcv for rcv, rep in st.tubes.values()
+                   if rcv is not None and (rep is None or (ends is not None and rep >= ends))]
+        if not waiting:
+            continue
+        start = min(waiting) + quiet
+        if begins is not None:
+            start = max(start, begins + quiet)
+        if (ends is None or start < ends) and (since is None or start >= since):
+            return start
+    return None
+
+
+def fire_silence(policy: Policy, cal: Calendar, st: LabState, lab_id: str, clock: int
+                 ) -> tuple[list[Raised], int | None]:
+    """When the clock (the watermark: no fact before it is still to come) reached the
+    state's deadline: a ``lab_silent`` alert for each silence that begins by ``clock`` on the
+    facts now known (a report that arrived meanwhile may have ended it first), and the next
+    deadline. What no later silence can need is forgotten."""
+    raised = []
+    start = silence_start(policy, st)
+    while start is not None and start <= clock:
+        raised.append(_lab_silent(policy, cal, st, lab_id, start))
+        st.examined = start + 1
+        start = silence_start(policy, st)
+    _forget(policy, st, clock)
+    return raised, start
+
+
+def _lab_silent(policy: Policy, cal: Calendar, st: LabState, lab_id: str, start: int
+                ) -> Raised:
+    cut = start - policy.lab_silent_after
+    pending = sum(1 for rcv, rep in st.tubes.values()
+                  if rcv is not None and rcv <= cut and (rep is None or rep > start))
+    before = bisect.bisect_left(st.reports, start)
+    last = cal.iso(st.reports[before - 1]) if before else None
+    return Raised(kind=LAB_SILENT, subject=lab_id, due=start, district=None,
+                  details={"pending_tubes": pending, "last_reported_at": last})
+
+
+def _forget(policy: Policy, st: LabState, clock: int) -> None:
+    """Every silence beginning by ``clock`` is judged: keep what a later one can need (the
+    latest report at or before the clock and every later one, the tubes not reported by
+    then). A tube waiting longer than ``state_retention`` is forgotten, as every key is:
+    one lost tube must not keep its lab silent for ever."""
+    st.examined = clock if st.examined is None else max(st.examined, clock)
+    at = bisect.bisect_right(st.reports, clock)
+    if at > 1:
+        del st.reports[: at - 1]
+    oldest = clock - policy.state_retention
+    done = [tube for tube, (rcv, rep) in st.tubes.items()
+            if (rep is not None and rep <= clock) or (rcv is not None and rcv < oldest)]
+    for tube in done:
+        del st.tubes[tube]
+
+
+# -- the daily report's data-entry columns ------------------------------------------------------
+
+
+class EntryTally(msgspec.Struct, kw_only=True):
+    """One district's records of known lag in one day's window, and its rejected input."""
+
+    lags: list[int] = msgspec.field(default_factory=list)
+    late: int = 0
+    rejected: int = 0
+
+    def add(self, policy: Policy, topic: str, lag: int) -> None:
+        self.lags.append(lag)
+        self.late += is_late(policy, topic, lag)
+
+    def columns(self) -> dict[str, Any]:
+        """entries, entries_late, entry_lag_p90_minutes (null without lags), entries_rejected."""
+        return {
+            "entries": len(self.lags), "entries_late": self.late,
+            "entry_lag_p90_minutes": (half_up(Fraction(nearest_rank_p90(self.lags), 60), 1)
+                                      if self.lags else None),
+            "entries_rejected": self.rejected,
+        }
+
+
+def rejected_district(value: object) -> str | None:
+    """The district a rejected input counts in: a JSON object's ``district`` when it is a
+    string that would itself be valid (a name: 1-200 printable characters, no white space
+    at either end), else None (§4 "Accuracy")."""
+    if not isinstance(value, dict):
+        return None
+    district = value.get("district")
+    if not isinstance(district, str) or len(district) > _NAME_LENGTH:
+        return None
+    return district if text_problem(district) is None else None
+

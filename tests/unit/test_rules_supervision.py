@@ -1,0 +1,266 @@
+"""Supervision (CONTRACT.md v1.2 §4): findings, rectification, look-back, repeat offenders, as
+pure rules over one unit's state, at their edges.
+
+Default policy: rectify_within critical 24 h, major 72 h, minor 168 h; recheck_within 168 h;
+repeat_window 90 d; orphan_after 24 h. Every instant below is local (+08:00).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from closedloop.agents import supervision
+from closedloop.agents.raised import Raised
+from closedloop.schemas.events import Inspection
+from closedloop.schemas.policy import default_policy
+
+POLICY = default_policy()
+HOUR, DAY = 3600, 86400
+UNIT = "venue-7"
+T0 = datetime.fromisoformat("2022-09-06T10:00:00+08:00")  # the first finding
+
+
+def t(**offset: float) -> int:
+    """Epoch seconds of T0 + the offset (``t(hours=24)``)."""
+    return int((T0 + timedelta(**offset)).timestamp())
+
+
+def record(kind: str, when: int, finding_id: str = "f1", **fields: Any) -> Inspection:
+    value: dict[str, Any] = {
+        "event_id": f"{kind}-{finding_id}-{when}",
+        "occurred_at": datetime.fromtimestamp(when, T0.tzinfo).isoformat(),
+        "unit_id": UNIT, "unit_kind": "venue", "district": "xuhui", "record": kind,
+        "finding_id": finding_id}
+    if kind == "finding":
+        value |= {"category": "venue_code", "severity": "critical"}
+    return msgspec.convert(value | fields, Inspection)
+
+
+def finding(when: int, finding_id: str = "f1", **fields: Any) -> Inspection:
+    return record("finding", when, finding_id, **fields)
+
+
+def rectified(when: int, finding_id: str = "f1") -> Inspection:
+    return record("rectified", when, finding_id)
+
+
+def recheck(when: int, result: str, finding_id: str = "f1") -> Inspection:
+    return record("recheck", when, finding_id, result=result)
+
+
+def run(records: list[Inspection], until: int,
+        st: supervision.UnitState | None = None) -> tuple[list[Raised], supervision.UnitState]:
+    """Apply ``records`` in the order given, then fire every deadline up to ``until`` in turn
+    (as a clock moving on would), collecting what is raised."""
+    st = st or supervision.UnitState()
+    due = None
+    for item in records:
+        due = supervision.on_inspection(POLICY, st, item, int(item.occurred_at.timestamp()))
+    raised: list[Raised] = []
+    while due is not None and due <= until:
+        judged = supervision.fire(POLICY, st, UNIT, due)
+        raised += judged.alerts
+        due = judged.due
+    return raised, st
+
+
+def kinds(raised: list[Raised]) -> list[tuple[str, int]]:
+    return [(alert.kind, alert.due) for alert in raised]
+
+
+class TestRectification:
+    def test_a_rectification_exactly_at_the_windows_end_is_in_time(self) -> None:
+        # given a critical finding at T0 and its rectification at T0 + 24 h exactly
+        raised, _ = run([finding(t()), rectified(t(hours=24))], until=t(hours=30))
+        # then nothing is overdue
+        assert raised == []
+
+    def test_a_second_later_it_is_overdue_and_still_starts_the_look_back(self) -> None:
+        raised, _ = run([finding(t()), rectified(t(hours=24, seconds=1))],
+                        until=t(days=30))
+        # then overdue at the window's end, and the look-back runs from the rectification
+        assert kinds(raised) == [("rectification_overdue", t(hours=24)),
+                                 ("recheck_missed", t(hours=24 + 168, seconds=1))]
+        overdue = raised[0]
+        assert (overdue.subject, overdue.district) == (UNIT, "xuhui")
+        assert overdue.details == {"finding_id": "f1", "findings": ["f1"],
+                                   "category": "venue_code", "severity": "critical",
+                                   "unit_kind": "venue"}
+
+    def test_the_window_follows_the_severity(self) -> None:
+        raised, _ = run([finding(t(), severity="minor")], until=t(days=8))
+        assert kinds(raised) == [("rectification_overdue", t(hours=168))]
+
+    def test_findings_lapsing_at_one_instant_share_an_alert_and_count_each(self) -> None:
+        records = [finding(t(), "f2"), finding(t(), "f1", category="roster")]
+        st = supervision.UnitState()
+        for item in records:
+            supervision.on_inspection(POLICY, st, item, t())
+        judged = supervision.fire(POLICY, st, UNIT, t(hours=24))
+        (alert,) = judged.alerts
+        assert alert.details["findings"] == ["f1", "f2"]
+        assert alert.details["finding_id"] == "f1" and alert.details["category"] == "roster"
+        assert [lapse.finding_id for lapse in judged.lapses] == ["f1", "f2"]
+
+    def test_a_later_rectification_before_the_recheck_is_ignored_and_counted(self) -> None:
+        raised, st = run([finding(t()), rectified(t(hours=2)), rectified(t(hours=30)),
+                          recheck(t(hours=40), "pass")], until=t(days=30))
+        assert raised == []
+        assert supervision.counted(POLICY, st)["rectifications_ignored"] == 1
+
+
+class TestLookBack:
+    def test_a_recheck_exactly_at_the_end_of_the_look_back_is_in_time(self) -> None:
+        records = [finding(t()), rectified(t(hours=2)), recheck(t(hours=170), "pass")]
+        assert run(records, until=t(days=30))[0] == []
+
+    def test_no_recheck_is_missed_at_the_end_of_the_window(self) -> None:
+        raised, _ = run([finding(t()), rectified(t(hours=2))], until=t(days=30))
+        assert kinds(raised) == [("recheck_missed", t(hours=170))]
+        assert raised[0].details["finding_id"] == "f1"
+
+    def test_a_recheck_that_fails_twice_opens_the_finding_twice(self) -> None:
+        # given: rectified, recheck fails; rectified again, recheck fails again; never again
+        records = [finding(t()), rectified(t(hours=2)), recheck(t(hours=10), "fail"),
+                   rectified(t(hours=12)), recheck(t(hours=20), "fail")]
+        raised, st = run(records, until=t(days=30))
+        # then two recheck_failed at the rechecks, and the second opening lapses a day later
+        assert kinds(raised) == [("recheck_failed", t(hours=10)),
+                                 ("recheck_failed", t(hours=20)),
+                                 ("rectification_overdue", t(hours=44))]
+        assert supervision.is_open(POLICY, st.findings["f1"], t(days=30))
+
+    def test_a_failed_recheck_opens_a_new_rectification_window(self) -> None:
+        # rectified again at exactly the new window's end: in time; then it passes
+        records = [finding(t()), rectified(t(hours=2)), recheck(t(hours=10), "fail"),
+                   rectified(t(hours=34)), recheck(t(hours=40), "pass")]
+        raised, st = run(records, until=t(days=30))
+        assert kinds(raised) == [("recheck_failed", t(hours=10))]
+        assert not supervision.is_open(POLICY, st.findings["f1"], t(days=30))
+        assert supervision.is_open(POLICY, st.findings["f1"], t(hours=39))
+
+    def test_a_pass_closes_the_finding_whatever_came_before(self) -> None:
+        # never rectified, but found fixed at the recheck: nothing lapses after it
+        assert run([finding(t()), recheck(t(hours=5), "pass")], until=t(days=30))[0] == []
+        # overdue first, then a pass: the overdue stands, nothing more
+        raised, _ = run([finding(t()), recheck(t(hours=30), "pass")], until=t(days=30))
+        assert kinds(raised) == [("rectification_overdue", t(hours=24))]
+
+    def test_a_late_recheck_still_counts(self) -> None:
+        raised, _ = run([finding(t()), rectified(t(hours=2)), recheck(t(hours=200), "fail")],
+                         until=t(days=30))
+        assert kinds(raised) == [("recheck_missed", t(hours=170)),
+                                 ("recheck_failed", t(hours=200)),
+                                 ("rectification_overdue", t(hours=224))]
+
+
+class TestRepeatOffender:
+    def test_a_repeat_exactly_repeat_window_after_the_first_finding(self) -> None:
+        # given a finding at T0 (closed) and another in its category 90 days later
+        records = [finding(t()), recheck(t(hours=1), "pass"),
+                   finding(t(days=90), "f2", severity="minor")]
+        raised, _ = run(records, until=t(days=90, hours=1))
+        (alert,) = raised
+        assert (alert.kind, alert.due, alert.district) == (
+            "repeat_offender", t(days=90), "xuhui")
+        assert alert.details == {"finding_id": "f2", "category": "venue_code",
+                                 "unit_kind": "venue", "findings_in_window": 2,
+                                 "previous": ["f1"]}
+
+    def test_a_second_more_is_outside_the_window(self) -> None:
+        records = [finding(t()), recheck(t(hours=1), "pass"),
+                   finding(t(days=90, seconds=1), "f2", severity="minor")]
+        assert run(records, until=t(days=90, hours=1))[0] == []
+
+    def test_another_category_is_no_repeat(self) -> None:
+        records = [finding(t()), recheck(t(hours=1), "pass"),
+                   finding(t(days=2), "f2", category="roster")]
+        assert run(records, until=t(days=2, hours=1))[0] == []
+
+    def test_the_window_holds_every_earlier_finding_of_the_category(self) -> None:
+        records = [finding(t(), "f1"), recheck(t(hours=1), "pass", "f1"),
+                   finding(t(days=1), "f3"), recheck(t(days=1, hours=1), "pass", "f3"),
+                   finding(t(days=2), "f2")]
+        raised, _ = run(records, until=t(days=2, hours=1))
+        assert [a.details["previous"] for a in raised if a.kind == "repeat_offender"] == [
+            ["f1"], ["f1", "f3"]]
+        assert raised[-1].details["findings_in_window"] == 3
+
+
+class TestEventTime:
+    def test_records_in_reverse_order_within_the_lateness_make_the_same_alerts(self) -> None:
+        records = [finding(t()), rectified(t(hours=2)), recheck(t(hours=10), "fail"),
+                   finding(t(minutes=3), "f2", category="venue_code")]
+        forward, _ = run(records, until=t(days=30))
+        backward, _ = run(list(reversed(records)), until=t(days=30))
+        assert forward == backward
+        assert ("repeat_offender", t(minutes=3)) in kinds(forward)
+
+    def test_a_duplicate_finding_id_is_ignored_and_counted(self) -> None:
+        # the second to arrive is ignored, even with an earlier instant
+        raised, st = run([finding(t()), finding(t(hours=-1), severity="minor")],
+                         until=t(hours=25))
+        assert kinds(raised) == [("rectification_overdue", t(hours=24))]
+        assert st.findings["f1"].severity == "critical"
+        assert supervision.counted(POLICY, st)["duplicate_findings"] == 1
+
+    def test_a_record_before_its_finding_waits_for_it(self) -> None:
+        # the rectification arrives first; its finding within orphan_after
+        raised, _ = run([rectified(t(hours=2)), finding(t()), recheck(t(hours=3), "pass")],
+                        until=t(days=30))
+        assert raised == []
+
+    def test_an_orphan_is_counted_when_its_time_is_up_and_raises_nothing(self) -> None:
+        st = supervision.UnitState()
+        due = supervision.on_inspection(POLICY, st, rectified(t()), t())
+        assert due == t(hours=24)
+        judged = supervision.fire(POLICY, st, UNIT, t(hours=24))
+        assert judged.alerts == [] and judged.due is None
+        assert supervision.counted(POLICY, st)["orphan_records"] == 1
+        # a finding arriving after that starts from nothing
+        raised, _ = run([finding(t(hours=25), severity="minor")], until=t(days=30), st=st)
+        assert kinds(raised) == [("rectification_overdue", t(hours=25 + 168))]
+
+    def test_each_lapse_is_raised_once_however_often_the_clock_fires(self) -> None:
+        st = supervision.UnitState()
+        supervision.on_inspection(POLICY, st, finding(t()), t())
+        first = supervision.fire(POLICY, st, UNIT, t(hours=24))
+        again = supervision.fire(POLICY, st, UNIT, t(hours=48))
+        assert kinds(first.alerts) == [("rectification_overdue", t(hours=24))]
+        assert again.alerts == [] and again.due is None
+
+    def test_the_next_deadline_is_the_earliest_lapse(self) -> None:
+        st = supervision.UnitState()
+        assert supervision.on_inspection(POLICY, st, finding(t()), t()) == t(hours=24)
+        assert supervision.on_inspection(POLICY, st, rectified(t(hours=1)), t(hours=1)) == t(
+            hours=169)
+
+
+class TestStateAndReport:
+    def test_a_closed_finding_is_forgotten_repeat_window_after_its_last_record(self) -> None:
+        st = supervision.UnitState()
+        supervision.on_inspection(POLICY, st, finding(t()), t())
+        supervision.on_inspection(POLICY, st, recheck(t(hours=1), "pass"), t(hours=1))
+        supervision.fire(POLICY, st, UNIT, t(days=90, hours=1))
+        assert "f1" in st.findings
+        supervision.fire(POLICY, st, UNIT, t(days=90, hours=1, seconds=1))
+        assert st.findings == {}
+
+    def test_the_units_share_of_the_daily_report(self) -> None:
+        records = [finding(t(), "f1"), finding(t(hours=1), "f2", category="roster",
+                                               district="jingan"),
+                   rectified(t(hours=2), "f2"), recheck(t(hours=3), "fail", "f2"),
+                   finding(t(hours=4), "f3")]
+        _, st = run(records, until=t())
+        day = supervision.report_counts(POLICY, st, t(hours=-10), t(hours=12))
+        assert dict(day["xuhui"]) == {"findings_new": 2, "findings_open": 2,
+                                      "repeat_offenders": 1}
+        assert dict(day["jingan"]) == {"findings_new": 1, "findings_open": 1,
+                                       "rechecks_failed": 1}
+        # f1 and f3 (critical) lapse at T0 + 24 h and + 28 h: two findings overdue
+        next_day = supervision.report_counts(POLICY, st, t(hours=12), t(hours=36))
+        assert dict(next_day["xuhui"]) == {"findings_new": 0, "findings_open": 2,
+                                           "rectifications_overdue": 2}
