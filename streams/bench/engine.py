@@ -35,25 +35,27 @@ def _rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def _generate(people: int, days: int, seed: int, path: Path) -> int:
+def _generate(people: int, days: int, seed: int, path: Path, receipts: bool = False) -> int:
     from closedloop.streams.sim.feed import CityConfig, simulate
 
     count = 0
     with path.open("wb") as handle:
-        for line in simulate(CityConfig(seed=seed, people=people, days=days)):
+        for line in simulate(CityConfig(seed=seed, people=people, days=days,
+                                        receipts=receipts)):
             handle.write(line + b"\n")
             count += 1
     return count
 
 
-def bench_replay(people: int, days: int, seed: int, repeat: int) -> dict[str, float]:
+def bench_replay(people: int, days: int, seed: int, repeat: int, receipts: bool = False
+                 ) -> dict[str, float]:
     """Parse-only vs replay, and vs the floor, on the same file, each timed in step with
     its baseline (:mod:`~closedloop.streams.bench.interleave`); the best ratio of ``repeat``
-    runs each."""
+    runs each. ``receipts``: the city with ``received_at`` on every line (contract v1.2)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "city.jsonl"
         started = time.perf_counter()
-        events = _generate(people, days, seed, path)
+        events = _generate(people, days, seed, path, receipts)
         generated = time.perf_counter() - started
         data = path.read_bytes()
     lines = data.splitlines()

@@ -30,6 +30,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     replay.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")
     replay.add_argument("--repeat", type=positive, default=2,
                         help="runs of each, the best kept (default 2)")
+    replay.add_argument("--receipts", action="store_true",
+                        help="the same city with received_at on every line and its sources' "
+                        "habits (simulate --receipts), to compare with the city without")
     rounds = sub.add_parser(
         "round", help="a city-wide testing round of N persons through replay",
         description="A roster of N persons, one city-wide round (97% sampled in 10-in-1 "
@@ -91,8 +94,9 @@ def run(args: argparse.Namespace) -> int:
               f"{r['not_on_roster']:,.0f}; round_missed alerts {r['round_missed']:,.0f}")
         return 0
     if args.bench == "replay":
-        print(f"generating a {args.people:,}-person, {args.days}-day city …", file=sys.stderr)
-        r = bench_replay(args.people, args.days, args.seed, args.repeat)
+        print(f"generating a {args.people:,}-person, {args.days}-day city"
+              f"{' with receipts' if args.receipts else ''} …", file=sys.stderr)
+        r = bench_replay(args.people, args.days, args.seed, args.repeat, args.receipts)
         print(f"events                 {r['events']:>12,.0f}")
         print(f"orjson parse-only      {r['parse_per_s']:>12,.0f} events/s")
         print(f"closedloop replay      {r['replay_per_s']:>12,.0f} events/s")

@@ -204,3 +204,15 @@ def test_the_supervision_rules_find_what_the_city_made(
         summary["city:rectified_late"] + summary["city:never_rectified"])
     assert lapses["rectification_overdue"] > summary["city:rectified_late"]  # the showcase's
     assert sum(supervision.counted(POLICY, st)["orphan_records"] for st in units.values()) == 0
+
+
+def test_bench_replay_measures_the_city_with_receipts(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # the yardstick: the same city with received_at on every line, through replay
+    assert main(["bench", "replay", "--people", "300", "--days", "2", "--repeat", "1",
+                 "--receipts"]) == 0
+    captured = capsys.readouterr()
+    assert "city with receipts" in captured.err
+    lines = list(simulate(CityConfig(seed=1, people=300, days=2, receipts=True)))
+    events = next(line for line in captured.out.splitlines() if line.startswith("events"))
+    assert int(events.split()[-1].replace(",", "")) == len(lines)
