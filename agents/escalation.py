@@ -11,11 +11,15 @@ Otherwise it raises an ``escalated`` alert (``details`` = alert_id, alert_kind, 
 2 at raised + ``escalate_after``, level 3 (city command) one more window later, then stops.
 Positives, pooled positives and identity suspicions need a person to act: only an operator
 action stops them. Escalated alerts go to the ``escalations`` topic, never to ``alerts``.
+
+An action applies only where its subject's state holds the alert (``agents/actions.py``, the
+rule the ledger follows too); :func:`action_outcome` says why one was ignored. ``assign``
+hands an alert to an operator and changes no escalation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 from closedloop.agents.requirements import Context, prune_early, raise_alert
@@ -30,34 +34,64 @@ from closedloop.agents.state import (
 )
 from closedloop.schemas.events import Action
 
-__all__ = ["LAST_LEVEL", "holds", "lapse_escalation", "on_action", "satisfied"]
+__all__ = ["ENGINE_REASONS", "LAST_LEVEL", "action_outcome", "lapse_escalation", "on_action",
+           "satisfied"]
 
 LAST_LEVEL: Final = 3
+ENGINE_REASONS: Final = ("not_subjects_alert", "escalation_over")
+"""The reasons of ``agents/actions.py`` the engine gives for an ignored action."""
 ESCALATED: Final = "escalated"
 
 Satisfied = Callable[[Context, Keyed, EscalationEntry, int], bool]
 
 
-def holds(st: object, alert_id: str) -> bool:
-    """Does this key's state (or None) hold an open escalation of ``alert_id``?"""
-    return isinstance(st, Keyed) and st.esc is not None and alert_id in st.esc
+def action_outcome(
+    states: Iterable[object], alert_id: str, at: int, escalate_after: int
+) -> str | None:
+    """Why an action on ``alert_id`` taken at ``at`` was ignored by the keys it reached
+    (``states``: the subject's state in each stage that read it, None where the stage does
+    not hold it), or None when one of them holds the alert's open escalation with a level
+    still to stop, or keeps the action for the alert it is about to raise. Read after the
+    action was applied.
+
+    ``escalation_over``: the subject raised the alert but its escalation has ended (met, an
+    earlier action, or level 3), or every level left falls due before ``at`` (firing lags
+    the clock: those levels are raised all the same); ``not_subjects_alert``: the subject
+    holds no such alert (an unknown id, or another subject's). Names from
+    ``agents/actions.py``'s REASONS.
+    """
+    over = False
+    for st in states:
+        if not isinstance(st, Keyed):
+            continue
+        entry = None if st.esc is None else st.esc.get(alert_id)
+        if entry is not None:
+            due = (st.req or {}).get(f"esc:{alert_id}")
+            if due is None or at <= due + (LAST_LEVEL - entry.level) * escalate_after:
+                return None
+            over = True
+        elif st.acts is not None and alert_id in st.acts:
+            return None
+        over = over or (st.sent is not None and alert_id in st.sent)
+    return "escalation_over" if over else "not_subjects_alert"
 
 
 def on_action(ctx: Context, st: Keyed, event: Action) -> bool:
-    """Record an operator's ack/resolve on the escalation it names; False if none is open.
-    An ``assign`` changes no escalation (contract v1.2 §3).
+    """Record an operator's ack/resolve on the escalation it names; False if none is open
+    (and for ``assign``, which changes no escalation).
 
     The earliest action counts: ack then resolve (or resolve alone) close it from then on.
     An action for a known key whose alert is not raised *yet* (its deadline is due but the
     clock, lagging by ``allowed_lateness``, has not fired it) is kept briefly in ``acts``,
     so the outcome does not depend on which of the two the engine saw first.
     """
-    if event.action == "assign":  # hands the alert to an operator; it handles nothing (§3)
-        return holds(st, event.alert_id)
+    if event.action not in ("ack", "resolve"):
+        return False
     at = int(event.occurred_at.timestamp())
     entry = None if st.esc is None else st.esc.get(event.alert_id)
     if entry is None:
-        if not is_blank(st):  # a key this stage knows (a blank state is never stored)
+        raised = st.sent is not None and event.alert_id in st.sent  # and its escalation over
+        if not raised and not is_blank(st):  # a key this stage knows (blank: never stored)
             early = st.acts
             if early is None:
                 st.acts = early = {}

@@ -212,4 +212,5 @@ def person_status(ctx: Context, person_id: str, st: PersonState) -> PersonStatus
         ),
         last_sampled_at=ctx.cal.iso(samples[-1].at) if samples else None,
         last_result=None if last_result is None else last_result.result,
+        samplings=[ctx.cal.iso(sample.at) for sample in samples or ()],
     )

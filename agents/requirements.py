@@ -82,6 +82,9 @@ class Context:
     # Keys whose gc lapse decided to forget them: the stage deletes each as it finishes with
     # it (a decision about the key, not state: no field per key, never changelogged).
     gone: set[str] = field(default_factory=set)
+    # Operator actions kept for an alert their subject never raised, forgotten since the
+    # driver last looked (prune_early): ignored, their subject is not the alert's
+    actions_dropped: int = 0
 
     def contribute(self, district: str | None, at: int, name: str, delta: int = 1) -> None:
         """Count ``delta`` for the daily report of ``district`` at event time ``at``."""
@@ -234,6 +237,7 @@ def prune_early(ctx: Context, st: Keyed) -> None:
     horizon = ctx.clock - ctx.policy.escalate_after
     for ident in [i for i, at in early.items() if at < horizon]:
         del early[ident]
+        ctx.actions_dropped += 1
     if not early:
         st.acts = None
 

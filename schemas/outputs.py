@@ -122,6 +122,10 @@ class PersonStatus(msgspec.Struct, frozen=True, kw_only=True):
     open_requirements: list[str]
     last_sampled_at: str | None
     last_result: str | None
+    # the collection instants of the samplings the engine still holds for the person (oldest
+    # first, within state_retention): the ledger finds a round_missed person's first
+    # catch-up sampling in them, whatever order statuses and alerts reach it
+    samplings: list[str] = []
 
 
 class DailyReport(msgspec.Struct, frozen=True, kw_only=True):

@@ -23,7 +23,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     # the SQL ledger's schema, its Kafka sink and the operators' report
     ("db", "ledger.db_cmd", "create or migrate the SQL ledger's schema (Alembic)"),
     ("sink", "ledger.sink_cmd", "record the output topics in the SQL ledger"),
-    ("report", "ledger.report_cmd",
+    ("report", "cli.report",
      "the daily closure (日清日结) and testing rounds' tables from the ledger"),
     ("pseudonymize", "cli.pseudonymize", "turn raw identifiers into HMAC-SHA256 pseudonyms"),
     ("policy", "cli.policy", "print or check a policy file"),
@@ -80,7 +80,28 @@ def _load(module_name: str) -> ModuleType | None:
         raise
 
 
+ALERTS_COMMANDS: tuple[str, ...] = ("list", "ack", "resolve", "assign", "tail")
+
+
+def _unknown_alerts_action(argv: Sequence[str]) -> str | None:
+    """One line for ``closedloop alerts acknowledge …``: the actions there are (argparse
+    would print its usage and a list of every sub-command)."""
+    if len(argv) < 2 or argv[0] != "alerts" or argv[1].startswith("-") or (
+            argv[1] in ALERTS_COMMANDS):
+        return None
+    from closedloop.streams.app.actions import ActionRefused, parse_action
+
+    try:
+        parse_action(argv[1])
+    except ActionRefused as exc:
+        return f"closedloop alerts: {exc}; or list, tail"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if (unknown := _unknown_alerts_action(sys.argv[1:] if argv is None else argv)) is not None:
+        print(unknown, file=sys.stderr)
+        return 2
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # said by the command's own parser, with its usage, not the top level's

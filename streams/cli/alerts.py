@@ -1,7 +1,7 @@
-"""``closedloop alerts tail|list|ack|resolve``: watch, list and handle alerts.
+"""Watch, list and handle alerts: ``closedloop alerts list|ack|resolve|assign|tail``.
 
-``tail`` follows the alert topic (de-duplicated by alert_id, filtered by kind or district);
-``list`` reads the SQL ledger; ``ack``/``resolve`` publish an operator action.
+``list`` reads the ledger; ``ack``, ``resolve`` and ``assign`` handle an alert (recorded in the
+ledger, or published to Kafka); ``tail`` follows the alert topic on Kafka.
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
     from closedloop.streams.cli.alert_action import add_action_parsers
-    from closedloop.streams.ledger.alerts_list import add_list_parser
+    from closedloop.streams.cli.alerts_list import add_list_parser
 
-    parser.description = ("Watch the alert topic (CONTRACT.md §5), list alerts from the ledger, "
-                          "or acknowledge/resolve one (which stops its escalation).")
+    parser.description = ("List alerts from the ledger, acknowledge, resolve or assign one "
+                          "(which stops its escalation, except assign), or watch new alerts "
+                          "as Kafka publishes them.")
     sub = parser.add_subparsers(dest="alerts_command", metavar="ACTION", required=True)
     add_list_parser(sub)  # `alerts list`
     add_action_parsers(sub)  # `alerts ack|resolve`
@@ -50,10 +51,10 @@ def _matches(alert: dict[str, Any], args: argparse.Namespace) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     if args.alerts_command == "list":
-        from closedloop.streams.ledger.alerts_list import run_list
+        from closedloop.streams.cli.alerts_list import run_list
 
         return run_list(args)
-    if args.alerts_command in ("ack", "resolve"):
+    if args.alerts_command in ("ack", "resolve", "assign"):
         from closedloop.streams.cli.alert_action import run_action
 
         return run_action(args)

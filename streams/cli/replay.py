@@ -30,6 +30,7 @@ else closedloop.db in the current directory), with the lifecycle the Kafka sink 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from collections import Counter
@@ -42,7 +43,9 @@ from typing import IO, TYPE_CHECKING, BinaryIO, Final
 
 import msgspec
 
+from closedloop.agents.actions import explain
 from closedloop.agents.rounds import STAGES
+from closedloop.schemas.events import Event
 from closedloop.schemas.outputs import Alert, RoundReport
 from closedloop.schemas.plausible import EARLIEST, MAX_SPREAD
 from closedloop.schemas.policy import Policy, PolicyError, load_policy
@@ -54,7 +57,8 @@ from closedloop.streams.ledger import DEFAULT_HELP, database_url
 if TYPE_CHECKING:  # imported only with --ledger: SQLAlchemy is not light
     from closedloop.streams.ledger.embedded import ReplayLedger
 
-__all__ = ["ReplayResult", "add_parser", "parse_instant", "replay_lines", "run"]
+__all__ = ["Extra", "ReplayResult", "add_parser", "merge_extra", "parse_instant",
+           "replay_lines", "run"]
 
 FLUSH_EVERY = 50_000
 EARLIEST_EPOCH = int(EARLIEST.timestamp())
@@ -138,11 +142,15 @@ def replay_lines(
     progress: ProgressLine | None = None,
     ledger: ReplayLedger | None = None,
     received_at: float | None = None,
+    extra: Iterable[Extra] = (),
 ) -> ReplayResult:
     """Drive the embedded engine over ``lines``; the reusable core of ``closedloop replay``.
 
     With ``ledger``, every flush's outputs and finally the person states go to the SQL ledger.
     ``received_at`` (epoch seconds) is when every line counts as received; by default, now.
+    ``extra``: events from elsewhere (the ledger's own actions), by instant: each is applied
+    just before the first line whose occurred_at is later, else at the end before ``until``,
+    without moving the clock (:func:`merge_extra`).
     """
     driver = EmbeddedDriver(policy, time.time() if received_at is None else received_at)
     alerts_by_kind: Counter[str] = Counter()
@@ -194,18 +202,23 @@ def replay_lines(
         held.clear()
 
     driver.spill = spill
+    pending = sorted(extra, key=lambda item: item.at)
     with for_throughput():
         for number, line in enumerate(lines, start=1):
             if blank(line):
                 driver.stats["blank_lines"] += 1
                 continue
+            if pending:
+                pending = merge_extra(driver, pending, line)
             driver.pipe_line(line.rstrip(b"\r\n"), Origin(line=number))
             if len(driver.out.alerts) + len(driver.out.dead_letters) >= FLUSH_EVERY:
                 flush()
             if progress is not None:
                 progress.update(number, driver, flushed_alerts + len(driver.out.alerts))
+        merge_extra(driver, pending, None)
         if until is not None:
             driver.advance_to(until)
+        driver.settle_actions()
         flush()
     if ledger is not None:
         ledger.finish(driver)
@@ -213,6 +226,51 @@ def replay_lines(
         progress.done()
     return ReplayResult(driver.stats, alerts_by_kind, reports, driver.clock.value, escalations,
                         driver.keyed_steps, round_reports)
+
+
+@dataclass(frozen=True, slots=True)
+class Extra:
+    """An event fed to a replay from outside its input, at ``at`` (epoch seconds)."""
+
+    at: int
+    topic: str
+    event: Event
+
+
+_OCCURRED_AT: Final = re.compile(rb'"occurred_at"\s*:\s*"([^"]{1,64})"')
+
+
+def _occurred_at(line: bytes) -> int | None:
+    """A line's occurred_at, read without decoding it (None when it has none to read)."""
+    match = _OCCURRED_AT.search(line)
+    if match is None:
+        return None
+    try:
+        value = datetime.fromisoformat(match.group(1).decode())
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return int(value.timestamp()) if value.tzinfo is not None else None
+
+
+def merge_extra(driver: EmbeddedDriver, pending: list[Extra], line: bytes | None) -> list[Extra]:
+    """Apply the ``pending`` events due before ``line`` (those earlier than its occurred_at;
+    every one when ``line`` is None: the end of the input); returns those still pending.
+
+    They do not move the clock: an operator acting today on an alert of a city replayed from
+    2022 must not fire four years of deadlines. Lines whose time cannot be read are passed.
+    """
+    if line is not None:
+        at = _occurred_at(line)
+        if at is None:
+            return pending
+        cut = next((i for i, item in enumerate(pending) if item.at >= at), len(pending))
+    else:
+        cut = len(pending)
+    for item in pending[:cut]:
+        driver.stats["events_read"] += 1
+        driver.stats["ledger_actions"] += 1
+        driver.pipe_event(item.topic, item.event, b"", Origin(topic=item.topic), clocked=False)
+    return pending[cut:]
 
 
 class ProgressLine:
@@ -345,12 +403,14 @@ def run(args: argparse.Namespace) -> int:
             if ledger is None:
                 return 2
             stack.callback(ledger.close)
+        extra = [] if ledger is None else [Extra(at, "action", event)
+                                           for at, event in ledger.own_actions()]
         try:
             result = replay_lines(
                 lines, policy, until=until, alerts_out=alerts_out,
                 escalations_out=outputs["escalations"], reports_out=outputs["reports"],
                 deadletter_out=outputs["deadletter"], round_reports_out=outputs["round_reports"],
-                progress=progress, ledger=ledger, received_at=received_at,
+                progress=progress, ledger=ledger, received_at=received_at, extra=extra,
             )
         except OSError as exc:
             print(f"closedloop replay: read failed: {exc.strerror}", file=sys.stderr)
@@ -365,6 +425,33 @@ def run(args: argparse.Namespace) -> int:
                       round_reports_kept=bool(args.round_reports) or ledger is not None),
               file=sys.stderr)
     return 0
+
+
+_DONE: Final = (("resolve", "resolved", "resolved"), ("ack", "acknowledged", "acknowledged"),
+                ("assign", "assigned", "assigned"))
+
+
+def action_summary(stats: Counter[str]) -> str | None:
+    """What operators' actions did in the engine: "operator actions 4: 2 alerts resolved,
+    1 acknowledged; 1 action ignored: its subject is not the alert's" (None: no action)."""
+    done: list[str] = []
+    for action, one, many in _DONE:
+        count = stats.get(f"actions_applied:{action}", 0)
+        if count:
+            noun = "" if done else (" alert" if count == 1 else " alerts")
+            done.append(f"{count:,}{noun} {one if count == 1 else many}")
+    ignored = {k.split(":", 1)[1]: v for k, v in stats.items()
+               if k.startswith("actions_ignored:")}
+    total = sum(v for k, v in stats.items() if k.startswith("actions_applied:")) + sum(
+        ignored.values())
+    if not total:
+        return None
+    parts = [", ".join(done)] if done else []
+    if ignored:
+        parts.append(explain(ignored))
+    fed = stats.get("ledger_actions", 0)
+    origin = f" ({fed:,} of them recorded in the ledger)" if fed else ""
+    return f"operator actions {total:,}{origin}: " + "; ".join(parts)
 
 
 def summary(
@@ -396,12 +483,15 @@ def summary(
     lines.append(f"alerts {sum(result.alerts_by_kind.values()):,}" + (
         ": " + ", ".join(f"{k} {v}" for k, v in sorted(result.alerts_by_kind.items()))
         if result.alerts_by_kind else ""))
-    if result.escalations or stats.get("actions_ignored"):
+    if result.escalations:
         where = f" ({', '.join(escalations_kept)})" if escalations_kept else ""
-        lines.append(f"escalations {result.escalations:,}{where}; operator actions on no open "
-                     f"escalation {stats.get('actions_ignored', 0):,}")
-        if result.escalations and not escalations_kept:
+        lines.append(f"escalations {result.escalations:,}{where}: alerts nobody acknowledged, "
+                     "resolved or satisfied in time, sent up a level (2, then 3)")
+        if not escalations_kept:
             lines.append("  (escalations were not kept: pass --escalations FILE to keep them)")
+    actions = action_summary(stats)
+    if actions:
+        lines.append(actions)
     lines.append(f"daily reports {result.reports:,}" + (
         "" if reports_kept or not result.reports
         else " (not kept: pass --reports FILE to keep them)"))

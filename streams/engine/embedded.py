@@ -18,7 +18,7 @@ import msgspec
 
 from closedloop.agents import rounds
 from closedloop.agents.calendar import Calendar
-from closedloop.agents.escalation import holds
+from closedloop.agents.escalation import action_outcome
 from closedloop.agents.requirements import Context, next_due
 from closedloop.agents.shared import Shared
 from closedloop.agents.state import Keyed, PersonState, ReportState, TubeState
@@ -128,6 +128,8 @@ class EmbeddedDriver:
         # takes them from the list it is given (replay writes them). None: all wait.
         self.spill: Callable[[list[RoundReport]], None] | None = None
         self._held_rows = 0
+        # actions kept for an alert not raised yet: (time, key, alert_id, action, stage runs)
+        self._held: list[tuple[int, str, str, str, tuple[_StageRun[Any], ...]]] = []
 
     # -- inputs -----------------------------------------------------------------------------
 
@@ -172,13 +174,16 @@ class EmbeddedDriver:
         self.reject(Rejection("internal_error", f"the engine failed on this line "
                               f"({type(exc).__name__}); it was skipped"), raw, origin, topic)
 
-    def pipe_event(self, topic: str, event: Event, raw: bytes, origin: Origin) -> None:
+    def pipe_event(self, topic: str, event: Event, raw: bytes, origin: Origin,
+                   clocked: bool = True) -> None:
+        """Apply one decoded input; ``clocked`` False: its time does not move the clock (an
+        action recorded in the ledger, fed to a replay at its effective instant)."""
         at = epoch_seconds(event.occurred_at)
         if self.dedup.seen(topic, event.event_id, at, self.clock.value):
             self.stats["duplicates_ignored"] += 1
             return
         ctx = self._ctx
-        ctx.clock = self.clock.observe(at)
+        ctx.clock = self.clock.observe(at) if clocked else self.clock.value
         ctx.event, ctx.event_at = event, at  # the agents need not convert the time again
         # interned: a person's id is kept once, shared with the tubes' members, and a
         # tube's with its persons' samples
@@ -195,8 +200,7 @@ class EmbeddedDriver:
                 applied = False
         if isinstance(event, Action):
             self.out.actions.append(event)
-            if not any(holds(run.table.get(key), event.alert_id) for run in runs):
-                self.stats["actions_ignored"] += 1  # no open escalation: counted, not rejected
+            self._count_action(key, event, runs)
         if applied:  # so that read = applied + duplicates + rejected
             self.stats[_APPLIED[topic]] += 1
         if ctx.forwards or ctx.contributions:  # _route's test, without a call when empty
@@ -209,6 +213,23 @@ class EmbeddedDriver:
         tracked = len(self.person.table)
         if tracked > self._peak:
             self._peak = self.stats["persons_tracked_peak"] = tracked
+
+    def _count_action(self, key: str, event: Action, runs: tuple[_StageRun[Any], ...]) -> None:
+        """An action applied (by kind), ignored (by reason: counted, never rejected), or
+        kept for the alert its subject is about to raise (settled later)."""
+        states = [run.table.get(key) for run in runs]
+        ignored = action_outcome(states, event.alert_id, epoch_seconds(event.occurred_at),
+                                 self.policy.escalate_after)
+        if event.action == "assign" and ignored == "escalation_over":
+            ignored = None  # an assignment changes no escalation: an ended one is no reason
+        if ignored is not None:
+            self.stats[f"actions_ignored:{ignored}"] += 1
+        elif any(isinstance(st, Keyed) and st.esc is not None and event.alert_id in st.esc
+                 for st in states) or event.action == "assign":
+            self.stats[f"actions_applied:{event.action}"] += 1
+        else:
+            self._held.append((epoch_seconds(event.occurred_at), key, event.alert_id,
+                               event.action, runs))
 
     @property
     def keyed_steps(self) -> int:
@@ -232,8 +253,31 @@ class EmbeddedDriver:
 
     # -- outputs ----------------------------------------------------------------------------
 
+    def settle_actions(self, final: bool = True) -> None:
+        """Count what became of the actions kept for an alert their subject had not raised
+        when they were read: applied when it raised it since (and took the action over),
+        else ignored (their subject is not the alert's). Settled once the clock is past
+        their time by ``escalation.after`` (an alert due by then has been raised), and all of
+        them at the end of a run (``final``)."""
+        still = []
+        for item in self._held:
+            at, key, alert_id, action, runs = item
+            if not final and self.clock.value <= at + self.policy.escalate_after:
+                still.append(item)
+                continue
+            states = [run.table.get(key) for run in runs]
+            taken = any(isinstance(st, Keyed) and not (st.acts and alert_id in st.acts)
+                        and ((st.esc is not None and alert_id in st.esc)
+                             or (st.sent is not None and alert_id in st.sent))
+                        for st in states)
+            self.stats[f"actions_applied:{action}" if taken
+                       else "actions_ignored:not_subjects_alert"] += 1
+        self._held = still
+
     def drain(self) -> Outputs:
         """Hand over what was produced since the last drain."""
+        if self._held:
+            self.settle_actions(final=False)
         out, self.out = self.out, Outputs()
         self._ctx = self._context()
         self._held_rows = 0

@@ -17,6 +17,7 @@ import msgspec
 
 from closedloop.agents import person as person_rules
 from closedloop.agents.entries import without_proof
+from closedloop.agents.escalation import action_outcome
 from closedloop.agents.round_sum import round_key
 from closedloop.agents.state import (
     Contribution,
@@ -75,6 +76,7 @@ class Handled:
     rejection: Rejection | None = None  # dead-letter the record with this reason
     consumed: bool = False  # an input event this stage owns (counted once, by its owner)
     action: str | None = None  # an operator action applied where the subject's state is
+    action_ignored: str | None = None  # why an action reaching the subject's state was ignored
     entry: tuple[str, str] | None = None  # a checkpoint entry applied: (role, proof outcome)
     error: Exception | None = None  # what the stage raised (the record is dead-lettered)
 
@@ -163,7 +165,7 @@ def _owned_input(runner: AnyRunner, record: Record, policy: Policy) -> Handled:
     if not fx.duplicate and fx.rejection is None and isinstance(decoded, Action) \
             and key in runner.table:
         # counted where the subject's state is: a person's here, a tube's on the tube stage
-        handled.action = decoded.action
+        _count_action(handled, runner, key, decoded)
     if not fx.duplicate and fx.rejection is None and isinstance(decoded, Checkpoint):
         proof = decoded.proof_sampled_at
         missing = without_proof(policy, at, None if proof is None else int(proof.timestamp()))
@@ -185,8 +187,18 @@ def _quiet_input(runner: AnyRunner, record: Record, policy: Policy) -> Handled:
                          offset=record.offset, clocked=False)
     handled = Handled(fx)
     if isinstance(decoded, Action) and key in runner.table and not fx.duplicate:
-        handled.action = decoded.action
+        _count_action(handled, runner, key, decoded)
     return handled
+
+
+def _count_action(handled: Handled, runner: AnyRunner, key: str, action: Action) -> None:
+    """An action that reached its subject's state: applied, or ignored and why."""
+    ignored = action_outcome((runner.table.get(key),), action.alert_id,
+                             epoch_seconds(action.occurred_at), runner.policy.escalate_after)
+    if ignored is None:
+        handled.action = action.action
+    else:
+        handled.action_ignored = ignored
 
 
 def _shared_input(runner: AnyRunner, record: Record, policy: Policy) -> Handled:

@@ -102,6 +102,7 @@ class Effects:
     broadcasts: list[bytes] = field(default_factory=list)  # shared facts, to every partition
     round_parts: list[RoundPart] = field(default_factory=list)  # person: a round report's share
     round_reports: list[RoundReport] = field(default_factory=list)  # report: summed shares
+    actions_dropped: int = 0  # actions kept for an alert their subject never raised
 
 
 class _Partition:
@@ -445,6 +446,9 @@ class StageRunner(Generic[S]):
         _move(ctx.contributions, effects.contributions)
         _move(ctx.reports, effects.reports)
         _move(ctx.round_reports, effects.round_reports)
+        if ctx.actions_dropped:
+            effects.actions_dropped += ctx.actions_dropped
+            ctx.actions_dropped = 0
         if clock == MIN_EPOCH or (clock <= part.marked and not force_mark):
             return
         caught_up_with_tick = part.tick > part.marked and clock >= part.tick

@@ -224,6 +224,11 @@ class WorkerLoop:
             inc(telemetry.duplicates, name)  # only where the key's state is
         if done.action is not None:
             inc(telemetry.actions, done.action)
+        if done.action_ignored is not None:
+            inc(telemetry.actions_ignored, done.action_ignored)
+        if done.effects.actions_dropped:  # kept for an alert that never came
+            telemetry.actions_ignored.labels("not_subjects_alert").inc(
+                done.effects.actions_dropped)
         if done.entry is not None:
             inc(telemetry.entries, *done.entry)
         if done.rejection is not None:

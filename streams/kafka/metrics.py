@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from closedloop.agents import travel
+from closedloop.agents.actions import ACTIONS
+from closedloop.agents.escalation import ENGINE_REASONS
 from closedloop.agents.state import Keyed, PersonState, TubeState, split_name
 from closedloop.schemas.outputs import RoundReport, RoundRow
 from closedloop.schemas.policy import Policy
@@ -231,6 +233,10 @@ class WorkerMetrics:
         self.raised = counter("closedloop_alerts_raised_total", "alerts raised", "kind")
         self.actions = counter("closedloop_alert_actions_total",
                                "operator actions applied from the action topic", "action")
+        self.actions_ignored = counter(
+            "closedloop_alert_actions_ignored_total",
+            "operator actions that reached their subject's state and were ignored, by reason",
+            "reason")
         self.coverage = gauge("closedloop_round_coverage_ratio",
                               "share of a testing round's persons in scope sampled in it (and, "
                               "after the close, caught up), as of its latest report",
@@ -260,8 +266,10 @@ class WorkerMetrics:
         self.latency = Histogram("closedloop_event_to_alert_latency_seconds",
                                  "wall time from the triggering record's arrival to the alert's "
                                  "send", buckets=LATENCY_BUCKETS, registry=reg)
-        for action in ("ack", "resolve"):  # closed sets: a series from the start, at 0
+        for action in ACTIONS:  # closed sets: a series from the start, at 0
             self.actions.labels(action)
+        for reason in ENGINE_REASONS:
+            self.actions_ignored.labels(reason)
         for role in ("driver", "passenger"):
             for outcome in ENTRY_OUTCOMES:
                 self.entries.labels(role, outcome)

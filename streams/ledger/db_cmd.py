@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from closedloop.streams.ledger import database_url
-from closedloop.streams.ledger.options import add_url
+from closedloop.streams.ledger.options import add_ledger
 
 __all__ = ["add_parser", "run"]
 
@@ -21,12 +21,12 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     up = sub.add_parser("upgrade", help="migrate the schema up (to the newest by default)")
     up.add_argument("revision", nargs="?", default="head", help="target revision (default head)")
-    add_url(up)
+    add_ledger(up)
     down = sub.add_parser("downgrade", help="migrate the schema down to REV (base = nothing)")
     down.add_argument("revision", metavar="REV", help="target revision, e.g. base or -1")
-    add_url(down)
+    add_ledger(down)
     current = sub.add_parser("current", help="print the schema's revision and the newest one")
-    add_url(current)
+    add_ledger(current)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from closedloop.streams.ledger.engine import open_engine
     from closedloop.streams.ledger.errors import ledger_error
 
-    url = database_url(args.url)
+    url = database_url(args.ledger)
     shown = make_url(url).render_as_string(hide_password=True)
     def revision() -> str | None:
         engine = open_engine(url)

@@ -61,6 +61,6 @@ def open_existing(url: str) -> Engine:
         engine.dispose()
         raise LedgerNotReady(
             f"the ledger at {parsed.render_as_string(hide_password=True)} is at revision "
-            f"{current or 'none (empty)'}, not {head}: run `closedloop db upgrade --url URL`"
+            f"{current or 'none (empty)'}, not {head}: run `closedloop db upgrade --ledger URL`"
         )
     return engine

@@ -85,5 +85,5 @@ def ensure_schema(engine: Engine) -> None:
     raise LedgerNotReady(
         f"the ledger at {engine.url.render_as_string(hide_password=True)} is at revision "
         f"{current or 'none (empty)'}, this version writes {head}: run "
-        "`closedloop db upgrade --url URL` first"
+        "`closedloop db upgrade --ledger URL` first"
     )

@@ -31,11 +31,14 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 __all__ = [
     "ALERT_STATES",
     "Alert",
+    "AlertAction",
+    "AlertEscalation",
     "Base",
     "DailyReport",
     "DeadLetter",
     "PersonState",
     "ProcessedEvent",
+    "ReplayRun",
     "UtcDateTime",
 ]
 
@@ -47,7 +50,10 @@ NAMING_CONVENTION: Final = {
     "pk": "pk_%(table_name)s",
 }
 
-ALERT_STATES: Final = ("raised", "acknowledged", "resolved")
+ALERT_STATES: Final = ("raised", "acknowledged", "resolved", "caught_up")
+"""An alert's status: raised, acknowledged by an operator, resolved by one, or caught up
+(a round_missed alert whose person was sampled within the catch-up window: closed by the
+system). Resolved and caught up are closed: no action applies to them."""
 
 PSEUDONYM: Final = 128  # CONTRACT.md §2: a person_id is 8–128 characters
 REFERENCE: Final = 128  # tube ids and other opaque references
@@ -95,7 +101,7 @@ class Alert(Base):
     __tablename__ = "alert"
     __table_args__ = (
         CheckConstraint(
-            "state IN ('raised', 'acknowledged', 'resolved')", name="state"
+            "state IN ('raised', 'acknowledged', 'resolved', 'caught_up')", name="state"
         ),
         Index(None, "district", "state"),
         Index(None, "due_at"),
@@ -123,6 +129,74 @@ class Alert(Base):
     assignee: Mapped[str | None] = mapped_column(String(PSEUDONYM))
     assigned_at: Mapped[datetime | None]
     assigned_by: Mapped[str | None] = mapped_column(String(PSEUDONYM))
+    # migration 0005: closed by the system when the person was caught up (round_missed)
+    caught_up_at: Mapped[datetime | None]
+
+
+class AlertAction(Base):
+    """The audit: every operator action the ledger received, applied or not, once.
+
+    ``acted_at`` is when the operator did it (wall time); ``effective_at`` the instant the
+    engine applies it in event time (the same for an action from the action topic or a
+    replayed file; for one recorded in the ledger, the earlier of the wall time and the
+    ledger's clock). ``via`` says how it came: ``ledger`` (recorded by the command or the
+    console without Kafka), ``kafka`` (the action topic, by the sink) or ``replay`` (an
+    action line of a replayed file). ``outcome`` is ``applied`` or ``ignored`` with
+    ``reason`` (agents/actions.py). ``event_id`` is the action event's: delivered again, it is
+    the same row.
+    """
+
+    __tablename__ = "alert_action"
+    __table_args__ = (
+        UniqueConstraint("event_id"),
+        CheckConstraint("outcome IN ('applied', 'ignored')", name="outcome"),
+        Index(None, "alert_id", "acted_at"),
+        Index(None, "subject"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    event_id: Mapped[str] = mapped_column(String(200))
+    alert_id: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(REFERENCE))
+    action: Mapped[str] = mapped_column(String(16))
+    operator_id: Mapped[str] = mapped_column(String(PSEUDONYM))
+    assignee: Mapped[str | None] = mapped_column(String(PSEUDONYM))
+    note: Mapped[str | None] = mapped_column(Text)
+    acted_at: Mapped[datetime]
+    effective_at: Mapped[datetime]
+    via: Mapped[str] = mapped_column(String(8))
+    outcome: Mapped[str] = mapped_column(String(8))
+    reason: Mapped[str | None] = mapped_column(String(32))
+
+
+class AlertEscalation(Base):
+    """Each level an alert escalated to, and when (the alert row keeps the highest)."""
+
+    __tablename__ = "alert_escalation"
+
+    alert_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    level: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    escalated_at: Mapped[datetime]
+
+
+class ReplayRun(Base):
+    """One ``replay --ledger`` (or ``demo``) run into this ledger: when, and how far its
+    engine clock got. The latest clock is the ledger's clock, which bounds the instant at
+    which an action recorded in the ledger takes effect in the engine."""
+
+    __tablename__ = "replay_run"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    command: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime]
+    clock: Mapped[datetime | None]  # None: the run read no event
+    events_read: Mapped[int] = mapped_column(BigInteger)
+    ledger_actions: Mapped[int] = mapped_column(Integer)  # actions of the ledger fed to it
 
 
 class DailyReport(Base):
@@ -210,6 +284,9 @@ class DeadLetter(Base):
     reason: Mapped[str] = mapped_column(String(32), index=True)
     message: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime]
+    # migration 0005: the rejected record's key (person, tube, …) when it is a valid id
+    # holding no raw identifier, so a subject's timeline can show its rejected records
+    subject: Mapped[str | None] = mapped_column(String(REFERENCE), index=True)
 
 
 class ProcessedEvent(Base):

@@ -53,6 +53,7 @@ _DECODERS: Final[dict[str, msgspec.json.Decoder[Any]]] = {
     "escalations": msgspec.json.Decoder(Escalation),
 }
 _MARKS: Final = models.Base.metadata.tables["processed_event"]
+DEFAULT_CATCHUP: Final = 24 * 3600  # the contract's catchup_within
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,13 +104,15 @@ def _advance_marks(connection: Connection, records: Sequence[SinkRecord], now: d
 
 
 def write_batch(
-    connection: Connection, records: Sequence[SinkRecord], now: datetime | None = None
+    connection: Connection, records: Sequence[SinkRecord], now: datetime | None = None,
+    catchup_within: int = DEFAULT_CATCHUP,
 ) -> Counter[str]:
     """Write one consumed batch in the caller's transaction; returns what it did, by counter.
 
     Records at or below their partition's mark were written before and are skipped. A record
     that does not decode as its topic's output is counted and skipped (it is logged with its
-    position, never its bytes): one bad record must not stop the ledger.
+    position, never its bytes): one bad record must not stop the ledger. ``catchup_within``
+    (the policy's, in seconds) closes round_missed alerts whose person was caught up.
     """
     now = now or datetime.now(UTC)
     counts: Counter[str] = Counter()
@@ -162,11 +165,14 @@ def write_batch(
     counts["dead_letters_new"] += store.add_dead_letters(connection, letters, now)
     # After the alerts of the same batch, so an action or escalation finds its row.
     for action in actions:
-        changed = store.apply_action(connection, action.alert_id, action.action,
-                                     action.operator_id, action.occurred_at, action.note,
-                                     action.assignee)
-        counts["actions_applied" if changed else "actions_unchanged"] += 1
+        outcome, reason = store.apply_action(connection, store.action_record(action, "kafka"))
+        counts[f"actions_{outcome}" if reason is None else f"actions_ignored:{reason}"] += 1
     counts["escalations"] += store.note_escalations(connection, escalations)
+    # Either may come first: a person's catch-up sampling, or the alert it closes.
+    counts["caught_up"] += store.close_caught_up(
+        connection, [*(p for p, s in people.items() if s is not None),
+                     *(a.subject for a in alerts if a.kind == "round_missed")],
+        catchup_within)
     _advance_marks(connection, records, now)
     return +counts
 
@@ -199,6 +205,7 @@ def consume(
     idle_exit: float | None = None,
     stop: threading.Event | None = None,
     max_records: int = 2000,
+    catchup_within: int = DEFAULT_CATCHUP,
 ) -> Counter[str]:
     """Run the sink until ``stop`` is set or no record came for ``idle_exit`` seconds.
 
@@ -244,7 +251,8 @@ def consume(
             records = _records(batch, names)
             if records:
                 with engine.begin() as connection:
-                    totals.update(write_batch(connection, records))
+                    totals.update(write_batch(connection, records,
+                                              catchup_within=catchup_within))
                 try:
                     consumer.commit()
                 except CommitFailedError as exc:  # a rebalance: the batch comes again, skipped

@@ -15,39 +15,49 @@ import sys
 import threading
 
 from closedloop.streams.ledger import database_url
-from closedloop.streams.ledger.options import add_url
+from closedloop.streams.ledger.options import add_ledger
 
 __all__ = ["add_parser", "run"]
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.description = __doc__
-    add_url(parser)
+    add_ledger(parser)
     parser.add_argument("--from-beginning", action="store_true",
                         help="rewind to the oldest records kept (rows already written stay)")
     parser.add_argument("--idle-exit", type=float, metavar="SECONDS",
                         help="exit after this many seconds without a record")
     parser.add_argument("--prefix", help="topic prefix (default $CLOSEDLOOP_TOPIC_PREFIX)")
+    parser.add_argument("--policy", metavar="FILE",
+                        help="TOML policy: its catch-up window closes caught-up round_missed "
+                        "alerts (default the contract's, 24 h)")
 
 
 def run(args: argparse.Namespace) -> int:
     from kafka.errors import KafkaError
 
+    from closedloop.schemas.policy import PolicyError, load_policy
     from closedloop.streams.kafka.settings import KafkaSettings
     from closedloop.streams.ledger.engine import open_engine
     from closedloop.streams.ledger.errors import ledger_error
     from closedloop.streams.ledger.migrate import ensure_schema
     from closedloop.streams.ledger.sink import consume, summary
 
+    try:
+        policy = load_policy(args.policy)
+    except PolicyError as exc:
+        print(f"closedloop sink: {exc}", file=sys.stderr)
+        return 2
     settings = KafkaSettings.from_env(prefix=args.prefix)
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        engine = open_engine(database_url(args.url))
+        engine = open_engine(database_url(args.ledger))
         try:
             ensure_schema(engine)
             totals = consume(engine, settings, from_beginning=args.from_beginning,
-                             idle_exit=args.idle_exit, stop=stop)
+                             idle_exit=args.idle_exit, stop=stop,
+                             catchup_within=policy.catchup_within)
         finally:
             engine.dispose()
     except KafkaError as exc:

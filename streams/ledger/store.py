@@ -10,26 +10,37 @@ letter is one row per origin. The caller owns the transaction.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
-from datetime import date, datetime
-from typing import Any, Final, Literal
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, Final
 
 import msgspec
-from sqlalchemy import Connection, Table, and_, delete, or_, update
+import orjson
+from sqlalchemy import Connection, Table, and_, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from closedloop.agents.actions import refusal
 from closedloop.agents.closure import ENTRY_COUNTS
+from closedloop.schemas.events import KEY_FIELD, REF_PATTERN, Action
+from closedloop.schemas.identifiers import contains_raw
 from closedloop.schemas.ids import spell_digit_runs
 from closedloop.schemas.outputs import Alert, DailyReport, DeadLetter, PersonStatus, RoundReport
 from closedloop.streams.ledger import models
 
 __all__ = [
+    "ActionRecord",
+    "action_record",
     "add_alerts",
     "add_dead_letters",
     "apply_action",
+    "close_caught_up",
     "dead_letter_origin",
+    "dead_letter_subject",
     "note_escalations",
     "put_person_states",
+    "record_run",
     "upsert_reports",
     "upsert_round_reports",
 ]
@@ -68,6 +79,10 @@ _REPORT: Final = _TABLES["daily_report"]
 _PERSON: Final = _TABLES["person_state"]
 _LETTER: Final = _TABLES["dead_letter"]
 _ROUND: Final = _TABLES["round_report"]
+_AUDIT: Final = _TABLES["alert_action"]
+_LEVELS: Final = _TABLES["alert_escalation"]
+_RUN: Final = _TABLES["replay_run"]
+_REF: Final = re.compile(REF_PATTERN)
 
 
 def upsert_insert(connection: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
@@ -208,10 +223,36 @@ def dead_letter_origin(letter: DeadLetter) -> str:
     return f"{where} #{spell_digit_runs(digest)}"
 
 
+def dead_letter_subject(letter: DeadLetter) -> str | None:
+    """The rejected record's key (its person, tube, …: the contract's key field of its topic)
+    when it is a valid id holding no raw identifier; else None.
+
+    Read from the redacted copy (a file line's envelope, or a Kafka record's value), so a
+    subject's timeline can show its rejected records without the ledger keeping payloads.
+    """
+    if letter.original_encoding != "utf-8":
+        return None
+    try:
+        parsed = orjson.loads(letter.original)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(parsed, dict):
+        return None
+    topic = letter.topic
+    if isinstance(parsed.get("value"), dict) and isinstance(parsed.get("topic"), str):
+        topic, parsed = parsed["topic"], parsed["value"]  # a replay line's envelope
+    field = KEY_FIELD.get(topic or "")
+    key = parsed.get(field) if field is not None else None
+    if not isinstance(key, str) or _REF.fullmatch(key) is None or contains_raw(key):
+        return None
+    return key
+
+
 def add_dead_letters(
     connection: Connection, letters: Iterable[DeadLetter], received_at: datetime
 ) -> int:
-    """Record rejected inputs' origin, reason and message (never their payload); returns new."""
+    """Record rejected inputs' origin, reason, message and subject (never their payload);
+    returns how many were new."""
     rows = [
         {
             "origin": dead_letter_origin(letter),
@@ -222,6 +263,7 @@ def add_dead_letters(
             "reason": letter.reason,
             "message": letter.message,
             "received_at": received_at,
+            "subject": dead_letter_subject(letter),
         }
         for letter in letters
     ]
@@ -235,43 +277,91 @@ def add_dead_letters(
     return len(connection.execute(statement, rows).all())
 
 
-def apply_action(
-    connection: Connection,
-    alert_id: str,
-    action: Literal["ack", "resolve", "assign"],
-    operator_id: str,
-    at: datetime,
-    note: str | None = None,
-    assignee: str | None = None,
-) -> bool:
-    """Move an alert along raised → acknowledged → resolved, or (v1.2) assign it to
-    ``assignee``; True if it changed.
+@dataclass(frozen=True, slots=True)
+class ActionRecord:
+    """An operator's action as the ledger records it (``models.AlertAction``)."""
 
-    Repeating an action, or acknowledging a resolved alert, changes nothing, so operator
-    actions may be delivered more than once too. A note replaces the previous one. An
-    assignment leaves the state alone; the latest by event time holds (one delivered late
-    changes nothing), and a resolved alert is assigned to nobody new.
+    event_id: str
+    alert_id: str
+    subject: str
+    action: str  # ack | resolve | assign
+    operator_id: str
+    acted_at: datetime  # when the operator did it (wall time)
+    effective_at: datetime  # when the engine applies it (event time)
+    via: str  # ledger | kafka | replay
+    note: str | None = None
+    assignee: str | None = None
+
+
+def action_record(action: Action, via: str) -> ActionRecord:
+    """An action event as the audit keeps it, taking effect when it occurred (``via``:
+    ``kafka`` from the action topic, ``replay`` from a replayed file)."""
+    return ActionRecord(
+        event_id=action.event_id, alert_id=action.alert_id, subject=action.subject,
+        action=action.action, operator_id=action.operator_id, note=action.note,
+        assignee=action.assignee, acted_at=action.occurred_at,
+        effective_at=action.occurred_at, via=via)
+
+
+def apply_action(
+    connection: Connection, record: ActionRecord, *, record_unknown: bool = True
+) -> tuple[str, str | None]:
+    """Apply an operator's action to its alert by the one rule (``agents/actions.py``) and
+    record it in the audit, applied or not; returns (outcome, reason).
+
+    ``ack`` moves a raised alert to acknowledged (an acknowledged one keeps its first
+    acknowledgement), ``resolve`` closes it, ``assign`` hands it to ``assignee`` (the latest
+    assignment by its instant holds: one delivered late changes nothing); a note replaces the
+    previous one. The row's instants are ``acted_at``. An action already recorded (the same
+    event_id: a redelivery, a replay run twice) changes nothing and returns what it did then.
+    With ``record_unknown`` False, an action on an alert the ledger does not hold yet is not
+    recorded and returns ("pending", "unknown_alert"), for the caller to try again later.
     """
-    table = _ALERT
-    if action == "assign":
-        values: dict[str, Any] = {"assignee": assignee, "assigned_at": at,
-                                  "assigned_by": operator_id}
-        allowed = and_(table.c.state != "resolved",
-                       or_(table.c.assigned_at.is_(None), table.c.assigned_at < at))
-    elif action == "ack":
-        values = {
-            "state": "acknowledged", "acknowledged_at": at, "acknowledged_by": operator_id,
-        }
-        allowed = table.c.state == "raised"
-    else:
-        values = {"state": "resolved", "resolved_at": at, "resolved_by": operator_id}
-        allowed = table.c.state != "resolved"
-    if note is not None:
-        values["note"] = note
-    result = connection.execute(
-        update(table).where(and_(table.c.alert_id == alert_id, allowed)).values(**values)
-    )
-    return bool(result.rowcount)
+    done = connection.execute(
+        select(_AUDIT.c.outcome, _AUDIT.c.reason).where(_AUDIT.c.event_id == record.event_id)
+    ).first()
+    if done is not None:
+        return str(done.outcome), done.reason
+    row = connection.execute(
+        select(_ALERT.c.subject, _ALERT.c.state).where(_ALERT.c.alert_id == record.alert_id)
+    ).first()
+    reason = refusal(None if row is None else row.subject, None if row is None else row.state,
+                     record.subject)
+    if reason == "unknown_alert" and not record_unknown:
+        return "pending", reason
+    if reason is None:
+        _change_alert(connection, record, str(row.state) if row is not None else "raised")
+    connection.execute(upsert_insert(connection, _AUDIT).on_conflict_do_nothing(
+        index_elements=["event_id"]), [{
+            "event_id": record.event_id, "alert_id": record.alert_id,
+            "subject": record.subject, "action": record.action,
+            "operator_id": record.operator_id, "assignee": record.assignee,
+            "note": record.note, "acted_at": record.acted_at,
+            "effective_at": record.effective_at, "via": record.via,
+            "outcome": "applied" if reason is None else "ignored", "reason": reason,
+        }])
+    return ("applied", None) if reason is None else ("ignored", reason)
+
+
+def _change_alert(connection: Connection, record: ActionRecord, state: str) -> None:
+    at = record.acted_at
+    values: dict[str, Any] = {}
+    if record.action == "ack" and state == "raised":
+        values = {"state": "acknowledged", "acknowledged_at": at,
+                  "acknowledged_by": record.operator_id}
+    elif record.action == "resolve":
+        values = {"state": "resolved", "resolved_at": at, "resolved_by": record.operator_id}
+    elif record.action == "assign":
+        values = {"assignee": record.assignee, "assigned_at": at,
+                  "assigned_by": record.operator_id}
+    if record.note is not None:
+        values["note"] = record.note
+    if not values:
+        return
+    where = _ALERT.c.alert_id == record.alert_id
+    if record.action == "assign":  # the latest assignment holds, whatever order they come in
+        where = and_(where, or_(_ALERT.c.assigned_at.is_(None), _ALERT.c.assigned_at < at))
+    connection.execute(update(_ALERT).where(where).values(**values))
 
 
 def note_escalations(connection: Connection, escalations: Iterable[Alert]) -> int:
@@ -283,9 +373,11 @@ def note_escalations(connection: Connection, escalations: Iterable[Alert]) -> in
     """
     table = _ALERT
     changed = 0
+    levels: dict[tuple[str, int], datetime] = {}
     for escalation in escalations:
         level = int(escalation.details.get("level", 0))
         ident = str(escalation.details.get("alert_id", ""))
+        levels[(ident, level)] = _instant(escalation.raised_at)
         result = connection.execute(
             update(table)
             .where(and_(table.c.alert_id == ident,
@@ -294,4 +386,70 @@ def note_escalations(connection: Connection, escalations: Iterable[Alert]) -> in
             .values(escalation_level=level, escalated_at=_instant(escalation.raised_at))
         )
         changed += result.rowcount
+    if levels:
+        connection.execute(
+            upsert_insert(connection, _LEVELS).on_conflict_do_nothing(
+                index_elements=["alert_id", "level"]),
+            [{"alert_id": ident, "level": level, "escalated_at": at}
+             for (ident, level), at in sorted(levels.items())])
     return changed
+
+
+def close_caught_up(
+    connection: Connection, person_ids: Sequence[str], catchup_within: int
+) -> int:
+    """Close each open ``round_missed`` alert of these persons whose person was sampled in
+    (due_at, due_at + ``catchup_within`` seconds] (contract §4: caught up): status
+    ``caught_up``, ``caught_up_at`` the first such sampling.
+
+    The samplings are the person's in the ledger (``samplings`` of their status; a status
+    written before it carried them gives ``last_sampled_at``). Whatever order alerts and
+    statuses arrive in, each call takes the earliest catch-up it can see, so calling it after
+    either is written converges on the first catch-up sampling. Returns how many alerts
+    changed.
+    """
+    window = timedelta(seconds=catchup_within)
+    changed = 0
+    wanted = sorted(set(person_ids))
+    for at in range(0, len(wanted), 500):  # bounded IN lists (SQLite limits parameters)
+        chunk = wanted[at:at + 500]
+        samplings = {
+            person_id: _samplings(status)
+            for person_id, status in connection.execute(
+                select(_PERSON.c.person_id, _PERSON.c.status)
+                .where(_PERSON.c.person_id.in_(chunk)))
+        }
+        alerts = connection.execute(
+            select(_ALERT.c.alert_id, _ALERT.c.subject, _ALERT.c.due_at, _ALERT.c.state,
+                   _ALERT.c.caught_up_at)
+            .where(_ALERT.c.kind == "round_missed", _ALERT.c.subject.in_(chunk),
+                   _ALERT.c.state.in_(("raised", "acknowledged", "caught_up"))))
+        for alert in alerts.all():
+            first = next((s for s in samplings.get(alert.subject, ())
+                          if alert.due_at < s <= alert.due_at + window), None)
+            if first is None or (alert.caught_up_at is not None and alert.caught_up_at <= first):
+                continue
+            connection.execute(update(_ALERT).where(
+                _ALERT.c.alert_id == alert.alert_id,
+                _ALERT.c.state.in_(("raised", "acknowledged", "caught_up")))
+                .values(state="caught_up", caught_up_at=first))
+            changed += 1
+    return changed
+
+
+def _samplings(status: dict[str, Any] | None) -> list[datetime]:
+    """A stored status' sampling instants, oldest first."""
+    status = status or {}
+    texts = status.get("samplings") or (
+        [status["last_sampled_at"]] if status.get("last_sampled_at") else [])
+    return sorted(_instant(text) for text in texts)
+
+
+def record_run(
+    connection: Connection, *, command: str, started_at: datetime, finished_at: datetime,
+    clock: datetime | None, events_read: int, ledger_actions: int,
+) -> None:
+    """Record one replay run into this ledger (its final clock is the ledger's clock)."""
+    connection.execute(_RUN.insert().values(
+        command=command, started_at=started_at, finished_at=finished_at, clock=clock,
+        events_read=events_read, ledger_actions=ledger_actions))

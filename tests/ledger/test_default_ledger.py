@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 from helpers import T0, action, at, to_line, travel
 
-from closedloop.streams.cli import alert_action, main
-from closedloop.streams.kafka.settings import KafkaSettings
+from closedloop.streams.cli import main
 from closedloop.streams.ledger import URL_ENV
 
 DEMO = ["demo", "--people", "200", "--days", "2"]
@@ -29,6 +28,9 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     temp.mkdir()
     monkeypatch.chdir(work)
     monkeypatch.delenv(URL_ENV, raising=False)
+    # a fresh clone's shell: no Kafka configured, so actions go to the ledger
+    monkeypatch.delenv("CLOSEDLOOP_KAFKA", raising=False)
+    monkeypatch.delenv("CLOSEDLOOP_ACTIONS_VIA", raising=False)
     monkeypatch.setenv("TMPDIR", str(temp))
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
     yield work
@@ -62,42 +64,35 @@ def test_demo_fills_closedloop_db_in_the_working_directory_and_leaves_no_temp_fo
 
 
 def test_a_new_operator_follows_the_readme_on_the_default_ledger(
-    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # given the demo, run as the README says
     out, _ = _run(capsys, DEMO)
     day = re.findall(r"closedloop report daily --date (\S+)", out)[0]
-    # when the operator lists open alerts: a table of them
+    # when the operator lists open alerts: a table of them, with their level and a count
     table, _ = _run(capsys, ["alerts", "list", "--open"])
-    header, *rows = table.splitlines()
-    assert header.split() == ["due_at", "kind", "subject", "district", "state", "alert_id"]
+    header, *rows, count = table.splitlines()
+    assert header.split() == ["due_at", "kind", "subject", "district", "state", "level",
+                              "last_action", "last_by", "alert_id"]
     assert rows and all(row.split()[4] == "raised" for row in rows)
-    # and prints the day's closure table
-    report, _ = _run(capsys, ["report", "daily", "--date", day])
+    assert count.startswith(f"{len(rows)} alerts (raised {len(rows)})")
+    # and prints the latest day's closure table, with its total
+    report, _ = _run(capsys, ["report", "daily"])
     lines = report.splitlines()
-    assert lines[0].startswith(f"{day} · cut-off {day}T22:00:00")
+    assert lines[0].startswith(f"日清日结 {day} · cut-off {day}T22:00:00")
     assert lines[2] == "daily closure (日清日结):"
     assert lines[3].split()[:3] == ["district", "pushed", "located"]
-    # and acknowledges one alert by its id alone: the subject comes from the ledger
+    assert lines[lines.index("", 3) - 1].split()[0] == "total"
+    # and acknowledges one alert by its id alone, with no broker: the ledger records it
     chosen = _open_alerts(capsys)[0]
-    sent: list[dict[str, Any]] = []
-
-    def send(_: KafkaSettings, event: dict[str, Any]) -> tuple[int, int]:
-        sent.append(event)
-        return 0, 0
-
-    monkeypatch.setattr(alert_action, "send_action", send)
-    _run(capsys, ["alerts", "ack", chosen["alert_id"], "--operator", "op-017"])
-    [event] = sent
-    assert (event["alert_id"], event["subject"], event["action"]) == (
-        chosen["alert_id"], chosen["subject"], "ack")
-    # then that action, recorded as the sink would (here: replayed into the ledger), shows
-    actions = workdir / "actions.jsonl"
-    actions.write_bytes(to_line({"topic": "action", "value": event}) + b"\n")
-    _run(capsys, ["replay", str(actions), "--ledger", "--quiet"])
+    _, said = _run(capsys, ["alerts", "ack", chosen["alert_id"], "--operator", "op-017",
+                            "--note", "on it"])
+    assert said == (f"{chosen['alert_id']} acknowledged (subject {chosen['subject']}); "
+                    "recorded in the ledger\n")
     listed = {a["alert_id"]: a for a in _open_alerts(capsys)}
-    assert (listed[chosen["alert_id"]]["state"],
-            listed[chosen["alert_id"]]["acknowledged_by"]) == ("acknowledged", "op-017")
+    acked = listed[chosen["alert_id"]]
+    assert (acked["state"], acked["acknowledged_by"], acked["last_action"], acked["last_by"],
+            acked["note"]) == ("acknowledged", "op-017", "ack", "op-017", "on it")
 
 
 def test_the_environment_variable_moves_the_default_for_every_command(
@@ -130,15 +125,16 @@ def test_reading_before_any_ledger_exists_says_how_to_fill_the_default(
     assert not (workdir / "closedloop.db").exists()
 
 
-def test_an_acked_alert_the_ledger_does_not_know_asks_for_its_subject(
+def test_an_action_on_an_alert_the_ledger_does_not_know_is_refused(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # given a ledger filled by replay, and an alert id it does not hold
     source = workdir / "in.jsonl"
     source.write_bytes(to_line(action("al-0000", "traveller-01", T0)) + b"\n")
     _run(capsys, ["replay", str(source), "--ledger", "--quiet"])
-    # when that alert is acknowledged without --subject
-    _, err = _run(capsys, ["alerts", "ack", "al-0000", "--operator", "op-017"], status=2)
-    # then one line says it is not in the ledger and asks for --subject
-    assert err.count("\n") == 1
-    assert "al-0000 is not in the ledger" in err and "pass --subject" in err
+    # when that alert is acknowledged, via the ledger or via Kafka
+    for via in ("ledger", "kafka"):
+        _, err = _run(capsys, ["alerts", "ack", "al-0000", "--operator", "op-017",
+                               "--via", via], status=2)
+        # then one line says it is not in the ledger, and nothing is recorded or sent
+        assert err == "closedloop alerts ack: alert al-0000 is not in the ledger\n"

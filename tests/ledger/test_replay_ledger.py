@@ -17,9 +17,9 @@ from closedloop.agents.calendar import Calendar
 from closedloop.schemas.events import PSEUDONYM_PATTERN
 from closedloop.schemas.policy import default_policy
 from closedloop.streams.cli import main
+from closedloop.streams.cli.report import DAILY_SECTIONS
 from closedloop.streams.ledger import models
 from closedloop.streams.ledger.engine import open_engine
-from closedloop.streams.ledger.report_cmd import DAILY_SECTIONS
 from closedloop.streams.ledger.store import REPORT_COUNTS
 from closedloop.streams.sim.feed import CityConfig, simulate
 
@@ -126,20 +126,26 @@ def test_report_formats(
     capsys.readouterr()
     base = ["report", "daily", "--date", day, "--url", sqlite_url, "--district", district]
     assert main([*base, "--format", "csv"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    out = capsys.readouterr().out
+    # UTF-8 with a byte order mark, so that Excel reads it as UTF-8
+    assert out.startswith("\ufeff")
+    lines = out[1:].splitlines()
     assert lines[0].split(",") == ["district", "date", *REPORT_COUNTS, "alerts_unresolved"]
     assert len(lines) == 2 and lines[1].startswith(f"{district},{day},")
     assert main(base) == 0
     table = capsys.readouterr().out.splitlines()
-    # the table: the day, then a section a line of titles, a header and the district's row
-    assert table[0].startswith(day)
+    # the table: the day, then a section a line of titles, a header, the district, the total
+    assert table[0].startswith(f"日清日结 {day} · cut-off ")
     shown: list[str] = []
     for title, columns in DAILY_SECTIONS:
         at = table.index(f"{title}:")
         assert table[at + 1].split() == ["district", *columns]
         assert table[at + 2].split()[0] == district
+        assert table[at + 3].split()[0] == "total"
         shown += columns
     assert sorted(shown) == sorted([*REPORT_COUNTS, "alerts_unresolved"])
+    assert main([*base, "--lang", "zh", "--format", "csv"]) == 0
+    assert capsys.readouterr().out[1:].splitlines()[0].split(",")[:3] == ["区", "日期", "推送人数"]
     assert main(["report", "daily", "--date", "1999-01-01", "--url", sqlite_url]) == 1
 
 

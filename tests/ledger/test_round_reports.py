@@ -133,8 +133,8 @@ def test_report_round_shows_each_stage_in_each_format(
         "total       4         1        3       1          1              -",
     ]
     code, out, _ = _run(capsys, [*base, "--stage", "close", "--format", "csv"])
-    assert code == 0
-    assert out.splitlines() == [
+    assert code == 0 and out.startswith("\ufeff")  # UTF-8 with a BOM: Excel reads it so
+    assert out[1:].splitlines() == [
         "round_id,stage,as_of,district,in_scope,sampled,missed,caught_up,not_on_roster,"
         "catchup_median_hours",
         f"r1,close,{CLOSES},district-a,3,1,2,0,1,",
@@ -171,9 +171,8 @@ def test_report_round_explains_what_it_cannot_show(
 ) -> None:
     url, _ = exact
     code, out, err = _run(capsys, ["report", "round", "r9", "--url", url])
-    assert (code, out) == (1, "")
-    assert err == ("closedloop report round: no report of round 'r9' in the ledger "
-                   "(is the round_id right, and has the round opened?)\n")
+    assert (code, out) == (2, "")
+    assert err == "closedloop report round: no round 'r9' in the ledger; known: r1, r2, r3\n"
     code, _, err = _run(capsys, ["report", "round", "r1", "--stage", "progress", "--as-of",
                                  at(T0, minutes=90), "--url", url])
     assert code == 1
@@ -193,16 +192,16 @@ def test_report_round_explains_what_it_cannot_show(
                    "nobody sampled off the roster\n")
     # and as csv it has the header of a round with rows, for a script reading both
     code, out, _ = _run(capsys, ["report", "round", "r2", "--url", url, "--format", "csv"])
-    assert (code, out) == (0, "round_id,stage,as_of,district,in_scope,sampled,missed,"
-                              "caught_up,not_on_roster,catchup_median_hours\n")
+    assert (code, out) == (0, "\ufeffround_id,stage,as_of,district,in_scope,sampled,missed,"
+                              "caught_up,not_on_roster,catchup_median_hours\r\n")
 
 
 def _catch_up(capsys: pytest.CaptureFixture[str], url: str, round_id: str
               ) -> list[dict[str, str]]:
     code, out, _ = _run(capsys, ["alerts", "list", "--kind", "round_missed", "--round",
                                  round_id, "--format", "csv", "--url", url])
-    assert code == 0
-    return list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and out.startswith("\ufeff")
+    return list(csv.DictReader(io.StringIO(out[1:])))
 
 
 def test_the_catch_up_list_is_the_missed_persons_with_district_and_grid(
@@ -210,23 +209,25 @@ def test_the_catch_up_list_is_the_missed_persons_with_district_and_grid(
 ) -> None:
     url, _ = exact
     rows = _catch_up(capsys, url, "r1")
-    assert [(r["subject"], r["district"], r["grid"], r["due_at"], r["sampled_after_close"])
-            for r in rows] == [
-        ("person-bbbb", "district-a", "grid-2", CLOSES, at(CLOSES, hours=2)),  # caught up
-        ("person-cccc", "district-a", "", CLOSES, ""),
-        ("person-dddd", "district-b", "grid-9", CLOSES, ""),
+    # person-bbbb was sampled 2 h after the close: caught up, closed by the system
+    assert [(r["person"], r["district"], r["grid"], r["due_at"], r["state"],
+             r["caught_up_at"], r["sampled_after_close"]) for r in rows] == [
+        ("person-bbbb", "district-a", "grid-2", CLOSES, "caught_up", at(CLOSES, hours=2),
+         at(CLOSES, hours=2)),
+        ("person-cccc", "district-a", "", CLOSES, "raised", "", ""),
+        ("person-dddd", "district-b", "grid-9", CLOSES, "raised", "", ""),
     ]
-    assert {r["kind"] for r in rows} == {"round_missed"}
-    assert [(r["subject"], r["grid"], r["due_at"]) for r in _catch_up(capsys, url, "r3")] == [
+    assert [(r["person"], r["grid"], r["due_at"]) for r in _catch_up(capsys, url, "r3")] == [
         ("person-dddd", "grid-9", at(T0, hours=5))]
     assert _catch_up(capsys, url, "r2") == []
-    code, out, _ = _run(capsys, ["alerts", "list", "--round", "r1", "--url", url])
+    code, out, _ = _run(capsys, ["alerts", "list", "--round", "r1", "--pending", "--url", url])
     assert code == 0
-    assert out.splitlines()[0].split() == ["due_at", "kind", "subject", "district", "grid",
-                                           "sampled_after_close", "state", "alert_id"]
-    assert [line.split()[2:5] for line in out.splitlines()[1:]] == [
-        ["person-bbbb", "district-a", "grid-2"], ["person-cccc", "district-a", "-"],
-        ["person-dddd", "district-b", "grid-9"]]
+    header, *rows_shown, count = out.splitlines()
+    assert header.split() == ["district", "grid", "person", "due_at", "state", "caught_up_at",
+                              "sampled_after_close", "assignee", "alert_id"]
+    assert [line.split()[:3] for line in rows_shown] == [
+        ["district-a", "-", "person-cccc"], ["district-b", "grid-9", "person-dddd"]]
+    assert count == "2 persons"
 
 
 def test_a_simulated_rounds_reports_in_the_ledger_equal_replays(

@@ -22,7 +22,9 @@ END = at(T0, days=2)
 def _csv(capsys: pytest.CaptureFixture[str], argv: list[str]) -> list[list[str]]:
     capsys.readouterr()
     assert main([*argv, "--format", "csv"]) == 0
-    return list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    out = capsys.readouterr().out
+    assert out.startswith("\ufeff")  # UTF-8 with a byte order mark: Excel reads it so
+    return list(csv.reader(io.StringIO(out[1:])))
 
 
 def _number(cell: str) -> bool:

@@ -66,13 +66,19 @@ def test_a_redelivered_batch_changes_nothing(ledger: Engine) -> None:
 
 def test_an_alert_keeps_its_lifecycle_when_it_comes_again(ledger: Engine) -> None:
     first = alert(3)
+    def act(n: int, action: str, operator: str, note: str | None = None
+            ) -> tuple[str, str | None]:
+        return store.apply_action(connection, store.ActionRecord(
+            event_id=f"act-{n}", alert_id=first.alert_id, subject=first.subject, action=action,
+            operator_id=operator, acted_at=NOW, effective_at=NOW, via="kafka", note=note))
+
     with ledger.begin() as connection:
         assert store.add_alerts(connection, [first]) == 1
-        assert store.apply_action(connection, first.alert_id, "ack", "operator-1", NOW)
-        assert not store.apply_action(connection, first.alert_id, "ack", "operator-2", NOW)
-        assert store.apply_action(connection, first.alert_id, "resolve", "operator-1", NOW,
-                                  note="called, tested")
-        assert not store.apply_action(connection, first.alert_id, "ack", "operator-2", NOW)
+        assert act(1, "ack", "operator-1") == ("applied", None)
+        assert act(2, "ack", "operator-2") == ("applied", None)  # keeps the first ack
+        assert act(3, "resolve", "operator-1", note="called, tested") == ("applied", None)
+        assert act(4, "ack", "operator-2") == ("ignored", "alert_closed")
+        assert act(1, "ack", "operator-1") == ("applied", None)  # redelivered: as it was
         assert store.add_alerts(connection, [first]) == 0
     table = models.Base.metadata.tables["alert"]
     with ledger.connect() as connection:
@@ -88,18 +94,22 @@ def test_an_assignment_hands_an_alert_on_and_leaves_its_state(ledger: Engine) ->
     # contract v1.2 §3: assign names an assignee and changes no escalation
     first = alert(4)
     later = NOW + timedelta(hours=1)
+
+    def act(event_id: str, action: str, operator: str, at: datetime,
+            assignee: str | None = None) -> tuple[str, str | None]:
+        return store.apply_action(connection, store.ActionRecord(
+            event_id=event_id, alert_id=first.alert_id, subject=first.subject, action=action,
+            operator_id=operator, acted_at=at, effective_at=at, via="kafka",
+            assignee=assignee))
+
     with ledger.begin() as connection:
         store.add_alerts(connection, [first])
-        assert store.apply_action(connection, first.alert_id, "assign", "lead-1", NOW,
-                                  assignee="operator-2")
-        assert store.apply_action(connection, first.alert_id, "ack", "operator-2", NOW)
-        assert store.apply_action(connection, first.alert_id, "assign", "lead-1", later,
-                                  assignee="operator-3")
+        assert act("a-1", "assign", "lead-1", NOW, "operator-2") == ("applied", None)
+        assert act("a-2", "ack", "operator-2", NOW) == ("applied", None)
+        assert act("a-3", "assign", "lead-1", later, "operator-3") == ("applied", None)
         # delivered again, or an older assignment delivered late: nothing changes
-        assert not store.apply_action(connection, first.alert_id, "assign", "lead-1", later,
-                                      assignee="operator-3")
-        assert not store.apply_action(connection, first.alert_id, "assign", "lead-2", NOW,
-                                      assignee="operator-9")
+        assert act("a-3", "assign", "lead-1", later, "operator-3") == ("applied", None)
+        assert act("a-4", "assign", "lead-2", NOW, "operator-9") == ("applied", None)
     table = models.Base.metadata.tables["alert"]
     with ledger.connect() as connection:
         row = connection.execute(select(table)).mappings().one()
@@ -107,10 +117,10 @@ def test_an_assignment_hands_an_alert_on_and_leaves_its_state(ledger: Engine) ->
         "acknowledged", "operator-3", "lead-1")
     assert row["assigned_at"] == later
     with ledger.begin() as connection:
-        assert store.apply_action(connection, first.alert_id, "resolve", "operator-3", later)
-        # a resolved alert is assigned to nobody new
-        assert not store.apply_action(connection, first.alert_id, "assign", "lead-1",
-                                      later + timedelta(hours=1), assignee="operator-4")
+        assert act("a-5", "resolve", "operator-3", later) == ("applied", None)
+        # a resolved alert is closed: assigned to nobody new
+        assert act("a-6", "assign", "lead-1", later + timedelta(hours=1), "operator-4") == (
+            "ignored", "alert_closed")
 
 
 def test_the_v12_report_columns_are_kept(ledger: Engine) -> None:

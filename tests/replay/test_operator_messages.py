@@ -77,7 +77,7 @@ def test_escalations_not_kept_say_how_to_keep_them(
 ) -> None:
     err = _err(capsys, ["replay", str(source), "--until", UNTIL,
                         "--alerts", str(tmp_path / "a.jsonl")], 0)
-    assert "escalations 2; " in err
+    assert "escalations 2: alerts nobody acknowledged, resolved or satisfied in time" in err
     assert "(escalations were not kept: pass --escalations FILE to keep them)" in err
 
 
@@ -88,7 +88,7 @@ def test_escalations_kept_say_where_they_went(
     err = _err(capsys, ["replay", str(source), "--until", UNTIL, "--alerts",
                         str(tmp_path / "a.jsonl"), "--escalations", str(out),
                         "--ledger", f"sqlite:///{tmp_path / 'l.db'}"], 0)
-    assert f"escalations 2 (written to {out}, levels recorded in the ledger); " in err
+    assert f"escalations 2 (written to {out}, levels recorded in the ledger): " in err
     assert "not kept" not in err
 
 
@@ -120,7 +120,7 @@ def test_report_daily_with_an_impossible_date_is_one_clear_line(
     capsys: pytest.CaptureFixture[str], day: str
 ) -> None:
     line = _one_line(_err(capsys, ["report", "daily", "--date", day], 2))
-    assert line == (f"closedloop report: --date {day!r} is not a calendar day: write "
+    assert line == (f"closedloop report daily: --date {day!r} is not a calendar day: write "
                     "YYYY-MM-DD, e.g. 2022-09-08")
     assert "fromisoformat" not in line
 
@@ -172,15 +172,17 @@ def test_demo_refuses_an_out_that_is_a_file(
     assert "exists and is not a directory" in capsys.readouterr().err
 
 
-def test_alerts_list_warns_of_a_kind_the_contract_does_not_have(
+def test_alerts_list_refuses_a_kind_neither_the_contract_nor_the_ledger_has(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # a typo (round-missed) used to list nothing without a word; a later contract may add
-    # kinds, so it is said, not refused
+    # a typo (round-missed) used to list nothing: exit 2 with the kinds, closest first
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     assert main(["db", "upgrade", "--url", url]) == 0
-    assert main(["alerts", "list", "--kind", "round-missed", "--url", url]) == 0
-    assert "'round-missed' is not an alert kind of contract v1.1" in capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["alerts", "list", "--kind", "round-missed", "--url", url]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert line.startswith("closedloop alerts list: no kind 'round-missed' in the ledger; "
+                           "known: round_missed, ")
 
 
 def test_alerts_list_says_a_round_has_round_missed_alerts_only(

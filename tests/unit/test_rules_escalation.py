@@ -84,7 +84,8 @@ class TestPersonAlert:
         _, escalations, stats = run_escalations(events, until=at(T0, days=1))
         # then no escalation, and the action was applied, not ignored
         assert _levels(escalations, UNLOCATED) == []
-        assert stats["actions_ignored"] == 0
+        assert stats["actions_applied:ack"] == 1
+        assert not [k for k in stats if k.startswith("actions_ignored")]
 
     def test_ack_after_level_2_stops_level_3(self) -> None:
         # given an ack at 13:00:01, just after level 2 fell due
@@ -105,8 +106,10 @@ class TestPersonAlert:
         _, escalations, stats = run_escalations(events, until=at(T0, days=1))
         # then it escalates to both levels as if nothing had happened (contract v1.2 §3)
         assert _levels(escalations, UNLOCATED) == [(at(T0, hours=4), 2), (at(T0, hours=6), 3)]
-        # and the assignment of the open escalation was applied, not ignored
-        assert stats["actions_ignored"] == 1  # the one read before the alert was raised
+        # and the assignment of the open escalation was applied; the one read before the
+        # alert was raised found no alert on its subject (an assignment is not kept for it)
+        assert stats["actions_applied:assign"] == 1
+        assert stats["actions_ignored:not_subjects_alert"] == 1
 
     def test_an_assignment_then_an_ack_stops_it_at_the_ack(self) -> None:
         events = [travel(PERSON, T0),
@@ -162,9 +165,45 @@ class TestPersonAlert:
         outputs = run_escalations(events, until=at(T0, days=1))
         _, escalations, stats = outputs
         # then it is counted as ignored and the real alert still escalates twice
-        assert stats["actions_ignored"] == 1
+        assert stats["actions_ignored:not_subjects_alert"] == 1
         assert stats["applied:action"] == 1
         assert [level for _, level in _levels(escalations, UNLOCATED)] == [2, 3]
+
+
+    def test_an_action_naming_another_subject_is_ignored_with_its_reason(self) -> None:
+        # given a resolve of the traveller's alert, sent with another (known) person as subject
+        other = "traveller-02"
+        events = [travel(PERSON, T0), travel(other, T0),
+                  action(UNLOCATED, other, at(T0, hours=3), "resolve")]
+        # when the clock runs for a day
+        _, escalations, stats = run_escalations(events, until=at(T0, days=1))
+        # then the engine ignores it, says why, and the alert escalates to levels 2 and 3
+        assert stats["actions_ignored:not_subjects_alert"] == 1
+        assert not [k for k in stats if k.startswith("actions_applied")]
+        assert [level for _, level in _levels(escalations, UNLOCATED)] == [2, 3]
+
+    def test_an_action_after_the_escalation_ended_is_ignored_as_over(self) -> None:
+        # given an ack at 16:00, read after another record moved the clock past level 3
+        # (15:00), which ended the escalation
+        events = [travel(PERSON, T0), travel("traveller-02", at(T0, hours=6, minutes=30)),
+                  action(UNLOCATED, PERSON, at(T0, hours=7))]
+        # when the clock runs for a day
+        _, escalations, stats = run_escalations(events, until=at(T0, days=1))
+        # then both levels stand and the action is counted as too late
+        assert [level for _, level in _levels(escalations, UNLOCATED)] == [2, 3]
+        assert stats["actions_ignored:escalation_over"] == 1
+
+    def test_an_action_read_before_its_alert_is_raised_is_applied_when_it_is(self) -> None:
+        # given a resolve at 11:03, read while the clock (11:03 - 5 min) has not yet raised
+        # the 11:00 alert
+        events = [travel(PERSON, T0), action(UNLOCATED, PERSON, at(T0, hours=2, minutes=3),
+                                             "resolve")]
+        # when the clock runs for a day
+        _, escalations, stats = run_escalations(events, until=at(T0, days=1))
+        # then the alert took it over: no escalation, and it is counted as applied
+        assert _levels(escalations, UNLOCATED) == []
+        assert stats["actions_applied:resolve"] == 1
+        assert not [k for k in stats if k.startswith("actions_ignored")]
 
 
 class TestTubeAlert:
@@ -188,7 +227,8 @@ class TestTubeAlert:
         _, escalations, stats = run_escalations(events, until=at(T0, days=1))
         # then the tube stage applied it: no escalation of the transport breach
         assert _levels(escalations, SLA) == []
-        assert stats["actions_ignored"] == 0
+        assert stats["actions_applied:ack"] == 1
+        assert not [k for k in stats if k.startswith("actions_ignored")]
 
     def test_a_single_tube_positive_escalates_on_its_person_and_is_acked_there(self) -> None:
         # given a single tube reported positive at 12:00

@@ -15,7 +15,7 @@ from closedloop.streams.ledger.models import Base
 def run_migrations() -> None:
     engine = context.config.attributes.get("engine")
     if engine is None:
-        raise RuntimeError("run the ledger's migrations with `closedloop db upgrade --url URL`")
+        raise RuntimeError("run the ledger's migrations with `closedloop db upgrade --ledger URL`")
     with engine.begin() as connection:
         context.configure(
             connection=connection,
