@@ -204,7 +204,7 @@ def act(
     check_request(caller, request)
     if via not in VIA:
         raise ActionRefused("bad_request", f"--via is ledger or kafka, not {_shown(via)}")
-    at = now or datetime.now(UTC)
+    at = now or datetime.now(UTC).replace(microsecond=0)
     if via == "ledger":
         if ledger is None:
             raise ActionRefused("bad_request", "--via ledger needs a ledger")

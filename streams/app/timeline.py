@@ -20,7 +20,7 @@ city-level callers (a rejected record has no trusted district).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Final
 
 from sqlalchemy import Connection
@@ -45,14 +45,20 @@ class Entry:
     text: str  # one line for people
 
 
-def timeline(connection: Connection, caller: Caller, subject: str) -> list[Entry]:
-    """The subject's entries, oldest first (ties: in the order above)."""
+def timeline(connection: Connection, caller: Caller, subject: str, zone: tzinfo = UTC
+             ) -> list[Entry]:
+    """The subject's entries, oldest first (ties: in the order above); the instants in the
+    texts are in ``zone``."""
+
+    def shown(at: datetime) -> str:
+        return at.astimezone(zone).isoformat(timespec="seconds")
+
     alerts = list_alerts(connection, caller, AlertFilter(subjects=(subject,))).rows
     ids = [alert["alert_id"] for alert in alerts]
     entries: list[Entry] = []
     for alert in alerts:
         entries.append(Entry(alert["raised_at"], "alert", alert["alert_id"],
-                             f"{alert['kind']} raised (due {alert['due_at'].isoformat()}, "
+                             f"{alert['kind']} raised (due {shown(alert['due_at'])}, "
                              f"district {alert['district'] or '-'})"))
         if alert["caught_up_at"] is not None:
             entries.append(Entry(alert["caught_up_at"], "caught_up", alert["alert_id"],
@@ -73,7 +79,9 @@ def timeline(connection: Connection, caller: Caller, subject: str) -> list[Entry
         who = f"by {action['operator_id']}" + (
             f" to {action['assignee']}" if action["assignee"] else "")
         note = f": {action['note']}" if action["note"] else ""
-        via = f" (via {action['via']})"
+        via = f" (via {action['via']})" if action["effective_at"] == action["acted_at"] else (
+            f" (via {action['via']}; effective in the engine at "
+            f"{shown(action['effective_at'])})")
         if action["outcome"] == "applied":
             entries.append(Entry(action["acted_at"], "action", action["alert_id"],
                                  f"{_DONE.get(action['action'], action['action'])} {who}{via}"

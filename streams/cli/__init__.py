@@ -19,7 +19,8 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("worker", "cli.worker", "run the stream processor on Kafka ($CLOSEDLOOP_KAFKA)"),
     ("produce", "cli.produce", "publish a replay file's events to their Kafka topics"),
     ("clock", "cli.clock", "move an event-mode worker's clock to T (like replay --until)"),
-    ("alerts", "cli.alerts", "watch the alert topic, or list alerts from the ledger"),
+    ("alerts", "cli.alerts", "list alerts from the ledger, act on one, or watch new ones"),
+    ("timeline", "cli.timeline", "a person's, tube's or any subject's history in the ledger"),
     # the SQL ledger's schema, its Kafka sink and the operators' report
     ("db", "ledger.db_cmd", "create or migrate the SQL ledger's schema (Alembic)"),
     ("sink", "ledger.sink_cmd", "record the output topics in the SQL ledger"),

@@ -150,3 +150,78 @@ def test_the_replayed_ledger_holds_what_the_sink_records(tmp_path: Path) -> None
     assert rows[UNLOCATED]["state"] == "resolved"
     assert {row["escalation_level"] for row in rows.values()} >= {3}
     assert msgspec.json.decode(escalations.getvalue().split()[0])["kind"] == "escalated"
+
+
+def _run_into(tmp_path: Path, url: str, lines: list[Any], until: str,
+              capsys: pytest.CaptureFixture[str]) -> str:
+    """Replay ``lines`` into the ledger at ``url`` up to ``until``; returns the summary."""
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b"".join(to_line(line) + b"\n" for line in lines))
+    capsys.readouterr()
+    assert main(["replay", str(source), "--until", until, "--alerts", str(tmp_path / "a.jsonl"),
+                 "--ledger", url]) == 0
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize("action_name", ["ack", "resolve"])
+def test_an_alert_handled_in_the_ledger_escalates_no_further_in_later_runs(
+    tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str], action_name: str
+) -> None:
+    # given a first run to 12:00: the 11:00 alert is raised, not yet escalated (13:00)
+    lines = [travel(PERSON, T0), travel("traveller-02", T0)]
+    _run_into(tmp_path, sqlite_url, lines, at(T0, hours=3), capsys)
+    # when an operator handles it in the ledger today, with no broker
+    capsys.readouterr()
+    assert main(["alerts", action_name, UNLOCATED, "--operator", "op-017", "--via", "ledger",
+                 "--ledger", sqlite_url]) == 0
+    # and the city is replayed again into the same ledger, further, to 20:00
+    err = _run_into(tmp_path, sqlite_url, lines, UNTIL, capsys)
+    # then the handled alert escalated no further (the other traveller's went to level 3),
+    # and the engine's clock was not moved to today by the action
+    rows = _rows(sqlite_url)
+    other = alert_id("unlocated", "traveller-02", epoch(at(T0, hours=2)))
+    assert rows[UNLOCATED]["escalation_level"] is None
+    assert rows[other]["escalation_level"] == 3
+    done = "acknowledged" if action_name == "ack" else "resolved"
+    assert f"operator actions 1 (1 of them recorded in the ledger): 1 alert {done}" in err
+    assert f"clock at end {UNTIL}" in err
+    # and the action takes effect at the ledger's clock (the first run's end), not today
+    engine = open_engine(sqlite_url)
+    try:
+        with engine.connect() as connection:
+            audit = connection.execute(select(models.AlertAction)).mappings().one()
+    finally:
+        engine.dispose()
+    assert int(audit["effective_at"].timestamp()) == epoch(at(T0, hours=3))
+    assert audit["acted_at"] > audit["effective_at"]
+
+
+def test_replay_says_what_the_files_actions_did(
+    tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # given two alerts resolved, one acknowledged, and one action naming another subject
+    people = [f"traveller-{n:02d}" for n in range(1, 4)]
+    ids = [alert_id("unlocated", p, epoch(at(T0, hours=2))) for p in people]
+    lines = [*(travel(p, T0) for p in people),
+             action(ids[0], people[0], at(T0, hours=2, minutes=10), "resolve"),
+             action(ids[1], people[1], at(T0, hours=2, minutes=10), "resolve"),
+             action(ids[2], people[2], at(T0, hours=2, minutes=10)),
+             action(ids[2], people[0], at(T0, hours=2, minutes=20), "resolve")]
+    # when replayed into the ledger
+    err = _run_into(tmp_path, sqlite_url, lines, UNTIL, capsys)
+    # then the summary says what they did, and why one did nothing
+    assert ("operator actions 4: 2 alerts resolved, 1 acknowledged; 1 action ignored: its "
+            "subject is not the alert's") in err
+    # and the ledger agrees: the mismatched resolve is audited as ignored, the alert only
+    # acknowledged (and not escalated: the ack came in time)
+    rows = _rows(sqlite_url)
+    assert [rows[i]["state"] for i in ids] == ["resolved", "resolved", "acknowledged"]
+    engine = open_engine(sqlite_url)
+    try:
+        with engine.connect() as connection:
+            audit = connection.execute(select(models.AlertAction).order_by(
+                models.AlertAction.id)).mappings().all()
+    finally:
+        engine.dispose()
+    assert [(a["via"], a["outcome"], a["reason"]) for a in audit] == [
+        ("replay", "applied", None)] * 3 + [("replay", "ignored", "not_subjects_alert")]

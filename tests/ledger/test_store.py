@@ -222,3 +222,65 @@ def test_the_sink_applies_actions_and_escalations_to_the_alert_row(ledger: Engin
     assert second == {"actions_applied": 1, "undecodable:action": 1}
     assert _lifecycle(ledger, target.alert_id) == (
         "resolved", "operator-7", "operator-7", "retested", 2)
+
+
+def _missed(person: str) -> Any:
+    from closedloop.schemas.ids import alert_id
+    from closedloop.schemas.outputs import Alert
+
+    close = "2022-09-07T18:00:00+08:00"
+    return Alert(alert_id=alert_id("round_missed", person, int(
+        datetime.fromisoformat(close).timestamp())), kind="round_missed", subject=person,
+        person_id=person, tube_id=None, district="district-a", due_at=close, raised_at=close,
+        details={"rounds": ["r1"], "grid": "g-1"})
+
+
+def _sampled(person: str, *times: str) -> Any:
+    return msgspec.structs.replace(status(person, times[-1]), last_sampled_at=times[-1],
+                                   samplings=list(times))
+
+
+def test_the_sink_closes_a_caught_up_person_whatever_order_alert_and_status_come_in(
+    ledger: Engine,
+) -> None:
+    # given a person sampled 3 h after the round's close (and again two days later: out of
+    # the catch-up window), and another sampled only too late
+    late = "2022-09-09T09:00:00+08:00"
+    caught = _sampled("person-0001", "2022-09-07T21:00:00+08:00", late)
+    too_late = _sampled("person-0002", late)
+    alerts, statuses = Partition("alerts"), Partition("person-status")
+    records = [alerts.record(_missed("person-0001")), alerts.record(_missed("person-0002"))]
+    states = [statuses.record(caught, "person-0001"), statuses.record(too_late, "person-0002")]
+    for first, then in ((records, states), (states, records)):
+        with ledger.begin() as connection:
+            for table in ("alert", "person_state", "processed_event"):
+                connection.execute(models.Base.metadata.tables[table].delete())
+        # when the sink reads the alerts before the statuses, or after them
+        with ledger.begin() as connection:
+            write_batch(connection, first, NOW)
+        with ledger.begin() as connection:
+            write_batch(connection, then, NOW)
+        # then the first is caught up at its first catch-up sampling, the other still open
+        with ledger.connect() as connection:
+            rows = dict(connection.execute(select(
+                models.Alert.subject, models.Alert.state)).all())
+            at = connection.execute(select(models.Alert.caught_up_at).where(
+                models.Alert.subject == "person-0001")).scalar_one()
+        assert rows == {"person-0001": "caught_up", "person-0002": "raised"}
+        assert at == datetime.fromisoformat("2022-09-07T21:00:00+08:00")
+
+
+def test_the_sink_audits_an_action_naming_another_subject_and_leaves_the_alert(
+    ledger: Engine,
+) -> None:
+    alerts, actions = Partition("alerts"), Partition("action")
+    target = alert(4)
+    wrong = {**_action(target, "resolve", "2022-09-07T05:10:00+08:00"), "subject": "person-9"}
+    with ledger.begin() as connection:
+        counts = write_batch(connection, [alerts.record(target), actions.record(wrong)], NOW)
+    assert counts["actions_ignored:not_subjects_alert"] == 1
+    assert _lifecycle(ledger, target.alert_id)[0] == "raised"
+    with ledger.connect() as connection:
+        audit = connection.execute(select(models.AlertAction)).mappings().one()
+    assert (audit["via"], audit["outcome"], audit["reason"]) == (
+        "kafka", "ignored", "not_subjects_alert")
