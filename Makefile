@@ -1,6 +1,7 @@
 # Development and CI entry points. `make test` on a fresh machine does everything: creates the
 # venv, fetches and starts Kafka and PostgreSQL, then runs the whole test suite.
 #
+#   make help           list these targets (what plain `make` does)
 #   make demo           install, then `closedloop demo`: a simulated city, no services needed
 #   make install        .venv with the package (editable) and the dev tools
 #   make services       Kafka 4 (KRaft, 127.0.0.1:9092) and PostgreSQL (127.0.0.1:55432)
@@ -12,7 +13,7 @@
 #                       file against the Compose Specification, Kubernetes manifests, Grafana
 
 SHELL := /bin/bash
-.DEFAULT_GOAL := test
+.DEFAULT_GOAL := help
 
 VENV := .venv
 BIN := $(VENV)/bin
@@ -26,7 +27,11 @@ export CLOSEDLOOP_KAFKA_PORT CLOSEDLOOP_PG_PORT CLOSEDLOOP_KAFKA CLOSEDLOOP_TEST
 
 PYTEST_ARGS ?=
 
-.PHONY: demo install services services-stop test lint check typecheck-tree deploy-tools deploy-check
+.PHONY: help demo install services services-stop test lint check typecheck-tree deploy-tools deploy-check
+
+# Plain `make` lists the targets (the comment block at the top of this file) and runs nothing.
+help:
+	@sed -n '/^#   make /,/^$$/s/^#  //p' $(firstword $(MAKEFILE_LIST))
 
 install: $(VENV)/.installed
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+from typing import Final
 
 __all__ = ["main"]
 
@@ -47,6 +49,38 @@ The contract (topics, fields, rules, alert kinds) is schemas/CONTRACT.md; see RE
 """
 
 
+_MARKUP: Final = (
+    (re.compile(r"\s*\(:(?:mod|func|class|meth|attr):`[^`]+`\)"), ""),  # a pointer into code
+    (re.compile(r":(?:mod|func|class|meth|attr):`~?([^`]+)`"), r"\1"),
+    (re.compile(r"``([^`]+)``"), r"\1"),
+    (re.compile(r"\*\*([^*\n]+)\*\*"), r"\1"),
+)
+
+
+def plain(text: str | None) -> str | None:
+    """Help text as operators read it: the reStructuredText markup of docstrings removed
+    (``x`` becomes x, a pointer to a Python module disappears)."""
+    if text is None:
+        return None
+    for pattern, replacement in _MARKUP:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _plain_help(parser: argparse.ArgumentParser) -> None:
+    """Every description, epilog and option help of ``parser`` and its sub-commands."""
+    parser.description = plain(parser.description)
+    parser.epilog = plain(parser.epilog)
+    for action in parser._actions:  # argparse keeps them nowhere public
+        if action.help not in (None, argparse.SUPPRESS):
+            action.help = plain(action.help)
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                choice.help = plain(choice.help)
+            for child in set(action.choices.values()):
+                _plain_help(child)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="closedloop",
@@ -56,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"closedloop {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name, summary in COMMANDS:
         module = _load(module_name)
@@ -69,7 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
         )
         module.add_parser(command)
         command.set_defaults(_run=module.run, _parser=command)
+    _plain_help(parser)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("closedloop")
+    except PackageNotFoundError:  # run from a tree that was never installed
+        return "(not installed)"
 
 
 def _load(module_name: str) -> ModuleType | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import sys
 import time
 from collections.abc import Iterable
@@ -27,6 +28,7 @@ from typing import Any
 import orjson
 
 from closedloop.schemas.policy import default_policy
+from closedloop.streams.app.reports import totals
 from closedloop.streams.cli.arguments import positive
 from closedloop.streams.cli.replay import replay_lines, summary
 from closedloop.streams.ledger import DEFAULT_HELP, database_url
@@ -47,11 +49,34 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in columns]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
-    lines += ["  ".join(str(r[c]).ljust(w) for c, w in zip(columns, widths, strict=True))
+    """Aligned by display width: a Chinese district name takes two columns a character."""
+    from closedloop.streams.ledger.formats import display_width, pad
+
+    widths = [max(display_width(c), *(display_width(str(r[c])) for r in rows)) for c in columns]
+    lines = ["  ".join(pad(c, w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    lines += ["  ".join(pad(str(r[c]), w) for c, w in zip(columns, widths, strict=True)).rstrip()
               for r in rows]
     return "\n".join(lines)
+
+
+def brief(details: dict[str, Any], width: int = 100) -> str:
+    """``details`` as JSON in about ``width`` characters, never cut inside a value: a long
+    list shows its first items and how many more, and keys that do not fit are counted."""
+    def shown(value: Any) -> str:
+        if isinstance(value, list) and len(value) > 3:
+            head = ", ".join(json.dumps(v, ensure_ascii=False) for v in value[:2])
+            return f"[{head}, … {len(value) - 2} more]"
+        return json.dumps(value, ensure_ascii=False)
+
+    parts: list[str] = []
+    for number, (key, value) in enumerate(details.items()):
+        part = f"{json.dumps(key, ensure_ascii=False)}: {shown(value)}"
+        left = len(details) - number
+        if parts and len(", ".join([*parts, part])) + 2 > width:
+            parts.append(f"… {left} more")
+            break
+        parts.append(part)
+    return "{" + ", ".join(parts) + "}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -103,22 +128,32 @@ def run(args: argparse.Namespace) -> int:
         examples.setdefault(alert["kind"], alert)
     if examples:
         print("\nan example of each alert kind:")
+        width = max(len(kind) for kind in examples)
         for kind in sorted(examples):
             alert = examples[kind]
-            print(f"  {kind:<17} subject {alert['subject']}  due {alert['due_at']}  "
+            print(f"  {kind:<{width}}  subject {alert['subject']}  due {alert['due_at']}  "
                   f"district {alert['district']}")
-            print(f"  {'':<17} {orjson.dumps(alert['details']).decode()[:110]}")
+            print(f"  {'':<{width}}  {brief(alert['details'])}")
+        after = f"{policy.escalate_after / 3600:g} h"
+        print(f"\nescalations are not alerts of their own: an alert nobody acknowledged, "
+              f"resolved or\nsatisfied within {after} goes up to the district command "
+              f"(level 2), {after} later to the\ncity command (level 3); `closedloop alerts "
+              "list` shows each alert's level")
     rows = [orjson.loads(line) for line in reports.getvalue().splitlines()]
     last: str | None = max((r["date"] for r in rows), default=None)
     if last is not None:
         print(f"\ndaily closure report (日清日结) for {last}, cut-off "
               f"{policy.daily_cutoff // 3600:02d}:{policy.daily_cutoff % 3600 // 60:02d}:")
         today = [r for r in rows if r["date"] == last]
-        print(_table(today, ["district", "pushed", "located", "under_control",
-                             "followup_overdue_open", "tests_missed", "positives"]))
-        print("the same day at the gates (查验关) and sentinel clinics (哨点):")
-        print(_table(today, ["district", "checkpoint_entries", "entries_without_proof",
-                             "landing_tests_missed", "sentinel_visits", "sentinel_untested"]))
+        for title, columns in (
+                (None, ["pushed", "located", "under_control", "followup_overdue_open",
+                        "tests_missed", "positives"]),
+                ("the same day at the gates (查验关) and sentinel clinics (哨点):",
+                 ["checkpoint_entries", "entries_without_proof", "landing_tests_missed",
+                  "sentinel_visits", "sentinel_untested"])):
+            if title:
+                print(title)
+            print(_table([*today, totals(today, columns)], ["district", *columns]))
     round_reports = [orjson.loads(line) for line in rounds.getvalue().splitlines()]
     round_id = _print_round(round_reports)
     print(_ledger_note(ledger_url, args.ledger, new_alerts, last, round_id))
@@ -164,15 +199,17 @@ def _ledger_note(url: str, given: str | None, new_alerts: int, day: str | None,
     from sqlalchemy import make_url
 
     shown = make_url(url).render_as_string(hide_password=True)
-    option = f" --url {shown}" if given and given != database_url(None) else ""
+    option = f" --ledger {shown}" if given and given != database_url(None) else ""
     lines = [f"ledger (SQL): {shown} ({new_alerts:,} new alerts)",
-             f"  closedloop alerts list --open{option}"]
+             f"  closedloop alerts list --open --sort severity{option}",
+             f"  closedloop alerts ack ALERT_ID --operator op-017{option}   # recorded in the "
+             "ledger, no broker needed"]
     if day is not None:
-        lines.append(f"  closedloop report daily --date {day}{option}")
+        lines.append(f"  closedloop report daily{option}   # the latest day, {day}")
     if round_id is not None:
         lines.append(f"  closedloop report round {round_id}{option}")
         lines.append(f"  closedloop alerts list --kind round_missed --round {round_id} "
-                     f"--format csv{option}   # the catch-up list")
+                     f"--pending --format csv{option} > catchup.csv   # who to catch up")
     return "\n" + "\n".join(lines)
 
 

@@ -57,8 +57,8 @@ def test_demo_fills_closedloop_db_in_the_working_directory_and_leaves_no_temp_fo
     # then its ledger is ./closedloop.db, said so, with the commands that read it as they are
     assert (workdir / "closedloop.db").is_file()
     assert "ledger (SQL): sqlite:///closedloop.db (" in out
-    assert "\n  closedloop alerts list --open\n" in out
-    assert re.search(r"\n  closedloop report daily --date \d{4}-\d\d-\d\d\n", out)
+    assert "\n  closedloop alerts list --open --sort severity\n" in out
+    assert re.search(r"\n  closedloop report daily   # the latest day, \d{4}-\d\d-\d\d\n", out)
     # and nothing was left in the temporary folder
     assert list(Path(tempfile.gettempdir()).iterdir()) == []
 
@@ -68,7 +68,7 @@ def test_a_new_operator_follows_the_readme_on_the_default_ledger(
 ) -> None:
     # given the demo, run as the README says
     out, _ = _run(capsys, DEMO)
-    day = re.findall(r"closedloop report daily --date (\S+)", out)[0]
+    day = re.findall(r"closedloop report daily   # the latest day, (\S+)", out)[0]
     # when the operator lists open alerts: a table of them, with their level and a count
     table, _ = _run(capsys, ["alerts", "list", "--open"])
     header, *rows, count = table.splitlines()

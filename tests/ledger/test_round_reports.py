@@ -299,4 +299,4 @@ def test_the_demo_prints_its_round_and_the_ledger_has_it(
         row[:6] for row in shown[:6]]
     assert shown[6][1:] == [str(sum(r[c] for r in rows)) for c in COLUMNS[1:6]]
     assert sum(r["caught_up"] for r in rows) > 0
-    assert f"closedloop report round round-citywide --url {url}" in out
+    assert f"closedloop report round round-citywide --ledger {url}" in out

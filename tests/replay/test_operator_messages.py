@@ -144,6 +144,31 @@ def test_every_help_text_is_printed_as_written(capsys: pytest.CaptureFixture[str
         assert exit_.value.code == 0, argv
         out = capsys.readouterr().out
         assert out.startswith("usage: ") and "%%" not in out, (argv, out)
+        # written for operators: no markup of the code's docstrings, no pointer into code
+        for markup in ("``", ":mod:", ":func:", ":class:", ":meth:", "closedloop.streams."):
+            assert markup not in out, (argv, markup)
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"closedloop {version('closedloop')}\n"
+
+
+def test_plain_make_lists_the_targets_and_runs_nothing() -> None:
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    run = subprocess.run(["make", "--no-print-directory", "-C", str(root)],
+                         capture_output=True, text=True, timeout=60, check=True)
+    lines = run.stdout.splitlines()
+    assert lines[0].split()[:2] == ["make", "help"]
+    assert {line.split()[1] for line in lines if line.split()[:1] == ["make"]} >= {
+        "demo", "test", "lint", "install", "services"}
+    assert "pytest" not in run.stdout.replace("pytest against", "")
 
 
 @pytest.mark.parametrize("argv", [
