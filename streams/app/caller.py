@@ -44,8 +44,8 @@ class Caller:
 
     def __post_init__(self) -> None:
         if not _ID.fullmatch(self.operator_id) or contains_raw(self.operator_id):
-            raise ValueError("an operator id is 1-128 letters, digits and _ . : - (a "
-                             "pseudonymous staff id, never a phone number or resident ID)")
+            raise ValueError("operator_id: 1-128 letters, digits and _ . : - (a pseudonymous "
+                             "staff id, never a phone number or resident ID)")
         if self.role not in ROLES:
             raise ValueError(f"a role is one of {', '.join(ROLES)}")
         if self.districts is not None and not self.districts:

@@ -65,7 +65,8 @@ def add_action_parsers(sub: Any) -> None:
         add_ledger(parser)
         parser.add_argument("--prefix", help="topic prefix, with --via kafka (default "
                             "$CLOSEDLOOP_TOPIC_PREFIX)")
-        parser.add_argument("--policy", metavar="FILE", help=argparse.SUPPRESS)
+        parser.add_argument("--policy", metavar="FILE",
+                            help="policy file: its time zone, for the action's instant")
 
 
 def action_event(
@@ -83,6 +84,7 @@ def action_event(
 
 
 def run_action(args: argparse.Namespace) -> int:
+    from closedloop.schemas.policy import PolicyError, load_policy
     from closedloop.streams.app import actions
     from closedloop.streams.app.caller import Caller
 
@@ -90,22 +92,23 @@ def run_action(args: argparse.Namespace) -> int:
     try:
         via = args.via or actions.default_via()
         caller = Caller.command_line(args.operator)
-    except ValueError as exc:
+        zone = load_policy(args.policy).zone
+    except (ValueError, PolicyError) as exc:
         print(f"{command}: {exc}", file=sys.stderr)
         return 2
     request = actions.ActionRequest(args.alert_id, args.alerts_command, note=args.note,
                                     assignee=args.assignee, subject=args.subject)
     try:
         actions.check_request(caller, request)  # before the ledger is even opened
-        result = _act(args, caller, request, via)
+        result = _act(args, caller, request, via, datetime.now(zone).replace(microsecond=0))
     except actions.ActionRefused as exc:
         print(f"{command}: {exc}", file=sys.stderr)
         return 2
     except actions.ActionError as exc:
         print(f"{command}: {exc}", file=sys.stderr)
         return 1
-    if result is None:
-        return 1
+    if isinstance(result, int):
+        return result
     done = {"ack": "acknowledged", "resolve": "resolved", "assign": "assigned"}[result.action]
     to = f" to {args.assignee}" if result.action == "assign" else ""
     print(f"{args.alert_id} {done}{to} (subject {result.subject}); recorded in "
@@ -115,7 +118,10 @@ def run_action(args: argparse.Namespace) -> int:
     return 0
 
 
-def _act(args: argparse.Namespace, caller: Any, request: Any, via: str) -> Any:
+def _act(args: argparse.Namespace, caller: Any, request: Any, via: str, now: datetime
+         ) -> Any:
+    """The action's result, or the exit status after saying why there is none (1: no
+    ledger to record it in; 2: no ledger to find the subject in, and no --subject)."""
     from closedloop.streams.app import actions
     from closedloop.streams.kafka.settings import KafkaSettings
     from closedloop.streams.ledger import database_url
@@ -128,13 +134,15 @@ def _act(args: argparse.Namespace, caller: Any, request: Any, via: str) -> Any:
         message = ledger_error(exc)
         if message is None:
             raise
-        hint = ("" if via == "ledger" else
-                "; pass --subject (the alert's person or tube) to publish without the ledger")
-        print(f"{command}: {message}{hint}", file=sys.stderr)
-        return None
+        if via == "ledger":
+            print(f"{command}: {message}", file=sys.stderr)
+            return 1
+        print(f"{command}: {message}; pass --subject (the alert's person or tube) to publish "
+              "without the ledger", file=sys.stderr)
+        return 2
     try:
         settings = None if via == "ledger" else KafkaSettings.from_env(prefix=args.prefix)
-        return actions.act(engine, caller, request, via=via, kafka=settings)
+        return actions.act(engine, caller, request, via=via, kafka=settings, now=now)
     finally:
         if engine is not None:
             engine.dispose()

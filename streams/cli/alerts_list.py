@@ -124,6 +124,10 @@ def run_list(args: argparse.Namespace) -> int:
     states = tuple(args.status or ())
     if args.open or args.pending:
         states = tuple(s for s in (states or alerts.OPEN) if s in alerts.OPEN)
+        if not states:
+            print(f"{command}: --status {' '.join(args.status)} is closed, not open: drop "
+                  "--open (or --pending)", file=sys.stderr)
+            return 2
     wanted = alerts.AlertFilter(
         kinds=kinds, districts=tuple(args.district or ()), states=states,
         levels=tuple(args.level or ()), rounds=tuple(args.round or ()), due_from=due_from,

@@ -30,7 +30,7 @@ import orjson
 from closedloop.schemas.policy import default_policy
 from closedloop.streams.app.reports import totals
 from closedloop.streams.cli.arguments import positive
-from closedloop.streams.cli.replay import replay_lines, summary
+from closedloop.streams.cli.replay import Extra, replay_lines, summary
 from closedloop.streams.ledger import DEFAULT_HELP, database_url
 
 __all__ = ["add_parser", "run"]
@@ -100,9 +100,12 @@ def run(args: argparse.Namespace) -> int:
     if ledger is None:
         return 1
     try:
+        # the actions operators recorded in this ledger since an earlier demo: so an alert
+        # acknowledged there escalates no further, as with replay --ledger
+        extra = [Extra(at, "action", event) for at, event in ledger.own_actions()]
         result = replay_lines(
             city, policy, until=until, alerts_out=alerts, reports_out=reports,
-            deadletter_out=letters, round_reports_out=rounds, ledger=ledger,
+            deadletter_out=letters, round_reports_out=rounds, ledger=ledger, extra=extra,
         )
     finally:
         ledger.close()

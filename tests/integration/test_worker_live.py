@@ -248,12 +248,21 @@ def test_metrics_of_a_simulated_city_are_catalogued_sensible_and_anonymous(
     deployment.produce(city, until=until)
     alerts = deployment.wait_for("alerts", len(expected))
     assert len(distinct(alerts)) == len(expected) > 0
-    # an operator acknowledges one alert (twice: a duplicate) and resolves another; and one
-    # malformed record, so every labelled counter has a series
-    handled = [("ack", alerts[0]), ("ack", alerts[0]), ("resolve", alerts[1])]
-    for action, alert in handled:
+    # an operator acknowledges one of the last alerts (twice: a duplicate) and resolves
+    # another, a minute after they were raised (their escalations still open), and
+    # acknowledges one whose escalation ended long before; and one malformed record, so
+    # every labelled counter has a series
+    latest = max(alert["raised_at"] for alert in alerts)
+    last = list({a["subject"]: a for a in alerts if a["raised_at"] == latest}.values())[:2]
+    oldest = min(alerts, key=lambda alert: alert["raised_at"])
+    assert len(last) == 2 and oldest["raised_at"] < "2022-09-08"
+    minute_after = (datetime.fromisoformat(latest) + timedelta(minutes=1)).isoformat()
+    handled = [("ack", last[0], minute_after, "a-ack"), ("ack", last[0], minute_after, "a-ack"),
+               ("resolve", last[1], minute_after, "a-resolve"),
+               ("ack", oldest, "2022-09-08T23:00:00+08:00", "a-late")]
+    for action, alert, when, event_id in handled:
         send(deployment, "action", alert["subject"].encode(), orjson.dumps({
-            "event_id": f"a-{action}", "occurred_at": "2022-09-08T23:00:00+08:00",
+            "event_id": event_id, "occurred_at": when,
             "alert_id": alert["alert_id"], "subject": alert["subject"], "action": action,
             "operator_id": "op-1",
         }))
@@ -265,6 +274,7 @@ def test_metrics_of_a_simulated_city_are_catalogued_sensible_and_anonymous(
     # alone did not wait for it (CI once scraped the lab partition with it still unread)
     while time.monotonic() < deadline and (
             total(families["closedloop_alert_actions_total"]) < 2
+            or total(families["closedloop_alert_actions_ignored_total"]) < 1
             or not families.get("closedloop_duplicate_events_total")
             or not families.get("closedloop_events_rejected_total")
             or any(value for _, _, value in families.get("closedloop_consumer_lag_messages", []))):
@@ -296,6 +306,11 @@ def test_metrics_of_a_simulated_city_are_catalogued_sensible_and_anonymous(
     assert total(families["closedloop_alert_actions_total"], action="ack") == 1
     assert total(families["closedloop_duplicate_events_total"], topic="action") == 1
     assert total(families["closedloop_alert_actions_total"], action="resolve") == 1
+    # the late ack stopped nothing: counted as ignored, by its reason
+    assert total(families["closedloop_alert_actions_ignored_total"],
+                 reason="escalation_over") == 1
+    assert total(families["closedloop_alert_actions_ignored_total"],
+                 reason="not_subjects_alert") == 0
     turnaround = families["closedloop_lab_turnaround_seconds"]
     assert total(turnaround, "_count", stage="transport") > 0
     assert total(turnaround, "_count", stage="result") > 0
