@@ -55,8 +55,8 @@ __all__ = [
 VIA: Final = ("ledger", "kafka")
 VIA_ENV: Final = "CLOSEDLOOP_ACTIONS_VIA"
 KAFKA_DEADLINE: Final = 4.0
-"""Seconds to reach a broker before saying it is unreachable (the promise is one line
-within 5 s)."""
+"""Seconds to publish an action before saying the broker is unreachable (the promise is one
+line within 5 s of the command's start: a caller that started earlier passes a deadline)."""
 
 
 class ActionError(Exception):
@@ -75,7 +75,11 @@ class ActionRefused(ActionError):
 
 
 class KafkaUnreachable(ActionError):
-    """No broker answered (``--via kafka``); the message names ``--via ledger``."""
+    """No broker answered (``--via kafka``); the message names ``--via ledger``.
+    ``abandoned``: the client is still waiting, in a daemon thread, and holds nothing the
+    caller needs (a command may end at once)."""
+
+    abandoned = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,12 +198,14 @@ def act(
     via: str,
     now: datetime | None = None,
     kafka: KafkaSettings | None = None,
+    deadline: float | None = None,
 ) -> ActionResult:
     """Do ``request`` for ``caller`` ``via`` the ledger or Kafka; ActionRefused if a rule
     forbids it (nothing written or sent), KafkaUnreachable if no broker answers.
 
     ``ledger`` may be None only with Kafka and a ``request.subject``: the rule is then
-    left to the worker and the sink.
+    left to the worker and the sink. ``deadline`` (``time.monotonic()``) bounds the wait for
+    the broker (default :data:`KAFKA_DEADLINE` from now).
     """
     check_request(caller, request)
     if via not in VIA:
@@ -219,7 +225,7 @@ def act(
 
     settings = kafka or KafkaSettings.from_env()
     event = _event(caller, request, subject, at)
-    where = publish(settings, event)
+    where = publish(settings, event, deadline)
     return ActionResult(request.alert_id, request.action, subject, "kafka", event["event_id"],
                         at, at, where)
 
@@ -258,25 +264,52 @@ def _reachable(bootstrap: str, deadline: float) -> bool:
     return False
 
 
-def publish(settings: KafkaSettings, event: dict[str, Any]) -> str:
+def publish(settings: KafkaSettings, event: dict[str, Any], deadline: float | None = None
+            ) -> str:
     """Publish one action (acks=all), keyed by its subject; returns where it went.
 
     A broker that does not answer is one line within seconds (KafkaUnreachable), naming
-    ``--via ledger``, instead of the client's half-minute of retries.
+    ``--via ledger``, instead of the client's half-minute of retries: the whole of it, from
+    the first connection to the acknowledgement, must end by ``deadline``
+    (``time.monotonic()``; default :data:`KAFKA_DEADLINE` from now).
     """
-    import msgspec
-
-    from closedloop.streams.kafka.topics import declare_topics, topic_name
+    import threading
+    import time
 
     def unreachable(why: str) -> KafkaUnreachable:
         return KafkaUnreachable(
             f"Kafka at {settings.bootstrap} {why}; to record the action without Kafka, "
             "use --via ledger (or set CLOSEDLOOP_ACTIONS_VIA=ledger)")
 
-    if not _reachable(settings.bootstrap, KAFKA_DEADLINE / 2):
+    if deadline is None:
+        deadline = time.monotonic() + KAFKA_DEADLINE
+    if not _reachable(settings.bootstrap, max(0.1, (deadline - time.monotonic()) / 2)):
         raise unreachable("is not reachable")
+    outcome: list[str | BaseException] = []
+    # The client's own timeouts do not bound every step (an address that accepts the
+    # connection and never answers holds it half a minute): it runs aside, and is given up
+    # on at the deadline (a daemon thread: it ends with the command).
+    sender = threading.Thread(target=_send, args=(settings, event, outcome), daemon=True)
+    sender.start()
+    sender.join(max(0.0, deadline - time.monotonic()))
+    if not outcome:
+        late = unreachable("did not answer in time")
+        late.abandoned = True
+        raise late
+    result = outcome[0]
+    if isinstance(result, BaseException):
+        raise unreachable(f"did not take the action ({type(result).__name__})")
+    return result
+
+
+def _send(settings: KafkaSettings, event: dict[str, Any], outcome: list[str | BaseException]
+          ) -> None:
+    """Declare the topics, send ``event`` and wait for it; the result (where it went, or
+    the exception) goes into ``outcome``."""
+    import msgspec
     from kafka import KafkaProducer
-    from kafka.errors import KafkaError
+
+    from closedloop.streams.kafka.topics import declare_topics, topic_name
 
     try:
         declare_topics(settings)  # as the worker would: never the broker's auto-create
@@ -290,6 +323,6 @@ def publish(settings: KafkaSettings, event: dict[str, Any]) -> str:
             producer.flush(timeout=KAFKA_DEADLINE)
         finally:
             producer.close(timeout=1)
-    except KafkaError as exc:
-        raise unreachable(f"did not take the action ({type(exc).__name__})") from None
-    return f"{topic}[{metadata.partition}]@{metadata.offset}"
+        outcome.append(f"{topic}[{metadata.partition}]@{metadata.offset}")
+    except Exception as exc:  # handed to the caller, which says it in one line
+        outcome.append(exc)

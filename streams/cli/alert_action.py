@@ -25,6 +25,7 @@ examples:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import uuid
 from datetime import datetime
@@ -104,6 +105,12 @@ def run_action(args: argparse.Namespace) -> int:
     except actions.ActionRefused as exc:
         print(f"{command}: {exc}", file=sys.stderr)
         return 2
+    except actions.KafkaUnreachable as exc:
+        print(f"{command}: {exc}", file=sys.stderr)
+        if exc.abandoned:  # a client stuck on a silent address must not hold the command
+            sys.stderr.flush()
+            os._exit(1)
+        return 1
     except actions.ActionError as exc:
         print(f"{command}: {exc}", file=sys.stderr)
         return 1
@@ -142,7 +149,12 @@ def _act(args: argparse.Namespace, caller: Any, request: Any, via: str, now: dat
         return 2
     try:
         settings = None if via == "ledger" else KafkaSettings.from_env(prefix=args.prefix)
-        return actions.act(engine, caller, request, via=via, kafka=settings, now=now)
+        from closedloop.streams.cli import started
+
+        # one line within 5 s of the start, whatever the broker does: the interpreter takes
+        # a few tenths of a second to start and to end around this budget
+        return actions.act(engine, caller, request, via=via, kafka=settings, now=now,
+                           deadline=started() + 3.3)
     finally:
         if engine is not None:
             engine.dispose()

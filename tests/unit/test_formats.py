@@ -45,3 +45,20 @@ def test_a_table_aligns_chinese_names_by_display_width() -> None:
     # the second column starts at the same terminal column on every line
     starts = {display_width(line[:line.rindex(" ") + 1]) for line in lines}
     assert len(starts) == 1, lines
+
+
+def test_the_demo_aligns_chinese_district_names_and_cuts_no_value() -> None:
+    from closedloop.streams.cli.demo import _table, brief
+
+    table = _table([{"district": "浦东新区", "pushed": 3}, {"district": "黄浦区", "pushed": 12},
+                    {"district": "xuhui", "pushed": 1}], ["district", "pushed"])
+    starts = {display_width(line[:line.rindex(" ") + 1]) for line in table.splitlines()}
+    assert len(starts) == 1, table
+    details = {"members": [f"p:{n:012d}" for n in range(10)], "pool_size": 10,
+               "lab_id": "lab:01", "reported_at": "2022-09-06T19:56:51+08:00",
+               "collected_at": "2022-09-06T07:17:40+08:00"}
+    shown = brief(details)
+    # whole values only: the first members and how many more, then keys that did not fit
+    assert shown.startswith('{"members": ["p:000000000000", "p:000000000001", … 8 more], ')
+    assert shown.endswith(" more}") and len(shown) <= 110
+    assert brief({"rounds": ["r1"], "grid": None}) == '{"rounds": ["r1"], "grid": null}'
