@@ -30,6 +30,7 @@ from sqlalchemy import Connection
 
 from closedloop.schemas.outputs import ALERT_KINDS
 from closedloop.streams.app.caller import Caller
+from closedloop.streams.app.names import LEVELS, OPEN, SORTS
 from closedloop.streams.ledger import queries
 from closedloop.streams.ledger.models import ALERT_STATES
 
@@ -51,15 +52,6 @@ __all__ = [
     "severity_rank",
 ]
 
-OPEN: Final = ("raised", "acknowledged")
-"""The states of an alert still to be handled (resolved and caught_up are closed)."""
-
-LEVELS: Final = (1, 2, 3)
-"""Escalation levels: 1 the alert as raised, 2 the district command, 3 the city command."""
-
-SORTS: Final = ("due", "newest", "severity")
-"""``due``: oldest due first (the default: the backlog in order); ``newest``: latest due first;
-``severity``: by :data:`SEVERITY`, then the highest level, then newest."""
 
 SEVERITY: Final = (
     "positive", "pool_positive", "retest_missed", "identity_suspect", "entry_without_proof",

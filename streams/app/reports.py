@@ -24,6 +24,7 @@ from sqlalchemy import Connection
 from closedloop.agents.calendar import Calendar
 from closedloop.schemas.policy import Policy
 from closedloop.streams.app.caller import Caller
+from closedloop.streams.app.names import STAGES
 from closedloop.streams.ledger import queries
 from closedloop.streams.ledger.store import REPORT_COUNTS
 
@@ -47,7 +48,6 @@ DAILY_COUNTS: Final = (*REPORT_COUNTS, "alerts_unresolved")
 DAILY_SUMS: Final = tuple(c for c in DAILY_COUNTS if c != "entry_lag_p90_minutes")
 """The daily figures a district total adds up (a percentile does not add up)."""
 ROUND_COUNTS: Final = ("in_scope", "sampled", "missed", "caught_up", "not_on_roster")
-STAGES: Final = ("progress", "close", "final")
 _RANK: Final = {stage: rank for rank, stage in enumerate(STAGES)}
 
 

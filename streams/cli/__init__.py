@@ -90,7 +90,9 @@ def _plain_help(parser: argparse.ArgumentParser) -> None:
                 _plain_help(child)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with ``only``, that command's module alone is loaded (the
+    others are listed, not imported: a command pays for its own imports, not every one's)."""
     parser = argparse.ArgumentParser(
         prog="closedloop",
         description="Closed-loop epidemic test tracking: every pushed traveller located and "
@@ -102,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"closedloop {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name, summary in COMMANDS:
+        if only is not None and name != only:
+            sub.add_parser(name, help=summary)
+            continue
         module = _load(module_name)
         if module is None:
             continue
@@ -158,7 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (unknown := _unknown_alerts_action(sys.argv[1:] if argv is None else argv)) is not None:
         print(unknown, file=sys.stderr)
         return 2
-    parser = build_parser()
+    given = list(sys.argv[1:] if argv is None else argv)
+    wanted = given[0] if given and given[0] in {name for name, _, _ in COMMANDS} else None
+    parser = build_parser(wanted)
     args, extra = parser.parse_known_args(argv)
     if extra:  # said by the command's own parser, with its usage, not the top level's
         getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")

@@ -28,18 +28,18 @@ import sys
 from datetime import date, datetime, timedelta
 from typing import IO, Any, Final
 
+from closedloop.streams.app.names import STATES
 from closedloop.streams.cli.arguments import positive
 
 __all__ = ["add_list_parser", "run_list"]
 
 TABLE_COLUMNS: Final = ("due_at", "kind", "subject", "district", "state", "level",
                         "last_action", "last_by", "alert_id")
-STATES: Final = ("raised", "acknowledged", "resolved", "caught_up")
 
 
 def add_list_parser(sub: Any) -> None:
     """Add ``list`` to the ``alerts`` sub-commands (``sub`` is their subparsers action)."""
-    from closedloop.streams.app.alerts import SORTS
+    from closedloop.streams.app.names import SORTS
     from closedloop.streams.ledger.formats import FORMATS, LANGS
     from closedloop.streams.ledger.options import add_ledger
 

@@ -28,7 +28,6 @@ from typing import Any
 import orjson
 
 from closedloop.schemas.policy import default_policy
-from closedloop.streams.app.reports import totals
 from closedloop.streams.cli.arguments import positive
 from closedloop.streams.cli.replay import Extra, replay_lines, summary
 from closedloop.streams.ledger import DEFAULT_HELP, database_url
@@ -147,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
     if last is not None:
         print(f"\ndaily closure report (日清日结) for {last}, cut-off "
               f"{policy.daily_cutoff // 3600:02d}:{policy.daily_cutoff % 3600 // 60:02d}:")
+        from closedloop.streams.app.reports import totals
+
         today = [r for r in rows if r["date"] == last]
         for title, columns in (
                 (None, ["pushed", "located", "under_control", "followup_overdue_open",

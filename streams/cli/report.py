@@ -67,7 +67,7 @@ ROUND_TABLE: Final = ("district", "in_scope", "sampled", "missed", "caught_up",
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    from closedloop.streams.app.reports import STAGES
+    from closedloop.streams.app.names import STAGES
     from closedloop.streams.ledger.formats import LANGS
     from closedloop.streams.ledger.options import add_ledger
 
