@@ -7,9 +7,11 @@ travels in, so produce must dead-letter it itself and still deliver its neighbou
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
+import pytest
 from worker_harness import CLOSEDLOOP, Deployment
 
 
@@ -21,10 +23,17 @@ def cohort(event_id: str, person: str | None) -> bytes:
     return orjson.dumps({"topic": "cohort", "value": value})
 
 
+@pytest.fixture
+def deployment(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Deployment]:
+    """A fresh prefix, its topics deleted afterwards."""
+    deployed = Deployment(kafka_bootstrap, tmp_path)
+    yield deployed
+    deployed.stop_all()
+
+
 def test_a_keyless_cohort_record_is_dead_lettered_and_its_neighbours_arrive(
-    kafka_bootstrap: str, tmp_path: Path
+    kafka_bootstrap: str, deployment: Deployment, tmp_path: Path
 ) -> None:
-    deployment = Deployment(kafka_bootstrap, tmp_path)
     from kafka import KafkaAdminClient
 
     from closedloop.streams.kafka.topics import ensure_topics, topic_specs
@@ -49,10 +58,9 @@ def test_a_keyless_cohort_record_is_dead_lettered_and_its_neighbours_arrive(
 
 
 def test_produce_declares_the_topics_with_the_configured_partitions_and_a_mismatch_is_one_line(
-    kafka_bootstrap: str, tmp_path: Path
+    kafka_bootstrap: str, deployment: Deployment, tmp_path: Path
 ) -> None:
     # given no topics yet, and CLOSEDLOOP_PARTITIONS=3 (the broker's auto-create would give 4)
-    deployment = Deployment(kafka_bootstrap, tmp_path)
     env = {**deployment.env, "CLOSEDLOOP_PARTITIONS": "3"}
     source = tmp_path / "in.jsonl"
     source.write_bytes(cohort("c1", "p:000000000001") + b"\n")
