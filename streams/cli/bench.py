@@ -1,11 +1,15 @@
-"""``closedloop bench replay|round|deadlines|worker``: ratios against a baseline, never bare times.
+"""``closedloop bench replay|round|deadlines|worker|hostile``: ratios against a baseline, never
+bare times.
 
 ``replay``: orjson parse-only of one generated city versus full replay, and peak memory per
 tracked person (:mod:`closedloop.streams.bench.engine`). ``round``: the same for a city-wide
 testing round of N persons (:mod:`closedloop.streams.bench.rounds`). ``deadlines``: the
 deadline index's cost per event at two sizes. ``worker``: the Kafka worker end to end
-versus the raw client (:mod:`closedloop.streams.bench.worker`). Never used by tests: timings
-are reported, never asserted.
+versus the raw client (:mod:`closedloop.streams.bench.worker`). ``hostile``: inputs whose cost
+must stay linear (a long round with a report a minute, a flapping county: size N against 2N)
+and the peak memory of a long line holding an identifier
+(:mod:`closedloop.streams.bench.hostile`). Never used by tests: timings are reported, never
+asserted.
 """
 
 from __future__ import annotations
@@ -50,6 +54,22 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     deadlines.add_argument("--operations", type=positive, default=200_000,
                            help="index operations timed at each size (default 200000)")
     deadlines.add_argument("--seed", type=int, default=1, help="seed (default 1)")
+    hostile = sub.add_parser(
+        "hostile", help="hostile inputs: cost linear in their size, memory of a long line",
+        description="A round open N days with a progress report a minute against one open "
+        "2N days; N flapping area records of one county against 2N (ratio ~2: linear, ~4: "
+        "quadratic); peak RSS of a fresh replay of one long line holding a mobile number, "
+        "in several spellings and encodings, against an empty file's.")
+    hostile.add_argument("--round-days", type=positive, default=40,
+                         help="the shorter round's window in days (default 40)")
+    hostile.add_argument("--area-records", type=positive, default=20_000,
+                         help="the smaller count of area records (default 20000)")
+    hostile.add_argument("--line-mb", type=positive, default=10,
+                         help="size of the long lines in MB (default 10)")
+    hostile.add_argument("--repeat", type=positive, default=2,
+                         help="runs of each, the best kept (default 2)")
+    hostile.add_argument("--only", choices=("round", "area", "line"), action="append",
+                         help="run only these parts (repeatable; default all)")
     from closedloop.streams.bench import worker as bench_worker
 
     bench_worker.add_parser(sub.add_parser(
@@ -68,7 +88,35 @@ def _print_floor(r: dict[str, float]) -> None:
           f"with no rule; at 8% the rules would have {r['left_us']:+.2f} us a line)")
 
 
+def _run_hostile(args: argparse.Namespace) -> int:
+    from closedloop.schemas.policy import default_policy
+    from closedloop.streams.bench import hostile
+
+    parts = args.only or ["round", "area", "line"]
+    cases = (("round", "round window (days)", hostile.round_city, args.round_days,
+              hostile.round_policy()),
+             ("area", "flapping area records", hostile.area_city, args.area_records,
+              default_policy()))
+    for part, label, make, size, policy in cases:
+        if part not in parts:
+            continue
+        print(f"{label}: {size:,} against {2 * size:,} …", file=sys.stderr)
+        r = hostile.bench_linear(make, size, policy, args.repeat)
+        print(f"{label:<22} {size:>9,}: {r['small_s']:8.2f} s   {2 * size:>9,}: "
+              f"{r['large_s']:8.2f} s   ratio {r['ratio']:.2f}   (linear ~2, quadratic ~4; "
+              "target <= 2.5)")
+    if "line" in parts:
+        size = args.line_mb * 1_000_000
+        for r in hostile.line_memory(size):
+            print(f"long line {r['shape']:<15} {r['bytes'] / 1e6:6.1f} MB: peak RSS "
+                  f"{r['peak_kib'] / 1024:7.1f} MiB (empty file {r['base_kib'] / 1024:.1f} MiB; "
+                  f"target < 200), {r['seconds']:6.2f} s, {r['reason']}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.bench == "hostile":
+        return _run_hostile(args)
     if args.bench == "worker":
         from closedloop.streams.bench import worker as bench_worker
 
