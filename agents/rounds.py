@@ -21,13 +21,16 @@ give the same bytes (``INCREMENTAL = False`` rescans).
 
 A person's contribution only changes at the instants of their facts, so it is a step
 function of T, and ``pending`` holds steps: the earliest pending instant's counts whole, each
-later one's as the change since the instant before it (:func:`_pop_progress` makes the next
-one whole when a report takes the earliest). A change of a person's facts then costs one
-contribution per step of the person before and after it (:func:`_profile`; one or two for
-most persons), not one per pending instant: a sampling in a 12-hour round with hourly
-reports adds to a single instant's counts. The close is one pass over the persons (it needs
-the missed persons for the alerts, with their grid); it keeps its counts per district and
-the missed persons, and the final report looks only at those.
+later one's as the change since the instant before it, and only the instants where something
+changed (:func:`_pop_progress` makes the next one whole when a report takes the earliest).
+A change of a person's facts then costs one contribution per step of the person before and
+after it (:func:`_profile`; one or two for most persons), not one per pending instant: a
+sampling in a 12-hour round with hourly reports adds to a single instant's counts. So neither
+the memory of a round nor the cost of a report grows with its number of progress instants
+(a round of 732 days with a report a minute has a million): the instants still to come are
+a range (:func:`_pending_instants`), never a list. The close is one pass over the persons
+(it needs the missed persons for the alerts, with their grid); it keeps its counts per
+district and the missed persons, and the final report looks only at those.
 
 Where the contract is silent (also in docs/RULES.md):
 - progress instants are opens_at + k x every for k >= 1, strictly before closes_at (the close
@@ -48,10 +51,12 @@ Where the contract is silent (also in docs/RULES.md):
 
 from __future__ import annotations
 
+import heapq
 from bisect import bisect_left
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from fractions import Fraction
+from itertools import chain
 from math import floor
 from typing import Final
 
@@ -110,13 +115,13 @@ def prime(policy: Policy, shared: Shared, persons: Mapping[str, PersonState]) ->
 
 
 def _prime(policy: Policy, runs: list[RoundRun], persons: Mapping[str, PersonState]) -> None:
-    todo: list[tuple[RoundDef, dict[int, Counts], list[int]]] = []
+    todo: list[tuple[RoundDef, dict[int, Counts], range]] = []
     for run in runs:
-        instants = _progress_instants(policy, run)
+        instants = _pending_instants(policy, run)
         if not INCREMENTAL or not instants:
             run.pending = None
             continue
-        pending: dict[int, Counts] = {instant: {} for instant in instants}
+        pending: dict[int, Counts] = {}
         run.pending = pending
         todo.append((run.defn, pending, instants))
     if not todo:
@@ -149,16 +154,17 @@ class _Tracking:
 
     def __init__(self, ctx: Context, st: PersonState, key: str) -> None:
         self.ctx, self.st, self.key = ctx, st, key
-        self.before: list[tuple[dict[int, Counts], RoundDef, list[int], Profile]] = []
+        self.before: list[tuple[dict[int, Counts], RoundDef, range, Profile]] = []
 
     def __enter__(self) -> None:
-        st = self.st
+        st, policy = self.st, self.ctx.policy
         for run in self.ctx.shared.rounds.values():
             pending = run.pending
-            if pending:
-                instants = list(pending)
-                self.before.append((pending, run.defn, instants,
-                                    _profile(st, run.defn, instants)))
+            if pending is not None:
+                instants = _pending_instants(policy, run)
+                if instants:
+                    self.before.append((pending, run.defn, instants,
+                                        _profile(st, run.defn, instants)))
 
     def __exit__(self, *exc: object) -> None:
         st, gone = self.st, self.key in self.ctx.gone
@@ -177,7 +183,7 @@ def _no_cohorts(st: PersonState) -> bool:
     return st.loops is None or st.loops.cohorts is None
 
 
-def _profile(st: PersonState, defn: RoundDef, instants: list[int]) -> Profile:
+def _profile(st: PersonState, defn: RoundDef, instants: range) -> Profile:
     """The person's contribution at each of ``instants`` (sorted), computed only at the first
     instant and at the first instant at or after each of the person's facts: in between no
     fact is added to what the contribution looks at, so it cannot change."""
@@ -205,7 +211,7 @@ def _profile(st: PersonState, defn: RoundDef, instants: list[int]) -> Profile:
     return profile
 
 
-def _move(pending: dict[int, Counts], instants: list[int], before: Profile, after: Profile
+def _move(pending: dict[int, Counts], instants: range, before: Profile, after: Profile
           ) -> None:
     """Replace a person's contribution ``before`` by ``after`` in the pending counts, which
     hold the change since the instant before (the earliest: whole), so only the instants
@@ -214,28 +220,24 @@ def _move(pending: dict[int, Counts], instants: list[int], before: Profile, afte
     for index in sorted(before.keys() | after.keys()):
         now_after = after.get(index, was_after)
         now_before = before.get(index, was_before)
-        if now_after != now_before or was_after != was_before:
-            counts = pending.get(instants[index])
-            if counts is not None:
-                if now_after != was_after:
-                    _add(counts, now_after, 1)
-                    _add(counts, was_after, -1)
-                if now_before != was_before:
-                    _add(counts, now_before, -1)
-                    _add(counts, was_before, 1)
+        if now_after != was_after or now_before != was_before:
+            counts = pending.setdefault(instants[index], {})
+            if now_after != was_after:
+                _add(counts, now_after, 1)
+                _add(counts, was_after, -1)
+            if now_before != was_before:
+                _add(counts, now_before, -1)
+                _add(counts, was_before, 1)
         was_after, was_before = now_after, now_before
 
 
-def _pop_progress(pending: dict[int, Counts], instant: int) -> Counts:
-    """The counts at ``instant`` (whole), taken out with every pending instant up to it (the
-    earliest holds its counts whole, each later one the change since); the instant after it
-    takes them in, so its counts become whole in turn."""
-    counts: Counts = {}
-    for at in list(pending):
-        if at > instant:
-            _merge(pending[at], counts)
-            break
-        _merge(counts, pending.pop(at))
+def _pop_progress(pending: dict[int, Counts], instant: int, following: int | None) -> Counts:
+    """The counts at ``instant``, the earliest pending one (which holds them whole), taken
+    out; the ``following`` instant (None: it was the last) takes them in, so its counts
+    become whole in turn. Two dict operations, whatever the number of instants."""
+    counts = pending.pop(instant, None) or {}
+    if following is not None:
+        _merge(pending.setdefault(following, {}), counts)
     return counts
 
 
@@ -246,13 +248,12 @@ def _merge(into: Counts, counts: Counts) -> None:
             total[index] += value
 
 
-def _progress_instants(policy: Policy, run: RoundRun) -> list[int]:
-    instants = []
-    instant = _next_progress(policy, run)
-    while instant is not None and instant < run.defn.closes:
-        instants.append(instant)
-        instant += policy.round_progress_every
-    return instants
+def _pending_instants(policy: Policy, run: RoundRun) -> range:
+    """The round's progress instants still to report, in order (empty: none)."""
+    first = _next_progress(policy, run)
+    if first is None:
+        return range(0)
+    return range(first, run.defn.closes, policy.round_progress_every)
 
 
 def _contrib(st: PersonState, defn: RoundDef, instant: int) -> Contrib:
@@ -297,21 +298,22 @@ def fire_rounds(ctx: Context, shared: Shared, persons: Mapping[str, PersonState]
     ``after_instant`` is called once each instant's shares are made: a round arriving after
     a year of hourly reports makes thousands at once, which a caller may pass on as they
     come rather than hold them all."""
-    due: list[tuple[int, str, int]] = []
-    for round_id, run in shared.rounds.items():
-        due.extend((at, round_id, stage) for at, stage in _due(ctx.policy, run, ctx.clock))
-    due.sort()
+    # merged lazily, in order: 300 rounds a year late at a report an hour are 2.6 M reports
+    due = heapq.merge(*(_due(ctx.policy, run, round_id, ctx.clock)
+                        for round_id, run in shared.rounds.items()))
     touched: set[str] = set()
-    start = 0
-    while start < len(due):
-        instant = due[start][0]
-        end = start
-        while end < len(due) and due[end][0] == instant:
-            end += 1
-        touched |= _fire_instant(ctx, shared, persons, instant, due[start:end])
+    items: list[tuple[int, str, int]] = []
+    for item in due:
+        if items and item[0] != items[0][0]:
+            touched |= _fire_instant(ctx, shared, persons, items[0][0], items)
+            if after_instant is not None:
+                after_instant()
+            items = []
+        items.append(item)
+    if items:
+        touched |= _fire_instant(ctx, shared, persons, items[0][0], items)
         if after_instant is not None:
             after_instant()
-        start = end
     return touched
 
 
@@ -332,23 +334,26 @@ def _next_progress(policy: Policy, run: RoundRun) -> int | None:
     return instant if instant < defn.closes else None
 
 
-def _due(policy: Policy, run: RoundRun, clock: int) -> list[tuple[int, int]]:
-    """(as_of, stage index) of every report of the round due at or before ``clock``."""
+def _due(policy: Policy, run: RoundRun, round_id: str, clock: int
+         ) -> Iterator[tuple[int, str, int]]:
+    """(as_of, round_id, stage index) of every report of the round due at or before
+    ``clock``, in order: as the round stands now (firing them changes it), made as they are
+    asked for."""
     if run.done:
-        return []
+        return iter(())
     defn = run.defn
-    due: list[tuple[int, int]] = []
+    parts: list[Iterable[tuple[int, str, int]]] = []
     if not run.closed:
-        instant = _next_progress(policy, run)
-        while instant is not None and instant < defn.closes and instant <= clock:
-            due.append((instant, 0))
-            instant += policy.round_progress_every
+        first = _next_progress(policy, run)
+        if first is not None:
+            progress = range(first, min(defn.closes, clock + 1), policy.round_progress_every)
+            parts.append((instant, round_id, 0) for instant in progress)
         if defn.closes <= clock:
-            due.append((defn.closes, 1))
+            parts.append(((defn.closes, round_id, 1),))
     final = defn.closes + policy.catchup_within
     if final <= clock:
-        due.append((final, 2))
-    return due
+        parts.append(((final, round_id, 2),))
+    return chain.from_iterable(parts)
 
 
 def _fire_instant(
@@ -358,9 +363,14 @@ def _fire_instant(
     """Every report due at one instant: one pass over the persons for all that need one."""
     kept: dict[str, Counts] = {}
     for _, round_id, stage in items:
-        pending = shared.rounds[round_id].pending
-        if stage == 0 and pending is not None and instant in pending:
-            kept[round_id] = _pop_progress(pending, instant)  # kept for this instant
+        run = shared.rounds[round_id]
+        pending = run.pending
+        if stage == 0 and pending is not None:
+            instants = _pending_instants(ctx.policy, run)
+            if instants and instants[0] == instant:  # kept for this instant
+                following = instant + ctx.policy.round_progress_every
+                kept[round_id] = _pop_progress(
+                    pending, instant, following if following in instants else None)
     scanned = [(round_id, shared.rounds[round_id].defn) for _, round_id, stage in items
                if stage < 2 and round_id not in kept]
     tallies = _tally(scanned, instant, persons) if scanned else {}

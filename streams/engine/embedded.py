@@ -47,7 +47,8 @@ _APPLIED = {topic: f"applied:{topic}" for topic in STAGES_OF_TOPIC}
 
 SPILL_ROWS: Final = 100_000
 """Round-report rows held before :attr:`EmbeddedDriver.spill` is called (a round arriving
-after a year of hourly reports over many districts would otherwise hold them all)."""
+after a year of hourly reports over many districts would otherwise hold them all); a report
+without rows counts as one (300 such rounds with nobody in scope make 2.6 M reports)."""
 
 
 class Origin(msgspec.Struct, frozen=True, gc=False):
@@ -313,7 +314,7 @@ class EmbeddedDriver:
             parts, ctx.round_parts = ctx.round_parts, []
             reports = [rounds.report(self.cal, [part]) for part in parts]
             ctx.round_reports.extend(reports)
-            self._held_rows += sum(len(report.rows) for report in reports)
+            self._held_rows += sum(len(report.rows) or 1 for report in reports)
             if self.spill is not None and self._held_rows >= SPILL_ROWS:
                 self.spill(ctx.round_reports)
                 self._held_rows = 0

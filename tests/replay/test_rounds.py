@@ -18,6 +18,7 @@ from helpers import (
     alerts_of,
     at,
     cohort,
+    epoch,
     policy,
     population,
     round_,
@@ -396,25 +397,63 @@ class TestProgress:
                              districts=["*"]))
         return events
 
+    @staticmethod
+    def _spilled(events: list[dict[str, Any]]) -> tuple[list[list[Any]], list[Any]]:
+        """The round reports the engine handed over while reading ``events`` (each part as
+        handed), and those left to the final drain."""
+        driver = embedded.EmbeddedDriver(policy())
+        handed: list[list[Any]] = []
+        driver.spill = lambda held: (handed.append(list(held)), held.clear())[0]
+        for number, event in enumerate(events, start=1):
+            driver.pipe_line(to_line(event), embedded.Origin(line=number))
+        return handed, driver.drain().round_reports
+
     def test_the_engine_hands_held_round_reports_over_every_spill_rows(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         # given the engine hands round reports over once 20 rows are held
         monkeypatch.setattr(embedded, "SPILL_ROWS", 20)
-        lines = [to_line(event) for event in self._late_long_round()]
-        driver = embedded.EmbeddedDriver(policy())
-        handed: list[list[Any]] = []
-        driver.spill = lambda held: (handed.append(list(held)), held.clear())[0]
         # when the late round arrives
-        for number, line in enumerate(lines, start=1):
-            driver.pipe_line(line, embedded.Origin(line=number))
-        left = driver.drain().round_reports
+        handed, left = self._spilled(self._late_long_round())
         # then it handed them over three reports (24 rows) at a time, the rest left to the
         # drain, each once and in order
         assert [len(part) for part in handed] == [3] * 23 and len(left) == 2
         made = [(r.as_of, r.stage) for part in handed for r in part] + [
             (r.as_of, r.stage) for r in left]
         assert made == [(at(OPENS, hours=h), "progress") for h in range(1, 72)]
+
+    def test_a_report_a_minute_keeps_only_the_instants_where_a_count_changes(self) -> None:
+        # given a 40-day round with a report a minute (57,599 progress instants) and two
+        # samplings in it, 5 days apart
+        pol = policy_from_mapping({"rounds": {"round_progress_every": "60s"}})
+        events = [population("person-aaaa", BEFORE), population("person-bbbb", BEFORE),
+                  round_("r-minute", CALLED, OPENS, at(OPENS, days=40)),
+                  sampling("person-aaaa", "tube-a1", at(OPENS, days=15, seconds=30)),
+                  sampling("person-bbbb", "tube-b1", at(OPENS, days=20, seconds=30))]
+        driver = embedded.EmbeddedDriver(pol)
+        for number, event in enumerate(events, start=1):
+            driver.pipe_line(to_line(event), embedded.Origin(line=number))
+        reports = driver.drain().round_reports
+        # when the clock has reached day 20 (less the allowed lateness)
+        assert reports[-1].as_of == at(OPENS, days=20, minutes=-5)
+        assert len(reports) == 20 * 1440 - 5
+        # then the round keeps two instants' counts: the next report's, whole, and the
+        # change the last sampling makes a minute after it; not one per instant to come
+        pending = driver.shared.rounds["r-minute"].pending
+        assert pending == {epoch(at(OPENS, days=20, minutes=-4)): {"district-a": [2, 1, 0]},
+                           epoch(at(OPENS, days=20, minutes=1)): {"district-a": [0, 1, 0]}}
+
+    def test_reports_without_rows_are_handed_over_too(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # given the engine hands round reports over once 20 rows are held, and a late round
+        # with nobody in scope: 71 progress reports with no row at all
+        monkeypatch.setattr(embedded, "SPILL_ROWS", 20)
+        handed, left = self._spilled([round_("r-empty", at(OPENS, days=3), OPENS,
+                                             at(OPENS, days=3), districts=["district-nobody"])])
+        # then each counts as a row: handed over 20 at a time, never all held
+        assert [len(part) for part in handed] == [20] * 3 and len(left) == 11
+        assert all(not r.rows for part in handed for r in part)
 
     def test_reports_handed_over_in_parts_are_the_same_file(
         self, monkeypatch: pytest.MonkeyPatch
