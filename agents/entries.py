@@ -125,7 +125,8 @@ def _lapse_entry(ctx: Context, st: PersonState, person_id: str, name: str, due: 
         ctx.contribute(entry.district, entry.at, "entries_without_proof")
     risky = [(LEVEL_RANK[level], -number, county)
              for number, county in enumerate(entry.visited)
-             if (level := level_at(ctx.shared, county, entry.at)) in PUSHING_LEVELS]
+             if (level := level_at(ctx.shared, county, entry.at, ctx.policy.state_retention))
+             in PUSHING_LEVELS]
     if risky:
         rank, _, county = max(risky)
         risk: Risk = "high" if rank == LEVEL_RANK["high"] else "medium"

@@ -5,11 +5,22 @@ need any of them, so they are not keyed state: the embedded driver keeps one :cl
 and on Kafka each person partition keeps its own copy, fed by a broadcast of every record
 (see ``streams/engine/topology.py``). Applying a record is idempotent (a redelivered one
 changes nothing), so a copy rebuilt from a replayed changelog equals the original.
+
+A county's history is bounded, whatever its records: a county flapping between levels ten
+times a second must cost each record O(log n), not a scan of everything before it. Two things
+bound it. Levels are asked at whole seconds, so of the records of one second only the one
+with the largest event_id can ever be the answer: it is the only one kept. And a county's
+level at an instant more than ``keep`` (the policy's ``state_retention``, 8 days) before its
+latest record is its level at the start of that window (an entry that old is a checkpoint
+record more than 8 days late, judged on what the engine still holds, as a person idle that
+long is forgotten), so the records before the one in force at the window's start are
+dropped, in bulk once they are half the history (dropping one record a time would move the
+whole list each time).
 """
 
 from __future__ import annotations
 
-from bisect import insort
+from bisect import bisect_left, bisect_right
 from typing import Final
 
 import msgspec
@@ -23,7 +34,7 @@ LEVEL_RANK: Final = {"low": 0, "medium": 1, "high": 2}
 
 
 class AreaLevel(msgspec.Struct, array_like=True, frozen=True, gc=False):
-    """A county's level from ``at`` on (ties between records at one instant: larger event_id)."""
+    """A county's level from ``at`` on (of records at one second, the larger event_id's)."""
 
     at: int
     event_id: str
@@ -58,17 +69,27 @@ class RoundRun(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
 class Shared(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     """The broadcast facts one person partition holds (changelogged with it on Kafka)."""
 
-    areas: dict[str, list[AreaLevel]] = {}  # county -> its records, sorted by (at, event_id)
+    areas: dict[str, list[AreaLevel]] = {}  # county -> its records, sorted by at, one a second
     rounds: dict[str, RoundRun] = {}  # round_id -> the round in force and its progress
 
 
-def apply_area(shared: Shared, event: Area) -> bool:
-    """Record a county's level from ``event.occurred_at`` on; False if already known."""
-    entry = AreaLevel(int(event.occurred_at.timestamp()), event.event_id, event.level)
+def apply_area(shared: Shared, event: Area, keep: int) -> bool:
+    """Record a county's level from ``event.occurred_at`` on; False if it changes nothing
+    (already known, or beaten at its second by a record with a larger event_id). ``keep``:
+    how long before the county's latest record levels are kept exactly."""
+    at = int(event.occurred_at.timestamp())
     history = shared.areas.setdefault(event.county, [])
-    if entry in history:
-        return False
-    insort(history, entry, key=_order)
+    index = bisect_left(history, at, key=_at)
+    entry = AreaLevel(at, event.event_id, event.level)
+    if index < len(history) and history[index].at == at:
+        if history[index].event_id >= event.event_id:
+            return False
+        history[index] = entry
+    else:
+        history.insert(index, entry)
+    start = bisect_right(history, history[-1].at - keep, key=_at) - 1
+    if start > len(history) // 2:  # the record in force at the window's start stays
+        del history[:start]
     return True
 
 
@@ -93,15 +114,15 @@ def apply_round(shared: Shared, event: Round) -> bool:
     return True
 
 
-def level_at(shared: Shared, county: str, instant: int) -> str:
-    """The county's level at ``instant``: its latest record at or before it, else low."""
-    level = "low"
-    for entry in shared.areas.get(county, ()):
-        if entry.at > instant:
-            break
-        level = entry.level
-    return level
+def level_at(shared: Shared, county: str, instant: int, keep: int) -> str:
+    """The county's level at ``instant`` (at the latest ``keep`` before its latest record):
+    its latest record at or before it, else low."""
+    history = shared.areas.get(county)
+    if not history:
+        return "low"
+    index = bisect_right(history, max(instant, history[-1].at - keep), key=_at)
+    return history[index - 1].level if index else "low"
 
 
-def _order(entry: AreaLevel) -> tuple[int, str]:
-    return entry.at, entry.event_id
+def _at(entry: AreaLevel) -> int:
+    return entry.at

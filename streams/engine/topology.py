@@ -207,7 +207,7 @@ def apply_shared(policy: Policy, shared: Shared, event: Area | Round,
     holds: a county's level, or a round primed from ``persons``; False if it changed nothing.
     """
     if isinstance(event, Area):
-        return apply_area(shared, event)
+        return apply_area(shared, event, policy.state_retention)
     return rounds.on_round(policy, shared, event, persons)
 
 
