@@ -18,6 +18,7 @@ a line's entry lag (known only from the record's own receipt).
 
 from __future__ import annotations
 
+import json
 import operator
 import re
 from collections.abc import Collection
@@ -27,7 +28,6 @@ from functools import reduce
 from typing import Any, Final, Literal, overload
 
 import msgspec
-import orjson
 
 from closedloop.schemas.dupkeys import first_repeated_key, may_repeat
 from closedloop.schemas.events import (
@@ -48,7 +48,14 @@ from closedloop.schemas.plausible import (
     implausible,
     implausible_receipt,
 )
-from closedloop.schemas.rawscan import find_raw, find_raw_in, plain_ascii, redact_original
+from closedloop.schemas.rawscan import (
+    find_raw,
+    find_raw_elsewhere,
+    find_raw_in,
+    parse_json,
+    plain_ascii,
+    redact_original,
+)
 from closedloop.schemas.text import text_problem
 
 __all__ = [
@@ -153,8 +160,23 @@ class Rejection:
     message: str
 
 
-def _classify(error: str) -> Rejection:
-    """Map a msgspec validation message onto the contract's reasons."""
+def _allowed(model: type[Event] | None, path: str) -> str:
+    """The values the contract allows for the enum field at ``path`` of ``model``."""
+    name = path.split(".")[-1].split("[")[0]
+    field = next((f for f in _FIELDS.get(model, ()) if f.name == name), None)  # type: ignore[arg-type]
+    kind = None if field is None else field.type
+    while isinstance(kind, msgspec.inspect.Metadata | msgspec.inspect.UnionType):
+        kind = (kind.type if isinstance(kind, msgspec.inspect.Metadata) else
+                next((t for t in kind.types if isinstance(t, msgspec.inspect.LiteralType)),
+                     None))
+    if not isinstance(kind, msgspec.inspect.LiteralType):
+        return ""
+    return " (one of " + ", ".join(map(str, kind.values)) + ")"
+
+
+def _classify(error: str, model: type[Event] | None = None) -> Rejection:
+    """Map a msgspec validation message onto the contract's reasons. An unknown enum value is
+    not repeated (whatever a producer put there, a name or a number, stays out of the log)."""
     missing = _MISSING.match(error)
     if missing:
         field = missing.group("field")
@@ -164,6 +186,7 @@ def _classify(error: str) -> Rejection:
     text = (error[: at.start()] if at else error).replace("\\Z'", "$'")  # as the schemas say
     if text.startswith("Invalid enum value"):
         reason = "unknown_enum"
+        text = "not a value the contract names" + _allowed(model, path)
     elif "with a timezone component" in text:
         reason = "naive_timestamp"
     elif text.startswith("Invalid RFC3339"):
@@ -217,7 +240,7 @@ def _validate(
     try:
         event = msgspec.convert(obj, model)
     except msgspec.ValidationError as exc:
-        return _classify(str(exc))
+        return _classify(str(exc), model)
     return _after_checks(event, cohorts, received_at, max_clock_skew, receipt=receipt)
 
 
@@ -410,11 +433,30 @@ def decode_event(
                 event, cohorts, received_at, max_clock_skew, plain and _plain_names(raw),
                 receipt)
     try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        return Rejection("not_json", f"not JSON: {exc.msg} at byte {exc.pos}")
+        obj = parse_json(raw)
+    except (ValueError, RecursionError) as exc:
+        return _not_json(raw, exc)
     return _repeated(raw) or _validate(topic, obj, cohorts, received_at, max_clock_skew,
                                        receipt)
+
+
+def _not_json(document: bytes | str, exc: Exception, *, searched: bool = True) -> Rejection:
+    """``not_json``, saying where; a raw identifier in another reading of the line (UTF-16,
+    GB18030) wins. ``searched``: find_raw has read the line already, as the decoder does
+    before anything else."""
+    if isinstance(document, bytes):
+        where = (find_raw_elsewhere(document) if searched else find_raw(document)
+                 or find_raw_elsewhere(document))
+        if where is not None:
+            return _raw(where)
+        try:
+            document.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            return Rejection("not_json", f"not JSON: byte {bad.start} is not UTF-8 "
+                             f"({bad.reason})")
+    if isinstance(exc, json.JSONDecodeError):
+        return Rejection("not_json", f"not JSON: {exc.msg} at byte {exc.pos}")
+    return Rejection("not_json", f"not JSON: {type(exc).__name__}: {exc}"[:200])
 
 
 RECEIVED_AT_HEADER: Final = "received_at"
@@ -514,7 +556,7 @@ def decode_line(
         return _line_of(_envelope_repeat(topic, _repeated(line, strings) or _after_checks(
             event, cohorts, received_at, max_clock_skew, receipt=receipt)), receipt,
             with_receipt)
-    envelope = _split_envelope(line)
+    envelope = _split_envelope(line, searched=True)
     if isinstance(envelope, Rejection):
         return envelope
     topic, value, given = envelope
@@ -563,8 +605,8 @@ def _named_topic(line: bytes, rejection: Rejection) -> tuple[str, Rejection] | R
     letter says where the event was going); a name is never an identifier, anything else
     in the "topic" field may be."""
     try:
-        obj = orjson.loads(line)
-    except (orjson.JSONDecodeError, RecursionError):
+        obj = parse_json(line)
+    except (ValueError, RecursionError):
         return rejection
     topic = obj.get("topic") if isinstance(obj, dict) else None
     return (topic, rejection) if isinstance(topic, str) and topic in MODELS else rejection
@@ -582,16 +624,18 @@ def _envelope_repeat(
 
 def decode_envelope(line: bytes | str) -> tuple[str, Any] | Rejection:
     """Parse a replay line ``{"topic": name, "value": {...}}`` into (topic, value)."""
-    envelope = _split_envelope(line)
+    envelope = _split_envelope(line, searched=False)
     return envelope if isinstance(envelope, Rejection) else envelope[:2]
 
 
-def _split_envelope(line: bytes | str) -> tuple[str, Any, object] | Rejection:
-    """(topic, value, received_at as parsed or ``_NO_RECEIPT``) of a replay line."""
+def _split_envelope(line: bytes | str, *, searched: bool
+                    ) -> tuple[str, Any, object] | Rejection:
+    """(topic, value, received_at as parsed or ``_NO_RECEIPT``) of a replay line;
+    ``searched``: the line was searched for raw identifiers already (:func:`_not_json`)."""
     try:
-        obj = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
-        return Rejection("not_json", f"not JSON: {exc.msg} at byte {exc.pos}")
+        obj = parse_json(line)
+    except (ValueError, RecursionError) as exc:
+        return _not_json(line, exc, searched=searched)
     if not isinstance(obj, dict):
         return Rejection("not_object", "a replay line must be a JSON object")
     topic = obj.get("topic")

@@ -152,7 +152,7 @@ def long_line(shape: str, size: int) -> bytes:
     if shape == "arabic-indic":
         return _json_line("ب" * (size // 2) + _arabic_indic(MOBILE))
     if shape == "utf-16":
-        return _json_line("界" * (size // 6) + MOBILE).decode().encode("utf-16")
+        return _json_line("界" * (size // 2) + MOBILE).decode().encode("utf-16")
     if shape == "gb18030":
         return _json_line("界" * (size // 2) + _full_width(MOBILE)).decode().encode("gb18030")
     raise ValueError(shape)

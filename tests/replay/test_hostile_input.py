@@ -113,6 +113,22 @@ def leaks(text: str) -> bool:
     return contains_raw(text) or redact_text(text, escapes=True) != text
 
 
+READINGS: Final = (("utf-8", 0), ("utf-16-le", 0), ("utf-16-le", 1), ("utf-16-be", 0),
+                   ("utf-16-be", 1), ("gb18030", 0))
+
+
+def leaks_in_any_reading(data: bytes) -> bool:
+    """A raw identifier in ``data`` read as UTF-8, UTF-16 (both orders, from either of its
+    first two bytes) or GB18030: the readings contract v1.2 asks of a line."""
+    for codec, start in READINGS:
+        chunk = data[start:]
+        if codec.startswith("utf-16"):
+            chunk = chunk[:len(chunk) // 2 * 2]
+        if leaks(chunk.decode(codec, "surrogatepass" if "16" in codec else "surrogateescape")):
+            return True
+    return False
+
+
 # --- mutations: each turns a good line into a line that is certainly bad ---------------------
 
 Draw = Callable[[st.SearchStrategy[Any]], Any]
@@ -128,16 +144,36 @@ def _pairs(pairs: list[tuple[str, Any]]) -> bytes:
     return b"{" + b",".join(orjson.dumps(k) + b":" + orjson.dumps(v) for k, v in pairs) + b"}"
 
 
+# The zero of each script's digits a spelling may take (contract v1.2: any Unicode Nd digit).
+ZEROS: Final = ("0", "\uff10", "\u0660", "\u06f0", "\u0966", "\u09e6", "\u0e50", "\u1040",
+                "\U0001d7ce")
+
+
 def _spelt(draw: Draw) -> tuple[str, str]:
-    """(a raw identifier as a producer might hide it, its JSON spelling): ASCII, full-width,
-    +86/0086, lower-case x, or \\u-escaped digits."""
-    raw = draw(st.sampled_from((MOBILE, f"+86{MOBILE}", f"0086{MOBILE}", RESIDENT_ID,
+    """(a raw identifier as a producer might hide it, its JSON spelling): ASCII, full-width or
+    any script's digits, +86/0086/86, lower-case x, grouped 3-4-4, format characters inside,
+    or \\u-escaped digits."""
+    raw = draw(st.sampled_from((MOBILE, f"+86{MOBILE}", f"0086{MOBILE}", f"86{MOBILE}",
+                                f"{MOBILE[:3]} {MOBILE[3:7]} {MOBILE[7:]}",
+                                f"{MOBILE[:3]}-{MOBILE[3:7]}-{MOBILE[7:]}", RESIDENT_ID,
                                 RESIDENT_ID.lower(), "110101199003071234")))
-    style = draw(st.sampled_from(("plain", "full-width", "escaped")))
-    if style == "full-width":
-        raw = "".join(chr(0xFF10 + int(c)) if c.isdigit() else c for c in raw)
-    escaped = "".join(f"\\u{ord(c):04x}" if c.isdigit() else c for c in raw)
+    zero = draw(st.sampled_from(ZEROS))
+    raw = "".join(chr(ord(zero) + int(c)) if c.isdigit() else c for c in raw)
+    if draw(st.booleans()):  # a format character somewhere inside
+        at = draw(st.integers(1, len(raw) - 1))
+        mark = draw(st.sampled_from(("\u00ad", "\u200b", "\u200d", "\ufeff")))
+        raw = raw[:at] + mark + raw[at:]
+    style = draw(st.sampled_from(("plain", "escaped")))
+    escaped = "".join(
+        "".join(f"\\u{unit:04x}" for unit in _units(c)) if not c.isascii() or c.isdigit()
+        else c for c in raw)
     return raw, escaped if style == "escaped" else json.dumps(raw, ensure_ascii=False)[1:-1]
+
+
+def _units(char: str) -> tuple[int, ...]:
+    """The UTF-16 code units of ``char`` (a JSON escape of an astral one is a pair)."""
+    data = char.encode("utf-16-be")
+    return tuple(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2))
 
 
 _PLACEHOLDER: Final = "RAW-PLACEHOLDER"
@@ -162,6 +198,47 @@ def _hide_raw(draw: Draw, envelope: dict[str, Any]) -> tuple[bytes, frozenset[st
         value["extra"] = {"list": [1, {"deep": [text]}]}
     line = _line(envelope).replace(_PLACEHOLDER.encode(), spelling.encode())
     return line, frozenset({"raw_identifier"})
+
+
+def _raw_number(draw: Draw, envelope: dict[str, Any]) -> tuple[bytes, frozenset[str]]:
+    """A raw identifier as a JSON number (contract v1.2: numbers as written): in a field
+    known or not, in an array, or the whole line."""
+    number = draw(st.sampled_from((MOBILE, f"86{MOBILE}", f"-{MOBILE}", f"0.{MOBILE}",
+                                   f"{MOBILE}.5", "110101199003071234", f"{MOBILE}e0")))
+    where = draw(st.sampled_from(("field", "unknown", "array", "line", "envelope")))
+    if where == "line":
+        return (number.encode() if draw(st.booleans()) else f"[{number}, 1]".encode(),
+                frozenset({"raw_identifier"}))
+    value = envelope["value"]
+    if where == "field":
+        value[draw(st.sampled_from(sorted(value)))] = _PLACEHOLDER
+    elif where == "unknown":
+        value["count"] = _PLACEHOLDER
+    elif where == "array":
+        value["extra"] = [1, _PLACEHOLDER, {"n": 2}]
+    else:
+        envelope["seq"] = _PLACEHOLDER
+    line = _line(envelope).replace(f'"{_PLACEHOLDER}"'.encode(), number.encode())
+    return line, frozenset({"raw_identifier"})
+
+
+def _other_encoding(draw: Draw, envelope: dict[str, Any]) -> tuple[bytes, frozenset[str]]:
+    """A line holding a raw identifier written in UTF-16 (either byte order, with a byte
+    order mark or not, cut at either byte) or GB18030 (contract v1.2: read as those too)."""
+    raw = draw(st.sampled_from((MOBILE, RESIDENT_ID, f"{MOBILE[:3]} {MOBILE[3:7]} {MOBILE[7:]}")))
+    if draw(st.booleans()):
+        raw = "".join(chr(0xFF10 + int(c)) if c.isdigit() else c for c in raw)
+    field = draw(st.sampled_from(sorted(k for k, v in envelope["value"].items()
+                                        if isinstance(v, str))))
+    envelope["value"][field] = raw
+    text = orjson.dumps(envelope).decode()
+    codec = draw(st.sampled_from(("utf-16-le", "utf-16-be", "gb18030")))
+    if codec != "gb18030" and draw(st.booleans()):
+        text = "\ufeff" + text
+    data = text.encode(codec)
+    if codec != "gb18030" and draw(st.booleans()):
+        data = data[1:] if draw(st.booleans()) else b"\x00" + data
+    return data, frozenset({"raw_identifier"})
 
 
 def _wrong_type(draw: Draw, envelope: dict[str, Any]) -> tuple[bytes, frozenset[str]]:
@@ -322,6 +399,7 @@ def _unknown_names(draw: Draw, envelope: dict[str, Any]) -> tuple[bytes, frozens
 MUTATIONS: Final[tuple[Mutation, ...]] = (
     _hide_raw, _wrong_type, _implausible_time, _bad_timestamp, _deep, _huge, _not_utf8,
     _not_json, _duplicate_key, _control_characters, _half_coordinate, _unknown_names,
+    _raw_number, _other_encoding,
 )
 
 
@@ -371,9 +449,9 @@ def assert_contained(run: Run, mixed: Mixed) -> None:
         assert letter["reason"] in REJECTION_REASONS
         assert letter["reason"] in mixed.expected[letter["line"]], letter
         original = letter["original"]
-        if letter["original_encoding"] == "base64":
-            original = base64.b64decode(original).decode("utf-8", "surrogateescape")
-        assert not leaks(original) and not leaks(letter["message"]), letter
+        data = (base64.b64decode(original) if letter["original_encoding"] == "base64"
+                else original.encode("utf-8", "surrogatepass"))
+        assert not leaks_in_any_reading(data) and not leaks(letter["message"]), letter
     outputs = b"\n".join((run.alerts, run.escalations, run.reports)).decode()
     for text in (outputs, json.dumps(run.letters), run.stderr, run.ledger):
         assert not leaks(text)

@@ -606,11 +606,16 @@ def test_a_tube_id_holding_a_mobile_is_rejected() -> None:
         "1" + "2" * 18,            # 19 digits: not a resident ID, not a mobile
         "0" + MOBILE,              # 12 digits: the mobile is part of a longer run
         MOBILE + "9",              # ditto, the other side
-        "86" + MOBILE,             # 86 without + is just a longer run
+        "87" + MOBILE,             # 13 digits: only 86 makes a prefix (v1.2)
+        "860" + MOBILE,            # 86 then a 12-digit run
         "2" + MOBILE[1:],          # 11 digits not starting with 1
         "1" * 16 + "X",            # 16 digits and X
+        "139-8765-43210",          # 3-4-5: no 3-4-4 group
+        "1390-8765-4321",          # 4-4-4
+        "139--8765-4321",          # two hyphens: not single
     ],
-    ids=["19-digits", "12-digits-before", "12-digits-after", "86-glued", "not-1", "16-and-x"],
+    ids=["19-digits", "12-digits-before", "12-digits-after", "87-glued", "86-then-12",
+         "not-1", "16-and-x", "3-4-5", "4-4-4", "two-hyphens"],
 )
 def test_digit_runs_that_are_not_identifiers_are_accepted(text: str) -> None:
     result = decoded(line_of("lab", event("lab", tube_id=f"tb-{text}")))
@@ -618,12 +623,11 @@ def test_digit_runs_that_are_not_identifiers_are_accepted(text: str) -> None:
     assert result.tube_id == f"tb-{text}"
 
 
-def test_numbers_are_not_strings() -> None:
-    # an 11-digit run starting with 1 in a JSON number (a latitude, an unknown count) is fine
-    line = line_of("sampling", event("sampling", site_lat=31.13812345678) | {"n": 13812345678})
+def test_numbers_with_few_digits_are_fine() -> None:
+    line = line_of("sampling", event("sampling", site_lat=31.238716) | {"n": 1381234567})
     result = decoded(line)
     assert isinstance(result, Sampling), result
-    assert result.site_lat == 31.13812345678
+    assert result.site_lat == 31.238716
 
 
 def test_escaped_digits_in_a_replay_line_are_found_and_redacted() -> None:
