@@ -19,6 +19,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     String,
@@ -36,6 +37,7 @@ __all__ = [
     "Base",
     "DailyReport",
     "DeadLetter",
+    "LedgerSecret",
     "PersonState",
     "ProcessedEvent",
     "ReplayRun",
@@ -267,7 +269,8 @@ class DeadLetter(Base):
     The payload (even redacted) stays on the dead-letter topic or file, with its retention;
     the ledger keeps what an operator counts and looks up. ``origin`` names the input's
     position (``topic/partition/offset``, or the line and a digest of the redacted line for a
-    file), so the same rejection delivered twice is one row.
+    file, keyed with the ledger's own secret: a plain hash of personal input can be undone by
+    trying every candidate), so the same rejection delivered twice is one row.
     """
 
     __tablename__ = "dead_letter"
@@ -287,6 +290,17 @@ class DeadLetter(Base):
     # migration 0005: the rejected record's key (person, tube, …) when it is a valid id
     # holding no raw identifier, so a subject's timeline can show its rejected records
     subject: Mapped[str | None] = mapped_column(String(REFERENCE), index=True)
+
+
+class LedgerSecret(Base):
+    """Random secrets the ledger keys its digests with (migration 0006), made when the
+    ledger is created and never leaving it: ``dead_letter_origin``, the key of the digest
+    in a file line's ``dead_letter.origin``."""
+
+    __tablename__ = "ledger_secret"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    secret: Mapped[bytes] = mapped_column(LargeBinary(64))
 
 
 class ProcessedEvent(Base):

@@ -10,7 +10,9 @@ letter is one row per origin. The caller owns the transaction.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -39,6 +41,7 @@ __all__ = [
     "dead_letter_origin",
     "dead_letter_subject",
     "note_escalations",
+    "origin_key",
     "put_person_states",
     "record_run",
     "upsert_reports",
@@ -78,6 +81,8 @@ _ALERT: Final = _TABLES["alert"]
 _REPORT: Final = _TABLES["daily_report"]
 _PERSON: Final = _TABLES["person_state"]
 _LETTER: Final = _TABLES["dead_letter"]
+_SECRET: Final = _TABLES["ledger_secret"]
+ORIGIN_KEY: Final = "dead_letter_origin"  # the name of the secret origins are keyed with
 _ROUND: Final = _TABLES["round_report"]
 _AUDIT: Final = _TABLES["alert_action"]
 _LEVELS: Final = _TABLES["alert_escalation"]
@@ -209,16 +214,30 @@ def put_person_states(
     return len(rows), len(gone)
 
 
-def dead_letter_origin(letter: DeadLetter) -> str:
+def origin_key(connection: Connection) -> bytes:
+    """The ledger's secret for dead-letter origins (made by migration 0006; made here if a
+    ledger lost it, by whichever writer comes first)."""
+    query = select(_SECRET.c.secret).where(_SECRET.c.name == ORIGIN_KEY)
+    key = connection.execute(query).scalar_one_or_none()
+    if key is None:
+        connection.execute(upsert_insert(connection, _SECRET).values(
+            name=ORIGIN_KEY, secret=secrets.token_bytes(32)).on_conflict_do_nothing())
+        key = connection.execute(query).scalar_one()
+    return bytes(key)
+
+
+def dead_letter_origin(letter: DeadLetter, key: bytes) -> str:
     """Where a rejected input came from, as one string that is the same on every delivery.
 
     A Kafka input is named by its position. A file line is named by its number and a digest
     of its redacted copy, so two different inputs' line 7 are two letters and the same
-    file replayed twice gives the same ones. The digest is not the payload.
+    file replayed twice gives the same ones. The digest is HMAC-SHA256 under ``key``, the
+    ledger's secret: a plain hash of a line can be matched against hashes of guessed lines.
     """
     if letter.topic is not None and letter.offset is not None:
         return f"{letter.topic}/{letter.partition}/{letter.offset}"
-    digest = hashlib.sha256(letter.original.encode("utf-8", "replace")).hexdigest()[:24]
+    digest = hmac.new(key, letter.original.encode("utf-8", "replace"),
+                      hashlib.sha256).hexdigest()[:24]
     where = f"line {letter.line}" if letter.line is not None else f"topic {letter.topic}"
     return f"{where} #{spell_digit_runs(digest)}"
 
@@ -253,9 +272,11 @@ def add_dead_letters(
 ) -> int:
     """Record rejected inputs' origin, reason, message and subject (never their payload);
     returns how many were new."""
+    letters = list(letters)
+    key = origin_key(connection) if letters else b""
     rows = [
         {
-            "origin": dead_letter_origin(letter),
+            "origin": dead_letter_origin(letter, key),
             "topic": letter.topic,
             "partition": letter.partition,
             "offset": letter.offset,

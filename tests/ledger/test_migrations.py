@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
+from closedloop.schemas.ids import spell_digit_runs
 from closedloop.streams.cli import main
 from closedloop.streams.ledger.engine import open_engine
-from closedloop.streams.ledger.migrate import current_revision, head_revision
+from closedloop.streams.ledger.migrate import current_revision, head_revision, upgrade
 from closedloop.streams.ledger.models import Base
 
-TABLES = {"alert", "daily_report", "person_state", "dead_letter", "processed_event"}
+TABLES = {"alert", "daily_report", "person_state", "dead_letter", "processed_event",
+          "ledger_secret"}
 
 
 def _check_round_trip(url: str) -> None:
@@ -42,6 +47,30 @@ def test_sqlite_up_and_down(sqlite_url: str) -> None:
 @pytest.mark.integration
 def test_postgresql_up_and_down(pg_schema_url: str) -> None:
     _check_round_trip(pg_schema_url)
+
+
+def test_0006_replaces_plain_digests_already_stored(sqlite_url: str) -> None:
+    # given a ledger at 0005 holding a file line's dead letter with a plain digest
+    upgrade(sqlite_url, "0005")
+    engine = open_engine(sqlite_url)
+    plain = hashlib.sha256(b'{"pool_size": 13912345678}').hexdigest()[:24]
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO dead_letter (origin, line, reason, message, received_at) VALUES "
+                "(:origin, 7, 'invalid_value', 'pool_size', '2022-09-08 00:00:00'), "
+                "('closedloop.sampling.v1/0/5', NULL, 'not_json', 'x', '2022-09-08 00:00:00')"),
+                {"origin": f"line 7 #{spell_digit_runs(plain)}"})
+        # when it is upgraded
+        upgrade(sqlite_url)
+        with engine.connect() as connection:
+            origins = sorted(connection.execute(text("SELECT origin FROM dead_letter")).scalars())
+            key = connection.execute(text("SELECT secret FROM ledger_secret")).scalar_one()
+    finally:
+        engine.dispose()
+    # then no plain digest is left: it is keyed with the ledger's new secret
+    keyed = hmac.new(key, spell_digit_runs(plain).encode(), hashlib.sha256).hexdigest()[:24]
+    assert origins == ["closedloop.sampling.v1/0/5", f"line 7 #{spell_digit_runs(keyed)}"]
 
 
 def test_default_url_comes_from_the_environment(

@@ -6,6 +6,7 @@ separate SQLAlchemy dialects).
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,8 +14,11 @@ import msgspec
 from ledger_samples import Partition, alert, letter, report, status
 from sqlalchemy import Engine, select
 
+from closedloop.schemas.ids import spell_digit_runs
 from closedloop.schemas.outputs import Escalation
 from closedloop.streams.ledger import models, store
+from closedloop.streams.ledger.engine import open_engine
+from closedloop.streams.ledger.migrate import upgrade
 from closedloop.streams.ledger.sink import write_batch
 
 NOW = datetime(2022, 9, 8, 1, 0, tzinfo=UTC)
@@ -164,6 +168,28 @@ def test_dead_letters_keep_no_payload(ledger: Engine) -> None:
     assert origins[0].startswith("line 9 #")
     assert origins[1] == "unit.travel.v1/0/5"
     assert all("redacted" not in origin for origin in origins)
+
+
+def test_a_dead_letter_digest_is_keyed_with_the_ledgers_own_secret(
+    ledger: Engine, sqlite_url: str,
+) -> None:
+    # given two ledgers, each with the secret its migration made
+    other = open_engine(sqlite_url.replace("ledger.db", "other.db"))
+    upgrade(sqlite_url.replace("ledger.db", "other.db"))
+    try:
+        origins = []
+        for engine in (ledger, other):
+            with engine.begin() as connection:
+                key = store.origin_key(connection)
+                assert len(key) == 32
+                assert store.origin_key(connection) == key  # the same on every call
+                origins.append(store.dead_letter_origin(letter(None, line=9), key))
+    finally:
+        other.dispose()
+    # then the same line gets a different digest in each, neither the plain hash of the line
+    plain = hashlib.sha256(letter(None, line=9).original.encode()).hexdigest()[:24]
+    assert origins[0] != origins[1]
+    assert all(spell_digit_runs(plain) not in origin for origin in origins)
 
 
 def test_an_undecodable_record_is_skipped_not_fatal(ledger: Engine) -> None:
