@@ -138,9 +138,11 @@ class WorkerBench:
 
 def bench_worker(
     people: int, days: int, partitions: int, seed: int = 1, *, settle: float = 5.0,
-    timeout: float = 900.0, py_spy: str | None = None, log: IO[str] = sys.stderr,
+    timeout: float = 900.0, py_spy: str | None = None, log: IO[str] | None = None,
 ) -> WorkerBench:
-    """Generate, produce, measure raw then worker, and always clean the broker up after."""
+    """Generate, produce, measure raw then worker, and always clean the broker up after
+    (``log``: where progress goes, standard error as it is when called by default)."""
+    log = sys.stderr if log is None else log
     prefix = f"bench{uuid.uuid4().hex[:10]}"
     settings = KafkaSettings.from_env(prefix=prefix, partitions=partitions)
     result = WorkerBench()

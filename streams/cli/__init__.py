@@ -159,6 +159,13 @@ def _unknown_alerts_action(argv: Sequence[str]) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from closedloop.streams.cli.stderr import redacted_stderr
+
+    with redacted_stderr():  # what a command echoes of its arguments, never an identifier
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     _started[0] = time.monotonic()
     if (unknown := _unknown_alerts_action(sys.argv[1:] if argv is None else argv)) is not None:
         print(unknown, file=sys.stderr)

@@ -1,0 +1,74 @@
+"""What the command line echoes of its arguments never holds a raw identifier (CONTRACT.md §2,
+v1.2: "arguments echoed on stderr"): one redacted standard error for every command."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+from typing import Final
+
+import pytest
+
+from closedloop.schemas.identifiers import contains_raw
+from closedloop.streams.cli import main
+from closedloop.streams.cli.stderr import RedactedStream
+
+MOBILE: Final = "13912345678"
+SPELLINGS: Final = (MOBILE, "１３９１２３４５６７８", "139 1234 5678", "٨٦١٣٩١٢٣٤٥٦٧٨")
+
+
+def _city(tmp_path: Path) -> str:
+    path = tmp_path / "city.jsonl"
+    path.write_text("")
+    return str(path)
+
+
+@pytest.mark.parametrize("spelling", SPELLINGS)
+@pytest.mark.parametrize("argv", [
+    ["replay", "nosuch_{raw}.jsonl"],
+    ["replay", "{city}", "--until", "{raw}"],
+    ["replay", "{city}", "--received-at", "{raw}"],
+    ["replay", "{city}", "--alerts", "/nonexist/{raw}.jsonl"],
+    ["simulate", "--start", "{raw}"],
+    ["policy", "check", "p_{raw}.toml"],
+    ["replay", "{city}", "--policy", "{raw}.toml"],
+    ["report", "round", "r {raw}"],
+    ["alerts", "list", "--kind", "k{raw}", "--round", "r1", "--url", "sqlite:///{tmp}/none.db"],
+    ["bench", "replay", "--people", "{raw}x"],
+    ["{raw}"],
+], ids=["replay-file", "until", "received-at", "alerts-out", "simulate-start", "policy-check",
+        "replay-policy", "report-round", "alerts-kind", "bench-number", "command"])
+def test_an_identifier_given_as_an_argument_is_never_echoed(
+    argv: list[str], spelling: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    filled = [a.format(raw=spelling, city=_city(tmp_path), tmp=tmp_path) for a in argv]
+    try:
+        code = main(filled)
+    except SystemExit as exc:  # argparse's own errors
+        code = int(exc.code or 0)
+    _, err = capsys.readouterr()
+    assert code in (1, 2), err
+    assert not contains_raw(err), err
+    assert "[redacted]" in err  # the refusal quotes what it was given, redacted
+
+
+def test_a_token_written_in_pieces_is_still_redacted() -> None:
+    sink = io.StringIO()
+    stream = RedactedStream(sink)  # type: ignore[arg-type]
+    for piece in ("cannot read ", MOBILE[:4], MOBILE[4:], ".jsonl", "\n", "progress 1", "\r"):
+        stream.write(piece)
+    stream.write(f"last {MOBILE}")
+    assert sink.getvalue() == "cannot read [redacted].jsonl\nprogress 1\r"
+    stream.flush()
+    assert sink.getvalue().endswith("last [redacted]")
+
+
+def test_the_real_standard_error_is_redacted_too(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "closedloop.streams.cli", "replay", f"x_{MOBILE}.jsonl",
+         "--until", f"+86{MOBILE}"],
+        capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "[redacted]" in done.stderr and not contains_raw(done.stderr), done.stderr
