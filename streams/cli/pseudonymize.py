@@ -100,6 +100,12 @@ def check_settings(key: bytes, prefix: str) -> None:
     if _DIGIT_RUN.search(prefix):
         raise PseudonymError("the prefix must not hold 11 digits in a row: every pseudonym "
                              "would look like a mobile number (CONTRACT.md §2)")
+    # a prefix ending in "139-1234-" makes every pseudonym whose digest starts with four
+    # digits and a letter a mobile grouped 3-4-4
+    if contains_raw(prefix) or any(contains_raw(f"{prefix}{'0' * digits}a")
+                                   for digits in range(1, 5)):
+        raise PseudonymError("the prefix must not hold or end in part of a mobile number "
+                             "grouped 3-4-4 (CONTRACT.md §2)")
 
 
 def pseudonym(raw: str, key: bytes, prefix: str = DEFAULT_PREFIX) -> str:

@@ -163,9 +163,13 @@ def test_a_digest_without_a_long_run_is_unchanged_and_spelling_is_one_to_one() -
         (MOBILE, KEY, "p" * 97),
         (" - ", KEY, "pz:"),
         (MOBILE, KEY, "pz12345678901:"),
+        (MOBILE, KEY, "pz:139-1234-"),
+        (MOBILE, KEY, "pz:139-1234-56"),
+        (MOBILE, KEY, "139-1234-5678:"),
     ],
     ids=["short-key", "bad-prefix-char", "prefix-too-long", "empty-identifier",
-         "prefix-with-11-digits"],
+         "prefix-with-11-digits", "prefix-ending-3-4", "prefix-ending-3-4-2",
+         "prefix-with-3-4-4"],
 )
 def test_refuses_bad_settings_without_echoing_the_identifier(
     raw: str, key: bytes, prefix: str
@@ -427,6 +431,14 @@ _FORMS = st.sampled_from([
     lambda raw: f"0086{raw}" if raw.startswith("1") and len(raw) == 11 else raw,
     lambda raw: f"tel:{raw};",
     lambda raw: f"备注 {raw} 已联系",
+    # contract v1.2: any decimal digit, format characters inside, 3-4-4 groups, a bare 86
+    lambda raw: "".join(chr(0x0660 + int(c)) if c.isdigit() else c for c in raw),
+    lambda raw: "".join(chr(0x0966 + int(c)) if c.isdigit() else c for c in raw),
+    lambda raw: "\u00ad".join(raw[i:i + 4] for i in range(0, len(raw), 4)),
+    lambda raw: f"{raw[:3]}\u200b{raw[3:]}",
+    lambda raw: f"{raw[:3]} {raw[3:7]} {raw[7:]}" if len(raw) == 11 else raw,
+    lambda raw: f"{raw[:3]}-{raw[3:7]}-{raw[7:]}" if len(raw) == 11 else raw,
+    lambda raw: f"86{raw}" if raw.startswith("1") and len(raw) == 11 else raw,
 ])
 _PLAIN_CELL = st.text(alphabet="abcxyz 区街道,\"\n-_", max_size=12)
 
