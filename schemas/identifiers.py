@@ -75,6 +75,10 @@ _UNITS_ESCAPED: Final = re.compile(ESCAPE.pattern + r"|[^\x00-\x7f]+", re.DOTALL
 _NON_ASCII: Final = re.compile(r"[^\x00-\x7f]+")
 _OTHER_DIGIT: Final = re.compile(r"[^\D0-9]")  # a decimal digit that is not 0-9
 _ASTRAL: Final = re.compile("[\U00010000-\U0010ffff]")  # a character beyond the BMP
+# An escape not known harmless at sight: neither a JSON escape of one character nor one of
+# U+4000-U+9FFF (CJK ideographs, where no digit, separator or format character is). The
+# second backslash of an escaped one looks suspect too: that only costs a closer look.
+_SUSPECT: Final = re.compile(r'\\(?![\\"/bfnrt]|u[4-9][0-9a-fA-F]{3})')
 _SIMPLE_ESCAPES: Final = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 _LITERAL_ESCAPES: Final = frozenset('"\\/')  # escapes standing for the character itself
 _TOKEN_CHARS: Final = frozenset("0123456789 -+Xx")  # what a token is made of, once read
@@ -131,21 +135,16 @@ class _Stretches:
     100 ns a character, against 10 for one within the BMP), so each comes in two sets."""
 
     stretch: re.Pattern[str]
-    stretch_escaped: re.Pattern[str]
     more: re.Pattern[str]  # the rest of a stretch: gaps and digits, as long as it goes
-    more_escaped: re.Pattern[str]
     gap: re.Pattern[str]  # one character that may sit inside a stretch without a digit
 
 
 def _stretches(digits: list[int], gaps: list[int]) -> _Stretches:
     digit = f"[0-9{_class(digits)}]"
     gap = f"[ \\-{_class(gaps)}]"
-    escaped = rf"(?:{digit}|\\u[0-9a-fA-F]{{4}})"
     return _Stretches(
         stretch=re.compile(f"{digit}(?:{gap}*+{digit}){{10}}"),
-        stretch_escaped=re.compile(f"{escaped}(?:{gap}*+{escaped}){{10}}"),
         more=re.compile(f"(?:{gap}*+{digit})*+"),
-        more_escaped=re.compile(f"(?:{gap}*+{escaped})*+"),
         gap=re.compile(gap),
     )
 
@@ -215,23 +214,20 @@ def _no_candidate(text: str) -> bool:
     return text.encode("ascii").translate(COARSE).find(RUN) < 0
 
 
-def _stand_in(text: str, escapes: bool) -> str | None:
+def _stand_in(text: str, units: set[str] | None) -> str | None:
     """A text with the tokens of ``text``'s reading, made cheaply (``""`` when it certainly
     has none), or None when only the reading itself can tell: each escape that reads as
     something harmless stands as one character that is no digit, and the rest is
     NFKC-normalised whole, which is the reading when no format character or digit of another
     script is left."""
+    harmless = units is None or all(_harmless(_escape(unit)) for unit in units)
     if text.isascii() and _no_candidate(text):
-        if not (escapes and "\\" in text):
-            return ""
         # an escape that reads as something harmless has a backslash and a "u" at its start,
         # which break a run as what it reads as does: so its hex digits add candidates,
         # never hide one
-        if all(_harmless(_escape(unit)) for unit in _distinct_escapes(text)):
-            return ""
-        return None
-    if escapes and "\\" in text:
-        if not all(_harmless(_escape(unit)) for unit in _distinct_escapes(text)):
+        return "" if harmless else None
+    if units is not None:
+        if not harmless:
             return None
         text = ESCAPE.sub("_", text)
     if text.isascii():
@@ -242,6 +238,16 @@ def _stand_in(text: str, escapes: bool) -> str | None:
     if normal.isprintable() and _OTHER_DIGIT.search(normal) is None:
         return normal  # printable: no format character (the common case, tested in C)
     return None if _classes().special.search(normal) else normal
+
+
+def _escapes_of(text: str, escapes: bool) -> set[str] | None:
+    """The escapes of ``text`` that may read as part of a token, each once, when escapes are
+    read and it has any (an empty set when none may); else None. Text a producer escaped
+    whole (Chinese as ``\\u4e2d``) has only escapes known harmless at sight: it is not
+    listed escape by escape."""
+    if not escapes or "\\" not in text:
+        return None
+    return _distinct_escapes(text) if _SUSPECT.search(text) else set()
 
 
 def _distinct_escapes(text: str) -> set[str]:
@@ -257,55 +263,113 @@ def _distinct_escapes(text: str) -> set[str]:
     return found
 
 
-_BLANKS: Final = {size: "_" * size for size in range(2, 13)}  # one string each, shared
+_PAIR: Final = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+_HEX4: Final = re.compile(r"\\u[0-9a-fA-F]{4}")
+_OTHER_ESCAPE: Final = re.compile(r"\\.", re.DOTALL)
+_SKIPPED: Final = "\u200b"  # a format character: it stands for what reads as nothing
+# A digit stands as an Arabic-Indic zero: a digit, but no hex digit, so that it can never
+# complete the "\u00" of a broken escape before it into an escape of its own.
+_STANDS_FOR: Final = {**{d: "\u0660" for d in "0123456789"}, " ": " ", "-": " ", "+": "+",
+                      "X": "X", "x": "X"}
 
 
-def _blank(match: re.Match[str]) -> str:
-    unit = match.group()
-    return _BLANKS[len(unit)] if _harmless(_escape(unit)) else unit
+def _stands_for(unit: str) -> str | None:
+    """What an escape that is part of a token may stand as, as long as it is written: its
+    reading with each digit as a digit, each other character as "_" (harmless) or as itself,
+    then format characters (read as nothing); None if it reads as more than it is long."""
+    value = "".join(_STANDS_FOR.get(char, "_") for char in _escape(unit))
+    return None if len(value) > len(unit) else value + _SKIPPED * (len(unit) - len(value))
 
 
-def _regions(text: str, escapes: bool) -> list[tuple[int, int]]:
+def _escapes_blanked(text: str, units: set[str]) -> str | None:
+    """``text`` with every escape standing as a text as long as it (so positions stay):
+    ``_`` for each character of one that reads as something harmless, or what the reading
+    makes of it (:func:`_stands_for`); None when one cannot be said that way. All in C but a
+    look at each distinct escape: a line of a million escapes costs no call per escape."""
+    text = text.replace("\\\\", "__")  # after this, each backslash starts an escape
+    for unit in units:
+        if unit != "\\\\" and not _harmless(_escape(unit)):
+            stand = _stands_for(unit)
+            if stand is None:
+                return None
+            text = text.replace(unit, stand)
+    text = _PAIR.sub("_" * 12, text)
+    text = _HEX4.sub("_" * 6, text)
+    return _OTHER_ESCAPE.sub("__", text)
+
+
+def _regions(text: str, units: set[str] | None) -> list[tuple[int, int]]:
     """Spans of ``text`` as written outside which its reading holds no token: each stretch
-    of 11 characters or more that may read as a digit (an escape that does not read as
-    something harmless may) with nothing between them but format characters and
-    separators, from the character before it (a ``+``) to the unit after it (an ``X``). A
+    of 11 characters or more that may read as a digit with nothing between them but format
+    characters and separators, from the character before it (a ``+``) to the unit after it
+    (an ``X``). Escapes are judged by what they read as (:func:`_escapes_blanked`). A
     character reading as two digits or more (``⑩``) makes the whole text one region."""
     classes = _classes()
     if classes.multi.search(text) is not None:
         return [(0, len(text))]
-    escaped = escapes and "\\" in text
     written = text
-    if escaped:  # harmless escapes blanked, each as long as it is: positions stay
-        text = ESCAPE.sub(_blank, text)
+    if units is not None:
+        blanked = _escapes_blanked(text, units)
+        if blanked is None:
+            return [(0, len(text))]
+        text = blanked
+
+    def unit_end(position: int) -> int:
+        """Where the unit written at ``position`` ends (an escape, or one character)."""
+        if written[position] == "\\" and text[position] != "\\":
+            escape = ESCAPE.match(written, position)
+            if escape is not None:
+                return escape.end()
+        return position + 1
+
+    def unit_start(position: int) -> int:
+        """Where the unit holding ``position`` starts: an escape that covers it (the
+        first, so a surrogate pair is taken whole), else ``position``."""
+        if text is written:
+            return position
+        for at in range(max(0, position - 11), position + 1):
+            if written[at] == "\\" and text[at] != "\\" and _escape_starts(written, at):
+                escape = ESCAPE.match(written, at)
+                if escape is not None and escape.end() > position:
+                    return at
+        return position
+
     sets = classes.full if _ASTRAL.search(text) else classes.bmp
-    stretch, more = ((sets.stretch_escaped, sets.more_escaped) if escaped
-                     else (sets.stretch, sets.more))
     regions: list[tuple[int, int]] = []
     pos = 0
-    while (found := stretch.search(text, pos)) is not None:
+    while (found := sets.stretch.search(text, pos)) is not None:
         start = found.start()
         while start > 0 and sets.gap.match(text, start - 1):
             start -= 1
-        if start > 0 and not (text[start - 1] == "_" != written[start - 1]):
-            start -= 1  # the character before (a "+"), unless it ends a blanked escape
-        while escaped and start > 0 and text[start - 1] == "\\":
-            start -= 1  # escaped backslashes before it are read in pairs from their first
-        rest = more.match(text, found.end())  # matches the empty string at least
-        end = found.end() if rest is None else rest.end()
-        after = ESCAPE.match(text, end) if escaped else None
-        end = min(len(text), end + 1) if after is None else after.end()
+        if start > 0 and text[start - 1] not in "_\\":
+            start -= 1  # the character before (a "+"), unless it ends an escape
+        start = unit_start(start)
+        rest = sets.more.match(text, found.end())  # matches the empty string at least
+        pos = end = found.end() if rest is None else rest.end()
+        while end < len(text) and sets.gap.match(text, end):
+            end += 1  # the rest of an escape standing for a digit, and separators
+        if end < len(text):
+            end = unit_end(end)
         if regions and start <= regions[-1][1]:
-            regions[-1] = (regions[-1][0], end)
+            regions[-1] = (regions[-1][0], max(end, regions[-1][1]))
         else:
             regions.append((start, end))
-        pos = end
     return regions
+
+
+def _escape_starts(written: str, at: int) -> bool:
+    """Does the backslash at ``at`` start an escape? Backslashes pair from the first of a
+    run, so it does when an even number of them is right before it."""
+    before = at
+    while before > 0 and written[before - 1] == "\\":
+        before -= 1
+    return (at - before) % 2 == 0
 
 
 def _written_spans(text: str, escapes: bool) -> list[tuple[int, int]]:
     """Where the tokens of ``text``'s reading are in ``text`` as written, in order."""
-    stand_in = _stand_in(text, escapes)
+    units = _escapes_of(text, escapes)
+    stand_in = _stand_in(text, units)
     if stand_in is not None:
         if not stand_in or (stand_in.isascii() and _no_candidate(stand_in)):
             return []
@@ -313,7 +377,7 @@ def _written_spans(text: str, escapes: bool) -> list[tuple[int, int]]:
         if not spans or stand_in is text:
             return spans  # none, or the stand-in is the text itself
     found: list[tuple[int, int]] = []
-    for start, end in _regions(text, escapes):
+    for start, end in _regions(text, units):
         reading = read(text[start:end], escapes)
         found.extend((start + first, start + last) for first, last in (
             reading.written(*span) for span in token_spans(reading.text)))
@@ -434,13 +498,14 @@ def _read_run(run: str, start: int, out: StringIO, reading: Reading, nrm: int) -
 
 def contains_raw(text: str, *, escapes: bool = False) -> bool:
     """True when ``text``'s reading holds a token anywhere (the rule for every string)."""
-    stand_in = _stand_in(text, escapes)
+    units = _escapes_of(text, escapes)
+    stand_in = _stand_in(text, units)
     if stand_in is not None:
         if not stand_in or (stand_in.isascii() and _no_candidate(stand_in)):
             return False
         return bool(token_spans(stand_in))
     return any(token_spans(read(text[start:end], escapes).text)
-               for start, end in _regions(text, escapes))
+               for start, end in _regions(text, units))
 
 
 def looks_raw(value: str) -> bool:

@@ -146,8 +146,9 @@ def long_line(shape: str, size: int) -> bytes:
         return _json_line("界" * (size // 3) + _full_width(MOBILE))
     if shape == "ascii":
         return _json_line("a" * size + " tel " + MOBILE)
-    if shape == "escaped":
-        return _json_line("\u00e9" * (size // 2)).replace(
+    if shape == "escaped":  # written by a producer that escapes everything not ASCII
+        return _json_line("界" * (size // 6)).decode().encode("ascii", "backslashreplace"
+                                                          ).replace(
             b'"}}', "".join(f"\\u{ord(c):04x}" for c in MOBILE).encode() + b'"}}')
     if shape == "arabic-indic":
         return _json_line("ب" * (size // 2) + _arabic_indic(MOBILE))
