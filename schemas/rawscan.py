@@ -108,8 +108,6 @@ def find_raw(document: bytes) -> str | None:
     The answer is a path such as ``value.person_id``, safe to log: a key that is itself a raw
     identifier shows as ``[redacted]``.
     """
-    if plain_ascii(document):
-        return None
     try:
         text = document.decode("utf-8")
     except UnicodeDecodeError:
