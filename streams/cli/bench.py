@@ -103,8 +103,8 @@ def _run_hostile(args: argparse.Namespace) -> int:
         print(f"{label}: {size:,} against {2 * size:,} …", file=sys.stderr)
         r = hostile.bench_linear(make, size, policy, args.repeat)
         print(f"{label:<22} {size:>9,}: {r['small_s']:8.2f} s   {2 * size:>9,}: "
-              f"{r['large_s']:8.2f} s   ratio {r['ratio']:.2f}   (linear ~2, quadratic ~4; "
-              "target <= 2.5)")
+              f"{r['large_s']:8.2f} s (CPU)   ratio {r['ratio']:.2f}   (linear ~2, "
+              "quadratic ~4; target <= 2.5)")
     if "line" in parts:
         size = args.line_mb * 1_000_000
         for r in hostile.line_memory(size):
