@@ -145,3 +145,18 @@ def test_an_unknown_enum_value_is_not_repeated() -> None:
     assert result[1].reason == "unknown_enum"
     assert "Zhang" not in result[1].message
     assert result[1].message == "status: not a value the contract names (one of received, reported)"
+
+
+@pytest.mark.parametrize("district", [
+    "海淀" + "".join(chr(0x0660 + int(d)) for d in MOBILE),  # Arabic-Indic
+    "海淀" + "".join(chr(0x0966 + int(d)) for d in MOBILE),  # Devanagari
+    f"海淀 {MOBILE[:5]}\u00ad{MOBILE[5:]}",  # a soft hyphen inside
+    f"海淀 {MOBILE[:3]}\u200b{MOBILE[3:]}",  # a zero-width space inside
+    f"海淀 {MOBILE[:3]} {MOBILE[3:7]} {MOBILE[7:]}",  # grouped 3-4-4
+    f"海淀 86{MOBILE}",
+], ids=["arabic-indic", "devanagari", "soft-hyphen", "zero-width-space", "grouped", "86"])
+def test_a_district_holding_a_mobile_in_any_spelling_never_reaches_an_alert(
+    district: str,
+) -> None:
+    letter = refused_and_clean(line(SAMPLING | {"district": district}))
+    assert orjson.loads(letter.original)["value"]["district"].endswith(REDACTED)
