@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -47,6 +47,7 @@ __all__ = [
     "ActionResult",
     "KafkaUnreachable",
     "act",
+    "act_many",
     "check_request",
     "default_via",
     "parse_action",
@@ -228,6 +229,31 @@ def act(
     where = publish(settings, event, deadline)
     return ActionResult(request.alert_id, request.action, subject, "kafka", event["event_id"],
                         at, at, where)
+
+
+def act_many(
+    ledger: Engine | None,
+    caller: Caller,
+    requests: Sequence[ActionRequest],
+    *,
+    via: str,
+    now: datetime | None = None,
+    kafka: KafkaSettings | None = None,
+) -> list[ActionResult | ActionError]:
+    """:func:`act` for each request in turn (one alert or many at once, as a console's bulk
+    update does): each is judged and recorded on its own, so a closed or unknown alert among
+    them is refused (its ActionRefused in its place of the result) and the others are done.
+    An unreachable broker refuses the rest too, with the same KafkaUnreachable."""
+    results: list[ActionResult | ActionError] = []
+    for request in requests:
+        try:
+            results.append(act(ledger, caller, request, via=via, now=now, kafka=kafka))
+        except KafkaUnreachable as exc:
+            results.extend(exc for _ in range(len(requests) - len(results)))
+            break
+        except ActionError as exc:
+            results.append(exc)
+    return results
 
 
 def _in_ledger(engine: Engine, caller: Caller, request: ActionRequest, at: datetime

@@ -8,6 +8,8 @@ Call it with a connection on the ledger and the caller::
     alerts.check_filters(connection, caller, wanted)          # UnknownValue: exit 2 / HTTP 400
     page = alerts.list_alerts(connection, caller, wanted, sort="severity", limit=50)
     page.rows, page.total                                      # rows carry level, last_action
+    page = alerts.list_alerts(connection, caller, wanted, limit=50, count_limit=10_000)
+    page.total, page.more            # more: over 10,000 match; total is then 10,000
     alerts.count_alerts(connection, caller, wanted, by="district")
 
 Each row is the ledger's alert (alert_id, kind, subject, person_id, tube_id, district,
@@ -46,6 +48,7 @@ __all__ = [
     "check_filters",
     "closest",
     "count_alerts",
+    "count_alerts_by",
     "find_alert",
     "known_values",
     "list_alerts",
@@ -87,7 +90,8 @@ class AlertFilter:
 @dataclass(frozen=True, slots=True)
 class AlertPage:
     rows: list[dict[str, Any]]
-    total: int  # all the alerts the filter matches, not only this page's
+    total: int  # all the alerts the filter matches, not only this page's (at most count_limit)
+    more: bool = False  # more than ``total`` match: the count stopped at ``count_limit``
 
 
 class UnknownValue(ValueError):
@@ -159,20 +163,27 @@ def list_alerts(
     sort: str = "due",
     offset: int = 0,
     limit: int | None = None,
+    count_limit: int | None = None,
 ) -> AlertPage:
-    """A page of the caller's alerts meeting ``wanted``, sorted (:data:`SORTS`)."""
+    """A page of the caller's alerts meeting ``wanted``, sorted (:data:`SORTS`).
+
+    ``count_limit`` N stops counting the matches at N (``more`` then says there are more):
+    a page on a ledger of millions reads its rows and at most N + 1 index entries, never
+    every match."""
     if sort not in SORTS:
         raise ValueError(f"sort is one of {', '.join(SORTS)}")
     rows, total = queries.select_alerts(
         connection, _criteria(caller, wanted), order=sort, severity=severity_rank(),
-        offset=offset, limit=limit)
+        offset=offset, limit=limit, count_limit=count_limit)
+    more = count_limit is not None and total > count_limit
+    total = min(total, count_limit) if count_limit is not None else total
     latest = queries.latest_actions(connection, [row["alert_id"] for row in rows])
     for row in rows:
         row["level"] = row["escalation_level"] or 1
         last = latest.get(row["alert_id"])
         row["last_action"] = None if last is None else last["action"]
         row["last_by"] = None if last is None else last["operator_id"]
-    return AlertPage(rows, total)
+    return AlertPage(rows, total, more)
 
 
 def count_alerts(connection: Connection, caller: Caller, wanted: AlertFilter = AlertFilter(),
@@ -181,6 +192,16 @@ def count_alerts(connection: Connection, caller: Caller, wanted: AlertFilter = A
     if by not in ("kind", "district", "state", "level"):
         raise ValueError("count by kind, district, state or level")
     return queries.count_alerts(connection, _criteria(caller, wanted), by)
+
+
+def count_alerts_by(connection: Connection, caller: Caller, wanted: AlertFilter = AlertFilter(),
+                    *, by: Sequence[str] = ("district", "level")
+                    ) -> dict[tuple[str | None, ...], int]:
+    """How many of the caller's alerts meet ``wanted`` per combination of ``by`` (kind,
+    district, state, level): ``{("pudong", "3"): 2, …}``, values as text."""
+    if not by or any(name not in ("kind", "district", "state", "level") for name in by):
+        raise ValueError("count by kind, district, state or level")
+    return queries.count_alerts_by(connection, _criteria(caller, wanted), by)
 
 
 def find_alert(connection: Connection, caller: Caller, alert_id: str) -> dict[str, Any] | None:

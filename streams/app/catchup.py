@@ -5,7 +5,7 @@
     from closedloop.streams.app import catchup
     grids = catchup.catchup_list(connection, caller, ("round-citywide",), pending=True)
     for grid in grids:            # by district, then grid (persons without a grid last)
-        grid.district, grid.grid, grid.rows
+        grid.district, grid.grid, grid.rows, grid.name
 
 One row per ``round_missed`` alert of the round (one per person missed: an alert covers every
 round closing at its instant): person (the alert's subject), district, grid, due_at (the
@@ -27,7 +27,7 @@ from closedloop.streams.app.alerts import OPEN, AlertFilter, list_alerts
 from closedloop.streams.app.caller import Caller
 from closedloop.streams.ledger.queries import last_samplings
 
-__all__ = ["COLUMNS", "GridList", "catchup_list"]
+__all__ = ["COLUMNS", "GridList", "catchup_list", "sheets"]
 
 COLUMNS: Final = ("district", "grid", "person", "due_at", "state", "caught_up_at",
                   "sampled_after_close", "assignee", "alert_id")
@@ -38,6 +38,16 @@ class GridList:
     district: str | None
     grid: str | None  # None: the roster gives the person no grid
     rows: list[dict[str, Any]]
+
+    @property
+    def name(self) -> str:
+        """The grid as a workbook's sheet is named: district and grid."""
+        return f"{self.district or '-'} {self.grid or 'no grid'}"
+
+
+def sheets(grids: Sequence[GridList]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """The catch-up list as a workbook's sheets: one (name, rows) per grid."""
+    return [(grid.name, grid.rows) for grid in grids]
 
 
 def catchup_list(connection: Connection, caller: Caller, round_ids: Sequence[str], *,

@@ -8,6 +8,7 @@
     table.day, table.rows, table.total                      # total: the districts summed
     reports.rounds(connection, caller)                      # every round and its reports
     table = reports.round_table(connection, caller, "round-citywide")   # the latest report
+    reports.round_coverage(connection, caller, "round-citywide")  # {district: [(as_of, …)]}
 
 A district-limited caller gets its districts' rows only (and totals over them).
 """
@@ -39,6 +40,7 @@ __all__ = [
     "RoundTable",
     "daily",
     "report_days",
+    "round_coverage",
     "round_table",
     "rounds",
     "totals",
@@ -151,3 +153,17 @@ def round_table(connection: Connection, caller: Caller, round_id: str, *,
     picked, when = max(chosen, key=lambda r: (_RANK[r[0]], r[1]))
     rows = queries.round_report(connection, round_id, picked, when, caller.districts)
     return RoundTable(round_id, picked, when, rows, totals(rows, ROUND_COUNTS))
+
+
+def round_coverage(connection: Connection, caller: Caller, round_id: str
+                   ) -> dict[str, list[tuple[datetime, str, float | None]]]:
+    """How a round's coverage moved in each of the caller's districts: ``{district: [(as_of,
+    stage, sampled / in_scope), …]}``, oldest first, one point per report (progress hourly
+    while it is open, then close and final; None when nobody was in scope). Sampled counts
+    those sampled while the round was open, so catch-ups are not in it."""
+    series: dict[str, list[tuple[datetime, str, float | None]]] = {}
+    for row in queries.round_series(connection, round_id, caller.districts):
+        in_scope = int(row["in_scope"] or 0)
+        share = int(row["sampled"] or 0) / in_scope if in_scope else None
+        series.setdefault(row["district"], []).append((row["as_of"], row["stage"], share))
+    return series

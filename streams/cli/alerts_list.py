@@ -155,7 +155,7 @@ def run_list(args: argparse.Namespace) -> int:
         print(f"{command}: {exc}", file=sys.stderr)
         return 1
     if catch_up:
-        sheets = [(_grid_name(g.district, g.grid), g.rows) for g in found]
+        sheets = catchup.sheets(found)
         rows = [row for _, grid_rows in sheets for row in grid_rows]
         if args.limit is not None:
             rows = rows[:args.limit]
@@ -175,10 +175,6 @@ def run_list(args: argparse.Namespace) -> int:
     print(line, file=sys.stdout if args.format == "table" and args.output is None
           else sys.stderr)
     return 0
-
-
-def _grid_name(district: str | None, grid: str | None) -> str:
-    return f"{district or '-'} {grid or 'no grid'}"
 
 
 def _emit(args: argparse.Namespace, rows: list[dict[str, Any]],

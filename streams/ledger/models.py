@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Final
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Dialect,
@@ -35,12 +36,16 @@ __all__ = [
     "AlertAction",
     "AlertEscalation",
     "Base",
+    "ConsoleAccount",
+    "ConsoleSession",
     "DailyReport",
     "DeadLetter",
     "LedgerSecret",
+    "LoginAttempt",
     "PersonState",
     "ProcessedEvent",
     "ReplayRun",
+    "TimelineView",
     "UtcDateTime",
 ]
 
@@ -105,8 +110,12 @@ class Alert(Base):
         CheckConstraint(
             "state IN ('raised', 'acknowledged', 'resolved', 'caught_up')", name="state"
         ),
-        Index(None, "district", "state"),
         Index(None, "due_at"),
+        # migration 0007, for the console's pages on a large ledger: open alerts newest
+        # first, and those of a district or a kind, read in index order (no sort, no scan)
+        Index(None, "state", "due_at"),
+        Index(None, "district", "state", "due_at"),
+        Index(None, "kind", "state", "due_at"),
     )
 
     alert_id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -316,3 +325,73 @@ class ProcessedEvent(Base):
     partition: Mapped[int] = mapped_column(Integer, primary_key=True)
     offset: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime]
+
+
+class ConsoleAccount(Base):
+    """A web console account: its role, its districts (None: the whole city) and a slow salted
+    hash of its password (never the password). A disabled account cannot sign in and its
+    sessions are ended."""
+
+    __tablename__ = "console_account"
+    __table_args__ = (
+        CheckConstraint("role IN ('viewer', 'operator', 'admin')", name="role"),
+    )
+
+    name: Mapped[str] = mapped_column(String(PSEUDONYM), primary_key=True)
+    role: Mapped[str] = mapped_column(String(8))
+    districts: Mapped[list[str] | None] = mapped_column(JSON)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+    disabled_at: Mapped[datetime | None]
+
+
+class ConsoleSession(Base):
+    """A signed-in browser: the SHA-256 of its session token (the cookie holds the token, so
+    reading this table gives no usable session), whose account, and until when."""
+
+    __tablename__ = "console_session"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account: Mapped[str] = mapped_column(String(PSEUDONYM), index=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+class LoginAttempt(Base):
+    """One sign-in attempt: the account name tried (None when it is no valid name, so a
+    resident ID typed by mistake is never kept), the client's address, when, and whether it
+    succeeded. Failures in a recent window limit further attempts per account and address."""
+
+    __tablename__ = "login_attempt"
+    __table_args__ = (
+        Index(None, "account", "attempted_at"),
+        Index(None, "address", "attempted_at"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    account: Mapped[str | None] = mapped_column(String(PSEUDONYM))
+    address: Mapped[str] = mapped_column(String(64))
+    attempted_at: Mapped[datetime]
+    succeeded: Mapped[bool] = mapped_column(Boolean)
+
+
+class TimelineView(Base):
+    """Every view of a subject's timeline (personal information): who, when, which subject,
+    from where (``console`` or ``command line``) and how many entries it showed."""
+
+    __tablename__ = "timeline_view"
+    __table_args__ = (
+        Index(None, "subject", "viewed_at"),
+        Index(None, "operator_id", "viewed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    operator_id: Mapped[str] = mapped_column(String(PSEUDONYM))
+    subject: Mapped[str] = mapped_column(String(REFERENCE))
+    viewed_at: Mapped[datetime]
+    via: Mapped[str] = mapped_column(String(16))
+    entries: Mapped[int] = mapped_column(Integer)

@@ -21,7 +21,9 @@ __all__ = [
     "AlertCriteria",
     "alert_actions",
     "count_alerts",
+    "count_alerts_by",
     "daily_report",
+    "daily_series",
     "dead_letters_of",
     "escalation_levels",
     "known_values",
@@ -34,6 +36,7 @@ __all__ = [
     "round_index",
     "round_report",
     "round_reports",
+    "round_series",
     "select_alerts",
 ]
 
@@ -131,11 +134,14 @@ def select_alerts(
     severity: Mapping[str, int] | None = None,
     offset: int = 0,
     limit: int | None = None,
+    count_limit: int | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """The alerts that meet ``criteria`` and their total: (a page of rows, how many in all).
 
     ``order``: ``due`` (oldest due first), ``newest`` (latest due first) or ``severity``
     (``severity`` ranks kinds, lowest first; then the highest escalation level, then newest).
+    ``count_limit`` N: count at most N + 1 of them (a total above N means "more than N"), so
+    a page of a ledger of millions never counts them all.
     """
     table = _ALERT
     if order == "severity":
@@ -152,8 +158,12 @@ def select_alerts(
                           criteria.rounds)
         end = None if limit is None else offset + limit
         return rows[offset:end], len(rows)
-    total = connection.execute(_where(select(func.count()).select_from(table), criteria)
-                               ).scalar_one()
+    if count_limit is None:
+        counted = _where(select(func.count()).select_from(table), criteria)
+    else:
+        some = _where(select(table.c.alert_id), criteria).limit(count_limit + 1).subquery()
+        counted = select(func.count()).select_from(some)
+    total = connection.execute(counted).scalar_one()
     query = query.offset(offset) if offset else query
     query = query.limit(limit) if limit is not None else query
     return [dict(r) for r in connection.execute(query).mappings()], int(total)
@@ -175,6 +185,26 @@ def count_alerts(connection: Connection, criteria: AlertCriteria, by: str
     query = _where(select(column, func.count()).select_from(table), criteria).group_by(column)
     return {None if key is None else str(key): int(count)
             for key, count in connection.execute(query)}
+
+
+def count_alerts_by(connection: Connection, criteria: AlertCriteria, columns: Sequence[str]
+                    ) -> dict[tuple[str | None, ...], int]:
+    """How many alerts meet ``criteria`` per combination of ``columns`` (kind, district,
+    state, level), e.g. (district, level): {("pudong", "2"): 3, …}; values as text."""
+    table = _ALERT
+    keys = [func.coalesce(table.c.escalation_level, 1) if name == "level" else table.c[name]
+            for name in columns]
+    if criteria.rounds:
+        rows, _ = select_alerts(connection, criteria)
+        counts: dict[tuple[str | None, ...], int] = {}
+        for row in rows:
+            key = tuple(str(row["escalation_level"] or 1) if name == "level" else row[name]
+                        for name in columns)
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+    query = _where(select(*keys, func.count()).select_from(table), criteria).group_by(*keys)
+    return {tuple(None if value is None else str(value) for value in row[:-1]): int(row[-1])
+            for row in connection.execute(query)}
 
 
 def known_values(connection: Connection, scope: frozenset[str] | None, field: str
@@ -281,6 +311,30 @@ def round_report(
     return [dict(row) for row in connection.execute(query).mappings()]
 
 
+def round_series(connection: Connection, round_id: str, scope: frozenset[str] | None = None
+                 ) -> list[dict[str, Any]]:
+    """Every district row of every report of ``round_id`` (all stages), by as_of then
+    district: how its coverage moved; only the districts of ``scope`` when given."""
+    query = (select(_ROUND).where(_ROUND.c.round_id == round_id, _ROUND.c.district != NO_ROWS)
+             .order_by(_ROUND.c.as_of, _ROUND.c.stage, _ROUND.c.district))
+    if scope is not None:
+        query = query.where(_ROUND.c.district.in_(sorted(scope)))
+    return [dict(row) for row in connection.execute(query).mappings()]
+
+
+def daily_series(connection: Connection, first: date, last: date, column: str,
+                 scope: frozenset[str] | None = None) -> list[tuple[date, str, int]]:
+    """(date, district, value of ``column``) of the daily reports from ``first`` to ``last``
+    (both included), by date then district; only the districts of ``scope`` when given."""
+    query = (select(_REPORT.c.date, _REPORT.c.district, _REPORT.c[column])
+             .where(_REPORT.c.date >= first, _REPORT.c.date <= last)
+             .order_by(_REPORT.c.date, _REPORT.c.district))
+    if scope is not None:
+        query = query.where(_REPORT.c.district.in_(sorted(scope)))
+    return [(day, str(district), int(value or 0))
+            for day, district, value in connection.execute(query)]
+
+
 def report_days(connection: Connection, scope: frozenset[str] | None = None
                 ) -> list[tuple[date, int]]:
     """Every day with a daily report, newest first, with how many districts it covers."""
@@ -311,7 +365,9 @@ def daily_report(
     backlog = connection.execute(
         select(_ALERT.c.district, func.count())
         .where(
-            _ALERT.c.state.not_in(("resolved", "caught_up")),
+            # the open states, named rather than "not closed", so the state index serves
+            # it instead of a scan of every alert the ledger ever held
+            _ALERT.c.state.in_(("raised", "acknowledged")),
             _ALERT.c.raised_at <= cutoff,
             _ALERT.c.district.in_([row["district"] for row in rows]),
         )

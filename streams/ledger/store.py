@@ -44,6 +44,7 @@ __all__ = [
     "origin_key",
     "put_person_states",
     "record_run",
+    "record_timeline_view",
     "upsert_reports",
     "upsert_round_reports",
 ]
@@ -87,6 +88,7 @@ _ROUND: Final = _TABLES["round_report"]
 _AUDIT: Final = _TABLES["alert_action"]
 _LEVELS: Final = _TABLES["alert_escalation"]
 _RUN: Final = _TABLES["replay_run"]
+_VIEWS: Final = _TABLES["timeline_view"]
 _REF: Final = re.compile(REF_PATTERN)
 
 
@@ -474,3 +476,12 @@ def record_run(
     connection.execute(_RUN.insert().values(
         command=command, started_at=started_at, finished_at=finished_at, clock=clock,
         events_read=events_read, ledger_actions=ledger_actions))
+
+
+def record_timeline_view(connection: Connection, *, operator_id: str, subject: str,
+                         viewed_at: datetime, via: str, entries: int) -> None:
+    """Record that ``operator_id`` viewed ``subject``'s timeline (the audit of views of
+    personal information)."""
+    connection.execute(_VIEWS.insert().values(
+        operator_id=operator_id, subject=subject, viewed_at=viewed_at, via=via,
+        entries=entries))
