@@ -52,6 +52,7 @@ __all__ = [
     "find_alert",
     "known_values",
     "list_alerts",
+    "reported_rounds",
     "severity_rank",
 ]
 
@@ -131,13 +132,19 @@ def known_values(connection: Connection, caller: Caller, field: str) -> list[str
         return list(ALERT_STATES)
     if field == "level":
         return [str(level) for level in LEVELS]
+    if field == "round":  # a round nobody missed has reports, and no alert
+        return sorted(set(queries.known_values(connection, caller.districts, field))
+                      | set(reported_rounds(connection)))
     found = queries.known_values(connection, caller.districts, field)
     if field == "kind":
         return sorted(set(ALERT_KINDS) | set(found))
-    if field == "round":  # a round nobody missed has reports, and no alert
-        return sorted(set(found) | {round_id for round_id, _, _ in
-                                    queries.round_index(connection)})
     return found
+
+
+def reported_rounds(connection: Connection) -> list[str]:
+    """The rounds with a report in the ledger: cheap to read (the report table is small),
+    where the rounds named by alerts are read from every round_missed alert's details."""
+    return sorted({round_id for round_id, _, _ in queries.round_index(connection)})
 
 
 def check_filters(connection: Connection, caller: Caller, wanted: AlertFilter) -> None:
@@ -149,6 +156,8 @@ def check_filters(connection: Connection, caller: Caller, wanted: AlertFilter) -
     for field, values in checks:
         if not values:
             continue
+        if field == "round" and set(values) <= set(reported_rounds(connection)):
+            continue  # known from the reports: the alerts' details need not be read
         known = known_values(connection, caller, field)
         for value in values:
             if value not in known:

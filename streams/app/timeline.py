@@ -116,7 +116,8 @@ def timeline(connection: Connection, caller: Caller, subject: str, zone: tzinfo 
                                  f"a {letter['topic'] or 'record'} record rejected "
                                  f"({letter['reason']}) at {where}: {letter['message']}",
                                  {"topic": letter["topic"], "reason": letter["reason"],
-                                  "where": where, "message": letter["message"]}))
+                                  "line": letter["line"], "partition": letter["partition"],
+                                  "offset": letter["offset"], "message": letter["message"]}))
     order = {what: rank for rank, what in enumerate(WHATS)}
     entries.sort(key=lambda e: (e.at, order[e.what]))
     return entries

@@ -66,7 +66,8 @@ def board(connection: Connection, caller: Caller, policy: Policy, *, days: int =
     if day is not None:
         cutoff = datetime.fromtimestamp(
             Calendar(policy.zone, policy.daily_cutoff).cutoff_at(day), policy.zone)
-        for found_row in queries.daily_report(connection, day, cutoff, (), caller.districts):
+        for found_row in queries.daily_report(connection, day, cutoff, (), caller.districts,
+                                              backlog=False):
             reported[found_row["district"]] = found_row
     counts = count_alerts_by(connection, caller, AlertFilter(states=OPEN),
                              by=("district", "level"))

@@ -25,6 +25,7 @@ __all__ = [
     "daily_report",
     "daily_series",
     "dead_letters_of",
+    "distinct_values",
     "escalation_levels",
     "known_values",
     "last_samplings",
@@ -207,9 +208,29 @@ def count_alerts_by(connection: Connection, criteria: AlertCriteria, columns: Se
             for row in connection.execute(query)}
 
 
+def distinct_values(connection: Connection, field: str, scope: frozenset[str] | None = None
+                    ) -> list[str]:
+    """Every value of the alert column ``field`` (kind or district, each the first column of
+    an index) among the alerts in ``scope``, sorted, read as a loose index scan: one index
+    descent per value (the least value after the last one found), never a read of every
+    alert as SELECT DISTINCT would be on a ledger of millions (neither PostgreSQL nor SQLite
+    skips through an index by itself)."""
+    column = _ALERT.c[field]
+    where = [] if scope is None else [_ALERT.c.district.in_(sorted(scope))]
+    found = (select(func.min(column).label("value")).where(*where)
+             .cte(f"known_{field}", recursive=True))
+    following = select(select(func.min(column)).where(column > found.c.value, *where)
+                       .scalar_subquery()).where(found.c.value.is_not(None))
+    found = found.union_all(following)
+    query = select(found.c.value).where(found.c.value.is_not(None))
+    return sorted(str(value) for (value,) in connection.execute(query))
+
+
 def known_values(connection: Connection, scope: frozenset[str] | None, field: str
                  ) -> list[str]:
     """Every value of ``field`` (kind, district, round) among the alerts in ``scope``."""
+    if field in ("district", "kind"):
+        return distinct_values(connection, field, scope)
     criteria = AlertCriteria(scope=scope)
     if field == "round":
         query = _where(select(_ALERT.c.details).where(_ALERT.c.kind == "round_missed"),
@@ -347,9 +368,10 @@ def report_days(connection: Connection, scope: frozenset[str] | None = None
 
 def daily_report(
     connection: Connection, day: date, cutoff: datetime, districts: Sequence[str] = (),
-    scope: frozenset[str] | None = None,
+    scope: frozenset[str] | None = None, *, backlog: bool = True,
 ) -> list[dict[str, Any]]:
-    """Each district's report for ``day``, by district, with ``alerts_unresolved``.
+    """Each district's report for ``day``, by district, with ``alerts_unresolved`` (unless
+    ``backlog`` is False: a reader that counts open alerts its own way skips that count).
 
     ``alerts_unresolved`` is read now from the alert table: the district's alerts raised by
     the day's cut-off that are not closed yet (neither resolved nor caught up) — the backlog
@@ -362,7 +384,9 @@ def daily_report(
     if scope is not None:
         query = query.where(_REPORT.c.district.in_(sorted(scope)))
     rows = [dict(row) for row in connection.execute(query).mappings()]
-    backlog = connection.execute(
+    if not backlog:
+        return rows
+    unresolved = connection.execute(
         select(_ALERT.c.district, func.count())
         .where(
             # the open states, named rather than "not closed", so the state index serves
@@ -373,9 +397,9 @@ def daily_report(
         )
         .group_by(_ALERT.c.district)
     )
-    unresolved = {district: int(count) for district, count in backlog}
+    counts = {district: int(count) for district, count in unresolved}
     for row in rows:
-        row["alerts_unresolved"] = unresolved.get(row["district"], 0)
+        row["alerts_unresolved"] = counts.get(row["district"], 0)
     return rows
 
 

@@ -173,3 +173,31 @@ def test_the_catchup_lists_sheets_are_named_by_district_and_grid(filled: Engine)
     with filled.connect() as connection:
         grids = catchup.catchup_list(connection, CITY, ("r1",))
     assert [(name, len(rows)) for name, rows in catchup.sheets(grids)] == [("pudong g-1", 1)]
+
+
+def test_known_districts_and_kinds_are_the_callers_read_value_by_value(filled: Engine) -> None:
+    with filled.connect() as connection:
+        assert alerts.known_values(connection, CITY, "district") == ["jingan", "pudong",
+                                                                     "xuhui"]
+        assert alerts.known_values(connection, PUDONG, "district") == ["pudong"]
+        pudong_kinds = alerts.known_values(connection, PUDONG, "kind")
+        # the contract's kinds always; of the ledger's, only those of the caller's districts
+        assert {"round_missed", "test_missed", "positive"} <= set(pudong_kinds)
+        from closedloop.streams.ledger import queries
+
+        assert queries.distinct_values(connection, "kind", PUDONG.districts) == [
+            "round_missed", "test_missed"]
+
+
+def test_a_round_with_a_report_is_known_without_reading_the_alerts(ledger: Engine) -> None:
+    with ledger.begin() as connection:
+        store.upsert_round_reports(connection, [RoundReport(
+            round_id="r-reported", stage="close", as_of=T0.isoformat(), rows=[])])
+        store.add_alerts(connection, [_alert("round_missed", "p:only", "pudong", 0,
+                                             {"rounds": ["r-alerts-only"]})])
+    with ledger.connect() as connection:
+        assert alerts.reported_rounds(connection) == ["r-reported"]
+        for known in ("r-reported", "r-alerts-only"):
+            alerts.check_filters(connection, CITY, alerts.AlertFilter(rounds=(known,)))
+        with pytest.raises(alerts.UnknownValue):
+            alerts.check_filters(connection, CITY, alerts.AlertFilter(rounds=("r-none",)))
