@@ -1,9 +1,10 @@
-"""Fixtures for the real services the integration tests use: Kafka and PostgreSQL.
+"""Fixtures for the real services the integration tests use: Kafka and PostgreSQL, and the
+ledgers the ledger and console tests run on (SQLite, and PostgreSQL in a private schema).
 
-Both are session-scoped and only check that the service answers; each test makes its own
-topics and tables with unique names. When a service is missing, a developer's run skips the
-tests that need it (with how to start it) but a CI run (env ``CI`` non-empty) fails them, so a
-broken CI setup can never pass by skipping.
+The services' fixtures are session-scoped and only check that the service answers; each test
+makes its own topics and tables with unique names. When a service is missing, a developer's
+run skips the tests that need it (with how to start it) but a CI run (env ``CI`` non-empty)
+fails them, so a broken CI setup can never pass by skipping.
 
 Every test under ``tests/integration`` is marked ``integration`` automatically
 (``pytest -m "not integration"`` runs the rest). Subfolders may add their own conftest.py.
@@ -12,11 +13,16 @@ Every test under ``tests/integration`` is marked ``integration`` automatically
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
+from sqlalchemy import Engine, create_engine, make_url, text
+
+from closedloop.streams.ledger.engine import open_engine
+from closedloop.streams.ledger.migrate import upgrade
 
 DEFAULT_KAFKA = "127.0.0.1:9092"
 DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:55432/closedloop_test"
@@ -81,8 +87,6 @@ def kafka_admin(kafka_bootstrap: str) -> Iterator[Any]:
 def pg_url() -> str:
     """SQLAlchemy URL of a PostgreSQL database that accepts connections
     (env CLOSEDLOOP_TEST_DATABASE_URL)."""
-    from sqlalchemy import create_engine, text
-
     url = os.environ.get("CLOSEDLOOP_TEST_DATABASE_URL") or DEFAULT_DATABASE_URL
     try:
         engine = create_engine(url, connect_args={"connect_timeout": CHECK_TIMEOUT_S})
@@ -96,11 +100,51 @@ def pg_url() -> str:
     return url
 
 
+# Ledgers for the tests: a fresh SQLite file, and a private schema on the real PostgreSQL.
+# The PostgreSQL database is shared with other tests and engineers, so each test gets its own
+# schema (via ``search_path``) and drops it afterwards.
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'ledger.db'}"
+
+
+@pytest.fixture
+def pg_schema_url(pg_url: str) -> Iterator[str]:
+    """A URL on the test database whose tables all land in a new, private schema."""
+    schema = f"ledger_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(pg_url)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(pg_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def ledger_url(request: pytest.FixtureRequest) -> str:
+    """A migrated ledger on each supported database."""
+    name = "sqlite_url" if request.param == "sqlite" else "pg_schema_url"
+    url: str = request.getfixturevalue(name)
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def ledger(ledger_url: str) -> Iterator[Engine]:
+    engine = open_engine(ledger_url)
+    yield engine
+    engine.dispose()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # kafka-python loads its protocol schemas with importlib.resources calls deprecated since
     # Python 3.11: hundreds of warnings per run that say nothing about this project.
-    for text in ("read_text is deprecated", "open_text is deprecated"):
-        config.addinivalue_line("filterwarnings", f"ignore:{text}:DeprecationWarning")
+    for message in ("read_text is deprecated", "open_text is deprecated"):
+        config.addinivalue_line("filterwarnings", f"ignore:{message}:DeprecationWarning")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

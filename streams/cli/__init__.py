@@ -32,6 +32,8 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("clock", "cli.clock", "move an event-mode worker's clock to T (like replay --until)"),
     ("alerts", "cli.alerts", "list alerts from the ledger, act on one, or watch new ones"),
     ("timeline", "cli.timeline", "a person's, tube's or any subject's history in the ledger"),
+    ("console", "console.command",
+     "the command centre's web console on the ledger (指挥部), and its accounts"),
     # the SQL ledger's schema, its Kafka sink and the operators' report
     ("db", "ledger.db_cmd", "create or migrate the SQL ledger's schema (Alembic)"),
     ("sink", "ledger.sink_cmd", "record the output topics in the SQL ledger"),
