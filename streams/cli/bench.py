@@ -1,5 +1,5 @@
-"""``closedloop bench replay|round|deadlines|worker|hostile``: ratios against a baseline, never
-bare times.
+"""``closedloop bench replay|round|deadlines|worker|hostile|console``: ratios against a
+baseline, never bare times.
 
 ``replay``: orjson parse-only of one generated city versus full replay, and peak memory per
 tracked person (:mod:`closedloop.streams.bench.engine`). ``round``: the same for a city-wide
@@ -8,7 +8,9 @@ deadline index's cost per event at two sizes. ``worker``: the Kafka worker end t
 versus the raw client (:mod:`closedloop.streams.bench.worker`). ``hostile``: inputs whose cost
 must stay linear (a long round with a report a minute, a flapping county: size N against 2N)
 and the peak memory of a long line holding an identifier
-(:mod:`closedloop.streams.bench.hostile`). Never used by tests: timings are reported, never
+(:mod:`closedloop.streams.bench.hostile`). ``console``: the web console's pages on a
+PostgreSQL ledger of a million alerts, against its /health answer
+(:mod:`closedloop.streams.bench.console`). Never used by tests: timings are reported, never
 asserted.
 """
 
@@ -75,6 +77,11 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     bench_worker.add_parser(sub.add_parser(
         "worker", help="the Kafka worker end to end vs raw aiokafka consumption",
         formatter_class=argparse.RawDescriptionHelpFormatter))
+    from closedloop.streams.bench import console as bench_console
+
+    bench_console.add_parser(sub.add_parser(
+        "console", help="the web console's pages on a PostgreSQL ledger of 1,000,000 alerts",
+        formatter_class=argparse.RawDescriptionHelpFormatter))
 
 
 def _print_floor(r: dict[str, float]) -> None:
@@ -121,6 +128,10 @@ def run(args: argparse.Namespace) -> int:
         from closedloop.streams.bench import worker as bench_worker
 
         return bench_worker.run(args)
+    if args.bench == "console":
+        from closedloop.streams.bench import console as bench_console
+
+        return bench_console.run(args)
     if args.bench == "round":
         from closedloop.streams.bench.rounds import bench_round
 
