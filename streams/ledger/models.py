@@ -116,6 +116,8 @@ class Alert(Base):
         Index(None, "state", "due_at"),
         Index(None, "district", "state", "due_at"),
         Index(None, "kind", "state", "due_at"),
+        # the day's board counts open alerts by district and level from this index alone
+        Index(None, "state", "district", "escalation_level"),
     )
 
     alert_id: Mapped[str] = mapped_column(String(64), primary_key=True)

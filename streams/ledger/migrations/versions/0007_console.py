@@ -30,6 +30,7 @@ _INDEXES = (
     ("ix_alert_state_due_at", ["state", "due_at"]),
     ("ix_alert_district_state_due_at", ["district", "state", "due_at"]),
     ("ix_alert_kind_state_due_at", ["kind", "state", "due_at"]),
+    ("ix_alert_state_district_escalation_level", ["state", "district", "escalation_level"]),
 )
 
 
