@@ -6,7 +6,8 @@
 #   make install        .venv with the package (editable) and the dev tools
 #   make services       Kafka 4 (KRaft, 127.0.0.1:9092) and PostgreSQL (127.0.0.1:55432)
 #   make services-stop  stop both
-#   make test           pytest against those services
+#   make test           pytest against those services (and, for the console, Debian's Chromium)
+#   make browser        Debian's chromium and chromium-driver for the console's browser tests
 #   make lint           ruff, and mypy --strict on the packages
 #   make check          lint + test
 #   make deploy-check   validate deploy/: promtool (config, rules, rule tests), the compose
@@ -27,7 +28,7 @@ export CLOSEDLOOP_KAFKA_PORT CLOSEDLOOP_PG_PORT CLOSEDLOOP_KAFKA CLOSEDLOOP_TEST
 
 PYTEST_ARGS ?=
 
-.PHONY: help demo install services services-stop test lint check typecheck-tree deploy-tools deploy-check
+.PHONY: help demo install services services-stop test lint check typecheck-tree deploy-tools deploy-check browser
 
 # Plain `make` lists the targets (the comment block at the top of this file) and runs nothing.
 help:
@@ -71,8 +72,23 @@ services-stop:
 	bash deploy/postgres/stop.sh || status=1; \
 	exit $$status
 
-test: install deploy-tools services
+test: install deploy-tools services browser
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# The console's tests drive Debian's Chromium with Debian's chromium-driver (Playwright's own
+# browser download cannot be reached here), with a CJK font so Chinese pages render in the
+# screenshots. Installed when missing and run as root; otherwise the browser tests say how
+# (and fail under CI).
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if [[ $$(id -u) -eq 0 ]]; then \
+	    echo "installing chromium, chromium-driver and fonts-noto-cjk (Debian's packages)"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -q && apt-get install -y -q chromium chromium-driver fonts-noto-cjk; \
+	  else \
+	    echo "make browser: chromium or chromium-driver is missing: as root, apt-get install chromium chromium-driver fonts-noto-cjk" >&2; \
+	  fi; \
+	fi
 
 # mypy cannot follow the editable install's import hook that maps closedloop.schemas onto
 # schemas/, so it reads the packages through a tree of symlinks with the installed names.

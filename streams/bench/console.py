@@ -215,8 +215,8 @@ def fill(engine: Any, n: int, seed: int) -> dict[str, int]:
         raw.commit()
         # as autovacuum leaves a ledger that has been running: statistics, and the
         # visibility map that lets an index answer a count alone
-        raw.autocommit = True
-        cursor.execute("VACUUM ANALYZE")
+        raw.driver_connection.autocommit = True
+        raw.driver_connection.execute("VACUUM ANALYZE")
     finally:
         raw.close()
     with engine.begin() as connection:

@@ -32,5 +32,8 @@ def test_the_wheel_installs_only_the_closedloop_namespace(tmp_path: Path) -> Non
     for package in ("agents", "schemas", "streams", *(f"streams/{sub}" for sub in SUBPACKAGES)):
         assert f"closedloop/{package}/__init__.py" in names
     for data in ("closedloop/schemas/policy.default.toml", "closedloop/schemas/asyncapi.yaml",
-                 "closedloop/schemas/jsonschema/alert.json", "closedloop/schemas/py.typed"):
+                 "closedloop/schemas/jsonschema/alert.json", "closedloop/schemas/py.typed",
+                 # the console serves these from the package: nothing from a CDN
+                 "closedloop/streams/console/templates/base.html",
+                 "closedloop/streams/console/static/console.css"):
         assert data in names
