@@ -161,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
     round_reports = [orjson.loads(line) for line in rounds.getvalue().splitlines()]
     round_id = _print_round(round_reports)
     print(_ledger_note(ledger_url, args.ledger, new_alerts, last, round_id))
+    print(_console_note(ledger_url, args.ledger))
     if args.out:
         print(f"\nwritten to {args.out}/: city.jsonl alerts.jsonl reports.jsonl "
               "round-reports.jsonl deadletter.jsonl"
@@ -215,6 +216,29 @@ def _ledger_note(url: str, given: str | None, new_alerts: int, day: str | None,
         lines.append(f"  closedloop alerts list --kind round_missed --round {round_id} "
                      f"--pending --format csv{option} > catchup.csv   # who to catch up")
     return "\n" + "\n".join(lines)
+
+
+def _console_note(url: str, given: str | None) -> str:
+    """How to open the web console on this ledger: with a demo account made for it in an
+    embedded ledger (its password printed here, once), else the command to make one."""
+    from closedloop.streams.console.accounts import demo_account
+    from closedloop.streams.ledger.engine import open_engine
+
+    option = f" --ledger {url}" if given and given != database_url(None) else ""
+    engine = open_engine(url)
+    try:
+        account = demo_account(engine)
+    finally:
+        engine.dispose()
+    lines = ["\nthe web console (指挥部) on this ledger, in Chinese or English:",
+             f"  closedloop console serve{option}   # then open http://127.0.0.1:8080/"]
+    if account is None:
+        lines.append(f"  sign in with an account: closedloop console user add NAME --role "
+                     f"operator{option} (the password is read from standard input)")
+    else:
+        lines.append(f"  sign in as {account[0]}, password {account[1]}")
+        lines.append("  (an account of this demo ledger only, given a new password by each demo)")
+    return "\n".join(lines)
 
 
 def policy_iso(epoch: int, policy: Any) -> str:

@@ -26,6 +26,7 @@ __all__ = [
     "SignInRefused",
     "add",
     "caller_of",
+    "demo_account",
     "disable",
     "listing",
     "sign_in",
@@ -33,6 +34,7 @@ __all__ = [
     "signed_in",
 ]
 
+DEMO: Final = "demo"
 SESSION_HOURS: Final = 12
 """A session lasts a shift: signing in again after 12 hours, whatever the activity."""
 
@@ -83,6 +85,24 @@ def add(connection: Connection, name: str, role: str, password: str,
                               password_hash=security.hash_password(password),
                               at=now or datetime.now(UTC)):
         raise AccountError(f"there is already an account {name!r}")
+
+
+def demo_account(engine: Engine) -> tuple[str, str] | None:
+    """An operator account ``demo`` of the whole city with a new random password, for the
+    demo's embedded ledger: (name, password) to print, or None for a server database (an
+    account with a password shown on a terminal has no place in a shared ledger: there,
+    ``closedloop console user add``). Run again, it gives the account a new password."""
+    if engine.dialect.name != "sqlite":
+        return None
+    import secrets
+
+    password = secrets.token_urlsafe(12)
+    with engine.begin() as connection:
+        if ledger.account(connection, DEMO) is None:
+            add(connection, DEMO, "operator", password)
+        else:
+            ledger.set_password_hash(connection, DEMO, security.hash_password(password))
+    return DEMO, password
 
 
 def disable(connection: Connection, name: str, *, now: datetime | None = None) -> None:

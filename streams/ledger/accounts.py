@@ -20,6 +20,7 @@ __all__ = [
     "failures",
     "record_attempt",
     "session_account",
+    "set_password_hash",
     "start_session",
 ]
 
@@ -61,6 +62,15 @@ def disable_account(connection: Connection, name: str, at: datetime) -> bool:
     """Disable an account and end its sessions; False if there is no such account."""
     done = connection.execute(update(_ACCOUNT).where(_ACCOUNT.c.name == name)
                               .values(disabled_at=func.coalesce(_ACCOUNT.c.disabled_at, at)))
+    connection.execute(delete(_SESSION).where(_SESSION.c.account == name))
+    return bool(done.rowcount)
+
+
+def set_password_hash(connection: Connection, name: str, password_hash: str) -> bool:
+    """Replace an account's password hash and end its sessions; False if there is no such
+    account."""
+    done = connection.execute(update(_ACCOUNT).where(_ACCOUNT.c.name == name)
+                              .values(password_hash=password_hash))
     connection.execute(delete(_SESSION).where(_SESSION.c.account == name))
     return bool(done.rowcount)
 

@@ -307,3 +307,43 @@ def test_every_text_is_in_both_languages_and_every_key_a_template_names_exists()
     for state in (*ALERT_STATES, "open", "all"):
         assert f"state.{state}" in i18n.MESSAGES
     assert set(SEVERITY) <= set(i18n.KINDS)
+
+
+def test_the_demo_ends_with_how_to_open_the_console_and_a_demo_account(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from closedloop.streams.cli import main
+    from closedloop.streams.console import accounts
+
+    def demo() -> str:
+        assert main(["demo", "--people", "300", "--days", "2", "--ledger", sqlite_url]) == 0
+        out = capsys.readouterr().out
+        assert f"closedloop console serve --ledger {sqlite_url}" in out
+        found = re.search(r"sign in as demo, password (\S+)\n", out)
+        assert found, out[-600:]
+        return found.group(1)
+
+    first = demo()
+    engine = open_engine(sqlite_url)
+    try:
+        session = accounts.sign_in(engine, "demo", first, "127.0.0.1")
+        assert session.caller.role == "operator" and session.caller.city_level
+        second = demo()  # a new password each demo; the old one no longer opens it
+        assert second != first
+        with pytest.raises(accounts.SignInRefused):
+            accounts.sign_in(engine, "demo", first, "127.0.0.1")
+        with engine.connect() as connection:
+            assert accounts.signed_in(connection, session.token) is None
+        accounts.sign_in(engine, "demo", second, "127.0.0.1")
+    finally:
+        engine.dispose()
+
+
+def test_no_demo_account_is_made_in_a_server_ledger() -> None:
+    from sqlalchemy import create_engine
+
+    from closedloop.streams.console.accounts import demo_account
+
+    engine = create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    assert demo_account(engine) is None  # decided by the dialect: nothing is connected to
+    engine.dispose()
