@@ -270,6 +270,7 @@ MESSAGES: Final[dict[str, tuple[str, str]]] = {
     "field.state": ("status", "状态"),
     "field.level": ("level", "级别"),
     "field.round": ("round", "轮次"),
+    "field.status": ("status", "状态"),
     "known.none": ("none yet", "暂无"),
     "skip": ("Skip to the content", "跳到正文"),
     "chart.max": ("max {value}", "最大 {value}"),

@@ -165,8 +165,10 @@ def create_app(settings: Settings) -> Starlette:
         return response
 
     def error(v: Visit, exc: PageError) -> Response:
-        return render(v, "error.html", status=exc.status,
-                      message=v.t(exc.key, **exc.values))
+        values = dict(exc.values)
+        if f"field.{values.get('field')}" in i18n.MESSAGES:  # a filter's name, in words
+            values["field"] = v.t(f"field.{values['field']}")
+        return render(v, "error.html", status=exc.status, message=v.t(exc.key, **values))
 
     def page(need: str = "reader") -> Callable[[Callable[..., Response]],
                                                 Callable[[Request], Awaitable[Response]]]:
