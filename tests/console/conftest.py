@@ -41,6 +41,7 @@ def console(ledger_url: str) -> Iterator[Console]:
         assert "http://" in line, f"the console did not start: {line!r} " + (
             server.stderr.read() if server.poll() is not None and server.stderr else "")
         url = line.split("http://", 1)[1].split("/", 1)[0]
+        assert url.startswith("127.0.0.1:")  # this machine only, unless told otherwise
         yield Console(f"http://{url}", engine, city,
                       "postgresql" if ledger_url.startswith("postgresql") else "sqlite")
     finally:
