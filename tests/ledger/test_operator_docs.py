@@ -63,6 +63,10 @@ def test_the_first_hour_runs_as_the_readme_writes_it(
     chosen: dict[str, str] = {}
     for line in lines:
         argv = shlex.split(line)[1:]
+        if argv[:2] == ["console", "serve"]:  # a server runs until stopped: the console's
+            args, extra = build_parser().parse_known_args(argv)  # tests start it
+            assert extra == [] and callable(getattr(args, "_run", None)), line
+            continue
         if "ALERT_ID" in argv or "SUBJECT" in argv:
             capsys.readouterr()
             assert main(["alerts", "list", "--open", "--format", "json"]) == 0
