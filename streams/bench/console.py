@@ -88,17 +88,17 @@ def _say(text: str) -> None:
 
 
 def _bench(url: str, args: argparse.Namespace) -> int:
-    from closedloop.streams.ledger.engine import open_engine
+    from closedloop.streams.ledger.engine import custom_plans, open_engine
     from closedloop.streams.ledger.migrate import upgrade
 
     upgrade(url)
-    engine = open_engine(url)
+    engine = custom_plans(open_engine(url))  # as `closedloop console serve` opens it
     try:
         started = time.perf_counter()
         counts = fill(engine, args.alerts, args.seed)
         _say(f"filled {counts['alert']:,} alerts, {counts['alert_action']:,} actions, "
              f"{counts['daily_report']:,} daily reports in {time.perf_counter() - started:,.0f} s")
-        results = measure(engine, args.requests, args.seed)
+        results, where = measure(engine, args.requests, args.seed)
     finally:
         engine.dispose()
     floor = results.pop("/health (floor)")
@@ -112,6 +112,8 @@ def _bench(url: str, args: argparse.Namespace) -> int:
               f"x{ratio:,.1f}  ({verdict})")
     print(f"{args.alerts:,} alerts in PostgreSQL; {args.requests} requests a page after "
           "a warm-up; milliseconds")
+    for page, said in where.items():
+        print(f"  {page}: {said}")
     return 0
 
 
@@ -233,8 +235,42 @@ def store_run(connection: Any) -> None:
                      clock=END, events_read=0, ledger_actions=0)
 
 
-def measure(engine: Any, requests: int, seed: int) -> dict[str, list[float]]:
-    """Serve the console in this process and time its pages over HTTP."""
+class Statements:
+    """The time each SQL statement takes, by its first words, while a page is timed: where a
+    slow page's time goes."""
+
+    def __init__(self, engine: Any) -> None:
+        from sqlalchemy import event
+
+        self.spent: dict[str, list[float]] = {}
+        self.started: dict[int, float] = {}
+
+        @event.listens_for(engine, "before_cursor_execute")
+        def before(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+            self.started[id(cursor)] = time.perf_counter()
+
+        @event.listens_for(engine, "after_cursor_execute")
+        def after(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+            began = self.started.pop(id(cursor), None)
+            if began is not None:
+                shape = " ".join(statement.split())[:70]
+                self.spent.setdefault(shape, []).append(time.perf_counter() - began)
+
+    def slowest(self) -> str:
+        """The statement with the most time in all, its share, and its p95; then clears."""
+        if not self.spent:
+            return "no SQL"
+        total = sum(sum(times) for times in self.spent.values())
+        shape, times = max(self.spent.items(), key=lambda item: sum(item[1]))
+        self.spent.clear()
+        return (f"{sum(times) / total:.0%} of its SQL time in `{shape}…` "
+                f"(p95 {_pct(times, 95) * 1000:.1f} ms)")
+
+
+def measure(engine: Any, requests: int, seed: int
+            ) -> tuple[dict[str, list[float]], dict[str, str]]:
+    """Serve the console in this process and time its pages over HTTP; also, for each page,
+    the SQL statement it spends most time in."""
     import uvicorn
 
     from closedloop.schemas.policy import default_policy
@@ -249,6 +285,8 @@ def measure(engine: Any, requests: int, seed: int) -> dict[str, list[float]]:
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
     thread.start()
     rng = random.Random(seed)
+    statements = Statements(engine)
+    where: dict[str, str] = {}
     try:
         results: dict[str, list[float]] = {}
         health = _client(port, None)
@@ -265,11 +303,14 @@ def measure(engine: Any, requests: int, seed: int) -> dict[str, list[float]]:
             def page(path: str, get: Callable[[str], None] = get) -> Callable[[], None]:
                 return lambda: get(path)
 
-            results[f"/today ({label} account)"] = _time(page("/today"), requests)
-            results[f"/alerts?district&status=open&kind ({label})"] = _time(alerts, requests)
-            results[f"/alerts, default: open, newest ({label})"] = _time(page("/alerts"),
-                                                                         requests)
-        return results
+            for name, call in ((f"/today ({label} account)", page("/today")),
+                               (f"/alerts?district&status=open&kind ({label})", alerts),
+                               (f"/alerts, default: open, newest ({label})",
+                                page("/alerts"))):
+                statements.slowest()
+                results[name] = _time(call, requests)
+                where[name] = statements.slowest()
+        return results, where
     finally:
         server.should_exit = True
         thread.join(timeout=30)

@@ -128,11 +128,11 @@ def _fail(message: str, code: int) -> int:
 
 def _open(url: str | None) -> Any:
     from closedloop.streams.ledger import database_url
-    from closedloop.streams.ledger.engine import open_existing
+    from closedloop.streams.ledger.engine import custom_plans, open_existing
     from closedloop.streams.ledger.errors import LedgerUnavailable, ledger_error
 
     try:
-        return open_existing(database_url(url))
+        return custom_plans(open_existing(database_url(url)))
     except Exception as exc:
         message = ledger_error(exc)
         if message is None:

@@ -201,3 +201,22 @@ def test_a_round_with_a_report_is_known_without_reading_the_alerts(ledger: Engin
             alerts.check_filters(connection, CITY, alerts.AlertFilter(rounds=(known,)))
         with pytest.raises(alerts.UnknownValue):
             alerts.check_filters(connection, CITY, alerts.AlertFilter(rounds=("r-none",)))
+
+
+@pytest.mark.integration
+def test_the_consoles_postgresql_connections_plan_each_query_for_its_values(
+    pg_schema_url: str,
+) -> None:
+    from sqlalchemy import text
+
+    from closedloop.streams.ledger.engine import custom_plans, open_engine
+
+    engine = custom_plans(open_engine(pg_schema_url))
+    try:
+        for _ in range(2):  # and still after the pool's rollback of the first use
+            with engine.connect() as connection:
+                assert connection.execute(text("SHOW plan_cache_mode")).scalar_one() == (
+                    "force_custom_plan")
+                connection.rollback()
+    finally:
+        engine.dispose()
