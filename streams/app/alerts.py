@@ -135,10 +135,16 @@ def known_values(connection: Connection, caller: Caller, field: str) -> list[str
     if field == "round":  # a round nobody missed has reports, and no alert
         return sorted(set(queries.known_values(connection, caller.districts, field))
                       | set(reported_rounds(connection)))
-    found = queries.known_values(connection, caller.districts, field)
     if field == "kind":
-        return sorted(set(ALERT_KINDS) | set(found))
-    return found
+        # the contract's kinds are known to everyone; a kind of the ledger beyond them (a
+        # later contract's) is probed in the caller's districts only, one lookup each: the
+        # kinds of a district read by a scan of its alerts would cost more than a page
+        beyond = [kind for kind in queries.distinct_values(connection, "kind")
+                  if kind not in ALERT_KINDS]
+        if caller.districts is not None:
+            beyond = queries.kinds_present(connection, beyond, caller.districts)
+        return sorted({*ALERT_KINDS, *beyond})
+    return queries.known_values(connection, caller.districts, field)
 
 
 def reported_rounds(connection: Connection) -> list[str]:

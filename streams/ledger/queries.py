@@ -27,6 +27,7 @@ __all__ = [
     "dead_letters_of",
     "distinct_values",
     "escalation_levels",
+    "kinds_present",
     "known_values",
     "last_samplings",
     "latest_actions",
@@ -224,6 +225,15 @@ def distinct_values(connection: Connection, field: str, scope: frozenset[str] | 
     found = found.union_all(following)
     query = select(found.c.value).where(found.c.value.is_not(None))
     return sorted(str(value) for (value,) in connection.execute(query))
+
+
+def kinds_present(connection: Connection, kinds: Sequence[str], scope: frozenset[str]
+                  ) -> list[str]:
+    """Those of ``kinds`` that some alert of ``scope`` has (one EXISTS probe a kind)."""
+    return [kind for kind in kinds if connection.execute(
+        select(_ALERT.c.alert_id).where(_ALERT.c.kind == kind,
+                                        _ALERT.c.district.in_(sorted(scope))).limit(1)
+    ).first() is not None]
 
 
 def known_values(connection: Connection, scope: frozenset[str] | None, field: str

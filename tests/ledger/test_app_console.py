@@ -180,13 +180,16 @@ def test_known_districts_and_kinds_are_the_callers_read_value_by_value(filled: E
         assert alerts.known_values(connection, CITY, "district") == ["jingan", "pudong",
                                                                      "xuhui"]
         assert alerts.known_values(connection, PUDONG, "district") == ["pudong"]
-        pudong_kinds = alerts.known_values(connection, PUDONG, "kind")
-        # the contract's kinds always; of the ledger's, only those of the caller's districts
-        assert {"round_missed", "test_missed", "positive"} <= set(pudong_kinds)
+        from closedloop.schemas.outputs import ALERT_KINDS
         from closedloop.streams.ledger import queries
 
+        # the contract's kinds always; of the ledger's beyond them, only those of the
+        # caller's districts
+        assert set(alerts.known_values(connection, PUDONG, "kind")) == set(ALERT_KINDS)
         assert queries.distinct_values(connection, "kind", PUDONG.districts) == [
             "round_missed", "test_missed"]
+        assert queries.kinds_present(connection, ["positive", "test_missed"],
+                                     frozenset({"pudong"})) == ["test_missed"]
 
 
 def test_a_round_with_a_report_is_known_without_reading_the_alerts(ledger: Engine) -> None:
