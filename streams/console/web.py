@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote, unquote, urlencode
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
 from sqlalchemy import Engine
 from starlette.applications import Starlette
@@ -47,7 +47,7 @@ COUNT_LIMIT: Final = 10_000
 a ledger of millions on each page would cost more than the page itself."""
 CSV_LIMIT: Final = 100_000
 CSV_COLUMNS: Final = ("alert_id", "kind", "subject", "district", "due_at", "raised_at", "state",
-                      "level", "assigned_to", "last_action", "last_by", "note")
+                      "level", "assignee", "last_action", "last_by", "note")
 STATUS: Final = ("open", "all", "raised", "acknowledged", "resolved", "caught_up")
 SORTS: Final = ("newest", "severity", "due")
 TREND_DAYS: Final = 14
@@ -121,7 +121,9 @@ def create_app(settings: Settings) -> Starlette:
     """The console as an ASGI application on ``settings.engine``."""
     env = Environment(loader=FileSystemLoader(HERE / "templates"),
                       autoescape=select_autoescape(default=True, default_for_string=True),
-                      trim_blocks=True, lstrip_blocks=True)
+                      trim_blocks=True, lstrip_blocks=True,
+                      # a name the page does not have is an error, never an empty cell
+                      undefined=StrictUndefined)
     names = _cookie_names(settings.secure_cookies)
     secret = settings.secret
 
@@ -213,7 +215,8 @@ def create_app(settings: Settings) -> Starlette:
     def login_form(v: Visit) -> Response:
         if v.caller is not None:
             return redirect(v, _safe_next(v.request.query_params.get("next")))
-        return render(v, "login.html", next=_safe_next(v.request.query_params.get("next")))
+        return render(v, "login.html", next=_safe_next(v.request.query_params.get("next")),
+                      message=None)
 
     @page("none")
     def login(v: Visit, form: FormData) -> Response:
