@@ -347,3 +347,17 @@ def test_no_demo_account_is_made_in_a_server_ledger() -> None:
     engine = create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
     assert demo_account(engine) is None  # decided by the dialect: nothing is connected to
     engine.dispose()
+
+
+def test_everything_served_comes_from_the_package(app: Any) -> None:
+    """No page names another site: no CDN, no web font, no script at all."""
+    for template in [*TEMPLATES.glob("*.html"), TEMPLATES.parent / "static" / "console.css"]:
+        text = template.read_text()
+        assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text, re.I), template.name
+        assert "<script" not in text and "@import" not in text, template.name
+    client = _client(app)
+    _sign_in(client, "city-op")
+    links = re.findall(r'(?:href|src)="([^"]+)"', client.get("/today").text)
+    assert "/static/console.css" in links
+    assert all(link.startswith(("/", "#")) and not link.startswith("//") for link in links)
+    assert client.get("/static/console.css").status_code == 200
