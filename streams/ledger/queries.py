@@ -95,14 +95,17 @@ class AlertCriteria:
 
 def _where(query: Select[Any], c: AlertCriteria) -> Select[Any]:
     table = _ALERT
+    districts: Sequence[str] | None = c.districts or None
     if c.scope is not None:
-        query = query.where(table.c.district.in_(sorted(c.scope)))
+        # one condition on the district, not two: PostgreSQL would multiply their
+        # selectivities and plan for far fewer rows than the district holds
+        districts = sorted(c.scope if districts is None else set(districts) & c.scope)
     if c.kinds:
         query = query.where(table.c.kind.in_(c.kinds))
     if c.rounds:
         query = query.where(table.c.kind == "round_missed")
-    if c.districts:
-        query = query.where(table.c.district.in_(c.districts))
+    if districts is not None:
+        query = query.where(table.c.district.in_(districts))
     if c.states:
         query = query.where(table.c.state.in_(c.states))
     if c.levels:
