@@ -273,15 +273,24 @@ def create_app(settings: Settings) -> Starlette:
                       cutoff=i18n.instant(board.cutoff, settings.policy.zone)
                       if board.cutoff else None)
 
-    @page()
-    def alerts_page(v: Visit) -> Response:
+    def listing(v: Visit, *, paged: bool, limit: int) -> tuple[_AlertQuery, alerts.AlertPage]:
+        """The alerts the query string asks for: its page of them (``paged``) or from the
+        first, at most ``limit``, counted up to what is shown ("more than" beyond)."""
         assert v.caller is not None
         query = _AlertQuery.parse(v.request.query_params, settings.policy)
+        offset = (query.page - 1) * PAGE_SIZE if paged else 0
         with settings.engine.connect() as connection:
             _check(connection, v.caller, query.wanted)
             listed = alerts.list_alerts(connection, v.caller, query.wanted, sort=query.sort,
-                                        offset=(query.page - 1) * PAGE_SIZE, limit=PAGE_SIZE,
-                                        count_limit=COUNT_LIMIT)
+                                        offset=offset, limit=limit,
+                                        count_limit=COUNT_LIMIT if paged else limit)
+        return query, listed
+
+    @page()
+    def alerts_page(v: Visit) -> Response:
+        assert v.caller is not None
+        query, listed = listing(v, paged=True, limit=PAGE_SIZE)
+        with settings.engine.connect() as connection:
             known = {name: alerts.known_values(connection, v.caller, name)
                      for name in ("kind", "district")}
             # the rounds with a report: reading every round_missed alert's details for the
@@ -299,12 +308,7 @@ def create_app(settings: Settings) -> Starlette:
 
     @page()
     def alerts_csv(v: Visit) -> Response:
-        assert v.caller is not None
-        query = _AlertQuery.parse(v.request.query_params, settings.policy)
-        with settings.engine.connect() as connection:
-            _check(connection, v.caller, query.wanted)
-            listed = alerts.list_alerts(connection, v.caller, query.wanted, sort=query.sort,
-                                        limit=CSV_LIMIT, count_limit=CSV_LIMIT)
+        _, listed = listing(v, paged=False, limit=CSV_LIMIT)
         if listed.more:
             raise PageError(400, "alerts.csv_too_many", limit=i18n.number(CSV_LIMIT))
         out = io.BytesIO()
