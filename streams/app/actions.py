@@ -76,11 +76,9 @@ class ActionRefused(ActionError):
 
 
 class KafkaUnreachable(ActionError):
-    """No broker answered (``--via kafka``); the message names ``--via ledger``.
-    ``abandoned``: the client is still waiting, in a daemon thread, and holds nothing the
-    caller needs (a command may end at once)."""
-
-    abandoned = False
+    """No broker answered (``--via kafka``); the message names ``--via ledger``. A client
+    still waiting on a silent address is left in a daemon thread: it holds nothing the
+    caller needs and does not keep the process from ending."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,9 +317,7 @@ def publish(settings: KafkaSettings, event: dict[str, Any], deadline: float | No
     sender.start()
     sender.join(max(0.0, deadline - time.monotonic()))
     if not outcome:
-        late = unreachable("did not answer in time")
-        late.abandoned = True
-        raise late
+        raise unreachable("did not answer in time")
     result = outcome[0]
     if isinstance(result, BaseException):
         raise unreachable(f"did not take the action ({type(result).__name__})")

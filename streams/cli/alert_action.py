@@ -25,7 +25,6 @@ examples:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import uuid
 from datetime import datetime
@@ -107,9 +106,6 @@ def run_action(args: argparse.Namespace) -> int:
         return 2
     except actions.KafkaUnreachable as exc:
         print(f"{command}: {exc}", file=sys.stderr)
-        if exc.abandoned:  # a client stuck on a silent address must not hold the command
-            sys.stderr.flush()
-            os._exit(1)
         return 1
     except actions.ActionError as exc:
         print(f"{command}: {exc}", file=sys.stderr)

@@ -25,9 +25,13 @@ ALERT_ID = alert_id("unlocated", PERSON, 1662433200)
 
 
 @pytest.fixture
-def prefix(kafka_admin: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A fresh prefix (with 3 partitions a topic, declared by the command); removed afterwards."""
+def prefix(kafka_admin: Any, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+           ) -> Iterator[str]:
+    """A fresh prefix (with 3 partitions a topic, declared by the command) on the test broker,
+    which is what actions go to by default when CLOSEDLOOP_KAFKA is set; removed afterwards."""
     name = f"act{uuid.uuid4().hex[:10]}"
+    monkeypatch.setenv("CLOSEDLOOP_KAFKA", kafka_bootstrap)
+    monkeypatch.delenv("CLOSEDLOOP_ACTIONS_VIA", raising=False)
     monkeypatch.setenv("CLOSEDLOOP_TOPIC_PREFIX", name)
     monkeypatch.setenv("CLOSEDLOOP_PARTITIONS", "3")
     yield name
