@@ -4,10 +4,11 @@ The text is *read* first: each character as Unicode NFKC normalises it (full-wid
 letters count), any decimal digit (Unicode category Nd: Arabic-Indic ``٣``, Devanagari ``३``
 …) as its ASCII digit, format characters (category Cf: a soft hyphen, a zero-width space)
 skipped, and, in text that is JSON as written, each escape (``\\u0031``) as what it stands
-for. In that reading a token is a run of 17 digits followed by a digit or ``X``/``x`` (a PRC
-resident ID), or a mobile number: 11 digits starting with 1, or the same grouped 3-4-4 by
-single spaces or hyphens (``139 8765 4321``), optionally preceded by ``+86``, ``0086`` or
-``86``; in each case the run is not part of a longer run of digits. Such a token must never
+for, and every dash (a hyphen, a non-breaking hyphen, an en dash, a minus sign …) as ``-``. In
+that reading a token is a run of 17 digits followed by a digit or ``X``/``x`` (a PRC resident
+ID), or a mobile number: 11 digits starting with 1, or the same grouped 3-4-4 by single spaces
+or hyphens (``139 8765 4321``), optionally preceded by ``+86``, ``0086`` or ``86``; in each
+case the run is not part of a longer run of digits. Such a token must never
 reach a topic, a log, a metric label, the ledger, or anything written for people.
 
 Redaction replaces each token by ``[redacted]`` in the text *as written*: the reading keeps,
@@ -33,6 +34,7 @@ from typing import Final
 
 __all__ = [
     "COARSE",
+    "DASHES",
     "REDACTED",
     "RUN",
     "TOKEN",
@@ -74,6 +76,15 @@ ESCAPE: Final = re.compile(r"\\(?:u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9
 _UNITS_ESCAPED: Final = re.compile(ESCAPE.pattern + r"|[^\x00-\x7f]+", re.DOTALL)
 _NON_ASCII: Final = re.compile(r"[^\x00-\x7f]+")
 _OTHER_DIGIT: Final = re.compile(r"[^\D0-9]")  # a decimal digit that is not 0-9
+# Every dash, read as "-": a writer grouping a mobile 3-4-4 may type any of them, and on the
+# page "139‐8765‐4321" (U+2010 HYPHEN) is the ASCII spelling. Unicode category Pd and the
+# minus sign (superscript and subscript minus read as it after NFKC); a test holds this list
+# to the Unicode database.
+DASHES: Final = ("\u058a\u05be\u1400\u1806\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u2e17"
+                 "\u2e1a\u2e3a\u2e3b\u2e40\u2e5d\u301c\u3030\u30a0\ufe31\ufe32\ufe58\ufe63"
+                 "\uff0d\U00010ead")
+_DASH: Final = re.compile(f"[{DASHES}]")
+_AS_HYPHEN: Final = str.maketrans(dict.fromkeys(DASHES, "-"))
 _ASTRAL: Final = re.compile("[\U00010000-\U0010ffff]")  # a character beyond the BMP
 # An escape not known harmless at sight: neither a JSON escape of one character nor one of
 # U+4000-U+9FFF (CJK ideographs, where no digit, separator or format character is). The
@@ -89,12 +100,14 @@ _WHOLE: Final = 1 << 14  # characters of other scripts normalised whole at most
 
 @lru_cache(maxsize=16384)
 def _char(char: str) -> str:
-    """What one character reads as: NFKC, any decimal digit as 0-9, format characters gone."""
+    """What one character reads as: NFKC, any decimal digit as 0-9, format characters gone,
+    a dash as ``-``."""
     value = unicodedata.normalize("NFKC", char)
     if value.isascii():
         return value
     return "".join(str(unicodedata.decimal(c)) if c.isdecimal()
-                   else "" if unicodedata.category(c) == "Cf" else c for c in value)
+                   else "" if unicodedata.category(c) == "Cf"
+                   else "-" if c in DASHES else c for c in value)
 
 
 @lru_cache(maxsize=16384)
@@ -174,7 +187,8 @@ def _classes() -> _Classes:
         char = chr(point)
         if unicodedata.category(char) == "Cf":
             formats.append(point)
-        elif not unicodedata.is_normalized("NFKC", char) or char.isdecimal():
+        elif (not unicodedata.is_normalized("NFKC", char) or char.isdecimal()
+              or char in DASHES):
             value = _char(char)
             count = sum(c in "0123456789" for c in value)
             if count:
@@ -198,9 +212,9 @@ def _classes() -> _Classes:
 
 def _plain_chunk(chunk: str) -> bool:
     """True when each character of ``chunk`` reads as itself and is no part of a token:
-    NFKC-normal, printable (so no format character) and no digit of another script."""
+    NFKC-normal, printable (so no format character), no digit of another script, no dash."""
     return (unicodedata.is_normalized("NFKC", chunk) and chunk.isprintable()
-            and _OTHER_DIGIT.search(chunk) is None)
+            and _OTHER_DIGIT.search(chunk) is None and _DASH.search(chunk) is None)
 
 
 def _harmless(value: str) -> bool:
@@ -235,6 +249,8 @@ def _stand_in(text: str, units: set[str] | None) -> str | None:
     if len(text) > _WHOLE:
         return None  # NFKC of megabytes of text in other scripts takes seconds: the regions
     normal = unicodedata.normalize("NFKC", text)
+    if _DASH.search(normal) is not None:
+        normal = normal.translate(_AS_HYPHEN)
     if normal.isprintable() and _OTHER_DIGIT.search(normal) is None:
         return normal  # printable: no format character (the common case, tested in C)
     return None if _classes().special.search(normal) else normal

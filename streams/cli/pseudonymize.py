@@ -3,9 +3,9 @@
 Producers must send a pseudonym as ``person_id`` (CONTRACT.md §2); this is the reference way
 to make one. A keyed HMAC rather than a plain hash because resident IDs and mobile numbers
 are few enough to enumerate: without the key nobody can recompute the mapping. The same
-person always gets the same pseudonym because the identifier is normalised first (spaces
-and hyphens dropped, full-width digits folded, a ``+86``/``0086`` prefix removed, a resident
-ID's trailing ``x`` upper-cased).
+person always gets the same pseudonym because the identifier is normalised first (spaces,
+hyphens and every other dash dropped, full-width digits folded, a ``+86``/``0086`` prefix
+removed, a resident ID's trailing ``x`` upper-cased).
 
 Input is one identifier a line, or with ``--column`` (repeatable) a CSV file whose named
 columns are replaced (other columns are kept). A raw identifier in any cell of a column not
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TextIO, cast
 
-from closedloop.schemas.identifiers import contains_raw, looks_raw, redact_text
+from closedloop.schemas.identifiers import DASHES, contains_raw, looks_raw, redact_text
 from closedloop.schemas.ids import spell_digit_runs
 from closedloop.schemas.text import one_line
 
@@ -69,14 +69,15 @@ class PseudonymError(ValueError):
 
 
 def _folded(text: str) -> str:
-    """Any decimal digit (Arabic-Indic, Devanagari, full-width) as its ASCII digit, and
-    format characters (a soft hyphen, a zero-width space) dropped."""
+    """Any decimal digit (Arabic-Indic, Devanagari, full-width) as its ASCII digit, format
+    characters (a soft hyphen, a zero-width space) dropped, and any dash (U+2010 HYPHEN, an en
+    dash, a minus sign) as ``-``: as the raw-identifier search reads them."""
     if text.isascii():
         return text
     text = unicodedata.normalize("NFKC", text)
     return "".join(
         str(unicodedata.decimal(c)) if c.isdecimal() and not c.isascii()
-        else "" if unicodedata.category(c) == "Cf" else c
+        else "" if unicodedata.category(c) == "Cf" else "-" if c in DASHES else c
         for c in text)
 
 

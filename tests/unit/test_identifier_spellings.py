@@ -14,6 +14,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from closedloop.schemas.identifiers import (
+    DASHES,
     REDACTED,
     contains_raw,
     looks_raw,
@@ -77,6 +78,30 @@ def test_format_characters_inside_a_run_are_skipped(mark: str) -> None:
 def test_a_mobile_grouped_3_4_4_is_found(grouped: str) -> None:
     assert contains_raw(f"mobile: {grouped}")
     assert MOBILE[3:7] not in redact_text(f"mobile: {grouped}")
+
+
+# Every dash a writer may group the digits with: on the page "139‐1234‐5678" (U+2010 HYPHEN)
+# is the mobile number as plainly as its ASCII spelling.
+DASH_SPELLINGS: Final = ("\u2010", "\u2011", "\u2012", "\u2013", "\u2014", "\u2212",
+                         "\ufe63", "\u301c", "\u207b")
+
+
+@pytest.mark.parametrize("dash", DASH_SPELLINGS, ids=[f"U+{ord(d):04X}" for d in DASH_SPELLINGS])
+def test_a_mobile_grouped_by_any_dash_is_found_and_redacted(dash: str) -> None:
+    text = f"tel {MOBILE[:3]}{dash}{MOBILE[3:7]}{dash}{MOBILE[7:]}."
+    assert contains_raw(text) and looks_raw(text[4:-1])
+    assert redact_text(text) == f"tel {REDACTED}."
+    assert redact_text(f"海淀 {text}") == f"海淀 tel {REDACTED}."
+    assert redact_text(escaped(text), escapes=True) == escaped("tel ") + REDACTED + escaped(".")
+    # a dash is one separator: two of them are no 3-4-4 group
+    assert not contains_raw(f"{MOBILE[:3]}{dash}{dash}{MOBILE[3:7]} {MOBILE[7:]}")
+
+
+def test_every_unicode_dash_and_the_minus_sign_read_as_a_hyphen() -> None:
+    dashes = {chr(c) for c in range(0x80, 0x110000)
+              if unicodedata.category(chr(c)) == "Pd" or chr(c) == "\u2212"}
+    assert dashes <= set(DASHES)
+    assert all(read(dash).text == "-" for dash in DASHES)
 
 
 @pytest.mark.parametrize("text", [
@@ -143,6 +168,7 @@ def test_redacting_a_long_text_costs_memory_in_proportion(filler: str) -> None:
 UNITS: Final = (
     "1", "3", "9", "0", "8", "6", "+", " ", "-", "X", "x", "a", "_", ".", "界", "é", "\\",
     "１", "３", "٣", "१", "𝟏", "①", "⑬", "¹", "\u00ad", "\u200b", "\ufeff", "\u3000", "－",
+    "\u2010", "\u2212", "\\u2013",
     "＋", "\\u0031", "\\u0033", "\\uff18", "\\u00e9", "\\u754c", "\\u200b", "\\u0020",
     "\\ud835\\udfcf", "\\n", "\\\\", "\\\"", "\\1", "\\u00", "13912345678", "139 1234 5678",
     "86", "0086", "11010119900307123", "\ud800",

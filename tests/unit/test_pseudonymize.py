@@ -414,9 +414,11 @@ def test_an_identifier_as_a_column_name_is_refused_by_position(tmp_path: Path) -
         MOBILE[:5] + "\u200b" + MOBILE[5:], MOBILE[:5] + "\u00ad" + MOBILE[5:],
         "".join(chr(0x0660 + int(d)) for d in MOBILE),  # Arabic-Indic digits
         "".join(chr(0x0966 + int(d)) for d in MOBILE),  # Devanagari digits
+        f"{MOBILE[:3]}\u2010{MOBILE[3:7]}\u2010{MOBILE[7:]}",  # U+2010 HYPHEN
+        f"+86 {MOBILE[:3]}\u2013{MOBILE[3:7]}\u2212{MOBILE[7:]}",  # en dash, minus sign
     ],
     ids=["bracketed-plus86", "86", "grouped", "zero-width-space", "soft-hyphen",
-         "arabic-indic", "devanagari"],
+         "arabic-indic", "devanagari", "unicode-hyphen", "dashes"],
 )
 def test_other_spellings_of_one_mobile_give_one_pseudonym(spelling: str) -> None:
     assert normalize(spelling) == MOBILE

@@ -154,7 +154,10 @@ def test_an_unknown_enum_value_is_not_repeated() -> None:
     f"海淀 {MOBILE[:3]}\u200b{MOBILE[3:]}",  # a zero-width space inside
     f"海淀 {MOBILE[:3]} {MOBILE[3:7]} {MOBILE[7:]}",  # grouped 3-4-4
     f"海淀 86{MOBILE}",
-], ids=["arabic-indic", "devanagari", "soft-hyphen", "zero-width-space", "grouped", "86"])
+    f"海淀 {MOBILE[:3]}\u2010{MOBILE[3:7]}\u2010{MOBILE[7:]}",  # grouped by U+2010 HYPHEN
+    f"{MOBILE[:3]}\u2013{MOBILE[3:7]}\u2013{MOBILE[7:]}",  # grouped by en dashes
+], ids=["arabic-indic", "devanagari", "soft-hyphen", "zero-width-space", "grouped", "86",
+        "unicode-hyphen", "en-dash"])
 def test_a_district_holding_a_mobile_in_any_spelling_never_reaches_an_alert(
     district: str,
 ) -> None:
