@@ -66,6 +66,7 @@ __all__ = [
     "decode_line",
     "header_receipt",
     "header_value",
+    "raw_in_line",
     "validate_event",
 ]
 
@@ -144,6 +145,15 @@ _RAW_MESSAGE: Final = (
 
 def _raw(where: str) -> Rejection:
     return Rejection("raw_identifier", f"{where}: {_RAW_MESSAGE}")
+
+
+def raw_in_line(line: bytes) -> Rejection | None:
+    """``raw_identifier`` when a raw identifier is anywhere in ``line`` (every reading the
+    decoder makes of it), else None: for a writer that must not pass such a line on."""
+    if plain_ascii(line):
+        return None
+    where = find_raw(line)
+    return None if where is None else _raw(where)
 
 
 _MISSING = re.compile(

@@ -1,8 +1,10 @@
 """``closedloop produce FILE|-``: publish a replay file's events to their input topics.
 
 Each envelope goes to its topic with the contract's key (kafka-python's synchronous client);
-a line that is no envelope of an input topic goes to the dead letters. Only input topics are
-written: moving an event-mode worker's clock is ``closedloop clock --until T``.
+a line that is no envelope of an input topic, or that holds a raw identifier anywhere
+(CONTRACT.md §2: none may reach a topic, and an input topic keeps what it is given, a
+compacted one for ever), goes to the dead letters, redacted. Only input topics are written:
+moving an event-mode worker's clock is ``closedloop clock --until T``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import IO, Any
 
 import msgspec
 
-from closedloop.schemas.decode import dead_letter
+from closedloop.schemas.decode import dead_letter, raw_in_line
 from closedloop.streams.engine.envelopes import Refused, publishable
 from closedloop.streams.kafka.settings import KafkaSettings
 from closedloop.streams.kafka.topics import declare_topics, topic_name
@@ -31,7 +33,8 @@ def _lines(source: str) -> Iterator[bytes]:
 
 
 def produce(lines: Iterator[bytes], settings: KafkaSettings, out: IO[str]) -> dict[str, int]:
-    """Send each envelope's value to its topic, keyed; a line without a topic is dead-lettered."""
+    """Send each envelope's value to its topic, keyed; a line without a topic, or holding a
+    raw identifier, is dead-lettered."""
     from kafka import KafkaProducer
 
     producer = KafkaProducer(linger_ms=20, acks="all", **settings.kafka_python())
@@ -42,6 +45,8 @@ def produce(lines: Iterator[bytes], settings: KafkaSettings, out: IO[str]) -> di
             record = publishable(line)
             if record is None:
                 continue
+            if not isinstance(record, Refused) and (raw := raw_in_line(line)) is not None:
+                record = Refused(raw, record.topic)
             if isinstance(record, Refused):
                 origin = None if record.topic is None else topic_name(settings.prefix,
                                                                        record.topic)

@@ -92,3 +92,37 @@ def test_produce_declares_the_topics_with_the_configured_partitions_and_a_mismat
     lines = [line for line in worker.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "has 3 partitions, expected 5" in lines[0], worker.stderr
     assert "CLOSEDLOOP_PARTITIONS" in lines[0]
+
+
+def test_a_line_holding_a_raw_identifier_reaches_no_input_topic(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    from closedloop.schemas.identifiers import contains_raw
+
+    # given lines whose event holds a mobile number: as the person (the record key too), as
+    # a district grouped by Unicode hyphens (the roster topic is compacted: kept for ever),
+    # as a number in an unknown field; and a clean line between them
+    sampling = {"event_id": "s1", "occurred_at": "2022-09-06T09:00:00+08:00",
+                "person_id": "13912345678", "tube_id": "tb-1", "site_id": "site-1",
+                "district": "xuhui", "pool_size": 1}
+    roster = {"event_id": "p1", "occurred_at": "2022-09-06T09:00:00+08:00",
+              "person_id": "p:000000000001", "district": "139\u20101234\u20105678",
+              "status": "resident"}
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b"\n".join([
+        orjson.dumps({"topic": "sampling", "value": sampling}),
+        orjson.dumps({"topic": "population", "value": roster}),
+        cohort("c1", "p:000000000001"),
+        cohort("c2", "p:000000000002").replace(b'"active"', b'"extra":13912345678,"active"'),
+    ]) + b"\n")
+    # when they are produced
+    done = subprocess.run([*CLOSEDLOOP, "produce", str(source)], env=deployment.env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    # then only the clean line is on an input topic, and the others are dead letters, redacted
+    assert [orjson.loads(v)["event_id"] for _, v in deployment.read("cohort")] == ["c1"]
+    assert deployment.read("sampling") == [] and deployment.read("population") == []
+    letters = deployment.read("deadletter")
+    assert sorted(orjson.loads(v)["line"] for _, v in letters) == [1, 2, 4]
+    assert {orjson.loads(v)["reason"] for _, v in letters} == {"raw_identifier"}
+    assert not any(contains_raw(v.decode(), escapes=True) for _, v in letters)
