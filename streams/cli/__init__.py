@@ -7,6 +7,7 @@ import importlib
 import re
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Final
@@ -164,7 +165,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from closedloop.streams.cli.stderr import redacted_stderr
 
     with redacted_stderr():  # what a command echoes of its arguments, never an identifier
-        return _main(argv)
+        try:
+            return _main(argv)
+        except Exception:
+            # printed here, through the redaction: left to the interpreter, a traceback
+            # comes after the redaction has ended, and an exception may quote an argument
+            traceback.print_exc()
+            return 1
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -199,13 +206,30 @@ def _main(argv: Sequence[str] | None) -> int:
         return 1
     except Exception as exc:
         message = connection_failure(exc, KafkaSettings.from_env())
+        if message is None and isinstance(exc, OSError):
+            message = _os_error(exc)
         if message is None:
             raise
-        print(f"closedloop {args.command}: {message}", file=sys.stderr)
+        print(f"{_named(args)}: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _named(args: argparse.Namespace) -> str:
+    """The command as typed, with its action: ``closedloop alerts list``."""
+    action = next((getattr(args, name) for name in ("alerts_command", "report_command",
+                                                   "db_command", "policy_command", "bench")
+                   if isinstance(getattr(args, name, None), str)), None)
+    return " ".join(part for part in ("closedloop", args.command, action) if part)
+
+
+def _os_error(exc: OSError) -> str:
+    """A file that does not open, a full disk: one line for people (not a traceback), the
+    file's name first when there is one."""
+    problem = exc.strerror or str(exc)
+    return f"{exc.filename}: {problem}" if exc.filename else problem
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ the clock finally moves to exactly T and everything due by then fires. An event 
 occurred_at is later than its receipt plus the policy's max_clock_skew is rejected
 (implausible_time): the receipt is ``--received-at T``, else the wall clock when the run
 starts, so a replay that must give the same bytes on any day passes ``--received-at``. The
-exit status is 0 unless the input cannot be read (or an option is wrong: 2).
+exit status is 0 unless the input cannot be read or an output cannot be written (1), or an
+option is wrong (2).
 
 With ``--round-reports OUT``, testing rounds' ``round-report`` records (progress, close,
 final) are written there as JSON Lines in the order they are raised: by as_of, then round_id,
@@ -412,8 +413,9 @@ def run(args: argparse.Namespace) -> int:
                 deadletter_out=outputs["deadletter"], round_reports_out=outputs["round_reports"],
                 progress=progress, ledger=ledger, received_at=received_at, extra=extra,
             )
-        except OSError as exc:
-            print(f"closedloop replay: read failed: {exc.strerror}", file=sys.stderr)
+        except OSError as exc:  # reading the input, or writing an output (a full disk)
+            where = f"{exc.filename}: " if exc.filename else ""
+            print(f"closedloop replay: stopped: {where}{exc.strerror or exc}", file=sys.stderr)
             return 1
         alerts_out.flush()
     if not args.quiet:

@@ -137,7 +137,11 @@ def write_xlsx(sheets: Sequence[tuple[str, Sequence[dict[str, Any]]]], columns: 
         sheet.append([spreadsheet_cell(header(column, lang)) for column in columns])
         for row in rows:
             sheet.append([_xlsx_value(row.get(column), zone) for column in columns])
-    book.save(out)
+    # made whole in memory, then written: a write that fails (a full disk) is then one error
+    # of ``out``, not a zip file left to fail again as it is collected
+    made = io.BytesIO()
+    book.save(made)
+    out.write(made.getvalue())
 
 
 def _xlsx_value(value: Any, zone: ZoneInfo) -> Any:

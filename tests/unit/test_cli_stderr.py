@@ -72,3 +72,44 @@ def test_the_real_standard_error_is_redacted_too(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path)
     assert done.returncode == 2
     assert "[redacted]" in done.stderr and not contains_raw(done.stderr), done.stderr
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx", "json", "table"])
+def test_an_output_file_that_cannot_be_written_is_one_redacted_line(
+    fmt: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from closedloop.streams.ledger.embedded import ReplayLedger
+
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    ReplayLedger.open(url).close()  # an empty ledger: the listing itself works
+    code = main(["alerts", "list", "--ledger", url, "--format", fmt,
+                 "-o", f"{tmp_path}/no-such-folder/{MOBILE}.{fmt}"])
+    _, err = capsys.readouterr()
+    assert code == 1
+    assert err == (f"closedloop alerts list: {tmp_path}/no-such-folder/[redacted].{fmt}: "
+                   "No such file or directory\n")
+
+
+@pytest.mark.parametrize("argv", [["policy", "show"], ["alerts", "list", "--format", "xlsx",
+                                                       "-o", "/dev/full"],
+                                  ["replay", "-", "--alerts", "/dev/full", "--received-at",
+                                   "2022-09-10T00:00:00+08:00", "--until",
+                                   "2022-09-08T00:00:00+08:00"]],
+                         ids=["standard-output", "xlsx", "replay-alerts"])
+def test_a_full_disk_is_one_line_and_exit_1(argv: list[str], tmp_path: Path) -> None:
+    from closedloop.streams.ledger.embedded import ReplayLedger
+
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    ReplayLedger.open(url).close()
+    swab = ('{"topic":"sampling","value":{"event_id":"s1","occurred_at":'
+            '"2022-09-06T10:00:00+08:00","person_id":"p:00000001","tube_id":"tb-1",'
+            '"site_id":"site-1","district":"xuhui","pool_size":1}}\n')  # raises two alerts
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "closedloop.streams.cli", *argv, *(
+                ["--ledger", url] if argv[0] == "alerts" else [])], input=swab,
+            stdout=full, stderr=subprocess.PIPE, text=True, timeout=60, check=False)
+    assert done.returncode == 1
+    assert done.stderr.endswith(": No space left on device\n"), done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "read" not in done.stderr  # nothing failed to read
