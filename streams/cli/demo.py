@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from closedloop.schemas.identifiers import redact_text
 from closedloop.schemas.policy import default_policy
 from closedloop.streams.cli.arguments import positive
 from closedloop.streams.cli.replay import Extra, replay_lines, summary
@@ -163,9 +164,10 @@ def run(args: argparse.Namespace) -> int:
     print(_ledger_note(ledger_url, args.ledger, new_alerts, last, round_id))
     print(_console_note(ledger_url, args.ledger))
     if args.out:
-        print(f"\nwritten to {args.out}/: city.jsonl alerts.jsonl reports.jsonl "
+        folder = redact_text(args.out)  # a folder named by a mobile number is not echoed
+        print(f"\nwritten to {folder}/: city.jsonl alerts.jsonl reports.jsonl "
               "round-reports.jsonl deadletter.jsonl"
-              f"\nreplay it yourself: closedloop replay {args.out}/city.jsonl --until "
+              f"\nreplay it yourself: closedloop replay {folder}/city.jsonl --until "
               f"{policy_iso(until, policy)}")
     sys.stdout.flush()
     return 0
@@ -203,7 +205,7 @@ def _ledger_note(url: str, given: str | None, new_alerts: int, day: str | None,
     default, which those commands find by themselves."""
     from sqlalchemy import make_url
 
-    shown = make_url(url).render_as_string(hide_password=True)
+    shown = redact_text(make_url(url).render_as_string(hide_password=True))
     option = f" --ledger {shown}" if given and given != database_url(None) else ""
     lines = [f"ledger (SQL): {shown} ({new_alerts:,} new alerts)",
              f"  closedloop alerts list --open --sort severity{option}",

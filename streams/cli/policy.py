@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from closedloop.schemas.identifiers import redact_text
 from closedloop.schemas.policy import PolicyError, default_policy_text, load_policy
 
 __all__ = ["add_parser", "run"]
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     except PolicyError as exc:
         print(f"closedloop policy: {exc}", file=sys.stderr)
         return 2
-    print(f"{args.file}: valid ({policy.timezone}, cut-off "
+    print(f"{redact_text(args.file)}: valid ({policy.timezone}, cut-off "
           f"{policy.daily_cutoff // 3600:02d}:{policy.daily_cutoff % 3600 // 60:02d}, "
           f"{len(policy.cohorts)} cohorts)")
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from closedloop.schemas.identifiers import redact_text
 from closedloop.streams.ledger import database_url
 from closedloop.streams.ledger.options import add_ledger
 
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from closedloop.streams.ledger.errors import ledger_error
 
     url = database_url(args.ledger)
-    shown = make_url(url).render_as_string(hide_password=True)
+    shown = redact_text(make_url(url).render_as_string(hide_password=True))
     def revision() -> str | None:
         engine = open_engine(url)
         try:

@@ -113,3 +113,21 @@ def test_a_full_disk_is_one_line_and_exit_1(argv: list[str], tmp_path: Path) -> 
     assert done.stderr.endswith(": No space left on device\n"), done.stderr
     assert done.stderr.count("\n") == 1, done.stderr
     assert "read" not in done.stderr  # nothing failed to read
+
+
+@pytest.mark.parametrize("argv", [
+    ["policy", "check", "{tmp}/p_{raw}.toml"],
+    ["db", "current", "--ledger", "sqlite:///{tmp}/{raw}.db"],
+    ["demo", "--people", "60", "--days", "2", "--out", "{tmp}/{raw}",
+     "--ledger", "sqlite:///{tmp}/l_{raw}.db"],
+], ids=["policy-check", "db-current", "demo"])
+def test_an_identifier_given_as_an_argument_is_not_echoed_on_standard_output(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    main(["policy", "show"])
+    (tmp_path / f"p_{MOBILE}.toml").write_text(capsys.readouterr().out)
+    code = main([a.format(raw=MOBILE, tmp=tmp_path) for a in argv])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "[redacted]" in out and not contains_raw(out), out
+    assert not contains_raw(err), err
