@@ -46,7 +46,7 @@ import msgspec
 
 from closedloop.agents.actions import explain
 from closedloop.agents.rounds import STAGES
-from closedloop.schemas.events import Event
+from closedloop.schemas.events import Action, Event
 from closedloop.schemas.outputs import Alert, RoundReport
 from closedloop.schemas.plausible import EARLIEST, MAX_SPREAD
 from closedloop.schemas.policy import Policy, PolicyError, load_policy
@@ -161,6 +161,10 @@ def replay_lines(
 
     escalations = 0
     flushed_alerts = 0  # for the progress line
+    pending = sorted(extra, key=lambda item: item.at)
+    # the alerts the ledger's own actions are about, and those of them this input raises
+    acted_on = {item.event.alert_id for item in pending if isinstance(item.event, Action)}
+    raised_here: set[str] = set()
 
     def flush() -> None:
         nonlocal reports, buffered, escalations, flushed_alerts
@@ -168,6 +172,8 @@ def replay_lines(
         out = driver.drain()
         if ledger is not None:
             ledger.write(out)
+        if acted_on:
+            raised_here.update(a.alert_id for a in out.alerts if a.alert_id in acted_on)
         for alert in _sorted_alerts(out.alerts):
             alerts_by_kind[alert.kind] += 1
             if alerts_out is not None:
@@ -203,7 +209,7 @@ def replay_lines(
         held.clear()
 
     driver.spill = spill
-    pending = sorted(extra, key=lambda item: item.at)
+    fed = list(pending)
     with for_throughput():
         for number, line in enumerate(lines, start=1):
             if blank(line):
@@ -225,6 +231,7 @@ def replay_lines(
         ledger.finish(driver)
     if progress is not None:
         progress.done()
+    _elsewhere(driver.stats, fed, raised_here)
     return ReplayResult(driver.stats, alerts_by_kind, reports, driver.clock.value, escalations,
                         driver.keyed_steps, round_reports)
 
@@ -429,13 +436,27 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _elsewhere(stats: Counter[str], fed: list[Extra], raised_here: set[str]) -> None:
+    """Count apart the ledger's actions on alerts this input never raises (another city's,
+    an earlier file's): the engine, which sees one subject's state, ignores them as "its
+    subject is not the alert's", which says nothing true of them to an operator who
+    acknowledged an alert of another run. They are left as they were in the ledger."""
+    elsewhere = sum(1 for item in fed if isinstance(item.event, Action)
+                    and item.event.alert_id not in raised_here)
+    moved = min(elsewhere, stats.get("actions_ignored:not_subjects_alert", 0))
+    if moved:
+        stats["actions_ignored:not_subjects_alert"] -= moved
+        stats["ledger_actions_elsewhere"] += moved
+
+
 _DONE: Final = (("resolve", "resolved", "resolved"), ("ack", "acknowledged", "acknowledged"),
                 ("assign", "assigned", "assigned"))
 
 
 def action_summary(stats: Counter[str]) -> str | None:
     """What operators' actions did in the engine: "operator actions 4: 2 alerts resolved,
-    1 acknowledged; 1 action ignored: its subject is not the alert's" (None: no action)."""
+    1 acknowledged; 1 action ignored: its subject is not the alert's" (None: no action);
+    the ledger's actions on alerts the input does not raise are counted apart."""
     done: list[str] = []
     for action, one, many in _DONE:
         count = stats.get(f"actions_applied:{action}", 0)
@@ -446,12 +467,18 @@ def action_summary(stats: Counter[str]) -> str | None:
                if k.startswith("actions_ignored:")}
     total = sum(v for k, v in stats.items() if k.startswith("actions_applied:")) + sum(
         ignored.values())
+    elsewhere = stats.get("ledger_actions_elsewhere", 0)
+    apart = (f"{elsewhere:,} action{'s' if elsewhere != 1 else ''} recorded in the ledger "
+             f"{'are' if elsewhere != 1 else 'is'} about alerts this input does not raise "
+             "(left as they were)") if elsewhere else ""
     if not total:
-        return None
+        return f"operator actions: {apart}" if apart else None
     parts = [", ".join(done)] if done else []
-    if ignored:
+    if total > sum(v for k, v in stats.items() if k.startswith("actions_applied:")):
         parts.append(explain(ignored))
-    fed = stats.get("ledger_actions", 0)
+    if apart:
+        parts.append(apart)
+    fed = stats.get("ledger_actions", 0) - elsewhere
     origin = f" ({fed:,} of them recorded in the ledger)" if fed else ""
     return f"operator actions {total:,}{origin}: " + "; ".join(parts)
 

@@ -225,3 +225,25 @@ def test_replay_says_what_the_files_actions_did(
         engine.dispose()
     assert [(a["via"], a["outcome"], a["reason"]) for a in audit] == [
         ("replay", "applied", None)] * 3 + [("replay", "ignored", "not_subjects_alert")]
+
+
+def test_a_later_city_says_the_ledgers_actions_are_about_alerts_it_does_not_raise(
+    tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # given an alert of a first city acknowledged in the ledger
+    _run_into(tmp_path, sqlite_url, [travel(PERSON, T0)], at(T0, hours=3), capsys)
+    assert main(["alerts", "ack", UNLOCATED, "--operator", "op-017", "--via", "ledger",
+                 "--ledger", sqlite_url]) == 0
+    # when another city, whose people are others, is replayed into the same ledger
+    err = _run_into(tmp_path, sqlite_url, [travel("traveller-09", T0)], UNTIL, capsys)
+    # then the summary says the action is about an alert this input does not raise (the
+    # engine could only call it "its subject is not the alert's"), and the ledger keeps it
+    assert ("operator actions: 1 action recorded in the ledger is about alerts this input "
+            "does not raise (left as they were)") in err
+    assert "not the alert's" not in err
+    assert _rows(sqlite_url)[UNLOCATED]["state"] == "acknowledged"
+    # and an action on an alert the input does raise is counted as before, beside it
+    err = _run_into(tmp_path, sqlite_url, [travel(PERSON, T0), travel("traveller-09", T0)],
+                    UNTIL, capsys)
+    assert ("operator actions 1 (1 of them recorded in the ledger): 1 alert acknowledged"
+            in err)
