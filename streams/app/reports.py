@@ -108,8 +108,13 @@ def daily(connection: Connection, caller: Caller, policy: Policy, day: date | No
     cutoff = datetime.fromtimestamp(cal.cutoff_at(day), policy.zone)
     rows = queries.daily_report(connection, day, cutoff, districts, caller.districts)
     if not rows:
+        asked = day
+        near = sorted((d for d, _ in report_days(connection, caller)),
+                      key=lambda d: (abs((d - asked).days), d))[:3]
         raise NoReport(f"no daily report for {day} in the ledger"
-                       + (f" for {', '.join(districts)}" if districts else ""))
+                       + (f" for {', '.join(districts)}" if districts else "")
+                       + (f"; it has, closest first: {', '.join(map(str, near))}" if near
+                          else ""))
     return DailyTable(day, cutoff, rows, totals(rows, DAILY_SUMS))
 
 

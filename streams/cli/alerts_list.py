@@ -155,10 +155,8 @@ def run_list(args: argparse.Namespace) -> int:
         print(f"{command}: {exc}", file=sys.stderr)
         return 1
     if catch_up:
-        sheets = catchup.sheets(found)
+        sheets = _first(catchup.sheets(found), args.limit)
         rows = [row for _, grid_rows in sheets for row in grid_rows]
-        if args.limit is not None:
-            rows = rows[:args.limit]
         columns: tuple[str, ...] = catchup.COLUMNS
     else:
         rows, sheets, columns = found, [("alerts", found)], TABLE_COLUMNS
@@ -175,6 +173,21 @@ def run_list(args: argparse.Namespace) -> int:
     print(line, file=sys.stdout if args.format == "table" and args.output is None
           else sys.stderr)
     return 0
+
+
+def _first(sheets: list[tuple[str, list[dict[str, Any]]]], limit: int | None
+           ) -> list[tuple[str, list[dict[str, Any]]]]:
+    """The sheets holding the first ``limit`` rows (all of them without a limit): the
+    workbook lists the same persons as a CSV of the same command."""
+    if limit is None:
+        return sheets
+    kept: list[tuple[str, list[dict[str, Any]]]] = []
+    for name, rows in sheets:
+        if limit <= 0:
+            break
+        kept.append((name, rows[:limit]))
+        limit -= len(rows)
+    return kept
 
 
 def _emit(args: argparse.Namespace, rows: list[dict[str, Any]],

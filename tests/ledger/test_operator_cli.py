@@ -97,6 +97,39 @@ def test_the_pending_catch_up_list_leaves_out_the_caught_up(
     assert sum(ws.max_row - 1 for ws in book.worksheets) == len(pending)
 
 
+def test_report_daily_of_a_day_the_ledger_lacks_names_the_days_it_has(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, _ = _run(capsys, ["report", "daily", "--list", "--format", "json", "--ledger", url])
+    days = [row["date"] for row in json.loads(out)]  # newest first
+    _, err = _run(capsys, ["report", "daily", "--date", "2030-01-01", "--ledger", url], 1)
+    assert err == ("closedloop report daily: no daily report for 2030-01-01 in the ledger; "
+                   f"it has, closest first: {', '.join(days[:3])}\n")
+
+
+@pytest.mark.parametrize("fmt", ["xlsx", "csv", "json"])
+def test_limit_keeps_the_first_persons_of_the_catch_up_list_in_every_format(
+    url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, fmt: str
+) -> None:
+    base = ["alerts", "list", "--kind", "round_missed", "--round", "round-citywide",
+            "--ledger", url]
+    out, _ = _run(capsys, [*base, "--format", "json"])
+    every = json.loads(out)
+    assert len(every) > 3
+    path = tmp_path / f"catchup.{fmt}"
+    _, err = _run(capsys, [*base, "--limit", "3", "--format", fmt, "-o", str(path)])
+    assert err.startswith(f"3 of {len(every)} persons")
+    if fmt == "xlsx":
+        book = load_workbook(path)
+        kept = [row[-1] for sheet in book.worksheets
+                for row in sheet.iter_rows(min_row=2, values_only=True)]
+    elif fmt == "csv":
+        kept = [line.rsplit(",", 1)[1] for line in path.read_text("utf-8-sig").splitlines()[1:]]
+    else:
+        kept = [row["alert_id"] for row in json.loads(path.read_text())]
+    assert kept == [row["alert_id"] for row in every[:3]]
+
+
 def test_report_daily_defaults_to_the_latest_day_and_lists_the_days(
     url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
