@@ -1,4 +1,4 @@
-"""List alerts from the ledger, with the filters operators work by.
+r"""List alerts from the ledger, with the filters operators work by.
 
 Without filters: every alert, oldest due first, with its status (raised, acknowledged,
 resolved, caught_up), escalation level (1 as raised, 2 district command, 3 city command) and

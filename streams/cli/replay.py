@@ -347,7 +347,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         "--ledger", metavar="URL", nargs="?", const="", type=_ledger_url,
         help="also write alerts with their actions and escalations, reports, dead letters and "
         f"person states to this SQL ledger; without URL the default ({DEFAULT_HELP}). An "
-        "embedded SQLite file is created and upgraded",
+        "embedded SQLite file is created and upgraded on first use",
     )
 
 

@@ -70,6 +70,7 @@ def test_replay_help_says_how_to_write_until_and_what_a_bare_ledger_means(
     assert "e.g. 2022-09-09T00:00:00+08:00" in text and "a date alone is refused" in text
     assert "without URL the default ($CLOSEDLOOP_DATABASE_URL, else sqlite:///closedloop.db" in (
         text)
+    assert "An embedded SQLite file is created and upgraded on first use" in text
 
 
 def test_escalations_not_kept_say_how_to_keep_them(
@@ -147,6 +148,11 @@ def test_every_help_text_is_printed_as_written(capsys: pytest.CaptureFixture[str
         # written for operators: no markup of the code's docstrings, no pointer into code
         for markup in ("``", ":mod:", ":func:", ":class:", ":meth:", "closedloop.streams."):
             assert markup not in out, (argv, markup)
+        # an example is one command as it is typed: a line continued with a backslash keeps
+        # its line break (a docstring would join it to the next, spaces and all)
+        for line in out.splitlines():
+            if line.startswith("  closedloop "):
+                assert not re.search(r"\S {3,}[^#\s]", line), (argv, line)
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
