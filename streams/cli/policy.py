@@ -21,7 +21,8 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
     sub.add_parser("show", help="print the default policy (TOML)")
     check = sub.add_parser("check", help="validate a policy file")
-    check.add_argument("file", metavar="FILE")
+    check.add_argument("file", metavar="FILE",
+                       help="the TOML policy file to check, as replay and the worker load it")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -40,7 +40,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                         "$CLOSEDLOOP_WEB_PORT, else 6066)")
     parser.add_argument("--prefix", help="topic prefix (default $CLOSEDLOOP_TOPIC_PREFIX)")
     parser.add_argument("--partitions", type=int, help="partitions (default 12)")
-    parser.add_argument("--loglevel", default="warning")
+    parser.add_argument("--loglevel", default="warning", metavar="LEVEL",
+                        help="how much the worker logs: debug, info, warning (default) or "
+                        "error")
 
 
 def _port(text: str) -> int:

@@ -135,6 +135,18 @@ def _commands(parser: argparse.ArgumentParser, path: list[str]) -> Iterator[list
                 yield from _commands(child, [*path, name])
 
 
+def test_every_option_and_argument_says_what_it_is() -> None:
+    def bare(parser: argparse.ArgumentParser, path: list[str]) -> Iterator[str]:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    yield from bare(child, [*path, name])
+            elif action.help is None:
+                yield " ".join([*path, *action.option_strings] or [*path, action.dest])
+
+    assert list(bare(build_parser(), [])) == []
+
+
 def test_every_help_text_is_printed_as_written(capsys: pytest.CaptureFixture[str]) -> None:
     # a description is not %-formatted (only argument helps are), so "%%" would show as is
     commands = list(_commands(build_parser(), []))
