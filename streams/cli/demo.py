@@ -43,7 +43,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=7, help="simulation seed (default 7)")
     parser.add_argument("--out", metavar="DIR", help="keep city, alerts, reports, dead letters")
     parser.add_argument(
-        "--ledger", metavar="URL",
+        "--ledger", "--url", dest="ledger", metavar="URL",
         help=f"the SQL ledger to fill (default {DEFAULT_HELP})",
     )
 

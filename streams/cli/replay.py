@@ -344,7 +344,8 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--quiet", action="store_true", help="no summary on stderr")
     parser.add_argument(
-        "--ledger", metavar="URL", nargs="?", const="", type=_ledger_url,
+        "--ledger", "--url", dest="ledger", metavar="URL", nargs="?", const="",
+        type=_ledger_url,
         help="also write alerts with their actions and escalations, reports, dead letters and "
         f"person states to this SQL ledger; without URL the default ({DEFAULT_HELP}). An "
         "embedded SQLite file is created and upgraded on first use",

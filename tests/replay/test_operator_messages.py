@@ -135,6 +135,22 @@ def _commands(parser: argparse.ArgumentParser, path: list[str]) -> Iterator[list
                 yield from _commands(child, [*path, name])
 
 
+def test_every_command_of_the_ledger_takes_ledger_and_url_alike() -> None:
+    # README: "--url URL is the same as --ledger URL everywhere"
+    def takes(parser: argparse.ArgumentParser, path: list[str]) -> Iterator[tuple[str, bool]]:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    yield from takes(child, [*path, name])
+            elif "--ledger" in action.option_strings:
+                yield " ".join(path), "--url" in action.option_strings
+
+    found = dict(takes(build_parser(), []))
+    assert {"demo", "replay", "alerts list", "alerts ack", "report daily", "timeline", "sink",
+            "db upgrade"} <= set(found)
+    assert [command for command, alias in found.items() if not alias] == []
+
+
 def test_every_option_and_argument_says_what_it_is() -> None:
     def bare(parser: argparse.ArgumentParser, path: list[str]) -> Iterator[str]:
         for action in parser._actions:
