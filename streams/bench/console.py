@@ -46,7 +46,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     from closedloop.streams.cli.arguments import positive
 
     parser.description = __doc__
-    parser.add_argument("--ledger", metavar="URL",
+    parser.add_argument("--ledger", "--url", dest="ledger", metavar="URL",
                         help="a PostgreSQL database (default $CLOSEDLOOP_TEST_DATABASE_URL); "
                         "the bench works in a schema of its own")
     parser.add_argument("--alerts", type=positive, default=1_000_000,

@@ -199,13 +199,18 @@ def _print_round(reports: list[dict[str, Any]]) -> str | None:
     return str(round_id)
 
 
+def _shown(url: str) -> str:
+    """The ledger's URL as printed: no password, and no identifier in a file's name."""
+    from sqlalchemy import make_url
+
+    return redact_text(make_url(url).render_as_string(hide_password=True))
+
+
 def _ledger_note(url: str, given: str | None, new_alerts: int, day: str | None,
                  round_id: str | None = None) -> str:
     """Where the ledger is and the commands that read it; ``--url`` only when it is not the
     default, which those commands find by themselves."""
-    from sqlalchemy import make_url
-
-    shown = redact_text(make_url(url).render_as_string(hide_password=True))
+    shown = _shown(url)
     option = f" --ledger {shown}" if given and given != database_url(None) else ""
     lines = [f"ledger (SQL): {shown} ({new_alerts:,} new alerts)",
              f"  closedloop alerts list --open --sort severity{option}",
@@ -226,7 +231,7 @@ def _console_note(url: str, given: str | None) -> str:
     from closedloop.streams.console.accounts import demo_account
     from closedloop.streams.ledger.engine import open_engine
 
-    option = f" --ledger {url}" if given and given != database_url(None) else ""
+    option = f" --ledger {_shown(url)}" if given and given != database_url(None) else ""
     engine = open_engine(url)
     try:
         account = demo_account(engine)

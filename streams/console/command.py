@@ -111,7 +111,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     listing = users.add_parser("list", help="list the accounts")
     add_ledger(listing)
     disable = users.add_parser("disable", help="disable an account and end its sessions")
-    disable.add_argument("name", metavar="NAME")
+    disable.add_argument("name", metavar="NAME", help="the account to disable")
     add_ledger(disable)
 
 

@@ -206,7 +206,7 @@ def test_a_wrong_password_fails_fast_and_clearly(
            "CLOSEDLOOP_TOPIC_PREFIX": f"{APP_PREFIX}wrong", "CLOSEDLOOP_PARTITIONS": "4"}
     commands = {
         "produce": ["produce", str(city)],
-        "alerts": ["alerts", "tail", "--idle-exit", "1"],
+        "alerts tail": ["alerts", "tail", "--idle-exit", "1"],  # named as typed, with its action
         "worker": ["worker", "--clock", "event", "--app-id", f"{APP_PREFIX}wrong-app",
                    "--data-dir", str(tmp_path / "data"), "--web-port", str(free_port())],
     }
