@@ -97,6 +97,7 @@ class WorkerBench:
     first_output: float = 0.0
     last_output: float = 0.0
     outputs: dict[str, int] = field(default_factory=dict)
+    peak_rss_kib: int | None = None  # the worker's peak resident memory (Linux: VmHWM)
 
     @property
     def raw_per_s(self) -> float:
@@ -378,6 +379,7 @@ def _measure_worker(settings: KafkaSettings, tmp: Path, result: WorkerBench, set
             consumer, baseline, last)
         if not result.outputs:
             raise RuntimeError("the worker produced nothing")
+        result.peak_rss_kib = peak_rss_kib(worker.pid)
     finally:
         _stop(worker, signal.SIGTERM)
         if profiler is not None:
@@ -480,6 +482,16 @@ def _cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def peak_rss_kib(pid: int) -> int | None:
+    """A process's peak resident memory so far in KiB (``VmHWM``), or None without /proc."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    found = re.search(r"^VmHWM:\s+(\d+) kB$", status, re.M)
+    return None if found is None else int(found.group(1))
+
+
 def _check_alive(worker: subprocess.Popen[bytes], log_path: Path) -> None:
     if worker.poll() is not None:
         tail = log_path.read_text("utf-8", "replace")[-3000:]
@@ -523,15 +535,20 @@ def _delete(settings: KafkaSettings, group: str) -> None:
 
 # -- command line ----------------------------------------------------------------------------
 
-def add_parser(parser: argparse.ArgumentParser) -> None:
-    parser.description = __doc__
-    parser.add_argument("--people", type=int, default=5_000, help="persons (default 5000)")
-    parser.add_argument("--days", type=int, default=3, help="days simulated (default 3)")
+def add_city_options(parser: argparse.ArgumentParser, people: int, days: int) -> None:
+    """The options of a benchmark that runs the worker on a simulated city."""
+    parser.add_argument("--people", type=int, default=people, help=f"persons (default {people})")
+    parser.add_argument("--days", type=int, default=days, help=f"days simulated (default {days})")
     parser.add_argument("--partitions", type=int, default=4,
                         help="partitions of every topic (default 4)")
     parser.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")
     parser.add_argument("--settle", type=float, default=5.0,
                         help="seconds the outputs must stay quiet to call the run over")
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__
+    add_city_options(parser, people=5_000, days=3)
     parser.add_argument("--py-spy", metavar="FILE",
                         help="also profile the worker with py-spy (raw collapsed stacks)")
 

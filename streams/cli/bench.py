@@ -1,13 +1,14 @@
-"""``closedloop bench replay|round|deadlines|worker|hostile|console``: ratios against a
+"""``closedloop bench replay|round|deadlines|worker|memory|hostile|console``: ratios against a
 baseline, never bare times.
 
 ``replay``: orjson parse-only of one generated city versus full replay, and peak memory per
 tracked person (:mod:`closedloop.streams.bench.engine`). ``round``: the same for a city-wide
 testing round of N persons (:mod:`closedloop.streams.bench.rounds`). ``deadlines``: the
 deadline index's cost per event at two sizes. ``worker``: the Kafka worker end to end
-versus the raw client (:mod:`closedloop.streams.bench.worker`). ``hostile``: inputs whose cost
-must stay linear (a long round with a report a minute, a flapping county: size N against 2N)
-and the peak memory of a long line holding an identifier
+versus the raw client (:mod:`closedloop.streams.bench.worker`). ``memory``: the worker's
+peak memory per tracked person on a city with a round (:mod:`closedloop.streams.bench.memory`).
+``hostile``: inputs whose cost must stay linear (a long round with a report a minute, a
+flapping county: size N against 2N) and the peak memory of a long line holding an identifier
 (:mod:`closedloop.streams.bench.hostile`). ``console``: the web console's pages on a
 PostgreSQL ledger of a million alerts, against its /health answer
 (:mod:`closedloop.streams.bench.console`). Never used by tests: timings are reported, never
@@ -77,6 +78,11 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     bench_worker.add_parser(sub.add_parser(
         "worker", help="the Kafka worker end to end vs raw aiokafka consumption",
         formatter_class=argparse.RawDescriptionHelpFormatter))
+    from closedloop.streams.bench import memory as bench_memory
+
+    bench_memory.add_parser(sub.add_parser(
+        "memory", help="the Kafka worker's peak memory per tracked person on a round city",
+        formatter_class=argparse.RawDescriptionHelpFormatter))
     from closedloop.streams.bench import console as bench_console
 
     bench_console.add_parser(sub.add_parser(
@@ -124,6 +130,10 @@ def _run_hostile(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.bench == "hostile":
         return _run_hostile(args)
+    if args.bench == "memory":
+        from closedloop.streams.bench import memory as bench_memory
+
+        return bench_memory.run(args)
     if args.bench == "worker":
         from closedloop.streams.bench import worker as bench_worker
 
