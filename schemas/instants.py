@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timezone, tzinfo
 from typing import Final
 
-__all__ = ["RECENT", "epoch_seconds", "shared"]
+__all__ = ["RECENT", "epoch_seconds", "parse_instant", "shared"]
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_IN: dict[tzinfo, datetime] = {}  # per fixed offset (msgspec decodes minutes: bounded)
@@ -52,3 +52,25 @@ def epoch_seconds(instant: datetime) -> int:
         return shared(seconds)
     # before 1970 int() truncates towards zero, and beyond 2^32 s the float may round up
     return shared(int(instant.timestamp()))
+
+
+def parse_instant(text: str, zone: tzinfo | None = None) -> int:
+    """RFC 3339 with an offset -> epoch seconds.
+
+    A date or a time without offset is refused rather than guessed (``--until 2022-09-09``
+    could mean either midnight of that day); the message names the instant to write instead,
+    in ``zone`` (default: the contract's), which this function accepts as it is.
+    """
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is not an RFC 3339 timestamp "
+                         "(write e.g. 2022-09-09T00:00:00+08:00)") from exc
+    if value.tzinfo is None:
+        if zone is None:
+            from closedloop.schemas.policy import default_policy
+
+            zone = default_policy().zone
+        example = value.replace(tzinfo=zone).isoformat()
+        raise ValueError(f"{text!r} has no UTC offset (write e.g. {example})")
+    return int(value.timestamp())

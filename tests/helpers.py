@@ -18,8 +18,9 @@ from datetime import datetime, timedelta
 from typing import Any, Final, NamedTuple
 from zoneinfo import ZoneInfo
 
+from closedloop.schemas.instants import parse_instant
 from closedloop.schemas.policy import Policy, default_policy
-from closedloop.streams.cli.replay import parse_instant, replay_lines
+from closedloop.streams.app.replay import replay_lines
 
 __all__ = [
     "ALERT_FIELDS",

@@ -15,6 +15,10 @@ alert of another district is "not found", exactly like an unknown id.
 - ``catchup``: a testing round's catch-up list (查漏补测), per grid.
 - ``reports``: the daily closure (日清日结) and testing rounds' reports: latest, list, totals.
 - ``timeline``: everything the ledger knows about one subject, in time order.
+- ``replay``: replay's run loop (lines through the engine, outputs as they flush), with a
+  seam for events from elsewhere (the ledger's actions); ``produce``: replay lines onto
+  Kafka; ``clock``: the ticks of ``clock --until``. The command line, the benchmarks and the
+  ledger's commands call them, so nothing but the command line imports ``streams/cli/``.
 
 Rules are pure functions; SQL lives in ``closedloop.streams.ledger``; the modules here do
 no I/O of their own beyond the connection they are given (and, for ``--via kafka``, the

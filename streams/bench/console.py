@@ -27,7 +27,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 from urllib.parse import urlencode
 
-__all__ = ["add_parser", "run"]
+__all__ = ["run"]
 
 DISTRICTS: Final = ("huangpu", "xuhui", "changning", "jingan", "putuo", "hongkou", "yangpu",
                     "minhang", "baoshan", "jiading", "pudong", "jinshan", "songjiang",
@@ -40,21 +40,6 @@ KIND_WEIGHTS: Final = (("followup_overdue", 30), ("test_missed", 25), ("round_mi
 DAYS: Final = 60
 END: Final = datetime(2022, 11, 30, 14, 0, tzinfo=UTC)  # 22:00 in Shanghai
 PASSWORD: Final = "bench-console-password"
-
-
-def add_parser(parser: argparse.ArgumentParser) -> None:
-    from closedloop.streams.cli.arguments import positive
-
-    parser.description = __doc__
-    parser.add_argument("--ledger", "--url", dest="ledger", metavar="URL",
-                        help="a PostgreSQL database (default $CLOSEDLOOP_TEST_DATABASE_URL); "
-                        "the bench works in a schema of its own")
-    parser.add_argument("--alerts", type=positive, default=1_000_000,
-                        help="alerts in the ledger (default 1000000)")
-    parser.add_argument("--requests", type=positive, default=200,
-                        help="timed requests of each page (default 200)")
-    parser.add_argument("--seed", type=int, default=1, help="seed (default 1)")
-    parser.add_argument("--keep", action="store_true", help="keep the schema (its name printed)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -23,9 +23,9 @@ from pathlib import Path
 
 from closedloop.agents.state import TubeState
 from closedloop.schemas.policy import default_policy
+from closedloop.streams.app.replay import replay_lines
 from closedloop.streams.bench.floor import bare_step_parses, ceiling, floor_pass
 from closedloop.streams.bench.interleave import Interleaved
-from closedloop.streams.cli.replay import replay_lines
 from closedloop.streams.engine.deadlines import DeadlineIndex
 
 __all__ = ["bench_deadlines", "bench_replay"]

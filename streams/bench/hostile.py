@@ -34,7 +34,7 @@ from typing import Any, Final
 import orjson
 
 from closedloop.schemas.policy import Policy, policy_from_mapping
-from closedloop.streams.cli.replay import replay_lines
+from closedloop.streams.app.replay import replay_lines
 from closedloop.streams.sim.city import SHANGHAI
 
 __all__ = ["LINE_SHAPES", "area_city", "bench_linear", "line_memory", "long_line",

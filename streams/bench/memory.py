@@ -70,8 +70,8 @@ def bench_memory(people: int, days: int, partitions: int, seed: int = 1, *,
                  settle: float = 5.0, timeout: float = 1800.0, log: IO[str] = sys.stderr
                  ) -> MemoryBench:
     """Generate, replay (child), measure an idle worker, produce, measure the worker."""
-    from closedloop.streams.cli.clock import advance_clock
-    from closedloop.streams.cli.produce import produce
+    from closedloop.streams.app.clock import advance_clock
+    from closedloop.streams.app.produce import produce
     from closedloop.streams.sim.feed import CityConfig, simulate
 
     result = MemoryBench()
@@ -123,7 +123,7 @@ def _replay_figures(city: str, until: int) -> dict[str, int]:
     import gc
 
     from closedloop.schemas.policy import default_policy
-    from closedloop.streams.cli.replay import replay_lines
+    from closedloop.streams.app.replay import replay_lines
 
     gc.collect()
     before = peak_rss_kib(os.getpid()) or 0

@@ -32,9 +32,9 @@ from typing import Any, Final
 import orjson
 
 from closedloop.schemas.policy import default_policy
+from closedloop.streams.app.replay import replay_lines
 from closedloop.streams.bench.floor import bare_step_parses, ceiling, floor_pass
 from closedloop.streams.bench.interleave import Interleaved
-from closedloop.streams.cli.replay import replay_lines
 from closedloop.streams.sim.city import SHANGHAI
 
 __all__ = ["bench_round", "round_city", "write_city"]

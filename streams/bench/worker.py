@@ -54,9 +54,9 @@ from typing import IO, Any
 
 import orjson
 
-from closedloop.streams.cli.clock import advance_clock
-from closedloop.streams.cli.produce import produce
-from closedloop.streams.cli.replay import parse_instant
+from closedloop.schemas.instants import parse_instant
+from closedloop.streams.app.clock import advance_clock
+from closedloop.streams.app.produce import produce
 from closedloop.streams.kafka.loop import changelog_topics
 from closedloop.streams.kafka.settings import KafkaSettings
 from closedloop.streams.kafka.topics import (

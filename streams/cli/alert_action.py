@@ -158,7 +158,7 @@ def _act(args: argparse.Namespace, caller: Any, request: Any, via: str, now: dat
 
 def _ledger(url: str, need: bool) -> Any:
     """The ledger's engine, or None when it is not needed and absent."""
-    from closedloop.streams.ledger.engine import open_existing
+    from closedloop.streams.ledger.migrate import open_existing
 
     try:
         return open_existing(url)

@@ -83,11 +83,25 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     bench_memory.add_parser(sub.add_parser(
         "memory", help="the Kafka worker's peak memory per tracked person on a round city",
         formatter_class=argparse.RawDescriptionHelpFormatter))
-    from closedloop.streams.bench import console as bench_console
-
-    bench_console.add_parser(sub.add_parser(
+    _console_parser(sub.add_parser(
         "console", help="the web console's pages on a PostgreSQL ledger of 1,000,000 alerts",
         formatter_class=argparse.RawDescriptionHelpFormatter))
+
+
+def _console_parser(parser: argparse.ArgumentParser) -> None:
+    from closedloop.streams.bench import console as bench_console
+    from closedloop.streams.cli.arguments import positive
+
+    parser.description = bench_console.__doc__
+    parser.add_argument("--ledger", "--url", dest="ledger", metavar="URL",
+                        help="a PostgreSQL database (default $CLOSEDLOOP_TEST_DATABASE_URL); "
+                        "the bench works in a schema of its own")
+    parser.add_argument("--alerts", type=positive, default=1_000_000,
+                        help="alerts in the ledger (default 1000000)")
+    parser.add_argument("--requests", type=positive, default=200,
+                        help="timed requests of each page (default 200)")
+    parser.add_argument("--seed", type=int, default=1, help="seed (default 1)")
+    parser.add_argument("--keep", action="store_true", help="keep the schema (its name printed)")
 
 
 def _print_floor(r: dict[str, float]) -> None:

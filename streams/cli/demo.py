@@ -29,8 +29,9 @@ import orjson
 
 from closedloop.schemas.identifiers import redact_text
 from closedloop.schemas.policy import default_policy
+from closedloop.streams.app.replay import Extra, replay_lines
 from closedloop.streams.cli.arguments import positive
-from closedloop.streams.cli.replay import Extra, replay_lines, summary
+from closedloop.streams.cli.replay import summary
 from closedloop.streams.ledger import DEFAULT_HELP, database_url
 
 __all__ = ["add_parser", "run"]

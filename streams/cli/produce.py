@@ -12,16 +12,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterator
-from typing import IO, Any
 
-import msgspec
-
-from closedloop.schemas.decode import dead_letter, raw_in_line
-from closedloop.streams.engine.envelopes import Refused, publishable
+from closedloop.streams.app.produce import ProduceError, produce
 from closedloop.streams.kafka.settings import KafkaSettings
-from closedloop.streams.kafka.topics import declare_topics, topic_name
+from closedloop.streams.kafka.topics import declare_topics
 
-__all__ = ["add_parser", "produce", "run", "unacknowledged"]
+__all__ = ["add_parser", "run"]
 
 
 def _lines(source: str) -> Iterator[bytes]:
@@ -30,59 +26,6 @@ def _lines(source: str) -> Iterator[bytes]:
         return
     with open(source, "rb") as handle:
         yield from handle
-
-
-def produce(lines: Iterator[bytes], settings: KafkaSettings, out: IO[str]) -> dict[str, int]:
-    """Send each envelope's value to its topic, keyed; a line without a topic, or holding a
-    raw identifier, is dead-lettered."""
-    from kafka import KafkaProducer
-
-    producer = KafkaProducer(linger_ms=20, acks="all", **settings.kafka_python())
-    counts: dict[str, int] = {}
-    futures: list[Any] = []
-    try:
-        for number, line in enumerate(lines, start=1):
-            record = publishable(line)
-            if record is None:
-                continue
-            if not isinstance(record, Refused) and (raw := raw_in_line(line)) is not None:
-                record = Refused(raw, record.topic)
-            if isinstance(record, Refused):
-                origin = None if record.topic is None else topic_name(settings.prefix,
-                                                                       record.topic)
-                letter = dead_letter(record.rejection, line.rstrip(b"\r\n"), topic=origin,
-                                     line=number)
-                futures.append(producer.send(topic_name(settings.prefix, "deadletter"),
-                                             value=msgspec.json.encode(letter)))
-                counts["deadletter"] = counts.get("deadletter", 0) + 1
-                continue
-            futures.append(producer.send(topic_name(settings.prefix, record.topic),
-                                         key=record.key, value=record.value))
-            counts[record.topic] = counts.get(record.topic, 0) + 1
-        producer.flush()
-        failed = unacknowledged(futures)
-        if failed:
-            raise ProduceError(f"{failed} record(s) were not acknowledged by the broker")
-    finally:
-        producer.close()
-    print("produced " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), file=out)
-    return counts
-
-
-def unacknowledged(futures: list[Any]) -> int:
-    """How many sends the broker did not acknowledge (each waited for): a lost record is an
-    error, never silent."""
-    failed = 0
-    for future in futures:
-        try:
-            future.get(timeout=60)
-        except Exception:  # counted and reported as a whole by the caller
-            failed += 1
-    return failed
-
-
-class ProduceError(RuntimeError):
-    """Some records did not reach Kafka."""
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:

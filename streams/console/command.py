@@ -128,8 +128,9 @@ def _fail(message: str, code: int) -> int:
 
 def _open(url: str | None) -> Any:
     from closedloop.streams.ledger import database_url
-    from closedloop.streams.ledger.engine import custom_plans, open_existing
+    from closedloop.streams.ledger.engine import custom_plans
     from closedloop.streams.ledger.errors import LedgerUnavailable, ledger_error
+    from closedloop.streams.ledger.migrate import open_existing
 
     try:
         return custom_plans(open_existing(database_url(url)))

@@ -51,38 +51,3 @@ def custom_plans(engine: Engine) -> Engine:
 
     return engine
 
-
-def open_existing(url: str) -> Engine:
-    """An engine on a ledger that must already exist: for the commands that only read.
-
-    SQLite would create an empty file for a mistyped path; refusing it turns a typo into a
-    clear message instead of an empty listing.
-    """
-    from pathlib import Path
-
-    from closedloop.streams.ledger import DEFAULT_URL
-    from closedloop.streams.ledger.migrate import LedgerNotReady, current_revision, head_revision
-
-    parsed = make_url(url)
-    database = parsed.database
-    if parsed.get_backend_name() == "sqlite" and database and database != ":memory:" and (
-        not Path(database).exists()
-    ):
-        where = " (the default: closedloop.db in the current directory)" if (
-            url == DEFAULT_URL) else ""
-        raise LedgerNotReady(f"no ledger at {url}{where}: fill one with `closedloop demo` or "
-                             "`closedloop replay FILE --ledger`, or from Kafka with "
-                             "`closedloop sink`")
-    engine = open_engine(url)
-    try:
-        current, head = current_revision(engine), head_revision()
-    except BaseException:
-        engine.dispose()
-        raise
-    if current != head:
-        engine.dispose()
-        raise LedgerNotReady(
-            f"the ledger at {parsed.render_as_string(hide_password=True)} is at revision "
-            f"{current or 'none (empty)'}, not {head}: run `closedloop db upgrade --ledger URL`"
-        )
-    return engine

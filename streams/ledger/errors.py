@@ -41,7 +41,7 @@ def read_ledger(url: str | None, query: Callable[[Connection], T]) -> T:
     error propagates.
     """
     from closedloop.streams.ledger import database_url
-    from closedloop.streams.ledger.engine import open_existing
+    from closedloop.streams.ledger.migrate import open_existing
 
     try:
         engine = open_existing(database_url(url))

@@ -13,7 +13,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, make_url
 
 from closedloop.streams.ledger.engine import open_engine
 
@@ -24,6 +24,7 @@ __all__ = [
     "downgrade",
     "ensure_schema",
     "head_revision",
+    "open_existing",
     "upgrade",
 ]
 
@@ -87,3 +88,36 @@ def ensure_schema(engine: Engine) -> None:
         f"{current or 'none (empty)'}, this version writes {head}: run "
         "`closedloop db upgrade --ledger URL` first"
     )
+
+
+def open_existing(url: str) -> Engine:
+    """An engine on a ledger that must already exist: for the commands that only read.
+
+    SQLite would create an empty file for a mistyped path; refusing it turns a typo into a
+    clear message instead of an empty listing.
+    """
+    from closedloop.streams.ledger import DEFAULT_URL
+
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() == "sqlite" and database and database != ":memory:" and (
+        not Path(database).exists()
+    ):
+        where = " (the default: closedloop.db in the current directory)" if (
+            url == DEFAULT_URL) else ""
+        raise LedgerNotReady(f"no ledger at {url}{where}: fill one with `closedloop demo` or "
+                             "`closedloop replay FILE --ledger`, or from Kafka with "
+                             "`closedloop sink`")
+    engine = open_engine(url)
+    try:
+        current, head = current_revision(engine), head_revision()
+    except BaseException:
+        engine.dispose()
+        raise
+    if current != head:
+        engine.dispose()
+        raise LedgerNotReady(
+            f"the ledger at {parsed.render_as_string(hide_password=True)} is at revision "
+            f"{current or 'none (empty)'}, not {head}: run `closedloop db upgrade --ledger URL`"
+        )
+    return engine

@@ -14,16 +14,12 @@ import itertools
 import math
 import random
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 from closedloop.schemas.identifiers import contains_raw
-from closedloop.streams.sim.entries import Gates
-
-if TYPE_CHECKING:
-    from closedloop.streams.sim.rounds import RoundPlan
 
 __all__ = [
     "COHORTS",
@@ -36,8 +32,10 @@ __all__ = [
     "City",
     "Clock",
     "DayBatch",
+    "DayPlan",
     "Emission",
     "MassTube",
+    "RoundDay",
     "Site",
     "stochastic_round",
 ]
@@ -218,6 +216,30 @@ class _Traveller:
     overdue: bool = False  # the scheduled visit was missed; next_visit is the late one
 
 
+class DayPlan(Protocol):
+    """What the city asks of its checkpoints and sentinel clinics each day
+    (``streams/sim/entries.py``, which drives the city back through its methods)."""
+
+    def day(self, city: City, day: int, start: int) -> None: ...
+
+
+class RoundDay(Protocol):
+    """What the city asks of a testing round's plan (``streams/sim/rounds.py``)."""
+
+    day: int  # the round's local day (0-based)
+    roster: dict[int, str]  # person -> district, for those on the roster
+
+    def start_of_day(self, city: City, day: int, start: int) -> None: ...
+
+    def after_mass_testing(self, city: City, day: int) -> None: ...
+
+    def note_sampling(self, t: int, value: dict[str, Any]) -> None: ...
+
+    def tested(self, day: int, candidates: Iterable[int]) -> list[int] | None: ...
+
+    def session_time(self, start: int) -> int: ...
+
+
 class City:
     """Persons, sites and labs, and a generator of each day's events."""
 
@@ -232,8 +254,8 @@ class City:
         lapse: float,
         identity: float,
         summary: Counter[str],
-        gates: Gates | None = None,
-        rounds: RoundPlan | None = None,
+        gates: DayPlan | None = None,
+        rounds: RoundDay | None = None,
     ) -> None:
         self.rng = rng
         self.gates = gates

@@ -26,7 +26,7 @@ from worker_harness import (
 )
 
 from closedloop.schemas.policy import default_policy
-from closedloop.streams.cli.replay import replay_lines
+from closedloop.streams.app.replay import replay_lines
 
 UNTIL = "2022-09-10T12:00:00+08:00"
 

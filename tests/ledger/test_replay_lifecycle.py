@@ -20,9 +20,11 @@ from ledger_samples import Partition
 from sqlalchemy import select
 
 from closedloop.schemas.ids import alert_id
+from closedloop.schemas.instants import parse_instant
 from closedloop.schemas.policy import default_policy
-from closedloop.streams.cli import main, replay
-from closedloop.streams.cli.replay import parse_instant, replay_lines
+from closedloop.streams.app import replay
+from closedloop.streams.app.replay import replay_lines
+from closedloop.streams.cli import main
 from closedloop.streams.ledger import models
 from closedloop.streams.ledger.embedded import ReplayLedger
 from closedloop.streams.ledger.engine import open_engine

@@ -242,7 +242,8 @@ class TestProgressLine:
         import re
 
         from closedloop.schemas.policy import default_policy
-        from closedloop.streams.cli.replay import ProgressLine, replay_lines
+        from closedloop.streams.app.replay import replay_lines
+        from closedloop.streams.cli.replay import ProgressLine
         from closedloop.streams.sim.feed import CityConfig, simulate
 
         # given a city long enough to redraw the line and raise alerts on the way

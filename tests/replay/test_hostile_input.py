@@ -27,9 +27,11 @@ from sqlalchemy import MetaData, select
 
 from closedloop.schemas.events import MODELS
 from closedloop.schemas.identifiers import contains_raw, redact_text
+from closedloop.schemas.instants import parse_instant
 from closedloop.schemas.outputs import REJECTION_REASONS
 from closedloop.schemas.policy import default_policy
-from closedloop.streams.cli.replay import parse_instant, replay_lines, summary
+from closedloop.streams.app.replay import replay_lines
+from closedloop.streams.cli.replay import summary
 from closedloop.streams.ledger.embedded import ReplayLedger
 from closedloop.streams.sim.feed import CityConfig, Noise, simulate
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from helpers import T0, at, epoch, to_line, travel
 
+from closedloop.schemas.instants import parse_instant
 from closedloop.streams.cli import build_parser, main
-from closedloop.streams.cli.replay import parse_instant
 
 # a push nobody locates: unlocated at 11:00, escalated at 13:00 and 15:00
 UNTIL = at(T0, hours=8)

@@ -20,7 +20,7 @@ from helpers import epoch
 
 from closedloop.schemas.events import Lab
 from closedloop.schemas.policy import default_policy
-from closedloop.streams.cli.replay import replay_lines
+from closedloop.streams.app.replay import replay_lines
 from closedloop.streams.engine.bus import BusOutputs, PartitionedBus
 from closedloop.streams.engine.topology import TUBE
 from closedloop.streams.sim.feed import CityConfig, simulate

@@ -34,7 +34,7 @@ from closedloop.agents.shared import Shared
 from closedloop.agents.state import PersonState, ReportState, RoundPart, Sampled
 from closedloop.schemas.decode import decode_event
 from closedloop.schemas.policy import default_policy
-from closedloop.streams.cli.replay import replay_lines
+from closedloop.streams.app.replay import replay_lines
 from closedloop.streams.engine.bus import BusOutputs, PartitionedBus
 from closedloop.streams.engine.stage_runner import PartitionMeta, StageRunner, meta_key
 from closedloop.streams.engine.topology import PERSON, partition_of

@@ -15,9 +15,10 @@ from typing import Any
 import orjson
 import pytest
 
+from closedloop.schemas.instants import parse_instant
 from closedloop.schemas.policy import default_policy
+from closedloop.streams.app.replay import replay_lines
 from closedloop.streams.cli import main
-from closedloop.streams.cli.replay import parse_instant, replay_lines
 from closedloop.streams.sim.feed import CityConfig, Noise, simulate
 from closedloop.streams.sim.rounds import ROUND_ID
 

@@ -7,9 +7,9 @@ import io
 import orjson
 
 from closedloop.schemas.policy import default_policy
+from closedloop.streams.app.replay import replay_lines
 from closedloop.streams.bench.floor import TARGET, bare_step_parses, ceiling, floor_pass
 from closedloop.streams.bench.interleave import Interleaved
-from closedloop.streams.cli.replay import replay_lines
 from closedloop.streams.sim.feed import CityConfig, Noise, simulate
 
 POLICY = default_policy()

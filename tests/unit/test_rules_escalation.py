@@ -27,8 +27,8 @@ from helpers import (
 from closedloop.agents.person import person_status
 from closedloop.agents.requirements import Context
 from closedloop.schemas.ids import alert_id
+from closedloop.schemas.instants import parse_instant
 from closedloop.schemas.outputs import ALERT_KINDS
-from closedloop.streams.cli.replay import parse_instant
 from closedloop.streams.engine.embedded import EmbeddedDriver, Origin
 
 PERSON = "traveller-01"
