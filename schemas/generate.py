@@ -27,7 +27,6 @@ import msgspec
 from closedloop.schemas.decode import NO_RECEIPT_HEADER, RECEIVED_AT_HEADER, STRING_FIELDS
 from closedloop.schemas.events import (
     FREE_TEXT_FIELDS,
-    KEY_FIELD,
     MODELS,
     NAME_FIELDS,
     PSEUDONYM_PATTERN,
@@ -44,6 +43,13 @@ from closedloop.schemas.outputs import (
 )
 from closedloop.schemas.plausible import OTHER_TIMES
 from closedloop.schemas.policy import default_policy
+from closedloop.streams.engine.topology import (
+    DEADLETTER_RETENTION_DAYS,
+    INPUT_RETENTION_DAYS,
+    INTERNAL_RETENTION_DAYS,
+    OUTPUT_RETENTION_DAYS,
+    TOPOLOGY,
+)
 
 __all__ = [
     "SCHEMA_NAMES",
@@ -93,10 +99,6 @@ IMPLAUSIBLE_NOTES: Final = {
 }
 
 DAY_MS: Final = 86_400_000
-INPUT_RETENTION_DAYS: Final = 30
-OUTPUT_RETENTION_DAYS: Final = 90
-DEADLETTER_RETENTION_DAYS: Final = 14
-INTERNAL_RETENTION_DAYS: Final = 7
 PARTITIONS: Final = 12
 REPLICAS: Final = 3
 
@@ -474,95 +476,36 @@ COPARTITION_NOTE: Final = (
 )
 
 
+OUTPUT_SCHEMAS: Final = {"alerts": "alert", "escalations": "escalation"}
+"""An output topic's schema where its name is not the topic's."""
+
+
 def channel_specs() -> list[dict[str, Any]]:
-    """One spec per topic: name, key field, cleanup policy, retention and prose."""
+    """One spec per topic of the topology (the engine's, which also declares them on Kafka):
+    name, key field, cleanup policy, retention and prose."""
     specs: list[dict[str, Any]] = []
-    for name in MODELS:
-        compact = name in ("cohort", "population")
-        specs.append(
-            {
-                "name": name,
-                "schema": name,
-                "key": KEY_FIELD[name],
-                "direction": "receive",
-                "compact": compact,
-                "retention_days": None if compact else INPUT_RETENTION_DAYS,
-                "description": f"{DESCRIPTIONS[name]}\n"
-                + (COMPACT_WHY if compact else INPUT_RETENTION_WHY),
-            }
-        )
-    specs.append(
-        {
-            "name": "person-tests",
-            "title": "Person test record",
-            "schema": None,
-            "key": "person_id",
-            "direction": "both",
-            "compact": False,
-            "retention_days": INTERNAL_RETENTION_DAYS,
-            "description": "Internal: the tube join re-keys what a person needs to know "
-            "(sampled, result, retest needed) by person_id, so the person loop reads it "
-            "co-partitioned with travel, followup and cohort. Not a public contract: its "
-            "records belong to the engine and may change within v1.\n"
-            f"{INTERNAL_RETENTION_WHY}\n{COPARTITION_NOTE}",
+    for topic in TOPOLOGY.topics:
+        spec: dict[str, Any] = {
+            "name": topic.name,
+            "key": topic.key,
+            "compact": topic.compact,
+            "retention_days": topic.retention_days,
         }
-    )
-    specs.append(
-        {
-            "name": "report-parts",
-            "title": "Report contribution or clock mark",
-            "schema": None,
-            "key": "district",
-            "direction": "both",
-            "compact": False,
-            "retention_days": INTERNAL_RETENTION_DAYS,
-            "description": "Internal: what the tube and person loops contribute to each "
-            "district's daily closure report (counts and gauge changes at event time), and "
-            "the clock marks of every upstream partition, so the report stage passes a "
-            "cut-off only when every loop has caught up with it. Not a public contract.\n"
-            f"{INTERNAL_RETENTION_WHY}",
-        }
-    )
-    specs.append(
-        {
-            "name": "tube-ticks",
-            "title": "Clock tick",
-            "schema": None,
-            "key": None,
-            "direction": "both",
-            "compact": False,
-            "retention_days": INTERNAL_RETENTION_DAYS,
-            "description": "Internal: clock ticks sent to every partition of the tube join "
-            "(by the leader's wall-clock timer, or by `closedloop clock --until`), so its "
-            "deadlines fire while inputs are idle. Co-partitioned with sampling and lab. "
-            "Person-loop ticks travel on person-tests. Not a public contract.\n"
-            f"{INTERNAL_RETENTION_WHY}",
-        }
-    )
-    outputs = (
-        ("alerts", "alert", "subject", False, OUTPUT_RETENTION_DAYS, OUTPUT_RETENTION_WHY),
-        ("escalations", "escalation", "subject", False, OUTPUT_RETENTION_DAYS,
-         OUTPUT_RETENTION_WHY),
-        ("person-status", "person-status", "person_id", True, None, COMPACT_WHY),
-        ("daily-report", "daily-report", "district", False, OUTPUT_RETENTION_DAYS,
-         OUTPUT_RETENTION_WHY),
-        ("deadletter", "deadletter", None, False, DEADLETTER_RETENTION_DAYS,
-         DEADLETTER_RETENTION_WHY),
-        ("round-report", "round-report", "round_id", False, OUTPUT_RETENTION_DAYS,
-         OUTPUT_RETENTION_WHY),
-    )
-    for name, schema, key, compact, days, why in outputs:
-        specs.append(
-            {
-                "name": name,
-                "schema": schema,
-                "key": key,
-                "direction": "send",
-                "compact": compact,
-                "retention_days": days,
-                "description": f"{DESCRIPTIONS[schema]}\n{why}",
-            }
-        )
+        if topic.role == "input":
+            spec.update(schema=topic.name, direction="receive", description=(
+                f"{DESCRIPTIONS[topic.name]}\n"
+                + (COMPACT_WHY if topic.compact else INPUT_RETENTION_WHY)))
+        elif topic.role == "internal":
+            note = f"\n{COPARTITION_NOTE}" if topic.key == "person_id" else ""
+            spec.update(schema=None, title=topic.title, direction="both",
+                        description=f"{topic.about}\n{INTERNAL_RETENTION_WHY}{note}")
+        else:
+            schema = OUTPUT_SCHEMAS.get(topic.name, topic.name)
+            why = (COMPACT_WHY if topic.compact else DEADLETTER_RETENTION_WHY
+                   if topic.name == "deadletter" else OUTPUT_RETENTION_WHY)
+            spec.update(schema=schema, direction="send",
+                        description=f"{DESCRIPTIONS[schema]}\n{why}")
+        specs.append(spec)
     return specs
 
 

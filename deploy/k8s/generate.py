@@ -20,7 +20,8 @@ from typing import Any, Final
 
 import yaml
 
-from closedloop.streams.kafka.topics import INPUT_STAGE, topic_specs
+from closedloop.streams.engine.topology import TOPOLOGY
+from closedloop.streams.kafka.topics import topic_specs
 
 HERE: Final = Path(__file__).resolve().parent
 RULES: Final = HERE.parent / "prometheus" / "rules.yml"
@@ -38,14 +39,11 @@ STRIMZI_API: Final = "kafka.strimzi.io/v1beta2"
 APP_ID: Final = "closedloop"  # the worker's --app-id: consumer group and Faust topic prefix
 WORKER_USER: Final = "closedloop-worker"
 
-# What the worker reads and writes, as wired in streams/kafka/app.py (build_app): the input
-# topics of INPUT_STAGE and three internal topics it both writes and reads.
-INTERNAL: Final = ("person-tests", "report-parts", "tube-ticks")
-OUTPUTS: Final = ("alerts", "escalations", "person-status", "daily-report", "deadletter",
-                   "round-report")
-SHARED: Final = ("area", "round")  # v1.1: the tube stage broadcasts them to every person partition
-WORKER_READS: Final = (*INPUT_STAGE, *SHARED, *INTERNAL)
-WORKER_WRITES: Final = (*OUTPUTS, *INTERNAL)
+# What the worker reads and writes, as the topology wires its stages: the input topics its
+# stages read and their internal topics, which it also writes (`clock --until` runs with the
+# worker's credentials: it writes the ticks).
+WORKER_READS: Final = tuple(TOPOLOGY.readers)
+WORKER_WRITES: Final = (*TOPOLOGY.outputs, *TOPOLOGY.internal)
 
 # Every other client: user name -> (topics it writes, topics it reads). A client that reads
 # gets its own consumer groups: every group whose name starts with its user name.

@@ -8,7 +8,7 @@ from typing import Any
 
 from closedloop.streams.app.produce import unacknowledged
 from closedloop.streams.engine.records import tick_record
-from closedloop.streams.engine.topology import READERS, TICK_TOPICS, WIRING
+from closedloop.streams.engine.topology import TOPOLOGY
 from closedloop.streams.kafka.settings import KafkaSettings
 from closedloop.streams.kafka.topics import topic_name
 
@@ -26,9 +26,9 @@ def advance_clock(settings: KafkaSettings, until: int) -> int:
     producer = KafkaProducer(acks="all", **settings.kafka_python())
     futures: list[Any] = []
     try:
-        for name in TICK_TOPICS:
-            stage = WIRING[READERS[name][0]]
-            after = _end_offsets(settings, (*stage.owns, *stage.quiet))
+        for name in TOPOLOGY.ticks:
+            stage = TOPOLOGY.wiring[TOPOLOGY.readers[name][0]]
+            after = _end_offsets(settings, stage.inputs)
             address = topic_name(settings.prefix, name)
             for partition in sorted(producer.partitions_for(address)):
                 futures.append(producer.send(address, value=tick_record(until, after),

@@ -18,8 +18,9 @@ from typing import Any
 
 import orjson
 
+from closedloop.streams.engine.topology import TOPOLOGY
 from closedloop.streams.kafka.settings import KafkaSettings
-from closedloop.streams.kafka.topics import INPUT_STAGE, topic_name
+from closedloop.streams.kafka.topics import topic_name
 
 __all__ = ["main"]
 
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         topic_partitions=settings.partitions, consumer_auto_offset_reset="earliest",
         web_port=args.web_port, web_bind="127.0.0.1", topic_allow_declare=False,
     )
-    inputs = app.topic(*(topic_name(args.prefix, name) for name in INPUT_STAGE),
+    inputs = app.topic(*(topic_name(args.prefix, name) for name in TOPOLOGY.inputs),
                        key_type=bytes, value_type=bytes, key_serializer="raw",
                        value_serializer="raw")
     seen = {"records": 0}

@@ -57,22 +57,16 @@ import orjson
 from closedloop.schemas.instants import parse_instant
 from closedloop.streams.app.clock import advance_clock
 from closedloop.streams.app.produce import produce
+from closedloop.streams.engine.topology import TOPOLOGY
 from closedloop.streams.kafka.loop import changelog_topics
 from closedloop.streams.kafka.settings import KafkaSettings
-from closedloop.streams.kafka.topics import (
-    INPUT_STAGE,
-    TopicSpec,
-    ensure_topics,
-    topic_name,
-    topic_specs,
-)
+from closedloop.streams.kafka.topics import TopicSpec, ensure_topics, topic_name, topic_specs
 
 __all__ = ["WorkerBench", "add_parser", "bench_worker", "run"]
 
-# What the worker reads (the contract's inputs plus its own internal topics) and produces.
-WORKER_INPUTS = (*INPUT_STAGE, "tube-ticks", "person-tests", "report-parts")
-WORKER_OUTPUTS = ("alerts", "escalations", "person-status", "daily-report", "round-report",
-                  "deadletter", "person-tests", "report-parts")
+# What the worker reads (the contract's inputs plus its own internal topics) and writes.
+WORKER_INPUTS = tuple(TOPOLOGY.readers)
+WORKER_OUTPUTS = (*TOPOLOGY.outputs, *TOPOLOGY.carried)
 WORKER = [sys.executable, "-m", "closedloop.streams.cli", "worker"]  # tuning runs swap this
 DAY_S = 86_400
 POLL_S = 0.02  # /metrics poll period while waiting for the first input to be consumed
@@ -159,7 +153,7 @@ def bench_worker(
             counts = produce(iter(kept), settings, log)
             counts["ticks"] = advance_clock(settings, until)
             del lines, kept
-            result.events = sum(counts.get(name, 0) for name in INPUT_STAGE)
+            result.events = sum(counts.get(name, 0) for name in TOPOLOGY.inputs)
             _check_produced(settings, counts)
             (result.raw_records, result.raw_seconds, result.raw_cpu_seconds,
              result.raw_after_fetch_cpu_seconds) = asyncio.run(_raw(settings))
@@ -196,9 +190,8 @@ def _producible(lines: list[bytes]) -> tuple[list[bytes], int]:
     leaves them out so that the input it counts is exactly what reaches the input topics.
     """
     from closedloop.schemas.events import KEY_FIELD
-    from closedloop.schemas.generate import channel_specs
 
-    compacted = {spec["name"] for spec in channel_specs() if spec["compact"]}
+    compacted = {topic.name for topic in TOPOLOGY.topics if topic.compact}
     kept = []
     latest = 0
     for line in lines:
@@ -223,12 +216,12 @@ def _check_produced(settings: KafkaSettings, counts: dict[str, int]) -> None:
     consumer = KafkaConsumer(**settings.kafka_python())
     try:
         tps = [TopicPartition(topic_name(settings.prefix, name), p)
-               for name in INPUT_STAGE for p in range(settings.partitions)]
+               for name in TOPOLOGY.inputs for p in range(settings.partitions)]
         ends = consumer.end_offsets(tps)
     finally:
         consumer.close()
     stored = sum(ends.values())
-    sent = sum(counts.get(name, 0) for name in INPUT_STAGE)
+    sent = sum(counts.get(name, 0) for name in TOPOLOGY.inputs)
     if stored != sent:
         raise RuntimeError(f"produce sent {sent} input records but the broker holds {stored}")
 
@@ -254,7 +247,7 @@ async def _raw(settings: KafkaSettings, passes: int = 5
     await consumer.start()
     try:
         tps = [TopicPartition(topic_name(settings.prefix, name), p)
-               for name in INPUT_STAGE for p in range(settings.partitions)]
+               for name in TOPOLOGY.inputs for p in range(settings.partitions)]
         consumer.assign(tps)
         begins = await consumer.beginning_offsets(tps)
         ends = await consumer.end_offsets(tps)
@@ -330,8 +323,7 @@ def _measure_worker(settings: KafkaSettings, tmp: Path, result: WorkerBench, set
     # One list of partitions for every end_offsets call: kafka-python 3 drops partitions of
     # topics a consumer learns about after its first call.
     watched = sorted(set(inputs) | set(outputs))
-    transactional = {topic_name(settings.prefix, name) for name in ("person-tests",
-                                                                     "report-parts")}
+    transactional = {topic_name(settings.prefix, name) for name in TOPOLOGY.carried}
     transactional |= {spec.address for spec in changelogs}
     baseline = _subset(consumer.end_offsets(watched), outputs)  # produce's ticks: not outputs
     port = _free_port()

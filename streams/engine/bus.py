@@ -2,7 +2,7 @@
 
 A test driver, like the embedded one, but shaped like the Kafka deployment: every topic has
 ``partitions`` logs, inputs are keyed onto them as ``closedloop produce`` does, each stage
-reads the topics of :data:`~closedloop.streams.engine.topology.WIRING` through
+reads the topics :data:`~closedloop.streams.engine.topology.TOPOLOGY` wires it to through
 :func:`~closedloop.streams.engine.records.handle_record`, and what a delivery produced goes,
 coalesced by a :class:`~closedloop.streams.engine.records.Batch` as the worker coalesces a
 consumer batch, to the logs of the internal topics (packs of forwards and contributions,
@@ -21,7 +21,6 @@ import msgspec
 
 from closedloop.agents.state import Keyed
 from closedloop.schemas.decode import dead_letter
-from closedloop.schemas.events import KEY_FIELD
 from closedloop.schemas.outputs import (
     Alert,
     DailyReport,
@@ -34,7 +33,7 @@ from closedloop.schemas.policy import Policy
 from closedloop.streams.engine.envelopes import Refused, publishable
 from closedloop.streams.engine.records import Batch, Record, handle_record, tick_record
 from closedloop.streams.engine.stage_runner import PartitionMeta, runners
-from closedloop.streams.engine.topology import READERS, TICK_TOPICS, WIRING, partition_of
+from closedloop.streams.engine.topology import TOPOLOGY, partition_of
 
 __all__ = ["BusOutputs", "PartitionedBus"]
 
@@ -99,10 +98,10 @@ class PartitionedBus:
 
     def tick(self, at: int) -> None:
         """``clock --until``: a tick to every stage partition, after the inputs sent so far."""
-        for name in TICK_TOPICS:
-            stage = READERS[name][0]
+        for name in TOPOLOGY.ticks:
+            stage = TOPOLOGY.readers[name][0]
             after = {topic: {str(p): len(self.logs.get((topic, p), ())) for p in range(self.n)}
-                     for topic in WIRING[stage].reads if topic in KEY_FIELD}
+                     for topic in TOPOLOGY.wiring[stage].inputs}
             for partition in range(self.n):
                 self._append(name, partition, None, tick_record(at, after))
 
@@ -112,7 +111,7 @@ class PartitionedBus:
         """Deliver every record to every stage that reads it, until nothing is left."""
         while True:
             ready = [(stage, topic, p) for (topic, p), log in self.logs.items()
-                     for stage in READERS.get(topic, ())
+                     for stage in TOPOLOGY.readers.get(topic, ())
                      if self.read.get((stage, topic, p), 0) < len(log)]
             if not ready:
                 return self.out
@@ -130,7 +129,7 @@ class PartitionedBus:
                     break
             for runner in self.runners.values():
                 runner.flush()
-            for outgoing in out.records(self.runners["person"]):
+            for outgoing in out.records(self.runners):
                 self._emit(outgoing.topic, outgoing.partition, outgoing.key, outgoing.value)
 
     def _deliver(self, stage: str, topic: str, partition: int, out: Batch) -> bool:
@@ -151,7 +150,7 @@ class PartitionedBus:
 
     def _emit(self, topic: str, partition: int | None, key: bytes | None,
               value: bytes | None) -> None:
-        if topic in READERS:
+        if topic in TOPOLOGY.readers:
             target = partition if partition is not None else partition_of(
                 (key or b"").decode(), self.n)
             self._append(topic, target, key, value or b"")

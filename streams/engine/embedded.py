@@ -33,7 +33,7 @@ from closedloop.streams.engine.dedup import Dedup
 from closedloop.streams.engine.topology import (
     PERSON,
     REPORT,
-    STAGES_OF_TOPIC,
+    TOPOLOGY,
     TUBE,
     Stage,
     apply_shared,
@@ -43,7 +43,7 @@ __all__ = ["EmbeddedDriver", "Origin", "Outputs"]
 
 S = TypeVar("S", bound=Keyed)
 
-_APPLIED = {topic: f"applied:{topic}" for topic in STAGES_OF_TOPIC}
+_APPLIED = {topic: f"applied:{topic}" for topic in TOPOLOGY.inputs}
 
 SPILL_ROWS: Final = 100_000
 """Round-report rows held before :attr:`EmbeddedDriver.spill` is called (a round arriving
@@ -118,7 +118,7 @@ class EmbeddedDriver:
         # Each input topic's stage runs, looked up once per event rather than per stage.
         self._topic_runs: dict[str, tuple[_StageRun[TubeState] | _StageRun[PersonState], ...]] = {
             topic: tuple(self._runs[stage.name] for stage in stages)
-            for topic, stages in STAGES_OF_TOPIC.items()}
+            for topic, stages in TOPOLOGY.appliers.items()}
         self.shared = Shared()
         self._rounds_due: int | None = None  # the earliest round report (agents/rounds.py)
         self.out = Outputs()  # replaced by drain() only, together with the context filling it

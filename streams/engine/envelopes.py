@@ -15,11 +15,9 @@ import msgspec
 
 from closedloop.schemas.decode import Rejection, decode_envelope
 from closedloop.schemas.events import KEY_FIELD
+from closedloop.streams.engine.topology import TOPOLOGY
 
-__all__ = ["COMPACTED_INPUTS", "Publishable", "Refused", "blank", "publishable"]
-
-COMPACTED_INPUTS: Final = frozenset({"cohort", "population"})
-"""Input topics with ``cleanup.policy=compact`` (the roster): every record needs its key."""
+__all__ = ["Publishable", "Refused", "blank", "publishable"]
 
 
 class _Envelope(msgspec.Struct):
@@ -81,7 +79,7 @@ def publishable(line: bytes) -> Publishable | Refused | None:
             "bad_envelope", "not a replay envelope with a known input topic"), None)
     value = bytes(envelope.value)
     key = _key_of(envelope.topic, value)
-    if key is None and envelope.topic in COMPACTED_INPUTS:
+    if key is None and TOPOLOGY.topic[envelope.topic].compact:  # the broker needs its key
         field = KEY_FIELD[envelope.topic]
         return Refused(Rejection("missing_field", f"{field}: the message key is required"),
                        envelope.topic)

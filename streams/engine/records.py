@@ -10,7 +10,7 @@ piece of plain Python, tested without a broker. Topics are named by their short 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import msgspec
@@ -22,7 +22,6 @@ from closedloop.agents.round_sum import round_key
 from closedloop.agents.state import (
     Contribution,
     Escalate,
-    PersonState,
     Result,
     Retest,
     RoundPart,
@@ -33,12 +32,7 @@ from closedloop.schemas.events import KEY_FIELD, Action, Area, Checkpoint, Event
 from closedloop.schemas.instants import epoch_seconds
 from closedloop.schemas.policy import Policy
 from closedloop.streams.engine.stage_runner import AnyRunner, Effects
-from closedloop.streams.engine.topology import (
-    CONTRIBUTIONS_TOPIC,
-    FORWARDS_TOPIC,
-    WIRING,
-    partition_of,
-)
+from closedloop.streams.engine.topology import TOPOLOGY, partition_of
 
 __all__ = ["Batch", "Handled", "Outgoing", "Record", "handle_record", "tick_record"]
 
@@ -128,18 +122,18 @@ def handle_record(stage: str, runner: AnyRunner, record: Record, policy: Policy)
         failed = Rejection("internal_error", f"the {stage} stage failed on this record "
                            f"({type(exc).__name__}); it was skipped")
         return Handled(Effects(), rejection=failed,
-                       consumed=record.topic in WIRING[stage].owns, error=exc)
+                       consumed=record.topic in TOPOLOGY.wiring[stage].owns, error=exc)
 
 
 def _handle(stage: str, runner: AnyRunner, record: Record, policy: Policy) -> Handled:
-    wiring = WIRING[stage]
+    wiring = TOPOLOGY.wiring[stage]
     if record.topic in wiring.quiet:
         return _quiet_input(runner, record, policy)
     if record.topic in wiring.broadcasts:
         return _shared_input(runner, record, policy)
     if record.topic in wiring.owns:
         return _owned_input(runner, record, policy)
-    return Handled(_internal(runner, record))
+    return Handled(_internal(runner, record, wiring.counted))
 
 
 def _decode_keyed(record: Record, policy: Policy) -> tuple[str, Event | Rejection]:
@@ -212,7 +206,7 @@ def _shared_input(runner: AnyRunner, record: Record, policy: Policy) -> Handled:
     return Handled(fx, consumed=True)
 
 
-def _internal(runner: AnyRunner, record: Record) -> Effects:
+def _internal(runner: AnyRunner, record: Record, counted: bool) -> Effects:
     """A record of an internal topic: tick, clock mark, forward or contribution."""
     item = _decode_internal(record.value)
     partition = record.partition
@@ -228,7 +222,7 @@ def _internal(runner: AnyRunner, record: Record) -> Effects:
             return runner.on_shared(partition, event)
         return Effects()  # validated by the tube stage; a newer engine's record, say
     if isinstance(item, _Pack):
-        return _unpack(runner, record, item)
+        return _unpack(runner, record, item, counted)
     key = record.key.decode() if record.key else ""
     if isinstance(item, Contribution):
         return runner.on_counted(partition, key, item, item.at, record.topic, record.offset)
@@ -238,15 +232,15 @@ def _internal(runner: AnyRunner, record: Record) -> Effects:
     return runner.on_input(partition, key, item, person_rules.forward_time(item), None)
 
 
-def _unpack(runner: AnyRunner, record: Record, pack: _Pack) -> Effects:
+def _unpack(runner: AnyRunner, record: Record, pack: _Pack, counted: bool) -> Effects:
     """A pack of forwards (applied one by one, as separate records would be) or of
     contributions (counted once per offset, the pack as a whole)."""
     partition = record.partition
-    if record.topic == CONTRIBUTIONS_TOPIC:
-        counted = [(round_key(item.round_id) if isinstance(item, RoundPart) else key, item,
-                    item.at) for key, item in pack.items
-                   if isinstance(item, Contribution | RoundPart)]
-        return runner.on_counted_many(partition, counted, record.topic, record.offset)
+    if counted:
+        items = [(round_key(item.round_id) if isinstance(item, RoundPart) else key, item,
+                  item.at) for key, item in pack.items
+                 if isinstance(item, Contribution | RoundPart)]
+        return runner.on_counted_many(partition, items, record.topic, record.offset)
     effects = Effects()
     for key, item in pack.items:
         if isinstance(item, Sampled | Result | Retest | Escalate):
@@ -304,15 +298,17 @@ class Batch:
         if fx.round_reports:
             out.extend(Outgoing("round-report", report.round_id.encode(), _encode(report))
                        for report in fx.round_reports)
+        route = TOPOLOGY.route
         for person_id, message in fx.forwards:
-            self._item(FORWARDS_TOPIC, person_id, message)
+            self._item(route[type(message)], person_id, message)
         for item in fx.contributions:
-            self._item(CONTRIBUTIONS_TOPIC, item.district, item)
+            self._item(route[Contribution], item.district, item)
         for share in fx.round_parts:
-            self._item(CONTRIBUTIONS_TOPIC, share.round_id, share)
+            self._item(route[RoundPart], share.round_id, share)
         if fx.broadcasts:
-            self._internal.extend(Outgoing(FORWARDS_TOPIC, None, value, target)
-                                  for value in fx.broadcasts for target in range(self._n))
+            self._internal.extend(Outgoing(topic, None, value, target)
+                                  for value in fx.broadcasts for topic in TOPOLOGY.shared_to
+                                  for target in range(self._n))
         if fx.touched:
             self.touched.setdefault((stage, partition), set()).update(fx.touched)
         if fx.mark is not None and fx.mark > self._marks.get((stage, partition), fx.mark - 1):
@@ -326,15 +322,18 @@ class Batch:
             self._internal.append(place)
         items.append((key, item))
 
-    def records(self, person: AnyRunner, enter: Callable[[int], object] | None = None,
-                published: Callable[[int], dict[str, int]] | None = None) -> list[Outgoing]:
-        """Every record of the batch, in sending order; ``person`` is the person stage's
-        runner (its states give person-status) and ``enter(partition)`` selects a partition
-        of its table where the table keeps one per partition.
+    def records(self, runners: Mapping[str, AnyRunner],
+                enter: Callable[[str, int], object] | None = None,
+                published: Callable[[str, int], dict[str, int]] | None = None
+                ) -> list[Outgoing]:
+        """Every record of the batch, in sending order. The states of a stage with a status
+        topic (:attr:`Wiring.status`: person-status) give each touched key's status, read
+        from ``runners``; ``enter(stage, partition)`` selects a partition of a stage's table
+        where the table keeps one per partition.
 
-        ``published(partition)``: a digest of each person's last published status there;
+        ``published(stage, partition)``: a digest of each key's last published status there;
         a status that differs from it only in ``updated_at`` is not published again (the
-        compacted topic keeps the person's latest change)."""
+        compacted topic keeps the key's latest change)."""
         out = list(self.direct)
         for entry in self._internal:
             if isinstance(entry, Outgoing):
@@ -344,32 +343,42 @@ class Batch:
             out.extend(Outgoing(entry[0], None, _encode(_Pack(items[i:i + PACK_LIMIT])),
                                 entry[1]) for i in range(0, len(items), PACK_LIMIT))
         for (stage, partition), keys in self.touched.items():
-            if stage != "person":
-                continue
-            if enter is not None:
-                enter(partition)
-            ctx = person.context(partition)
-            seen = None if published is None else published(partition)
-            for person_id in sorted(keys):
-                st = person.table.get(person_id)
-                if not isinstance(st, PersonState):
-                    if seen is not None:
-                        seen.pop(person_id, None)
-                    out.append(Outgoing("person-status", person_id.encode(), None))
-                    continue
-                try:
-                    status = person_rules.person_status(ctx, person_id, st)
-                except Exception:  # a rule's bug must not stop the batch, nor loop a worker
-                    log.exception("closedloop: a person-status could not be made; skipped")
-                    continue
-                if seen is not None:
-                    digest = hash(_encode(msgspec.structs.replace(status, updated_at="")))
-                    if seen.get(person_id) == digest:
-                        continue  # only its updated_at would change
-                    seen[person_id] = digest
-                out.append(Outgoing("person-status", person_id.encode(), _encode(status)))
+            topic = TOPOLOGY.wiring[stage].status
+            if topic is not None:
+                if enter is not None:
+                    enter(stage, partition)
+                seen = None if published is None else published(stage, partition)
+                out.extend(_statuses(runners[stage], partition, sorted(keys), topic, seen))
         for (stage, partition), at in self._marks.items():
             mark = _encode(_Mark(f"{stage}/{partition}", at))
             out.extend(Outgoing(name, None, mark, target)
-                       for name in WIRING[stage].marks for target in range(self._n))
+                       for name in TOPOLOGY.marks[stage] for target in range(self._n))
         return out
+
+
+def _statuses(runner: AnyRunner, partition: int, keys: list[str], topic: str,
+              seen: dict[str, int] | None) -> Iterator[Outgoing]:
+    """The status record of each of ``keys`` (a tombstone for a key forgotten), but for one
+    whose status changed only in its ``updated_at`` since ``seen`` says it was published."""
+    ctx = runner.context(partition)
+    status_of = runner.stage.status
+    if status_of is None:
+        return
+    for key in keys:
+        st = runner.table.get(key)
+        if not isinstance(st, runner.stage.state):
+            if seen is not None:
+                seen.pop(key, None)
+            yield Outgoing(topic, key.encode(), None)
+            continue
+        try:
+            status = status_of(ctx, key, st)  # type: ignore[arg-type]
+        except Exception:  # a rule's bug must not stop the batch, nor loop a worker
+            log.exception("closedloop: a status could not be made; skipped")
+            continue
+        if seen is not None:
+            digest = hash(_encode(msgspec.structs.replace(status, updated_at="")))
+            if seen.get(key) == digest:
+                continue  # only its updated_at would change
+            seen[key] = digest
+        yield Outgoing(topic, key.encode(), _encode(status))

@@ -41,12 +41,10 @@ from closedloop.schemas.policy import Policy
 from closedloop.streams.engine.clock import MIN_EPOCH, Watermark
 from closedloop.streams.engine.deadlines import DeadlineIndex
 from closedloop.streams.engine.topology import (
-    PERSON,
-    REPORT,
-    TUBE,
-    WIRING,
+    TOPOLOGY,
     Stage,
     Table,
+    Wiring,
     apply_shared,
 )
 
@@ -143,6 +141,7 @@ class StageRunner(Generic[S]):
         inputs: tuple[str, ...] = (),
         committed: Callable[[str, int], int | None] | None = None,
         partitions: int = 1,
+        shared: bool = False,
     ) -> None:
         self.stage = stage
         self.policy = policy
@@ -156,7 +155,7 @@ class StageRunner(Generic[S]):
         self.inputs = inputs  # input topics that drive the own clock
         self.committed = committed  # (topic, partition) -> the group's committed offset
         self.of = partitions  # how many partitions the stage has (a round report's shares)
-        self.rounds = stage is PERSON  # runs the testing rounds over its partitions' persons
+        self.rounds = shared  # holds the shared facts, and runs the rounds over its persons
         self._unsaved: set[int] = set()  # partitions whose clock state changed since a flush
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -581,21 +580,22 @@ def runners(
     catch_up_before: int | None = None,
     committed: Callable[[str, int], int | None] | None = None,
 ) -> dict[str, AnyRunner]:
-    """One runner per stage of :data:`WIRING`, on ``partitions`` partitions of every topic.
+    """One runner per stage of :data:`TOPOLOGY`, on ``partitions`` partitions of every topic.
 
-    ``table_of(stage name, state type)`` gives each stage its keyed table. The stages that own input
-    topics keep their own clock from them; the report stage's clock is its upstream marks.
+    ``table_of(stage name, state type)`` gives each stage its keyed table. The stages that own
+    input topics keep their own clock from them; the report stage's clock is its upstream
+    marks.
     """
 
-    def one(stage: Stage[S]) -> StageRunner[S]:
-        wiring = WIRING[stage.name]
-        table: Table[S | PartitionMeta] = table_of(stage.name, stage.state)
-        upstream = wiring.upstream * partitions
-        if not wiring.owns:
+    def one(wiring: Wiring) -> AnyRunner:
+        stage = wiring.stage
+        table = table_of(stage.name, stage.state)
+        upstream = TOPOLOGY.upstream_partitions(stage.name, partitions)
+        if not wiring.clocked:
             return StageRunner(stage, policy, table, upstream=upstream, own_clock=False,
-                               partitions=partitions)
+                               partitions=partitions, shared=wiring.shared)
         return StageRunner(stage, policy, table, upstream=upstream,
                            catch_up_before=catch_up_before, inputs=wiring.owns,
-                           committed=committed, partitions=partitions)
+                           committed=committed, partitions=partitions, shared=wiring.shared)
 
-    return {"tube": one(TUBE), "person": one(PERSON), "report": one(REPORT)}
+    return {wiring.name: one(wiring) for wiring in TOPOLOGY.stages}

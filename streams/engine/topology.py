@@ -11,17 +11,19 @@
 An action is keyed by its alert's subject, which a tube or a person stage owns: both read
 it, and each applies it only where that key holds the alert's escalation.
 
-Both the embedded driver (replay, demo, tests, benchmarks) and the Faust worker call
-:meth:`Stage.apply` and :meth:`Stage.fire` on their own keyed state; nothing here knows
-whether the state is a dict or a Faust table.
+Every runtime path (the worker, the in-memory buses of replay and the tests) calls
+:meth:`Stage.apply` and :meth:`Stage.fire` on its own keyed state, wired as
+:data:`TOPOLOGY` says; nothing here knows where the state is kept.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Final, Generic, Protocol, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Final, Generic, Literal, Protocol, TypeVar
+
+import msgspec
 
 from closedloop.agents import closure, person, round_sum, rounds, tubes
 from closedloop.agents.requirements import Context, LapseHandler, fire_due, next_due
@@ -38,24 +40,24 @@ from closedloop.agents.state import (
     is_blank,
 )
 from closedloop.schemas.decode import Rejection
-from closedloop.schemas.events import Action, Area, Lab, Round, Sampling
+from closedloop.schemas.events import KEY_FIELD, Action, Area, Lab, Round, Sampling
 from closedloop.schemas.policy import Policy
 
 __all__ = [
-    "CONTRIBUTIONS_TOPIC",
-    "FORWARDS_TOPIC",
+    "DEADLETTER_RETENTION_DAYS",
+    "INPUT_RETENTION_DAYS",
+    "INTERNAL_RETENTION_DAYS",
+    "OUTPUT_RETENTION_DAYS",
     "PERSON",
-    "READERS",
     "REPORT",
     "SHARED_TOPICS",
-    "STAGES_OF_TOPIC",
-    "STAGE_OF_TOPIC",
-    "TICK_TOPICS",
+    "TOPOLOGY",
     "TUBE",
-    "WIRING",
     "AnyStage",
     "Stage",
     "Table",
+    "Topic",
+    "Topology",
     "Wiring",
     "apply_shared",
     "partition_of",
@@ -87,12 +89,13 @@ class Stage(Generic[S]):
     """A keyed stage: its state type, how each type of input changes a key's state (looked
     up by the input's exact type: one dict lookup, not a chain of isinstance tests and
     dispatching calls per input; a type it does not list changes nothing), its lapse
-    handlers."""
+    handlers, and what a key's state says on a status topic (:attr:`Wiring.status`)."""
 
     name: str
     state: type[S]
     appliers: Mapping[type, Apply[S]]
     handlers: Mapping[str, LapseHandler[S]]
+    status: Callable[[Context, str, S], msgspec.Struct] | None = None
 
     def apply(
         self,
@@ -169,33 +172,12 @@ PERSON: Final = Stage("person", PersonState, _appliers(
     (tuple(t for t in FORWARD_TYPES if t not in rounds.FACTS), person.on_forward),
     (tuple(t for t in person.PERSON_EVENTS if t in rounds.FACTS), _tracked(person.on_event)),
     (tuple(t for t in person.PERSON_EVENTS if t not in rounds.FACTS), person.on_event),
-), person.HANDLERS)
+), person.HANDLERS, person.person_status)
 REPORT: Final = Stage("report", ReportState, _appliers(
     ((Contribution,), closure.handle_contribution), ((RoundPart,), _on_round_part),
 ), closure.HANDLERS)
 
 AnyStage = Stage[TubeState] | Stage[PersonState] | Stage[ReportState]
-
-STAGE_OF_TOPIC: Final[dict[str, AnyStage]] = {
-    "sampling": TUBE,
-    "lab": TUBE,
-    "travel": PERSON,
-    "followup": PERSON,
-    "cohort": PERSON,
-    "action": PERSON,
-    "population": PERSON,
-    "checkpoint": PERSON,
-    "clinic": PERSON,
-}
-"""The stage that owns each input topic: it counts, dead-letters and clocks the topic."""
-
-STAGES_OF_TOPIC: Final[dict[str, tuple[AnyStage, ...]]] = {
-    **{topic: (stage,) for topic, stage in STAGE_OF_TOPIC.items()},
-    "action": (TUBE, PERSON),
-    **{topic: () for topic in ("area", "round")},
-}
-"""Every stage an input reaches: an action goes wherever its subject's escalation may be.
-``area`` and ``round`` reach none as keyed input: they are SHARED facts."""
 
 SHARED_TOPICS: Final = ("area", "round")
 """Inputs every person partition holds whole (agents/shared.py), not keyed state."""
@@ -211,63 +193,220 @@ def apply_shared(policy: Policy, shared: Shared, event: Area | Round,
     return rounds.on_round(policy, shared, event, persons)
 
 
-# -- how the stages are wired on a partitioned bus (Kafka, or the in-memory bus of the tests) --
+# -- the topology: every topic, and how the stages are wired on a partitioned bus -------------
 
-FORWARDS_TOPIC: Final = "person-tests"
-"""Where the tube stage re-keys what a person must know (key person_id); the person stage's
-internal topic also carries the tube stage's clock marks and the person ticks."""
-CONTRIBUTIONS_TOPIC: Final = "report-parts"
-"""Report contributions (key district), testing rounds' shares (key round_id) and the clock
-marks of both upstream stages."""
-TICK_TOPICS: Final = ("tube-ticks", FORWARDS_TOPIC)
-"""A tick (``clock --until``, or the wall clock) goes to every partition of these."""
+INPUT_RETENTION_DAYS: Final = 30
+OUTPUT_RETENTION_DAYS: Final = 90
+DEADLETTER_RETENTION_DAYS: Final = 14
+INTERNAL_RETENTION_DAYS: Final = 7
+
+Role = Literal["input", "internal", "output"]
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    """One topic of the deployment: ``{prefix}.{name}.v1`` on Kafka.
+
+    ``key`` names what its records are keyed by (a field of the record; None: keyless, placed
+    by partition). A compacted topic keeps the latest record per key and has no retention
+    (``retention_days`` None); the others drop records older than ``retention_days``.
+    ``title`` and ``about`` document an internal topic (the contract documents the others).
+    """
+
+    name: str
+    role: Role
+    key: str | None
+    compact: bool = False
+    retention_days: int | None = None
+    title: str = ""
+    about: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class Wiring:
-    """One stage on a partitioned bus: what it reads, owns, and whom it marks.
+    """One keyed stage on a partitioned bus: what it reads, and what it is sent.
 
     ``owns``: input topics whose events the stage counts, dead-letters and clocks by.
     ``quiet``: input topics it applies when valid but leaves to their owner otherwise (an
-    action reaches the tube stage quietly). ``internal``: its internal topic (ticks, marks,
-    forwards or contributions, fill requests). ``upstream``: how many stages mark it, each
-    from every partition. ``marks``: the internal topics its clock marks go to.
-    ``broadcasts``: SHARED_TOPICS it validates (dead-letters, counts) and sends whole to every
-    person partition on its internal topic, ahead of its next clock mark, so a person stage
-    whose clock passed T holds every shared fact the tube stages read before they passed T.
-    They do not move its clock (an area record may come once a month).
+    action reaches the tube stage quietly). ``broadcasts``: SHARED_TOPICS it validates
+    (dead-letters, counts) and sends whole to every partition of each stage that is
+    ``shared``, ahead of its next clock mark, so a person stage whose clock passed T holds
+    every shared fact the tube stages read before they passed T; they move no clock (an area
+    record may come once a month). ``internal``: its internal topic: ticks, the clock marks
+    of every partition of each ``upstream`` stage, and the items of the types it
+    ``receives`` from other stages (forwards, contributions, round shares). ``counted``: what
+    it receives is counted, not idempotent, so a record of its internal topic is applied
+    once per offset. ``status``: the output topic that gets the state of each key a batch
+    touched (person-status).
     """
 
-    stage: AnyStage
-    owns: tuple[str, ...]
-    quiet: tuple[str, ...]
+    stage: Stage[Any]  # any state type: the runner built for it is typed by it
     internal: str
-    upstream: int
-    marks: tuple[str, ...]
+    owns: tuple[str, ...] = ()
+    quiet: tuple[str, ...] = ()
     broadcasts: tuple[str, ...] = ()
+    upstream: tuple[str, ...] = ()
+    receives: tuple[type, ...] = ()
+    counted: bool = False
+    shared: bool = False
+    status: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.stage.name
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The input topics it reads: a tick waits, in each partition, for their records sent
+        before it."""
+        return (*self.owns, *self.quiet, *self.broadcasts)
 
     @property
     def reads(self) -> tuple[str, ...]:
-        return (*self.owns, *self.quiet, *self.broadcasts, self.internal)
+        return (*self.inputs, self.internal)
+
+    @property
+    def clocked(self) -> bool:
+        """Does the stage keep a clock of its own inputs (which ticks move)?"""
+        return bool(self.owns)
 
 
-WIRING: Final[dict[str, Wiring]] = {
-    "tube": Wiring(TUBE, owns=("sampling", "lab"), quiet=("action",), internal="tube-ticks",
-                   upstream=0, marks=(FORWARDS_TOPIC, CONTRIBUTIONS_TOPIC),
-                   broadcasts=SHARED_TOPICS),
-    "person": Wiring(PERSON, owns=("travel", "followup", "cohort", "action", "population",
-                                   "checkpoint", "clinic"), quiet=(),
-                     internal=FORWARDS_TOPIC, upstream=1, marks=(CONTRIBUTIONS_TOPIC,)),
-    "report": Wiring(REPORT, owns=(), quiet=(), internal=CONTRIBUTIONS_TOPIC, upstream=2,
-                     marks=()),
-}
-"""The worker's three agents and the in-memory bus are both built from this table."""
+@dataclass(frozen=True)
+class Topology:
+    """The stages, in upstream-first order, and every topic; the rest is derived from them:
+    who reads a topic and who owns it, where a stage's clock marks go, which internal topics
+    a tick goes to, and on which topic an item a stage makes travels."""
 
-READERS: Final[dict[str, tuple[str, ...]]] = {
-    topic: tuple(name for name, wiring in WIRING.items() if topic in wiring.reads)
-    for topic in dict.fromkeys(topic for wiring in WIRING.values() for topic in wiring.reads)
-}
-"""The stages that read each topic (an action reaches both keyed stages)."""
+    topics: tuple[Topic, ...]
+    stages: tuple[Wiring, ...]
+
+    def __post_init__(self) -> None:
+        topic = {t.name: t for t in self.topics}
+        wiring = {w.name: w for w in self.stages}
+        marks = {w.name: tuple(down.internal for down in self.stages if w.name in down.upstream)
+                 for w in self.stages}
+        route = {kind: w.internal for w in self.stages for kind in w.receives}
+        shared_to = tuple(w.internal for w in self.stages if w.shared)
+        written = {*(name for names in marks.values() for name in names), *route.values(),
+                   *shared_to}
+        derived = {
+            "topic": topic,
+            "wiring": wiring,
+            "readers": {name: tuple(w.name for w in self.stages if name in w.reads)
+                        for name in topic if any(name in w.reads for w in self.stages)},
+            "owner": {name: w.name for w in self.stages for name in (*w.owns, *w.broadcasts)},
+            "appliers": {name: tuple(w.stage for w in self.stages if name in (*w.owns,
+                                                                              *w.quiet))
+                         for name in topic if topic[name].role == "input"},
+            "marks": marks,
+            "ticks": tuple(w.internal for w in self.stages if w.clocked),
+            "route": route,
+            "shared_to": shared_to,
+            "inputs": tuple(t.name for t in self.topics if t.role == "input"),
+            "internal": tuple(t.name for t in self.topics if t.role == "internal"),
+            "carried": tuple(t.name for t in self.topics if t.name in written),
+            "outputs": tuple(t.name for t in self.topics if t.role == "output"),
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
+        read = {name for w in self.stages for name in w.reads}
+        unknown = sorted(read - topic.keys())
+        if unknown:
+            raise ValueError(f"stages read topics the topology does not hold: {unknown}")
+        for w in self.stages:
+            if topic[w.internal].role != "internal":
+                raise ValueError(f"{w.name}: {w.internal} is not an internal topic")
+            early = [up for up in w.upstream if up not in wiring
+                     or self.stages.index(wiring[up]) >= self.stages.index(w)]
+            if early:
+                raise ValueError(f"{w.name}: upstream stages must come before it: {early}")
+
+    # derived in __post_init__ (declared for the type checker)
+    topic: dict[str, Topic] = field(init=False, repr=False, compare=False)
+    wiring: dict[str, Wiring] = field(init=False, repr=False, compare=False)
+    readers: dict[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
+    """Topic -> the stages that read it (an action reaches both keyed stages)."""
+    owner: dict[str, str] = field(init=False, repr=False, compare=False)
+    """Input topic -> the stage that counts, dead-letters and clocks it."""
+    appliers: dict[str, tuple[AnyStage, ...]] = field(init=False, repr=False, compare=False)
+    """Input topic -> every stage its events are applied to as keyed input (an action goes
+    wherever its subject's escalation may be; a shared topic to none: its facts are held
+    whole, and a topic no stage reads yet to none)."""
+    marks: dict[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
+    """Stage -> the internal topics its clock marks go to (every partition of each)."""
+    ticks: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    """The internal topics a tick (``clock --until``, the wall clock) goes to."""
+    route: dict[type, str] = field(init=False, repr=False, compare=False)
+    """Item type -> the internal topic it travels on to the stage that receives it."""
+    shared_to: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    """The internal topics a broadcast shared fact goes to (every partition of each)."""
+    inputs: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    internal: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    carried: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    """The internal topics the stages write: clock marks, items, broadcasts (the ticks
+    alone come from outside: ``clock --until``)."""
+    outputs: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def upstream_partitions(self, stage: str, partitions: int) -> int:
+        """How many partitions mark ``stage``: every partition of each upstream stage."""
+        return len(self.wiring[stage].upstream) * partitions
+
+
+def _inputs() -> tuple[Topic, ...]:
+    """The contract's input topics (CONTRACT.md §3), keyed as it says; the roster's two are
+    compacted (the latest record per person is who they are now)."""
+    return tuple(
+        Topic(name, "input", key, compact=name in ("cohort", "population"),
+              retention_days=None if name in ("cohort", "population") else INPUT_RETENTION_DAYS)
+        for name, key in KEY_FIELD.items())
+
+
+FORWARDS_TOPIC: Final = "person-tests"
+CONTRIBUTIONS_TOPIC: Final = "report-parts"
+
+TOPOLOGY: Final = Topology(
+    topics=(
+        *_inputs(),
+        Topic(FORWARDS_TOPIC, "internal", "person_id", retention_days=INTERNAL_RETENTION_DAYS,
+              title="Person test record",
+              about="Internal: the tube join re-keys what a person needs to know (sampled, "
+              "result, retest needed) by person_id, so the person loop reads it "
+              "co-partitioned with travel, followup and cohort. Not a public contract: its "
+              "records belong to the engine and may change within v1."),
+        Topic(CONTRIBUTIONS_TOPIC, "internal", "district",
+              retention_days=INTERNAL_RETENTION_DAYS,
+              title="Report contribution or clock mark",
+              about="Internal: what the tube and person loops contribute to each district's "
+              "daily closure report (counts and gauge changes at event time), and the clock "
+              "marks of every upstream partition, so the report stage passes a cut-off only "
+              "when every loop has caught up with it. Not a public contract."),
+        Topic("tube-ticks", "internal", None, retention_days=INTERNAL_RETENTION_DAYS,
+              title="Clock tick",
+              about="Internal: clock ticks sent to every partition of the tube join (by the "
+              "leader's wall-clock timer, or by `closedloop clock --until`), so its deadlines "
+              "fire while inputs are idle. Co-partitioned with sampling and lab. Person-loop "
+              "ticks travel on person-tests. Not a public contract."),
+        Topic("alerts", "output", "subject", retention_days=OUTPUT_RETENTION_DAYS),
+        Topic("escalations", "output", "subject", retention_days=OUTPUT_RETENTION_DAYS),
+        Topic("person-status", "output", "person_id", compact=True),
+        Topic("daily-report", "output", "district", retention_days=OUTPUT_RETENTION_DAYS),
+        Topic("deadletter", "output", None, retention_days=DEADLETTER_RETENTION_DAYS),
+        Topic("round-report", "output", "round_id", retention_days=OUTPUT_RETENTION_DAYS),
+    ),
+    stages=(
+        Wiring(TUBE, "tube-ticks", owns=("sampling", "lab"), quiet=("action",),
+               broadcasts=SHARED_TOPICS),
+        Wiring(PERSON, FORWARDS_TOPIC, owns=("travel", "followup", "cohort", "action",
+                                              "population", "checkpoint", "clinic"),
+               upstream=("tube",), receives=FORWARD_TYPES, shared=True,
+               status="person-status"),
+        Wiring(REPORT, CONTRIBUTIONS_TOPIC, upstream=("tube", "person"),
+               receives=(Contribution, RoundPart), counted=True),
+    ),
+)
+"""The worker's consume loop, the in-memory bus, the embedded driver, ``clock --until``, the
+topics a worker declares and the AsyncAPI document are all built from this value: a new loop
+is its stage, its topics and one :class:`Wiring` here."""
 
 
 @functools.lru_cache(maxsize=1 << 16)

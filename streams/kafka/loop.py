@@ -43,7 +43,7 @@ from closedloop.streams.engine.clock import wall_now
 from closedloop.streams.engine.records import Batch, Handled, Outgoing, Record, handle_record
 from closedloop.streams.engine.stage_runner import AnyRunner
 from closedloop.streams.engine.stage_runner import runners as make_runners
-from closedloop.streams.engine.topology import READERS, WIRING, partition_of
+from closedloop.streams.engine.topology import TOPOLOGY, partition_of
 from closedloop.streams.kafka.metrics import WorkerMetrics, scrape_lags
 from closedloop.streams.kafka.settings import KafkaSettings
 from closedloop.streams.kafka.store import StageStore
@@ -92,7 +92,7 @@ def changelog_topics(app_id: str, settings: KafkaSettings) -> list[TopicSpec]:
     return [TopicSpec(name=f"{stage}-state", address=f"{app_id}-{stage}-state-changelog",
                       partitions=settings.partitions, replication=settings.replication,
                       config={"cleanup.policy": "compact"})
-            for stage in WIRING]
+            for stage in TOPOLOGY.wiring]
 
 
 class WorkerLoop:
@@ -110,12 +110,12 @@ class WorkerLoop:
         specs = topic_specs(settings.prefix, self.n, settings.replication)
         self.address = {spec.name: spec.address for spec in specs}
         self.short = {address: name for name, address in self.address.items()}
-        self.reads = sorted(self.address[name] for name in READERS)
+        self.reads = sorted(self.address[name] for name in TOPOLOGY.readers)
         self.changelogs = changelog_topics(app_id, settings)
         self.changelog = {spec.name.removesuffix("-state"): spec.address
                           for spec in self.changelogs}
         self.changelog_addresses = set(self.changelog.values())
-        self.stores = {name: StageStore(wiring.stage.state) for name, wiring in WIRING.items()}
+        self.stores = {wiring.name: StageStore(wiring.stage.state) for wiring in TOPOLOGY.stages}
         # Wall mode: a lapse due before this worker started was missed during downtime.
         catch_up_before = wall_now() - policy.allowed_lateness if self.wall else None
         self.runners: dict[str, AnyRunner] = make_runners(
@@ -190,7 +190,7 @@ class WorkerLoop:
             name = self.short[tp.topic]
             for start in range(0, len(messages), YIELD_EVERY):
                 chunk = messages[start:start + YIELD_EVERY]
-                for stage in READERS[name]:
+                for stage in TOPOLOGY.readers[name]:
                     self._apply(stage, name, tp.topic, tp.partition, chunk, out, arrived)
                 # Let the consumer's heartbeat and the web pages run: a batch of 20,000
                 # records takes seconds. Every _apply enters its partition afresh.
@@ -251,7 +251,7 @@ class WorkerLoop:
     def _tick(self, out: Batch) -> None:
         """Live mode: the wall clock moves the watermark to now - lateness (CONTRACT.md §1)."""
         at = wall_now() - self.policy.allowed_lateness
-        for stage in ("tube", "person"):
+        for stage in (wiring.name for wiring in TOPOLOGY.stages if wiring.clocked):
             runner, store = self.runners[stage], self.stores[stage]
             for partition in sorted(self.owned):
                 store.enter(partition)
@@ -264,8 +264,9 @@ class WorkerLoop:
         crash at any point leaves either all of a batch or none of it: a contribution is
         counted once, a state is never ahead of or behind the offsets it covers.
         """
-        persons = self.stores["person"]
-        records = out.records(self.runners["person"], persons.enter, persons.published_in)
+        stores = self.stores
+        records = out.records(self.runners, lambda stage, p: stores[stage].enter(p),
+                              lambda stage, p: stores[stage].published_in(p))
         for stage, runner in self.runners.items():
             runner.flush(self.stores[stage].enter)
         changes = [(self.changelog[stage], change) for stage, store in self.stores.items()
@@ -312,7 +313,8 @@ class WorkerLoop:
             ends = await self._changelog_ends(partitions)
             fresh = sorted(p for p in partitions if p not in self.owned or any(
                 not _ours(ends[(self.changelog[stage], p)],
-                          self.written.get((self.changelog[stage], p))) for stage in WIRING))
+                          self.written.get((self.changelog[stage], p)))
+                for stage in TOPOLOGY.wiring))
             for partition in fresh:
                 self._forget(partition)
             if fresh:

@@ -1,8 +1,8 @@
 """Topic names and configurations, and their creation with kafka-python's admin client.
 
-Names are ``{prefix}.{name}.v1`` (CONTRACT.md §3). Partitions, cleanup policy and retention
-come from the same specification as the AsyncAPI document (``schemas/generate.py``), so the
-topics a worker creates are the topics the document describes.
+Names are ``{prefix}.{name}.v1`` (CONTRACT.md §3). Cleanup policy and retention come from
+the topology (:data:`~closedloop.streams.engine.topology.TOPOLOGY`), which the AsyncAPI
+document is generated from too, so the topics a worker creates are the ones it describes.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, Final
 
+from closedloop.streams.engine.topology import TOPOLOGY
 from closedloop.streams.kafka.settings import KafkaSettings, KafkaSetupError
 
 __all__ = [
-    "INPUT_STAGE",
     "TopicSpec",
     "declare_topics",
     "ensure_topics",
@@ -24,20 +24,6 @@ __all__ = [
 ]
 
 DAY_MS: Final = 86_400_000
-
-INPUT_STAGE: Final = {
-    "sampling": "tube",
-    "lab": "tube",
-    "travel": "person",
-    "followup": "person",
-    "cohort": "person",
-    "action": "person",
-    "population": "person",
-    "checkpoint": "person",
-    "clinic": "person",
-}
-"""Which keyed stage reads each input topic."""
-
 
 def topic_name(prefix: str, name: str) -> str:
     return f"{prefix}.{name}.v1"
@@ -54,24 +40,15 @@ class TopicSpec:
 
 def topic_specs(prefix: str, partitions: int, replication: int) -> list[TopicSpec]:
     """Every topic of the contract plus the engine's internal ones, with their configs."""
-    from closedloop.schemas.generate import channel_specs
-
     specs = []
-    for spec in channel_specs():
-        config = {"cleanup.policy": "compact" if spec["compact"] else "delete"}
-        if spec["retention_days"] is not None:
-            config["retention.ms"] = str(spec["retention_days"] * DAY_MS)
+    for topic in TOPOLOGY.topics:
+        config = {"cleanup.policy": "compact" if topic.compact else "delete"}
+        if topic.retention_days is not None:
+            config["retention.ms"] = str(topic.retention_days * DAY_MS)
         else:
             config["delete.retention.ms"] = str(DAY_MS)
-        specs.append(
-            TopicSpec(
-                name=spec["name"],
-                address=topic_name(prefix, spec["name"]),
-                partitions=partitions,
-                replication=replication,
-                config=config,
-            )
-        )
+        specs.append(TopicSpec(name=topic.name, address=topic_name(prefix, topic.name),
+                               partitions=partitions, replication=replication, config=config))
     return specs
 
 

@@ -28,7 +28,8 @@ import jsonschema
 import pytest
 from deploy_support import K8S, PROMETHEUS, REPO, load_yaml, load_yaml_all, need_module
 
-from closedloop.streams.kafka.topics import INPUT_STAGE, topic_specs
+from closedloop.streams.engine.topology import TOPOLOGY
+from closedloop.streams.kafka.topics import topic_specs
 
 KUBERNETES_VERSIONS = ("1.29", "1.37")
 BUILT_IN = {"ServiceAccount", "Deployment", "PodDisruptionBudget"}
@@ -278,14 +279,16 @@ class TestUsers:
             self, worker_probe: dict[str, Any]) -> None:
         acls = acls_of("closedloop-worker")
         assert topics_with(acls, "Read") == set(worker_probe["reads"])
-        assert {f"closedloop.{name}.v1" for name in INPUT_STAGE} <= topics_with(acls, "Read")
+        read = {name for name in TOPOLOGY.inputs if name in TOPOLOGY.readers}
+        assert {"area", "round", "sampling", "travel"} <= read
+        assert {f"closedloop.{name}.v1" for name in read} <= topics_with(acls, "Read")
 
     def test_the_worker_writes_the_outputs_and_its_internal_topics(self) -> None:
         acls = acls_of("closedloop-worker")
         writes = topics_with(acls, "Write")
         assert {f"closedloop.{n}.v1" for n in ("alerts", "person-status", "daily-report",
                                                "deadletter")} <= writes
-        assert not writes & {f"closedloop.{name}.v1" for name in INPUT_STAGE}
+        assert not writes & {f"closedloop.{name}.v1" for name in TOPOLOGY.inputs}
         every = {spec.address for spec in topic_specs("closedloop", 1, 1)}
         assert topics_with(acls, "Describe") == every
 
@@ -307,7 +310,7 @@ class TestUsers:
         assert not [a for a in acls if "Create" in a["operations"] and a is not prefix]
 
     def test_producers_write_only_their_own_topic(self) -> None:
-        for name in INPUT_STAGE:
+        for name in TOPOLOGY.inputs:
             user = f"closedloop-producer-{name}"
             if name == "action":
                 user = "closedloop-operator-console"

@@ -202,7 +202,7 @@ class TestATakeover:
 
         def worker(table: Changelogged) -> StageRunner[Any]:
             return StageRunner(PERSON, default_policy(), table, upstream=0,
-                               inputs=("population",), mark_every=10**9)
+                               inputs=("population",), mark_every=10**9, shared=True)
 
         table = Changelogged()
         first = worker(table)

@@ -111,7 +111,7 @@ def test_forwards_are_packed_per_target_partition_and_marks_sent_last_once() -> 
     for number, person in enumerate(persons):
         fx = Effects(forwards=[(person, sampled())], mark=1_000 + number)
         batch.add("tube", 1, fx)
-    records = batch.records(run["person"])
+    records = batch.records(run)
     packs = [r for r in records if r.topic == "person-tests" and r.value
              and r.value.startswith(b'{"type":"pack"')]
     marks = [r for r in records if r.value and b'"type":"mark"' in r.value]
@@ -126,7 +126,7 @@ def test_a_pack_is_cut_into_records_the_broker_takes() -> None:
     batch = Batch(1)
     batch.add("tube", 0, Effects(forwards=[(f"p:{i:012x}", sampled())
                                            for i in range(PACK_LIMIT * 2 + 1)]))
-    packs = [r for r in batch.records(run["person"]) if r.topic == "person-tests"]
+    packs = [r for r in batch.records(run) if r.topic == "person-tests"]
     assert len(packs) == 3 and all(len(r.value or b"") < 1_000_000 for r in packs)
 
 
@@ -137,7 +137,7 @@ def test_a_pack_of_contributions_counts_once_however_often_it_is_delivered() -> 
     batch.add("person", 0, Effects(contributions=[
         Contribution(district="d", at=1_662_400_000, field="pushed", d=1),
         Contribution(district="d", at=1_662_400_000, field="pushed", d=1)]))
-    (pack,) = [r for r in batch.records(run["person"]) if r.topic == "report-parts"]
+    (pack,) = [r for r in batch.records(run) if r.topic == "report-parts"]
     record = Record("report-parts", 0, 7, pack.key, pack.value or b"")
     first = handle_record("report", run["report"], record, policy())
     again = handle_record("report", run["report"], record, policy())  # redelivered
@@ -154,7 +154,7 @@ def test_person_status_is_published_once_per_person_per_batch() -> None:
     batch = Batch(1)
     for _ in range(3):
         batch.add("person", 0, Effects(touched={"p:1"}))
-    statuses = [r for r in batch.records(run["person"]) if r.topic == "person-status"]
+    statuses = [r for r in batch.records(run) if r.topic == "person-status"]
     assert [r.key for r in statuses] == [b"p:1"]
 
 
@@ -164,7 +164,7 @@ def test_a_forgotten_person_gets_a_tombstone_status(gone: bool) -> None:
     run = runners(policy(), 1, lambda stage, _state: tables.setdefault(stage, {}))
     batch = Batch(1)
     batch.add("person", 0, Effects(touched={"p:1"}))
-    (status,) = [r for r in batch.records(run["person"]) if r.topic == "person-status"]
+    (status,) = [r for r in batch.records(run) if r.topic == "person-status"]
     assert (status.value is None) is gone
 
 
@@ -177,8 +177,8 @@ def test_a_status_that_changed_only_in_updated_at_is_not_published_again() -> No
     def statuses() -> list[bytes | None]:
         batch = Batch(1)
         batch.add("person", 0, Effects(touched={"p:1"}))
-        return [r.value for r in batch.records(run["person"], None,
-                                               lambda p: seen.setdefault(p, {}))
+        return [r.value for r in batch.records(run, None,
+                                               lambda _stage, p: seen.setdefault(p, {}))
                 if r.topic == "person-status"]
 
     assert len(statuses()) == 1
@@ -190,22 +190,24 @@ def test_a_status_that_changed_only_in_updated_at_is_not_published_again() -> No
 
 def test_a_status_the_rules_fail_on_is_skipped_and_the_batch_goes_on(
         monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
     from closedloop.agents import person as person_rules
+    from closedloop.streams.engine.topology import PERSON
 
     tables: dict[str, dict[str, object]] = {
         "person": {"p:1": PersonState(district="d"), "p:2": PersonState(district="e")}}
     run = runners(policy(), 1, lambda stage, _state: tables.setdefault(stage, {}))
-    real = person_rules.person_status
 
     def failing(ctx: object, person_id: str, st: PersonState) -> object:
         if person_id == "p:1":
             raise ValueError("a bug")
-        return real(ctx, person_id, st)  # type: ignore[arg-type]
+        return person_rules.person_status(ctx, person_id, st)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(person_rules, "person_status", failing)
+    monkeypatch.setattr(run["person"], "stage", replace(PERSON, status=failing))
     batch = Batch(1)
     batch.add("person", 0, Effects(touched={"p:1", "p:2"}, alerts=[]))
-    assert [r.key for r in batch.records(run["person"]) if r.topic == "person-status"] \
+    assert [r.key for r in batch.records(run) if r.topic == "person-status"] \
         == [b"p:2"]
 
 
@@ -264,7 +266,7 @@ def test_a_long_batch_lets_the_event_loop_run_between_chunks(
         await beat
 
     asyncio.run(main())
-    stages = len(loop_module.READERS["sampling"])
+    stages = len(loop_module.TOPOLOGY.readers["sampling"])
     assert sorted(set(applied)) == list(range(records))  # every record, each stage once
     assert len(applied) == stages * records
     assert seen_mid_batch and 0 < seen_mid_batch[0] < len(applied)

@@ -1,0 +1,92 @@
+"""The topology is one value: who reads what, clock marks, ticks, routes and topic settings
+are derived from its stages and topics, and a new loop is one more stage and its topics."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from closedloop.agents.state import Contribution, ReportState, RoundPart, Sampled
+from closedloop.schemas.events import KEY_FIELD
+from closedloop.streams.engine.topology import (
+    PERSON,
+    REPORT,
+    TOPOLOGY,
+    Stage,
+    Topic,
+    Topology,
+    Wiring,
+)
+from closedloop.streams.kafka.topics import topic_specs
+
+
+class TestTheTopology:
+    def test_every_input_of_the_contract_is_a_topic_keyed_as_the_contract_says(self) -> None:
+        assert set(TOPOLOGY.inputs) == set(KEY_FIELD)
+        assert all(TOPOLOGY.topic[name].key == key for name, key in KEY_FIELD.items())
+
+    def test_each_input_a_stage_reads_has_one_owner_and_an_action_reaches_both_keyed_stages(
+            self) -> None:
+        assert TOPOLOGY.owner["sampling"] == "tube" and TOPOLOGY.owner["travel"] == "person"
+        assert TOPOLOGY.owner["area"] == TOPOLOGY.owner["round"] == "tube"
+        assert TOPOLOGY.readers["action"] == ("tube", "person")
+        assert [stage.name for stage in TOPOLOGY.appliers["action"]] == ["tube", "person"]
+        assert TOPOLOGY.appliers["area"] == TOPOLOGY.appliers["round"] == ()
+
+    def test_marks_go_downstream_and_ticks_to_every_stage_with_a_clock_of_its_own(
+            self) -> None:
+        assert TOPOLOGY.marks == {"tube": ("person-tests", "report-parts"),
+                                  "person": ("report-parts",), "report": ()}
+        assert TOPOLOGY.ticks == ("tube-ticks", "person-tests")
+        assert TOPOLOGY.upstream_partitions("report", 4) == 8
+
+    def test_items_travel_on_the_internal_topic_of_the_stage_that_receives_them(self) -> None:
+        assert TOPOLOGY.route[Sampled] == "person-tests"
+        assert TOPOLOGY.route[Contribution] == TOPOLOGY.route[RoundPart] == "report-parts"
+        assert TOPOLOGY.shared_to == ("person-tests",)
+        assert TOPOLOGY.carried == ("person-tests", "report-parts")
+
+    def test_the_topics_a_worker_declares_are_the_topologys_with_their_compaction(
+            self) -> None:
+        specs = {spec.name: spec for spec in topic_specs("p", 3, 1)}
+        assert specs.keys() == TOPOLOGY.topic.keys()
+        compacted = {name for name, spec in specs.items()
+                     if spec.config["cleanup.policy"] == "compact"}
+        assert compacted == {"cohort", "population", "person-status"}
+        assert specs["tube-ticks"].config["retention.ms"] == str(7 * 86_400_000)
+
+
+class TestANewLoop:
+    def test_a_stage_and_its_topics_are_one_entry_each(self) -> None:
+        # given a stage keyed by unit reading its own input, marked by the person stage and
+        # contributing to the daily report
+        unit = Stage("unit", ReportState, {}, {})
+        grown = Topology(
+            topics=(*TOPOLOGY.topics,
+                    Topic("inspection", "input", "unit_id", retention_days=30),
+                    Topic("unit-parts", "internal", "unit_id", retention_days=7)),
+            stages=(*TOPOLOGY.stages,
+                    Wiring(unit, "unit-parts", owns=("inspection",), upstream=("person",))))
+        # then everything else follows
+        assert grown.readers["inspection"] == ("unit",)
+        assert grown.owner["inspection"] == "unit"
+        assert grown.marks["person"] == ("report-parts", "unit-parts")
+        assert grown.ticks == ("tube-ticks", "person-tests", "unit-parts")
+        assert "inspection" in grown.inputs and "unit-parts" in grown.internal
+
+    def test_a_stage_reading_a_topic_nobody_declared_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="unit-parts"):
+            Topology(topics=TOPOLOGY.topics, stages=(
+                *TOPOLOGY.stages, Wiring(replace(REPORT, name="unit"), "unit-parts")))
+
+    def test_an_upstream_stage_must_come_first(self) -> None:
+        stages = list(TOPOLOGY.stages)
+        stages[1] = replace(stages[1], upstream=("report",))
+        with pytest.raises(ValueError, match="upstream"):
+            Topology(topics=TOPOLOGY.topics, stages=tuple(stages))
+
+    def test_a_stage_whose_internal_topic_is_an_input_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="not an internal topic"):
+            Topology(topics=TOPOLOGY.topics, stages=(
+                *TOPOLOGY.stages, Wiring(replace(PERSON, name="other"), "travel")))
