@@ -62,6 +62,7 @@ __all__ = [
     "Visit",
     "changelog_decoder",
     "is_blank",
+    "legacy_ids",
     "loops_of",
     "sampled_between",
     "split_name",
@@ -221,7 +222,6 @@ class Keyed(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     sent: dict[str, int] | None = None  # alert ids raised -> due: never twice, pruned by due
     esc: dict[str, EscalationEntry] | None = None  # open escalations by alert id
     acts: dict[str, int] | None = None  # actions that came before their alert, by alert id
-    ids: dict[str, int] | None = None  # the worker's (topic:event_id) -> event time dedup
 
 
 class TubeState(Keyed, kw_only=True, omit_defaults=True, gc=False):
@@ -375,6 +375,22 @@ def changelog_decoder(state: type[Keyed]) -> Callable[[bytes], Keyed]:
         return upgraded(_unflattened(decode_flat(raw)))
 
     return person
+
+
+class _Remembered(msgspec.Struct):
+    ids: dict[str, int] | None = None
+
+
+_decode_remembered = msgspec.json.Decoder(_Remembered).decode
+
+
+def legacy_ids(raw: bytes) -> dict[str, int] | None:
+    """The event ids a changelogged state remembered itself (``"ids"``: ``topic:event_id``
+    -> event time), as states did before each partition kept its own; None for the rest.
+    The state decoders leave the field out: it is the partition's now."""
+    if b'"ids"' not in raw:
+        return None
+    return _decode_remembered(raw).ids
 
 
 def _unflattened(old: _FlatPersonState) -> PersonState:

@@ -32,7 +32,8 @@ from closedloop.schemas.outputs import (
 from closedloop.schemas.policy import Policy
 from closedloop.streams.engine.envelopes import Refused, publishable
 from closedloop.streams.engine.records import Batch, Record, handle_record, tick_record
-from closedloop.streams.engine.stage_runner import PartitionMeta, runners
+from closedloop.streams.engine.stage_runner import runners
+from closedloop.streams.engine.store import StageStore
 from closedloop.streams.engine.topology import TOPOLOGY, partition_of
 
 __all__ = ["BusOutputs", "PartitionedBus"]
@@ -73,8 +74,8 @@ class PartitionedBus:
         self.n = partitions
         self.logs: dict[tuple[str, int], list[Record]] = {}
         self.read: dict[tuple[str, str, int], int] = {}  # (stage, topic, partition) -> next
-        self.tables: dict[str, dict[str, Keyed | PartitionMeta]] = {}
-        self.runners = runners(policy, partitions, self._table)
+        self.stores: dict[str, StageStore] = {}  # a dict per partition, as the worker's
+        self.runners = runners(policy, partitions, self._store)
         self.out = BusOutputs()
         self._order = order
         self._received_at = received_at  # the records' timestamp (None: not checked)
@@ -127,9 +128,9 @@ class PartitionedBus:
             for _ in range(batch):
                 if not self._deliver(*queue, out):
                     break
-            for runner in self.runners.values():
-                runner.flush()
-            for outgoing in out.records(self.runners):
+            for name, runner in self.runners.items():
+                runner.flush(self.stores[name].enter)
+            for outgoing in out.records(self.runners, self._enter):
                 self._emit(outgoing.topic, outgoing.partition, outgoing.key, outgoing.value)
 
     def _deliver(self, stage: str, topic: str, partition: int, out: Batch) -> bool:
@@ -140,6 +141,7 @@ class PartitionedBus:
         self.read[(stage, topic, partition)] = position + 1
         record = log[position]
         runner = self.runners[stage]
+        self.stores[stage].enter(partition)
         done = handle_record(stage, runner, record, self.policy)
         if done.rejection is not None:
             self.out.dead_letters.append(dead_letter(
@@ -169,5 +171,8 @@ class PartitionedBus:
         log = self.logs.setdefault((topic, partition), [])
         log.append(Record(topic, partition, len(log), key, value, self._received_at))
 
-    def _table(self, stage: str, state: type[Keyed]) -> dict[str, Keyed | PartitionMeta]:
-        return self.tables.setdefault(stage, {})
+    def _store(self, stage: str, state: type[Keyed]) -> StageStore:
+        return self.stores.setdefault(stage, StageStore(state))
+
+    def _enter(self, stage: str, partition: int) -> None:
+        self.stores[stage].enter(partition)

@@ -10,6 +10,12 @@ allowed lateness, so expiry drops a whole bucket at a time: about 90 bytes an id
 bytes object 48, its set slot, its bucket slot) instead of the ~250 of a (topic, event_id)
 tuple with its own expiry entry. 15 bytes, not 16: a 16-byte digest's object takes 49 bytes,
 which the allocator rounds up to 64.
+
+On a worker the ids must outlive a restart (a producer may send an event again a day later),
+so a durable :class:`Dedup` also hands over, once per batch, the digests it added since
+(:meth:`Dedup.take`: one record per hour bucket) and the hours it forgot; the stage keeps
+them in its changelog, and :meth:`Dedup.load` reads them back on assignment. Replay's needs
+no such copy.
 """
 
 from __future__ import annotations
@@ -20,17 +26,29 @@ from typing import Final
 
 from closedloop.streams.engine.deadlines import NEVER
 
-__all__ = ["Dedup"]
+__all__ = ["BUCKET", "DIGEST", "Dedup", "digest"]
 
 BUCKET: Final = 3600  # seconds of event time per expiry bucket
 DIGEST: Final = 15  # bytes of BLAKE2b digest a key is kept as (see above)
 
 
-class Dedup:
-    __slots__ = ("_buckets", "_expires", "_prefixes", "_seen", "retention")
+def digest(topic: str, event_id: str) -> bytes:
+    """The key :class:`Dedup` keeps for (topic, event_id) (what ``seen`` computes, without
+    its per-topic head start)."""
+    hasher = blake2b(f"{topic}\x00".encode("utf-8", "surrogatepass"), digest_size=DIGEST)
+    hasher.update(event_id.encode("utf-8", "surrogatepass"))
+    return hasher.digest()
 
-    def __init__(self, retention: int) -> None:
+
+class Dedup:
+    __slots__ = ("_buckets", "_expires", "_forgotten", "_new", "_prefixes", "_seen",
+                 "retention")
+
+    def __init__(self, retention: int, *, durable: bool = False) -> None:
         self.retention = retention
+        # durable: the digests added since the last take, by hour, and the hours forgotten
+        self._new: dict[int, list[bytes]] | None = {} if durable else None
+        self._forgotten: list[int] = []
         self._seen: set[bytes] = set()
         self._buckets: deque[tuple[int, list[bytes]]] = deque()  # (hour, its keys)
         # The clock at which the oldest bucket expires (NEVER while there is none): one
@@ -57,10 +75,7 @@ class Dedup:
             return True
         buckets = self._buckets
         if clock - self.retention >= self._expires:
-            horizon = clock - self.retention
-            while buckets and (buckets[0][0] + 1) * BUCKET <= horizon:
-                seen.difference_update(buckets.popleft()[1])
-            self._expires = (buckets[0][0] + 1) * BUCKET if buckets else NEVER
+            self._expire(clock - self.retention)
         seen.add(key)
         hour = event_time // BUCKET
         if buckets and buckets[-1][0] == hour:
@@ -69,4 +84,48 @@ class Dedup:
             buckets.append((hour, [key]))
             if len(buckets) == 1:
                 self._expires = (hour + 1) * BUCKET
+        if self._new is not None:
+            self._new.setdefault(hour, []).append(key)
         return False
+
+    def _expire(self, horizon: int) -> None:
+        buckets = self._buckets
+        while buckets and (buckets[0][0] + 1) * BUCKET <= horizon:
+            hour, keys = buckets.popleft()
+            self._seen.difference_update(keys)
+            if self._new is not None:
+                self._forgotten.append(hour)
+                self._new.pop(hour, None)
+        self._expires = (buckets[0][0] + 1) * BUCKET if buckets else NEVER
+
+    def take(self) -> tuple[dict[int, bytes], list[int]]:
+        """A durable Dedup's changes since the last take: the digests added, concatenated per
+        hour bucket, and the hours forgotten since (whose saved digests may go)."""
+        new, forgotten = self._new or {}, self._forgotten
+        if self._new is not None:
+            self._new = {}
+        self._forgotten = []
+        return {hour: b"".join(keys) for hour, keys in new.items()}, forgotten
+
+    def load(self, hour: int, digests: bytes) -> None:
+        """Remember the digests :meth:`take` handed over for ``hour`` (a restore). Buckets are
+        kept in hour order, so load the hours oldest first."""
+        for start in range(0, len(digests), DIGEST):
+            key = digests[start:start + DIGEST]
+            if key not in self._seen:
+                self._seen.add(key)
+                self._insert(hour, key)
+
+    def _insert(self, hour: int, key: bytes) -> None:
+        """``_keep``, for an hour that may come before the newest bucket (a restore)."""
+        buckets = self._buckets
+        for index in range(len(buckets) - 1, -1, -1):
+            if buckets[index][0] == hour:
+                buckets[index][1].append(key)
+                return
+            if buckets[index][0] < hour:
+                buckets.insert(index + 1, (hour, [key]))
+                break
+        else:
+            buckets.appendleft((hour, [key]))
+        self._expires = (buckets[0][0] + 1) * BUCKET

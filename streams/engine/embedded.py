@@ -1,9 +1,16 @@
-"""The embedded driver: the topology in-process, in Kafka's order semantics.
+"""Replay's runtime: the worker's stage runners on a one-partition bus fed by one input log.
 
-Like Kafka Streams' TopologyTestDriver, it is a test driver, not a second runtime: one
-partition per stage, inputs applied in file order (so per key, in order), forwards and
-contributions delivered to the next stage at once. ``replay``, ``demo``, the tests and the
-benchmarks all run through it: ``pipe(topic, value)``, ``advance_to(T)``, ``drain()``.
+Like Kafka Streams' TopologyTestDriver, the topology of the worker run in-process: the very
+:class:`~closedloop.streams.engine.stage_runner.StageRunner` of each stage of
+:data:`~closedloop.streams.engine.topology.TOPOLOGY`, on one partition, with its
+de-duplication, its deadline index and its rounds. Inputs are applied in file order; what a
+stage makes for another (forwards, contributions, round shares) is handed to it at once, as
+typed items rather than encoded records; after every input the stages fire what is due,
+upstream first, so a downstream stage sees what its upstream made before it passes the same
+instant. A replay file is one input log holding every topic in the order written, so its
+watermark is every stage's clock (``docs/RULES.md``, "Clocks"): one clock and one context
+serve the three runners. ``replay``, ``demo``, the tests and the benchmarks run through it:
+``pipe_line``/``pipe(topic, value)``, ``advance_to(T)``, ``drain()``.
 """
 
 from __future__ import annotations
@@ -12,36 +19,26 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from sys import intern
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final
 
 import msgspec
 
-from closedloop.agents import rounds
 from closedloop.agents.calendar import Calendar
 from closedloop.agents.escalation import action_outcome
-from closedloop.agents.requirements import Context, next_due
+from closedloop.agents.requirements import Context
+from closedloop.agents.round_sum import round_key
 from closedloop.agents.shared import Shared
-from closedloop.agents.state import Keyed, PersonState, ReportState, TubeState
+from closedloop.agents.state import Contribution, Keyed, PersonState, RoundPart, Sampled
 from closedloop.schemas.decode import Rejection, dead_letter, decode_line, validate_event
 from closedloop.schemas.events import KEY_FIELD, Action, Area, Event, Round
 from closedloop.schemas.instants import epoch_seconds
 from closedloop.schemas.outputs import Alert, DailyReport, DeadLetter, RoundReport
 from closedloop.schemas.policy import Policy
 from closedloop.streams.engine.clock import Watermark
-from closedloop.streams.engine.deadlines import DeadlineIndex
-from closedloop.streams.engine.dedup import Dedup
-from closedloop.streams.engine.topology import (
-    PERSON,
-    REPORT,
-    TOPOLOGY,
-    TUBE,
-    Stage,
-    apply_shared,
-)
+from closedloop.streams.engine.stage_runner import AnyRunner, runners
+from closedloop.streams.engine.topology import TOPOLOGY
 
 __all__ = ["EmbeddedDriver", "Origin", "Outputs"]
-
-S = TypeVar("S", bound=Keyed)
 
 _APPLIED = {topic: f"applied:{topic}" for topic in TOPOLOGY.inputs}
 
@@ -71,33 +68,8 @@ class Outputs:
     round_reports: list[RoundReport] = field(default_factory=list)  # in the order raised
 
 
-class _StageRun(Generic[S]):
-    """One stage's keyed state and deadline index; ``steps`` counts its applies and fires
-    (the benchmarks' floor reads it: what a line costs depends on how many keys it moves)."""
-
-    __slots__ = ("index", "stage", "steps", "table")
-
-    def __init__(self, stage: Stage[S]) -> None:
-        self.stage = stage
-        self.table: dict[str, S] = {}
-        self.index = DeadlineIndex()
-        self.steps = 0
-
-    def apply(self, ctx: Context, key: str, item: object, *, fire: bool = True
-              ) -> Rejection | None:
-        """Apply one input to ``key`` and index its next deadline."""
-        self.steps += 1
-        rejection, due = self.stage.apply(ctx, self.table, key, item, fire=fire)
-        self.index.schedule(key, due)
-        return rejection
-
-    def fire(self, ctx: Context, key: str) -> None:
-        self.steps += 1
-        self.index.schedule(key, self.stage.fire(ctx, self.table, key))
-
-
 class EmbeddedDriver:
-    """Runs the three stages in one process on plain dicts."""
+    """The stage runners of the topology on one partition, fed one input log."""
 
     def __init__(self, policy: Policy, received_at: float | None = None) -> None:
         """``received_at``: when the inputs were received (epoch seconds), for the
@@ -105,22 +77,28 @@ class EmbeddedDriver:
         self.policy = policy
         self.received_at = received_at
         self.cal = Calendar(policy.zone, policy.daily_cutoff)
-        self.clock = Watermark(policy.allowed_lateness)
-        self.dedup = Dedup(policy.dedup_retention)
-        self.tube: _StageRun[TubeState] = _StageRun(TUBE)
-        self.person: _StageRun[PersonState] = _StageRun(PERSON)
-        self.report: _StageRun[ReportState] = _StageRun(REPORT)
-        self._runs: dict[str, _StageRun[TubeState] | _StageRun[PersonState]] = {
-            TUBE.name: self.tube, PERSON.name: self.person}
-        self._upstream_first: tuple[
-            _StageRun[TubeState], _StageRun[PersonState], _StageRun[ReportState]] = (
-            self.tube, self.person, self.report)
-        # Each input topic's stage runs, looked up once per event rather than per stage.
-        self._topic_runs: dict[str, tuple[_StageRun[TubeState] | _StageRun[PersonState], ...]] = {
-            topic: tuple(self._runs[stage.name] for stage in stages)
-            for topic, stages in TOPOLOGY.appliers.items()}
+        self.clock = Watermark(policy.allowed_lateness)  # the input log's watermark
         self.shared = Shared()
-        self._rounds_due: int | None = None  # the earliest round report (agents/rounds.py)
+        self.tables: dict[str, dict[str, Any]] = {}
+        self.runners: dict[str, AnyRunner] = runners(
+            policy, 1, lambda stage, _state: self.tables.setdefault(stage, {}), one_log=True)
+        self._upstream_first = tuple(self.runners.values())
+        self._indexes = tuple(run.index(0) for run in self._upstream_first)
+        # each input topic's stages, its de-duplicating owner, and each item type's receiver
+        self._topic_runs = {topic: tuple(self.runners[stage.name] for stage in stages)
+                            for topic, stages in TOPOLOGY.appliers.items()}
+        self._topic_applies = {topic: tuple(run.applier(0) for run in runs)
+                               for topic, runs in self._topic_runs.items()}
+        self._dedup = {topic: self.runners[stage].dedup(0)
+                       for topic, stage in TOPOLOGY.owner.items()}
+        self._holder = next(run for run in self._upstream_first if run.rounds)
+        self._holder.after_round_instant = self._round_instant
+        self.persons: dict[str, PersonState] = self.tables[self._holder.stage.name]
+        receiver = {topic: self.runners[TOPOLOGY.readers[topic][0]]
+                    for topic in TOPOLOGY.internal}
+        self._forwards_to = receiver[TOPOLOGY.route[Sampled]].applier(0)
+        self._counts_to = receiver[TOPOLOGY.route[Contribution]].applier(0)
+        self._shares_to = receiver[TOPOLOGY.route[RoundPart]].applier(0)
         self.out = Outputs()  # replaced by drain() only, together with the context filling it
         self._ctx = self._context()
         self.stats: Counter[str] = Counter()
@@ -130,7 +108,8 @@ class EmbeddedDriver:
         self.spill: Callable[[list[RoundReport]], None] | None = None
         self._held_rows = 0
         # actions kept for an alert not raised yet: (time, key, alert_id, action, stage runs)
-        self._held: list[tuple[int, str, str, str, tuple[_StageRun[Any], ...]]] = []
+        self._held: list[tuple[int, str, str, str, tuple[AnyRunner, ...]]] = []
+        self._reported = 0  # round reports of the current drain whose rows were counted
 
     # -- inputs -----------------------------------------------------------------------------
 
@@ -156,7 +135,7 @@ class EmbeddedDriver:
         if isinstance(event, Rejection):
             self.reject(event, line, origin, topic)
             return
-        try:  # _guarded, inlined: a call less per line
+        try:  # _guarded, inlined: replay runs this once per line
             self.pipe_event(topic, event, line, origin)
         except Exception as exc:
             self._failed(exc, line, origin, topic)
@@ -180,42 +159,40 @@ class EmbeddedDriver:
         """Apply one decoded input; ``clocked`` False: its time does not move the clock (an
         action recorded in the ledger, fed to a replay at its effective instant)."""
         at = epoch_seconds(event.occurred_at)
-        if self.dedup.seen(topic, event.event_id, at, self.clock.value):
+        clock = self.clock
+        dedup = self._dedup.get(topic)  # None: a topic no stage reads yet
+        if dedup is not None and dedup.seen(topic, event.event_id, at, clock.value):
             self.stats["duplicates_ignored"] += 1
             return
-        ctx = self._ctx
-        ctx.clock = self.clock.observe(at) if clocked else self.clock.value
-        ctx.event, ctx.event_at = event, at  # the agents need not convert the time again
+        self._ctx.clock = clock.observe(at) if clocked else clock.value
         # interned: a person's id is kept once, shared with the tubes' members, and a
         # tube's with its persons' samples
         key = intern(getattr(event, KEY_FIELD[topic]))
-        runs = self._topic_runs[topic]
-        if not runs and isinstance(event, Area | Round) and apply_shared(
-                self.policy, self.shared, event, self.person.table):
-            self._rounds_due = rounds.next_due(self.policy, self.shared)
+        applies = self._topic_applies[topic]
+        if not applies and isinstance(event, Area | Round):
+            self._holder.share(0, event)
         applied = True
-        for run in runs:
-            rejection = run.apply(ctx, key, event)
+        for apply in applies:
+            rejection = apply(key, event, at)
             if rejection is not None:  # a rule refused it (a pool overflow): not applied
                 self.reject(rejection, raw, origin, topic)
                 applied = False
         if isinstance(event, Action):
             self.out.actions.append(event)
-            self._count_action(key, event, runs)
+            self._count_action(key, event, self._topic_runs[topic])
         if applied:  # so that read = applied + duplicates + rejected
             self.stats[_APPLIED[topic]] += 1
-        if ctx.forwards or ctx.contributions:  # _route's test, without a call when empty
+        ctx = self._ctx  # _settle, without a call for the many events that make nothing due
+        if ctx.forwards or ctx.contributions or ctx.round_parts:
             self._route(ctx)
-        clock = ctx.clock  # _advance's tests, without a call when nothing is due:
-        if (min(self.tube.index.earliest, self.person.index.earliest,
-                self.report.index.earliest) <= clock
-                or (self._rounds_due is not None and self._rounds_due <= clock)):
-            self._advance(ctx)
-        tracked = len(self.person.table)
+        tube, person, report = self._indexes
+        if min(tube.earliest, person.earliest, report.earliest) <= ctx.clock:
+            self._settle()
+        tracked = len(self.persons)
         if tracked > self._peak:
             self._peak = self.stats["persons_tracked_peak"] = tracked
 
-    def _count_action(self, key: str, event: Action, runs: tuple[_StageRun[Any], ...]) -> None:
+    def _count_action(self, key: str, event: Action, runs: tuple[AnyRunner, ...]) -> None:
         """An action applied (by kind), ignored (by reason: counted, never rejected), or
         kept for the alert its subject is about to raise (settled later)."""
         states = [run.table.get(key) for run in runs]
@@ -234,8 +211,8 @@ class EmbeddedDriver:
 
     @property
     def keyed_steps(self) -> int:
-        """Keyed applies and fires so far, over the three stages."""
-        return self.tube.steps + self.person.steps + self.report.steps
+        """Keyed applies and fires so far, over the stages."""
+        return sum(run.steps for run in self._upstream_first)
 
     def reject(self, rejection: Rejection, raw: bytes, origin: Origin, topic: str | None) -> None:
         self.stats[f"rejected:{rejection.reason}"] += 1
@@ -248,9 +225,8 @@ class EmbeddedDriver:
 
     def advance_to(self, instant: int) -> None:
         """Move the clock to ``instant`` (``--until``) and fire everything due by then."""
-        ctx = self._ctx
-        ctx.clock = self.clock.advance_to(instant)
-        self._advance(ctx)
+        self._ctx.clock = self.clock.advance_to(instant)
+        self._settle()
 
     # -- outputs ----------------------------------------------------------------------------
 
@@ -281,61 +257,66 @@ class EmbeddedDriver:
             self.settle_actions(final=False)
         out, self.out = self.out, Outputs()
         self._ctx = self._context()
-        self._held_rows = 0
+        self._held_rows = self._reported = 0
         return out
 
     # -- wiring -----------------------------------------------------------------------------
 
     def _context(self) -> Context:
-        """The rules' context filling ``self.out``: one object per drain, not per event
-        (building a 12-field dataclass was a measurable share of each event); each event
-        only sets its clock."""
+        """The rules' context filling ``self.out``, shared by the runners: one object per
+        drain, not per event (each step only sets its clock)."""
         out = self.out
-        return Context(self.policy, self.cal, self.clock.value, out.alerts, [], [],
-                       out.reports, out.escalations, shared=self.shared,
-                       round_reports=out.round_reports)
+        ctx = Context(self.policy, self.cal, self.clock.value, out.alerts, [], [],
+                      out.reports, out.escalations, shared=self.shared,
+                      round_reports=out.round_reports)
+        for run in self.runners.values():
+            run.adopt(0, self.clock, self.shared, ctx)
+        return ctx
+
+    def _settle(self) -> None:
+        """Hand on what the step made, then let each stage fire what the clock reached,
+        upstream first, handing on what each fire made before the next stage's turn."""
+        ctx = self._ctx
+        if ctx.forwards or ctx.contributions or ctx.round_parts:
+            self._route(ctx)
+        clock = self.clock.value
+        tube, person, report = self._indexes
+        if min(tube.earliest, person.earliest, report.earliest) > clock:
+            return  # most events make nothing due
+        for run, index in zip(self._upstream_first, self._indexes, strict=True):
+            if index.earliest <= clock:
+                run.fire(0)
+                if ctx.forwards or ctx.contributions or ctx.round_parts:
+                    self._route(ctx)
 
     def _route(self, ctx: Context) -> None:
-        """Deliver forwards to the person stage and contributions to the report stage."""
+        """Deliver forwards, contributions and round shares to the stages they are for."""
         while ctx.forwards:
             forwards, ctx.forwards = ctx.forwards, []
-            apply = self.person.apply
+            apply = self._forwards_to
             for person_id, message in forwards:
-                apply(ctx, person_id, message)
+                apply(person_id, message, None)
         if ctx.contributions:  # most inputs contribute nothing: no new list for them
             contributions, ctx.contributions = ctx.contributions, []
+            apply = self._counts_to
             for item in contributions:
-                self.report.apply(ctx, item.district, item, fire=False)
-
-    def _fire_rounds(self, ctx: Context) -> None:
-        table = self.person.table
-
-        def made() -> None:  # one partition: each share is a report
+                apply(item.district, item, None)
+        if ctx.round_parts:
             parts, ctx.round_parts = ctx.round_parts, []
-            reports = [rounds.report(self.cal, [part]) for part in parts]
-            ctx.round_reports.extend(reports)
-            self._held_rows += sum(len(report.rows) or 1 for report in reports)
-            if self.spill is not None and self._held_rows >= SPILL_ROWS:
-                self.spill(ctx.round_reports)
-                self._held_rows = 0
+            apply = self._shares_to
+            for share in parts:
+                apply(round_key(share.round_id), share, None)
 
-        for person_id in sorted(rounds.fire_rounds(ctx, self.shared, table, made)):
-            st = table.get(person_id)
-            if st is not None:  # an alert raised there opened its escalation
-                self.person.index.schedule(person_id, next_due(st))
-        self._rounds_due = rounds.next_due(self.policy, self.shared)
+    def _round_instant(self) -> None:
+        """An instant's round shares are made: reported at once (one partition: each share
+        is a report), and handed over when more than SPILL_ROWS rows wait."""
+        ctx = self._ctx
+        if ctx.round_parts:
+            self._route(ctx)
+        reports = ctx.round_reports
+        self._held_rows += sum(len(report.rows) or 1 for report in reports[self._reported:])
+        self._reported = len(reports)
+        if self.spill is not None and self._held_rows >= SPILL_ROWS:
+            self.spill(reports)
+            self._held_rows = self._reported = 0
 
-    def _advance(self, ctx: Context) -> None:
-        """Fire every stage's due keys, upstream first, so downstream sees their outputs.
-
-        Rounds first: a round's report as of an instant reads person states, which the
-        person stage's ``gc`` may thin out when the same clock passes its due instant."""
-        if self._rounds_due is not None and self._rounds_due <= ctx.clock:
-            self._fire_rounds(ctx)
-        clock = ctx.clock
-        for run in self._upstream_first:
-            if run.index.earliest <= clock:  # has_due, without a call per stage and event
-                for key in run.index.pop_due(clock):
-                    run.fire(ctx, key)
-                    if ctx.forwards or ctx.contributions:
-                        self._route(ctx)

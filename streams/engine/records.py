@@ -153,7 +153,7 @@ def _owned_input(runner: AnyRunner, record: Record, policy: Policy) -> Handled:
         fx = runner.on_skipped(record.partition, record.topic, record.offset)
         return Handled(fx, rejection=decoded, consumed=True)
     at = epoch_seconds(decoded.occurred_at)
-    fx = runner.on_input(record.partition, key, decoded, at, f"{record.topic}:{decoded.event_id}",
+    fx = runner.on_input(record.partition, key, decoded, at, decoded.event_id,
                          topic=record.topic, offset=record.offset)
     handled = Handled(fx, rejection=fx.rejection, consumed=True)
     if not fx.duplicate and fx.rejection is None and isinstance(decoded, Action) \
@@ -176,9 +176,8 @@ def _quiet_input(runner: AnyRunner, record: Record, policy: Policy) -> Handled:
     if isinstance(decoded, Rejection):
         return Handled(runner.on_skipped(record.partition, record.topic, record.offset))
     at = epoch_seconds(decoded.occurred_at)
-    fx = runner.on_input(record.partition, key, decoded, at,
-                         f"{record.topic}:{decoded.event_id}", topic=record.topic,
-                         offset=record.offset, clocked=False)
+    fx = runner.on_input(record.partition, key, decoded, at, decoded.event_id,
+                         topic=record.topic, offset=record.offset, clocked=False)
     handled = Handled(fx)
     if isinstance(decoded, Action) and key in runner.table and not fx.duplicate:
         _count_action(handled, runner, key, decoded)
@@ -196,13 +195,19 @@ def _count_action(handled: Handled, runner: AnyRunner, key: str, action: Action)
 
 
 def _shared_input(runner: AnyRunner, record: Record, policy: Policy) -> Handled:
-    """A shared fact (area, round): validated and counted here, applied on every person
-    partition. Its offset counts for ticks; its event time moves no clock."""
+    """A shared fact (area, round): validated, de-duplicated and counted here, applied on
+    every person partition. Its offset counts for ticks; its event time moves no clock."""
     _, decoded = _decode_keyed(record, policy)
-    fx = runner.on_skipped(record.partition, record.topic, record.offset)
     if isinstance(decoded, Rejection):
+        fx = runner.on_skipped(record.partition, record.topic, record.offset)
         return Handled(fx, rejection=decoded, consumed=True)
-    fx.broadcasts.append(_encode(_Shared(record.topic, msgspec.Raw(record.value))))
+    duplicate = runner.seen(record.partition, record.topic, decoded.event_id,
+                            epoch_seconds(decoded.occurred_at))
+    fx = runner.on_skipped(record.partition, record.topic, record.offset)
+    if duplicate:
+        fx.duplicate = True
+    else:
+        fx.broadcasts.append(_encode(_Shared(record.topic, msgspec.Raw(record.value))))
     return Handled(fx, consumed=True)
 
 

@@ -1,23 +1,27 @@
-"""A keyed stage on a Kafka worker: per-partition clocks, deadline indexes and alignment.
+"""A keyed stage on its partitions: clocks, de-duplication, the deadline index, alignment.
 
-The worker's agents are thin: for every message they call one method here and send what it
-returns. This module is plain Python (no Faust), so the worker's semantics are unit-tested
-without a broker, and it calls the very ``Stage.apply``/``Stage.fire`` of the embedded driver.
+Every runtime path runs the stages through this module: the Kafka worker and the in-memory
+partitioned bus record by record (:meth:`StageRunner.on_input` and the other ``on_*``
+methods, which hand back what a record produced as :class:`Effects`), and replay's
+one-partition bus (``engine/embedded.py``) through the steps those are made of
+(:meth:`StageRunner.seen`, :meth:`StageRunner.apply`, :meth:`StageRunner.fire`), without an
+:class:`Effects` per event. Both call the very ``Stage.apply``/``Stage.fire`` of the
+topology, on the same partition state. Plain Python: no Kafka, no Faust.
 
-Per partition it keeps the watermark of the stage's own inputs and the latest *clock mark* of
-each upstream partition. The stage's clock is the smallest of them: a person partition does
-not fire a test deadline before every tube partition has forwarded the samplings up to it,
-and the report stage does not pass a cut-off before every upstream deadline has contributed.
-When its clock moves on (a tick, or a ``mark_every`` step of event time) a stage marks its
-clock to every partition downstream. A tick moves the stage's own clock (``--until`` in event
-mode, the wall clock in wall mode).
+Per partition a runner keeps the watermark of the stage's own input logs and the latest
+*clock mark* of each upstream partition. The stage's clock is the smallest of them: a person
+partition does not fire a test deadline before every tube partition has forwarded the
+samplings up to it, and the report stage does not pass a cut-off before every upstream
+deadline has contributed (``docs/RULES.md``, "Clocks"). When its clock moves on (a tick, or a
+``mark_every`` step of event time) a stage marks its clock to every partition downstream. A
+tick moves the stage's own clock (``--until`` in event mode, the wall clock in wall mode).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, ItemsView, Iterator, Mapping, Sequence, ValuesView
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar, cast
+from typing import Any, Final, Generic, TypeVar, cast
 
 import msgspec
 
@@ -40,6 +44,7 @@ from closedloop.schemas.outputs import Alert, DailyReport, RoundReport
 from closedloop.schemas.policy import Policy
 from closedloop.streams.engine.clock import MIN_EPOCH, Watermark
 from closedloop.streams.engine.deadlines import DeadlineIndex
+from closedloop.streams.engine.dedup import Dedup
 from closedloop.streams.engine.topology import (
     TOPOLOGY,
     Stage,
@@ -49,23 +54,44 @@ from closedloop.streams.engine.topology import (
 )
 
 __all__ = [
+    "DEDUP_PREFIX",
+    "DUPLICATE",
     "META_PREFIX",
+    "ROUNDS",
     "AnyRunner",
+    "DedupChunk",
     "Effects",
     "PartitionMeta",
     "StageRunner",
+    "dedup_key",
+    "is_partition_row",
     "meta_key",
     "runners",
 ]
 
 S = TypeVar("S", bound=Keyed)
 
-META_PREFIX = "\x00partition:"
+META_PREFIX: Final = "\x00partition:"
+DEDUP_PREFIX: Final = "\x00dedup:"
+ROUNDS: Final = "\x00rounds"
+"""The deadline index's entry for the partition's testing rounds: their next report falls
+due like any key's deadline, and fires before the keys due with it (:meth:`StageRunner.fire`)."""
 
 
 def meta_key(partition: int) -> str:
     """The table key holding a partition's clock state (changelogged with the partition)."""
     return f"{META_PREFIX}{partition}"
+
+
+def dedup_key(hour: int, chunk: int | str) -> str:
+    """The table key of the ``chunk``-th batch of event ids remembered in ``hour``."""
+    return f"{DEDUP_PREFIX}{hour}:{chunk}"
+
+
+def is_partition_row(key: str) -> bool:
+    """Is this table key a partition's own row (its clock state, its remembered event ids),
+    not a stage key?"""
+    return key.startswith((META_PREFIX, DEDUP_PREFIX))
 
 
 class PartitionMeta(msgspec.Struct, kw_only=True, gc=False):
@@ -84,9 +110,25 @@ class PartitionMeta(msgspec.Struct, kw_only=True, gc=False):
     shared: Shared | None = None  # the person stage's areas and rounds
 
 
+class DedupChunk(msgspec.Struct, array_like=True, gc=False):
+    """Event ids (15-byte digests, concatenated) a partition remembered in one hour bucket
+    during one batch: its de-duplication survives a restart through the changelog."""
+
+    hour: int
+    digests: bytes
+
+
+class _Duplicate:
+    """What :meth:`StageRunner.apply` never returns and :meth:`StageRunner.seen` stands for:
+    an event already applied."""
+
+
+DUPLICATE: Final = _Duplicate()
+
+
 @dataclass(slots=True)
 class Effects:
-    """What one message produced, for the agent to send."""
+    """What one record produced, for the worker (and the partitioned bus) to send."""
 
     alerts: list[Alert] = field(default_factory=list)
     escalations: list[Alert] = field(default_factory=list)
@@ -104,35 +146,41 @@ class Effects:
 
 
 class _Partition:
-    __slots__ = ("clock", "ctx", "heard", "index", "keys", "marked", "marks", "number",
-                 "pending", "processed", "seen", "shared", "tick", "topics")
+    __slots__ = ("chunks", "clock", "ctx", "dedup", "heard", "index", "marked", "marks",
+                 "number", "pending", "processed", "seen", "shared", "tick", "topics")
 
-    def __init__(self, lateness: int) -> None:
-        self.number = -1
+    def __init__(self, number: int, lateness: int, retention: int, durable: bool) -> None:
+        self.number = number
         self.clock = Watermark(lateness)
         self.index = DeadlineIndex()
+        self.dedup = Dedup(retention, durable=durable)  # (topic, event_id) of its inputs
+        self.chunks: dict[int, list[str]] = {}  # hour -> its rows of remembered ids
         self.marks: dict[str, int] = {}
         self.marked = MIN_EPOCH  # the last clock announced downstream
         self.tick = MIN_EPOCH  # the last tick applied
-        self.topics: dict[str, int] = {}  # input topic -> largest event time seen on it
+        self.topics: dict[str, int] = {}  # input log -> largest event time seen in it
         self.processed: dict[str, int] = {}  # input topic -> last offset applied
         self.pending: list[tuple[int, dict[str, int]]] = []  # ticks waiting for offsets
         self.seen: dict[str, int] = {}  # internal topic -> last offset applied (replay guard)
         self.shared = Shared()  # areas and rounds every person partition holds whole
-        self.keys: set[str] = set()  # the person stage: the partition's persons (rounds scan)
         self.ctx: Context | None = None  # the rules' context, reused from record to record
-        self.heard = False  # has every input topic delivered something here yet?
+        self.heard = False  # has every input log delivered something here yet?
 
 
 class StageRunner(Generic[S]):
-    """One stage's partitions on this worker, over its keyed table (which also holds each
-    partition's :class:`PartitionMeta`)."""
+    """One stage's partitions on this worker (or bus), over its keyed table.
+
+    ``durable``: the table is changelogged (the worker, the partitioned bus), so each
+    partition's clock state and remembered event ids are kept in it, as rows of their own
+    (:func:`is_partition_row`), at every :meth:`flush`. ``shared``: the stage holds the
+    shared facts whole and runs the testing rounds over its keys (the person stage).
+    """
 
     def __init__(
         self,
         stage: Stage[S],
         policy: Policy,
-        table: Table[S | PartitionMeta],
+        table: Table[S | PartitionMeta | DedupChunk],
         *,
         upstream: int,
         own_clock: bool = True,
@@ -142,6 +190,7 @@ class StageRunner(Generic[S]):
         committed: Callable[[str, int], int | None] | None = None,
         partitions: int = 1,
         shared: bool = False,
+        durable: bool = True,
     ) -> None:
         self.stage = stage
         self.policy = policy
@@ -155,24 +204,39 @@ class StageRunner(Generic[S]):
         self.inputs = inputs  # input topics that drive the own clock
         self.committed = committed  # (topic, partition) -> the group's committed offset
         self.of = partitions  # how many partitions the stage has (a round report's shares)
-        self.rounds = shared  # holds the shared facts, and runs the rounds over its persons
+        self.rounds = shared  # holds the shared facts, and runs the rounds over its keys
+        self.durable = durable
+        self.steps = 0  # keyed applies and fires so far (what a line costs: the benchmarks)
+        self.after_round_instant: Callable[[], None] | None = None
+        """Called once a round instant's shares are made (replay passes them on at once:
+        a round arriving after a year of hourly reports makes thousands)."""
         self._unsaved: set[int] = set()  # partitions whose clock state changed since a flush
+        self._adopted = False
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def assign(self, partition: int, keys: list[str]) -> None:
-        """(Re)build a partition's index from the table after recovery.
+    def assign(self, partition: int, keys: list[str] | None = None) -> None:
+        """(Re)build a partition's deadline index and remembered event ids from the table
+        after recovery (``keys``: its stage keys, when the caller has them at hand).
 
         A partition this worker already holds keeps its clock state in memory (the table's
         copy may be older); a new one loads it from the table.
         """
         part = self._part(partition)
+        rows = list(self.table)
+        if keys is None:
+            keys = [key for key in rows if not is_partition_row(key)]
         part.index.rebuild((key, st) for key in keys
                            if isinstance(st := self.table.get(key), Keyed))
-        if self.rounds:
-            part.keys = set(keys)
-            if part.shared.rounds:
-                rounds.prime(self.policy, part.shared, self._persons(part))
+        chunks = sorted((chunk.hour, key, chunk) for key in rows if key.startswith(DEDUP_PREFIX)
+                        and isinstance(chunk := self.table.get(key), DedupChunk))
+        part.chunks = {}
+        for hour, key, chunk in chunks:
+            part.dedup.load(hour, chunk.digests)
+            part.chunks.setdefault(hour, []).append(key)
+        if self.rounds and part.shared.rounds:
+            rounds.prime(self.policy, part.shared, self._persons())
+            part.index.schedule(ROUNDS, rounds.next_due(self.policy, part.shared))
 
     def revoke(self, partition: int) -> None:
         self.partitions.pop(partition, None)
@@ -184,23 +248,46 @@ class StageRunner(Generic[S]):
         self._unsaved.add(part.number)
 
     def flush(self, enter: Callable[[int], object] | None = None) -> None:
-        """Keep the clock state of each partition changed since the last flush in the
-        table, where it moves with the partition; ``enter(partition)`` selects a
-        partition of a table that keeps one per partition."""
-        for number in sorted(self._unsaved):
-            part = self.partitions.get(number)
-            if part is None:
+        """Keep the clock state of each partition changed since the last flush, and the event
+        ids it remembered or forgot, in the table, where they move with the partition;
+        ``enter(partition)`` selects a partition of a table that keeps one per partition."""
+        if not self.durable:
+            return
+        for number in sorted(self.partitions):
+            part = self.partitions[number]
+            new, forgotten = part.dedup.take()
+            if number not in self._unsaved and not new and not forgotten:
                 continue
             if enter is not None:
                 enter(number)
-            self.table[meta_key(number)] = PartitionMeta(
-                topics=dict(part.topics), processed=dict(part.processed),
-                marks=dict(part.marks), pending=list(part.pending), tick=part.tick,
-                marked=part.marked, max_seen=part.clock.max_seen, clock=part.clock.value,
-                seen=dict(part.seen),
-                shared=part.shared if part.shared != Shared() else None,
-            )
+            if number in self._unsaved:
+                self.table[meta_key(number)] = PartitionMeta(
+                    topics=dict(part.topics), processed=dict(part.processed),
+                    marks=dict(part.marks), pending=list(part.pending), tick=part.tick,
+                    marked=part.marked, max_seen=part.clock.max_seen, clock=part.clock.value,
+                    seen=dict(part.seen),
+                    shared=part.shared if part.shared != Shared() else None,
+                )
+            if new or forgotten:
+                self._save_ids(part, new, forgotten)
         self._unsaved.clear()
+
+    def _save_ids(self, part: _Partition, new: dict[int, bytes], forgotten: list[int]
+                  ) -> None:
+        """One row per hour and batch for the ids remembered; the rows of hours forgotten
+        go."""
+        chunks = part.chunks
+        for hour in forgotten:
+            for key in chunks.pop(hour, ()):
+                if key in self.table:
+                    del self.table[key]
+        for hour, digests in new.items():
+            keys = chunks.setdefault(hour, [])
+            key = dedup_key(hour, len(keys))
+            while key in self.table:  # a row read back from an older worker's changelog
+                key += "+"
+            self.table[key] = DedupChunk(hour, digests)
+            keys.append(key)
 
     def _load(self, part: _Partition) -> None:
         saved = self.table.get(meta_key(part.number))
@@ -217,11 +304,99 @@ class StageRunner(Generic[S]):
         part.seen = dict(saved.seen)
         if saved.shared is not None:
             part.shared = saved.shared
+            part.index.schedule(ROUNDS, rounds.next_due(self.policy, part.shared))
 
     def open_deadlines(self) -> int:
         return sum(len(p.index) for p in self.partitions.values())
 
-    # -- messages -----------------------------------------------------------------------------
+    # -- the steps every path takes -------------------------------------------------------------
+
+    def seen(self, partition: int, topic: str, event_id: str, event_time: int) -> bool:
+        """Has the partition applied (topic, event_id) already? If not, it remembers it now
+        (CONTRACT.md §3: a second event with that id on that topic is ignored)."""
+        part = self._part(partition)
+        return part.dedup.seen(topic, event_id, event_time, self._effective(part))
+
+    def apply(self, partition: int, key: str, item: object, event_time: int | None = None
+              ) -> Rejection | None:
+        """Apply one input to ``key`` at the partition's clock and index its next deadline;
+        what is due fires at :meth:`fire` (an event is applied before the deadlines its
+        own arrival makes due). ``event_time``: an input event's occurred_at, already in
+        epoch seconds (the rules need not convert it again)."""
+        part = self.partitions.get(partition) or self._part(partition)
+        # an adopted context's clock is kept by its bus; any other is brought up to date
+        ctx = part.ctx if self._adopted and part.ctx is not None else self._context(part)
+        if event_time is not None:
+            ctx.event, ctx.event_at = item, event_time
+        self.steps += 1
+        rejection, due = self.stage.apply(ctx, self.table, key, item, fire=False)
+        part.index.schedule(key, due)
+        return rejection
+
+    def applier(self, partition: int) -> Callable[[str, object, int | None], Rejection | None]:
+        """:meth:`apply` on an adopted partition, bound once: replay applies a few items a
+        line, and a bound function skips looking the partition up each time."""
+        part = self._part(partition)
+        stage_apply, table, index = self.stage.apply, self.table, part.index
+
+        def apply(key: str, item: object, event_time: int | None = None) -> Rejection | None:
+            ctx = part.ctx
+            assert ctx is not None  # adopted
+            if event_time is not None:
+                ctx.event, ctx.event_at = item, event_time
+            self.steps += 1
+            rejection, due = stage_apply(ctx, table, key, item, fire=False)
+            index.schedule(key, due)
+            return rejection
+
+        return apply
+
+    def fire(self, partition: int, touched: set[str] | None = None) -> None:
+        """Fire what the partition's clock reached, the testing rounds first: a round's
+        report as of an instant reads person states, which a ``gc`` at the same clock may
+        thin out. What the rules make stays in the partition's context (:meth:`outputs`)."""
+        part = self._part(partition)
+        ctx = self._context(part)
+        clock = ctx.clock
+        index = part.index
+        if index.earliest > clock:
+            return
+        keys = index.pop_due(clock)
+        if ROUNDS in keys:
+            keys.remove(ROUNDS)
+            self._fire_rounds(part, ctx, touched)
+            if index.earliest <= clock:  # what the rounds' alerts opened, due already
+                keys = list(dict.fromkeys((*keys, *index.pop_due(clock))))
+        table, fire = self.table, self.stage.fire
+        for key in keys:
+            self.steps += 1
+            index.schedule(key, fire(ctx, table, key))
+            if touched is not None:
+                touched.add(key)
+
+    def index(self, partition: int) -> DeadlineIndex:
+        """The partition's deadline index (its ``earliest`` says whether :meth:`fire` has
+        anything to do: asked after every event)."""
+        return self._part(partition).index
+
+    def dedup(self, partition: int) -> Dedup:
+        return self._part(partition).dedup
+
+    def outputs(self, partition: int) -> Context:
+        """The partition's context, where the rules put what they make (its lists are the
+        caller's to empty)."""
+        return self._context(self._part(partition))
+
+    def share(self, partition: int, event: Area | Round) -> bool:
+        """A shared fact on the partition's copy of them; False if it changed nothing."""
+        part = self._part(partition)
+        if not apply_shared(self.policy, part.shared, event, self._persons()):
+            return False
+        if isinstance(event, Round):
+            part.index.schedule(ROUNDS, rounds.next_due(self.policy, part.shared))
+        return True
+
+    # -- records of the worker and the partitioned bus ------------------------------------------
 
     def on_input(
         self,
@@ -229,7 +404,7 @@ class StageRunner(Generic[S]):
         key: str,
         item: object,
         event_time: int,
-        dedup_id: str | None,
+        event_id: str | None,
         *,
         topic: str | None = None,
         offset: int | None = None,
@@ -239,35 +414,32 @@ class StageRunner(Generic[S]):
         """An input for ``key``: de-duplicate, apply, then fire what the clock reached.
 
         ``topic``/``offset`` name an input topic (not internal forwards or contributions):
-        its offset counts for pending ticks, and unless ``clocked`` is False (an input the
-        stage reads but does not own, an action on the tube stage) its event time moves
-        that topic's watermark. ``into``: effects to add to (the items of one pack).
+        its offset counts for pending ticks, its ``event_id`` is remembered, and unless
+        ``clocked`` is False (an input the stage reads but does not own, an action on the
+        tube stage) its event time moves that topic's watermark. A duplicate moves no
+        clock. ``into``: effects to add to (the items of one pack).
         """
         part = self._part(partition)
         effects = Effects() if into is None else into
         if topic is not None and offset is not None:
             part.processed[topic] = offset
-            if clocked:
-                if event_time > part.topics.get(topic, MIN_EPOCH):
-                    part.topics[topic] = event_time
-                self._observe(part)
-            else:
-                self._apply_ticks(part)
-        st = self.table.get(key)
-        if (dedup_id is not None and isinstance(st, Keyed) and st.ids is not None
-                and dedup_id in st.ids):
+        forward = event_id is None and topic is None
+        if event_id is not None and topic is not None and part.dedup.seen(
+                topic, event_id, event_time, self._effective(part)):
             effects.duplicate = True
-            self._fire(part, self._context(part), effects)
+            self._apply_ticks(part)
         else:
-            ctx = self._context(part)
-            rejection, due = self.stage.apply(ctx, self.table, key, item, fire=False)
-            self._track(part, key)
-            effects.rejection = rejection
-            if dedup_id is not None and rejection is None:
-                self._remember(key, dedup_id, event_time, ctx.clock)
-            part.index.schedule(key, due)
+            if topic is not None and offset is not None:
+                if clocked:
+                    if event_time > part.topics.get(topic, MIN_EPOCH):
+                        part.topics[topic] = event_time
+                    self._observe(part)
+                else:
+                    self._apply_ticks(part)
+            effects.rejection = self.apply(partition, key, item,
+                                           None if forward else event_time)
             effects.touched.add(key)
-            self._fire(part, ctx, effects)
+        self._fire(part, effects)
         if part.pending or effects.mark is not None:
             self._save(part)
         return effects
@@ -301,7 +473,7 @@ class StageRunner(Generic[S]):
         part.processed[topic] = offset
         effects = Effects()
         applied = self._apply_ticks(part)  # before the context: it may move the clock
-        self._fire(part, self._context(part), effects, force_mark=applied)
+        self._fire(part, effects, force_mark=applied)
         if part.pending or effects.mark is not None:
             self._save(part)
         return effects
@@ -319,7 +491,7 @@ class StageRunner(Generic[S]):
         part.pending.append((instant, after or {}))
         effects = Effects()
         applied = self._apply_ticks(part)  # before the context: it may move the clock
-        self._fire(part, self._context(part), effects, force_mark=applied)
+        self._fire(part, effects, force_mark=applied)
         self._save(part)
         return effects
 
@@ -327,9 +499,9 @@ class StageRunner(Generic[S]):
         """A shared fact broadcast by the tube stage: kept with the partition's clock state."""
         part = self._part(partition)
         effects = Effects()
-        if apply_shared(self.policy, part.shared, event, self._persons(part)):
+        if self.share(partition, event):
             self._save(part)
-        self._fire(part, self._context(part), effects)
+        self._fire(part, effects)
         return effects
 
     def on_mark(self, partition: int, source: str, clock: int) -> Effects:
@@ -338,7 +510,7 @@ class StageRunner(Generic[S]):
         if clock > part.marks.get(source, MIN_EPOCH):
             part.marks[source] = clock
         effects = Effects()
-        self._fire(part, self._context(part), effects)
+        self._fire(part, effects)
         self._save(part)
         return effects
 
@@ -371,7 +543,7 @@ class StageRunner(Generic[S]):
         return done
 
     def _observe(self, part: _Partition) -> None:
-        """Own watermark: the slowest input topic's latest event time, less the lateness.
+        """Own watermark: the slowest input log's latest event time, less the lateness.
 
         Kafka interleaves a stage's input topics arbitrarily; taking the slowest topic keeps
         one topic read ahead from pushing deadlines past facts still waiting in another.
@@ -389,10 +561,20 @@ class StageRunner(Generic[S]):
     def _part(self, partition: int) -> _Partition:
         part = self.partitions.get(partition)
         if part is None:
-            part = self.partitions[partition] = _Partition(self.policy.allowed_lateness)
-            part.number = partition
+            part = self.partitions[partition] = _Partition(
+                partition, self.policy.allowed_lateness, self.policy.dedup_retention,
+                self.durable)
             self._load(part)
         return part
+
+    def adopt(self, partition: int, clock: Watermark, shared: Shared, ctx: Context) -> None:
+        """Run ``partition`` on a watermark, shared facts and a context held with other
+        stages: replay's one-partition bus, where every stage reads the one input log in
+        step, so one clock and one context serve them all. The bus keeps the context's
+        clock at the watermark's (:meth:`apply` does not look)."""
+        part = self._part(partition)
+        part.clock, part.shared, part.ctx = clock, shared, ctx
+        self._adopted = True
 
     def context(self, partition: int) -> Context:
         """What the rules see in ``partition`` now (for person-status, say): a context of its
@@ -406,17 +588,20 @@ class StageRunner(Generic[S]):
 
     def _effective(self, part: _Partition) -> int:
         """min(own watermark, every upstream mark); unknown until each has spoken."""
-        if self.upstream and len(part.marks) < self.upstream:
+        if not self.upstream:
+            return part.clock.value if self.own_clock else MIN_EPOCH
+        marks = part.marks
+        if len(marks) < self.upstream:
             return MIN_EPOCH
-        upstream = min(part.marks.values()) if self.upstream else None
+        upstream = min(marks.values())
         if not self.own_clock:
-            return MIN_EPOCH if upstream is None else upstream
+            return upstream
         own = part.clock.value
-        return own if upstream is None else min(own, upstream)
+        return own if own < upstream else upstream
 
     def _context(self, part: _Partition) -> Context:
         """The partition's one context at its clock now: built once, not once per record
-        (:meth:`_fire` empties what the rules put in it)."""
+        (whoever reads its outputs empties them)."""
         ctx = part.ctx
         if ctx is None:
             ctx = part.ctx = Context(self.policy, self.cal, MIN_EPOCH,
@@ -425,20 +610,11 @@ class StageRunner(Generic[S]):
         ctx.shared = part.shared
         return ctx
 
-    def _fire(
-        self, part: _Partition, ctx: Context, effects: Effects, force_mark: bool = False
-    ) -> None:
-        clock = ctx.clock
-        if self.rounds and part.shared.rounds:  # first: gc at this clock may thin persons out
-            due = rounds.next_due(self.policy, part.shared)
-            if due is not None and due <= clock:
-                self._fire_rounds(part, ctx, effects)
-        if part.index.earliest <= clock:
-            for key in part.index.pop_due(clock):
-                part.index.schedule(key, self.stage.fire(ctx, self.table, key))
-                self._track(part, key)
-                effects.touched.add(key)
-        # the partition's context is reused: what the rules put there moves to the effects
+    def _fire(self, part: _Partition, effects: Effects, force_mark: bool = False) -> None:
+        """:meth:`fire`, then what the rules made moves to ``effects``, and the clock mark
+        if the clock moved a step."""
+        self.fire(part.number, effects.touched)
+        ctx = self._context(part)
         _move(ctx.alerts, effects.alerts)
         _move(ctx.escalations, effects.escalations)
         _move(ctx.forwards, effects.forwards)
@@ -448,6 +624,12 @@ class StageRunner(Generic[S]):
         if ctx.actions_dropped:
             effects.actions_dropped += ctx.actions_dropped
             ctx.actions_dropped = 0
+        if ctx.round_parts:
+            effects.round_parts.extend(
+                msgspec.structs.replace(share, source=part.number, of=self.of)
+                for share in ctx.round_parts)
+            ctx.round_parts.clear()
+        clock = ctx.clock
         if clock == MIN_EPOCH or (clock <= part.marked and not force_mark):
             return
         caught_up_with_tick = part.tick > part.marked and clock >= part.tick
@@ -455,45 +637,26 @@ class StageRunner(Generic[S]):
             part.marked = max(part.marked, clock)
             effects.mark = clock
 
-    def _fire_rounds(self, part: _Partition, ctx: Context, effects: Effects) -> None:
+    def _fire_rounds(self, part: _Partition, ctx: Context, touched: set[str] | None) -> None:
         """The partition's shares of every round report due, and its persons' round_missed."""
-        persons = self._persons(part)
-        for key in sorted(rounds.fire_rounds(ctx, part.shared, persons)):
+        persons = self._persons()
+        for key in sorted(rounds.fire_rounds(ctx, part.shared, persons,
+                                             self.after_round_instant)):
             st = persons[key]  # an alert raised there opened its escalation: write it back
-            persons.table[key] = st
+            self.table[key] = cast(S, st)
             part.index.schedule(key, next_due(st))
-            effects.touched.add(key)
-        effects.round_parts.extend(msgspec.structs.replace(share, source=part.number, of=self.of)
-                                   for share in ctx.round_parts)
-        ctx.round_parts.clear()
+            if touched is not None:
+                touched.add(key)
+        part.index.schedule(ROUNDS, rounds.next_due(self.policy, part.shared))
         self._save(part)
 
-    def _persons(self, part: _Partition) -> _Persons:
-        """The partition's persons (``self.rounds``: this is the person stage's table)."""
-        return _Persons(cast("Table[PersonState | PartitionMeta]", self.table), part.keys)
-
-    def _track(self, part: _Partition, key: str) -> None:
-        """Keep the partition's person keys (a stage deletes a key it forgets)."""
-        if self.rounds:
-            if key in self.table:
-                part.keys.add(key)
-            else:
-                part.keys.discard(key)
-
-    def _remember(self, key: str, dedup_id: str, event_time: int, clock: int) -> None:
-        st = self.table.get(key)
-        if not isinstance(st, self.stage.state):
-            return
-        ids = st.ids
-        if ids is None:
-            st.ids = ids = {}
-        ids[dedup_id] = event_time
-        if len(ids) > 64:
-            horizon = clock - self.policy.dedup_retention
-            for old in [i for i, t in ids.items() if t < horizon]:
-                del ids[old]
-        self.table[key] = st
-
+    def _persons(self) -> Mapping[str, PersonState]:
+        """The (entered) partition's persons, as the round rules read them: the table itself
+        when it holds nothing else (replay's), else a view that leaves the partition's own
+        rows out."""
+        if not self.durable and isinstance(self.table, dict):
+            return cast("dict[str, PersonState]", self.table)
+        return _Persons(cast("Table[PersonState | PartitionMeta | DedupChunk]", self.table))
 
 
 T = TypeVar("T")
@@ -510,29 +673,29 @@ class _Persons(Mapping[str, PersonState]):
     """A partition's persons as the round rules read them: its keys over the stage's table.
 
     A state looked up by key is kept, so what a rule changed in it (an alert raised) can be
-    written back; a scan (``values``, ``items``) keeps nothing: on Faust every read decodes
-    afresh, and a partition's persons must not all be held at once."""
+    written back; a scan (``values``, ``items``) keeps nothing: a table may decode every
+    read afresh, and a partition's persons must not all be held at once."""
 
-    __slots__ = ("loaded", "names", "table")
+    __slots__ = ("loaded", "table")
 
-    def __init__(self, table: Table[PersonState | PartitionMeta], names: set[str]) -> None:
-        self.table, self.names = table, names
+    def __init__(self, table: Table[PersonState | PartitionMeta | DedupChunk]) -> None:
+        self.table = table
         self.loaded: dict[str, PersonState] = {}
 
     def __getitem__(self, key: str) -> PersonState:
         st = self.loaded.get(key)
         if st is None:
-            st = self.loaded[key] = self._read(key)
+            found = self.table.get(key)
+            if not isinstance(found, PersonState):
+                raise KeyError(key)
+            st = self.loaded[key] = found
         return st
 
-    def _read(self, key: str) -> PersonState:
-        found = self.table.get(key) if key in self.names else None
-        if not isinstance(found, PersonState):
-            raise KeyError(key)
-        return found
+    def _names(self) -> list[str]:
+        return [key for key in self.table if not is_partition_row(key)]
 
     def _scan(self) -> Iterator[tuple[str, PersonState]]:
-        for key in list(self.names):
+        for key in self._names():
             st = self.loaded.get(key)
             if st is None:
                 found = self.table.get(key)
@@ -542,10 +705,10 @@ class _Persons(Mapping[str, PersonState]):
             yield key, st
 
     def __iter__(self) -> Iterator[str]:
-        return iter(list(self.names))
+        return iter(self._names())
 
     def __len__(self) -> int:
-        return len(self.names)
+        return len(self._names())
 
     def values(self) -> ValuesView[PersonState]:
         return _ScanValues(self)
@@ -575,21 +738,27 @@ AnyRunner = StageRunner[TubeState] | StageRunner[PersonState] | StageRunner[Repo
 def runners(
     policy: Policy,
     partitions: int,
-    table_of: Callable[[str, type[Keyed]], Table[Keyed | PartitionMeta]],
+    table_of: Callable[[str, type[Keyed]], Table[Any]],
     *,
     catch_up_before: int | None = None,
     committed: Callable[[str, int], int | None] | None = None,
+    one_log: bool = False,
 ) -> dict[str, AnyRunner]:
     """One runner per stage of :data:`TOPOLOGY`, on ``partitions`` partitions of every topic.
 
-    ``table_of(stage name, state type)`` gives each stage its keyed table. The stages that own
-    input topics keep their own clock from them; the report stage's clock is its upstream
-    marks.
+    ``table_of(stage name, state type)`` gives each stage its keyed table. The stages that
+    own input topics keep their own clock from them; the report stage's clock is its
+    upstream marks. ``one_log``: replay's bus, one partition fed by one input log that
+    every stage reads in step: no marks, one clock (:meth:`StageRunner.adopt`), nothing
+    changelogged.
     """
 
     def one(wiring: Wiring) -> AnyRunner:
         stage = wiring.stage
         table = table_of(stage.name, stage.state)
+        if one_log:
+            return StageRunner(stage, policy, table, upstream=0, partitions=partitions,
+                               shared=wiring.shared, durable=False)
         upstream = TOPOLOGY.upstream_partitions(stage.name, partitions)
         if not wiring.clocked:
             return StageRunner(stage, policy, table, upstream=upstream, own_clock=False,

@@ -19,7 +19,7 @@ Every runtime path (the worker, the in-memory buses of replay and the tests) cal
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Generic, Literal, Protocol, TypeVar
 
@@ -68,10 +68,13 @@ S_in = TypeVar("S_in", contravariant=True)
 
 
 class Table(Protocol[S_in]):
-    """What a stage needs of its keyed table: a dict, a Faust table behind a codec, or a
-    table that also holds other rows (the worker's partition clocks) it never reads."""
+    """What a stage needs of its keyed table: a dict, or the worker's store of the partition
+    being worked on, which also holds the partition's own rows (its clock state and the
+    event ids it remembered) that no stage reads."""
 
     def get(self, key: str, /) -> object: ...
+
+    def __iter__(self) -> Iterator[str]: ...
 
     def __setitem__(self, key: str, value: S_in, /) -> None: ...
 

@@ -8,7 +8,7 @@ over:
 
 1. every record goes to each stage that reads its topic
    (:func:`~closedloop.streams.engine.records.handle_record`, on the partition's
-   :class:`~closedloop.streams.kafka.store.StageStore`);
+   :class:`~closedloop.streams.engine.store.StageStore`);
 2. what the batch made is coalesced (:class:`~closedloop.streams.engine.records.Batch`):
    packs of forwards and contributions, one person-status per person, one clock mark per
    stage partition;
@@ -43,10 +43,10 @@ from closedloop.streams.engine.clock import wall_now
 from closedloop.streams.engine.records import Batch, Handled, Outgoing, Record, handle_record
 from closedloop.streams.engine.stage_runner import AnyRunner
 from closedloop.streams.engine.stage_runner import runners as make_runners
+from closedloop.streams.engine.store import StageStore
 from closedloop.streams.engine.topology import TOPOLOGY, partition_of
 from closedloop.streams.kafka.metrics import WorkerMetrics, scrape_lags
 from closedloop.streams.kafka.settings import KafkaSettings
-from closedloop.streams.kafka.store import StageStore
 from closedloop.streams.kafka.topics import TopicSpec, topic_specs
 
 __all__ = ["MAX_RECORDS", "WorkerLoop", "changelog_topics", "target_partition",
@@ -220,8 +220,8 @@ class WorkerLoop:
         telemetry, inc = self.telemetry, self._inc
         if done.consumed:
             inc(telemetry.consumed, name)
-        if done.effects.duplicate:
-            inc(telemetry.duplicates, name)  # only where the key's state is
+        if done.effects.duplicate and done.consumed:
+            inc(telemetry.duplicates, name)  # once, by the topic's owner
         if done.action is not None:
             inc(telemetry.actions, done.action)
         if done.action_ignored is not None:

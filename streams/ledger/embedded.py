@@ -98,7 +98,7 @@ class ReplayLedger:
         ctx = Context(driver.policy, driver.cal, driver.clock.value)
         statuses = {
             person_id: person_status(ctx, person_id, state)
-            for person_id, state in driver.person.table.items()
+            for person_id, state in driver.persons.items()
         }
         retry, self.unapplied = self.unapplied, []
         clock = driver.clock.value

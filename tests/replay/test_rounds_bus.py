@@ -36,7 +36,13 @@ from closedloop.schemas.decode import decode_event
 from closedloop.schemas.policy import default_policy
 from closedloop.streams.app.replay import replay_lines
 from closedloop.streams.engine.bus import BusOutputs, PartitionedBus
-from closedloop.streams.engine.stage_runner import PartitionMeta, StageRunner, meta_key
+from closedloop.streams.engine.stage_runner import (
+    DEDUP_PREFIX,
+    DedupChunk,
+    PartitionMeta,
+    StageRunner,
+    meta_key,
+)
 from closedloop.streams.engine.topology import PERSON, partition_of
 
 ORDERS = ("fifo", "reverse", "random-1", "random-2")
@@ -136,7 +142,8 @@ class TestRoundsOnTheBusEqualReplay:
         assert set(_encoded(out.escalations)) == _replayed()[1]
 
     def test_no_share_is_left_waiting_on_the_report_stage(self) -> None:
-        rows = {key: st for key, st in _ran("random-4").tables["report"].items()
+        store = _ran("random-4").stores["report"]
+        rows = {key: st for data in store.parts.values() for key, st in data.items()
                 if key.startswith(KEY_PREFIX)}
         assert sorted(rows) == [KEY_PREFIX + r for r in ("r-abc", "r-city", "r-late")]
         assert all(isinstance(st, ReportState) and st.rparts is None and st.rdone
@@ -194,7 +201,8 @@ class TestATakeover:
                 raw = super().get(key)
                 if raw is None:
                     return default
-                kind = PartitionMeta if key.startswith("\x00") else PersonState
+                kind = (DedupChunk if key.startswith(DEDUP_PREFIX) else PartitionMeta
+                        if key.startswith("\x00") else PersonState)
                 return msgspec.json.decode(raw, type=kind)
 
             def __setitem__(self, key: str, value: Any) -> None:

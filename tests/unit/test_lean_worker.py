@@ -18,8 +18,8 @@ from closedloop.agents.requirements import Context, fire_due
 from closedloop.agents.state import Contribution, PersonState, ReportState, Sampled, TubeState
 from closedloop.streams.engine.records import PACK_LIMIT, Batch, Record, handle_record
 from closedloop.streams.engine.stage_runner import Effects, PartitionMeta, meta_key, runners
+from closedloop.streams.engine.store import StageStore
 from closedloop.streams.engine.topology import partition_of
-from closedloop.streams.kafka.store import StageStore
 
 N = 4
 
@@ -271,3 +271,17 @@ def test_a_long_batch_lets_the_event_loop_run_between_chunks(
     assert len(applied) == stages * records
     assert seen_mid_batch and 0 < seen_mid_batch[0] < len(applied)
     assert sent_offsets == {tp: records}
+
+
+def test_a_shared_record_sent_twice_is_broadcast_once() -> None:
+    import orjson
+    from helpers import T0, area
+
+    run = runners(policy(), N, lambda stage, state: StageStore(state))
+    tube = run["tube"]
+    tube.table.enter(1)  # type: ignore[union-attr]
+    value = orjson.dumps(area("cn-110105", T0, level="high")["value"])
+    first = handle_record("tube", tube, Record("area", 1, 0, b"cn-110105", value), policy())
+    again = handle_record("tube", tube, Record("area", 1, 1, b"cn-110105", value), policy())
+    assert len(first.effects.broadcasts) == 1 and not first.effects.duplicate
+    assert again.effects.broadcasts == [] and again.effects.duplicate and again.consumed

@@ -17,8 +17,8 @@ from closedloop.agents.calendar import Calendar
 from closedloop.agents.requirements import Context
 from closedloop.agents.state import PersonLoops, PersonState, Retest, is_blank
 from closedloop.schemas.decode import Rejection, decode_event
+from closedloop.streams.engine.store import StageStore
 from closedloop.streams.engine.topology import PERSON
-from closedloop.streams.kafka.store import StageStore
 
 PERSON_ID = "p:000000000042"
 

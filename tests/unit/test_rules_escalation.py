@@ -262,7 +262,7 @@ class TestNoOtherOutputChanges:
         driver = EmbeddedDriver(policy())
         driver.pipe_line(_line(travel(PERSON, T0)), Origin(line=1))
         driver.advance_to(parse_instant(at(T0, hours=3)))
-        state = driver.person.table[PERSON]
+        state = driver.persons[PERSON]
         ctx = Context(driver.policy, driver.cal, driver.clock.value)
         # then its status lists no escalation as an open requirement
         assert f"esc:{UNLOCATED}" in (state.req or {})
@@ -270,7 +270,7 @@ class TestNoOtherOutputChanges:
                        for name in person_status(ctx, PERSON, state).open_requirements)
         # and once level 3 has fired, nothing of the escalation is left
         driver.advance_to(parse_instant(at(T0, days=1)))
-        state = driver.person.table[PERSON]
+        state = driver.persons[PERSON]
         assert state.esc is None
         assert not any(name.startswith("esc:") for name in state.req or ())
 

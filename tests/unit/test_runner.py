@@ -14,7 +14,12 @@ import orjson
 from helpers import T0, at, epoch, policy, travel
 
 from closedloop.schemas.decode import decode_event
-from closedloop.streams.engine.stage_runner import StageRunner, meta_key
+from closedloop.streams.engine.stage_runner import (
+    DEDUP_PREFIX,
+    ROUNDS,
+    StageRunner,
+    meta_key,
+)
 from closedloop.streams.engine.topology import PERSON
 
 PUSHED = T0
@@ -128,3 +133,83 @@ def test_an_input_topic_that_has_delivered_nothing_yet_holds_the_clock() -> None
     assert run.effective_clock(0) < epoch(PUSHED) and fx.mark is None
     # and a tick still moves it (clock --until, or the wall clock)
     assert run.on_tick(0, late, {}).mark == late
+
+
+def _travel_event(person: str, when: str, event_id: str) -> Any:
+    envelope = travel(person, when, event_id=event_id)
+    event = decode_event("travel", orjson.dumps(envelope["value"]))
+    assert not hasattr(event, "reason"), event
+    return event
+
+
+def test_the_event_ids_a_partition_remembered_survive_a_takeover_through_the_table() -> None:
+    # given a push applied and the batch flushed to the (changelogged) table
+    table: dict[str, Any] = {}
+    first = runner(table)
+    event = _travel_event("p:000000000001", PUSHED, "tr-1")
+    assert not first.on_input(0, "p:000000000001", event, epoch(PUSHED), "tr-1",
+                              topic="travel", offset=0).duplicate
+    first.flush()
+    assert any(key.startswith(DEDUP_PREFIX) for key in table)
+    # when another worker takes the partition over from the table
+    second = runner(table)
+    second.assign(0)
+    # then the same event sent again is a duplicate there
+    again = second.on_input(0, "p:000000000001", event, epoch(PUSHED), "tr-1",
+                            topic="travel", offset=1)
+    assert again.duplicate and again.alerts == []
+
+
+def test_the_rows_of_an_hour_the_retention_passed_leave_the_table() -> None:
+    table: dict[str, Any] = {}
+    run = runner(table)
+    run.on_input(0, "p:000000000001", _travel_event("p:000000000001", PUSHED, "tr-1"),
+                 epoch(PUSHED), "tr-1", topic="travel", offset=0)
+    run.flush()
+    (old,) = [key for key in table if key.startswith(DEDUP_PREFIX)]
+    # the clock four days later (past the first hour's retention, 72 h), and a new push
+    later = at(PUSHED, days=4)
+    run.on_tick(0, epoch(later), {})
+    run.on_input(0, "p:000000000002", _travel_event("p:000000000002", later, "tr-2"),
+                 epoch(later), "tr-2", topic="travel", offset=1)
+    run.flush()
+    rows = [key for key in table if key.startswith(DEDUP_PREFIX)]
+    assert old not in rows and len(rows) == 1
+
+
+def test_event_ids_an_older_worker_kept_in_each_state_are_read_back_as_the_partitions() -> None:
+    # given a changelog written when each person's state held its own event ids
+    from closedloop.agents.state import PersonState
+    from closedloop.streams.engine.store import StageStore
+
+    old = orjson.dumps({"last": epoch(PUSHED), "gc_due": epoch(PUSHED) + 691200,
+                        "ids": {"travel:tr-9": epoch(PUSHED)}})
+    store = StageStore(PersonState)
+    store.restore(0, [(b"p:000000000009", old)])
+    store.enter(0)
+    run = StageRunner(PERSON, policy(), store, upstream=0, inputs=("travel",))
+    run.assign(0, store.keys(0))
+    # then the event those ids name is a duplicate, and the state reads without them
+    event = _travel_event("p:000000000009", PUSHED, "tr-9")
+    assert run.on_input(0, "p:000000000009", event, epoch(PUSHED), "tr-9", topic="travel",
+                        offset=0).duplicate
+    assert isinstance(store.get("p:000000000009"), PersonState)
+
+
+def test_a_rounds_report_is_a_deadline_in_the_index_and_fires_before_the_keys() -> None:
+    from helpers import population, round_
+
+    run = StageRunner(PERSON, policy(), {}, upstream=0, inputs=("population",),
+                      mark_every=10**9, shared=True)
+    person = "p:000000000005"
+    day_before = at(PUSHED, days=-1)
+    envelope = population(person, day_before)
+    record = decode_event("population", orjson.dumps(envelope["value"]))
+    run.on_input(0, person, record, epoch(day_before), "pop-1", topic="population", offset=0)
+    opens, closes = at(PUSHED, hours=1), at(PUSHED, hours=2)
+    envelope = round_("r1", PUSHED, opens, closes)
+    run.on_shared(0, decode_event("round", orjson.dumps(envelope["value"])))
+    assert ROUNDS in run.partitions[0].index._live
+    fx = run.on_tick(0, epoch(at(closes, seconds=1)), {})
+    assert [alert.kind for alert in fx.alerts] == ["round_missed"]
+    assert [share.stage for share in fx.round_parts] == [1]  # the close

@@ -1,15 +1,16 @@
-"""A stage's keyed state on one worker: a dict per owned partition, and its changelog.
+"""A stage's keyed state on its partitions: a dict per partition, and its changelog.
 
-Faust's ``Table`` decoded a row on every read, encoded it on every write and changelogged
-every assignment (one record per key per input event), and it cannot be written from a
-batch (faust-streaming #497). This store keeps each partition's typed states as they are
-(the rules change them in place, as the embedded driver's dicts do) and remembers which keys
+The worker and the in-memory partitioned bus keep each partition's typed states as they are
+(the rules change them in place, as replay's dicts are changed) and remember which keys
 changed; the worker writes each changed key once per batch to the stage's compacted
 changelog topic, partition for partition, and restores a partition from it on assignment.
+(A table that decoded a row on every read and changelogged every assignment, as Faust's,
+costs a record per key per input event and cannot be written from a batch.)
 
-A changelog record is the key's UTF-8 bytes and the msgspec JSON of its state (or of the
-partition's :class:`~closedloop.streams.engine.stage_runner.PartitionMeta`), or a tombstone.
-Replaying a partition's changelog from the start is idempotent: the last value of a key wins.
+A changelog record is the key's UTF-8 bytes and the msgspec JSON of its state, or of one of
+the partition's own rows (its clock state, a chunk of the event ids it remembered), or a
+tombstone. Replaying a partition's changelog from the start is idempotent: the last value of
+a key wins.
 """
 
 from __future__ import annotations
@@ -19,8 +20,16 @@ from collections.abc import Iterable, Iterator
 
 import msgspec
 
-from closedloop.agents.state import Keyed, changelog_decoder
-from closedloop.streams.engine.stage_runner import META_PREFIX, PartitionMeta
+from closedloop.agents.state import Keyed, changelog_decoder, legacy_ids
+from closedloop.streams.engine.dedup import BUCKET, digest
+from closedloop.streams.engine.stage_runner import (
+    DEDUP_PREFIX,
+    META_PREFIX,
+    DedupChunk,
+    PartitionMeta,
+    dedup_key,
+    is_partition_row,
+)
 
 __all__ = ["StageStore"]
 
@@ -37,8 +46,8 @@ class StageStore:
     its shares were counted.
     """
 
-    __slots__ = ("_data", "_decode_meta", "_decode_state", "_dirty", "_dirty_of", "parts",
-                 "published")
+    __slots__ = ("_data", "_decode_chunk", "_decode_meta", "_decode_state", "_dirty",
+                 "_dirty_of", "parts", "published")
 
     def __init__(self, state: type[Keyed]) -> None:
         self.parts: dict[int, dict[str, object]] = {}
@@ -47,6 +56,7 @@ class StageStore:
         self._dirty: set[str] = set()
         self._decode_state = changelog_decoder(state)  # older shapes upgraded
         self._decode_meta = msgspec.json.Decoder(PartitionMeta).decode
+        self._decode_chunk = msgspec.json.Decoder(DedupChunk).decode
         # person stage: a digest of each person's last published status, per partition
         # (in memory only: after a restore the first status of each person goes out again)
         self.published: dict[int, dict[str, int]] = {}
@@ -78,11 +88,14 @@ class StageStore:
     def __contains__(self, key: object, /) -> bool:
         return key in self._data
 
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
     # -- partitions and the changelog -------------------------------------------------------
 
     def keys(self, partition: int) -> list[str]:
-        """The partition's state keys (its clock row left out)."""
-        return [key for key in self.parts.get(partition, {}) if not key.startswith(META_PREFIX)]
+        """The partition's state keys (its own rows left out)."""
+        return [key for key in self.parts.get(partition, {}) if not is_partition_row(key)]
 
     def drop(self, partition: int) -> None:
         """Forget a partition this worker no longer owns."""
@@ -107,25 +120,50 @@ class StageStore:
         """Rebuild ``partition`` from its changelog records, oldest first; returns the keys.
 
         A record this version cannot read (another version's, or damaged) is skipped with a
-        warning that names no key: the state it held is lost, never the worker.
+        warning that names no key: the state it held is lost, never the worker. The event
+        ids a state remembered itself, as states did before partitions kept them, become
+        the partition's (:func:`_legacy_rows`).
         """
         data: dict[str, object] = {}
+        legacy: dict[str, dict[str, int]] = {}
         skipped = 0
         for raw_key, value in records:
             if raw_key is None:
                 continue
             key = raw_key.decode("utf-8", "replace")
+            legacy.pop(key, None)
             if value is None:
                 data.pop(key, None)
                 continue
             try:
-                data[key] = (self._decode_meta(value) if key.startswith(META_PREFIX)
-                             else self._decode_state(value))
+                if key.startswith(META_PREFIX):
+                    data[key] = self._decode_meta(value)
+                elif key.startswith(DEDUP_PREFIX):
+                    data[key] = self._decode_chunk(value)
+                else:
+                    data[key] = self._decode_state(value)
+                    ids = legacy_ids(value)
+                    if ids:
+                        legacy[key] = ids
             except msgspec.DecodeError:
                 skipped += 1
         if skipped:
             log.warning("closedloop: %s changelog records of partition %s could not be read "
                         "and were skipped", skipped, partition)
+        data.update(_legacy_rows(legacy.values()))
         self.parts[partition] = data
         self._dirty_of[partition] = set()
         return len(data)
+
+
+def _legacy_rows(ids: Iterable[dict[str, int]]) -> dict[str, DedupChunk]:
+    """The partition rows of event ids states kept as ``{"topic:event_id": event time}``:
+    one row per hour, read back like any other (not written: the states still hold them
+    until they change)."""
+    hours: dict[int, list[bytes]] = {}
+    for remembered in ids:
+        for name, at in remembered.items():
+            topic, _, event_id = name.partition(":")
+            hours.setdefault(at // BUCKET, []).append(digest(topic, event_id))
+    return {dedup_key(hour, "legacy"): DedupChunk(hour, b"".join(keys))
+            for hour, keys in hours.items()}
