@@ -35,6 +35,7 @@ from closedloop.schemas.instants import epoch_seconds
 from closedloop.schemas.outputs import Alert, DailyReport, DeadLetter, RoundReport
 from closedloop.schemas.policy import Policy
 from closedloop.streams.engine.clock import Watermark
+from closedloop.streams.engine.dedup import Dedup
 from closedloop.streams.engine.stage_runner import AnyRunner, runners
 from closedloop.streams.engine.topology import TOPOLOGY
 
@@ -89,8 +90,11 @@ class EmbeddedDriver:
                             for topic, stages in TOPOLOGY.appliers.items()}
         self._topic_applies = {topic: tuple(run.applier(0) for run in runs)
                                for topic, runs in self._topic_runs.items()}
-        self._dedup = {topic: self.runners[stage].dedup(0)
-                       for topic, stage in TOPOLOGY.owner.items()}
+        # an input of the contract no stage reads yet is still de-duplicated and counted,
+        # so that the summary adds up (read = applied + duplicates + rejected)
+        unread = Dedup(policy.dedup_retention)
+        self._dedup = {topic: self.runners[TOPOLOGY.owner[topic]].dedup(0)
+                       if topic in TOPOLOGY.owner else unread for topic in TOPOLOGY.inputs}
         self._holder = next(run for run in self._upstream_first if run.rounds)
         self._holder.after_round_instant = self._round_instant
         self.persons: dict[str, PersonState] = self.tables[self._holder.stage.name]
@@ -160,8 +164,7 @@ class EmbeddedDriver:
         action recorded in the ledger, fed to a replay at its effective instant)."""
         at = epoch_seconds(event.occurred_at)
         clock = self.clock
-        dedup = self._dedup.get(topic)  # None: a topic no stage reads yet
-        if dedup is not None and dedup.seen(topic, event.event_id, at, clock.value):
+        if self._dedup[topic].seen(topic, event.event_id, at, clock.value):
             self.stats["duplicates_ignored"] += 1
             return
         self._ctx.clock = clock.observe(at) if clocked else clock.value

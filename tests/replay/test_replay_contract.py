@@ -25,6 +25,7 @@ from helpers import (
     run_bytes,
     sampling,
     travel,
+    v12_events,
 )
 
 from closedloop.schemas.identifiers import looks_raw
@@ -255,6 +256,17 @@ class TestDeduplication:
         # then one positive, one duplicate counted
         assert stats["duplicates_ignored"] == 1
         assert len(alerts_of(alerts, "positive")) == 1
+
+
+    def test_an_input_no_stage_reads_yet_is_counted_and_de_duplicated_not_rejected(
+            self) -> None:
+        # given a v1.2 inspection record, sent twice (no loop reads the topic yet)
+        record = {"topic": "inspection", "value": v12_events("p:000000000001")["inspection"]}
+        # when replayed
+        _, _, dead_letters, stats = run([record, record])
+        # then it is applied (to no stage), its resend ignored, and nothing dead-lettered
+        assert dead_letters == []
+        assert stats["applied:inspection"] == 1 and stats["duplicates_ignored"] == 1
 
 
 class TestBadInput:
