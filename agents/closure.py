@@ -48,13 +48,13 @@ def set_interval(
     if old == new:
         return
     if old is not None:
-        ctx.contribute(old.district, old.start, gauge, -1)
+        ctx.out.contribute(old.district, old.start, gauge, -1)
         if old.end is not None:
-            ctx.contribute(old.district, old.end, gauge, +1)
+            ctx.out.contribute(old.district, old.end, gauge, +1)
     if new is not None:
-        ctx.contribute(district, new.start, gauge, +1)
+        ctx.out.contribute(district, new.start, gauge, +1)
         if end is not None:
-            ctx.contribute(district, end, gauge, -1)
+            ctx.out.contribute(district, end, gauge, -1)
         if intervals is None:
             loops_of(st).iv = intervals = {}
         intervals[gauge] = new
@@ -108,7 +108,7 @@ def _lapse_report(ctx: Context, st: ReportState, district: str, name: str, due: 
     for gauge in GAUGES:
         gauges[gauge] = gauges.get(gauge, 0) + bucket.get(gauge, 0)
     st.reported = day.isoformat()
-    ctx.reports.append(
+    ctx.out.reports.append(
         DailyReport(
             district=district,
             date=day.isoformat(),

@@ -179,7 +179,7 @@ def _judge(
             "last_sampled_at": ctx.cal.iso(anchor) if anchor != since else None,
         },
     ):
-        ctx.contribute(district, due, "tests_missed")
+        ctx.out.contribute(district, due, "tests_missed")
     member.floor = due
     return due + every
 

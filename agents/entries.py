@@ -59,7 +59,7 @@ def on_checkpoint(ctx: Context, st: PersonState, person_id: str, event: Checkpoi
     entries[event.event_id] = Entry(
         at, event.checkpoint_id, event.district, event.role,
         None if proof is None else int(proof.timestamp()), list(event.visited))
-    ctx.contribute(event.district, at, "checkpoint_entries")
+    ctx.out.contribute(event.district, at, "checkpoint_entries")
     open_req(st, f"entry:{event.event_id}", at)
     open_req(st, f"landing:{event.event_id}", at + ctx.policy.landing_test_within)
     if st.district is None:
@@ -75,7 +75,7 @@ def on_clinic(ctx: Context, st: PersonState, person_id: str, event: Clinic) -> N
         loops.visits = visits = {}
     visits[event.event_id] = Visit(at, event.facility_id, event.facility_kind, event.district,
                                    event.reason)
-    ctx.contribute(event.district, at, "sentinel_visits")
+    ctx.out.contribute(event.district, at, "sentinel_visits")
     open_req(st, f"sentinel:{event.event_id}",
              at + ctx.policy.sentinel_test_within[event.facility_kind])
     if st.district is None:
@@ -122,7 +122,7 @@ def _lapse_entry(ctx: Context, st: PersonState, person_id: str, name: str, due: 
                     person_id=person_id, district=entry.district,
                     details={"checkpoint_id": entry.checkpoint, "role": entry.role,
                              "proof_age_hours": proof_age_hours(entry)})
-        ctx.contribute(entry.district, entry.at, "entries_without_proof")
+        ctx.out.contribute(entry.district, entry.at, "entries_without_proof")
     risky = [(LEVEL_RANK[level], -number, county)
              for number, county in enumerate(entry.visited)
              if (level := level_at(ctx.shared, county, entry.at, ctx.policy.state_retention))
@@ -148,7 +148,7 @@ def _lapse_landing(ctx: Context, st: PersonState, person_id: str, name: str, due
         raise_alert(ctx, st, kind="landing_test_missed", subject=person_id, due=due,
                     person_id=person_id, district=entry.district,
                     details={"checkpoint_id": entry.checkpoint, "role": entry.role})
-        ctx.contribute(entry.district, due, "landing_tests_missed")
+        ctx.out.contribute(entry.district, due, "landing_tests_missed")
     _forget_entry(st, event_id, "landing")
     return None
 
@@ -168,7 +168,7 @@ def _lapse_sentinel(ctx: Context, st: PersonState, person_id: str, name: str, du
                     person_id=person_id, district=visit.district,
                     details={"facility_id": visit.facility, "facility_kind": visit.kind,
                              "reason": visit.reason})
-        ctx.contribute(visit.district, due, "sentinel_untested")
+        ctx.out.contribute(visit.district, due, "sentinel_untested")
     return None
 
 

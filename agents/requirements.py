@@ -21,19 +21,17 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from closedloop.agents.calendar import Calendar
+from closedloop.agents.effects import Effects
 from closedloop.agents.shared import Shared
 from closedloop.agents.state import (
-    Contribution,
     EscalationEntry,
-    Forward,
     Keyed,
-    RoundPart,
     split_name,
 )
 from closedloop.schemas.events import Event
 from closedloop.schemas.ids import alert_id
 from closedloop.schemas.instants import epoch_seconds, shared
-from closedloop.schemas.outputs import Alert, DailyReport, Escalation, RoundReport
+from closedloop.schemas.outputs import Alert, Escalation
 from closedloop.schemas.policy import Policy
 
 __all__ = [
@@ -61,35 +59,19 @@ LapseHandler = Callable[["Context", S, str, str, int], "int | None"]
 
 @dataclass(slots=True)
 class Context:
-    """What a rule may read (policy, calendar, clock) and where it puts what it produces."""
+    """What a rule reads (policy, calendar, clock, the shared facts, the input at hand), and
+    ``out``: where it puts what it makes (:class:`~closedloop.agents.effects.Effects`)."""
 
     policy: Policy
     cal: Calendar
     clock: int
-    alerts: list[Alert] = field(default_factory=list)
-    forwards: list[tuple[str, Forward]] = field(default_factory=list)
-    contributions: list[Contribution] = field(default_factory=list)
-    reports: list[DailyReport] = field(default_factory=list)
-    escalations: list[Alert] = field(default_factory=list)
+    out: Effects = field(default_factory=Effects)
     catch_up_before: int | None = None  # wall mode: lapses due before the worker started
     shared: Shared = field(default_factory=Shared)  # areas and rounds (agents/shared.py)
-    round_reports: list[RoundReport] = field(default_factory=list)  # agents/round_sum.py
-    round_parts: list[RoundPart] = field(default_factory=list)  # agents/rounds.py
-    # The input being applied and its occurred_at in epoch seconds, when the driver already
-    # converted it (the embedded driver does, for de-duplication): see event_time.
+    # The input being applied and its occurred_at in epoch seconds, when the runner already
+    # converted it (for de-duplication and its clock): see event_time.
     event: object = None
     event_at: int = 0
-    # Keys whose gc lapse decided to forget them: the stage deletes each as it finishes with
-    # it (a decision about the key, not state: no field per key, never changelogged).
-    gone: set[str] = field(default_factory=set)
-    # Operator actions kept for an alert their subject never raised, forgotten since the
-    # driver last looked (prune_early): ignored, their subject is not the alert's
-    actions_dropped: int = 0
-
-    def contribute(self, district: str | None, at: int, name: str, delta: int = 1) -> None:
-        """Count ``delta`` for the daily report of ``district`` at event time ``at``."""
-        if district is not None and delta:
-            self.contributions.append(Contribution(district, at, name, delta))
 
 
 def event_time(ctx: Context, event: Event) -> int:
@@ -165,7 +147,7 @@ def raise_alert(
 ) -> bool:
     """Emit an alert unless this key already emitted (kind, subject, due): ids are stable.
 
-    An ``escalated`` alert goes to ``ctx.escalations`` (its own topic: the contract's
+    An ``escalated`` alert goes to ``ctx.out.escalations`` (its own topic: the contract's
     ``alerts`` has its listed kinds). Any other alert opens its escalation on this key, unless
     ``escalate`` is False because another key owns the subject (it is forwarded there).
     """
@@ -185,9 +167,9 @@ def raise_alert(
         "details": details or {},
     }
     if kind == "escalated":
-        ctx.escalations.append(Escalation(kind="escalated", **fields))
+        ctx.out.escalations.append(Escalation(kind="escalated", **fields))
         return True
-    ctx.alerts.append(Alert(kind=kind, **fields))  # type: ignore[arg-type]
+    ctx.out.alerts.append(Alert(kind=kind, **fields))  # type: ignore[arg-type]
     if escalate:
         open_escalation(ctx, st, ident, escalation_entry(kind, due, details, person_id,
                                                          tube_id, district), raised_at)
@@ -237,7 +219,7 @@ def prune_early(ctx: Context, st: Keyed) -> None:
     horizon = ctx.clock - ctx.policy.escalate_after
     for ident in [i for i, at in early.items() if at < horizon]:
         del early[ident]
-        ctx.actions_dropped += 1
+        ctx.out.actions_dropped += 1
     if not early:
         st.acts = None
 
@@ -310,5 +292,5 @@ def lapse_gc(ctx: Context, st: Keyed, key: str, name: str, due: int) -> int | No
     rules_open = any(not name.startswith("esc:") for name in st.req or ())
     if rules_open or idle_until > due:
         return shared(max(idle_until, due + ctx.policy.state_retention // 8))
-    ctx.gone.add(key)
+    ctx.out.gone.add(key)
     return None

@@ -59,8 +59,8 @@ def lapse_gc_keep_roster(ctx: Context, st: PersonState, key: str, name: str, due
 def _gc(ctx: Context, st: PersonState, key: str, name: str, due: int) -> int | None:
     following = lapse_gc(ctx, st, key, name, due)
     roster = st.roster
-    if key in ctx.gone and roster and roster[-1].status != "left":
-        ctx.gone.discard(key)  # kept, as if deleted but for the roster
+    if key in ctx.out.gone and roster and roster[-1].status != "left":
+        ctx.out.gone.discard(key)  # kept, as if deleted but for the roster
         for field in msgspec.structs.fields(st):  # fire_due then sets gc_due: None
             if field.name not in _KEEP:
                 setattr(st, field.name, field.default if field.default is not msgspec.NODEFAULT

@@ -46,4 +46,4 @@ def on_part(ctx: Context, st: ReportState, part: RoundPart) -> None:
     if st.rdone is None:
         st.rdone = []
     st.rdone.append(name)
-    ctx.round_reports.append(report(ctx.cal, [shares[source] for source in sorted(shares)]))
+    ctx.out.round_reports.append(report(ctx.cal, [shares[source] for source in sorted(shares)]))

@@ -137,7 +137,7 @@ def tracking(ctx: Context, st: PersonState, key: str) -> AbstractContextManager[
     """Used as a statement, ``with tracking(ctx, st, key): ...``, around a change of person
     ``key``'s facts: moves the person's contribution to every open round's pending progress
     counts from before the change to after it (a person the change forgets, in
-    ``ctx.gone``, contributes nothing after). Without a round it does nothing, and builds
+    ``ctx.out.gone``, contributes nothing after). Without a round it does nothing, and builds
     nothing: every sampling forward goes through it."""
     if not ctx.shared.rounds:
         return _UNTRACKED
@@ -167,7 +167,7 @@ class _Tracking:
                                         _profile(st, run.defn, instants)))
 
     def __exit__(self, *exc: object) -> None:
-        st, gone = self.st, self.key in self.ctx.gone
+        st, gone = self.st, self.key in self.ctx.out.gone
         for pending, defn, instants, before in self.before:
             after = {0: _NOTHING} if gone else _profile(st, defn, instants)
             if after != before:
@@ -293,7 +293,7 @@ def next_due(policy: Policy, shared: Shared) -> int | None:
 def fire_rounds(ctx: Context, shared: Shared, persons: Mapping[str, PersonState],
                 after_instant: Callable[[], None] | None = None) -> set[str]:
     """Make every round report due by the clock, in order (as_of, round_id, stage), as
-    shares of ``persons`` (``ctx.round_parts``: :func:`report` sums them), and raise the
+    shares of ``persons`` (``ctx.out.round_parts``: :func:`report` sums them), and raise the
     closes' ``round_missed`` alerts; returns the persons whose state changed.
     ``after_instant`` is called once each instant's shares are made: a round arriving after
     a year of hourly reports makes thousands at once, which a caller may pass on as they
@@ -391,7 +391,7 @@ def _fire_instant(
                 run.missed = {person: district for person, (district, _) in missed.items()}
             else:
                 run.reported = instant
-        ctx.round_parts.append(RoundPart(round_id, stage, instant, counts, delays))
+        ctx.out.round_parts.append(RoundPart(round_id, stage, instant, counts, delays))
     return touched
 
 

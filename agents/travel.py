@@ -118,7 +118,7 @@ def on_travel(ctx: Context, st: PersonState, person_id: str, event: Travel,
     """A push opens (or replaces) the person's regimen and its requirements; ``source``
     (``travel``, or ``checkpoint`` for a risk-area entry) goes into every alert it raises."""
     pushed = int(event.occurred_at.timestamp())
-    ctx.contribute(event.district, pushed, "pushed")  # every push counts, even a superseded one
+    ctx.out.contribute(event.district, pushed, "pushed")  # every push counts, even a superseded one
     loops = loops_of(st)
     old = loops.push
     if old is not None and (old.pushed_at, old.event_id) >= (pushed, event.event_id):
@@ -310,8 +310,8 @@ def _lapse_followup(
         later = _first_at_or_after(loops.clears, due + 1)
         end = control_end(st, push) if later is None else min(later, control_end(st, push))
         if raised and not was_open and end > due:
-            ctx.contribute(push.district, due, "followup_overdue_open")
-            ctx.contribute(push.district, end, "followup_overdue_open", -1)
+            ctx.out.contribute(push.district, due, "followup_overdue_open")
+            ctx.out.contribute(push.district, end, "followup_overdue_open", -1)
         return due + every
     over = None if loops.iv is None else loops.iv.get("followup_overdue_open")
     if over is not None and over.end is not None and over.end <= due:
@@ -345,7 +345,7 @@ def _lapse_test(ctx: Context, st: PersonState, person_id: str, name: str, due: i
             "source": push.source,
         },
     ):
-        ctx.contribute(push.district, due, "tests_missed")
+        ctx.out.contribute(push.district, due, "tests_missed")
     return None
 
 

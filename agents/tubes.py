@@ -80,7 +80,7 @@ def on_sampling(
     site, district = intern(event.site_id), intern(event.district)
     if st.district is None:
         st.district = district
-    ctx.forwards.append((person_id, Sampled(
+    ctx.out.forwards.append((person_id, Sampled(
         at, tube_id, pool_size, site, event.site_lat, event.site_lon, district,
     )))
     first = st.first
@@ -140,7 +140,7 @@ def _apply_result(
     district = st.district
     for person_id in persons:
         sampled = members[person_id]
-        ctx.forwards.append((person_id, Result(max(reported, sampled), tube_id, result)))
+        ctx.out.forwards.append((person_id, Result(max(reported, sampled), tube_id, result)))
         if result == "positive" and single:
             if raise_alert(
                 ctx, st, kind="positive", subject=person_id, due=reported, raised=sampled,
@@ -149,14 +149,14 @@ def _apply_result(
                          "reported_at": ctx.cal.iso(reported), "pool_size": 1},
                 escalate=False,  # the person's key owns it: actions arrive keyed by person
             ):
-                ctx.contribute(district, reported, "positives")
-                ctx.forwards.append((person_id, Escalate(
+                ctx.out.contribute(district, reported, "positives")
+                ctx.out.forwards.append((person_id, Escalate(
                     max(reported, sampled), alert_id("positive", person_id, reported),
                     escalation_entry("positive", reported, None, person_id, tube_id,
                                      district),
                 )))
         elif result == "invalid" or (result == "positive" and not single):
-            ctx.forwards.append((person_id, Retest(
+            ctx.out.forwards.append((person_id, Retest(
                 tube_id, reported, result, result == "positive", district,
             )))
     if result == "positive" and not single and persons:

@@ -24,6 +24,7 @@ from typing import Any, Final
 import msgspec
 
 from closedloop.agents.calendar import Calendar
+from closedloop.agents.effects import Effects
 from closedloop.agents.escalation import action_outcome
 from closedloop.agents.requirements import Context
 from closedloop.agents.round_sum import round_key
@@ -32,7 +33,7 @@ from closedloop.agents.state import Contribution, Keyed, PersonState, RoundPart,
 from closedloop.schemas.decode import Rejection, dead_letter, decode_line, validate_event
 from closedloop.schemas.events import KEY_FIELD, Action, Area, Event, Round
 from closedloop.schemas.instants import epoch_seconds
-from closedloop.schemas.outputs import Alert, DailyReport, DeadLetter, RoundReport
+from closedloop.schemas.outputs import DeadLetter, RoundReport
 from closedloop.schemas.policy import Policy
 from closedloop.streams.engine.clock import Watermark
 from closedloop.streams.engine.dedup import Dedup
@@ -60,13 +61,12 @@ class Origin(msgspec.Struct, frozen=True, gc=False):
 
 
 @dataclass(slots=True)
-class Outputs:
-    alerts: list[Alert] = field(default_factory=list)
-    escalations: list[Alert] = field(default_factory=list)  # kind escalated, not on alerts
-    reports: list[DailyReport] = field(default_factory=list)
+class Outputs(Effects):
+    """What the rules made since the last drain (the runners' context writes into it; the
+    items for other stages are handed on at once), and what replay adds of its own."""
+
     dead_letters: list[DeadLetter] = field(default_factory=list)
     actions: list[Action] = field(default_factory=list)  # accepted, for the ledger's lifecycle
-    round_reports: list[RoundReport] = field(default_factory=list)  # in the order raised
 
 
 class EmbeddedDriver:
@@ -103,8 +103,13 @@ class EmbeddedDriver:
         self._forwards_to = receiver[TOPOLOGY.route[Sampled]].applier(0)
         self._counts_to = receiver[TOPOLOGY.route[Contribution]].applier(0)
         self._shares_to = receiver[TOPOLOGY.route[RoundPart]].applier(0)
-        self.out = Outputs()  # replaced by drain() only, together with the context filling it
-        self._ctx = self._context()
+        self.out = Outputs()  # replaced by drain() only
+        # the rules' context, shared by the runners: one object, not one per event (each
+        # step only sets its clock); its ``out`` is self.out
+        self._ctx = Context(policy, self.cal, self.clock.value, out=self.out,
+                            shared=self.shared)
+        for run in self._upstream_first:
+            run.adopt(0, self.clock, self.shared, self._ctx)
         self.stats: Counter[str] = Counter()
         self._peak = 0  # persons_tracked_peak, mirrored so each event skips a Counter lookup
         # Where round reports go when more than SPILL_ROWS rows wait for the next drain: it
@@ -153,8 +158,8 @@ class EmbeddedDriver:
             self._failed(exc, raw, origin, topic)
 
     def _failed(self, exc: Exception, raw: bytes, origin: Origin, topic: str) -> None:
-        ctx = self._ctx  # what the failed line left to route must not carry over
-        ctx.forwards, ctx.contributions, ctx.round_parts = [], [], []
+        out = self.out  # what the failed line left to route must not carry over
+        out.forwards, out.contributions, out.round_parts = [], [], []
         self.reject(Rejection("internal_error", f"the engine failed on this line "
                               f"({type(exc).__name__}); it was skipped"), raw, origin, topic)
 
@@ -185,11 +190,11 @@ class EmbeddedDriver:
             self._count_action(key, event, self._topic_runs[topic])
         if applied:  # so that read = applied + duplicates + rejected
             self.stats[_APPLIED[topic]] += 1
-        ctx = self._ctx  # _settle, without a call for the many events that make nothing due
-        if ctx.forwards or ctx.contributions or ctx.round_parts:
-            self._route(ctx)
+        out = self.out  # _settle, without a call for the many events that make nothing due
+        if out.forwards or out.contributions or out.round_parts:
+            self._route(out)
         tube, person, report = self._indexes
-        if min(tube.earliest, person.earliest, report.earliest) <= ctx.clock:
+        if min(tube.earliest, person.earliest, report.earliest) <= self._ctx.clock:
             self._settle()
         tracked = len(self.persons)
         if tracked > self._peak:
@@ -259,29 +264,18 @@ class EmbeddedDriver:
         if self._held:
             self.settle_actions(final=False)
         out, self.out = self.out, Outputs()
-        self._ctx = self._context()
+        self._ctx.out = self.out
         self._held_rows = self._reported = 0
         return out
 
     # -- wiring -----------------------------------------------------------------------------
 
-    def _context(self) -> Context:
-        """The rules' context filling ``self.out``, shared by the runners: one object per
-        drain, not per event (each step only sets its clock)."""
-        out = self.out
-        ctx = Context(self.policy, self.cal, self.clock.value, out.alerts, [], [],
-                      out.reports, out.escalations, shared=self.shared,
-                      round_reports=out.round_reports)
-        for run in self.runners.values():
-            run.adopt(0, self.clock, self.shared, ctx)
-        return ctx
-
     def _settle(self) -> None:
         """Hand on what the step made, then let each stage fire what the clock reached,
         upstream first, handing on what each fire made before the next stage's turn."""
-        ctx = self._ctx
-        if ctx.forwards or ctx.contributions or ctx.round_parts:
-            self._route(ctx)
+        out = self.out
+        if out.forwards or out.contributions or out.round_parts:
+            self._route(out)
         clock = self.clock.value
         tube, person, report = self._indexes
         if min(tube.earliest, person.earliest, report.earliest) > clock:
@@ -289,23 +283,23 @@ class EmbeddedDriver:
         for run, index in zip(self._upstream_first, self._indexes, strict=True):
             if index.earliest <= clock:
                 run.fire(0)
-                if ctx.forwards or ctx.contributions or ctx.round_parts:
-                    self._route(ctx)
+                if out.forwards or out.contributions or out.round_parts:
+                    self._route(out)
 
-    def _route(self, ctx: Context) -> None:
+    def _route(self, out: Outputs) -> None:
         """Deliver forwards, contributions and round shares to the stages they are for."""
-        while ctx.forwards:
-            forwards, ctx.forwards = ctx.forwards, []
+        while out.forwards:
+            forwards, out.forwards = out.forwards, []
             apply = self._forwards_to
             for person_id, message in forwards:
                 apply(person_id, message, None)
-        if ctx.contributions:  # most inputs contribute nothing: no new list for them
-            contributions, ctx.contributions = ctx.contributions, []
+        if out.contributions:  # most inputs contribute nothing: no new list for them
+            contributions, out.contributions = out.contributions, []
             apply = self._counts_to
             for item in contributions:
                 apply(item.district, item, None)
-        if ctx.round_parts:
-            parts, ctx.round_parts = ctx.round_parts, []
+        if out.round_parts:
+            parts, out.round_parts = out.round_parts, []
             apply = self._shares_to
             for share in parts:
                 apply(round_key(share.round_id), share, None)
@@ -313,10 +307,10 @@ class EmbeddedDriver:
     def _round_instant(self) -> None:
         """An instant's round shares are made: reported at once (one partition: each share
         is a report), and handed over when more than SPILL_ROWS rows wait."""
-        ctx = self._ctx
-        if ctx.round_parts:
-            self._route(ctx)
-        reports = ctx.round_reports
+        out = self.out
+        if out.round_parts:
+            self._route(out)
+        reports = out.round_reports
         self._held_rows += sum(len(report.rows) or 1 for report in reports[self._reported:])
         self._reported = len(reports)
         if self.spill is not None and self._held_rows >= SPILL_ROWS:

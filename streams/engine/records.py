@@ -31,7 +31,7 @@ from closedloop.schemas.decode import Rejection, decode_event
 from closedloop.schemas.events import KEY_FIELD, Action, Area, Checkpoint, Event, Round
 from closedloop.schemas.instants import epoch_seconds
 from closedloop.schemas.policy import Policy
-from closedloop.streams.engine.stage_runner import AnyRunner, Effects
+from closedloop.streams.engine.stage_runner import AnyRunner, RecordEffects
 from closedloop.streams.engine.topology import TOPOLOGY, partition_of
 
 __all__ = ["Batch", "Handled", "Outgoing", "Record", "handle_record", "tick_record"]
@@ -66,7 +66,7 @@ class Outgoing:
 class Handled:
     """What handling one record did, beyond its effects: for dead letters and telemetry."""
 
-    effects: Effects
+    effects: RecordEffects
     rejection: Rejection | None = None  # dead-letter the record with this reason
     consumed: bool = False  # an input event this stage owns (counted once, by its owner)
     action: str | None = None  # an operator action applied where the subject's state is
@@ -121,7 +121,7 @@ def handle_record(stage: str, runner: AnyRunner, record: Record, policy: Policy)
     except Exception as exc:
         failed = Rejection("internal_error", f"the {stage} stage failed on this record "
                            f"({type(exc).__name__}); it was skipped")
-        return Handled(Effects(), rejection=failed,
+        return Handled(RecordEffects(), rejection=failed,
                        consumed=record.topic in TOPOLOGY.wiring[stage].owns, error=exc)
 
 
@@ -211,7 +211,7 @@ def _shared_input(runner: AnyRunner, record: Record, policy: Policy) -> Handled:
     return Handled(fx, consumed=True)
 
 
-def _internal(runner: AnyRunner, record: Record, counted: bool) -> Effects:
+def _internal(runner: AnyRunner, record: Record, counted: bool) -> RecordEffects:
     """A record of an internal topic: tick, clock mark, forward or contribution."""
     item = _decode_internal(record.value)
     partition = record.partition
@@ -225,7 +225,7 @@ def _internal(runner: AnyRunner, record: Record, counted: bool) -> Effects:
         event = decode_event(item.topic, bytes(item.event))
         if isinstance(event, Area | Round):
             return runner.on_shared(partition, event)
-        return Effects()  # validated by the tube stage; a newer engine's record, say
+        return RecordEffects()  # validated by the tube stage; a newer engine's record, say
     if isinstance(item, _Pack):
         return _unpack(runner, record, item, counted)
     key = record.key.decode() if record.key else ""
@@ -237,7 +237,7 @@ def _internal(runner: AnyRunner, record: Record, counted: bool) -> Effects:
     return runner.on_input(partition, key, item, person_rules.forward_time(item), None)
 
 
-def _unpack(runner: AnyRunner, record: Record, pack: _Pack, counted: bool) -> Effects:
+def _unpack(runner: AnyRunner, record: Record, pack: _Pack, counted: bool) -> RecordEffects:
     """A pack of forwards (applied one by one, as separate records would be) or of
     contributions (counted once per offset, the pack as a whole)."""
     partition = record.partition
@@ -246,7 +246,7 @@ def _unpack(runner: AnyRunner, record: Record, pack: _Pack, counted: bool) -> Ef
                   item.at) for key, item in pack.items
                  if isinstance(item, Contribution | RoundPart)]
         return runner.on_counted_many(partition, items, record.topic, record.offset)
-    effects = Effects()
+    effects = RecordEffects()
     for key, item in pack.items:
         if isinstance(item, Sampled | Result | Retest | Escalate):
             runner.on_input(partition, key, item, person_rules.forward_time(item), None,
@@ -287,7 +287,7 @@ class Batch:
         self._marks: dict[tuple[str, int], int] = {}
         self.touched: dict[tuple[str, int], set[str]] = {}  # (stage, partition) -> keys
 
-    def add(self, stage: str, partition: int, fx: Effects) -> None:
+    def add(self, stage: str, partition: int, fx: RecordEffects) -> None:
         # Most records make no output at all: each list is tested before any generator is
         # built for it (this runs once per record and stage on the worker).
         out = self.direct

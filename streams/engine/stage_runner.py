@@ -2,10 +2,10 @@
 
 Every runtime path runs the stages through this module: the Kafka worker and the in-memory
 partitioned bus record by record (:meth:`StageRunner.on_input` and the other ``on_*``
-methods, which hand back what a record produced as :class:`Effects`), and replay's
+methods, which hand back what a record produced as :class:`RecordEffects`), and replay's
 one-partition bus (``engine/embedded.py``) through the steps those are made of
 (:meth:`StageRunner.seen`, :meth:`StageRunner.apply`, :meth:`StageRunner.fire`), without an
-:class:`Effects` per event. Both call the very ``Stage.apply``/``Stage.fire`` of the
+:class:`RecordEffects` per event. Both call the very ``Stage.apply``/``Stage.fire`` of the
 topology, on the same partition state. Plain Python: no Kafka, no Faust.
 
 Per partition a runner keeps the watermark of the stage's own input logs and the latest
@@ -27,20 +27,12 @@ import msgspec
 
 from closedloop.agents import rounds
 from closedloop.agents.calendar import Calendar
+from closedloop.agents.effects import Effects
 from closedloop.agents.requirements import Context, next_due
 from closedloop.agents.shared import Shared
-from closedloop.agents.state import (
-    Contribution,
-    Forward,
-    Keyed,
-    PersonState,
-    ReportState,
-    RoundPart,
-    TubeState,
-)
+from closedloop.agents.state import Keyed, PersonState, ReportState, TubeState
 from closedloop.schemas.decode import Rejection
 from closedloop.schemas.events import Area, Round
-from closedloop.schemas.outputs import Alert, DailyReport, RoundReport
 from closedloop.schemas.policy import Policy
 from closedloop.streams.engine.clock import MIN_EPOCH, Watermark
 from closedloop.streams.engine.deadlines import DeadlineIndex
@@ -60,8 +52,8 @@ __all__ = [
     "ROUNDS",
     "AnyRunner",
     "DedupChunk",
-    "Effects",
     "PartitionMeta",
+    "RecordEffects",
     "StageRunner",
     "dedup_key",
     "is_partition_row",
@@ -127,22 +119,16 @@ DUPLICATE: Final = _Duplicate()
 
 
 @dataclass(slots=True)
-class Effects:
-    """What one record produced, for the worker (and the partitioned bus) to send."""
+class RecordEffects(Effects):
+    """What one record made on a stage partition, for the worker (and the partitioned bus)
+    to send: what the rules made (they write into it: it is the context's ``out`` while the
+    record is handled), and what the runner knows of the record."""
 
-    alerts: list[Alert] = field(default_factory=list)
-    escalations: list[Alert] = field(default_factory=list)
-    forwards: list[tuple[str, Forward]] = field(default_factory=list)
-    contributions: list[Contribution] = field(default_factory=list)
-    reports: list[DailyReport] = field(default_factory=list)
     rejection: Rejection | None = None
     duplicate: bool = False
     touched: set[str] = field(default_factory=set)
     mark: int | None = None  # the stage clock to announce downstream, if it moved a step
     broadcasts: list[bytes] = field(default_factory=list)  # shared facts, to every partition
-    round_parts: list[RoundPart] = field(default_factory=list)  # person: a round report's share
-    round_reports: list[RoundReport] = field(default_factory=list)  # report: summed shares
-    actions_dropped: int = 0  # actions kept for an alert their subject never raised
 
 
 class _Partition:
@@ -354,7 +340,7 @@ class StageRunner(Generic[S]):
     def fire(self, partition: int, touched: set[str] | None = None) -> None:
         """Fire what the partition's clock reached, the testing rounds first: a round's
         report as of an instant reads person states, which a ``gc`` at the same clock may
-        thin out. What the rules make stays in the partition's context (:meth:`outputs`)."""
+        thin out. What the rules make goes to the context's ``out``."""
         part = self._part(partition)
         ctx = self._context(part)
         clock = ctx.clock
@@ -382,10 +368,6 @@ class StageRunner(Generic[S]):
     def dedup(self, partition: int) -> Dedup:
         return self._part(partition).dedup
 
-    def outputs(self, partition: int) -> Context:
-        """The partition's context, where the rules put what they make (its lists are the
-        caller's to empty)."""
-        return self._context(self._part(partition))
 
     def share(self, partition: int, event: Area | Round) -> bool:
         """A shared fact on the partition's copy of them; False if it changed nothing."""
@@ -409,8 +391,8 @@ class StageRunner(Generic[S]):
         topic: str | None = None,
         offset: int | None = None,
         clocked: bool = True,
-        into: Effects | None = None,
-    ) -> Effects:
+        into: RecordEffects | None = None,
+    ) -> RecordEffects:
         """An input for ``key``: de-duplicate, apply, then fire what the clock reached.
 
         ``topic``/``offset`` name an input topic (not internal forwards or contributions):
@@ -420,7 +402,8 @@ class StageRunner(Generic[S]):
         clock. ``into``: effects to add to (the items of one pack).
         """
         part = self._part(partition)
-        effects = Effects() if into is None else into
+        effects = RecordEffects() if into is None else into
+        self._context(part).out = effects  # the rules write into the record's effects
         if topic is not None and offset is not None:
             part.processed[topic] = offset
         forward = event_id is None and topic is None
@@ -446,12 +429,12 @@ class StageRunner(Generic[S]):
 
     def on_counted(
         self, partition: int, key: str, item: object, event_time: int, topic: str, offset: int
-    ) -> Effects:
+    ) -> RecordEffects:
         """A record that counts (a report contribution): applied once per offset."""
         return self.on_counted_many(partition, [(key, item, event_time)], topic, offset)
 
     def on_counted_many(self, partition: int, items: Sequence[tuple[str, object, int]],
-                        topic: str, offset: int) -> Effects:
+                        topic: str, offset: int) -> RecordEffects:
         """A record of (key, item, event time)s that count: applied once per offset.
 
         Kafka redelivers what was not committed before a rebalance or a crash; counts are not
@@ -459,19 +442,19 @@ class StageRunner(Generic[S]):
         """
         part = self._part(partition)
         if offset <= part.seen.get(topic, -1):
-            return Effects(duplicate=True)
+            return RecordEffects(duplicate=True)
         part.seen[topic] = offset
-        effects = Effects()
+        effects = RecordEffects()
         for key, item, event_time in items:
             self.on_input(partition, key, item, event_time, None, into=effects)
         self._save(part)
         return effects
 
-    def on_skipped(self, partition: int, topic: str, offset: int) -> Effects:
+    def on_skipped(self, partition: int, topic: str, offset: int) -> RecordEffects:
         """An input message that was rejected still counts as read for pending ticks."""
         part = self._part(partition)
         part.processed[topic] = offset
-        effects = Effects()
+        effects = RecordEffects()
         applied = self._apply_ticks(part)  # before the context: it may move the clock
         self._fire(part, effects, force_mark=applied)
         if part.pending or effects.mark is not None:
@@ -480,7 +463,7 @@ class StageRunner(Generic[S]):
 
     def on_tick(
         self, partition: int, instant: int, after: dict[str, int] | None = None
-    ) -> Effects:
+    ) -> RecordEffects:
         """A tick moves this partition's own clock (and always announces it downstream).
 
         ``after`` (from ``clock --until``) holds the end offset of each input topic's
@@ -489,27 +472,27 @@ class StageRunner(Generic[S]):
         """
         part = self._part(partition)
         part.pending.append((instant, after or {}))
-        effects = Effects()
+        effects = RecordEffects()
         applied = self._apply_ticks(part)  # before the context: it may move the clock
         self._fire(part, effects, force_mark=applied)
         self._save(part)
         return effects
 
-    def on_shared(self, partition: int, event: Area | Round) -> Effects:
+    def on_shared(self, partition: int, event: Area | Round) -> RecordEffects:
         """A shared fact broadcast by the tube stage: kept with the partition's clock state."""
         part = self._part(partition)
-        effects = Effects()
+        effects = RecordEffects()
         if self.share(partition, event):
             self._save(part)
         self._fire(part, effects)
         return effects
 
-    def on_mark(self, partition: int, source: str, clock: int) -> Effects:
+    def on_mark(self, partition: int, source: str, clock: int) -> RecordEffects:
         """An upstream partition's clock reached ``clock``."""
         part = self._part(partition)
         if clock > part.marks.get(source, MIN_EPOCH):
             part.marks[source] = clock
-        effects = Effects()
+        effects = RecordEffects()
         self._fire(part, effects)
         self._save(part)
         return effects
@@ -610,25 +593,17 @@ class StageRunner(Generic[S]):
         ctx.shared = part.shared
         return ctx
 
-    def _fire(self, part: _Partition, effects: Effects, force_mark: bool = False) -> None:
-        """:meth:`fire`, then what the rules made moves to ``effects``, and the clock mark
-        if the clock moved a step."""
-        self.fire(part.number, effects.touched)
+    def _fire(self, part: _Partition, effects: RecordEffects, force_mark: bool = False
+              ) -> None:
+        """:meth:`fire` into ``effects``, with the partition's name on its round shares, then
+        the clock mark if the clock moved a step."""
         ctx = self._context(part)
-        _move(ctx.alerts, effects.alerts)
-        _move(ctx.escalations, effects.escalations)
-        _move(ctx.forwards, effects.forwards)
-        _move(ctx.contributions, effects.contributions)
-        _move(ctx.reports, effects.reports)
-        _move(ctx.round_reports, effects.round_reports)
-        if ctx.actions_dropped:
-            effects.actions_dropped += ctx.actions_dropped
-            ctx.actions_dropped = 0
-        if ctx.round_parts:
-            effects.round_parts.extend(
+        ctx.out = effects
+        self.fire(part.number, effects.touched)
+        if effects.round_parts:
+            effects.round_parts[:] = [
                 msgspec.structs.replace(share, source=part.number, of=self.of)
-                for share in ctx.round_parts)
-            ctx.round_parts.clear()
+                for share in effects.round_parts]
         clock = ctx.clock
         if clock == MIN_EPOCH or (clock <= part.marked and not force_mark):
             return
@@ -657,16 +632,6 @@ class StageRunner(Generic[S]):
         if not self.durable and isinstance(self.table, dict):
             return cast("dict[str, PersonState]", self.table)
         return _Persons(cast("Table[PersonState | PartitionMeta | DedupChunk]", self.table))
-
-
-T = TypeVar("T")
-
-
-def _move(source: list[T], target: list[T]) -> None:
-    """Append what ``source`` holds to ``target`` and empty it (most often it is empty)."""
-    if source:
-        target.extend(source)
-        source.clear()
 
 
 class _Persons(Mapping[str, PersonState]):

@@ -135,9 +135,9 @@ class Stage(Generic[S]):
         if fire and due is not None and due <= ctx.clock:  # most inputs fire nothing
             fire_due(ctx, st, key, self.handlers)
             due = next_due(st)
-        gone = key in ctx.gone  # lapse_gc decided to forget the key
+        gone = key in ctx.out.gone  # lapse_gc decided to forget the key
         if gone:
-            ctx.gone.discard(key)
+            ctx.out.gone.discard(key)
         if gone or (due is None and is_blank(st)):
             if key in table:
                 del table[key]

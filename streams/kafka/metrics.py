@@ -292,7 +292,7 @@ class WorkerMetrics:
 
     def touched(self, stage: str, partition: int, keys: Iterable[str],
                 get: Callable[[str], object]) -> None:
-        """Keys whose state a message may have changed (``Effects.touched``)."""
+        """Keys whose state a message may have changed (``RecordEffects.touched``)."""
         tally = self.tallies.get(stage)
         if tally is None:
             return

@@ -169,10 +169,10 @@ class TestSummingShares:
         st = ReportState()
         on_part(ctx, st, self._share(1, {"district-a": [3, 1, 0]}, {"district-a": [3600]}))
         on_part(ctx, st, self._share(1, {"district-a": [3, 1, 0]}, {"district-a": [3600]}))
-        assert ctx.round_reports == []  # a redelivered share is the same share
+        assert ctx.out.round_reports == []  # a redelivered share is the same share
         on_part(ctx, st, self._share(0, {"district-a": [2, 2, 1], "district-b": [0, 0, 0]},
                                      {"district-a": [7200, 1800]}))
-        [made] = ctx.round_reports
+        [made] = ctx.out.round_reports
         assert made == report(ctx.cal, [self._share(0, {"district-a": [5, 3, 1]},
                                                     {"district-a": [1800, 3600, 7200]})])
         row = made.rows[0]
@@ -181,7 +181,7 @@ class TestSummingShares:
         assert [r.district for r in made.rows] == ["district-a"]  # empty rows left out
         # a share redelivered after the report was made adds nothing
         on_part(ctx, st, self._share(0, {"district-a": [2, 2, 1]}))
-        assert len(ctx.round_reports) == 1 and not st.rparts
+        assert len(ctx.out.round_reports) == 1 and not st.rparts
 
 
 class TestATakeover:

@@ -17,7 +17,7 @@ from closedloop.agents.calendar import Calendar
 from closedloop.agents.requirements import Context, fire_due
 from closedloop.agents.state import Contribution, PersonState, ReportState, Sampled, TubeState
 from closedloop.streams.engine.records import PACK_LIMIT, Batch, Record, handle_record
-from closedloop.streams.engine.stage_runner import Effects, PartitionMeta, meta_key, runners
+from closedloop.streams.engine.stage_runner import PartitionMeta, RecordEffects, meta_key, runners
 from closedloop.streams.engine.store import StageStore
 from closedloop.streams.engine.topology import partition_of
 
@@ -109,7 +109,7 @@ def test_forwards_are_packed_per_target_partition_and_marks_sent_last_once() -> 
     batch = Batch(N)
     persons = [f"p:{i:012x}" for i in range(40)]
     for number, person in enumerate(persons):
-        fx = Effects(forwards=[(person, sampled())], mark=1_000 + number)
+        fx = RecordEffects(forwards=[(person, sampled())], mark=1_000 + number)
         batch.add("tube", 1, fx)
     records = batch.records(run)
     packs = [r for r in records if r.topic == "person-tests" and r.value
@@ -124,7 +124,7 @@ def test_forwards_are_packed_per_target_partition_and_marks_sent_last_once() -> 
 def test_a_pack_is_cut_into_records_the_broker_takes() -> None:
     run = runners(policy(), 1, lambda _stage, _state: {})
     batch = Batch(1)
-    batch.add("tube", 0, Effects(forwards=[(f"p:{i:012x}", sampled())
+    batch.add("tube", 0, RecordEffects(forwards=[(f"p:{i:012x}", sampled())
                                            for i in range(PACK_LIMIT * 2 + 1)]))
     packs = [r for r in batch.records(run) if r.topic == "person-tests"]
     assert len(packs) == 3 and all(len(r.value or b"") < 1_000_000 for r in packs)
@@ -134,7 +134,7 @@ def test_a_pack_of_contributions_counts_once_however_often_it_is_delivered() -> 
     tables: dict[str, dict[str, object]] = {}
     run = runners(policy(), 1, lambda stage, _state: tables.setdefault(stage, {}))
     batch = Batch(1)
-    batch.add("person", 0, Effects(contributions=[
+    batch.add("person", 0, RecordEffects(contributions=[
         Contribution(district="d", at=1_662_400_000, field="pushed", d=1),
         Contribution(district="d", at=1_662_400_000, field="pushed", d=1)]))
     (pack,) = [r for r in batch.records(run) if r.topic == "report-parts"]
@@ -153,7 +153,7 @@ def test_person_status_is_published_once_per_person_per_batch() -> None:
     tables.setdefault("person", {})["p:1"] = PersonState(district="d")
     batch = Batch(1)
     for _ in range(3):
-        batch.add("person", 0, Effects(touched={"p:1"}))
+        batch.add("person", 0, RecordEffects(touched={"p:1"}))
     statuses = [r for r in batch.records(run) if r.topic == "person-status"]
     assert [r.key for r in statuses] == [b"p:1"]
 
@@ -163,7 +163,7 @@ def test_a_forgotten_person_gets_a_tombstone_status(gone: bool) -> None:
     tables: dict[str, dict[str, object]] = {"person": {} if gone else {"p:1": PersonState()}}
     run = runners(policy(), 1, lambda stage, _state: tables.setdefault(stage, {}))
     batch = Batch(1)
-    batch.add("person", 0, Effects(touched={"p:1"}))
+    batch.add("person", 0, RecordEffects(touched={"p:1"}))
     (status,) = [r for r in batch.records(run) if r.topic == "person-status"]
     assert (status.value is None) is gone
 
@@ -176,7 +176,7 @@ def test_a_status_that_changed_only_in_updated_at_is_not_published_again() -> No
 
     def statuses() -> list[bytes | None]:
         batch = Batch(1)
-        batch.add("person", 0, Effects(touched={"p:1"}))
+        batch.add("person", 0, RecordEffects(touched={"p:1"}))
         return [r.value for r in batch.records(run, None,
                                                lambda _stage, p: seen.setdefault(p, {}))
                 if r.topic == "person-status"]
@@ -206,7 +206,7 @@ def test_a_status_the_rules_fail_on_is_skipped_and_the_batch_goes_on(
 
     monkeypatch.setattr(run["person"], "stage", replace(PERSON, status=failing))
     batch = Batch(1)
-    batch.add("person", 0, Effects(touched={"p:1", "p:2"}, alerts=[]))
+    batch.add("person", 0, RecordEffects(touched={"p:1", "p:2"}, alerts=[]))
     assert [r.key for r in batch.records(run) if r.topic == "person-status"] \
         == [b"p:2"]
 

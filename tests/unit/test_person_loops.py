@@ -71,7 +71,7 @@ def _fired(state: PersonState, clock: int) -> tuple[list[Any], PersonState | Non
     ctx = _context(clock)
     table = {PERSON_ID: state}
     PERSON.fire(ctx, table, PERSON_ID)
-    return [ctx.alerts, ctx.contributions, ctx.forwards], table.get(PERSON_ID)
+    return [ctx.out.alerts, ctx.out.contributions, ctx.out.forwards], table.get(PERSON_ID)
 
 
 def test_a_person_changelogged_with_flat_loops_restores_them_all_and_fires_alike() -> None:
