@@ -21,15 +21,14 @@ from typing import Any, Final
 import yaml
 
 from closedloop.streams.engine.topology import TOPOLOGY
-from closedloop.streams.kafka.topics import topic_specs
+from closedloop.streams.kafka.topics import min_insync_replicas, topic_specs
 
 HERE: Final = Path(__file__).resolve().parent
 RULES: Final = HERE.parent / "prometheus" / "rules.yml"
 
 PREFIX: Final = "closedloop"
 PARTITIONS: Final = 12
-REPLICAS: Final = 3
-MIN_INSYNC_REPLICAS: Final = "2"  # with 3 replicas: one broker may be down, none lost
+REPLICAS: Final = 3  # min.insync.replicas 2, as the worker creates them (one broker may be down)
 
 # The Strimzi Kafka cluster (its Topic and User Operators watch this namespace) and the
 # API version of its custom resources (served by Strimzi 0.22 and later).
@@ -81,7 +80,8 @@ def address(name: str) -> str:
 def kafka_topics() -> list[dict[str, Any]]:
     documents = []
     for spec in topic_specs(PREFIX, PARTITIONS, REPLICAS):
-        config: dict[str, Any] = {"min.insync.replicas": MIN_INSYNC_REPLICAS, **spec.config}
+        config: dict[str, Any] = {
+            "min.insync.replicas": str(min_insync_replicas(spec.replication)), **spec.config}
         documents.append({
             "apiVersion": STRIMZI_API,
             "kind": "KafkaTopic",

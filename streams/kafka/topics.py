@@ -19,6 +19,7 @@ __all__ = [
     "TopicSpec",
     "declare_topics",
     "ensure_topics",
+    "min_insync_replicas",
     "topic_name",
     "topic_specs",
 ]
@@ -52,11 +53,21 @@ def topic_specs(prefix: str, partitions: int, replication: int) -> list[TopicSpe
     return specs
 
 
+def min_insync_replicas(replication: int) -> int:
+    """The replicas that must hold a record before it is acknowledged (``acks=all``): a
+    majority from three replicas on (2 of 3: one broker may be down, none may lose an
+    acknowledged record), else 1 (with 2 replicas, 2 would stop every write whenever
+    either broker restarts)."""
+    return replication // 2 + 1 if replication >= 3 else 1
+
+
 def ensure_topics(admin: Any, specs: list[TopicSpec]) -> list[str]:
     """Create missing topics; refuse existing ones whose partition count differs.
 
     Co-partitioning is what joins a stage's inputs with its table, so a mismatch is an error
-    to fix (``kafka-topics --alter`` or a new prefix), never something to run with.
+    to fix (``kafka-topics --alter`` or a new prefix), never something to run with. A topic
+    is created with ``min.insync.replicas`` from its replication factor
+    (:func:`min_insync_replicas`); an existing one keeps what it has.
     """
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
@@ -68,7 +79,8 @@ def ensure_topics(admin: Any, specs: list[TopicSpec]) -> list[str]:
             admin.create_topics(
                 [
                     NewTopic(spec.address, spec.partitions, spec.replication,
-                             topic_configs=spec.config)
+                             topic_configs={"min.insync.replicas": str(
+                                 min_insync_replicas(spec.replication)), **spec.config})
                     for spec in missing
                 ]
             )
