@@ -30,9 +30,10 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -46,6 +47,7 @@ from closedloop.streams.engine.stage_runner import runners as make_runners
 from closedloop.streams.engine.store import StageStore
 from closedloop.streams.engine.topology import TOPOLOGY, partition_of
 from closedloop.streams.kafka.metrics import WorkerMetrics, scrape_lags
+from closedloop.streams.kafka.reachability import Reachability, describe
 from closedloop.streams.kafka.settings import KafkaSettings
 from closedloop.streams.kafka.topics import TopicSpec, topic_specs
 
@@ -53,6 +55,7 @@ __all__ = ["MAX_RECORDS", "WorkerLoop", "changelog_topics", "target_partition",
            "transactional_id"]
 
 log = logging.getLogger("closedloop.worker")
+T = TypeVar("T")
 _encode = msgspec.json.Encoder().encode
 
 MAX_RECORDS = 20_000
@@ -69,6 +72,8 @@ TRANSACTION_TIMEOUT_MS = 10_000
 wrote, when no restart with the same data directory aborts it sooner."""
 WALL_TICK_S = 1.0
 """``--clock wall``: how often the wall clock moves every owned partition's clock."""
+RETRY_S = 2.0
+"""After a failed attempt to recover, how long to wait before the next."""
 
 
 def transactional_id(app_id: str, data_dir: str) -> str:
@@ -124,6 +129,9 @@ class WorkerLoop:
         self.lock = asyncio.Lock()
         self.owned: set[int] = set()
         self.ready = False
+        self.reach = Reachability()  # fed by the app's probe
+        self.problem: str | None = None  # why not ready, while recovering
+        self._stopping: Callable[[], bool] = lambda: False
         self.committed: dict[tuple[str, int], int] = {}  # (topic, partition) -> next to read
         self.written: dict[tuple[str, int], int] = {}  # (changelog, partition) -> end we wrote
         self.records_written = 0
@@ -135,7 +143,7 @@ class WorkerLoop:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+        from aiokafka import AIOKafkaConsumer
 
         from closedloop.streams.kafka.topics import ensure_topics
 
@@ -150,11 +158,7 @@ class WorkerLoop:
 
         await asyncio.get_running_loop().run_in_executor(None, declare)
         config = self.settings.aiokafka()
-        self.producer = AIOKafkaProducer(
-            acks="all", linger_ms=5, max_batch_size=MAX_BATCH_BYTES,
-            transactional_id=self.transactional_id,
-            transaction_timeout_ms=TRANSACTION_TIMEOUT_MS, **config)
-        await self.producer.start()
+        await self._new_producer()
         self.consumer = AIOKafkaConsumer(
             group_id=self.app_id, enable_auto_commit=False, auto_offset_reset="earliest",
             isolation_level="read_committed",
@@ -163,6 +167,17 @@ class WorkerLoop:
         self.consumer.subscribe(self.reads, listener=_listener(self))
         await self.consumer.start()
 
+    async def _new_producer(self) -> None:
+        """(Re)start the transactional producer: a new one fences its predecessor and aborts
+        whatever transaction it left open."""
+        from aiokafka import AIOKafkaProducer
+
+        self.producer = AIOKafkaProducer(
+            acks="all", linger_ms=5, max_batch_size=MAX_BATCH_BYTES,
+            transactional_id=self.transactional_id,
+            transaction_timeout_ms=TRANSACTION_TIMEOUT_MS, **self.settings.aiokafka())
+        await self.producer.start()
+
     async def stop(self) -> None:
         if self.consumer is not None:
             await self.consumer.stop()
@@ -170,14 +185,21 @@ class WorkerLoop:
             await self.producer.stop()
 
     async def run(self, stopping: Callable[[], bool]) -> None:
-        """Consume until ``stopping()``; a failed send or commit ends the worker (what was
-        not committed is redelivered to whoever holds the partition next)."""
+        """Consume until ``stopping()``. A batch whose transaction fails (the cluster went
+        away mid-batch) is undone: the loop goes back to the last committed batch, as a
+        restarted worker would (:meth:`_recover`). Any other error ends the worker."""
+        from aiokafka.errors import KafkaError
+
         gc_tuning.throughput()
+        self._stopping = stopping
         while not stopping():
             batch = await self.consumer.getmany(timeout_ms=100, max_records=self.max_records)
             arrived = time.monotonic()
             async with self.lock:
-                await self._batch(batch, arrived)
+                try:
+                    await self._batch(batch, arrived)
+                except KafkaError as exc:
+                    await self._recover(exc)
 
     # -- one batch --------------------------------------------------------------------------
 
@@ -196,7 +218,8 @@ class WorkerLoop:
                 # records takes seconds. Every _apply enters its partition afresh.
                 await asyncio.sleep(0)
             offsets[tp] = messages[-1].offset + 1
-        if self.wall and self.owned and time.monotonic() >= self._next_tick:
+        # No tick while the cluster does not answer: its transaction could not commit.
+        if self.wall and self.owned and self.reach.up and time.monotonic() >= self._next_tick:
             self._next_tick = time.monotonic() + WALL_TICK_S
             self._tick(out)
         await self._send(out, offsets)
@@ -307,7 +330,8 @@ class WorkerLoop:
         """Keep what this worker still owns, restore what is new, forget the rest."""
         cpu = time.process_time()  # what came before (start-up) is not the partitions' work
         partitions = {tp.partition for tp in assigned}
-        async with self.lock:
+
+        async def take() -> list[int]:  # again from the start if the cluster goes away
             for gone in sorted(self.owned - partitions):
                 self._forget(gone)
             ends = await self._changelog_ends(partitions)
@@ -323,11 +347,68 @@ class WorkerLoop:
                 committed = await self.consumer.committed(tp)
                 if committed is not None:
                     self.committed[(self.short[tp.topic], tp.partition)] = committed
+            return fresh
+
+        async with self.lock:
+            fresh = await self._retrying("taking over partitions", take)
             self.owned = partitions
             self.ready = True
         log.info("closedloop: assigned partitions %s (restored %s) at process CPU %.3f s",
                  sorted(partitions), fresh, cpu)
         log.info("Worker ready")  # what deployment scripts and tests wait for
+
+    # -- failures -----------------------------------------------------------------------------
+
+    async def _recover(self, failure: BaseException) -> None:
+        """Undo a batch whose transaction failed, holding the lock. Its records were aborted
+        or never written, but the state it changed in memory and the consumer's positions
+        are ahead of what Kafka holds. Once the cluster answers, a new producer fences the
+        old one (whose transaction the broker may have aborted meanwhile), every owned
+        partition is restored from its changelog, and the consumer goes back to the
+        committed offsets: the batch is read and applied again, nothing counts twice."""
+        self.ready = False
+        partitions = sorted(self.owned)
+        self.problem = f"a transaction failed ({describe(failure)})"
+        log.warning("closedloop: %s; restoring partitions %s once Kafka answers",
+                    self.problem, partitions)
+
+        async def reset() -> None:
+            with suppress(Exception):  # it failed already: whatever it still says is moot
+                await asyncio.wait_for(self.producer.stop(), RETRY_S)
+            await self._new_producer()
+            for partition in partitions:
+                self._forget(partition)
+            ends = await self._changelog_ends(set(partitions))
+            if partitions:
+                await self._restore(partitions, ends)
+            self.owned = set(partitions)
+            for tp in self.consumer.assignment():
+                offset = self.committed.get((self.short[tp.topic], tp.partition))
+                if offset is None:  # nothing committed yet: from the start, as on assignment
+                    await self.consumer.seek_to_beginning(tp)
+                else:
+                    self.consumer.seek(tp, offset)
+
+        await self._retrying("restoring after a failed transaction", reset)
+        self.problem = None
+        self.ready = True
+        log.warning("closedloop: partitions %s restored; going on from the last committed "
+                    "batch", partitions)
+
+    async def _retrying(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """``attempt()`` until it gets through: after a Kafka error, once the cluster answers
+        again (and at most every :data:`RETRY_S`); raises if the worker is stopping."""
+        from aiokafka.errors import KafkaError
+
+        while True:
+            try:
+                return await attempt()
+            except KafkaError as exc:
+                if self._stopping():
+                    raise
+                log.warning("closedloop: %s failed (%s); trying again", what, describe(exc))
+            await asyncio.sleep(RETRY_S)
+            await self.reach.wait_up()
 
     def _forget(self, partition: int) -> None:
         for stage, runner in self.runners.items():
