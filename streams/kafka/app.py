@@ -33,6 +33,8 @@ from closedloop.schemas.policy import Policy
 from closedloop.streams.engine.clock import wall_now
 from closedloop.streams.kafka.loop import WorkerLoop
 from closedloop.streams.kafka.metrics import WorkerMetrics
+from closedloop.streams.kafka.quiet import quieten
+from closedloop.streams.kafka.reachability import watch
 from closedloop.streams.kafka.settings import KafkaSettings
 
 __all__ = ["build_app", "serve"]
@@ -69,6 +71,7 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
         """Starts the loop with the app, and stops it (its consumer leaves the group)."""
 
         async def on_start(self) -> None:
+            quieten()  # the process's logging is set up by now: limit what reaches it
             await loop.start()
 
         @Service.task
@@ -76,11 +79,20 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
             try:
                 await loop.run(lambda: self.should_stop)
             except Exception:
+                if self.should_stop:  # a stop while the cluster was away: nothing to undo
+                    return
                 # A send or commit failed: stop rather than go on without those records; the
                 # partitions' next owner (this worker, restarted) reads them again.
                 logging.getLogger("closedloop.worker").exception(
                     "closedloop: the consume loop failed; stopping")
                 os._exit(1)
+
+        @Service.task
+        async def _probe(self) -> None:
+            async def metadata() -> object:  # any broker's answer will do
+                return None if loop.consumer is None else await loop.consumer.topics()
+
+            await watch(metadata, loop.reach, lambda: self.should_stop)
 
         async def on_stop(self) -> None:
             await loop.stop()
@@ -91,12 +103,16 @@ def build_app(settings: KafkaSettings, policy: Policy, *, clock: str, app_id: st
 
     @app.page("/ready")
     async def ready(web: Any, request: Any) -> Any:
-        ok = loop.ready
-        return web.json({"ready": ok}, status=200 if ok else 503)
+        reason = loop.reach.reason() or loop.problem or (
+            None if loop.ready else "partitions are being assigned or restored")
+        if reason is None:
+            return web.json({"ready": True})
+        return web.json({"ready": False, "reason": reason}, status=503)
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
-        telemetry.refresh(wall_now(), loop.clocks(), await loop.lags())
+        telemetry.refresh(wall_now(), loop.clocks(), await loop.lags(),
+                          loop.reach.unreachable_seconds())
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     app.closedloop_loop = loop  # for tests and introspection

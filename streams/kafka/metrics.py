@@ -260,6 +260,9 @@ class WorkerMetrics:
         self.consumer_lag = gauge("closedloop_consumer_lag_messages",
                                   "records not yet read on a partition this worker owns",
                                   "topic", "partition")
+        self.unreachable = Gauge("closedloop_kafka_unreachable_seconds",
+                                 "seconds since the Kafka cluster last answered this worker, "
+                                 "while it does not answer; 0 while it does", registry=reg)
         self.turnaround = Histogram("closedloop_lab_turnaround_seconds",
                                     "event time from a tube's collection to its lab records",
                                     ["stage"], buckets=TURNAROUND_BUCKETS, registry=reg)
@@ -321,13 +324,15 @@ class WorkerMetrics:
     # -- computed when scraped ----------------------------------------------------------------
 
     def refresh(self, now: int, clocks: Mapping[str, Mapping[int, int]],
-                lags: Iterable[tuple[str, int, int]]) -> None:
+                lags: Iterable[tuple[str, int, int]], unreachable: float = 0.0) -> None:
         """Set the scrape-time gauges.
 
         ``clocks``: stage → partition → effective clock of the partitions this worker owns;
         ``lags``: (topic short name, partition, records unread). Series of partitions that
         moved away are removed, so a partition is reported by its owner only.
+        ``unreachable``: seconds the cluster has not answered (0 while it does).
         """
+        self.unreachable.set(unreachable)
         kinds: Counter[str] = Counter()
         for tally in self.tallies.values():
             kinds.update(tally.kinds)
