@@ -1,5 +1,5 @@
-"""``closedloop bench replay|round|deadlines|worker|memory|hostile|console``: ratios against a
-baseline, never bare times.
+"""``closedloop bench replay|round|deadlines|worker|memory|hostile|console|live``: ratios
+against a baseline, never bare times, and the live worker's lag and latency.
 
 ``replay``: orjson parse-only of one generated city versus full replay, and peak memory per
 tracked person (:mod:`closedloop.streams.bench.engine`). ``round``: the same for a city-wide
@@ -11,7 +11,9 @@ peak memory per tracked person on a city with a round (:mod:`closedloop.streams.
 flapping county: size N against 2N) and the peak memory of a long line holding an identifier
 (:mod:`closedloop.streams.bench.hostile`). ``console``: the web console's pages on a
 PostgreSQL ledger of a million alerts, against its /health answer
-(:mod:`closedloop.streams.bench.console`). Never used by tests: timings are reported, never
+(:mod:`closedloop.streams.bench.console`). ``live``: a wall-clock worker fed a testing day at
+a steady rate, its consumer lag over time and its event-to-alert latency
+(:mod:`closedloop.streams.bench.live`). Never used by tests: timings are reported, never
 asserted.
 """
 
@@ -86,6 +88,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     _console_parser(sub.add_parser(
         "console", help="the web console's pages on a PostgreSQL ledger of 1,000,000 alerts",
         formatter_class=argparse.RawDescriptionHelpFormatter))
+    _live_parser(sub.add_parser(
+        "live", help="a wall-clock worker fed at a steady rate: lag and event-to-alert latency",
+        formatter_class=argparse.RawDescriptionHelpFormatter))
 
 
 def _console_parser(parser: argparse.ArgumentParser) -> None:
@@ -102,6 +107,25 @@ def _console_parser(parser: argparse.ArgumentParser) -> None:
                         help="timed requests of each page (default 200)")
     parser.add_argument("--seed", type=int, default=1, help="seed (default 1)")
     parser.add_argument("--keep", action="store_true", help="keep the schema (its name printed)")
+
+
+def _live_parser(parser: argparse.ArgumentParser) -> None:
+    from closedloop.streams.bench import live as bench_live
+    from closedloop.streams.cli.arguments import positive
+
+    parser.description = bench_live.__doc__
+    parser.add_argument("--rate", type=positive, default=2_000,
+                        help="events a second (default 2000; Shanghai's 2022 round peaked near "
+                        "1,800 samplings a second)")
+    parser.add_argument("--duration", type=positive, default=600,
+                        help="seconds of feed (default 600)")
+    parser.add_argument("--every", type=positive, default=5,
+                        help="seconds between two lag lines (default 5)")
+    parser.add_argument("--lateness", type=positive, default=10,
+                        help="the worker's allowed_lateness in seconds (default 10)")
+    parser.add_argument("--partitions", type=positive, default=4,
+                        help="partitions of every topic (default 4)")
+    parser.add_argument("--seed", type=int, default=1, help="seed (default 1)")
 
 
 def _print_floor(r: dict[str, float]) -> None:
@@ -156,6 +180,10 @@ def run(args: argparse.Namespace) -> int:
         from closedloop.streams.bench import console as bench_console
 
         return bench_console.run(args)
+    if args.bench == "live":
+        from closedloop.streams.bench import live as bench_live
+
+        return bench_live.run(args)
     if args.bench == "round":
         from closedloop.streams.bench.rounds import bench_round
 
