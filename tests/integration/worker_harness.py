@@ -11,7 +11,10 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +24,9 @@ import orjson
 
 PARTITIONS = 4
 CLOSEDLOOP = [sys.executable, "-m", "closedloop.streams.cli"]
+# What the worker writes and never reads: every other topic of a prefix is one it consumes.
+OUTPUTS = ("alerts", "escalations", "person-status", "daily-report", "round-report",
+           "deadletter")
 
 
 def remove_topics(prefix: str, options: dict[str, Any]) -> None:
@@ -51,6 +57,7 @@ class Deployment:
     workdir: Path
     prefix: str = field(default_factory=lambda: f"it{uuid.uuid4().hex[:10]}")
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    replication: int = 1  # of the topics the worker and the producer create
 
     @property
     def env(self) -> dict[str, str]:
@@ -59,32 +66,54 @@ class Deployment:
             "CLOSEDLOOP_KAFKA": self.bootstrap,
             "CLOSEDLOOP_TOPIC_PREFIX": self.prefix,
             "CLOSEDLOOP_PARTITIONS": str(PARTITIONS),
+            "CLOSEDLOOP_REPLICATION": str(self.replication),
         }
 
-    def start_worker(self, *extra: str, clock: str = "event") -> subprocess.Popen[bytes]:
-        number = len(self.workers)
+    @property
+    def app_id(self) -> str:
+        return f"{self.prefix}-app"
+
+    def start_worker(self, *extra: str, clock: str = "event", wait: bool = True
+                     ) -> subprocess.Popen[bytes]:
+        """A new worker with a data directory and log of its own; waits until it is ready."""
+        return self._launch(len(self.workers), [*extra], clock, wait)
+
+    def restart(self, stopped: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+        """The same worker again, as a deployment restarts it: its data directory, options and
+        log (appended); waits until it is ready."""
+        assert stopped.poll() is not None, "stop it first"
+        number: int = stopped.number  # type: ignore[attr-defined]
+        return self._launch(number, stopped.extra, stopped.clock)  # type: ignore[attr-defined]
+
+    def _launch(self, number: int, extra: list[str], clock: str, wait: bool = True
+                ) -> subprocess.Popen[bytes]:
         port = free_port()
-        log = (self.workdir / f"worker{number}.log").open("wb")
-        process = subprocess.Popen(
-            [*CLOSEDLOOP, "worker", "--clock", clock, "--app-id", f"{self.prefix}-app",
-             "--data-dir", str(self.workdir / f"data{number}"), "--web-port", str(port),
-             "--loglevel", "info", *extra],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        log_path = self.workdir / f"worker{number}.log"
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(
+                [*CLOSEDLOOP, "worker", "--clock", clock, "--app-id", self.app_id,
+                 "--data-dir", str(self.workdir / f"data{number}"), "--web-port", str(port),
+                 "--loglevel", "info", *extra],
+                env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
         process.web_port = port  # type: ignore[attr-defined]
-        process.log_path = self.workdir / f"worker{number}.log"  # type: ignore[attr-defined]
+        process.log_path = log_path  # type: ignore[attr-defined]
+        process.number, process.extra, process.clock = number, extra, clock  # type: ignore[attr-defined]
         self.workers.append(process)
-        self.wait_ready(process)
+        if wait:
+            self.wait_ready(process)
         return process
 
     def wait_ready(self, process: subprocess.Popen[bytes], timeout: float = 90) -> None:
+        """Until the worker's ``/ready`` answers 200 (partitions assigned and restored, the
+        cluster answering)."""
         deadline = time.monotonic() + timeout
         log_path: Path = process.log_path  # type: ignore[attr-defined]
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 tail = log_path.read_text()[-3000:]
                 raise AssertionError(f"worker exited {process.returncode}:\n{tail}")
-            if b"Worker ready" in log_path.read_bytes():
+            if readiness(process)[0]:
                 return
             time.sleep(0.5)
         raise AssertionError(f"worker not ready in {timeout}s:\n{log_path.read_text()[-3000:]}")
@@ -93,8 +122,12 @@ class Deployment:
         subprocess.run([*CLOSEDLOOP, "produce", str(path)], env=self.env, check=True,
                        capture_output=True, timeout=120)
         if until is not None:  # then move the event-mode workers' clock, as replay --until
-            subprocess.run([*CLOSEDLOOP, "clock", "--until", until], env=self.env, check=True,
-                           capture_output=True, timeout=120)
+            self.clock(until)
+
+    def clock(self, until: str) -> None:
+        """``closedloop clock --until``: the event-mode workers' clock to ``until``."""
+        subprocess.run([*CLOSEDLOOP, "clock", "--until", until], env=self.env, check=True,
+                       capture_output=True, timeout=120)
 
     def kill(self, process: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
         if process.poll() is None:
@@ -157,6 +190,52 @@ class Deployment:
         raise AssertionError(f"{name}: {len(distinct(rows))} of {count} distinct records "
                              f"after {timeout:.0f} s")
 
+    def settled(self) -> bool:
+        """Has the worker's group read and committed everything it reads? Past the group's
+        committed offset of each partition, no record a read-committed reader could deliver
+        may remain (a transaction's marker, or what it aborted, is no record)."""
+        from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+        options = self.consumer_options()
+        admin = KafkaAdminClient(**options)
+        try:
+            reads = [t for t in admin.list_topics() if t.startswith(f"{self.prefix}.")
+                     and t.split(".")[-2] not in OUTPUTS]
+        finally:
+            admin.close()
+        group = KafkaConsumer(group_id=self.app_id, enable_auto_commit=False, **options)
+        reader = KafkaConsumer(enable_auto_commit=False, isolation_level="read_committed",
+                               **options)
+        try:
+            tps = [TopicPartition(topic, p) for topic in reads for p in range(PARTITIONS)]
+            # The committed offsets first: a batch that commits between the two reads then
+            # shows its inputs unread, never its outputs to internal topics read.
+            committed = {tp: group.committed(tp) or 0 for tp in tps}
+            ends = reader.end_offsets(tps)  # read committed: the last stable offsets
+            behind = {tp: at for tp, at in committed.items() if at < ends[tp]}
+            if not behind:
+                return True
+            reader.assign(list(behind))
+            for tp, at in behind.items():
+                reader.seek(tp, at)
+            for _ in range(4):  # a few fetches reach the ends unless records lie before them
+                if any(reader.poll(timeout_ms=500).values()):
+                    return False
+                if all(reader.position(tp) >= ends[tp] for tp in behind):
+                    return True
+            return False
+        finally:
+            group.close()
+            reader.close()
+
+    def wait_settled(self, timeout: float = 240) -> None:
+        """Until the workers have applied everything they were given (:meth:`settled`)."""
+        self.wait_until(self.settled, "the workers' group read and committed every input",
+                        timeout)
+
+    def published(self, name: str) -> list[dict[str, Any]]:
+        return [orjson.loads(v) for _, v in self.read(name) if v is not None]
+
     def wait_until(self, condition: Callable[[], bool], what: str, timeout: float = 120) -> None:
         """Poll ``condition`` until it holds; fail naming ``what`` if it never does."""
         deadline = time.monotonic() + timeout
@@ -164,6 +243,18 @@ class Deployment:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{what}: not within {timeout:.0f} s")
             time.sleep(0.3)
+
+
+def readiness(process: subprocess.Popen[bytes]) -> tuple[bool, str]:
+    """(ready, reason) from a worker's ``/ready``; not ready while its web server is not up."""
+    url = f"http://127.0.0.1:{process.web_port}/ready"  # type: ignore[attr-defined]
+    try:
+        with urllib.request.urlopen(url, timeout=5):
+            return True, ""
+    except urllib.error.HTTPError as answer:  # 503: not ready, and why
+        return False, str(orjson.loads(answer.read()).get("reason", ""))
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+        return False, f"no answer: {exc}"
 
 
 def assigned_inputs(process: subprocess.Popen[bytes], prefix: str) -> set[str]:
@@ -178,20 +269,45 @@ def assigned_inputs(process: subprocess.Popen[bytes], prefix: str) -> set[str]:
 
 
 def distinct(rows: list[dict[str, Any]]) -> dict[bytes, dict[str, Any]]:
-    return {orjson.dumps(row, option=orjson.OPT_SORT_KEYS): row for row in rows}
+    return {_canonical(row): row for row in rows}
 
 
 def replay(
     path: Path, until: str, workdir: Path
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    alerts, reports = workdir / "replay-alerts.jsonl", workdir / "replay-reports.jsonl"
+    outputs = replay_outputs(path, until, workdir)
+    return outputs["alerts"], outputs["daily-report"]
+
+
+def replay_outputs(path: Path, until: str, workdir: Path) -> dict[str, list[dict[str, Any]]]:
+    """``closedloop replay``'s alerts, daily and round reports, by the worker's topic names."""
+    options = {"alerts": "--alerts", "daily-report": "--reports",
+               "round-report": "--round-reports"}
+    files = {name: workdir / f"replay-{name}.jsonl" for name in options}
     subprocess.run(
-        [*CLOSEDLOOP, "replay", str(path), "--until", until, "--alerts", str(alerts),
-         "--reports", str(reports), "--quiet"],
+        [*CLOSEDLOOP, "replay", str(path), "--until", until, "--quiet",
+         *(arg for name, option in options.items() for arg in (option, str(files[name])))],
         check=True, timeout=120,
     )
-    return ([orjson.loads(line) for line in alerts.read_bytes().splitlines()],
-            [orjson.loads(line) for line in reports.read_bytes().splitlines()])
+    return {name: [orjson.loads(line) for line in file.read_bytes().splitlines()]
+            for name, file in files.items()}
+
+
+def assert_published_once(deployment: Deployment,
+                          expected: dict[str, list[dict[str, Any]]]) -> None:
+    """Each topic named holds exactly the records expected, each once: nothing missing,
+    nothing extra, nothing duplicated (alerts by id and bytes, reports by their bytes)."""
+    for name, records in expected.items():
+        want = Counter(_canonical(r) for r in records)
+        got = Counter(_canonical(r) for r in deployment.published(name))
+        missing, extra = sorted((want - got).elements()), sorted((got - want).elements())
+        assert (missing, extra) == ([], []), (
+            f"{name}: {sum(got.values())} published, {sum(want.values())} from replay; "
+            f"missing {missing[:5]}; extra or duplicated {extra[:5]}")
+
+
+def _canonical(record: dict[str, Any]) -> bytes:
+    return orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
 
 
 def simulate(path: Path, people: int, days: int, seed: int, *, round_: bool = False) -> None:
