@@ -148,6 +148,9 @@ transaction.state.log.num.partitions=8
 # The worker and the producers declare their topics with the partition count they agree on.
 auto.create.topics.enable=false
 group.initial.rebalance.delay.ms=0
+# A node's clean shutdown and its return (registration, unfencing) each wait on a few
+# heartbeats to the controller: 2 s apiece by default, a quarter of that on loopback.
+broker.heartbeat.interval.ms=500
 
 # Three nodes on two shared cores: fewer threads than a server's defaults.
 num.network.threads=2

@@ -62,8 +62,9 @@ def test_a_60_s_broker_outage_leaves_few_log_lines_and_the_alerts_of_replay(
     simulate(city, people=600, days=3, seed=5)
     expected = replay_outputs(city, UNTIL, tmp_path)
     first, second = split_file(city, 2)
-    event = Deployment(broker.bootstrap, tmp_path / "event")
-    wall = Deployment(broker.bootstrap, tmp_path / "wall")
+    # two partitions a topic: the one broker restarts with half the partitions to load
+    event = Deployment(broker.bootstrap, tmp_path / "event", partitions=2)
+    wall = Deployment(broker.bootstrap, tmp_path / "wall", partitions=2)
     for deployment in (event, wall):
         deployment.workdir.mkdir()
     try:

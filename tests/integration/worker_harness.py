@@ -58,6 +58,7 @@ class Deployment:
     prefix: str = field(default_factory=lambda: f"it{uuid.uuid4().hex[:10]}")
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     replication: int = 1  # of the topics the worker and the producer create
+    partitions: int = PARTITIONS  # of each topic: fewer make a broker's restart cheaper
 
     @property
     def env(self) -> dict[str, str]:
@@ -65,7 +66,7 @@ class Deployment:
             **os.environ,
             "CLOSEDLOOP_KAFKA": self.bootstrap,
             "CLOSEDLOOP_TOPIC_PREFIX": self.prefix,
-            "CLOSEDLOOP_PARTITIONS": str(PARTITIONS),
+            "CLOSEDLOOP_PARTITIONS": str(self.partitions),
             "CLOSEDLOOP_REPLICATION": str(self.replication),
         }
 
@@ -207,7 +208,7 @@ class Deployment:
         reader = KafkaConsumer(enable_auto_commit=False, isolation_level="read_committed",
                                **options)
         try:
-            tps = [TopicPartition(topic, p) for topic in reads for p in range(PARTITIONS)]
+            tps = [TopicPartition(topic, p) for topic in reads for p in range(self.partitions)]
             # The committed offsets first: a batch that commits between the two reads then
             # shows its inputs unread, never its outputs to internal topics read.
             committed = {tp: group.committed(tp) or 0 for tp in tps}
