@@ -7,8 +7,9 @@ Every person partition makes every report of a round, once, whenever the round r
 (a round arriving after its close makes them at once), so the report is made when the
 shares of all partitions are in: counts summed per district, the median over all delays.
 
-Shares are kept by partition, so a redelivered one replaces itself; a report already made
-is remembered by its (stage, as_of), so a share redelivered after it adds nothing.
+Shares are kept by partition, so a redelivered one replaces itself; the latest report made of
+each stage is remembered by its as_of, so a share redelivered after it adds nothing (a
+partition sends its shares in as_of order, so every earlier report of the stage is made too).
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ def round_key(round_id: str) -> str:
 
 def on_part(ctx: Context, st: ReportState, part: RoundPart) -> None:
     """Keep one partition's share; make the report once every partition's is in."""
+    made = _made_through(st)
+    if part.at <= made.get(part.stage, -1):
+        return  # made already: a redelivered share
     name = f"{part.stage}:{part.at}"
-    if st.rdone is not None and name in st.rdone:
-        return
     if st.rparts is None:
         st.rparts = {}
     shares = st.rparts.setdefault(name, {})
@@ -43,7 +45,18 @@ def on_part(ctx: Context, st: ReportState, part: RoundPart) -> None:
     del st.rparts[name]
     if not st.rparts:
         st.rparts = None
-    if st.rdone is None:
-        st.rdone = []
-    st.rdone.append(name)
+    made[part.stage] = part.at
+    st.made_through = made
     ctx.out.round_reports.append(report(ctx.cal, [shares[source] for source in sorted(shares)]))
+
+
+def _made_through(st: ReportState) -> dict[int, int]:
+    """The state's latest report made per stage, with the list an older changelog kept of
+    every report made folded in."""
+    made = st.made_through if st.made_through is not None else {}
+    if st.rdone:
+        for name in st.rdone:
+            stage, _, at = name.partition(":")
+            made[int(stage)] = max(made.get(int(stage), -1), int(at))
+        st.made_through, st.rdone = made, None
+    return made

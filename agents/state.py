@@ -309,9 +309,13 @@ class ReportState(Keyed, kw_only=True, omit_defaults=True, gc=False):
     gauges: dict[str, int] | None = None  # running totals of the gauges
     reported: str | None = None  # the last day reported
     # the key of a testing round (streams: ``round_sum_key``): its reports' shares so far,
-    # by "stage:as_of" then person partition, and the reports already made (agents/round_sum.py)
+    # by "stage:as_of" then person partition (agents/round_sum.py)
     rparts: dict[str, dict[int, RoundPart]] | None = None
-    rdone: list[str] | None = None
+    # per report stage, the as_of of the latest report made: every earlier one of that stage
+    # is made too, since each partition sends its shares in as_of order. One number a stage,
+    # where a list of every report made grew by one a report and was searched for each share.
+    made_through: dict[int, int] | None = None
+    rdone: list[str] | None = None  # the reports made, "stage:as_of", as older changelogs hold
 
 
 def sampled_between(st: PersonState, since: int, until: int,

@@ -146,7 +146,7 @@ class TestRoundsOnTheBusEqualReplay:
         rows = {key: st for data in store.parts.values() for key, st in data.items()
                 if key.startswith(KEY_PREFIX)}
         assert sorted(rows) == [KEY_PREFIX + r for r in ("r-abc", "r-city", "r-late")]
-        assert all(isinstance(st, ReportState) and st.rparts is None and st.rdone
+        assert all(isinstance(st, ReportState) and st.rparts is None and st.made_through
                    for st in rows.values())
 
     def test_one_partition_equals_replay_too(self) -> None:
@@ -182,6 +182,27 @@ class TestSummingShares:
         # a share redelivered after the report was made adds nothing
         on_part(ctx, st, self._share(0, {"district-a": [2, 2, 1]}))
         assert len(ctx.out.round_reports) == 1 and not st.rparts
+
+    def test_a_report_an_older_changelog_lists_as_made_is_not_made_again(self) -> None:
+        pol = default_policy()
+        ctx = Context(pol, Calendar(pol.zone, pol.daily_cutoff), epoch(CLOSES))
+        st = msgspec.json.decode(
+            msgspec.json.encode({"rdone": [f"2:{epoch(CLOSES)}", f"0:{epoch(CLOSES) - 60}"]}),
+            type=ReportState)
+        on_part(ctx, st, self._share(0, {"district-a": [2, 2, 1]}))
+        on_part(ctx, st, self._share(1, {"district-a": [2, 2, 1]}))
+        assert ctx.out.round_reports == [] and st.rdone is None
+        assert st.made_through == {2: epoch(CLOSES), 0: epoch(CLOSES) - 60}
+
+    def test_the_state_of_a_long_round_does_not_grow_with_its_reports(self) -> None:
+        pol = default_policy()
+        ctx = Context(pol, Calendar(pol.zone, pol.daily_cutoff), epoch(CLOSES))
+        st = ReportState()
+        for minute in range(1, 500):
+            on_part(ctx, st, RoundPart("r1", 0, epoch(CLOSES) + 60 * minute,
+                                       {"district-a": [1, 1, 0]}))
+        assert len(ctx.out.round_reports) == 499
+        assert len(msgspec.json.encode(st)) < 100
 
 
 class TestATakeover:
