@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,7 @@ def test_the_worker_topics_are_replicated_on_three_brokers_two_in_sync(
     # then each has three replicas, all in sync, and acknowledges a write held by two
     admin = kafka_cluster.admin()
     try:
-        for topic in admin.describe_topics(created):
+        for topic in settled(admin, created):
             assert {len(p.get("replica_nodes", p.get("replicas", ())))
                     for p in topic["partitions"]} == {3}
         configs = admin.describe_configs(
@@ -112,6 +113,19 @@ def test_the_worker_topics_are_replicated_on_three_brokers_two_in_sync(
     finally:
         admin.close()
     assert min_insync(configs) == dict.fromkeys(created, "2")
+
+
+def settled(admin: Any, topics: list[str]) -> list[dict[str, Any]]:
+    """The topics as the cluster describes them, once every broker's metadata holds their
+    partitions: a topic just created may be described with none for a moment."""
+    deadline = time.monotonic() + 30
+    while True:
+        found = admin.describe_topics(topics)
+        if all(topic["partitions"] and all(p.get("leader_id", -1) >= 0
+                                           for p in topic["partitions"]) for topic in found):
+            return list(found)
+        assert time.monotonic() < deadline, f"topics without their partitions: {found}"
+        time.sleep(0.2)  # polling the metadata: the condition itself is what is awaited
 
 
 def min_insync(described: Any) -> dict[str, str]:
