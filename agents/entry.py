@@ -9,7 +9,8 @@ holds a :class:`SourceState`; one keyed by lab holds a :class:`LabState`.
   only when the record carries its receipt (§1). It is **late** when longer than the topic's
   ``entry_within`` (a lag of exactly ``entry_within`` is on time).
 - **late_entries**: a record of known lag counts in the first daily cut-off at or after its
-  receipt that has not been judged yet (:func:`counting_cutoff`). At each cut-off a source
+  receipt that the clock has not passed when the record is read, nor the source judged
+  (:func:`counting_cutoff`). At each cut-off a source
   with at least ``late_entries_min`` records that day, of which late / entries ≥
   ``late_share`` (exactly, as fractions), raises one alert.
 - **lab_silent**: a lab is silent at t when a tube it received at or before t −
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Mapping
-from datetime import timedelta
 from fractions import Fraction
 from typing import Any, Final
 
@@ -32,6 +32,7 @@ import msgspec
 
 from closedloop.agents.calendar import Calendar
 from closedloop.agents.raised import Raised, half_up
+from closedloop.agents.state import Keyed
 from closedloop.schemas.events import (
     Checkpoint,
     Clinic,
@@ -44,6 +45,7 @@ from closedloop.schemas.policy import Policy
 from closedloop.schemas.text import text_problem
 
 __all__ = [
+    "EntryState",
     "EntryTally",
     "LabState",
     "SourceDay",
@@ -57,6 +59,7 @@ __all__ = [
     "on_entry",
     "on_lab",
     "rejected_district",
+    "reported_again",
     "silence_start",
     "source_of",
     "subject_of",
@@ -98,14 +101,18 @@ def is_late(policy: Policy, topic: str, lag: int) -> bool:
     return within is not None and lag > within
 
 
-def counting_cutoff(cal: Calendar, receipt: int, judged: int | None) -> int:
+def counting_cutoff(cal: Calendar, receipt: int, judged: int | None, clock: int | None
+                    ) -> int:
     """The daily cut-off a record received at ``receipt`` counts in: the first at or after
-    its receipt that has not been judged yet (``judged``: the latest judged, or None)."""
-    cutoff = cal.cutoff_at(cal.report_date(receipt))
-    while judged is not None and cutoff <= judged:
-        day = cal.date_of(cutoff) + timedelta(days=1)
-        cutoff = cal.cutoff_at(day)
-    return cutoff
+    its receipt that the clock has not passed when it is read (``clock``: the engine clock
+    then, or None before it has one; a cut-off equal to the clock has fired, as every
+    deadline does at its instant) and that the source has not judged (``judged``: its latest
+    judged cut-off, or None). Both matter: a source's first record may be read long after
+    cut-offs it never had to judge, and a judged day stays judged whatever the clock says."""
+    passed = judged if clock is None else clock if judged is None else max(judged, clock)
+    if passed is not None and receipt <= passed:
+        receipt = passed + 1  # the first cut-off after the passed one, however far the clock
+    return cal.cutoff_at(cal.report_date(receipt))
 
 
 # -- late_entries, per (topic, source) -----------------------------------------------------
@@ -127,9 +134,10 @@ class SourceState(msgspec.Struct, kw_only=True):
 
 
 def on_entry(policy: Policy, cal: Calendar, st: SourceState, topic: str, receipt: int,
-             occurred: int, district: str | None) -> int:
-    """Count a record of known lag; returns the state's next deadline (a cut-off)."""
-    cutoff = counting_cutoff(cal, receipt, st.judged)
+             occurred: int, district: str | None, clock: int | None) -> int:
+    """Count a record of known lag read when the engine clock is at ``clock``; returns the
+    state's next deadline (a cut-off)."""
+    cutoff = counting_cutoff(cal, receipt, st.judged, clock)
     day = st.days.get(cutoff)
     if day is None:
         st.days[cutoff] = day = SourceDay()
@@ -186,12 +194,15 @@ def nearest_rank_p90(values: list[int]) -> int:
 
 class LabState(msgspec.Struct, kw_only=True):
     """What a lab's silence is judged on: per tube, when it was received and first reported
-    (event time); the lab's report instants, sorted; and how far silences have been judged
-    (every silence beginning before ``examined`` was raised or found not to be one)."""
+    (event time); the lab's report instants, sorted; how far silences have been judged
+    (every silence beginning before ``examined`` was raised or found not to be one); and,
+    for each silence raised, its end (the lab's first report after it, None while it lasts),
+    which the alert's escalation asks after."""
 
     tubes: dict[str, list[int | None]] = msgspec.field(default_factory=dict)  # [rcv, rep]
     reports: list[int] = msgspec.field(default_factory=list)
     examined: int | None = None
+    ended: dict[int, int | None] = msgspec.field(default_factory=dict)  # start -> end
 
 
 def on_lab(policy: Policy, st: LabState, tube_id: str, status: str, at: int) -> int | None:
@@ -205,7 +216,18 @@ def on_lab(policy: Policy, st: LabState, tube_id: str, status: str, at: int) -> 
     times[slot] = at if known is None else min(known, at)
     if status == "reported":
         bisect.insort(st.reports, at)
+        for start, end in st.ended.items():
+            if at > start and (end is None or at < end):
+                st.ended[start] = at
     return silence_start(policy, st)
+
+
+def reported_again(st: LabState, due: int, until: int) -> bool:
+    """Did the silence raised at ``due`` end by ``until`` (event time): did the lab report
+    anything after ``due`` and at or before ``until``? What stops a ``lab_silent``
+    escalation without an operator."""
+    end = st.ended.get(due)
+    return end is not None and end <= until
 
 
 def silence_start(policy: Policy, st: LabState) -> int | None:
@@ -244,6 +266,8 @@ def fire_silence(policy: Policy, cal: Calendar, st: LabState, lab_id: str, clock
     start = silence_start(policy, st)
     while start is not None and start <= clock:
         raised.append(_lab_silent(policy, cal, st, lab_id, start))
+        after = bisect.bisect_right(st.reports, start)
+        st.ended[start] = st.reports[after] if after < len(st.reports) else None
         st.examined = start + 1
         start = silence_start(policy, st)
     _forget(policy, st, clock)
@@ -265,7 +289,8 @@ def _forget(policy: Policy, st: LabState, clock: int) -> None:
     """Every silence beginning by ``clock`` is judged: keep what a later one can need (the
     latest report at or before the clock and every later one, the tubes not reported by
     then). A tube waiting longer than ``state_retention`` is forgotten, as every key is:
-    one lost tube must not keep its lab silent for ever."""
+    one lost tube must not keep its lab silent for ever; so is a silence's end, whose
+    escalation is over long before (it lasts two ``escalate_after`` windows)."""
     st.examined = clock if st.examined is None else max(st.examined, clock)
     at = bisect.bisect_right(st.reports, clock)
     if at > 1:
@@ -275,6 +300,17 @@ def _forget(policy: Policy, st: LabState, clock: int) -> None:
             if (rep is not None and rep <= clock) or (rcv is not None and rcv < oldest)]
     for tube in done:
         del st.tubes[tube]
+    for start in [start for start in st.ended if start < oldest]:
+        del st.ended[start]
+
+
+class EntryState(Keyed, kw_only=True, omit_defaults=True, gc=False):
+    """What the data-entry stage keeps under one key: a source's open days (key
+    ``<topic>:<source>``, :func:`subject_of`) or a lab's silences (key: the lab_id), with
+    the deadlines, alerts and escalations every key holds."""
+
+    days: SourceState | None = None
+    lab: LabState | None = None
 
 
 # -- the daily report's data-entry columns ------------------------------------------------------

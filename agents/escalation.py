@@ -9,8 +9,9 @@ it falls due the handler looks, by event time, for what would make escalating po
 
 Otherwise it raises an ``escalated`` alert (``details`` = alert_id, alert_kind, level): level
 2 at raised + ``escalate_after``, level 3 (city command) one more window later, then stops.
-Positives, pooled positives and identity suspicions need a person to act: only an operator
-action stops them. Escalated alerts go to the ``escalations`` topic, never to ``alerts``.
+Positives, pooled positives, identity suspicions and late sources need a person to act: only
+an operator action stops them; a silent lab's escalation ends also when the lab reports
+again. Escalated alerts go to the ``escalations`` topic, never to ``alerts``.
 
 An action applies only where its subject's state holds the alert (``agents/actions.py``, the
 rule the ledger follows too); :func:`action_outcome` says why one was ignored. ``assign``
@@ -22,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Final
 
+from closedloop.agents.entry import EntryState, reported_again
 from closedloop.agents.requirements import Context, prune_early, raise_alert
 from closedloop.agents.state import (
     EscalationEntry,
@@ -209,6 +211,12 @@ def _caught_up(ctx: Context, st: Keyed, entry: EscalationEntry, until: int) -> b
     return isinstance(st, PersonState) and sampled_between(st, entry.due + 1, until)
 
 
+def _lab_reported(ctx: Context, st: Keyed, entry: EscalationEntry, until: int) -> bool:
+    """lab_silent: the lab reported again, which ends its silence (agents/entry.py)."""
+    return isinstance(st, EntryState) and st.lab is not None and reported_again(
+        st.lab, entry.due, until)
+
+
 _SATISFIED: Final[dict[str, Satisfied]] = {
     "unlocated": _located,
     "followup_overdue": _followed_up,
@@ -219,6 +227,7 @@ _SATISFIED: Final[dict[str, Satisfied]] = {
     "orphan_result": _sampling_found,
     "landing_test_missed": _sampled_after,
     "sentinel_untested": _sampled_after,
+    "lab_silent": _lab_reported,
 }
 """How each kind is satisfied; kinds absent here (positive, pool_positive,
-identity_suspect, entry_without_proof) need an operator's action."""
+identity_suspect, entry_without_proof, late_entries) need an operator's action."""

@@ -64,6 +64,7 @@ __all__ = [
     "decode_envelope",
     "decode_event",
     "decode_line",
+    "envelope_receipt",
     "header_receipt",
     "header_value",
     "raw_in_line",
@@ -496,6 +497,31 @@ def header_receipt(value: bytes) -> datetime | Rejection | None:
     if isinstance(receipt, Rejection):
         return Rejection(receipt.reason, "received_at header" + receipt.message[11:])
     return receipt
+
+
+class _ReceiptOnly(msgspec.Struct):
+    received_at: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+
+
+_decode_receipt_only: Final = msgspec.json.Decoder(_ReceiptOnly).decode
+
+
+def envelope_receipt(line: bytes) -> datetime | Rejection | None:
+    """A replay line's own receipt, its envelope's ``received_at`` (*v1.2*), for a producer
+    that passes it on as the ``received_at`` header: None when the line has none (or null),
+    a rejection naming ``received_at`` when it is no RFC 3339 instant with an offset. Not
+    judged against any clock here: the reader of the record does that, by its own."""
+    try:
+        given = _decode_receipt_only(line).received_at
+    except _REFUSED:
+        return Rejection("bad_envelope", "not a replay envelope")
+    if isinstance(given, msgspec.UnsetType):
+        return None
+    try:
+        value = parse_json(bytes(given))
+    except (ValueError, RecursionError) as exc:
+        return _not_json(line, exc)
+    return _receipt(value, None, DEFAULT_MAX_CLOCK_SKEW)
 
 
 Line = tuple[str, Event | Rejection, datetime | None]

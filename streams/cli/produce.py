@@ -5,6 +5,9 @@ a line that is no envelope of an input topic, or that holds a raw identifier any
 (CONTRACT.md §2: none may reach a topic, and an input topic keeps what it is given, a
 compacted one for ever), goes to the dead letters, redacted. Only input topics are written:
 moving an event-mode worker's clock is ``closedloop clock --until T``.
+
+*v1.2* Every record carries the ``received_at`` header (CONTRACT.md §1): the envelope's
+``received_at``, or ``none`` for a line without one (``streams/app/produce.py``).
 """
 
 from __future__ import annotations

@@ -126,3 +126,33 @@ def test_a_line_holding_a_raw_identifier_reaches_no_input_topic(
     assert sorted(orjson.loads(v)["line"] for _, v in letters) == [1, 2, 4]
     assert {orjson.loads(v)["reason"] for _, v in letters} == {"raw_identifier"}
     assert not any(contains_raw(v.decode(), escapes=True) for _, v in letters)
+
+
+def test_each_record_carries_its_lines_receipt_as_the_received_at_header(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    import time
+
+    # given a line with its own receipt, one without, and one whose receipt has no offset
+    with_receipt = orjson.loads(cohort("c1", "p:000000000001"))
+    with_receipt["received_at"] = "2022-09-06T09:20:00+08:00"
+    naive = orjson.loads(cohort("c3", "p:000000000003"))
+    naive["received_at"] = "2022-09-06T09:20:00"
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b"\n".join([orjson.dumps(with_receipt), cohort("c2", "p:000000000002"),
+                                   orjson.dumps(naive)]) + b"\n")
+    sent = time.time()
+    # when they are produced
+    done = subprocess.run([*CLOSEDLOOP, "produce", str(source)], env=deployment.env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    # then the header says the line's receipt, or none; the timestamp is the time of sending
+    records = {orjson.loads(r.value)["event_id"]: r for r in deployment.records("cohort")}
+    assert set(records) == {"c1", "c2"}
+    assert records["c1"].headers == [("received_at", b"2022-09-06T09:20:00+08:00")]
+    assert records["c2"].headers == [("received_at", b"none")]
+    assert all(r.timestamp / 1000 >= sent - 60 for r in records.values())
+    # and the line without an offset is a dead letter saying why
+    (letter,) = [orjson.loads(v) for _, v in deployment.read("deadletter")]
+    assert (letter["reason"], letter["line"]) == ("naive_timestamp", 3)
+    assert letter["message"].startswith("received_at:")

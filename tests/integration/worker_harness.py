@@ -156,6 +156,11 @@ class Deployment:
 
     def read(self, name: str) -> list[tuple[bytes | None, bytes]]:
         """Every record of ``{prefix}.{name}.v1`` so far, as (key, value)."""
+        return [(r.key, r.value) for r in self.records(name)]
+
+    def records(self, name: str) -> list[Any]:
+        """Every record of ``{prefix}.{name}.v1`` so far, as kafka-python's ConsumerRecord
+        (headers and timestamp too)."""
         from kafka import KafkaConsumer, TopicPartition
 
         consumer = KafkaConsumer(enable_auto_commit=False, isolation_level="read_committed",
@@ -169,10 +174,10 @@ class Deployment:
             consumer.assign(partitions)
             consumer.seek_to_beginning(*partitions)
             ends = consumer.end_offsets(partitions)
-            rows: list[tuple[bytes | None, bytes]] = []
+            rows: list[Any] = []
             while any(consumer.position(tp) < ends[tp] for tp in partitions):
                 for records in consumer.poll(timeout_ms=500).values():
-                    rows.extend((r.key, r.value) for r in records)
+                    rows.extend(records)
             return rows
         finally:
             consumer.close()

@@ -74,15 +74,38 @@ class TestSourceAndLag:
 
 class TestTheDayARecordCountsIn:
     def test_a_receipt_at_the_cut_off_counts_in_it_one_second_later_in_the_next(self) -> None:
-        assert entry.counting_cutoff(CAL, CUTOFF_6, None) == CUTOFF_6
-        assert entry.counting_cutoff(CAL, CUTOFF_6 + 1, None) == CUTOFF_7
-        assert entry.counting_cutoff(CAL, at("09-06 00:00"), None) == CUTOFF_6
+        assert entry.counting_cutoff(CAL, CUTOFF_6, None, None) == CUTOFF_6
+        assert entry.counting_cutoff(CAL, CUTOFF_6 + 1, None, None) == CUTOFF_7
+        assert entry.counting_cutoff(CAL, at("09-06 00:00"), None, None) == CUTOFF_6
 
     def test_a_record_read_after_its_cut_off_was_judged_counts_in_the_next(self) -> None:
         # received at 21:00 but read once the clock had passed 22:00 and judged the day
-        assert entry.counting_cutoff(CAL, at("09-06 21:00"), CUTOFF_6) == CUTOFF_7
+        assert entry.counting_cutoff(CAL, at("09-06 21:00"), CUTOFF_6, None) == CUTOFF_7
         # judged days further on: the first not judged
-        assert entry.counting_cutoff(CAL, at("09-06 21:00"), CUTOFF_7) == at("09-08 22:00")
+        assert entry.counting_cutoff(CAL, at("09-06 21:00"), CUTOFF_7, None) == at("09-08 22:00")
+
+    def test_a_cut_off_the_clock_has_passed_is_not_counted_in_even_unjudged(self) -> None:
+        # a source's first record, received at 21:00 but read when the clock is at 22:30:
+        # the source never judged 09-06 (it had nothing then), yet the clock passed it
+        assert entry.counting_cutoff(CAL, at("09-06 21:00"), None, at("09-06 22:30")) \
+            == CUTOFF_7
+        # the clock exactly at the cut-off has fired it, as every deadline at its instant
+        assert entry.counting_cutoff(CAL, at("09-06 21:00"), None, CUTOFF_6) == CUTOFF_7
+        # one second before it, the day is still open
+        assert entry.counting_cutoff(CAL, at("09-06 21:00"), None, CUTOFF_6 - 1) == CUTOFF_6
+        # a clock days ahead: the first cut-off after it
+        assert entry.counting_cutoff(CAL, at("09-06 21:00"), None, at("09-09 23:00")) \
+            == at("09-10 22:00")
+        # judged ahead of the clock (a source judged by a clock that has since been read
+        # as earlier, e.g. None): the judged day stays judged
+        assert entry.counting_cutoff(CAL, at("09-06 21:00"), CUTOFF_7, CUTOFF_6 - 1) \
+            == at("09-08 22:00")
+
+    def test_on_entry_counts_by_the_clock_at_reading(self) -> None:
+        st = entry.SourceState()
+        due = entry.on_entry(POLICY, CAL, st, "sampling", at("09-06 21:00"),
+                             at("09-06 18:00"), "xuhui", at("09-06 22:00"))
+        assert due == CUTOFF_7 and list(st.days) == [CUTOFF_7]
 
 
 def source_day(late: int, on_time: int, *, late_lag: int = 3 * HOUR,
@@ -94,7 +117,7 @@ def source_day(late: int, on_time: int, *, late_lag: int = 3 * HOUR,
     for n in range(late + on_time):
         lag = late_lag if n < late else 30 * MINUTE
         occurred = at("09-06 08:00") + n * MINUTE
-        due = entry.on_entry(rules, CAL, st, topic, occurred + lag, occurred, names[n])
+        due = entry.on_entry(rules, CAL, st, topic, occurred + lag, occurred, names[n], None)
         assert due == CUTOFF_6
     return st
 
@@ -154,13 +177,14 @@ class TestLateEntries:
 
     def test_a_day_with_records_in_two_days_judges_each_at_its_cut_off(self) -> None:
         st = entry.SourceState()
-        entry.on_entry(POLICY, CAL, st, "lab", at("09-06 12:00"), at("09-06 11:00"), None)
-        due = entry.on_entry(POLICY, CAL, st, "lab", at("09-07 12:00"), at("09-06 11:00"), None)
+        entry.on_entry(POLICY, CAL, st, "lab", at("09-06 12:00"), at("09-06 11:00"), None, None)
+        due = entry.on_entry(POLICY, CAL, st, "lab", at("09-07 12:00"), at("09-06 11:00"), None,
+                             None)
         assert due == CUTOFF_6
         assert entry.judge_day(POLICY, st, "lab", "lab-1", CUTOFF_6) == (None, CUTOFF_7)
         # a record received on 09-06 but read now counts on 09-07: the 09-06 day is judged
         assert entry.on_entry(POLICY, CAL, st, "lab", at("09-06 21:59"), at("09-06 21:00"),
-                              None) == CUTOFF_7
+                              None, None) == CUTOFF_7
         assert len(st.days[CUTOFF_7].lags) == 2
 
     def test_nearest_rank(self) -> None:
@@ -261,6 +285,68 @@ class TestLabSilent:
         assert raised == []
         # the latest report before the clock, and no tube: every one was reported
         assert st.reports == [at("09-06 06:30") + 199 * 60] and st.tubes == {}
+
+
+class TestASilentLabsEscalation:
+    """lab_silent needs an operator unless the lab reports again, which ends the silence."""
+
+    def silent_from_11(self) -> entry.LabState:
+        st = lab_state(("t1", "received", "09-06 08:00"))
+        (alert,), _ = entry.fire_silence(POLICY, CAL, st, "lab-1", at("09-06 11:00"))
+        assert alert.due == at("09-06 11:00")
+        return st
+
+    def test_a_report_after_the_silence_began_satisfies_it_from_its_instant(self) -> None:
+        st = self.silent_from_11()
+        entry.on_lab(POLICY, st, "t2", "reported", at("09-06 12:30"))
+        assert not entry.reported_again(st, at("09-06 11:00"), at("09-06 12:30") - 1)
+        assert entry.reported_again(st, at("09-06 11:00"), at("09-06 12:30"))
+
+    def test_without_a_report_it_is_never_satisfied(self) -> None:
+        st = self.silent_from_11()
+        entry.on_lab(POLICY, st, "t2", "received", at("09-06 12:00"))
+        assert not entry.reported_again(st, at("09-06 11:00"), at("09-06 15:00"))
+        # nor is an alert the lab never raised
+        assert not entry.reported_again(st, at("09-06 10:00"), at("09-06 15:00"))
+
+    def test_an_earlier_report_read_later_ends_it_earlier(self) -> None:
+        st = self.silent_from_11()
+        entry.on_lab(POLICY, st, "t2", "reported", at("09-06 14:00"))
+        entry.on_lab(POLICY, st, "t3", "reported", at("09-06 12:00"))  # read after 14:00's
+        assert entry.reported_again(st, at("09-06 11:00"), at("09-06 12:00"))
+
+    def test_a_report_already_known_when_the_silence_is_raised_ends_it(self) -> None:
+        # the clock reaches 13:00 at once: the 12:00 report was read before the silence
+        # (11:00) was raised, and ends it
+        st = lab_state(("t1", "received", "09-06 08:00"), ("t2", "reported", "09-06 12:00"))
+        (alert,), _ = entry.fire_silence(POLICY, CAL, st, "lab-1", at("09-06 13:00"))
+        assert entry.reported_again(st, alert.due, at("09-06 12:00"))
+
+    def test_the_end_is_kept_for_the_escalation_and_forgotten_after_retention(self) -> None:
+        st = self.silent_from_11()
+        entry.on_lab(POLICY, st, "t1", "reported", at("09-06 12:00"))
+        entry.fire_silence(POLICY, CAL, st, "lab-1", at("09-06 16:00"))
+        assert st.ended == {at("09-06 11:00"): at("09-06 12:00")}
+        entry.fire_silence(POLICY, CAL, st, "lab-1",
+                           at("09-06 11:00") + POLICY.state_retention + 1)
+        assert st.ended == {}
+
+    def test_the_escalation_rules_ask_it(self) -> None:
+        from closedloop.agents.escalation import satisfied
+        from closedloop.agents.requirements import Context
+        from closedloop.agents.state import EscalationEntry, TubeState
+
+        st = entry.EntryState(lab=self.silent_from_11())
+        entry.on_lab(POLICY, st.lab or entry.LabState(), "t2", "reported", at("09-06 12:00"))
+        ctx = Context(POLICY, CAL, at("09-06 13:00"))
+        silent = EscalationEntry("lab_silent", 2, at("09-06 11:00"), None, None, None, None)
+        assert satisfied(ctx, st, silent, at("09-06 13:00"))
+        assert not satisfied(ctx, st, silent, at("09-06 11:59"))
+        assert not satisfied(ctx, TubeState(), silent, at("09-06 13:00"))
+        # a late source needs an operator: nothing satisfies it
+        late = EscalationEntry("late_entries", 2, CUTOFF_6, None, None, None, None)
+        assert not satisfied(ctx, entry.EntryState(days=entry.SourceState()), late,
+                             CUTOFF_7)
 
 
 class TestTheReportColumns:
