@@ -28,6 +28,7 @@ from closedloop.schemas.policy import Policy
 from closedloop.streams.engine.clock import MIN_EPOCH
 
 __all__ = [
+    "ENTRY_LAG_BUCKETS",
     "ENTRY_OUTCOMES",
     "LAB_STAGES",
     "LATENCY_BUCKETS",
@@ -51,6 +52,10 @@ TURNAROUND_BUCKETS: Final = (900.0, 1800.0, 3600.0, 7200.0, 14400.0, 21600.0, 28
                              43200.0, 86400.0, 172800.0)
 # The wall-clock objective is an alert within 1 s of its trigger: a bucket at exactly 1 s.
 LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Data entry (v1.2): around the topics' entry_within (1 h checkpoint and round, 2 h sampling,
+# lab, travel and area, 4 h followup and clinic, 24 h population, cohort and inspection).
+ENTRY_LAG_BUCKETS: Final = (60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0,
+                            43200.0, 86400.0, 172800.0)
 TALLIED_STAGES: Final = ("tube", "person")  # the loops' requirements; report cut-offs are not
 ENTRY_OUTCOMES: Final = ("with_proof", "without_proof")  # the proof rule, judged at the entry
 
@@ -266,6 +271,14 @@ class WorkerMetrics:
         self.turnaround = Histogram("closedloop_lab_turnaround_seconds",
                                     "event time from a tube's collection to its lab records",
                                     ["stage"], buckets=TURNAROUND_BUCKETS, registry=reg)
+        # by topic only: a source (site, lab, worker) or a person is never a label (§2)
+        self.entry_lag = Histogram("closedloop_entry_lag_seconds",
+                                   "entry lag (receipt - occurred_at) of records whose receipt "
+                                   "is their own", ["topic"], buckets=ENTRY_LAG_BUCKETS,
+                                   registry=reg)
+        self.entries_late = counter("closedloop_entries_late_total",
+                                    "records entered later than their topic's entry_within",
+                                    "topic")
         self.latency = Histogram("closedloop_event_to_alert_latency_seconds",
                                  "wall time from the triggering record's arrival to the alert's "
                                  "send", buckets=LATENCY_BUCKETS, registry=reg)
@@ -278,6 +291,9 @@ class WorkerMetrics:
                 self.entries.labels(role, outcome)
         for lab_stage in LAB_STAGES:
             self.turnaround.labels(lab_stage)
+        for topic in sorted(policy.entry_within):
+            self.entry_lag.labels(topic)
+            self.entries_late.labels(topic)
         self.tallies = {stage: KeyTally(policy, stage) for stage in TALLIED_STAGES}
         self._kinds_shown: set[str] = set()
         self._regimens = sorted({regimen.mode for regimen in policy.regimens.values()})
@@ -314,6 +330,13 @@ class WorkerMetrics:
             if covered is not None:
                 self.coverage.labels(report.round_id, row.district).set(covered)
             self.round_missed.labels(report.round_id, row.district).set(missing)
+
+    def entered(self, topic: str, lag: int, late: bool) -> None:
+        """A record of known entry lag (``lag`` seconds) was read; ``late``: longer than its
+        topic's entry_within (agents/entry.py decides)."""
+        self.entry_lag.labels(topic).observe(lag)
+        if late:
+            self.entries_late.labels(topic).inc()
 
     def alert_sent(self, kind: str, arrived: float | None) -> None:
         """An alert handed to the producer; ``arrived`` is its trigger's monotonic arrival."""

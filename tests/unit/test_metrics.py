@@ -163,3 +163,25 @@ def test_an_alert_sent_counts_its_kind_and_its_latency() -> None:
     metrics.alert_sent("positive", arrived=time.monotonic())
     assert registry.get_sample_value("closedloop_alerts_raised_total", {"kind": "positive"}) == 2
     assert registry.get_sample_value("closedloop_event_to_alert_latency_seconds_count") == 1
+
+
+def test_an_entry_is_observed_by_topic_and_counted_late_by_topic() -> None:
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(policy(), registry)
+    # every topic with an entry_within has its series from the start, at 0
+    assert registry.get_sample_value("closedloop_entries_late_total", {"topic": "lab"}) == 0
+    assert registry.get_sample_value("closedloop_entry_lag_seconds_count",
+                                     {"topic": "clinic"}) == 0
+    metrics.entered("sampling", 7200, late=False)  # exactly entry_within: on time
+    metrics.entered("sampling", 7201, late=True)
+    assert registry.get_sample_value("closedloop_entries_late_total",
+                                     {"topic": "sampling"}) == 1
+    assert registry.get_sample_value("closedloop_entry_lag_seconds_bucket",
+                                     {"topic": "sampling", "le": "7200.0"}) == 1
+    assert registry.get_sample_value("closedloop_entry_lag_seconds_count",
+                                     {"topic": "sampling"}) == 2
+    # no label but the topic, whatever the record's source
+    names = {sample.name: sample.labels for metric in registry.collect()
+             for sample in metric.samples if sample.name.startswith(("closedloop_entry",
+                                                                   "closedloop_entries"))}
+    assert names and all(set(labels) <= {"topic", "le"} for labels in names.values())
