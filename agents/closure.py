@@ -6,6 +6,12 @@ an open follow-up lapse, as +1/-1 at the instants an interval opens and closes. 
 stage, keyed by district, buckets contributions by report day, the window (previous cut-off,
 this cut-off], and publishes one report per district when the clock passes each cut-off.
 A contribution for a day already reported (later than allowed lateness) goes into the next.
+
+*v1.2* data entry: a record of known entry lag naming a district contributes its lag once
+(:func:`entry_contribution`, at its occurred_at), counted in ``entries`` and, when late, in
+``entries_late``, its lag kept for the day's 90th percentile; a rejected input whose value
+names a valid district contributes to ``entries_rejected`` in the first report not yet
+raised when it is read (:func:`rejected_contribution`).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Final
 
+from closedloop.agents.entry import EntryTally, is_late
 from closedloop.agents.requirements import (
     Context,
     LapseHandler,
@@ -21,8 +28,10 @@ from closedloop.agents.requirements import (
 )
 from closedloop.agents.state import Contribution, Interval, PersonState, ReportState, loops_of
 from closedloop.schemas.outputs import DailyReport
+from closedloop.schemas.policy import Policy
 
-__all__ = ["HANDLERS", "close_interval", "handle_contribution", "set_interval"]
+__all__ = ["HANDLERS", "close_interval", "entry_contribution", "handle_contribution",
+           "rejected_contribution", "set_interval"]
 
 COUNTS: Final = ("pushed", "located", "tests_missed", "positives")
 GAUGES: Final = ("under_control", "followup_overdue_open")
@@ -79,6 +88,26 @@ def close_interval(ctx: Context, st: PersonState, gauge: str, at: int) -> None:
             loops.iv = None
 
 
+ENTRY: Final = "entry"  # a record entered on time; its ``d`` is its entry lag in seconds
+ENTRY_LATE: Final = "entry_late"  # a record entered late; its ``d`` is its entry lag
+REJECTED: Final = "entries_rejected"
+
+
+def entry_contribution(policy: Policy, district: str, topic: str, occurred: int, lag: int
+                       ) -> Contribution:
+    """A record of known entry lag ``lag`` naming ``district``: one contribution that
+    counts it (late or not) in the report whose window holds its occurred_at."""
+    return Contribution(district, occurred, ENTRY_LATE if is_late(policy, topic, lag)
+                        else ENTRY, lag)
+
+
+def rejected_contribution(district: str, clock: int) -> Contribution:
+    """A rejected input naming ``district`` (agents/entry.py ``rejected_district``), read when
+    the clock was at ``clock``: it counts in the first report not yet raised then, the one
+    whose cut-off is after the clock (a report is raised when the clock reaches its cut-off)."""
+    return Contribution(district, clock + 1, REJECTED, 1)
+
+
 def handle_contribution(ctx: Context, st: ReportState, district: str, item: Contribution
                         ) -> None:
     """Add one contribution to its report day, and make sure that day's report is due."""
@@ -90,7 +119,16 @@ def handle_contribution(ctx: Context, st: ReportState, district: str, item: Cont
     if days is None:
         st.days = days = {}
     bucket = days.setdefault(day.isoformat(), {})
-    bucket[item.field] = bucket.get(item.field, 0) + item.d
+    field = item.field
+    if field in (ENTRY, ENTRY_LATE):
+        lags = st.lags
+        if lags is None:
+            st.lags = lags = {}
+        lags.setdefault(day.isoformat(), []).append(item.d)
+        if field == ENTRY_LATE:
+            bucket[ENTRY_LATE] = bucket.get(ENTRY_LATE, 0) + 1
+    else:
+        bucket[field] = bucket.get(field, 0) + item.d
     cutoff = ctx.cal.cutoff_at(day)
     open_req_by(st, "report", cutoff)  # an earlier day, arriving late but in time
 
@@ -102,6 +140,11 @@ def _lapse_report(ctx: Context, st: ReportState, district: str, name: str, due: 
     bucket = {} if st.days is None else st.days.pop(day.isoformat(), {})
     if st.days is not None and not st.days:
         st.days = None
+    lags = [] if st.lags is None else st.lags.pop(day.isoformat(), [])
+    if st.lags is not None and not st.lags:
+        st.lags = None
+    entries = EntryTally(lags=lags, late=bucket.get(ENTRY_LATE, 0),
+                         rejected=bucket.get(REJECTED, 0))
     gauges = st.gauges
     if gauges is None:
         st.gauges = gauges = {}
@@ -119,6 +162,7 @@ def _lapse_report(ctx: Context, st: ReportState, district: str, name: str, due: 
             tests_missed=bucket.get("tests_missed", 0),
             positives=bucket.get("positives", 0),
             **{name: bucket.get(name, 0) for name in ENTRY_COUNTS},
+            **entries.columns(),
         )
     )
     return ctx.cal.cutoff_at(day + timedelta(days=1))

@@ -308,6 +308,7 @@ class ReportState(Keyed, kw_only=True, omit_defaults=True, gc=False):
     days: dict[str, dict[str, int]] | None = None  # report day (ISO) -> field -> count
     gauges: dict[str, int] | None = None  # running totals of the gauges
     reported: str | None = None  # the last day reported
+    lags: dict[str, list[int]] | None = None  # report day (ISO) -> entry lags (v1.2), seconds
     # the key of a testing round (streams: ``round_sum_key``): its reports' shares so far,
     # by "stage:as_of" then person partition (agents/round_sum.py)
     rparts: dict[str, dict[int, RoundPart]] | None = None
