@@ -1,0 +1,142 @@
+"""The data-entry stage's keys (CONTRACT.md v1.2 §4 "Data entry"): a source's days, a lab's
+silences, and the alerts they raise with their escalations.
+
+Records reach the stage as two small internal records, so that each source's day and each
+lab's silence is judged in one place whatever key its inputs arrive under (a lab's records
+are keyed by tube, a site's by tube, a worker's by person):
+
+- :class:`Entered`, keyed ``<topic>:<source>`` (the ``late_entries`` alert's subject, so an
+  operator's action on it reaches this key): a record of known entry lag with a source;
+- :class:`LabSeen`, keyed by lab_id (the ``lab_silent`` alert's subject): every valid ``lab``
+  record, whatever its receipt (a silence is judged in event time only).
+
+Both live in one :class:`~closedloop.agents.entry.EntryState`: a lab_id that happens to
+read like ``<topic>:<source>`` shares the key, and each part keeps its own facts.
+Requirements: ``day`` (the earliest open cut-off), ``silent`` (the next silence's first
+instant as the facts stand), ``esc:<alert id>`` and ``gc``, as every key has.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgspec
+
+from closedloop.agents import escalation
+from closedloop.agents.entry import (
+    EntryState,
+    LabState,
+    SourceState,
+    fire_silence,
+    judge_day,
+    on_entry,
+    on_lab,
+)
+from closedloop.agents.raised import Raised
+from closedloop.agents.requirements import (
+    Context,
+    LapseHandler,
+    close_req,
+    fire_due,
+    keep_alive,
+    lapse_gc,
+    open_req,
+    open_req_by,
+    raise_alert,
+)
+from closedloop.schemas.events import Action
+
+__all__ = ["HANDLERS", "Entered", "LabSeen", "on_action", "on_entered", "on_lab_seen"]
+
+
+class Entered(msgspec.Struct, tag="entered", tag_field="type", gc=False):
+    """Input -> data-entry stage: a record of ``topic`` with a source, of known entry lag."""
+
+    topic: str
+    receipt: int  # its own receipt, epoch seconds
+    occurred: int
+    district: str | None
+
+
+class LabSeen(msgspec.Struct, tag="lab_seen", tag_field="type", gc=False):
+    """Input -> data-entry stage: a lab record (``received`` or ``reported``) of a tube."""
+
+    tube: str
+    status: str
+    at: int  # its occurred_at
+
+
+def on_entered(ctx: Context, st: EntryState, key: str, item: Entered) -> None:
+    """Count the record in its source's day (the first cut-off at or after its receipt the
+    clock has not reached); that cut-off is the key's ``day`` deadline at the latest."""
+    days = st.days
+    if days is None:
+        st.days = days = SourceState()
+    due = on_entry(ctx.policy, ctx.cal, days, item.topic, item.receipt, item.occurred,
+                   item.district, ctx.clock)
+    open_req_by(st, "day", due)
+    keep_alive(ctx, st, item.receipt)
+
+
+def on_lab_seen(ctx: Context, st: EntryState, key: str, item: LabSeen) -> None:
+    """A lab record: the lab's next silence as the facts now stand is its ``silent``
+    deadline (a report may move it later, a late ``received`` record earlier)."""
+    lab = st.lab
+    if lab is None:
+        st.lab = lab = LabState()
+    _arm_silence(st, on_lab(ctx.policy, lab, item.tube, item.status, item.at))
+    keep_alive(ctx, st, item.at)
+
+
+def on_action(ctx: Context, st: EntryState, key: str, event: Action) -> None:
+    """An operator's action on one of this key's alerts. What the clock already reached
+    fires first, so an alert due by now is raised before the action that handles it."""
+    fire_due(ctx, st, key, HANDLERS)
+    escalation.on_action(ctx, st, event)
+
+
+def _arm_silence(st: EntryState, start: int | None) -> None:
+    if start is None:
+        close_req(st, "silent")
+    else:
+        open_req(st, "silent", start)
+
+
+def _raise(ctx: Context, st: EntryState, raised: Raised) -> None:
+    raise_alert(ctx, st, kind=raised.kind, subject=raised.subject, due=raised.due,
+                raised=raised.raised, district=raised.district, details=raised.details)
+
+
+def _lapse_day(ctx: Context, st: EntryState, key: str, name: str, due: int) -> int | None:
+    """The cut-off ``due``: judge the source's day; the next open day is due next."""
+    days = st.days
+    if days is None:
+        return None
+    topic, _, source = key.partition(":")
+    raised, following = judge_day(ctx.policy, days, topic, source, due)
+    if raised is not None:
+        _raise(ctx, st, raised)
+    if not days.days:
+        st.days = None  # every cut-off it judged is behind the clock: nothing to remember
+    return following
+
+
+def _lapse_silent(ctx: Context, st: EntryState, key: str, name: str, due: int
+                  ) -> int | None:
+    """The clock reached the first instant of a silence as the facts stood: raise every
+    silence beginning by the clock on the facts now known."""
+    lab = st.lab
+    if lab is None:
+        return None
+    raised, following = fire_silence(ctx.policy, ctx.cal, lab, key, ctx.clock)
+    for alert in raised:
+        _raise(ctx, st, alert)
+    return following
+
+
+HANDLERS: Final[dict[str, LapseHandler[EntryState]]] = {
+    "day": _lapse_day,
+    "silent": _lapse_silent,
+    "esc": escalation.lapse_escalation,
+    "gc": lapse_gc,
+}

@@ -1,0 +1,111 @@
+"""The data-entry stage's keys (agents/sources.py): a source's days and a lab's silences as
+the stage holds them, with their alerts' escalations. Default policy: entry_within sampling
+2 h, late_entries_min 10, late_share 0.2, lab_silent_after 3 h, escalation after 2 h,
+cut-off 22:00 Asia/Shanghai."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from closedloop.agents.calendar import Calendar
+from closedloop.agents.entry import EntryState
+from closedloop.agents.requirements import Context, fire_due, next_due
+from closedloop.agents.sources import HANDLERS, Entered, LabSeen, on_entered, on_lab_seen
+from closedloop.schemas.policy import default_policy
+
+POLICY = default_policy()
+CAL = Calendar(POLICY.zone, POLICY.daily_cutoff)
+HOUR, MINUTE = 3600, 60
+
+
+def at(text: str) -> int:
+    return int(datetime.fromisoformat(f"2022-{text.replace(' ', 'T')}:00+08:00").timestamp())
+
+
+CUTOFF_6 = at("09-06 22:00")
+
+
+def fire(st: EntryState, key: str, clock: int) -> Context:
+    ctx = Context(POLICY, CAL, clock)
+    fire_due(ctx, st, key, HANDLERS)
+    return ctx
+
+
+def site_day(late: int, on_time: int, clock: int = at("09-06 08:00")) -> EntryState:
+    st = EntryState()
+    for n in range(late + on_time):
+        occurred = at("09-06 08:00") + n * MINUTE
+        lag = 2 * HOUR + 1 if n < late else 2 * HOUR  # exactly entry_within is on time
+        on_entered(Context(POLICY, CAL, clock), st, "sampling:site-17",
+                   Entered("sampling", occurred + lag, occurred, "xuhui"))
+    return st
+
+
+class TestASourcesDay:
+    def test_exactly_the_minimum_at_exactly_the_share_raises_at_the_cut_off(self) -> None:
+        st = site_day(late=2, on_time=8)
+        assert st.req == {"day": CUTOFF_6} and next_due(st) == CUTOFF_6
+        assert fire(st, "sampling:site-17", CUTOFF_6 - 1).alerts == []
+        (alert,) = fire(st, "sampling:site-17", CUTOFF_6).alerts
+        assert (alert.kind, alert.subject, alert.district, alert.due_at) == (
+            "late_entries", "sampling:site-17", "xuhui", "2022-09-06T22:00:00+08:00")
+        assert alert.details["entries"] == 10 and alert.details["late"] == 2
+        assert st.days is None  # the day is judged and forgotten
+        # the alert needs an operator: its escalation is open on this key
+        assert st.esc is not None and list(st.esc) == [alert.alert_id]
+
+    def test_one_late_record_short_raises_nothing(self) -> None:
+        st = site_day(late=1, on_time=9)  # 1/10 < 0.2
+        assert fire(st, "sampling:site-17", CUTOFF_6).alerts == []
+        st = site_day(late=9, on_time=0)  # 9 < late_entries_min
+        assert fire(st, "sampling:site-17", CUTOFF_6).alerts == []
+
+    def test_records_read_after_the_cut_off_count_in_the_next_day(self) -> None:
+        # the clock is past 09-06's cut-off when the records of 09-06 are read
+        st = site_day(late=10, on_time=0, clock=CUTOFF_6 + 1)
+        assert fire(st, "sampling:site-17", CUTOFF_6 + 1).alerts == []
+        (alert,) = fire(st, "sampling:site-17", at("09-07 22:00")).alerts
+        assert alert.due_at == "2022-09-07T22:00:00+08:00"
+
+    def test_the_escalation_goes_up_unless_an_operator_acts(self) -> None:
+        st = site_day(late=10, on_time=0)
+        fire(st, "sampling:site-17", CUTOFF_6)
+        ctx = fire(st, "sampling:site-17", CUTOFF_6 + 2 * HOUR)
+        assert [e.details["level"] for e in ctx.escalations] == [2]
+
+
+class TestALabsSilence:
+    def seen(self, st: EntryState, tube: str, status: str, when: str) -> None:
+        on_lab_seen(Context(POLICY, CAL, 0), st, "lab-1", LabSeen(tube, status, at(when)))
+
+    def test_raised_at_its_first_instant_and_ended_by_the_next_report(self) -> None:
+        st = EntryState()
+        self.seen(st, "t1", "received", "09-06 08:00")
+        assert st.req == {"silent": at("09-06 11:00")}
+        assert fire(st, "lab-1", at("09-06 11:00") - 1).alerts == []
+        (alert,) = fire(st, "lab-1", at("09-06 11:00")).alerts
+        assert (alert.kind, alert.subject, alert.district) == ("lab_silent", "lab-1", None)
+        # the lab reports again at 12:30: the escalation at 13:00 is satisfied
+        self.seen(st, "t2", "reported", "09-06 12:30")
+        assert fire(st, "lab-1", at("09-06 13:00")).escalations == []
+        assert st.esc is None
+
+    def test_without_a_report_the_silence_escalates(self) -> None:
+        st = EntryState()
+        self.seen(st, "t1", "received", "09-06 08:00")
+        fire(st, "lab-1", at("09-06 11:00"))
+        ctx = fire(st, "lab-1", at("09-06 13:00"))
+        assert [(e.details["alert_kind"], e.details["level"]) for e in ctx.escalations] == [
+            ("lab_silent", 2)]
+
+    def test_a_report_one_second_before_the_silence_prevents_it(self) -> None:
+        st = EntryState()
+        self.seen(st, "t1", "received", "09-06 08:00")
+        on_lab_seen(Context(POLICY, CAL, 0), st, "lab-1",
+                    LabSeen("t2", "reported", at("09-06 11:00") - 1))
+        # t1 still waits; the silence would begin at 11:00, but the lab reported at
+        # 10:59:59: the next possible one is three hours after that report
+        assert st.req == {"silent": at("09-06 14:00") - 1}
+        assert fire(st, "lab-1", at("09-06 14:00") - 2).alerts == []
+        (alert,) = fire(st, "lab-1", at("09-06 14:00") - 1).alerts
+        assert alert.details["last_reported_at"] == "2022-09-06T10:59:59+08:00"
