@@ -114,6 +114,12 @@ def epoch(instant: str) -> int:
     return int(datetime.fromisoformat(instant).timestamp())
 
 
+def local(text: str) -> int:
+    """Epoch seconds of a local instant of 2022: ``local("09-06 09:30")`` is
+    2022-09-06T09:30+08:00."""
+    return epoch(f"2022-{text.replace(' ', 'T')}:00+08:00")
+
+
 def midnight_after(instant: str) -> str:
     """00:00 local of the day after ``instant``'s local date (the end of its day)."""
     local = datetime.fromisoformat(instant).astimezone(TZ)

@@ -4,7 +4,7 @@ entries_rejected. Default policy: cut-off 22:00 Asia/Shanghai, entry_within samp
 
 from __future__ import annotations
 
-from datetime import datetime
+from helpers import local as at
 
 from closedloop.agents.calendar import Calendar
 from closedloop.agents.closure import (
@@ -21,10 +21,6 @@ from closedloop.schemas.policy import default_policy
 POLICY = default_policy()
 CAL = Calendar(POLICY.zone, POLICY.daily_cutoff)
 HOUR, MINUTE = 3600, 60
-
-
-def at(text: str) -> int:
-    return int(datetime.fromisoformat(f"2022-{text.replace(' ', 'T')}:00+08:00").timestamp())
 
 
 CUTOFF_6 = at("09-06 22:00")
