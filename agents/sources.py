@@ -23,14 +23,18 @@ from typing import Final
 import msgspec
 
 from closedloop.agents import escalation
+from closedloop.agents.closure import entry_contribution
 from closedloop.agents.entry import (
     EntryState,
     LabState,
     SourceState,
+    entry_lag,
     fire_silence,
     judge_day,
     on_entry,
     on_lab,
+    source_of,
+    subject_of,
 )
 from closedloop.agents.raised import Raised
 from closedloop.agents.requirements import (
@@ -44,9 +48,12 @@ from closedloop.agents.requirements import (
     open_req_by,
     raise_alert,
 )
-from closedloop.schemas.events import Action
+from closedloop.agents.state import Contribution
+from closedloop.schemas.events import Action, Event, Lab
+from closedloop.schemas.policy import Policy
 
-__all__ = ["HANDLERS", "Entered", "LabSeen", "on_action", "on_entered", "on_lab_seen"]
+__all__ = ["HANDLERS", "Entered", "LabSeen", "on_action", "on_entered", "on_lab_seen",
+           "routes"]
 
 
 class Entered(msgspec.Struct, tag="entered", tag_field="type", gc=False):
@@ -64,6 +71,28 @@ class LabSeen(msgspec.Struct, tag="lab_seen", tag_field="type", gc=False):
     tube: str
     status: str
     at: int  # its occurred_at
+
+
+def routes(policy: Policy, topic: str, event: Event, occurred: int, receipt: int | None
+           ) -> tuple[list[tuple[str, Entered | LabSeen]], Contribution | None]:
+    """What a valid input record of ``topic`` sends on, read where it is decoded: to the
+    data-entry stage, keyed (its source's day when its lag is known, its lab's silence for
+    every lab record), and to its district's daily report (when its lag is known and it
+    names a district). ``receipt``: its own receipt (epoch seconds), None when unknown."""
+    sent: list[tuple[str, Entered | LabSeen]] = []
+    district: str | None = getattr(event, "district", None)
+    contribution = None
+    if receipt is not None:
+        source = source_of(event)
+        if source is not None:
+            sent.append((subject_of(topic, source), Entered(topic, receipt, occurred,
+                                                            district)))
+        if district is not None:
+            contribution = entry_contribution(policy, district, topic, occurred,
+                                              entry_lag(receipt, occurred))
+    if isinstance(event, Lab):
+        sent.append((event.lab_id, LabSeen(event.tube_id, event.status, occurred)))
+    return sent, contribution
 
 
 def on_entered(ctx: Context, st: EntryState, key: str, item: Entered) -> None:

@@ -5,12 +5,22 @@ cut-off 22:00 Asia/Shanghai."""
 
 from __future__ import annotations
 
+import msgspec
 from helpers import local as at
 
 from closedloop.agents.calendar import Calendar
 from closedloop.agents.entry import EntryState
 from closedloop.agents.requirements import Context, fire_due, next_due
-from closedloop.agents.sources import HANDLERS, Entered, LabSeen, on_entered, on_lab_seen
+from closedloop.agents.sources import (
+    HANDLERS,
+    Entered,
+    LabSeen,
+    on_entered,
+    on_lab_seen,
+    routes,
+)
+from closedloop.agents.state import Contribution
+from closedloop.schemas.events import MODELS, Event
 from closedloop.schemas.policy import default_policy
 
 POLICY = default_policy()
@@ -105,3 +115,41 @@ class TestALabsSilence:
         assert fire(st, "lab-1", at("09-06 14:00") - 2).alerts == []
         (alert,) = fire(st, "lab-1", at("09-06 14:00") - 1).alerts
         assert alert.details["last_reported_at"] == "2022-09-06T10:59:59+08:00"
+
+
+class TestWhereARecordGoes:
+    def event(self, topic: str, **fields: object) -> Event:
+        base = {"event_id": "e-1", "occurred_at": "2022-09-06T09:00:00+08:00"}
+        return msgspec.convert(base | fields, MODELS[topic])
+
+    def test_a_sampling_of_known_lag_goes_to_its_sites_day_and_its_districts_report(
+            self) -> None:
+        sampling = self.event("sampling", person_id="pz:00000001", tube_id="tb-1",
+                              site_id="site-17", district="xuhui", pool_size=1)
+        occurred = at("09-06 09:00")
+        sent, part = routes(POLICY, "sampling", sampling, occurred, occurred + 2 * HOUR + 1)
+        assert sent == [("sampling:site-17",
+                         Entered("sampling", occurred + 2 * HOUR + 1, occurred, "xuhui"))]
+        assert part == Contribution("xuhui", occurred, "entry_late", 2 * HOUR + 1)
+
+    def test_of_unknown_lag_it_goes_nowhere(self) -> None:
+        sampling = self.event("sampling", person_id="pz:00000001", tube_id="tb-1",
+                              site_id="site-17", district="xuhui", pool_size=1)
+        assert routes(POLICY, "sampling", sampling, at("09-06 09:00"), None) == ([], None)
+
+    def test_a_lab_record_goes_to_its_labs_silence_whatever_its_receipt(self) -> None:
+        lab = self.event("lab", tube_id="tb-1", lab_id="lab-2", status="received")
+        occurred = at("09-06 09:00")
+        assert routes(POLICY, "lab", lab, occurred, None) == (
+            [("lab-2", LabSeen("tb-1", "received", occurred))], None)
+        sent, part = routes(POLICY, "lab", lab, occurred, occurred + 60)
+        assert [key for key, _ in sent] == ["lab:lab-2", "lab-2"] and part is None
+
+    def test_a_record_without_source_counts_only_in_its_districts_report(self) -> None:
+        push = self.event("travel", person_id="pz:00000001", district="xuhui",
+                          arrived_at="2022-09-06T08:00:00+08:00", origin="x", risk="high")
+        occurred = at("09-06 09:00")
+        assert routes(POLICY, "travel", push, occurred, occurred + 60) == (
+            [], Contribution("xuhui", occurred, "entry", 60))
+        visit = self.event("followup", person_id="pz:00000001", kind="visit")
+        assert routes(POLICY, "followup", visit, occurred, occurred + 60) == ([], None)
