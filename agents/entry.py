@@ -41,6 +41,7 @@ from closedloop.schemas.events import (
     Lab,
     Sampling,
 )
+from closedloop.schemas.identifiers import contains_raw
 from closedloop.schemas.policy import Policy
 from closedloop.schemas.text import text_problem
 
@@ -340,11 +341,13 @@ class EntryTally(msgspec.Struct, kw_only=True):
 def rejected_district(value: object) -> str | None:
     """The district a rejected input counts in: a JSON object's ``district`` when it is a
     string that would itself be valid (a name: 1-200 printable characters, no white space
-    at either end), else None (§4 "Accuracy")."""
+    at either end, no raw identifier in it), else None (§4 "Accuracy")."""
     if not isinstance(value, dict):
         return None
     district = value.get("district")
     if not isinstance(district, str) or len(district) > _NAME_LENGTH:
         return None
-    return district if text_problem(district) is None else None
+    # a district holding a raw identifier is no valid district, and must never become the
+    # key and name of a report (§2)
+    return district if text_problem(district) is None and not contains_raw(district) else None
 

@@ -23,7 +23,7 @@ from typing import Final
 import msgspec
 
 from closedloop.agents import escalation
-from closedloop.agents.closure import entry_contribution
+from closedloop.agents.closure import entry_contribution, rejected_contribution
 from closedloop.agents.entry import (
     EntryState,
     LabState,
@@ -33,6 +33,7 @@ from closedloop.agents.entry import (
     judge_day,
     on_entry,
     on_lab,
+    rejected_district,
     source_of,
     subject_of,
 )
@@ -53,7 +54,7 @@ from closedloop.schemas.events import Action, Event, Lab
 from closedloop.schemas.policy import Policy
 
 __all__ = ["HANDLERS", "Entered", "LabSeen", "on_action", "on_entered", "on_lab_seen",
-           "routes"]
+           "rejected_part", "routes"]
 
 
 class Entered(msgspec.Struct, tag="entered", tag_field="type", gc=False):
@@ -93,6 +94,14 @@ def routes(policy: Policy, topic: str, event: Event, occurred: int, receipt: int
     if isinstance(event, Lab):
         sent.append((event.lab_id, LabSeen(event.tube_id, event.status, occurred)))
     return sent, contribution
+
+
+def rejected_part(value: object, clock: int) -> Contribution | None:
+    """What a rejected input sends its district's report (``entries_rejected``): ``value`` is
+    the rejected event as parsed JSON (None when it was not even JSON), read when the clock
+    was at ``clock``; nothing when it names no valid district."""
+    district = rejected_district(value)
+    return None if district is None else rejected_contribution(district, clock)
 
 
 def on_entered(ctx: Context, st: EntryState, key: str, item: Entered) -> None:

@@ -368,6 +368,8 @@ class TestTheReportColumns:
         ({"district": " xuhui"}, None), ({"district": "hai\u200bdian"}, None),
         ({"district": ""}, None), ({"district": "d" * 201}, None), ({"district": 7}, None),
         ({"value": {"district": "xuhui"}}, None), (["xuhui"], None), ("xuhui", None),
+        # a raw identifier is no valid district, and never names a report
+        ({"district": "13912345678"}, None), ({"district": "xuhui 139 1234 5678"}, None),
     ])
     def test_a_rejected_value_counts_where_its_district_would_be_valid(
             self, value: object, district: str | None) -> None:

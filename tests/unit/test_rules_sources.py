@@ -17,6 +17,7 @@ from closedloop.agents.sources import (
     LabSeen,
     on_entered,
     on_lab_seen,
+    rejected_part,
     routes,
 )
 from closedloop.agents.state import Contribution
@@ -153,3 +154,10 @@ class TestWhereARecordGoes:
             [], Contribution("xuhui", occurred, "entry", 60))
         visit = self.event("followup", person_id="pz:00000001", kind="visit")
         assert routes(POLICY, "followup", visit, occurred, occurred + 60) == ([], None)
+
+    def test_a_rejected_value_naming_a_valid_district_counts_in_the_next_report(self) -> None:
+        clock = at("09-06 12:00")
+        assert rejected_part({"district": "xuhui", "pool_size": 0}, clock) == Contribution(
+            "xuhui", clock + 1, "entries_rejected", 1)
+        assert rejected_part({"district": "13912345678"}, clock) is None
+        assert rejected_part(None, clock) is None
