@@ -29,7 +29,7 @@ CUTOFF_6 = at("09-06 22:00")
 def report(st: ReportState, cutoff: int, clock: int | None = None) -> DailyReport:
     ctx = Context(POLICY, CAL, cutoff if clock is None else clock)
     HANDLERS["report"](ctx, st, "xuhui", "report", cutoff)
-    (made,) = ctx.reports
+    (made,) = ctx.out.reports
     return made
 
 

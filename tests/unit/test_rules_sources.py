@@ -52,8 +52,8 @@ class TestASourcesDay:
     def test_exactly_the_minimum_at_exactly_the_share_raises_at_the_cut_off(self) -> None:
         st = site_day(late=2, on_time=8)
         assert st.req == {"day": CUTOFF_6} and next_due(st) == CUTOFF_6
-        assert fire(st, "sampling:site-17", CUTOFF_6 - 1).alerts == []
-        (alert,) = fire(st, "sampling:site-17", CUTOFF_6).alerts
+        assert fire(st, "sampling:site-17", CUTOFF_6 - 1).out.alerts == []
+        (alert,) = fire(st, "sampling:site-17", CUTOFF_6).out.alerts
         assert (alert.kind, alert.subject, alert.district, alert.due_at) == (
             "late_entries", "sampling:site-17", "xuhui", "2022-09-06T22:00:00+08:00")
         assert alert.details["entries"] == 10 and alert.details["late"] == 2
@@ -63,22 +63,22 @@ class TestASourcesDay:
 
     def test_one_late_record_short_raises_nothing(self) -> None:
         st = site_day(late=1, on_time=9)  # 1/10 < 0.2
-        assert fire(st, "sampling:site-17", CUTOFF_6).alerts == []
+        assert fire(st, "sampling:site-17", CUTOFF_6).out.alerts == []
         st = site_day(late=9, on_time=0)  # 9 < late_entries_min
-        assert fire(st, "sampling:site-17", CUTOFF_6).alerts == []
+        assert fire(st, "sampling:site-17", CUTOFF_6).out.alerts == []
 
     def test_records_read_after_the_cut_off_count_in_the_next_day(self) -> None:
         # the clock is past 09-06's cut-off when the records of 09-06 are read
         st = site_day(late=10, on_time=0, clock=CUTOFF_6 + 1)
-        assert fire(st, "sampling:site-17", CUTOFF_6 + 1).alerts == []
-        (alert,) = fire(st, "sampling:site-17", at("09-07 22:00")).alerts
+        assert fire(st, "sampling:site-17", CUTOFF_6 + 1).out.alerts == []
+        (alert,) = fire(st, "sampling:site-17", at("09-07 22:00")).out.alerts
         assert alert.due_at == "2022-09-07T22:00:00+08:00"
 
     def test_the_escalation_goes_up_unless_an_operator_acts(self) -> None:
         st = site_day(late=10, on_time=0)
         fire(st, "sampling:site-17", CUTOFF_6)
         ctx = fire(st, "sampling:site-17", CUTOFF_6 + 2 * HOUR)
-        assert [e.details["level"] for e in ctx.escalations] == [2]
+        assert [e.details["level"] for e in ctx.out.escalations] == [2]
 
 
 class TestALabsSilence:
@@ -89,12 +89,12 @@ class TestALabsSilence:
         st = EntryState()
         self.seen(st, "t1", "received", "09-06 08:00")
         assert st.req == {"silent": at("09-06 11:00")}
-        assert fire(st, "lab-1", at("09-06 11:00") - 1).alerts == []
-        (alert,) = fire(st, "lab-1", at("09-06 11:00")).alerts
+        assert fire(st, "lab-1", at("09-06 11:00") - 1).out.alerts == []
+        (alert,) = fire(st, "lab-1", at("09-06 11:00")).out.alerts
         assert (alert.kind, alert.subject, alert.district) == ("lab_silent", "lab-1", None)
         # the lab reports again at 12:30: the escalation at 13:00 is satisfied
         self.seen(st, "t2", "reported", "09-06 12:30")
-        assert fire(st, "lab-1", at("09-06 13:00")).escalations == []
+        assert fire(st, "lab-1", at("09-06 13:00")).out.escalations == []
         assert st.esc is None
 
     def test_without_a_report_the_silence_escalates(self) -> None:
@@ -102,7 +102,7 @@ class TestALabsSilence:
         self.seen(st, "t1", "received", "09-06 08:00")
         fire(st, "lab-1", at("09-06 11:00"))
         ctx = fire(st, "lab-1", at("09-06 13:00"))
-        assert [(e.details["alert_kind"], e.details["level"]) for e in ctx.escalations] == [
+        assert [(e.details["alert_kind"], e.details["level"]) for e in ctx.out.escalations] == [
             ("lab_silent", 2)]
 
     def test_a_report_one_second_before_the_silence_prevents_it(self) -> None:
@@ -113,8 +113,8 @@ class TestALabsSilence:
         # t1 still waits; the silence would begin at 11:00, but the lab reported at
         # 10:59:59: the next possible one is three hours after that report
         assert st.req == {"silent": at("09-06 14:00") - 1}
-        assert fire(st, "lab-1", at("09-06 14:00") - 2).alerts == []
-        (alert,) = fire(st, "lab-1", at("09-06 14:00") - 1).alerts
+        assert fire(st, "lab-1", at("09-06 14:00") - 2).out.alerts == []
+        (alert,) = fire(st, "lab-1", at("09-06 14:00") - 1).out.alerts
         assert alert.details["last_reported_at"] == "2022-09-06T10:59:59+08:00"
 
 
