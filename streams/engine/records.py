@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 import msgspec
 
@@ -50,6 +51,10 @@ class Record:
     key: bytes | None
     value: bytes
     received_at: float | None = None  # the receipt of the implausible-time rule (§1)
+    # v1.2: the record's own receipt, its received_at header (streams/kafka/receipts.py),
+    # which then bounds the event's times; or why that header is refused
+    own: datetime | None = None
+    refused: Rejection | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,8 +143,9 @@ def _handle(stage: str, runner: AnyRunner, record: Record, policy: Policy) -> Ha
 
 def _decode_keyed(record: Record, policy: Policy) -> tuple[str, Event | Rejection]:
     """Decode an input event and check its message key is the contract's key field."""
-    decoded = decode_event(record.topic, record.value, policy.cohorts,
-                           received_at=record.received_at, max_clock_skew=policy.max_clock_skew)
+    decoded = record.refused or decode_event(
+        record.topic, record.value, policy.cohorts, received_at=record.received_at,
+        max_clock_skew=policy.max_clock_skew, receipt=record.own)
     key = record.key.decode("utf-8", "replace") if record.key else ""
     field = KEY_FIELD[record.topic]
     if not isinstance(decoded, Rejection) and key != getattr(decoded, field):

@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from closedloop.schemas.decode import dead_letter
+from closedloop.schemas.decode import Rejection, dead_letter
 from closedloop.schemas.policy import Policy
 from closedloop.streams.engine import gc_tuning
 from closedloop.streams.engine.clock import wall_now
@@ -48,6 +48,7 @@ from closedloop.streams.engine.store import StageStore
 from closedloop.streams.engine.topology import TOPOLOGY, partition_of
 from closedloop.streams.kafka.metrics import WorkerMetrics, scrape_lags
 from closedloop.streams.kafka.reachability import Reachability, describe
+from closedloop.streams.kafka.receipts import record_receipt
 from closedloop.streams.kafka.settings import KafkaSettings
 from closedloop.streams.kafka.topics import TopicSpec, topic_specs
 
@@ -229,8 +230,7 @@ class WorkerLoop:
         runner, store, policy = self.runners[stage], self.stores[stage], self.policy
         store.enter(partition)
         for message in messages:
-            record = Record(name, partition, message.offset, message.key, message.value or b"",
-                            _receipt(message.timestamp))
+            record = _record(name, partition, message, policy.max_clock_skew)
             done = handle_record(stage, runner, record, policy)
             self._count(stage, name, done, arrived)
             if done.rejection is not None:
@@ -578,9 +578,13 @@ def _ours(end: int, written: int | None) -> bool:
     return written is not None and end in (written, written + 1)
 
 
-def _receipt(timestamp: int | None) -> float | None:
-    """The record's Kafka timestamp in epoch seconds: the receipt of the implausible-time rule
-    (CONTRACT.md §1), never later than now (a producer's clock may set it)."""
-    if timestamp is None or timestamp <= 0:
-        return None
-    return min(timestamp / 1000, time.time())
+def _record(name: str, partition: int, message: Any, max_clock_skew: int) -> Record:
+    """A consumed message as a stage receives it, with its receipt (CONTRACT.md §1): its
+    ``received_at`` header, else its timestamp capped at now; a header that is no plausible
+    instant refuses the record (its owner dead-letters it)."""
+    value = message.value or b""
+    receipt = record_receipt(message.headers, message.timestamp, time.time(), max_clock_skew)
+    if isinstance(receipt, Rejection):
+        return Record(name, partition, message.offset, message.key, value, refused=receipt)
+    return Record(name, partition, message.offset, message.key, value, receipt.bound,
+                  receipt.own)
