@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from closedloop.agents import travel
 from closedloop.agents.actions import ACTIONS
@@ -130,11 +130,29 @@ def consumer_lag(highwater: int | None, read: int | None, committed: int | None)
     return max(0, highwater - following)
 
 
-@dataclass(slots=True)
-class _Summary:
-    kinds: Counter[str]
+class _Summary(NamedTuple):
+    kinds: tuple[tuple[str, int], ...]  # open requirements by kind, sorted
     control: tuple[int, int, str] | None
     measured: frozenset[str]  # lab stages whose turnaround was already observed
+
+
+_SHARED_MAX: Final = 4096
+"""Distinct summaries without a control interval kept for sharing (a tube's, most persons'):
+they take a handful of values, and one object per key for each would cost more than a key's
+whole state."""
+
+
+def _shared(summary: _Summary, pool: dict[_Summary, _Summary]) -> _Summary:
+    """One object for every equal summary without a control interval (those with one hold
+    the person's own times)."""
+    if summary.control is not None:
+        return summary
+    known = pool.get(summary)
+    if known is not None:
+        return known
+    if len(pool) < _SHARED_MAX:
+        pool[summary] = summary
+    return summary
 
 
 @dataclass
@@ -150,6 +168,7 @@ class KeyTally:
     stage: str  # tube: lab turnarounds; person: control intervals
     keys: dict[int, dict[str, _Summary]] = field(default_factory=dict)
     kinds: Counter[str] = field(default_factory=Counter)
+    _pool: dict[_Summary, _Summary] = field(default_factory=dict, repr=False)
 
     def load(self, partition: int, items: Iterable[tuple[str, object]]) -> None:
         """A recovered partition: its keys as they are now, without observing anything."""
@@ -159,7 +178,7 @@ class KeyTally:
 
     def drop(self, partition: int) -> None:
         for summary in self.keys.pop(partition, {}).values():
-            self.kinds.subtract(summary.kinds)
+            self.kinds.subtract(dict(summary.kinds))
         self._tidy()
 
     def update(self, partition: int, key: str, st: object, *, observe: bool = True
@@ -171,7 +190,7 @@ class KeyTally:
         old = held.pop(key, None)
         kinds = self.kinds
         if old is not None:
-            for kind, n in old.kinds.items():  # a kind that reaches 0 leaves the tally
+            for kind, n in old.kinds:  # a kind that reaches 0 leaves the tally
                 left = kinds[kind] - n
                 if left > 0:
                     kinds[kind] = left
@@ -184,11 +203,11 @@ class KeyTally:
         fresh = {stage: seconds for stage, seconds in known.items()
                  if observe and stage not in measured}
         control = control_interval(self.policy, st) if self.stage == "person" else None
-        summary = _Summary(requirement_kinds(st), control,
+        summary = _Summary(tuple(sorted(requirement_kinds(st).items())), control,
                            measured | frozenset(known) if known else measured)
         if summary.kinds or summary.control or summary.measured:
-            held[key] = summary
-        for kind, n in summary.kinds.items():
+            held[key] = _shared(summary, self._pool)
+        for kind, n in summary.kinds:
             kinds[kind] += n
         return fresh
 
