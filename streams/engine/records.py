@@ -10,9 +10,10 @@ piece of plain Python, tested without a broker. Topics are named by their short 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 import msgspec
 
@@ -35,7 +36,7 @@ from closedloop.schemas.policy import Policy
 from closedloop.streams.engine.stage_runner import AnyRunner, RecordEffects
 from closedloop.streams.engine.topology import TOPOLOGY, partition_of
 
-__all__ = ["Batch", "Handled", "Outgoing", "Record", "handle_record", "tick_record"]
+__all__ = ["Batch", "Direct", "Handled", "Outgoing", "Record", "handle_record", "tick_record"]
 
 _encode = msgspec.json.Encoder().encode
 log = logging.getLogger("closedloop.worker")
@@ -55,6 +56,14 @@ class Record:
     # which then bounds the event's times; or why that header is refused
     own: datetime | None = None
     refused: Rejection | None = None
+
+
+class Direct(Protocol):
+    """A list of outgoing records, or a sink that writes each away as it comes."""
+
+    def append(self, record: Outgoing, /) -> None: ...
+
+    def extend(self, records: Iterable[Outgoing], /) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,9 +294,12 @@ class Batch:
 
     __slots__ = ("_internal", "_marks", "_n", "_packs", "direct", "touched")
 
-    def __init__(self, partitions: int) -> None:
+    def __init__(self, partitions: int, direct: Direct | None = None) -> None:
+        """``direct``: where the records sent as made (alerts, escalations, reports, dead
+        letters) go at once, in order, instead of a list kept until :meth:`stream`: a round's
+        alerts for every person missed are then never all held as objects."""
         self._n = partitions
-        self.direct: list[Outgoing] = []
+        self.direct: Direct = [] if direct is None else direct
         self._internal: list[Outgoing | tuple[str, int]] = []  # a pack's place, or a record
         self._packs: dict[tuple[str, int], list[tuple[str, _Item]]] = {}
         self._marks: dict[tuple[str, int], int] = {}
@@ -337,7 +349,16 @@ class Batch:
                 enter: Callable[[str, int], object] | None = None,
                 published: Callable[[str, int], dict[str, int]] | None = None
                 ) -> list[Outgoing]:
-        """Every record of the batch, in sending order. The states of a stage with a status
+        """Every record of the batch, in sending order (:meth:`stream`, as a list)."""
+        return list(self.stream(runners, enter, published))
+
+    def stream(self, runners: Mapping[str, AnyRunner],
+               enter: Callable[[str, int], object] | None = None,
+               published: Callable[[str, int], dict[str, int]] | None = None
+               ) -> Iterator[Outgoing]:
+        """Every record of the batch, in sending order, each made as it is asked for: a
+        round's batch gives every person a status, and a sender that writes each away
+        before asking for the next never holds them all. The states of a stage with a status
         topic (:attr:`Wiring.status`: person-status) give each touched key's status, read
         from ``runners``; ``enter(stage, partition)`` selects a partition of a stage's table
         where the table keeps one per partition.
@@ -345,26 +366,28 @@ class Batch:
         ``published(stage, partition)``: a digest of each key's last published status there;
         a status that differs from it only in ``updated_at`` is not published again (the
         compacted topic keeps the key's latest change)."""
-        out = list(self.direct)
+        if isinstance(self.direct, list):  # kept, not written as made
+            yield from self.direct
         for entry in self._internal:
             if isinstance(entry, Outgoing):
-                out.append(entry)
+                yield entry
                 continue
             items = self._packs[entry]
-            out.extend(Outgoing(entry[0], None, _encode(_Pack(items[i:i + PACK_LIMIT])),
-                                entry[1]) for i in range(0, len(items), PACK_LIMIT))
+            for i in range(0, len(items), PACK_LIMIT):
+                yield Outgoing(entry[0], None, _encode(_Pack(items[i:i + PACK_LIMIT])),
+                               entry[1])
         for (stage, partition), keys in self.touched.items():
             topic = TOPOLOGY.wiring[stage].status
             if topic is not None:
                 if enter is not None:
                     enter(stage, partition)
                 seen = None if published is None else published(stage, partition)
-                out.extend(_statuses(runners[stage], partition, sorted(keys), topic, seen))
+                yield from _statuses(runners[stage], partition, sorted(keys), topic, seen)
         for (stage, partition), at in self._marks.items():
             mark = _encode(_Mark(f"{stage}/{partition}", at))
-            out.extend(Outgoing(name, None, mark, target)
-                       for name in TOPOLOGY.marks[stage] for target in range(self._n))
-        return out
+            for name in TOPOLOGY.marks[stage]:
+                for target in range(self._n):
+                    yield Outgoing(name, None, mark, target)
 
 
 def _statuses(runner: AnyRunner, partition: int, keys: list[str], topic: str,

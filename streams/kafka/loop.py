@@ -30,7 +30,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import suppress
 from pathlib import Path
 from typing import Any, TypeVar
@@ -205,7 +205,9 @@ class WorkerLoop:
     # -- one batch --------------------------------------------------------------------------
 
     async def _batch(self, batch: dict[Any, list[Any]], arrived: float) -> None:
-        out = Batch(self.n)
+        sender = _Sender(self.producer)
+        direct = _Direct(sender, self.address, self.n)
+        out = Batch(self.n, direct)
         offsets: dict[Any, int] = {}
         for tp, messages in batch.items():
             if tp.partition not in self.owned or not messages:
@@ -223,7 +225,7 @@ class WorkerLoop:
         if self.wall and self.owned and self.reach.up and time.monotonic() >= self._next_tick:
             self._next_tick = time.monotonic() + WALL_TICK_S
             self._tick(out)
-        await self._send(out, offsets)
+        await self._send(out, offsets, sender, direct.count)
 
     def _apply(self, stage: str, name: str, topic: str, partition: int, messages: list[Any],
                out: Batch, arrived: float) -> None:
@@ -280,29 +282,32 @@ class WorkerLoop:
                 store.enter(partition)
                 out.add(stage, partition, runner.on_tick(partition, at))
 
-    async def _send(self, out: Batch, offsets: dict[Any, int]) -> None:
+    async def _send(self, out: Batch, offsets: dict[Any, int], sender: _Sender,
+                    written: int) -> None:
         """Send the batch's records, its changelog and its input offsets in one transaction.
 
         Readers of the internal topics and of the changelog read committed records only, so a
         crash at any point leaves either all of a batch or none of it: a contribution is
-        counted once, a state is never ahead of or behind the offsets it covers.
+        counted once, a state is never ahead of or behind the offsets it covers. ``sender``
+        already holds the ``written`` records the batch wrote as it made them
+        (:class:`_Direct`).
         """
         stores = self.stores
-        records = out.records(self.runners, lambda stage, p: stores[stage].enter(p),
-                              lambda stage, p: stores[stage].published_in(p))
         for stage, runner in self.runners.items():
-            runner.flush(self.stores[stage].enter)
-        changes = [(self.changelog[stage], change) for stage, store in self.stores.items()
-                   for change in store.changes()]
-        if records or changes or offsets:
-            sender = _Sender(self.producer)
+            runner.flush(stores[stage].enter)
+        # Records and changelog values are made one at a time and go straight into the
+        # producer's batches: a round's batch changes every person, and holding all their
+        # statuses and states at once (as small objects, in arenas that stay fragmented
+        # afterwards) would set the worker's peak memory.
+        writes = self._writes(out, written)
+        first = next(writes, None)
+        if first is not None or written or offsets:
             async with self.producer.transaction():
-                for number, record in enumerate(records):
-                    await sender.add(self.address[record.topic],
-                                     target_partition(record, self.n, number), record.key,
-                                     record.value)
-                for topic, (partition, key, value) in changes:
-                    await sender.add(topic, partition, key, value)
+                await sender.send_full()
+                if first is not None:
+                    await sender.add(*first)
+                    for write in writes:
+                        await sender.add(*write)
                 await sender.flush()
                 if offsets:
                     await self.producer.send_offsets_to_transaction(offsets, self.app_id)
@@ -310,7 +315,7 @@ class WorkerLoop:
             for (topic, partition), end in sender.ends().items():
                 if topic in self.changelog_addresses:
                     self.written[(topic, partition)] = end
-            self.records_written += len(records) + len(changes)
+            self.records_written += sender.records
             for tp, offset in offsets.items():
                 self.committed[(self.short[tp.topic], tp.partition)] = offset
         for (stage, partition), keys in out.touched.items():
@@ -318,6 +323,22 @@ class WorkerLoop:
             self.telemetry.touched(stage, partition, keys, self.stores[stage].get)
         for stage, runner in self.runners.items():
             self.telemetry.index_size.labels(stage).set(runner.open_deadlines())
+
+    def _writes(self, out: Batch, written: int
+                ) -> Iterator[tuple[str, int, bytes | None, bytes | None]]:
+        """(topic address, partition, key, value) of the batch's records after the
+        ``written`` ones, then of its changelog, each made only when the sender asks for
+        it."""
+        stores = self.stores
+        records = out.stream(self.runners, lambda stage, p: stores[stage].enter(p),
+                             lambda stage, p: stores[stage].published_in(p))
+        for number, record in enumerate(records, written):
+            yield (self.address[record.topic], target_partition(record, self.n, number),
+                   record.key, record.value)
+        for stage, store in stores.items():
+            topic = self.changelog[stage]
+            for partition, key, value in store.changes():
+                yield topic, partition, key, value
 
     # -- partitions -------------------------------------------------------------------------
 
@@ -517,6 +538,28 @@ def _listener(loop: WorkerLoop) -> Any:
 
     return Listener()
 
+class _Direct:
+    """A batch's records sent as made, appended to the sender's batches at once (they are
+    sent when the batch's transaction begins), numbered as :func:`target_partition` counts
+    them."""
+
+    __slots__ = ("address", "count", "n", "sender")
+
+    def __init__(self, sender: _Sender, address: dict[str, str], partitions: int) -> None:
+        self.sender, self.address, self.n = sender, address, partitions
+        self.count = 0
+
+    def append(self, record: Outgoing, /) -> None:
+        self.sender.append(self.address[record.topic],
+                           target_partition(record, self.n, self.count), record.key,
+                           record.value)
+        self.count += 1
+
+    def extend(self, records: Iterable[Outgoing], /) -> None:
+        for record in records:
+            self.append(record)
+
+
 class _Sender:
     """Records into aiokafka batch builders, one per topic partition: a record appended costs
     a fraction of a ``send`` (no future and no accumulator lookup per record)."""
@@ -525,19 +568,36 @@ class _Sender:
         self.producer = producer
         self.builders: dict[tuple[str, int], Any] = {}
         self.sent: list[tuple[tuple[str, int], Any, int]] = []  # (where, future, records)
+        self.records = 0
+        self.full: list[tuple[tuple[str, int], Any]] = []  # filled, in order, not yet sent
 
-    async def add(self, topic: str, partition: int, key: bytes | None,
-                  value: bytes | None) -> None:
+    def append(self, topic: str, partition: int, key: bytes | None, value: bytes | None
+               ) -> None:
+        """Add a record; a full batch waits in :attr:`full` for :meth:`send_full` (which
+        needs the transaction begun)."""
         where = (topic, partition)
+        self.records += 1
         builder = self.builders.get(where)
         if builder is None:
             builder = self.builders[where] = self.producer.create_batch()
-        if builder.append(timestamp=None, key=key, value=value) is None:  # full: send it
-            await self._send(where, builder)
+        if builder.append(timestamp=None, key=key, value=value) is None:  # full
+            self.full.append((where, builder))
             builder = self.builders[where] = self.producer.create_batch()
             if builder.append(timestamp=None, key=key, value=value) is None:
                 raise ValueError(f"a record of {len(value or b'')} bytes does not fit in a "
                                  f"batch for {topic}")
+
+    async def add(self, topic: str, partition: int, key: bytes | None,
+                  value: bytes | None) -> None:
+        """Add a record within the transaction: a batch it fills is sent at once."""
+        self.append(topic, partition, key, value)
+        if self.full:
+            await self.send_full()
+
+    async def send_full(self) -> None:
+        full, self.full = self.full, []
+        for where, builder in full:
+            await self._send(where, builder)
 
     async def _send(self, where: tuple[str, int], builder: Any) -> None:
         count = builder.record_count()
@@ -548,6 +608,7 @@ class _Sender:
     async def flush(self) -> None:
         """Send what is left and wait for every batch's acknowledgement (raises if one
         failed: the transaction is then aborted)."""
+        await self.send_full()
         for where, builder in self.builders.items():
             await self._send(where, builder)
         self.builders.clear()

@@ -244,7 +244,7 @@ def test_a_long_batch_lets_the_event_loop_run_between_chunks(
     monkeypatch.setattr(worker, "_apply", lambda stage, name, topic, partition, messages,
                         out, arrived: applied.extend(m.offset for m in messages))
 
-    async def sent(out: Batch, offsets: dict) -> None:
+    async def sent(out: Batch, offsets: dict, *_: object) -> None:
         sent_offsets.update(offsets)
 
     sent_offsets: dict = {}
