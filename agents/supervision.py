@@ -35,8 +35,10 @@ from typing import Final
 
 import msgspec
 
+from closedloop.agents.calendar import Calendar
 from closedloop.agents.raised import Raised
 from closedloop.schemas.events import Inspection
+from closedloop.schemas.outputs import FindingStatus, FindingStep, UnitStatus
 from closedloop.schemas.policy import Policy
 
 __all__ = [
@@ -50,8 +52,10 @@ __all__ = [
     "is_open",
     "next_due",
     "on_inspection",
+    "open_findings",
     "report_counts",
     "timeline",
+    "unit_status",
 ]
 
 RECTIFICATION_OVERDUE: Final = "rectification_overdue"
@@ -291,3 +295,34 @@ def report_counts(policy: Policy, st: UnitState, start: int, end: int
         if column is not None and start < lapse.due <= end:
             counts.setdefault(lapse.district, Counter())[column] += 1
     return counts
+
+
+# -- the unit's status, for the ledger ---------------------------------------------------------
+
+
+def unit_status(policy: Policy, cal: Calendar, unit_id: str, st: UnitState, updated: int
+                ) -> UnitStatus:
+    """The unit's findings as their records stand (``updated``: the instant of the change,
+    the stage's clock), each open unless a passed recheck closed it; its rectifications and
+    rechecks in event time (those before the finding included: a reader sees what came)."""
+    findings = []
+    for finding in sorted(st.findings.values(), key=lambda f: (f.at, f.finding_id)):
+        closed = timeline(policy, finding)[1]
+        steps = sorted(finding.steps, key=lambda s: (s.at, _RANK[s.record]))
+        findings.append(FindingStatus(
+            finding_id=finding.finding_id, unit_kind=finding.unit_kind,
+            district=finding.district, category=finding.category, severity=finding.severity,
+            found_at=cal.iso(finding.at), closed_at=None if closed is None else cal.iso(closed),
+            steps=[FindingStep(record="rectified" if step.record == "rectified" else "recheck",
+                               at=cal.iso(step.at),
+                               result=None if step.result is None
+                               else ("pass" if step.result == "pass" else "fail"))
+                   for step in steps]))
+    return UnitStatus(unit_id=unit_id, updated_at=cal.iso(updated), findings=findings)
+
+
+def open_findings(policy: Policy, st: UnitState) -> Counter[tuple[str, str]]:
+    """The unit's findings not closed by a passed recheck, as the records stand, by
+    (district, severity): its share of the open-findings gauge."""
+    return Counter((finding.district, finding.severity) for finding in st.findings.values()
+                   if timeline(policy, finding)[1] is None)

@@ -13,8 +13,10 @@ from typing import Any
 import msgspec
 
 from closedloop.agents import supervision
+from closedloop.agents.calendar import Calendar
 from closedloop.agents.raised import Raised
 from closedloop.schemas.events import Inspection
+from closedloop.schemas.outputs import UnitStatus
 from closedloop.schemas.policy import default_policy
 
 POLICY = default_policy()
@@ -264,3 +266,37 @@ class TestStateAndReport:
         next_day = supervision.report_counts(POLICY, st, t(hours=12), t(hours=36))
         assert dict(next_day["xuhui"]) == {"findings_new": 0, "findings_open": 2,
                                            "rectifications_overdue": 2}
+
+
+class TestUnitStatus:
+    CAL = Calendar(POLICY.zone, POLICY.daily_cutoff)
+
+    def test_a_unit_status_lists_each_finding_with_its_steps_in_event_time(self) -> None:
+        # arrival order: the pass first, then the finding, then the failed recheck before it
+        records = [recheck(t(hours=30), "pass", "f2"), finding(t(hours=2), "f2",
+                                                               severity="minor"),
+                   rectified(t(hours=3), "f2"), recheck(t(hours=5), "fail", "f2"),
+                   finding(t(), "f1")]
+        _, st = run(records, until=t())
+        status = supervision.unit_status(POLICY, self.CAL, UNIT, st, t(hours=6))
+        assert status.unit_id == UNIT and status.updated_at == "2022-09-06T16:00:00+08:00"
+        assert [f.finding_id for f in status.findings] == ["f1", "f2"]
+        f1, f2 = status.findings
+        assert (f1.closed_at, f1.steps, f1.severity) == (None, [], "critical")
+        assert (f2.severity, f2.found_at) == ("minor", "2022-09-06T12:00:00+08:00")
+        assert [(s.record, s.at, s.result) for s in f2.steps] == [
+            ("rectified", "2022-09-06T13:00:00+08:00", None),
+            ("recheck", "2022-09-06T15:00:00+08:00", "fail"),
+            ("recheck", "2022-09-07T16:00:00+08:00", "pass")]
+        assert f2.closed_at == "2022-09-07T16:00:00+08:00"
+        assert msgspec.json.decode(msgspec.json.encode(status), type=UnitStatus) == status
+
+    def test_open_findings_count_by_district_and_severity_as_the_records_stand(self) -> None:
+        records = [finding(t(), "f1"), finding(t(hours=1), "f2", district="jingan",
+                                               severity="minor"),
+                   finding(t(hours=2), "f3"), recheck(t(hours=3), "pass", "f3"),
+                   finding(t(hours=4), "f4"), recheck(t(hours=5), "pass", "f4"),
+                   recheck(t(hours=6), "fail", "f4")]
+        _, st = run(records, until=t())
+        assert supervision.open_findings(POLICY, st) == {
+            ("xuhui", "critical"): 2, ("jingan", "minor"): 1}
