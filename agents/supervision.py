@@ -53,7 +53,9 @@ __all__ = [
     "next_due",
     "on_inspection",
     "open_findings",
+    "open_spans",
     "report_counts",
+    "span_deltas",
     "timeline",
     "unit_status",
 ]
@@ -326,3 +328,38 @@ def open_findings(policy: Policy, st: UnitState) -> Counter[tuple[str, str]]:
     (district, severity): its share of the open-findings gauge."""
     return Counter((finding.district, finding.severity) for finding in st.findings.values()
                    if timeline(policy, finding)[1] is None)
+
+
+def open_spans(finding: Finding) -> list[tuple[int, int | None]]:
+    """The intervals [start, end) in which the finding is open (:func:`is_open`), as its
+    records stand: from its instant until a passed recheck, again from a failed one; the last
+    one unbounded (None) while it stays open. The daily report's ``findings_open`` is a gauge
+    of these, contributed as +1 at each start and -1 at each end."""
+    spans: list[tuple[int, int | None]] = []
+    start: int | None = finding.at
+    for step in sorted(finding.steps, key=lambda s: (s.at, _RANK[s.record])):
+        if step.record != "recheck" or step.at < finding.at:
+            continue
+        if step.result == "pass":
+            if start is not None and step.at > start:
+                spans.append((start, step.at))
+            start = None
+        elif start is None:
+            start = step.at
+    if start is not None:
+        spans.append((start, None))
+    return spans
+
+
+def span_deltas(old: list[tuple[int, int | None]], new: list[tuple[int, int | None]]
+                ) -> list[tuple[int, int]]:
+    """What moves a gauge from counting the spans ``old`` to counting ``new``: (instant,
+    change) pairs, by instant, none zero. A record that arrives late changes a finding's spans
+    retroactively; a stage that remembers what it contributed sends only this difference."""
+    change: Counter[int] = Counter()
+    for spans, sign in ((old, -1), (new, 1)):
+        for start, end in spans:
+            change[start] += sign
+            if end is not None:
+                change[end] -= sign
+    return sorted((at, n) for at, n in change.items() if n)

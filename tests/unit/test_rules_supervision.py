@@ -11,6 +11,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
+from hypothesis import given, settings
+from hypothesis import strategies as st_
 
 from closedloop.agents import supervision
 from closedloop.agents.calendar import Calendar
@@ -300,3 +302,66 @@ class TestUnitStatus:
         _, st = run(records, until=t())
         assert supervision.open_findings(POLICY, st) == {
             ("xuhui", "critical"): 2, ("jingan", "minor"): 1}
+
+
+class TestOpenSpans:
+    def test_a_finding_is_open_until_a_pass_and_again_from_a_fail(self) -> None:
+        _, st = run([finding(t()), rectified(t(hours=1)), recheck(t(hours=2), "fail"),
+                     recheck(t(hours=3), "pass"), recheck(t(hours=4), "fail")], until=t())
+        assert supervision.open_spans(st.findings["f1"]) == [
+            (t(), t(hours=3)), (t(hours=4), None)]
+
+    def test_a_pass_at_the_findings_instant_leaves_no_span(self) -> None:
+        _, st = run([recheck(t(), "pass"), finding(t())], until=t())
+        assert supervision.open_spans(st.findings["f1"]) == []
+
+    @settings(max_examples=300, deadline=None)
+    @given(steps=st_.lists(st_.tuples(st_.sampled_from(["rectified", "pass", "fail"]),
+                                      st_.integers(-2, 8)), max_size=8))
+    def test_the_spans_are_exactly_the_instants_is_open_says(
+            self, steps: list[tuple[str, int]]) -> None:
+        item = supervision.Finding(
+            finding_id="f1", at=0, category="venue_code", severity="minor", unit_kind="venue",
+            district="xuhui", steps=[
+                supervision.Step("rectified", at) if kind == "rectified"
+                else supervision.Step("recheck", at, kind) for kind, at in steps])
+        spans = supervision.open_spans(item)
+        for at in range(-3, 10):
+            inside = any(start <= at and (end is None or at < end) for start, end in spans)
+            assert inside == supervision.is_open(POLICY, item, at), (at, spans)
+
+    def test_deltas_move_a_gauge_from_the_old_spans_to_the_new(self) -> None:
+        # a pass recheck arrives late and closes at 5 what was counted open from 0
+        assert supervision.span_deltas([(0, None)], [(0, 5)]) == [(5, -1)]
+        assert supervision.span_deltas([], [(0, 5), (7, None)]) == [(0, 1), (5, -1), (7, 1)]
+        assert supervision.span_deltas([(0, 5)], [(0, 5)]) == []
+        assert supervision.span_deltas([(0, 5), (5, None)], [(0, None)]) == []
+
+
+class TestReportEdges:
+    """The daily report's supervision columns at the window's edges (start, end]."""
+
+    def test_a_finding_and_a_lapse_exactly_at_the_cutoff_count_in_that_day(self) -> None:
+        _, st = run([finding(t(), "f1"), finding(t(hours=12), "f2")], until=t())
+        # f1 (critical) lapses at T0 + 24 h: a window ending exactly then counts it
+        day = supervision.report_counts(POLICY, st, t(hours=0), t(hours=24))
+        assert day["xuhui"]["rectifications_overdue"] == 1
+        assert day["xuhui"]["findings_new"] == 1  # f2; f1 is at the window's open start
+        before = supervision.report_counts(POLICY, st, t(hours=-1), t(hours=0))
+        assert before["xuhui"]["findings_new"] == 1 and before["xuhui"][
+            "rectifications_overdue"] == 0
+
+    def test_a_pass_exactly_at_the_cutoff_closes_it_in_that_report(self) -> None:
+        _, st = run([finding(t()), recheck(t(hours=10), "pass")], until=t())
+        assert supervision.report_counts(POLICY, st, t(hours=-1), t(hours=10))[
+            "xuhui"]["findings_open"] == 0
+        assert supervision.report_counts(POLICY, st, t(hours=-1), t(hours=10, seconds=-1))[
+            "xuhui"]["findings_open"] == 1
+
+    def test_a_recheck_failing_twice_counts_twice_in_its_days(self) -> None:
+        _, st = run([finding(t()), rectified(t(hours=1)), recheck(t(hours=2), "fail"),
+                     rectified(t(hours=3)), recheck(t(days=1, hours=2), "fail")], until=t())
+        assert supervision.report_counts(POLICY, st, t(hours=-1), t(hours=12))[
+            "xuhui"]["rechecks_failed"] == 1
+        assert supervision.report_counts(POLICY, st, t(hours=12), t(hours=36))[
+            "xuhui"]["rechecks_failed"] == 1
