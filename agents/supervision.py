@@ -45,13 +45,16 @@ __all__ = [
     "Finding",
     "Judged",
     "Lapse",
+    "Part",
     "Step",
     "UnitState",
     "counted",
     "fire",
+    "fire_counted",
     "is_open",
     "next_due",
     "on_inspection",
+    "on_inspection_counted",
     "open_findings",
     "open_spans",
     "report_counts",
@@ -363,3 +366,50 @@ def span_deltas(old: list[tuple[int, int | None]], new: list[tuple[int, int | No
             if end is not None:
                 change[end] -= sign
     return sorted((at, n) for at, n in change.items() if n)
+
+
+# -- what the stage contributes to the daily report ---------------------------------------------
+
+
+class Part(msgspec.Struct, frozen=True, array_like=True):
+    """Count ``d`` in ``field`` of ``district``'s daily report at instant ``at``: how the
+    supervision columns reach the report stage (its contributions)."""
+
+    district: str
+    at: int
+    field: str
+    d: int
+
+
+def on_inspection_counted(policy: Policy, st: UnitState, event: Inspection, at: int
+                          ) -> tuple[int | None, list[Part]]:
+    """:func:`on_inspection`, and what the record changes in the daily report: a new finding
+    counts in findings_new at its instant; the finding's open spans move findings_open by
+    their difference (a recheck arriving late closes or opens it at its own instant)."""
+    finding_id = event.finding_id
+    held = st.findings.get(finding_id)
+    before = [] if held is None else open_spans(held)
+    due = on_inspection(policy, st, event, at)
+    finding = st.findings.get(finding_id)
+    if finding is None:
+        return due, []
+    parts = [] if held is not None else [Part(finding.district, finding.at, "findings_new", 1)]
+    parts += [Part(finding.district, instant, "findings_open", d)
+              for instant, d in span_deltas(before, open_spans(finding))]
+    return due, parts
+
+
+def fire_counted(policy: Policy, st: UnitState, unit_id: str, clock: int
+                 ) -> tuple[Judged, list[Part]]:
+    """:func:`fire`, and what it changes in the daily report: each finding's lapse, failed
+    recheck or repeat counts in its column at its instant; a finding forgotten while open
+    leaves findings_open now."""
+    spans = {finding_id: (finding.district, open_spans(finding))
+             for finding_id, finding in st.findings.items()}
+    judged = fire(policy, st, unit_id, clock)
+    parts = [Part(lapse.district, lapse.due, COLUMN[lapse.kind], 1)
+             for lapse in judged.lapses if lapse.kind in COLUMN]
+    for finding_id, (district, held) in spans.items():
+        if finding_id not in st.findings and held and held[-1][1] is None:
+            parts.append(Part(district, max(clock, held[-1][0]), "findings_open", -1))
+    return judged, parts

@@ -365,3 +365,93 @@ class TestReportEdges:
             "xuhui"]["rechecks_failed"] == 1
         assert supervision.report_counts(POLICY, st, t(hours=12), t(hours=36))[
             "xuhui"]["rechecks_failed"] == 1
+
+
+def _report_by_parts(parts: list[supervision.Part], start: int, end: int
+                     ) -> dict[str, dict[str, int]]:
+    """What the report stage makes of the parts for the window (start, end]: counts in it,
+    and the findings_open gauge summed up to its end."""
+    out: dict[str, dict[str, int]] = {}
+    for part in parts:
+        row = out.setdefault(part.district, {})
+        if part.field == "findings_open":
+            if part.at <= end:
+                row[part.field] = row.get(part.field, 0) + part.d
+        elif start < part.at <= end:
+            row[part.field] = row.get(part.field, 0) + part.d
+    return {district: {k: v for k, v in row.items() if v} for district, row in out.items()}
+
+
+def _counted_run(records: list[Inspection], until: int, lateness: int = 300
+                 ) -> tuple[supervision.UnitState, list[supervision.Part]]:
+    """The stage's way: each record applied, then everything due at the watermark fired."""
+    st = supervision.UnitState()
+    parts: list[supervision.Part] = []
+    clock = None
+    for item in records:
+        at = int(item.occurred_at.timestamp())
+        parts += supervision.on_inspection_counted(POLICY, st, item, at)[1]
+        clock = max(clock or at - lateness, at - lateness)
+        parts += supervision.fire_counted(POLICY, st, UNIT, clock)[1]
+    parts += supervision.fire_counted(POLICY, st, UNIT, until)[1]
+    return st, parts
+
+
+class TestReportParts:
+    def test_the_parts_make_the_same_report_as_the_units_state(self) -> None:
+        records = [finding(t(), "f1"), finding(t(hours=1), "f2", category="roster",
+                                               district="jingan", severity="minor"),
+                   rectified(t(hours=2), "f2"), recheck(t(hours=3), "fail", "f2"),
+                   finding(t(hours=4), "f3"), recheck(t(hours=30), "pass", "f1"),
+                   rectified(t(hours=40), "f2"), recheck(t(hours=50), "pass", "f2")]
+        st, parts = _counted_run(records, until=t(days=5))
+        for day in range(-1, 5):
+            start, end = t(hours=12 + 24 * (day - 1)), t(hours=12 + 24 * day)
+            expected = {district: {k: v for k, v in counts.items() if v}
+                        for district, counts in supervision.report_counts(
+                            POLICY, st, start, end).items()}
+            got = _report_by_parts(parts, start, end)
+            assert {d: c for d, c in got.items() if c} == {
+                d: c for d, c in expected.items() if c}, day
+
+    def test_a_pass_arriving_late_moves_the_gauge_back_at_its_own_instant(self) -> None:
+        st = supervision.UnitState()
+        _, first = supervision.on_inspection_counted(POLICY, st, finding(t()), t())
+        _, late = supervision.on_inspection_counted(
+            POLICY, st, recheck(t(hours=2), "pass"), t(hours=2))
+        assert first == [supervision.Part("xuhui", t(), "findings_new", 1),
+                         supervision.Part("xuhui", t(), "findings_open", 1)]
+        assert late == [supervision.Part("xuhui", t(hours=2), "findings_open", -1)]
+        # a duplicate finding changes nothing
+        assert supervision.on_inspection_counted(POLICY, st, finding(t(hours=3)),
+                                                 t(hours=3))[1] == []
+
+    def test_a_finding_forgotten_while_open_leaves_the_gauge_when_forgotten(self) -> None:
+        st, parts = _counted_run([finding(t(), severity="minor"), rectified(t(hours=1)),
+                                  recheck(t(hours=2), "fail")], until=t(days=200))
+        assert st.findings == {}
+        opened = [p for p in parts if p.field == "findings_open"]
+        assert sum(p.d for p in opened) == 0 and opened[-1].d == -1
+        assert opened[-1].at > t(days=90)
+
+    @settings(max_examples=150, deadline=None)
+    @given(steps=st_.lists(st_.tuples(st_.sampled_from(["finding", "rectified", "pass",
+                                                        "fail"]),
+                                      st_.sampled_from(["f1", "f2", "f3"]),
+                                      st_.integers(0, 24 * 12)), max_size=14))
+    def test_any_story_in_time_order_reports_the_same_by_parts(
+            self, steps: list[tuple[str, str, int]]) -> None:
+        records = []
+        for kind, finding_id, hours in sorted(steps, key=lambda s: s[2]):
+            when = t(hours=hours)
+            records.append(finding(when, finding_id, severity="critical") if kind == "finding"
+                           else rectified(when, finding_id) if kind == "rectified"
+                           else recheck(when, kind, finding_id))
+        st, parts = _counted_run(records, until=t(days=30))
+        for day in range(0, 30, 3):
+            start, end = t(hours=24 * day), t(hours=24 * (day + 3))
+            expected = {district: {k: v for k, v in counts.items() if v}
+                        for district, counts in supervision.report_counts(
+                            POLICY, st, start, end).items()}
+            assert {d: c for d, c in _report_by_parts(parts, start, end).items() if c} == {
+                d: c for d, c in expected.items() if c}, day
