@@ -51,6 +51,7 @@ __all__ = [
     "counted",
     "fire",
     "fire_counted",
+    "forget_due",
     "is_open",
     "next_due",
     "on_inspection",
@@ -271,6 +272,16 @@ def _forget(policy: Policy, st: UnitState, clock: int) -> None:
         last = max([finding.at, *(s.at for s in finding.steps)])
         if last < oldest and all(due <= clock for _, due in timeline(policy, finding)[0]):
             del st.findings[finding_id]
+
+
+def forget_due(policy: Policy, st: UnitState) -> int | None:
+    """The earliest clock at which :func:`fire` forgets one of the unit's findings: its last
+    record ``repeat_window`` old and nothing of it still due. A stage keeps the unit until
+    then (its findings are what a later finding is a repeat of)."""
+    dues = [max([max([finding.at, *(s.at for s in finding.steps)]) + policy.repeat_window + 1,
+                 *(due for _, due in timeline(policy, finding)[0])])
+            for finding in st.findings.values()]
+    return min(dues, default=None)
 
 
 def counted(policy: Policy, st: UnitState) -> Counter[str]:

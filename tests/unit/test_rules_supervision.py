@@ -7,6 +7,7 @@ repeat_window 90 d; orphan_after 24 h. Every instant below is local (+08:00).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -455,3 +456,27 @@ class TestReportParts:
                             POLICY, st, start, end).items()}
             assert {d: c for d, c in _report_by_parts(parts, start, end).items() if c} == {
                 d: c for d, c in expected.items() if c}, day
+
+
+class TestForgetDue:
+    def test_a_finding_is_forgotten_exactly_at_its_forget_due(self) -> None:
+        _, st = run([finding(t()), recheck(t(hours=1), "pass"),
+                     finding(t(days=10), "f2", category="roster")], until=t())
+        due = supervision.forget_due(POLICY, st)
+        assert due == t(days=90, hours=1, seconds=1)
+        supervision.fire(POLICY, st, UNIT, due - 1)
+        assert set(st.findings) == {"f1", "f2"}
+        supervision.fire(POLICY, st, UNIT, due)
+        assert set(st.findings) == {"f2"}
+        assert supervision.forget_due(POLICY, st) == t(days=100, seconds=1)
+
+    def test_a_finding_with_a_lapse_still_due_is_kept_until_it(self) -> None:
+        # a city whose repeat_window is shorter than a minor finding's rectification window
+        short = replace(POLICY, repeat_window=HOUR)
+        st = supervision.UnitState()
+        supervision.on_inspection(short, st, finding(t(), severity="minor"), t())
+        assert supervision.forget_due(short, st) == t(hours=168)
+        supervision.fire(short, st, UNIT, t(hours=168) - 1)
+        assert "f1" in st.findings
+        assert supervision.fire(short, st, UNIT, t(hours=168)).alerts  # the lapse, then gone
+        assert st.findings == {}
