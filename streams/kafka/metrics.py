@@ -236,8 +236,9 @@ class FindingTally:
         old = held.pop(key, None)
         if old is not None:
             self.counts.subtract(old)
-        if isinstance(st, supervision.UnitState):
-            share = supervision.open_findings(self.policy, st)
+        unit = getattr(st, "unit", st)  # the stage's key holds the unit's state
+        if isinstance(unit, supervision.UnitState):
+            share = supervision.open_findings(self.policy, unit)
             if share:
                 held[key] = share
                 self.counts.update(share)
