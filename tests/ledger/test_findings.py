@@ -4,7 +4,9 @@ and the board's open findings per district. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -160,3 +162,22 @@ def test_closedloop_timeline_of_a_unit(sqlite_url: str, capsys: pytest.CaptureFi
         "finding", "rectified", "finding", "recheck", "rectified", "recheck"]
     assert lines[0].startswith("2022-09-06T10:00:00+08:00") and "f1: venue_code, major" in lines[0]
     assert lines[3].endswith("finding f1 rechecked: fail")
+
+
+def test_replay_into_the_ledger_keeps_the_units_findings(
+        sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from helpers import at as shifted
+    from helpers import supervision_edges, to_line
+
+    from closedloop.streams.cli import main
+
+    start = "2022-09-06T09:00:00+08:00"
+    path = tmp_path / "edges.jsonl"
+    path.write_bytes(b"".join(to_line(e) + b"\n" for e in supervision_edges(start)))
+    assert main(["replay", str(path), "--until", shifted(start, days=10), "--ledger",
+                 sqlite_url, "--alerts", str(tmp_path / "alerts.jsonl"), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["timeline", "u-reversed", "--ledger", sqlite_url, "--format", "json"]) == 0
+    entries = json.loads(capsys.readouterr().out)
+    # arrived last first: shown in event time, then the alerts they raised
+    assert [e["what"] for e in entries][:4] == ["finding", "rectified", "recheck", "alert"]
