@@ -311,11 +311,14 @@ def _canonical(record: dict[str, Any]) -> bytes:
     return orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
 
 
-def simulate(path: Path, people: int, days: int, seed: int, *, round_: bool = False) -> None:
-    """``closedloop simulate``; ``round_`` adds a roster and a city-wide testing round."""
+def simulate(path: Path, people: int, days: int, seed: int, *, round_: bool = False,
+             inspections: bool = False) -> None:
+    """``closedloop simulate``; ``round_`` adds a roster and a city-wide testing round,
+    ``inspections`` supervision rounds over the city's units."""
     subprocess.run(
         [*CLOSEDLOOP, "simulate", "--people", str(people), "--days", str(days), "--seed",
-         str(seed), "-o", str(path), *(["--round"] if round_ else [])],
+         str(seed), "-o", str(path), *(["--round"] if round_ else []),
+         *(["--inspections"] if inspections else [])],
         check=True, capture_output=True, timeout=120,
     )
 
