@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 from helpers import at, supervision_edges, to_line
-from worker_harness import CLOSEDLOOP, Deployment, distinct, replay
+from worker_harness import CLOSEDLOOP, Deployment, replay
 
 T0 = "2022-09-06T09:00:00+08:00"
 UNTIL = at(T0, days=100)
@@ -36,11 +36,7 @@ def test_supervision_edges_through_the_worker_equal_replay(
                                            "recheck_failed", "repeat_offender"}
     deployment.start_worker()
     deployment.produce(path, until=UNTIL)
-    published = deployment.wait_for("alerts", len(alerts))
-    got = {a["alert_id"]: orjson.dumps(a, option=orjson.OPT_SORT_KEYS) for a in published}
-    assert got == {a["alert_id"]: orjson.dumps(a, option=orjson.OPT_SORT_KEYS) for a in alerts}
-    published_reports = deployment.wait_for("daily-report", len(reports))
-    assert sorted(distinct(published_reports)) == sorted(distinct(reports))
+    deployment.assert_publishes(alerts, reports)
     # the ledger's feed: every unit's latest status names its findings
     statuses: dict[str, dict[str, object]] = {}
     for key, value in deployment.read("unit-status"):

@@ -177,6 +177,17 @@ class Deployment:
         finally:
             consumer.close()
 
+    def assert_publishes(self, alerts: list[dict[str, Any]], reports: list[dict[str, Any]]
+                         ) -> None:
+        """The workers publish exactly ``alerts`` (by id and bytes) and ``reports``: what
+        replay made of the same file."""
+        published = self.wait_for("alerts", len(alerts))
+        got = {a["alert_id"]: orjson.dumps(a, option=orjson.OPT_SORT_KEYS) for a in published}
+        assert got == {a["alert_id"]: orjson.dumps(a, option=orjson.OPT_SORT_KEYS)
+                       for a in alerts}
+        published_reports = self.wait_for("daily-report", len(reports))
+        assert sorted(distinct(published_reports)) == sorted(distinct(reports))
+
     def wait_for(self, name: str, count: int, timeout: float = 240, settle: float = 3
                  ) -> list[dict[str, Any]]:
         """Records of a topic (distinct by value) once ``count`` are there and it is quiet."""
