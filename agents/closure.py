@@ -34,7 +34,7 @@ __all__ = ["HANDLERS", "close_interval", "entry_contribution", "handle_contribut
            "rejected_contribution", "set_interval"]
 
 COUNTS: Final = ("pushed", "located", "tests_missed", "positives")
-GAUGES: Final = ("under_control", "followup_overdue_open")
+GAUGES: Final = ("under_control", "followup_overdue_open", "findings_open")
 
 
 def set_interval(
@@ -163,6 +163,8 @@ def _lapse_report(ctx: Context, st: ReportState, district: str, name: str, due: 
             positives=bucket.get("positives", 0),
             **{name: bucket.get(name, 0) for name in ENTRY_COUNTS},
             **entries.columns(),
+            findings_open=gauges["findings_open"],
+            **{name: bucket.get(name, 0) for name in SUPERVISION_COUNTS},
         )
     )
     return ctx.cal.cutoff_at(day + timedelta(days=1))
@@ -171,6 +173,11 @@ def _lapse_report(ctx: Context, st: ReportState, district: str, name: str, due: 
 ENTRY_COUNTS: Final = ("checkpoint_entries", "entries_without_proof", "landing_tests_missed",
                        "sentinel_visits", "sentinel_untested")
 """The v1.1 columns: counts in the district of the checkpoint or facility."""
+
+SUPERVISION_COUNTS: Final = ("findings_new", "rectifications_overdue", "rechecks_failed",
+                             "repeat_offenders")
+"""The v1.2 supervision counts, in the finding's district (agents/units.py contributes
+them, and the findings_open gauge)."""
 
 HANDLERS: Final[dict[str, LapseHandler[ReportState]]] = {
     "report": _lapse_report,

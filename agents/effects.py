@@ -33,6 +33,16 @@ class Effects:
     # Operator actions kept for an alert their subject never raised, forgotten since the
     # runner last looked (prune_early): ignored, their subject is not the alert's.
     actions_dropped: int = 0
+    # Records a rule ignored and counted, by what they were (the supervision rules: findings
+    # given again, records whose finding never came): None until one is (most inputs none).
+    counted: dict[str, int] | None = None
+
+    def count(self, name: str, n: int = 1) -> None:
+        if n:
+            counted = self.counted
+            if counted is None:
+                self.counted = counted = {}
+            counted[name] = counted.get(name, 0) + n
 
     def contribute(self, district: str | None, at: int, name: str, delta: int = 1) -> None:
         """Count ``delta`` for the daily report of ``district`` at event time ``at``."""

@@ -35,23 +35,33 @@ from typing import Final
 
 import msgspec
 
+from closedloop.agents.calendar import Calendar
 from closedloop.agents.raised import Raised
 from closedloop.schemas.events import Inspection
+from closedloop.schemas.outputs import FindingStatus, FindingStep, UnitStatus
 from closedloop.schemas.policy import Policy
 
 __all__ = [
     "Finding",
     "Judged",
     "Lapse",
+    "Part",
     "Step",
     "UnitState",
     "counted",
     "fire",
+    "fire_counted",
+    "forget_due",
     "is_open",
     "next_due",
     "on_inspection",
+    "on_inspection_counted",
+    "open_findings",
+    "open_spans",
     "report_counts",
+    "span_deltas",
     "timeline",
+    "unit_status",
 ]
 
 RECTIFICATION_OVERDUE: Final = "rectification_overdue"
@@ -264,6 +274,16 @@ def _forget(policy: Policy, st: UnitState, clock: int) -> None:
             del st.findings[finding_id]
 
 
+def forget_due(policy: Policy, st: UnitState) -> int | None:
+    """The earliest clock at which :func:`fire` forgets one of the unit's findings: its last
+    record ``repeat_window`` old and nothing of it still due. A stage keeps the unit until
+    then (its findings are what a later finding is a repeat of)."""
+    dues = [max([max([finding.at, *(s.at for s in finding.steps)]) + policy.repeat_window + 1,
+                 *(due for _, due in timeline(policy, finding)[0])])
+            for finding in st.findings.values()]
+    return min(dues, default=None)
+
+
 def counted(policy: Policy, st: UnitState) -> Counter[str]:
     """What the unit ignored, as §4 says to count it: findings given again, records whose
     finding never came, rectifications that started nothing (of the findings still kept)."""
@@ -291,3 +311,116 @@ def report_counts(policy: Policy, st: UnitState, start: int, end: int
         if column is not None and start < lapse.due <= end:
             counts.setdefault(lapse.district, Counter())[column] += 1
     return counts
+
+
+# -- the unit's status, for the ledger ---------------------------------------------------------
+
+
+def unit_status(policy: Policy, cal: Calendar, unit_id: str, st: UnitState, updated: int
+                ) -> UnitStatus:
+    """The unit's findings as their records stand (``updated``: the instant of the change,
+    the stage's clock), each open unless a passed recheck closed it; its rectifications and
+    rechecks in event time (those before the finding included: a reader sees what came)."""
+    findings = []
+    for finding in sorted(st.findings.values(), key=lambda f: (f.at, f.finding_id)):
+        closed = timeline(policy, finding)[1]
+        steps = sorted(finding.steps, key=lambda s: (s.at, _RANK[s.record]))
+        findings.append(FindingStatus(
+            finding_id=finding.finding_id, unit_kind=finding.unit_kind,
+            district=finding.district, category=finding.category, severity=finding.severity,
+            found_at=cal.iso(finding.at), closed_at=None if closed is None else cal.iso(closed),
+            steps=[FindingStep(record="rectified" if step.record == "rectified" else "recheck",
+                               at=cal.iso(step.at),
+                               result=None if step.result is None
+                               else ("pass" if step.result == "pass" else "fail"))
+                   for step in steps]))
+    return UnitStatus(unit_id=unit_id, updated_at=cal.iso(updated), findings=findings)
+
+
+def open_findings(policy: Policy, st: UnitState) -> Counter[tuple[str, str]]:
+    """The unit's findings not closed by a passed recheck, as the records stand, by
+    (district, severity): its share of the open-findings gauge."""
+    return Counter((finding.district, finding.severity) for finding in st.findings.values()
+                   if timeline(policy, finding)[1] is None)
+
+
+def open_spans(finding: Finding) -> list[tuple[int, int | None]]:
+    """The intervals [start, end) in which the finding is open (:func:`is_open`), as its
+    records stand: from its instant until a passed recheck, again from a failed one; the last
+    one unbounded (None) while it stays open. The daily report's ``findings_open`` is a gauge
+    of these, contributed as +1 at each start and -1 at each end."""
+    spans: list[tuple[int, int | None]] = []
+    start: int | None = finding.at
+    for step in sorted(finding.steps, key=lambda s: (s.at, _RANK[s.record])):
+        if step.record != "recheck" or step.at < finding.at:
+            continue
+        if step.result == "pass":
+            if start is not None and step.at > start:
+                spans.append((start, step.at))
+            start = None
+        elif start is None:
+            start = step.at
+    if start is not None:
+        spans.append((start, None))
+    return spans
+
+
+def span_deltas(old: list[tuple[int, int | None]], new: list[tuple[int, int | None]]
+                ) -> list[tuple[int, int]]:
+    """What moves a gauge from counting the spans ``old`` to counting ``new``: (instant,
+    change) pairs, by instant, none zero. A record that arrives late changes a finding's spans
+    retroactively; a stage that remembers what it contributed sends only this difference."""
+    change: Counter[int] = Counter()
+    for spans, sign in ((old, -1), (new, 1)):
+        for start, end in spans:
+            change[start] += sign
+            if end is not None:
+                change[end] -= sign
+    return sorted((at, n) for at, n in change.items() if n)
+
+
+# -- what the stage contributes to the daily report ---------------------------------------------
+
+
+class Part(msgspec.Struct, frozen=True, array_like=True):
+    """Count ``d`` in ``field`` of ``district``'s daily report at instant ``at``: how the
+    supervision columns reach the report stage (its contributions)."""
+
+    district: str
+    at: int
+    field: str
+    d: int
+
+
+def on_inspection_counted(policy: Policy, st: UnitState, event: Inspection, at: int
+                          ) -> tuple[int | None, list[Part]]:
+    """:func:`on_inspection`, and what the record changes in the daily report: a new finding
+    counts in findings_new at its instant; the finding's open spans move findings_open by
+    their difference (a recheck arriving late closes or opens it at its own instant)."""
+    finding_id = event.finding_id
+    held = st.findings.get(finding_id)
+    before = [] if held is None else open_spans(held)
+    due = on_inspection(policy, st, event, at)
+    finding = st.findings.get(finding_id)
+    if finding is None:
+        return due, []
+    parts = [] if held is not None else [Part(finding.district, finding.at, "findings_new", 1)]
+    parts += [Part(finding.district, instant, "findings_open", d)
+              for instant, d in span_deltas(before, open_spans(finding))]
+    return due, parts
+
+
+def fire_counted(policy: Policy, st: UnitState, unit_id: str, clock: int
+                 ) -> tuple[Judged, list[Part]]:
+    """:func:`fire`, and what it changes in the daily report: each finding's lapse, failed
+    recheck or repeat counts in its column at its instant; a finding forgotten while open
+    leaves findings_open now."""
+    spans = {finding_id: (finding.district, open_spans(finding))
+             for finding_id, finding in st.findings.items()}
+    judged = fire(policy, st, unit_id, clock)
+    parts = [Part(lapse.district, lapse.due, COLUMN[lapse.kind], 1)
+             for lapse in judged.lapses if lapse.kind in COLUMN]
+    for finding_id, (district, held) in spans.items():
+        if finding_id not in st.findings and held and held[-1][1] is None:
+            parts.append(Part(district, max(clock, held[-1][0]), "findings_open", -1))
+    return judged, parts

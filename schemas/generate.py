@@ -40,6 +40,7 @@ from closedloop.schemas.outputs import (
     Escalation,
     PersonStatus,
     RoundReport,
+    UnitStatus,
 )
 from closedloop.schemas.plausible import OTHER_TIMES
 from closedloop.schemas.policy import default_policy
@@ -109,6 +110,7 @@ OUTPUT_MODELS: Final[dict[str, type[msgspec.Struct]]] = {
     "daily-report": DailyReport,
     "deadletter": DeadLetter,
     "round-report": RoundReport,
+    "unit-status": UnitStatus,
 }
 SCHEMA_NAMES: Final = (*MODELS, "envelope", *OUTPUT_MODELS)
 
@@ -132,6 +134,7 @@ TITLES: Final[dict[str, str]] = {
     "daily-report": "Daily closure report",
     "deadletter": "Dead letter",
     "round-report": "Testing round report",
+    "unit-status": "Supervised unit status",
 }
 
 DESCRIPTIONS: Final[dict[str, str]] = {
@@ -185,6 +188,11 @@ DESCRIPTIONS: Final[dict[str, str]] = {
     "message key is subject.",
     "person-status": "A person's current state for downstream services, published to a "
     "compacted topic keyed by person_id: the latest record per person is the state.",
+    "unit-status": "v1.2. A supervised unit's findings as their records stand, for the "
+    "ledger: each finding's district, category, severity, unit kind, found_at, closed_at "
+    "(the passed recheck that closed it, or null: open) and its rectifications and rechecks "
+    "in event time. Published to a compacted topic keyed by unit_id when an inspection "
+    "record or a lapse changed the unit. Not a contract topic (like escalations).",
     "daily-report": "The daily closure report (日清日结) of one district for one local day, "
     "published at the policy's daily cut-off. The message key is district.",
     "round-report": "v1.1. A testing round's report: progress every round_progress_every "

@@ -17,10 +17,13 @@ __all__ = [
     "DailyReport",
     "DeadLetter",
     "Escalation",
+    "FindingStatus",
+    "FindingStep",
     "PersonStatus",
     "PushStatus",
     "RoundReport",
     "RoundRow",
+    "UnitStatus",
 ]
 
 AlertKind = Literal[
@@ -126,6 +129,38 @@ class PersonStatus(msgspec.Struct, frozen=True, kw_only=True):
     # first, within state_retention): the ledger finds a round_missed person's first
     # catch-up sampling in them, whatever order statuses and alerts reach it
     samplings: list[str] = []
+
+
+class FindingStep(msgspec.Struct, frozen=True, kw_only=True):
+    """*v1.2* A finding's rectification (``rectified``) or look-back (``recheck``), when."""
+
+    record: Literal["rectified", "recheck"]
+    at: str
+    result: Literal["pass", "fail"] | None = None  # a recheck's
+
+
+class FindingStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """*v1.2* One finding of a unit as its records stand: open unless a passed recheck closed
+    it (``closed_at``), with its rectifications and rechecks in event time."""
+
+    finding_id: str
+    unit_kind: str
+    district: str
+    category: str
+    severity: str
+    found_at: str
+    closed_at: str | None
+    steps: list[FindingStep]
+
+
+class UnitStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """*v1.2* A supervised unit's findings the engine holds (kept ``repeat_window`` after
+    their last record), for the ledger: published to the compacted ``unit-status`` topic,
+    keyed by unit_id, when an inspection record or a lapse changed them."""
+
+    unit_id: str
+    updated_at: str
+    findings: list[FindingStatus]  # by found_at, then finding_id
 
 
 class DailyReport(msgspec.Struct, frozen=True, kw_only=True):

@@ -553,3 +553,93 @@ def round_city(persons: int = 200) -> list[tuple[str, Envelope]]:
                                                district="district-d", site="site-district-d")),
     ]
     return events
+
+
+def inspection(
+    unit: str,
+    record: str,
+    at: str,
+    finding_id: str = "f1",
+    *,
+    category: str | None = "venue_code",
+    severity: str | None = "critical",
+    result: str | None = None,
+    unit_kind: str = "venue",
+    district: str = "district-a",
+    event_id: str | None = None,
+) -> Envelope:
+    """*v1.2* A supervision record about a unit: a finding (with its category and severity),
+    a ``rectified`` record or a ``recheck`` (with its result)."""
+    fields: dict[str, Any] = {"unit_id": unit, "unit_kind": unit_kind, "district": district,
+                              "record": record, "finding_id": finding_id}
+    if record == "finding":
+        fields |= {"category": category, "severity": severity}
+    if result is not None:
+        fields["result"] = result
+    return _event("inspection", at, event_id, **fields)
+
+
+def supervision_edges(t0: str) -> list[Envelope]:
+    """Every edge of the supervision rules (CONTRACT.md v1.2 §4) that needs no record later
+    than the allowed lateness, each on its own unit, in event time (reversed only within the
+    lateness), with one unit's repeat 90 days on. Default policy: critical 24 h to rectify,
+    major 72 h, recheck within 168 h, repeat_window 90 d."""
+    day = 24.0
+    cases: list[tuple[str, Envelope]] = []
+
+    def add(*records: Envelope) -> None:
+        cases.extend((r["value"]["occurred_at"], r) for r in records)
+
+    # rectified exactly at the window's end: in time; a second later: overdue
+    add(inspection("u-rect-end", "finding", t0),
+        inspection("u-rect-end", "rectified", at(t0, hours=day)))
+    add(inspection("u-rect-late", "finding", t0, district="district-b"),
+        inspection("u-rect-late", "rectified", at(t0, hours=day, seconds=1)))
+    # a recheck that fails twice, then passes: two recheck_failed, then closed
+    add(inspection("u-fail-twice", "finding", t0, severity="major"),
+        inspection("u-fail-twice", "rectified", at(t0, hours=1)),
+        inspection("u-fail-twice", "recheck", at(t0, hours=2), result="fail"),
+        inspection("u-fail-twice", "rectified", at(t0, hours=3)),
+        inspection("u-fail-twice", "recheck", at(t0, hours=4), result="fail"),
+        inspection("u-fail-twice", "rectified", at(t0, hours=5)),
+        inspection("u-fail-twice", "recheck", at(t0, hours=6), result="pass"))
+    # a look-back nobody made: recheck_missed 168 h after the rectification
+    add(inspection("u-no-recheck", "finding", t0, severity="major"),
+        inspection("u-no-recheck", "rectified", at(t0, hours=2)))
+    # a repeat exactly repeat_window after the first finding (in the window), and one a
+    # second later (out of it)
+    add(inspection("u-repeat", "finding", t0, "r1", severity="minor"),
+        inspection("u-repeat", "recheck", at(t0, hours=1), "r1", result="pass"),
+        inspection("u-repeat", "finding", at(t0, days=90), "r2", severity="minor"),
+        inspection("u-repeat", "recheck", at(t0, days=90, hours=1), "r2", result="pass"))
+    add(inspection("u-no-repeat", "finding", t0, "r1", severity="minor"),
+        inspection("u-no-repeat", "recheck", at(t0, hours=1), "r1", result="pass"),
+        inspection("u-no-repeat", "finding", at(t0, days=90, seconds=1), "r2",
+                   severity="minor"),
+        inspection("u-no-repeat", "recheck", at(t0, days=90, hours=1), "r2", result="pass"))
+    # a duplicate finding_id (another event, another severity): ignored
+    add(inspection("u-dup", "finding", at(t0, minutes=10), severity="minor"),
+        inspection("u-dup", "finding", at(t0, minutes=11), severity="critical"),
+        inspection("u-dup", "rectified", at(t0, hours=30)))
+    # a rectification whose finding never comes: nothing raised, counted
+    add(inspection("u-orphan", "rectified", at(t0, hours=3), "ghost"))
+    # a second rectification before the recheck: ignored, counted
+    add(inspection("u-rect-twice", "finding", t0, severity="major"),
+        inspection("u-rect-twice", "rectified", at(t0, hours=1)),
+        inspection("u-rect-twice", "rectified", at(t0, hours=2)),
+        inspection("u-rect-twice", "recheck", at(t0, hours=3), result="pass"))
+    events = [envelope for _, envelope in sorted(cases, key=lambda case: case[0])]
+    # records in reverse order within the lateness: a recheck, its rectification, its
+    # finding, two minutes apart, arriving last first; and the same in order on a twin unit
+    story = [inspection("{u}", "finding", at(t0, hours=30), severity="major"),
+             inspection("{u}", "rectified", at(t0, hours=30, minutes=2)),
+             inspection("{u}", "recheck", at(t0, hours=30, minutes=4), result="fail")]
+    place = next(i for i, e in enumerate(events)
+                 if e["value"]["occurred_at"] > at(t0, hours=30, minutes=4))
+    for unit, order in (("u-in-order", story), ("u-reversed", story[::-1])):
+        for offset, record in enumerate(order):
+            value = {**record["value"], "unit_id": unit,
+                     "event_id": f"{unit}-{record['value']['record']}"}
+            events.insert(place + offset, {"topic": "inspection", "value": value})
+        place += len(order)
+    return events

@@ -63,6 +63,7 @@ CLIENTS: Final[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
     "closedloop-reader-daily-report": ((), ("daily-report",)),
     "closedloop-reader-deadletter": ((), ("deadletter",)),
     "closedloop-reader-round-report": ((), ("round-report",)),
+    "closedloop-reader-unit-status": ((), ("unit-status",)),  # v1.2: findings, for the ledger
 }
 
 LABELS: Final = {"strimzi.io/cluster": CLUSTER, "app.kubernetes.io/part-of": "closedloop"}

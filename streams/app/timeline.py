@@ -1,6 +1,7 @@
-"""Everything the ledger knows about one subject (a person, a tube, a site, a lab…), in time
-order: its alerts, the operators' actions on them, their escalations, their status changes
-and its rejected records.
+"""Everything the ledger knows about one subject (a person, a tube, a site, a lab, a
+supervised unit…), in time order: its alerts, the operators' actions on them, their
+escalations, their status changes, its rejected records, and a unit's supervision findings
+with their rectifications and rechecks.
 
 ::
 
@@ -23,12 +24,14 @@ ignored and why), the system closing a round_missed alert when the person was ca
 and each escalation level. A person's own state (regimen, tests) is kept as its latest value
 only, so its history is not shown. Rejected records (dead letters) are shown by reason and
 where they came from, never their content, and only to city-level callers (a rejected record
-has no trusted district).
+has no trusted district). A unit's findings, rectifications and rechecks (contract v1.2)
+are shown at their occurred_at, from the engine's latest ``unit-status`` of the unit; a caller
+limited to districts sees the findings of its districts only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any, Final
@@ -42,7 +45,10 @@ from closedloop.streams.ledger import queries, store
 
 __all__ = ["WHATS", "Entry", "timeline", "view"]
 
-WHATS: Final = ("alert", "action", "action_ignored", "escalation", "caught_up", "rejected")
+WHATS: Final = ("finding", "rectified", "recheck", "alert", "action", "action_ignored",
+                 "escalation", "caught_up", "rejected")
+"""At one instant a finding comes before its rectification and a rectification before a
+recheck (as the rules order them), and all three before an alert they raise then."""
 
 _DONE: Final = {"ack": "acknowledged", "resolve": "resolved", "assign": "assigned"}
 
@@ -108,6 +114,7 @@ def timeline(connection: Connection, caller: Caller, subject: str, zone: tzinfo 
             reason = REASONS.get(action["reason"] or "", action["reason"] or "")
             entries.append(Entry(action["acted_at"], "action_ignored", action["alert_id"],
                                  f"{action['action']} {who}{via} ignored: {reason}", facts))
+    entries += _findings(connection, caller, subject, shown)
     if caller.city_level:
         for letter in queries.dead_letters_of(connection, subject):
             where = (f"line {letter['line']}" if letter["line"] is not None
@@ -120,6 +127,34 @@ def timeline(connection: Connection, caller: Caller, subject: str, zone: tzinfo 
                                   "offset": letter["offset"], "message": letter["message"]}))
     order = {what: rank for rank, what in enumerate(WHATS)}
     entries.sort(key=lambda e: (e.at, order[e.what]))
+    return entries
+
+
+def _findings(connection: Connection, caller: Caller, unit_id: str,
+              shown: Callable[[datetime], str]) -> list[Entry]:
+    """A unit's findings, each with its rectifications and rechecks as stored."""
+    entries: list[Entry] = []
+    for row in queries.findings_of(connection, unit_id, caller.districts):
+        finding_id = row["finding_id"]
+        facts = {"finding_id": finding_id, "category": row["category"],
+                 "severity": row["severity"], "unit_kind": row["unit_kind"],
+                 "district": row["district"], "state": row["state"]}
+        state = ("open" if row["closed_at"] is None
+                 else f"closed by the recheck of {shown(row['closed_at'])}")
+        entries.append(Entry(row["found_at"], "finding", None,
+                             f"finding {finding_id}: {row['category']}, {row['severity']} "
+                             f"({row['unit_kind']}, district {row['district']}); {state}",
+                             facts))
+        for step in row["steps"] or ():
+            at = datetime.fromisoformat(step["at"]).astimezone(UTC)
+            if step["record"] == "rectified":
+                entries.append(Entry(at, "rectified", None,
+                                     f"finding {finding_id} rectified",
+                                     {"finding_id": finding_id}))
+            else:
+                entries.append(Entry(at, "recheck", None,
+                                     f"finding {finding_id} rechecked: {step['result']}",
+                                     {"finding_id": finding_id, "result": step["result"]}))
     return entries
 
 

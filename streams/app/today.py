@@ -13,12 +13,18 @@ them those escalated to level 2 and 3). Alerts with no district (a silent lab, a
 result) make a row of their own (district None), for city-level callers only. Rows are
 ranked by :func:`behind`; ``trend`` holds each district's ``followup_overdue_open`` on each
 of the last ``days`` report days up to the latest (None where it has no report that day).
+
+``findings`` (contract v1.2 supervision) is one row per district with open findings now or
+supervision counts in the latest report: the open findings by severity (from the ledger's
+findings, as of now) beside the report's findings_new, findings_open,
+rectifications_overdue, rechecks_failed and repeat_offenders (at its cut-off); most open
+critical findings first.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Final
 
@@ -31,12 +37,18 @@ from closedloop.streams.app.caller import Caller
 from closedloop.streams.app.reports import report_days, totals
 from closedloop.streams.ledger import queries
 
-__all__ = ["COUNTS", "TREND", "Board", "behind", "board"]
+__all__ = ["COUNTS", "FINDING_COUNTS", "SEVERITIES", "SUPERVISION", "TREND", "Board", "behind",
+           "board"]
 
 REPORTED: Final = ("followup_overdue_open", "tests_missed", "positives", "pushed", "located")
 """The daily report's counts the board shows."""
 COUNTS: Final = (*REPORTED, "open", "level2", "level3")
 TREND: Final = "followup_overdue_open"
+SEVERITIES: Final = ("critical", "major", "minor")
+SUPERVISION: Final = ("findings_new", "findings_open", "rectifications_overdue",
+                      "rechecks_failed", "repeat_offenders")
+"""The daily report's supervision counts the board shows."""
+FINDING_COUNTS: Final = (*SEVERITIES, "open_findings", *SUPERVISION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +58,8 @@ class Board:
     rows: list[dict[str, Any]]  # district, reported (bool), each of COUNTS
     total: dict[str, Any]
     trend: dict[str, list[tuple[date, int | None]]]  # district -> (day, value), oldest first
+    findings: list[dict[str, Any]] = field(default_factory=list)  # see the module's docstring
+    findings_total: dict[str, Any] = field(default_factory=dict)
 
 
 def behind(row: dict[str, Any]) -> tuple[int, ...]:
@@ -86,7 +100,30 @@ def board(connection: Connection, caller: Caller, policy: Policy, *, days: int =
     rows.sort(key=lambda row: (*behind(row), row["district"] is None, row["district"] or ""))
     trend = _trend(connection, caller, day, days, [r["district"] for r in rows
                                                    if r["district"] is not None])
-    return Board(day, cutoff, rows, totals(rows, COUNTS), trend)
+    findings = _findings(connection, caller, reported)
+    return Board(day, cutoff, rows, totals(rows, COUNTS), trend, findings,
+                 totals(findings, FINDING_COUNTS))
+
+
+def _findings(connection: Connection, caller: Caller, reported: dict[str, dict[str, Any]]
+              ) -> list[dict[str, Any]]:
+    """Open findings by district and severity now, beside the report's supervision counts."""
+    open_now = queries.open_findings(connection, caller.districts)
+    districts = {district for district, _ in open_now} | {
+        district for district, report in reported.items()
+        if any(report.get(name) for name in SUPERVISION)}
+    rows = []
+    for district in districts:
+        row: dict[str, Any] = {"district": district}
+        for severity in SEVERITIES:
+            row[severity] = open_now.get((district, severity), 0)
+        row["open_findings"] = sum(row[severity] for severity in SEVERITIES)
+        report = reported.get(district)
+        for name in SUPERVISION:
+            row[name] = None if report is None else int(report.get(name) or 0)
+        rows.append(row)
+    rows.sort(key=lambda row: (*(-row[severity] for severity in SEVERITIES), row["district"]))
+    return rows
 
 
 def _trend(connection: Connection, caller: Caller, last: date | None, days: int,

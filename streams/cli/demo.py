@@ -1,10 +1,10 @@
 """Simulate a small city for a few days and run it through the embedded engine.
 
 No services needed: this is the same engine code the Kafka worker runs, driven in-process.
-It prints alerts by kind, an example of each kind, the last daily closure report and the
-city-wide testing round of the second day (close and final: who was missed, who was caught
-up); with ``--out DIR`` it also keeps the city, alerts, reports, round reports and dead
-letters as JSON Lines there.
+It prints alerts by kind, an example of each kind, the last daily closure report (with its
+gates, sentinel clinics and supervision rounds, 督导检查) and the city-wide testing round of
+the second day (close and final: who was missed, who was caught up); with ``--out DIR`` it
+also keeps the city, alerts, reports, round reports and dead letters as JSON Lines there.
 
 It fills the default SQL ledger ($CLOSEDLOOP_DATABASE_URL, else closedloop.db in the current
 directory; ``--ledger URL`` for another), the one ``closedloop alerts list`` and
@@ -87,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"closedloop demo: --out {args.out}: exists and is not a directory",
               file=sys.stderr)
         return 2
-    config = CityConfig(seed=args.seed, people=args.people, days=args.days, round=True)
+    config = CityConfig(seed=args.seed, people=args.people, days=args.days, round=True,
+                        inspections=True)
     started = time.perf_counter()
     city: Iterable[bytes] = list(simulate(config))
     policy = default_policy()
@@ -156,7 +157,11 @@ def run(args: argparse.Namespace) -> int:
                         "tests_missed", "positives"]),
                 ("the same day at the gates (查验关) and sentinel clinics (哨点):",
                  ["checkpoint_entries", "entries_without_proof", "landing_tests_missed",
-                  "sentinel_visits", "sentinel_untested"])):
+                  "sentinel_visits", "sentinel_untested"]),
+                ("the same day's supervision loop (督导检查: findings, rectification, "
+                 "look-back):",
+                 ["findings_new", "findings_open", "rectifications_overdue",
+                  "rechecks_failed", "repeat_offenders"])):
             if title:
                 print(title)
             print(_table([*today, totals(today, columns)], ["district", *columns]))

@@ -255,6 +255,11 @@ def action_summary(stats: Counter[str]) -> str | None:
     return f"operator actions {total:,}{origin}: " + "; ".join(parts)
 
 
+_SUPERVISION_COUNTED = {"duplicate_findings": "findings given again (same finding_id)",
+                        "orphan_records": "records whose finding never came",
+                        "rectifications_ignored": "rectifications before a recheck was due"}
+
+
 def summary(
     result: ReplayResult, policy: Policy, *, deadletter_kept: bool,
     escalations_kept: Sequence[str] = (), keep_deadletter: str = "--deadletter FILE",
@@ -293,6 +298,11 @@ def summary(
     actions = action_summary(stats)
     if actions:
         lines.append(actions)
+    ignored = {k.split(":", 1)[1]: v for k, v in stats.items() if k.startswith("supervision:")}
+    if ignored:
+        lines.append("supervision records counted, not applied: " + ", ".join(
+            f"{_SUPERVISION_COUNTED[name]} {ignored[name]:,}" for name in _SUPERVISION_COUNTED
+            if ignored.get(name)))
     lines.append(f"daily reports {result.reports:,}" + (
         "" if reports_kept or not result.reports
         else " (not kept: pass --reports FILE to keep them)"))

@@ -270,6 +270,7 @@ def create_app(settings: Settings) -> Starlette:
                       "today.trend", days=TREND_DAYS) + f" — {district}")
                   for district in [*ranked, *sorted(set(board.trend) - set(ranked))]}
         return render(v, "today.html", board=board, sparks=sparks, days=TREND_DAYS,
+                      severities=today.SEVERITIES, supervision=today.SUPERVISION,
                       cutoff=i18n.instant(board.cutoff, settings.policy.zone)
                       if board.cutoff else None)
 
@@ -622,6 +623,17 @@ def _entry_text(v: Visit, entry: timeline.Entry) -> str:
         if facts.get("note"):
             text += v.t("tl.note", note=facts["note"])
         return text
+    if entry.what == "finding":
+        return v.t("tl.finding", finding_id=facts["finding_id"], category=facts["category"],
+                   severity=v.t(f"severity.{facts['severity']}"),
+                   unit_kind=facts["unit_kind"], district=facts["district"],
+                   state=v.t("tl.finding_open" if facts["state"] == "open"
+                             else "tl.finding_closed"))
+    if entry.what == "rectified":
+        return v.t("tl.rectified", finding_id=facts["finding_id"])
+    if entry.what == "recheck":
+        return v.t("tl.recheck_pass" if facts["result"] == "pass" else "tl.recheck_fail",
+                   finding_id=facts["finding_id"])
     if entry.what == "rejected":
         where = (v.t("tl.line", line=facts["line"]) if facts.get("line") is not None
                  else f"{facts.get('topic')}[{facts.get('partition')}]@{facts.get('offset')}")

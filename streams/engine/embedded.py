@@ -9,7 +9,7 @@ typed items rather than encoded records; after every input the stages fire what 
 upstream first, so a downstream stage sees what its upstream made before it passes the same
 instant. A replay file is one input log holding every topic in the order written, so its
 watermark is every stage's clock (``docs/RULES.md``, "Clocks"): one clock and one context
-serve the three runners. ``replay``, ``demo``, the tests and the benchmarks run through it:
+serve the runners. ``replay``, ``demo``, the tests and the benchmarks run through it:
 ``pipe_line``/``pipe(topic, value)``, ``advance_to(T)``, ``drain()``.
 """
 
@@ -193,8 +193,8 @@ class EmbeddedDriver:
         out = self.out  # _settle, without a call for the many events that make nothing due
         if out.forwards or out.contributions or out.round_parts:
             self._route(out)
-        tube, person, report = self._indexes
-        if min(tube.earliest, person.earliest, report.earliest) <= self._ctx.clock:
+        tube, person, unit, report = self._indexes
+        if min(tube.earliest, person.earliest, unit.earliest, report.earliest) <= self._ctx.clock:
             self._settle()
         tracked = len(self.persons)
         if tracked > self._peak:
@@ -265,6 +265,8 @@ class EmbeddedDriver:
             self.settle_actions(final=False)
         out, self.out = self.out, Outputs()
         self._ctx.out = self.out
+        if out.counted:  # what the rules counted, for the summary
+            self.stats.update(out.counted)
         self._held_rows = self._reported = 0
         return out
 
@@ -277,8 +279,8 @@ class EmbeddedDriver:
         if out.forwards or out.contributions or out.round_parts:
             self._route(out)
         clock = self.clock.value
-        tube, person, report = self._indexes
-        if min(tube.earliest, person.earliest, report.earliest) > clock:
+        tube, person, unit, report = self._indexes
+        if min(tube.earliest, person.earliest, unit.earliest, report.earliest) > clock:
             return  # most events make nothing due
         for run, index in zip(self._upstream_first, self._indexes, strict=True):
             if index.earliest <= clock:

@@ -25,14 +25,11 @@ class _Envelope(msgspec.Struct):
     value: msgspec.Raw
 
 
-class _Keyed(msgspec.Struct):
-    """Only what a producer looks at: the key field of any input topic."""
-
-    tube_id: object = None
-    person_id: object = None
-    subject: object = None
-    round_id: object = None
-    county: object = None
+# Only what a producer looks at: the key field of every input topic, from the contract's
+# table itself, so that a topic added there is keyed here too (a field missing here made
+# every record of its topic keyless, spread over partitions at random).
+_Keyed = msgspec.defstruct(
+    "_Keyed", [(name, object, None) for name in sorted(set(KEY_FIELD.values()))])
 
 
 _decode_envelope = msgspec.json.Decoder(_Envelope).decode

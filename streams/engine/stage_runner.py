@@ -31,6 +31,7 @@ from closedloop.agents.effects import Effects
 from closedloop.agents.requirements import Context, next_due
 from closedloop.agents.shared import Shared
 from closedloop.agents.state import Keyed, PersonState, ReportState, TubeState
+from closedloop.agents.units import UnitKey
 from closedloop.schemas.decode import Rejection
 from closedloop.schemas.events import Area, Round
 from closedloop.schemas.policy import Policy
@@ -696,7 +697,8 @@ class _ScanItems(ItemsView[str, PersonState]):
         return self._mapping._scan()
 
 
-AnyRunner = StageRunner[TubeState] | StageRunner[PersonState] | StageRunner[ReportState]
+AnyRunner = (StageRunner[TubeState] | StageRunner[PersonState] | StageRunner[UnitKey]
+             | StageRunner[ReportState])
 """A runner of any of the three stages (the worker and the bus hold one of each)."""
 
 

@@ -6,6 +6,8 @@
     tube + person stages ──contributions (key district)──> report stage ──> daily-report
     area, round (shared) ──> tube stage ──broadcast──> every person partition
     person stage ──round shares (key round_id)──> report stage ──> round-report
+    inspection (key unit) ──> supervision stage ──contributions──> report stage
+                              supervision stage ──> unit-status
     every stage ──> alerts; tube + person stages ──> escalations
 
 An action is keyed by its alert's subject, which a tube or a person stage owns: both read
@@ -25,7 +27,7 @@ from typing import Any, Final, Generic, Literal, Protocol, TypeVar
 
 import msgspec
 
-from closedloop.agents import closure, person, round_sum, rounds, tubes
+from closedloop.agents import closure, person, round_sum, rounds, tubes, units
 from closedloop.agents.requirements import Context, LapseHandler, fire_due, next_due
 from closedloop.agents.shared import Shared, apply_area
 from closedloop.agents.state import (
@@ -40,7 +42,7 @@ from closedloop.agents.state import (
     is_blank,
 )
 from closedloop.schemas.decode import Rejection
-from closedloop.schemas.events import KEY_FIELD, Action, Area, Lab, Round, Sampling
+from closedloop.schemas.events import KEY_FIELD, Action, Area, Inspection, Lab, Round, Sampling
 from closedloop.schemas.policy import Policy
 
 __all__ = [
@@ -51,6 +53,7 @@ __all__ = [
     "PERSON",
     "REPORT",
     "SHARED_TOPICS",
+    "SUPERVISION",
     "TOPOLOGY",
     "TUBE",
     "AnyStage",
@@ -176,11 +179,15 @@ PERSON: Final = Stage("person", PersonState, _appliers(
     (tuple(t for t in person.PERSON_EVENTS if t in rounds.FACTS), _tracked(person.on_event)),
     (tuple(t for t in person.PERSON_EVENTS if t not in rounds.FACTS), person.on_event),
 ), person.HANDLERS, person.person_status)
+SUPERVISION: Final = Stage("supervision", units.UnitKey, _appliers(
+    ((Inspection,), units.on_inspection), ((Action,), units.on_action),
+), units.HANDLERS, units.unit_status)
 REPORT: Final = Stage("report", ReportState, _appliers(
     ((Contribution,), closure.handle_contribution), ((RoundPart,), _on_round_part),
 ), closure.HANDLERS)
 
-AnyStage = Stage[TubeState] | Stage[PersonState] | Stage[ReportState]
+AnyStage = (Stage[TubeState] | Stage[PersonState] | Stage[units.UnitKey]
+            | Stage[ReportState])
 
 SHARED_TOPICS: Final = ("area", "round")
 """Inputs every person partition holds whole (agents/shared.py), not keyed state."""
@@ -389,12 +396,19 @@ TOPOLOGY: Final = Topology(
               "leader's wall-clock timer, or by `closedloop clock --until`), so its deadlines "
               "fire while inputs are idle. Co-partitioned with sampling and lab. Person-loop "
               "ticks travel on person-tests. Not a public contract."),
+        Topic("unit-ticks", "internal", None, retention_days=INTERNAL_RETENTION_DAYS,
+              title="Clock tick",
+              about="Internal: clock ticks sent to every partition of the supervision stage "
+              "(keyed by unit_id: the inspection topic's partitions), so its deadlines fire "
+              "while inspections are idle. Not a public contract."),
         Topic("alerts", "output", "subject", retention_days=OUTPUT_RETENTION_DAYS),
         Topic("escalations", "output", "subject", retention_days=OUTPUT_RETENTION_DAYS),
         Topic("person-status", "output", "person_id", compact=True),
         Topic("daily-report", "output", "district", retention_days=OUTPUT_RETENTION_DAYS),
         Topic("deadletter", "output", None, retention_days=DEADLETTER_RETENTION_DAYS),
         Topic("round-report", "output", "round_id", retention_days=OUTPUT_RETENTION_DAYS),
+        # a unit's supervision findings for the ledger (not a contract topic, like escalations)
+        Topic("unit-status", "output", "unit_id", compact=True),
     ),
     stages=(
         Wiring(TUBE, "tube-ticks", owns=("sampling", "lab"), quiet=("action",),
@@ -403,7 +417,10 @@ TOPOLOGY: Final = Topology(
                                               "population", "checkpoint", "clinic"),
                upstream=("tube",), receives=FORWARD_TYPES, shared=True,
                status="person-status"),
-        Wiring(REPORT, CONTRIBUTIONS_TOPIC, upstream=("tube", "person"),
+        # inspections, keyed by unit; an action on a unit's alert reaches it as on a tube's
+        Wiring(SUPERVISION, "unit-ticks", owns=("inspection",), quiet=("action",),
+               status="unit-status"),
+        Wiring(REPORT, CONTRIBUTIONS_TOPIC, upstream=("tube", "person", "supervision"),
                receives=(Contribution, RoundPart), counted=True),
     ),
 )

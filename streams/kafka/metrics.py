@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
-from closedloop.agents import travel
+from closedloop.agents import supervision, travel
 from closedloop.agents.actions import ACTIONS
 from closedloop.agents.escalation import ENGINE_REASONS
 from closedloop.agents.state import Keyed, PersonState, TubeState, split_name
@@ -32,7 +32,9 @@ __all__ = [
     "ENTRY_OUTCOMES",
     "LAB_STAGES",
     "LATENCY_BUCKETS",
+    "SUPERVISION_STAGE",
     "TURNAROUND_BUCKETS",
+    "FindingTally",
     "KeyTally",
     "WorkerMetrics",
     "consumer_lag",
@@ -58,6 +60,7 @@ ENTRY_LAG_BUCKETS: Final = (60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0,
                             43200.0, 86400.0, 172800.0)
 TALLIED_STAGES: Final = ("tube", "person")  # the loops' requirements; report cut-offs are not
 ENTRY_OUTCOMES: Final = ("with_proof", "without_proof")  # the proof rule, judged at the entry
+SUPERVISION_STAGE: Final = "supervision"  # the stage keyed by unit_id (v1.2)
 
 
 def requirement_kinds(st: object) -> Counter[str]:
@@ -229,6 +232,43 @@ class KeyTally:
             del self.kinds[kind]
 
 
+@dataclass
+class FindingTally:
+    """Open supervision findings of the unit keys this worker owns, by (district, severity).
+
+    Each key remembers its share (:func:`supervision.open_findings`, as the unit's records
+    stand), so a message costs O(its unit's findings); a partition's share is dropped when it
+    is revoked and rebuilt when it is recovered.
+    """
+
+    policy: Policy
+    keys: dict[int, dict[str, Counter[tuple[str, str]]]] = field(default_factory=dict)
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def load(self, partition: int, items: Iterable[tuple[str, object]]) -> None:
+        self.drop(partition)
+        for key, st in items:
+            self.update(partition, key, st)
+
+    def drop(self, partition: int) -> None:
+        for share in self.keys.pop(partition, {}).values():
+            self.counts.subtract(share)
+        self.counts = +self.counts
+
+    def update(self, partition: int, key: str, st: object) -> None:
+        held = self.keys.setdefault(partition, {})
+        old = held.pop(key, None)
+        if old is not None:
+            self.counts.subtract(old)
+        unit = getattr(st, "unit", st)  # the stage's key holds the unit's state
+        if isinstance(unit, supervision.UnitState):
+            share = supervision.open_findings(self.policy, unit)
+            if share:
+                held[key] = share
+                self.counts.update(share)
+        self.counts = +self.counts
+
+
 class WorkerMetrics:
     """Every ``closedloop_*`` metric of one worker process, and how the worker feeds them.
 
@@ -275,6 +315,9 @@ class WorkerMetrics:
                                 "stage")
         self.open_requirements = gauge("closedloop_open_requirements",
                                        "open requirements of this worker's keys, by kind", "kind")
+        self.findings_open = gauge("closedloop_findings_open",
+                                   "supervision findings not closed by a passed recheck, of the "
+                                   "units this worker owns", "district", "severity")
         self.under_control = gauge("closedloop_persons_under_control",
                                    "located persons whose regimen has not ended, by regimen",
                                    "regimen")
@@ -314,6 +357,8 @@ class WorkerMetrics:
             self.entry_lag.labels(topic)
             self.entries_late.labels(topic)
         self.tallies = {stage: KeyTally(policy, stage) for stage in TALLIED_STAGES}
+        self.findings = FindingTally(policy)
+        self._findings_shown: set[tuple[str, str]] = set()
         self._kinds_shown: set[str] = set()
         self._regimens = sorted({regimen.mode for regimen in policy.regimens.values()})
 
@@ -323,14 +368,22 @@ class WorkerMetrics:
                  ) -> None:
         if stage in self.tallies:
             self.tallies[stage].load(partition, items)
+        elif stage == SUPERVISION_STAGE:
+            self.findings.load(partition, items)
 
     def revoked(self, stage: str, partition: int) -> None:
         if stage in self.tallies:
             self.tallies[stage].drop(partition)
+        elif stage == SUPERVISION_STAGE:
+            self.findings.drop(partition)
 
     def touched(self, stage: str, partition: int, keys: Iterable[str],
                 get: Callable[[str], object]) -> None:
         """Keys whose state a message may have changed (``RecordEffects.touched``)."""
+        if stage == SUPERVISION_STAGE:
+            for key in keys:
+                self.findings.update(partition, key, get(key))
+            return
         tally = self.tallies.get(stage)
         if tally is None:
             return
@@ -383,6 +436,12 @@ class WorkerMetrics:
         for kind, count in kinds.items():
             self.open_requirements.labels(kind).set(count)
         self._kinds_shown |= set(kinds)
+        findings = self.findings.counts
+        for district, severity in self._findings_shown - set(findings):
+            self.findings_open.labels(district, severity).set(0)
+        for (district, severity), count in findings.items():
+            self.findings_open.labels(district, severity).set(count)
+        self._findings_shown |= set(findings)
         controlled = self.tallies["person"].under_control(clocks.get("person", {}))
         for regimen in sorted(set(self._regimens) | set(controlled)):
             self.under_control.labels(regimen).set(controlled.get(regimen, 0))

@@ -23,9 +23,11 @@ from sqlalchemy import Connection, Engine
 
 from closedloop.agents.person import person_status
 from closedloop.agents.requirements import Context
+from closedloop.agents.units import UnitKey, unit_status
 from closedloop.schemas.events import Action
 from closedloop.streams.engine.clock import MIN_EPOCH
 from closedloop.streams.engine.embedded import EmbeddedDriver, Outputs
+from closedloop.streams.engine.topology import SUPERVISION
 from closedloop.streams.ledger import queries, store
 from closedloop.streams.ledger.engine import open_engine
 from closedloop.streams.ledger.migrate import ensure_schema
@@ -93,17 +95,22 @@ class ReplayLedger:
                 self.actions[outcome if reason is None else reason] += 1
 
     def finish(self, driver: EmbeddedDriver) -> None:
-        """Write every person the engine still holds, as of the final clock; close the
-        round_missed alerts of persons caught up; record the run and its clock."""
+        """Write every person and supervised unit the engine still holds, as of the final
+        clock; close the round_missed alerts of persons caught up; record the run and its
+        clock."""
         ctx = Context(driver.policy, driver.cal, driver.clock.value)
         statuses = {
             person_id: person_status(ctx, person_id, state)
             for person_id, state in driver.persons.items()
         }
+        held = driver.tables.get(SUPERVISION.name, {})
+        units = [unit_status(ctx, unit_id, state) for unit_id, state in held.items()
+                 if isinstance(state, UnitKey)]
         retry, self.unapplied = self.unapplied, []
         clock = driver.clock.value
         with self.engine.begin() as connection:
             store.put_person_states(connection, statuses)
+            store.put_unit_statuses(connection, units)
             store.close_caught_up(connection, list(statuses), driver.policy.catchup_within)
             self._apply(connection, retry, record_unknown=True)
             store.record_run(

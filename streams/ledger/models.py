@@ -40,6 +40,7 @@ __all__ = [
     "ConsoleSession",
     "DailyReport",
     "DeadLetter",
+    "Finding",
     "LedgerSecret",
     "LoginAttempt",
     "PersonState",
@@ -61,6 +62,9 @@ ALERT_STATES: Final = ("raised", "acknowledged", "resolved", "caught_up")
 """An alert's status: raised, acknowledged by an operator, resolved by one, or caught up
 (a round_missed alert whose person was sampled within the catch-up window: closed by the
 system). Resolved and caught up are closed: no action applies to them."""
+
+FINDING_STATES: Final = ("open", "closed")
+"""A finding is open until a passed recheck closes it (a failed one opens it again)."""
 
 PSEUDONYM: Final = 128  # CONTRACT.md §2: a person_id is 8–128 characters
 REFERENCE: Final = 128  # tube ids and other opaque references
@@ -258,6 +262,33 @@ class RoundReport(Base):
     caught_up: Mapped[int] = mapped_column(Integer)
     not_on_roster: Mapped[int] = mapped_column(Integer)
     catchup_median_hours: Mapped[float | None] = mapped_column(Float)
+
+
+class Finding(Base):
+    """*v1.2* One supervision finding of a unit (migration 0008), as the engine's latest
+    ``unit-status`` of the unit had it: what was found, where and when, whether a passed
+    recheck closed it, and its rectifications and rechecks (``steps``: record, at, result),
+    oldest first. A finding the engine forgot (``repeat_window`` after its last record) stays
+    here as it was last published: the ledger keeps the history."""
+
+    __tablename__ = "finding"
+    __table_args__ = (
+        CheckConstraint("state IN ('open', 'closed')", name="state"),
+        # the board counts open findings per district and severity from this index alone
+        Index(None, "state", "district", "severity"),
+    )
+
+    unit_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    finding_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    unit_kind: Mapped[str] = mapped_column(String(16))
+    district: Mapped[str] = mapped_column(String(NAME))
+    category: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(8))
+    found_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(8))
+    closed_at: Mapped[datetime | None]
+    steps: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    updated_at: Mapped[datetime]
 
 
 class PersonState(Base):

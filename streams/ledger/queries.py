@@ -27,12 +27,14 @@ __all__ = [
     "dead_letters_of",
     "distinct_values",
     "escalation_levels",
+    "findings_of",
     "kinds_present",
     "known_values",
     "last_samplings",
     "latest_actions",
     "ledger_actions",
     "ledger_clock",
+    "open_findings",
     "report_days",
     "report_districts",
     "round_index",
@@ -52,6 +54,7 @@ _ROUND: Final = models.Base.metadata.tables["round_report"]
 ROUND_FIELDS: Final = tuple(column.name for column in _ROUND.columns)
 """Every field of a round report's row (its csv header, rows or none)."""
 _PERSON: Final = models.Base.metadata.tables["person_state"]
+_FINDING: Final = models.Base.metadata.tables["finding"]
 _AUDIT: Final = models.Base.metadata.tables["alert_action"]
 _LEVELS: Final = models.Base.metadata.tables["alert_escalation"]
 _LETTER: Final = models.Base.metadata.tables["dead_letter"]
@@ -299,6 +302,29 @@ def dead_letters_of(connection: Connection, subject: str) -> list[dict[str, Any]
                     _LETTER.c.partition, _LETTER.c.reason, _LETTER.c.message)
              .where(_LETTER.c.subject == subject).order_by(_LETTER.c.id))
     return [dict(row) for row in connection.execute(query).mappings()]
+
+
+def findings_of(connection: Connection, unit_id: str, scope: frozenset[str] | None = None
+                ) -> list[dict[str, Any]]:
+    """The supervision findings of ``unit_id`` (v1.2) in ``scope``'s districts (None: all),
+    oldest first, each with its steps (rectifications and rechecks) as stored."""
+    query = select(_FINDING).where(_FINDING.c.unit_id == unit_id)
+    if scope is not None:
+        query = query.where(_FINDING.c.district.in_(sorted(scope)))
+    query = query.order_by(_FINDING.c.found_at, _FINDING.c.finding_id)
+    return [dict(row) for row in connection.execute(query).mappings()]
+
+
+def open_findings(connection: Connection, scope: frozenset[str] | None = None
+                  ) -> dict[tuple[str, str], int]:
+    """Open supervision findings (v1.2) by (district, severity), in ``scope``'s districts
+    (None: all), from the index on (state, district, severity) alone."""
+    query = (select(_FINDING.c.district, _FINDING.c.severity, func.count())
+             .where(_FINDING.c.state == "open")
+             .group_by(_FINDING.c.district, _FINDING.c.severity))
+    if scope is not None:
+        query = query.where(_FINDING.c.district.in_(sorted(scope)))
+    return {(district, severity): n for district, severity, n in connection.execute(query)}
 
 
 def last_samplings(connection: Connection, person_ids: Sequence[str]) -> dict[str, datetime]:

@@ -30,6 +30,7 @@ from closedloop.schemas.outputs import (
     Escalation,
     PersonStatus,
     RoundReport,
+    UnitStatus,
 )
 from closedloop.streams.kafka.settings import KafkaSettings
 from closedloop.streams.kafka.topics import topic_name
@@ -40,9 +41,10 @@ __all__ = ["OUTPUT_TOPICS", "SinkRecord", "consume", "group_id", "write_batch"]
 log = logging.getLogger("closedloop.sink")
 
 OUTPUT_TOPICS: Final = ("alerts", "daily-report", "round-report", "person-status", "deadletter",
-                         "escalations", "action")
+                         "escalations", "action", "unit-status")
 """The topics the ledger records, by short name: the outputs (CONTRACT.md §5), escalations
-(a level on the escalated alert's row) and operators' actions (the alert's lifecycle)."""
+(a level on the escalated alert's row), operators' actions (the alert's lifecycle) and the
+supervised units' findings (v1.2)."""
 
 _DECODERS: Final[dict[str, msgspec.json.Decoder[Any]]] = {
     "alerts": msgspec.json.Decoder(Alert),
@@ -51,6 +53,7 @@ _DECODERS: Final[dict[str, msgspec.json.Decoder[Any]]] = {
     "person-status": msgspec.json.Decoder(PersonStatus),
     "deadletter": msgspec.json.Decoder(DeadLetter),
     "escalations": msgspec.json.Decoder(Escalation),
+    "unit-status": msgspec.json.Decoder(UnitStatus),
 }
 _MARKS: Final = models.Base.metadata.tables["processed_event"]
 DEFAULT_CATCHUP: Final = 24 * 3600  # the contract's catchup_within
@@ -124,6 +127,7 @@ def write_batch(
     letters: list[DeadLetter] = []
     escalations: list[Escalation] = []
     actions: list[Action] = []
+    units: list[UnitStatus] = []
     for record in records:
         if record.offset <= marks.get((record.topic, record.partition), -1):
             counts["redelivered"] += 1
@@ -133,6 +137,8 @@ def write_batch(
                 if record.key is not None:  # a tombstone: the person's state was forgotten
                     people[record.key.decode()] = None
                 continue
+            if record.name == "unit-status" and record.value is None:
+                continue  # a unit forgotten by the engine: the ledger keeps its findings
             if record.value is None:
                 raise msgspec.ValidationError("no value")
             item = _decode(record.name, record.value)
@@ -155,6 +161,8 @@ def write_batch(
             people[item.person_id] = item
         elif isinstance(item, DeadLetter):
             letters.append(item)
+        elif isinstance(item, UnitStatus):
+            units.append(item)
     counts["alerts_new"] += store.add_alerts(connection, alerts)
     counts["alerts_seen"] += len(alerts)
     counts["reports"] += store.upsert_reports(connection, reports)
@@ -163,6 +171,7 @@ def write_batch(
     counts["person_states"] += upserted
     counts["person_tombstones"] += deleted
     counts["dead_letters_new"] += store.add_dead_letters(connection, letters, now)
+    counts["findings"] += store.put_unit_statuses(connection, units)
     # After the alerts of the same batch, so an action or escalation finds its row.
     for action in actions:
         outcome, reason = store.apply_action(connection, store.action_record(action, "kafka"))

@@ -28,7 +28,14 @@ from closedloop.agents.closure import ENTRY_COUNTS
 from closedloop.schemas.events import KEY_FIELD, REF_PATTERN, Action
 from closedloop.schemas.identifiers import contains_raw
 from closedloop.schemas.ids import spell_digit_runs
-from closedloop.schemas.outputs import Alert, DailyReport, DeadLetter, PersonStatus, RoundReport
+from closedloop.schemas.outputs import (
+    Alert,
+    DailyReport,
+    DeadLetter,
+    PersonStatus,
+    RoundReport,
+    UnitStatus,
+)
 from closedloop.streams.ledger import models
 
 __all__ = [
@@ -43,6 +50,7 @@ __all__ = [
     "note_escalations",
     "origin_key",
     "put_person_states",
+    "put_unit_statuses",
     "record_run",
     "record_timeline_view",
     "upsert_reports",
@@ -81,6 +89,7 @@ _TABLES: Final = models.Base.metadata.tables
 _ALERT: Final = _TABLES["alert"]
 _REPORT: Final = _TABLES["daily_report"]
 _PERSON: Final = _TABLES["person_state"]
+_FINDING: Final = _TABLES["finding"]
 _LETTER: Final = _TABLES["dead_letter"]
 _SECRET: Final = _TABLES["ledger_secret"]
 ORIGIN_KEY: Final = "dead_letter_origin"  # the name of the secret origins are keyed with
@@ -214,6 +223,43 @@ def put_person_states(
         )
         connection.execute(statement, rows)
     return len(rows), len(gone)
+
+
+def put_unit_statuses(connection: Connection, statuses: Iterable[UnitStatus]) -> int:
+    """Upsert each finding of each unit status (v1.2 supervision); returns how many rows.
+
+    The latest status of a unit (by ``updated_at``) holds: an older one redelivered does not
+    move a finding back. A finding a status no longer lists (the engine forgot it) keeps its
+    row, and a tombstone deletes nothing: the ledger keeps the history of findings.
+    """
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for status in statuses:  # one row per key: ON CONFLICT DO UPDATE may touch a row once
+        updated = _instant(status.updated_at)
+        for finding in status.findings:
+            key = (status.unit_id, finding.finding_id)
+            held = latest.get(key)
+            if held is not None and held["updated_at"] > updated:
+                continue
+            latest[key] = {
+                "unit_id": status.unit_id, "finding_id": finding.finding_id,
+                "unit_kind": finding.unit_kind, "district": finding.district,
+                "category": finding.category, "severity": finding.severity,
+                "found_at": _instant(finding.found_at),
+                "state": "open" if finding.closed_at is None else "closed",
+                "closed_at": None if finding.closed_at is None else _instant(finding.closed_at),
+                "steps": msgspec.to_builtins(finding.steps), "updated_at": updated}
+    if not latest:
+        return 0
+    statement = upsert_insert(connection, _FINDING)
+    statement = statement.on_conflict_do_update(
+        index_elements=["unit_id", "finding_id"],
+        set_={name: statement.excluded[name] for name in (
+            "unit_kind", "district", "category", "severity", "found_at", "state", "closed_at",
+            "steps", "updated_at")},
+        where=_FINDING.c.updated_at <= statement.excluded.updated_at,
+    )
+    connection.execute(statement, list(latest.values()))
+    return len(latest)
 
 
 def origin_key(connection: Connection) -> bytes:

@@ -15,9 +15,12 @@ from closedloop.schemas.outputs import (
     Alert,
     DailyReport,
     DeadLetter,
+    FindingStatus,
+    FindingStep,
     PersonStatus,
     RoundReport,
     RoundRow,
+    UnitStatus,
 )
 from closedloop.streams.console import accounts
 from closedloop.streams.ledger import store
@@ -58,6 +61,37 @@ class City:
     orphan: Alert  # no district: city level only
     missed: list[Alert]  # the round's round_missed alerts
     alerts: list[Alert]
+    unit: str  # a supervised venue of 浦东新区: a finding closed after a failed recheck, one open
+    xuhui_unit: str  # a site of 徐汇区 with an open critical finding
+
+
+def _finding(finding_id: str, district: str, severity: str, found: datetime,
+             *steps: tuple[str, datetime, str | None]) -> FindingStatus:
+    closed = [at for record, at, result in steps if record == "recheck"]
+    last = [result for record, _, result in steps if record == "recheck"]
+    return FindingStatus(
+        finding_id=finding_id, unit_kind="venue", district=district, category="venue_code",
+        severity=severity, found_at=found.isoformat(),
+        closed_at=closed[-1].isoformat() if last and last[-1] == "pass" else None,
+        steps=[FindingStep(record=record, at=at.isoformat(), result=result)  # type: ignore[arg-type]
+               for record, at, result in steps])
+
+
+def _units() -> list[UnitStatus]:
+    """Supervised units (v1.2): 浦东新区 has 2 open findings (1 major, 1 minor) and 1 closed,
+    徐汇区 1 open critical and 2 open major."""
+    day = timedelta(days=1)
+    venue = UnitStatus(unit_id="venue-pd-01", updated_at=NOW.isoformat(), findings=[
+        _finding("f-pd-1", PUDONG, "major", NOW - 6 * day,
+                 ("rectified", NOW - 5 * day, None), ("recheck", NOW - 4 * day, "fail"),
+                 ("rectified", NOW - 3 * day, None), ("recheck", NOW - 2 * day, "pass")),
+        _finding("f-pd-2", PUDONG, "major", NOW - 2 * day, ("rectified", NOW - day, None)),
+        _finding("f-pd-3", PUDONG, "minor", NOW - day)])
+    site = UnitStatus(unit_id="site-xh-01", updated_at=NOW.isoformat(), findings=[
+        _finding("f-xh-1", XUHUI, "critical", NOW - 3 * day),
+        _finding("f-xh-2", XUHUI, "major", NOW - 2 * day),
+        _finding("f-xh-3", XUHUI, "major", NOW - day)])
+    return [venue, site]
 
 
 def fill(engine: Engine) -> City:
@@ -95,7 +129,10 @@ def fill(engine: Engine) -> City:
             DailyReport(district=district, date=(LATEST - timedelta(days=back)).isoformat(),
                         pushed=40 + back, located=38 + back % 3,
                         under_control=120 - back, tests_missed=back % 4,
-                        followup_overdue_open=(3 * i + back * (i + 1)) % 11, positives=back % 2)
+                        followup_overdue_open=(3 * i + back * (i + 1)) % 11, positives=back % 2,
+                        findings_new=(i + back) % 3 if i < 2 else 0,
+                        findings_open=3 - i if i < 2 else 0,
+                        rectifications_overdue=1 if i == 1 and back == 0 else 0)
             for i, district in enumerate(DISTRICTS) for back in range(14)
             if not (district == HUANGPU and back == 4)])  # 黄浦区 sent no report that day
 
@@ -124,6 +161,8 @@ def fill(engine: Engine) -> City:
             partition=None, offset=None, line=17,
             original='{"person_id": "p:pd000001", "district": 5}',
             original_encoding="utf-8")], NOW)
+        store.put_unit_statuses(connection, _units())
         for name, role, districts in ACCOUNTS:
             accounts.add(connection, name, role, PASSWORD, districts, now=NOW)
-    return City(pudong_positive, xuhui_positive, orphan, missed, every)
+    return City(pudong_positive, xuhui_positive, orphan, missed, every, "venue-pd-01",
+                "site-xh-01")

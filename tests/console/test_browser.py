@@ -53,6 +53,29 @@ def test_signing_in_shows_today_ranked_and_a_wrong_password_does_not(
     assert len(browser.find_all("ul.sparks svg polyline")) >= len(sample.DISTRICTS)
 
 
+def test_the_board_shows_open_findings_per_district_of_the_account(
+    console: Console, browser: Browser
+) -> None:
+    browser.sign_in(console.url, "city-op")
+    browser.go(f"{console.url}/today")
+    assert "督导检查问题未销号" in browser.text("main")
+    rows = browser.find_all("table.findings tbody tr")
+    cells = [[cell.text for cell in row.find_elements("css selector", "th, td")]
+             for row in rows]
+    assert [row[:5] for row in cells] == [[sample.XUHUI, "1", "2", "0", "3"],
+                                          [sample.PUDONG, "0", "1", "1", "2"]]
+    browser.find("table.findings tbody th a").click()  # a district goes to its alerts
+    browser.wait_for(lambda: "/alerts?district=" in browser.driver.current_url)
+    browser.go(f"{console.url}/timeline/{quote(console.city.unit)}")
+    assert len(browser.find_all("li.what-finding")) == 3
+    assert len(browser.find_all("li.what-recheck")) == 2
+    browser.driver.delete_all_cookies()  # another account, in the same browser
+    browser.sign_in(console.url, "pd-op")
+    browser.go(f"{console.url}/today")
+    assert [row.find_element("css selector", "th").text
+            for row in browser.find_all("table.findings tbody tr")] == [sample.PUDONG]
+
+
 def test_filtering_alerts_by_kind_and_district(console: Console, browser: Browser) -> None:
     browser.sign_in(console.url, "city-op")
     browser.go(f"{console.url}/alerts")
@@ -209,7 +232,8 @@ def test_every_page_at_desktop_and_phone_width_in_both_languages(
     pages = {"today": "/today", "alerts": "/alerts?status=all&sort=severity",
              "alert": f"/alerts/{console.city.pudong_positive.alert_id}",
              "rounds": "/rounds", "round": f"/rounds/{sample.ROUND}?all=1",
-             "timeline": f"/timeline/{quote(console.city.pudong_positive.subject)}"}
+             "timeline": f"/timeline/{quote(console.city.pudong_positive.subject)}",
+             "unit-timeline": f"/timeline/{quote(console.city.unit)}"}
     written: list[Path] = []
 
     def switch(lang: str) -> None:

@@ -298,7 +298,8 @@ def test_every_text_is_in_both_languages_and_every_key_a_template_names_exists()
         for words in re.findall(r">([^<>{}]*[A-Za-z\u4e00-\u9fff][^<>{}]*)<", text):
             assert not words.strip(), f"{template.name}: {words.strip()!r} is not translated"
     dynamic = {"state.", "level.", "done.", "action.", "role.", "stage.", "sort.", "what.",
-               "lang.", "via.", "reason.", "via_short.", "tl.", "error.", "flash.", "field."}
+               "lang.", "via.", "reason.", "via_short.", "tl.", "error.", "flash.", "field.",
+               "severity.", "col."}
     for key in named:
         assert key in i18n.MESSAGES or any(key.startswith(p) for p in dynamic), key
     from closedloop.streams.app.alerts import SEVERITY
@@ -307,6 +308,10 @@ def test_every_text_is_in_both_languages_and_every_key_a_template_names_exists()
     for state in (*ALERT_STATES, "open", "all"):
         assert f"state.{state}" in i18n.MESSAGES
     assert set(SEVERITY) <= set(i18n.KINDS)
+    from closedloop.streams.app.today import SEVERITIES, SUPERVISION
+
+    for name in (*(f"severity.{s}" for s in SEVERITIES), *(f"col.{c}" for c in SUPERVISION)):
+        assert name in i18n.MESSAGES, name
 
 
 def test_the_demo_ends_with_how_to_open_the_console_and_a_demo_account(
@@ -361,3 +366,51 @@ def test_everything_served_comes_from_the_package(app: Any) -> None:
     assert "/static/console.css" in links
     assert all(link.startswith(("/", "#")) and not link.startswith("//") for link in links)
     assert client.get("/static/console.css").status_code == 200
+
+
+def _findings_table(page: str) -> list[list[str]]:
+    """The rows of the board's open findings (district, then its counts), as text."""
+    table = page.split('<table class="data findings">', 1)[1].split("</table>", 1)[0]
+    body = table.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    return [[re.sub(r"<[^>]+>", "", cell).strip() for cell in
+             re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)]
+            for row in re.findall(r"<tr>(.*?)</tr>", body, re.S)]
+
+
+@pytest.mark.parametrize(("lang", "heading", "critical"), [
+    ("en", "Open supervision findings", "Critical"), ("zh", "督导检查问题未销号", "严重")])
+def test_the_board_lists_open_findings_per_district_in_the_accounts_districts(
+    app: Any, lang: str, heading: str, critical: str
+) -> None:
+    client = _client(app, lang)
+    _sign_in(client, "city-op")
+    page = client.get("/today").text
+    assert heading in page and f">{critical}</th>" in page
+    rows = _findings_table(page)
+    # district, critical, major, minor, open, then the latest report's five counts
+    assert rows[0][:5] == [sample.XUHUI, "1", "2", "0", "3"]
+    assert rows[1][:5] == [sample.PUDONG, "0", "1", "1", "2"]
+    assert rows[1][5:7] == ["0", "3"]  # findings_new, findings_open of the report
+    assert len(rows) == 2
+    district = _client(app, lang)
+    _sign_in(district, "pd-op")
+    assert [row[0] for row in _findings_table(district.get("/today").text)] == [sample.PUDONG]
+
+
+def test_a_units_timeline_shows_its_findings_rectifications_and_rechecks(
+    app: Any, city_ledger: tuple[Engine, sample.City]
+) -> None:
+    city = city_ledger[1]
+    client = _client(app, "zh")
+    _sign_in(client, "city-op")
+    page = client.get(f"/timeline/{city.unit}").text
+    assert page.count('class="what-finding"') == 3
+    assert page.count('class="what-rectified"') == 3
+    assert page.count('class="what-recheck"') == 2
+    assert "问题 f-pd-1 回头看：未通过，重新整改" in page and "复查通过已销号" in page
+    english = _client(app, "en")
+    _sign_in(english, "city-op")
+    assert "finding f-pd-2: venue_code, Major" in english.get(f"/timeline/{city.unit}").text
+    district = _client(app)
+    _sign_in(district, "pd-op")
+    assert district.get(f"/timeline/{city.xuhui_unit}").status_code == 404

@@ -156,3 +156,24 @@ def test_each_record_carries_its_lines_receipt_as_the_received_at_header(
     (letter,) = [orjson.loads(v) for _, v in deployment.read("deadletter")]
     assert (letter["reason"], letter["line"]) == ("naive_timestamp", 3)
     assert letter["message"].startswith("received_at:")
+
+
+def test_inspection_records_are_keyed_by_their_unit(
+    kafka_bootstrap: str, deployment: Deployment, tmp_path: Path
+) -> None:
+    def inspection(n: int) -> bytes:
+        return orjson.dumps({"topic": "inspection", "value": {
+            "event_id": f"i{n}", "occurred_at": "2022-09-06T09:00:00+08:00",
+            "unit_id": f"venue-{n % 3}", "unit_kind": "venue", "district": "xuhui",
+            "record": "finding", "finding_id": f"f{n}", "category": "venue_code",
+            "severity": "major"}})
+
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b"\n".join(inspection(n) for n in range(9)) + b"\n")
+    done = subprocess.run([*CLOSEDLOOP, "produce", str(source)], env=deployment.env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    records = deployment.read("inspection")
+    assert len(records) == 9
+    keyed = {(key, orjson.loads(value)["unit_id"]) for key, value in records}
+    assert keyed == {(f"venue-{n}".encode(), f"venue-{n}") for n in range(3)}

@@ -13,10 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from helpers import area, at, checkpoint, clinic, sampling, to_line, travel
-from worker_harness import Deployment, distinct, replay
+from worker_harness import Deployment, replay
 
 T0 = "2022-09-06T09:00:00+08:00"
 UNTIL = "2022-09-08T12:00:00+08:00"
@@ -96,8 +95,4 @@ def test_entry_and_sentinel_edges_through_the_worker_equal_replay(
         "checkpoint", "travel"}
     deployment.start_worker()
     deployment.produce(path, until=UNTIL)
-    published = deployment.wait_for("alerts", len(alerts))
-    got = {a["alert_id"]: orjson.dumps(a, option=orjson.OPT_SORT_KEYS) for a in published}
-    assert got == {a["alert_id"]: orjson.dumps(a, option=orjson.OPT_SORT_KEYS) for a in alerts}
-    published_reports = deployment.wait_for("daily-report", len(reports))
-    assert sorted(distinct(published_reports)) == sorted(distinct(reports))
+    deployment.assert_publishes(alerts, reports)

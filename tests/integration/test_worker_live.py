@@ -239,8 +239,9 @@ def test_metrics_of_a_simulated_city_are_catalogued_sensible_and_anonymous(
     import yaml
 
     city = deployment.workdir / "city.jsonl"
-    # with a testing round (its coverage gauges), closed and caught up before the end
-    simulate(city, people=300, days=2, seed=11, round_=True)
+    # with a testing round (its coverage gauges), closed and caught up before the end, and
+    # supervision rounds (findings still open at the end)
+    simulate(city, people=300, days=2, seed=11, round_=True, inspections=True)
     until = "2022-09-09T00:00:00+08:00"
     expected, _ = replay(city, until, deployment.workdir)
     worker = deployment.start_worker()
@@ -315,9 +316,14 @@ def test_metrics_of_a_simulated_city_are_catalogued_sensible_and_anonymous(
     assert total(turnaround, "_count", stage="transport") > 0
     assert total(turnaround, "_count", stage="result") > 0
     assert total(families["closedloop_open_requirements"]) > 0
+    # open findings by district and severity: the city's findings still open at the end
+    findings = families["closedloop_findings_open"]
+    assert total(findings) > 0
+    assert {labels["severity"] for _, labels, _ in findings} <= {"critical", "major", "minor"}
     for _, labels, value in families["closedloop_consumer_lag_messages"]:
         assert value == 0, labels  # everything produced has been read
     lags = families["closedloop_watermark_lag_seconds"]
-    assert {labels["stage"] for _, labels, _ in lags} == {"tube", "person", "report"}
+    assert {labels["stage"] for _, labels, _ in lags} == {"tube", "person", "supervision",
+                                                          "report"}
     # event-clock mode: the clock is --until (or later, a tick) in 2022, years behind wall time
     assert all(value > 0 for _, _, value in lags)

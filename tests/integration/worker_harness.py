@@ -182,6 +182,17 @@ class Deployment:
         finally:
             consumer.close()
 
+    def assert_publishes(self, alerts: list[dict[str, Any]], reports: list[dict[str, Any]]
+                         ) -> None:
+        """The workers publish exactly ``alerts`` (by id and bytes) and ``reports``: what
+        replay made of the same file."""
+        published = self.wait_for("alerts", len(alerts))
+        got = {a["alert_id"]: orjson.dumps(a, option=orjson.OPT_SORT_KEYS) for a in published}
+        assert got == {a["alert_id"]: orjson.dumps(a, option=orjson.OPT_SORT_KEYS)
+                       for a in alerts}
+        published_reports = self.wait_for("daily-report", len(reports))
+        assert sorted(distinct(published_reports)) == sorted(distinct(reports))
+
     def wait_for(self, name: str, count: int, timeout: float = 240, settle: float = 3
                  ) -> list[dict[str, Any]]:
         """Records of a topic (distinct by value) once ``count`` are there and it is quiet."""
@@ -316,11 +327,14 @@ def _canonical(record: dict[str, Any]) -> bytes:
     return orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
 
 
-def simulate(path: Path, people: int, days: int, seed: int, *, round_: bool = False) -> None:
-    """``closedloop simulate``; ``round_`` adds a roster and a city-wide testing round."""
+def simulate(path: Path, people: int, days: int, seed: int, *, round_: bool = False,
+             inspections: bool = False) -> None:
+    """``closedloop simulate``; ``round_`` adds a roster and a city-wide testing round,
+    ``inspections`` supervision rounds over the city's units."""
     subprocess.run(
         [*CLOSEDLOOP, "simulate", "--people", str(people), "--days", str(days), "--seed",
-         str(seed), "-o", str(path), *(["--round"] if round_ else [])],
+         str(seed), "-o", str(path), *(["--round"] if round_ else []),
+         *(["--inspections"] if inspections else [])],
         check=True, capture_output=True, timeout=120,
     )
 

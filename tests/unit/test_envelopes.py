@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
+from closedloop.schemas.events import KEY_FIELD
 from closedloop.streams.engine.envelopes import Publishable, Refused, blank, publishable
 
 
@@ -34,3 +36,20 @@ def test_a_good_line_is_its_topic_key_and_value() -> None:
     record = publishable(line)
     assert isinstance(record, Publishable)
     assert (record.topic, record.key) == ("followup", b"pp-00001")
+
+
+@pytest.mark.parametrize("topic", sorted(KEY_FIELD))
+def test_every_input_topic_is_keyed_by_its_contract_field(topic: str) -> None:
+    field = KEY_FIELD[topic]
+    line = orjson.dumps({"topic": topic, "value": {"event_id": "e1", field: "unit-0001"}})
+    record = publishable(line)
+    assert isinstance(record, Publishable)
+    assert (record.topic, record.key) == (topic, b"unit-0001")
+
+
+def test_an_inspection_is_keyed_by_its_unit() -> None:
+    line = (b'{"topic": "inspection", "value": {"event_id": "i1", "occurred_at": '
+            b'"2022-09-06T09:00:00+08:00", "unit_id": "venue-17", "unit_kind": "venue", '
+            b'"district": "xuhui", "record": "rectified", "finding_id": "f-1"}}')
+    record = publishable(line)
+    assert isinstance(record, Publishable) and record.key == b"venue-17"

@@ -13,6 +13,7 @@ import orjson
 from helpers import T0, at, epoch, followup, lab, policy, sampling, travel
 from prometheus_client import CollectorRegistry
 
+from closedloop.agents import supervision
 from closedloop.agents.state import TubeState
 from closedloop.schemas.decode import Rejection, decode_event
 from closedloop.streams.engine.clock import MIN_EPOCH
@@ -185,3 +186,41 @@ def test_an_entry_is_observed_by_topic_and_counted_late_by_topic() -> None:
              for sample in metric.samples if sample.name.startswith(("closedloop_entry",
                                                                    "closedloop_entries"))}
     assert names and all(set(labels) <= {"topic", "le"} for labels in names.values())
+
+
+def _unit(*findings: tuple[str, str, str, str | None]) -> supervision.UnitState:
+    """A unit's state with findings (finding_id, district, severity, last recheck result)."""
+    st = supervision.UnitState()
+    for finding_id, district, severity, result in findings:
+        steps = [] if result is None else [supervision.Step("recheck", 200, result)]
+        st.findings[finding_id] = supervision.Finding(
+            finding_id=finding_id, at=100, category="venue_code", severity=severity,
+            unit_kind="venue", district=district, steps=steps)
+    return st
+
+
+def test_open_findings_are_counted_by_district_and_severity_never_by_unit() -> None:
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(policy(), registry)
+    units = {"venue-1": _unit(("f1", "xuhui", "major", None), ("f2", "xuhui", "major", "fail"),
+                              ("f3", "xuhui", "minor", "pass")),
+             "site-2": _unit(("g1", "jingan", "critical", None))}
+    metrics.assigned("supervision", 0, [("venue-1", units["venue-1"])])
+    metrics.assigned("supervision", 1, [("site-2", units["site-2"])])
+    metrics.refresh(1000, {}, [])
+
+    def value(**labels: str) -> float | None:
+        return registry.get_sample_value("closedloop_findings_open", labels)
+
+    assert value(district="xuhui", severity="major") == 2
+    assert value(district="xuhui", severity="minor") is None  # closed: no series
+    assert value(district="jingan", severity="critical") == 1
+    units["venue-1"].findings["f1"].steps.append(supervision.Step("recheck", 300, "pass"))
+    metrics.touched("supervision", 0, ["venue-1"], units.get)
+    metrics.revoked("supervision", 1)
+    metrics.refresh(1000, {}, [])
+    assert value(district="xuhui", severity="major") == 1
+    assert value(district="jingan", severity="critical") == 0  # moved away: 0, not stale
+    labels = {tuple(sorted(sample.labels)) for family in registry.collect()
+              if family.name == "closedloop_findings_open" for sample in family.samples}
+    assert labels == {("district", "severity")}

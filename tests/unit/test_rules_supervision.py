@@ -7,14 +7,19 @@ repeat_window 90 d; orphan_after 24 h. Every instant below is local (+08:00).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
+from hypothesis import given, settings
+from hypothesis import strategies as st_
 
 from closedloop.agents import supervision
+from closedloop.agents.calendar import Calendar
 from closedloop.agents.raised import Raised
 from closedloop.schemas.events import Inspection
+from closedloop.schemas.outputs import UnitStatus
 from closedloop.schemas.policy import default_policy
 
 POLICY = default_policy()
@@ -264,3 +269,214 @@ class TestStateAndReport:
         next_day = supervision.report_counts(POLICY, st, t(hours=12), t(hours=36))
         assert dict(next_day["xuhui"]) == {"findings_new": 0, "findings_open": 2,
                                            "rectifications_overdue": 2}
+
+
+class TestUnitStatus:
+    CAL = Calendar(POLICY.zone, POLICY.daily_cutoff)
+
+    def test_a_unit_status_lists_each_finding_with_its_steps_in_event_time(self) -> None:
+        # arrival order: the pass first, then the finding, then the failed recheck before it
+        records = [recheck(t(hours=30), "pass", "f2"), finding(t(hours=2), "f2",
+                                                               severity="minor"),
+                   rectified(t(hours=3), "f2"), recheck(t(hours=5), "fail", "f2"),
+                   finding(t(), "f1")]
+        _, st = run(records, until=t())
+        status = supervision.unit_status(POLICY, self.CAL, UNIT, st, t(hours=6))
+        assert status.unit_id == UNIT and status.updated_at == "2022-09-06T16:00:00+08:00"
+        assert [f.finding_id for f in status.findings] == ["f1", "f2"]
+        f1, f2 = status.findings
+        assert (f1.closed_at, f1.steps, f1.severity) == (None, [], "critical")
+        assert (f2.severity, f2.found_at) == ("minor", "2022-09-06T12:00:00+08:00")
+        assert [(s.record, s.at, s.result) for s in f2.steps] == [
+            ("rectified", "2022-09-06T13:00:00+08:00", None),
+            ("recheck", "2022-09-06T15:00:00+08:00", "fail"),
+            ("recheck", "2022-09-07T16:00:00+08:00", "pass")]
+        assert f2.closed_at == "2022-09-07T16:00:00+08:00"
+        assert msgspec.json.decode(msgspec.json.encode(status), type=UnitStatus) == status
+
+    def test_open_findings_count_by_district_and_severity_as_the_records_stand(self) -> None:
+        records = [finding(t(), "f1"), finding(t(hours=1), "f2", district="jingan",
+                                               severity="minor"),
+                   finding(t(hours=2), "f3"), recheck(t(hours=3), "pass", "f3"),
+                   finding(t(hours=4), "f4"), recheck(t(hours=5), "pass", "f4"),
+                   recheck(t(hours=6), "fail", "f4")]
+        _, st = run(records, until=t())
+        assert supervision.open_findings(POLICY, st) == {
+            ("xuhui", "critical"): 2, ("jingan", "minor"): 1}
+
+
+class TestOpenSpans:
+    def test_a_finding_is_open_until_a_pass_and_again_from_a_fail(self) -> None:
+        _, st = run([finding(t()), rectified(t(hours=1)), recheck(t(hours=2), "fail"),
+                     recheck(t(hours=3), "pass"), recheck(t(hours=4), "fail")], until=t())
+        assert supervision.open_spans(st.findings["f1"]) == [
+            (t(), t(hours=3)), (t(hours=4), None)]
+
+    def test_a_pass_at_the_findings_instant_leaves_no_span(self) -> None:
+        _, st = run([recheck(t(), "pass"), finding(t())], until=t())
+        assert supervision.open_spans(st.findings["f1"]) == []
+
+    @settings(max_examples=300, deadline=None)
+    @given(steps=st_.lists(st_.tuples(st_.sampled_from(["rectified", "pass", "fail"]),
+                                      st_.integers(-2, 8)), max_size=8))
+    def test_the_spans_are_exactly_the_instants_is_open_says(
+            self, steps: list[tuple[str, int]]) -> None:
+        item = supervision.Finding(
+            finding_id="f1", at=0, category="venue_code", severity="minor", unit_kind="venue",
+            district="xuhui", steps=[
+                supervision.Step("rectified", at) if kind == "rectified"
+                else supervision.Step("recheck", at, kind) for kind, at in steps])
+        spans = supervision.open_spans(item)
+        for at in range(-3, 10):
+            inside = any(start <= at and (end is None or at < end) for start, end in spans)
+            assert inside == supervision.is_open(POLICY, item, at), (at, spans)
+
+    def test_deltas_move_a_gauge_from_the_old_spans_to_the_new(self) -> None:
+        # a pass recheck arrives late and closes at 5 what was counted open from 0
+        assert supervision.span_deltas([(0, None)], [(0, 5)]) == [(5, -1)]
+        assert supervision.span_deltas([], [(0, 5), (7, None)]) == [(0, 1), (5, -1), (7, 1)]
+        assert supervision.span_deltas([(0, 5)], [(0, 5)]) == []
+        assert supervision.span_deltas([(0, 5), (5, None)], [(0, None)]) == []
+
+
+class TestReportEdges:
+    """The daily report's supervision columns at the window's edges (start, end]."""
+
+    def test_a_finding_and_a_lapse_exactly_at_the_cutoff_count_in_that_day(self) -> None:
+        _, st = run([finding(t(), "f1"), finding(t(hours=12), "f2")], until=t())
+        # f1 (critical) lapses at T0 + 24 h: a window ending exactly then counts it
+        day = supervision.report_counts(POLICY, st, t(hours=0), t(hours=24))
+        assert day["xuhui"]["rectifications_overdue"] == 1
+        assert day["xuhui"]["findings_new"] == 1  # f2; f1 is at the window's open start
+        before = supervision.report_counts(POLICY, st, t(hours=-1), t(hours=0))
+        assert before["xuhui"]["findings_new"] == 1 and before["xuhui"][
+            "rectifications_overdue"] == 0
+
+    def test_a_pass_exactly_at_the_cutoff_closes_it_in_that_report(self) -> None:
+        _, st = run([finding(t()), recheck(t(hours=10), "pass")], until=t())
+        assert supervision.report_counts(POLICY, st, t(hours=-1), t(hours=10))[
+            "xuhui"]["findings_open"] == 0
+        assert supervision.report_counts(POLICY, st, t(hours=-1), t(hours=10, seconds=-1))[
+            "xuhui"]["findings_open"] == 1
+
+    def test_a_recheck_failing_twice_counts_twice_in_its_days(self) -> None:
+        _, st = run([finding(t()), rectified(t(hours=1)), recheck(t(hours=2), "fail"),
+                     rectified(t(hours=3)), recheck(t(days=1, hours=2), "fail")], until=t())
+        assert supervision.report_counts(POLICY, st, t(hours=-1), t(hours=12))[
+            "xuhui"]["rechecks_failed"] == 1
+        assert supervision.report_counts(POLICY, st, t(hours=12), t(hours=36))[
+            "xuhui"]["rechecks_failed"] == 1
+
+
+def _report_by_parts(parts: list[supervision.Part], start: int, end: int
+                     ) -> dict[str, dict[str, int]]:
+    """What the report stage makes of the parts for the window (start, end]: counts in it,
+    and the findings_open gauge summed up to its end."""
+    out: dict[str, dict[str, int]] = {}
+    for part in parts:
+        row = out.setdefault(part.district, {})
+        if part.field == "findings_open":
+            if part.at <= end:
+                row[part.field] = row.get(part.field, 0) + part.d
+        elif start < part.at <= end:
+            row[part.field] = row.get(part.field, 0) + part.d
+    return {district: {k: v for k, v in row.items() if v} for district, row in out.items()}
+
+
+def _counted_run(records: list[Inspection], until: int, lateness: int = 300
+                 ) -> tuple[supervision.UnitState, list[supervision.Part]]:
+    """The stage's way: each record applied, then everything due at the watermark fired."""
+    st = supervision.UnitState()
+    parts: list[supervision.Part] = []
+    clock = None
+    for item in records:
+        at = int(item.occurred_at.timestamp())
+        parts += supervision.on_inspection_counted(POLICY, st, item, at)[1]
+        clock = max(clock or at - lateness, at - lateness)
+        parts += supervision.fire_counted(POLICY, st, UNIT, clock)[1]
+    parts += supervision.fire_counted(POLICY, st, UNIT, until)[1]
+    return st, parts
+
+
+class TestReportParts:
+    def test_the_parts_make_the_same_report_as_the_units_state(self) -> None:
+        records = [finding(t(), "f1"), finding(t(hours=1), "f2", category="roster",
+                                               district="jingan", severity="minor"),
+                   rectified(t(hours=2), "f2"), recheck(t(hours=3), "fail", "f2"),
+                   finding(t(hours=4), "f3"), recheck(t(hours=30), "pass", "f1"),
+                   rectified(t(hours=40), "f2"), recheck(t(hours=50), "pass", "f2")]
+        st, parts = _counted_run(records, until=t(days=5))
+        for day in range(-1, 5):
+            start, end = t(hours=12 + 24 * (day - 1)), t(hours=12 + 24 * day)
+            expected = {district: {k: v for k, v in counts.items() if v}
+                        for district, counts in supervision.report_counts(
+                            POLICY, st, start, end).items()}
+            got = _report_by_parts(parts, start, end)
+            assert {d: c for d, c in got.items() if c} == {
+                d: c for d, c in expected.items() if c}, day
+
+    def test_a_pass_arriving_late_moves_the_gauge_back_at_its_own_instant(self) -> None:
+        st = supervision.UnitState()
+        _, first = supervision.on_inspection_counted(POLICY, st, finding(t()), t())
+        _, late = supervision.on_inspection_counted(
+            POLICY, st, recheck(t(hours=2), "pass"), t(hours=2))
+        assert first == [supervision.Part("xuhui", t(), "findings_new", 1),
+                         supervision.Part("xuhui", t(), "findings_open", 1)]
+        assert late == [supervision.Part("xuhui", t(hours=2), "findings_open", -1)]
+        # a duplicate finding changes nothing
+        assert supervision.on_inspection_counted(POLICY, st, finding(t(hours=3)),
+                                                 t(hours=3))[1] == []
+
+    def test_a_finding_forgotten_while_open_leaves_the_gauge_when_forgotten(self) -> None:
+        st, parts = _counted_run([finding(t(), severity="minor"), rectified(t(hours=1)),
+                                  recheck(t(hours=2), "fail")], until=t(days=200))
+        assert st.findings == {}
+        opened = [p for p in parts if p.field == "findings_open"]
+        assert sum(p.d for p in opened) == 0 and opened[-1].d == -1
+        assert opened[-1].at > t(days=90)
+
+    @settings(max_examples=150, deadline=None)
+    @given(steps=st_.lists(st_.tuples(st_.sampled_from(["finding", "rectified", "pass",
+                                                        "fail"]),
+                                      st_.sampled_from(["f1", "f2", "f3"]),
+                                      st_.integers(0, 24 * 12)), max_size=14))
+    def test_any_story_in_time_order_reports_the_same_by_parts(
+            self, steps: list[tuple[str, str, int]]) -> None:
+        records = []
+        for kind, finding_id, hours in sorted(steps, key=lambda s: s[2]):
+            when = t(hours=hours)
+            records.append(finding(when, finding_id, severity="critical") if kind == "finding"
+                           else rectified(when, finding_id) if kind == "rectified"
+                           else recheck(when, kind, finding_id))
+        st, parts = _counted_run(records, until=t(days=30))
+        for day in range(0, 30, 3):
+            start, end = t(hours=24 * day), t(hours=24 * (day + 3))
+            expected = {district: {k: v for k, v in counts.items() if v}
+                        for district, counts in supervision.report_counts(
+                            POLICY, st, start, end).items()}
+            assert {d: c for d, c in _report_by_parts(parts, start, end).items() if c} == {
+                d: c for d, c in expected.items() if c}, day
+
+
+class TestForgetDue:
+    def test_a_finding_is_forgotten_exactly_at_its_forget_due(self) -> None:
+        _, st = run([finding(t()), recheck(t(hours=1), "pass"),
+                     finding(t(days=10), "f2", category="roster")], until=t())
+        due = supervision.forget_due(POLICY, st)
+        assert due == t(days=90, hours=1, seconds=1)
+        supervision.fire(POLICY, st, UNIT, due - 1)
+        assert set(st.findings) == {"f1", "f2"}
+        supervision.fire(POLICY, st, UNIT, due)
+        assert set(st.findings) == {"f2"}
+        assert supervision.forget_due(POLICY, st) == t(days=100, seconds=1)
+
+    def test_a_finding_with_a_lapse_still_due_is_kept_until_it(self) -> None:
+        # a city whose repeat_window is shorter than a minor finding's rectification window
+        short = replace(POLICY, repeat_window=HOUR)
+        st = supervision.UnitState()
+        supervision.on_inspection(short, st, finding(t(), severity="minor"), t())
+        assert supervision.forget_due(short, st) == t(hours=168)
+        supervision.fire(short, st, UNIT, t(hours=168) - 1)
+        assert "f1" in st.findings
+        assert supervision.fire(short, st, UNIT, t(hours=168)).alerts  # the lapse, then gone
+        assert st.findings == {}

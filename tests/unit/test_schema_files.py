@@ -40,8 +40,8 @@ ASYNCAPI = SCHEMA_DIR / "asyncapi.yaml"
 PERSON = "pz:c4ca4238a0b923820dcc509a6f75849b"
 
 OUTPUT_TOPICS = ("alerts", "escalations", "person-status", "daily-report", "deadletter",
-                 "round-report")
-INTERNAL_TOPICS = ("person-tests", "report-parts", "tube-ticks")
+                 "round-report", "unit-status")
+INTERNAL_TOPICS = ("person-tests", "report-parts", "tube-ticks", "unit-ticks")
 ALL_TOPICS = {f"closedloop.{name}.v1" for name in (*MODELS, *OUTPUT_TOPICS, *INTERNAL_TOPICS)}
 
 
@@ -418,7 +418,7 @@ def test_asyncapi_cleanup_and_retention(asyncapi: dict[str, Any]) -> None:
         for channel in asyncapi["channels"].values()
     }
     compacted = {name for name, c in config.items() if c["cleanup.policy"] == ["compact"]}
-    assert compacted == {"person-status", "cohort", "population"}
+    assert compacted == {"person-status", "unit-status", "cohort", "population"}
     for name in ("sampling", "lab", "travel", "followup", "action"):
         assert config[name]["retention.ms"] == 30 * day
     assert config["alerts"]["retention.ms"] == 90 * day

@@ -26,20 +26,24 @@ class TestTheTopology:
         assert set(TOPOLOGY.inputs) == set(KEY_FIELD)
         assert all(TOPOLOGY.topic[name].key == key for name, key in KEY_FIELD.items())
 
-    def test_each_input_a_stage_reads_has_one_owner_and_an_action_reaches_both_keyed_stages(
+    def test_each_input_a_stage_reads_has_one_owner_and_an_action_reaches_every_keyed_stage(
             self) -> None:
         assert TOPOLOGY.owner["sampling"] == "tube" and TOPOLOGY.owner["travel"] == "person"
         assert TOPOLOGY.owner["area"] == TOPOLOGY.owner["round"] == "tube"
-        assert TOPOLOGY.readers["action"] == ("tube", "person")
-        assert [stage.name for stage in TOPOLOGY.appliers["action"]] == ["tube", "person"]
+        assert TOPOLOGY.owner["inspection"] == "supervision"
+        # an alert's subject is a tube, a person or a unit: its action reaches each stage
+        assert TOPOLOGY.readers["action"] == ("tube", "person", "supervision")
+        assert [stage.name for stage in TOPOLOGY.appliers["action"]] == [
+            "tube", "person", "supervision"]
         assert TOPOLOGY.appliers["area"] == TOPOLOGY.appliers["round"] == ()
 
     def test_marks_go_downstream_and_ticks_to_every_stage_with_a_clock_of_its_own(
             self) -> None:
         assert TOPOLOGY.marks == {"tube": ("person-tests", "report-parts"),
-                                  "person": ("report-parts",), "report": ()}
-        assert TOPOLOGY.ticks == ("tube-ticks", "person-tests")
-        assert TOPOLOGY.upstream_partitions("report", 4) == 8
+                                  "person": ("report-parts",),
+                                  "supervision": ("report-parts",), "report": ()}
+        assert TOPOLOGY.ticks == ("tube-ticks", "person-tests", "unit-ticks")
+        assert TOPOLOGY.upstream_partitions("report", 4) == 12
 
     def test_items_travel_on_the_internal_topic_of_the_stage_that_receives_them(self) -> None:
         assert TOPOLOGY.route[Sampled] == "person-tests"
@@ -53,27 +57,26 @@ class TestTheTopology:
         assert specs.keys() == TOPOLOGY.topic.keys()
         compacted = {name for name, spec in specs.items()
                      if spec.config["cleanup.policy"] == "compact"}
-        assert compacted == {"cohort", "population", "person-status"}
+        assert compacted == {"cohort", "population", "person-status", "unit-status"}
         assert specs["tube-ticks"].config["retention.ms"] == str(7 * 86_400_000)
 
 
 class TestANewLoop:
     def test_a_stage_and_its_topics_are_one_entry_each(self) -> None:
-        # given a stage keyed by unit reading its own input, marked by the person stage and
-        # contributing to the daily report
-        unit = Stage("unit", ReportState, {}, {})
+        # given a stage keyed by source reading its own input, marked by the person stage
+        source = Stage("source", ReportState, {}, {})
         grown = Topology(
             topics=(*TOPOLOGY.topics,
-                    Topic("inspection", "input", "unit_id", retention_days=30),
-                    Topic("unit-parts", "internal", "unit_id", retention_days=7)),
+                    Topic("audit", "input", "source_id", retention_days=30),
+                    Topic("source-parts", "internal", "source_id", retention_days=7)),
             stages=(*TOPOLOGY.stages,
-                    Wiring(unit, "unit-parts", owns=("inspection",), upstream=("person",))))
+                    Wiring(source, "source-parts", owns=("audit",), upstream=("person",))))
         # then everything else follows
-        assert grown.readers["inspection"] == ("unit",)
-        assert grown.owner["inspection"] == "unit"
-        assert grown.marks["person"] == ("report-parts", "unit-parts")
-        assert grown.ticks == ("tube-ticks", "person-tests", "unit-parts")
-        assert "inspection" in grown.inputs and "unit-parts" in grown.internal
+        assert grown.readers["audit"] == ("source",)
+        assert grown.owner["audit"] == "source"
+        assert grown.marks["person"] == ("report-parts", "source-parts")
+        assert grown.ticks == ("tube-ticks", "person-tests", "unit-ticks", "source-parts")
+        assert "audit" in grown.inputs and "source-parts" in grown.internal
 
     def test_a_stage_reading_a_topic_nobody_declared_is_refused(self) -> None:
         with pytest.raises(ValueError, match="unit-parts"):
@@ -82,7 +85,7 @@ class TestANewLoop:
 
     def test_an_upstream_stage_must_come_first(self) -> None:
         stages = list(TOPOLOGY.stages)
-        stages[1] = replace(stages[1], upstream=("report",))
+        stages[1] = replace(stages[1], upstream=("report",))  # the person stage
         with pytest.raises(ValueError, match="upstream"):
             Topology(topics=TOPOLOGY.topics, stages=tuple(stages))
 

@@ -1,0 +1,60 @@
+"""Supervision at its edges on the real broker (``tests/replay/test_supervision.py`` has the
+same file through replay and the in-memory bus): the worker (``produce`` + ``clock --until``
++ ``worker --clock event``, four partitions, units spread over them) must publish exactly the
+alerts and daily reports replay makes of it, and each unit's findings on
+``unit-status``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from helpers import at, supervision_edges, to_line
+from worker_harness import CLOSEDLOOP, Deployment, replay
+
+T0 = "2022-09-06T09:00:00+08:00"
+UNTIL = at(T0, days=100)
+
+
+@pytest.fixture
+def deployment(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Deployment]:
+    deployed = Deployment(kafka_bootstrap, tmp_path)
+    yield deployed
+    deployed.stop_all()
+
+
+def test_supervision_edges_through_the_worker_equal_replay(
+        deployment: Deployment, tmp_path: Path) -> None:
+    path = tmp_path / "edges.jsonl"
+    path.write_bytes(b"".join(to_line(event) + b"\n" for event in supervision_edges(T0)))
+    alerts, reports = replay(path, UNTIL, tmp_path)
+    assert {a["kind"] for a in alerts} == {"rectification_overdue", "recheck_missed",
+                                           "recheck_failed", "repeat_offender"}
+    deployment.start_worker()
+    deployment.produce(path, until=UNTIL)
+    deployment.assert_publishes(alerts, reports)
+    # the ledger's feed: every unit's latest status names its findings
+    statuses: dict[str, dict[str, object]] = {}
+    for key, value in deployment.read("unit-status"):
+        if value is not None and key is not None:
+            statuses[key.decode()] = orjson.loads(value)
+    assert {"u-fail-twice", "u-repeat", "u-dup"} <= set(statuses)
+    fail_twice = statuses["u-fail-twice"]["findings"]
+    assert isinstance(fail_twice, list) and fail_twice[0]["closed_at"] == at(T0, hours=6)
+    # the sink writes them into the ledger; closedloop timeline shows a unit's story
+    ledger = f"sqlite:///{tmp_path / 'ledger.db'}"
+    sunk = subprocess.run([*CLOSEDLOOP, "sink", "--ledger", ledger, "--idle-exit", "3",
+                           "--from-beginning"], env=deployment.env, capture_output=True,
+                          text=True, timeout=120)
+    assert sunk.returncode == 0, sunk.stderr
+    shown = subprocess.run([*CLOSEDLOOP, "timeline", "u-fail-twice", "--ledger", ledger,
+                            "--format", "json"], env=deployment.env, capture_output=True,
+                           timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    whats = [entry["what"] for entry in orjson.loads(shown.stdout)]
+    assert whats.count("recheck") == 3 and whats.count("rectified") == 3
+    assert whats.count("finding") == 1 and whats.count("alert") == 2
