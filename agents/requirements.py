@@ -151,7 +151,10 @@ def raise_alert(
     ``alerts`` has its listed kinds). Any other alert opens its escalation on this key, unless
     ``escalate`` is False because another key owns the subject (it is forwarded there).
     """
-    ident = alert_id(kind, subject, due)
+    # an escalation is of one alert: two alerts of a subject escalating at one instant (one
+    # raised when the other reached its second level) are two escalations, not one
+    ident = (alert_id(kind, f"{subject}\x1f{details['alert_id']}", due)
+             if kind == "escalated" and details is not None else alert_id(kind, subject, due))
     sent = st.sent
     if sent is None:
         st.sent = sent = {}

@@ -24,11 +24,14 @@ from helpers import (
     travel,
 )
 
+from closedloop.agents.calendar import Calendar
 from closedloop.agents.person import person_status
-from closedloop.agents.requirements import Context
+from closedloop.agents.requirements import Context, raise_alert
+from closedloop.agents.state import PersonState
 from closedloop.schemas.ids import alert_id
 from closedloop.schemas.instants import parse_instant
 from closedloop.schemas.outputs import ALERT_KINDS
+from closedloop.schemas.policy import default_policy
 from closedloop.streams.engine.embedded import EmbeddedDriver, Origin
 
 PERSON = "traveller-01"
@@ -65,7 +68,8 @@ class TestPersonAlert:
         assert escalation["subject"] == PERSON and escalation["person_id"] == PERSON
         assert escalation["district"] == "district-a" and escalation["tube_id"] is None
         assert escalation["due_at"] == escalation["raised_at"] == at(T0, hours=4)
-        assert escalation["alert_id"] == alert_id("escalated", PERSON, epoch(at(T0, hours=4)))
+        assert escalation["alert_id"] == alert_id("escalated", f"{PERSON}\x1f{UNLOCATED}",
+                                                  epoch(at(T0, hours=4)))
         # and the alerts output keeps to the contract's nine kinds
         assert [a["alert_id"] for a in alerts] == [UNLOCATED]
 
@@ -286,3 +290,18 @@ def _line(item: dict[str, Any]) -> bytes:
     import json
 
     return json.dumps(item).encode()
+
+
+def test_two_alerts_of_a_subject_escalating_at_one_instant_are_two_escalations() -> None:
+    # given two alerts of one person, one at its third level when the other reaches its second
+    pol = default_policy()
+    ctx = Context(pol, Calendar(pol.zone, pol.daily_cutoff), epoch(at(T0, hours=6)))
+    st = PersonState()
+    due = epoch(at(T0, hours=6))
+    # when both escalate at that instant
+    for of, level in ((UNLOCATED, 3), (SLA, 2)):
+        raise_alert(ctx, st, kind="escalated", subject=PERSON, due=due,
+                    details={"alert_id": of, "alert_kind": "unlocated", "level": level})
+    # then each is escalated, under an id of its own
+    assert [e.details["alert_id"] for e in ctx.out.escalations] == [UNLOCATED, SLA]
+    assert len({e.alert_id for e in ctx.out.escalations}) == 2
