@@ -1,7 +1,7 @@
 """Supervision at its edges on the real broker (``tests/replay/test_supervision.py`` has the
 same file through replay and the in-memory bus): the worker (``produce`` + ``clock --until``
 + ``worker --clock event``, four partitions, units spread over them) must publish exactly the
-alerts and daily reports replay makes of it, and each unit's findings on
+alerts, escalations and daily reports replay makes of it, and each unit's findings on
 ``unit-status``.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 from helpers import at, supervision_edges, to_line
-from worker_harness import CLOSEDLOOP, Deployment, replay
+from worker_harness import CLOSEDLOOP, Deployment, replay_outputs
 
 T0 = "2022-09-06T09:00:00+08:00"
 UNTIL = at(T0, days=100)
@@ -31,12 +31,19 @@ def test_supervision_edges_through_the_worker_equal_replay(
         deployment: Deployment, tmp_path: Path) -> None:
     path = tmp_path / "edges.jsonl"
     path.write_bytes(b"".join(to_line(event) + b"\n" for event in supervision_edges(T0)))
-    alerts, reports = replay(path, UNTIL, tmp_path)
+    expected = replay_outputs(path, UNTIL, tmp_path)
+    alerts, reports, escalations = (expected["alerts"], expected["daily-report"],
+                                    expected["escalations"])
+    # a unit's recheck failing twice, 2 h apart: its alerts escalate at one instant too
+    assert len({e["details"]["alert_id"] for e in escalations}) >= 2
     assert {a["kind"] for a in alerts} == {"rectification_overdue", "recheck_missed",
                                            "recheck_failed", "repeat_offender"}
     deployment.start_worker()
     deployment.produce(path, until=UNTIL)
     deployment.assert_publishes(alerts, reports)
+    published = deployment.wait_for("escalations", len(escalations))
+    assert ({e["alert_id"]: e for e in published}
+            == {e["alert_id"]: e for e in escalations})
     # the ledger's feed: every unit's latest status names its findings
     statuses: dict[str, dict[str, object]] = {}
     for key, value in deployment.read("unit-status"):

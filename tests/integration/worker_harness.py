@@ -297,9 +297,10 @@ def replay(
 
 
 def replay_outputs(path: Path, until: str, workdir: Path) -> dict[str, list[dict[str, Any]]]:
-    """``closedloop replay``'s alerts, daily and round reports, by the worker's topic names."""
+    """``closedloop replay``'s alerts, escalations, daily and round reports, by the worker's
+    topic names."""
     options = {"alerts": "--alerts", "daily-report": "--reports",
-               "round-report": "--round-reports"}
+               "round-report": "--round-reports", "escalations": "--escalations"}
     files = {name: workdir / f"replay-{name}.jsonl" for name in options}
     subprocess.run(
         [*CLOSEDLOOP, "replay", str(path), "--until", until, "--quiet",
