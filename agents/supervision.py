@@ -284,12 +284,15 @@ def forget_due(policy: Policy, st: UnitState) -> int | None:
     return min(dues, default=None)
 
 
+COUNTED: Final = ("duplicate_findings", "orphan_records", "rectifications_ignored")
+"""What :func:`counted` counts, by name."""
+
+
 def counted(policy: Policy, st: UnitState) -> Counter[str]:
     """What the unit ignored, as §4 says to count it: findings given again, records whose
     finding never came, rectifications that started nothing (of the findings still kept)."""
     ignored = sum(timeline(policy, finding)[2] for finding in st.findings.values())
-    return Counter({"duplicate_findings": st.duplicates, "orphan_records": st.orphaned,
-                    "rectifications_ignored": ignored})
+    return Counter(dict(zip(COUNTED, (st.duplicates, st.orphaned, ignored), strict=True)))
 
 
 # -- the daily report --------------------------------------------------------------------------

@@ -254,6 +254,9 @@ class WorkerLoop:
         if done.effects.actions_dropped:  # kept for an alert that never came
             telemetry.actions_ignored.labels("not_subjects_alert").inc(
                 done.effects.actions_dropped)
+        if done.effects.counted:  # what a rule ignored: counted, never silently dropped
+            for what, n in done.effects.counted.items():
+                telemetry.ignored.labels(what).inc(n)
         if done.entry is not None:
             inc(telemetry.entries, *done.entry)
         if done.rejection is not None:

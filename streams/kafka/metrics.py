@@ -294,6 +294,13 @@ class WorkerMetrics:
                                 "topic", "reason")
         self.duplicates = counter("closedloop_duplicate_events_total",
                                   "duplicate event_ids ignored", "topic")
+        self.ignored = counter(
+            "closedloop_records_ignored_total",
+            "records a rule ignored and counted (the contract's supervision records: findings "
+            "given again, records whose finding never came, rectifications before a recheck)",
+            "what")
+        for what in supervision.COUNTED:  # every series from the start, at 0
+            self.ignored.labels(f"supervision:{what}")
         self.raised = counter("closedloop_alerts_raised_total", "alerts raised", "kind")
         self.actions = counter("closedloop_alert_actions_total",
                                "operator actions applied from the action topic", "action")

@@ -316,6 +316,12 @@ def test_metrics_of_a_simulated_city_are_catalogued_sensible_and_anonymous(
     assert total(turnaround, "_count", stage="transport") > 0
     assert total(turnaround, "_count", stage="result") > 0
     assert total(families["closedloop_open_requirements"]) > 0
+    # what the supervision rules ignored is counted by what it was, from 0 (this city's
+    # inspections hold no duplicate finding nor orphan record)
+    ignored = families["closedloop_records_ignored_total"]
+    assert {labels["what"] for _, labels, _ in ignored} == {
+        "supervision:duplicate_findings", "supervision:orphan_records",
+        "supervision:rectifications_ignored"}
     # open findings by district and severity: the city's findings still open at the end
     findings = families["closedloop_findings_open"]
     assert total(findings) > 0

@@ -8,6 +8,7 @@ alerts, escalations and daily reports replay makes of it, and each unit's findin
 from __future__ import annotations
 
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,9 +39,13 @@ def test_supervision_edges_through_the_worker_equal_replay(
     assert len({e["details"]["alert_id"] for e in escalations}) >= 2
     assert {a["kind"] for a in alerts} == {"rectification_overdue", "recheck_missed",
                                            "recheck_failed", "repeat_offender"}
-    deployment.start_worker()
+    worker = deployment.start_worker()
     deployment.produce(path, until=UNTIL)
     deployment.assert_publishes(alerts, reports)
+    # what the rules ignored is counted as replay counts it: one of each in this file
+    assert ignored_counts(worker.web_port) == {  # type: ignore[attr-defined]
+        "supervision:duplicate_findings": 1, "supervision:orphan_records": 1,
+        "supervision:rectifications_ignored": 1}
     published = deployment.wait_for("escalations", len(escalations))
     assert ({e["alert_id"]: e for e in published}
             == {e["alert_id"]: e for e in escalations})
@@ -65,3 +70,14 @@ def test_supervision_edges_through_the_worker_equal_replay(
     whats = [entry["what"] for entry in orjson.loads(shown.stdout)]
     assert whats.count("recheck") == 3 and whats.count("rectified") == 3
     assert whats.count("finding") == 1 and whats.count("alert") == 2
+
+
+def ignored_counts(port: int) -> dict[str, float]:
+    """The worker's closedloop_records_ignored_total, by what."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    return {sample.labels["what"]: sample.value
+            for family in text_string_to_metric_families(text.decode())
+            if family.name == "closedloop_records_ignored"
+            for sample in family.samples if sample.name.endswith("_total")}
