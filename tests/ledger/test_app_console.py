@@ -190,6 +190,10 @@ def test_known_districts_and_kinds_are_the_callers_read_value_by_value(filled: E
             "round_missed", "test_missed"]
         assert queries.kinds_present(connection, ["positive", "test_missed"],
                                      frozenset({"pudong"})) == ["test_missed"]
+        # an account's districts are those of its scope that hold an alert
+        assert queries.distinct_values(connection, "district",
+                                       frozenset({"pudong", "xuhui", "nowhere"})) == [
+            "pudong", "xuhui"]
 
 
 def test_a_round_with_a_report_is_known_without_reading_the_alerts(ledger: Engine) -> None:
