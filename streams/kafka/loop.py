@@ -39,7 +39,7 @@ import msgspec
 
 from closedloop.schemas.decode import Rejection, dead_letter
 from closedloop.schemas.policy import Policy
-from closedloop.streams.engine import gc_tuning
+from closedloop.streams.engine import gc_tuning, malloc_tuning
 from closedloop.streams.engine.clock import wall_now
 from closedloop.streams.engine.records import Batch, Handled, Outgoing, Record, handle_record
 from closedloop.streams.engine.stage_runner import AnyRunner
@@ -192,6 +192,7 @@ class WorkerLoop:
         from aiokafka.errors import KafkaError
 
         gc_tuning.throughput()
+        malloc_tuning.give_back_large_blocks()
         self._stopping = stopping
         while not stopping():
             batch = await self.consumer.getmany(timeout_ms=100, max_records=self.max_records)
