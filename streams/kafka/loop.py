@@ -65,9 +65,13 @@ about once per batch, small enough to apply in a few seconds."""
 YIELD_EVERY = 2_000
 """Records applied between two yields to the event loop (a fraction of a second): the
 consumer's heartbeats must reach the group coordinator within its session timeout."""
-MAX_BATCH_BYTES = 1_000_000
+MAX_BATCH_BYTES = 512 * 1024
 """The producer's batch size: a pack and a batch's changelog go out in a few requests (the
-broker's default limit is about 1 MB)."""
+broker's default limit is about 1 MB). Each topic partition a batch writes holds one being
+filled and one or two sent and not yet acknowledged, so a smaller size lowers the worker's
+peak (``closedloop bench memory``: 1 MB, 3,237 bytes a person; 512 KiB, 2,867). It must
+hold the largest record a batch writes: a partition's event ids of one hour, one 15-byte
+digest per input record (:data:`MAX_RECORDS`), ~400 KB of JSON."""
 TRANSACTION_TIMEOUT_MS = 10_000
 """How long a crashed worker's open transaction holds back readers of the partitions it
 wrote, when no restart with the same data directory aborts it sooner."""
