@@ -30,6 +30,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import suppress
 from pathlib import Path
@@ -72,6 +73,12 @@ filled and one or two sent and not yet acknowledged, so a smaller size lowers th
 peak (``closedloop bench memory``: 1 MB, 3,237 bytes a person; 512 KiB, 2,867). It must
 hold the largest record a batch writes: a partition's event ids of one hour, one 15-byte
 digest per input record (:data:`MAX_RECORDS`), ~400 KB of JSON."""
+MAX_UNACKED_BYTES = 4 * 1024 * 1024
+"""Bytes of sent batches a transaction lets wait for the broker's acknowledgement before it
+makes more: a testing round's batch writes a status and a state for every person, and
+without a bound every batch of it waits in the producer at once, which set the worker's
+peak memory (``closedloop bench memory``: 2,867 bytes a person without the bound, 2,785
+with it)."""
 TRANSACTION_TIMEOUT_MS = 10_000
 """How long a crashed worker's open transaction holds back readers of the partitions it
 wrote, when no restart with the same data directory aborts it sooner."""
@@ -572,12 +579,16 @@ class _Sender:
     """Records into aiokafka batch builders, one per topic partition: a record appended costs
     a fraction of a ``send`` (no future and no accumulator lookup per record)."""
 
-    def __init__(self, producer: Any) -> None:
+    def __init__(self, producer: Any, max_unacked: int = MAX_UNACKED_BYTES) -> None:
         self.producer = producer
+        self.max_unacked = max_unacked
+        self.waits = 0  # times a batch's acknowledgement was awaited to stay under the bound
         self.builders: dict[tuple[str, int], Any] = {}
         self.sent: list[tuple[tuple[str, int], Any, int]] = []  # (where, future, records)
         self.records = 0
         self.full: list[tuple[tuple[str, int], Any]] = []  # filled, in order, not yet sent
+        self.unacked: deque[tuple[Any, int]] = deque()  # (future, bytes), oldest first
+        self.unacked_bytes = 0
 
     def append(self, topic: str, partition: int, key: bytes | None, value: bytes | None
                ) -> None:
@@ -610,8 +621,16 @@ class _Sender:
     async def _send(self, where: tuple[str, int], builder: Any) -> None:
         count = builder.record_count()
         if count:
+            size = builder.size()
             future = await self.producer.send_batch(builder, where[0], partition=where[1])
             self.sent.append((where, future, count))
+            self.unacked.append((future, size))
+            self.unacked_bytes += size
+            while self.unacked_bytes > self.max_unacked:
+                oldest, size = self.unacked.popleft()
+                self.unacked_bytes -= size
+                self.waits += 1
+                await oldest  # raises if it failed: the transaction is then aborted
 
     async def flush(self) -> None:
         """Send what is left and wait for every batch's acknowledgement (raises if one
