@@ -44,6 +44,7 @@ from closedloop.schemas.events import (
     Population,
     Travel,
 )
+from closedloop.schemas.instants import shared
 from closedloop.schemas.outputs import PersonStatus, PushStatus
 
 __all__ = ["HANDLERS", "PERSON_EVENTS", "forward_time", "on_event", "on_forward",
@@ -52,6 +53,8 @@ __all__ = ["HANDLERS", "PERSON_EVENTS", "forward_time", "on_event", "on_forward"
 PERSON_EVENTS: Final = (Travel, Followup, Cohort, Action, Population, Checkpoint, Clinic)
 """The person-keyed input events."""
 PRUNE_ABOVE: Final = 12  # facts kept per list before old ones are looked at
+PLACES: Final = 1 << 12  # distinct coordinates shared before the table starts anew
+_PLACES: dict[float, float] = {}
 
 HANDLERS: Final[dict[str, LapseHandler[PersonState]]] = {
     **travel.HANDLERS,
@@ -100,9 +103,10 @@ def on_forward(ctx: Context, st: PersonState, person_id: str, msg: Forward) -> N
     """A message the tube join re-keyed to this person."""
     if isinstance(msg, Sampled):
         # sites and districts repeat across a city's millions of samples, a tube id across
-        # its pool's members: one string each (~50 bytes a person saved on a pooled round)
-        sample = Sample(msg.at, intern(msg.tube), msg.pool, intern(msg.site), msg.lat,
-                        msg.lon, intern(msg.district))
+        # its pool's members: one string each (~50 bytes a person saved on a pooled round);
+        # a site's coordinates and a sampling's instant one object each, too (~90 a sample)
+        sample = Sample(shared(msg.at), intern(msg.tube), msg.pool, intern(msg.site),
+                        _place(msg.lat), _place(msg.lon), intern(msg.district))
         samples = st.samples
         if samples is None:
             st.samples = (sample,)
@@ -124,7 +128,7 @@ def on_forward(ctx: Context, st: PersonState, person_id: str, msg: Forward) -> N
                 identity.on_sampled(ctx, st, person_id, sample)
                 if len(samples) > PRUNE_ABOVE:
                     _prune(ctx, st)
-        keep_alive(ctx, st, msg.at)  # forward_time of a Sampled, without the call
+        keep_alive(ctx, st, sample.at)  # forward_time of a Sampled, without the call
         return
     if isinstance(msg, Retest):
         retests.on_retest_needed(ctx, st, person_id, msg)
@@ -133,6 +137,21 @@ def on_forward(ctx: Context, st: PersonState, person_id: str, msg: Forward) -> N
     elif isinstance(msg, Escalate):
         open_escalation(ctx, st, msg.alert, msg.entry, msg.at)
     keep_alive(ctx, st, forward_time(msg))
+
+
+def _place(coordinate: float | None) -> float | None:
+    """``coordinate`` as the float object already standing for it: a sample's are its
+    site's, and a city's samples come from a few hundred sites (each float is 24 bytes).
+    The table starts anew once it holds ``PLACES`` coordinates, so odd input keeps it small.
+    """
+    if not coordinate:  # None, or a zero: 0.0 and -0.0 are equal keys but print apart
+        return coordinate
+    kept = _PLACES.get(coordinate)
+    if kept is None:
+        if len(_PLACES) >= PLACES:
+            _PLACES.clear()
+        _PLACES[coordinate] = kept = coordinate
+    return kept
 
 
 @lru_cache(maxsize=256)

@@ -20,6 +20,7 @@ no such copy.
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 from hashlib import blake2b
 from typing import Final
@@ -30,6 +31,9 @@ __all__ = ["BUCKET", "DIGEST", "Dedup", "digest"]
 
 BUCKET: Final = 3600  # seconds of event time per expiry bucket
 DIGEST: Final = 15  # bytes of BLAKE2b digest a key is kept as (see above)
+_EMPTY_SET: Final = sys.getsizeof(set())  # a set's own object, before a table of its own
+_SLOT: Final = 16  # bytes of a set's table per slot (a hash and a pointer)
+_SPARSE: Final = 4  # a table of more slots than this per key is copied into a tighter one
 
 
 def digest(topic: str, event_id: str) -> bytes:
@@ -105,7 +109,22 @@ class Dedup:
         if self._new is not None:
             self._new = {}
         self._forgotten = []
+        self._compact()
         return {hour: b"".join(keys) for hour, keys in new.items()}, forgotten
+
+    def _compact(self) -> None:
+        """Copy the set of digests into a table sized for it if growth left it sparse.
+
+        Below 50,000 keys a set quadruples its table once three fifths of it are filled:
+        just after, a key has ~6.7 slots (~107 bytes of table). A copy is sized to 2–4 slots
+        a key, which is what a partition's few tens of thousands of ids would otherwise keep
+        until the next growth. Checked once per batch (:meth:`take`); a copy costs about
+        what the adds since the last growth did.
+        """
+        seen = self._seen
+        slots = (sys.getsizeof(seen) - _EMPTY_SET) // _SLOT
+        if slots > _SPARSE * len(seen):
+            self._seen = set(seen)
 
     def load(self, hour: int, digests: bytes) -> None:
         """Remember the digests :meth:`take` handed over for ``hour`` (a restore). Buckets are

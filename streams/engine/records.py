@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from sys import intern
 from typing import Protocol
 
 import msgspec
@@ -155,7 +156,9 @@ def _decode_keyed(record: Record, policy: Policy) -> tuple[str, Event | Rejectio
     decoded = record.refused or decode_event(
         record.topic, record.value, policy.cohorts, received_at=record.received_at,
         max_clock_skew=policy.max_clock_skew, receipt=record.own)
-    key = record.key.decode("utf-8", "replace") if record.key else ""
+    # interned, as replay's intake does: a key the state keeps is then one string shared by
+    # the partition's table, its deadline index and the other stages' states that name it
+    key = intern(record.key.decode("utf-8", "replace")) if record.key else ""
     field = KEY_FIELD[record.topic]
     if not isinstance(decoded, Rejection) and key != getattr(decoded, field):
         decoded = Rejection("bad_envelope", f"the message key is not the event's {field}")
@@ -243,7 +246,7 @@ def _internal(runner: AnyRunner, record: Record, counted: bool) -> RecordEffects
         return RecordEffects()  # validated by the tube stage; a newer engine's record, say
     if isinstance(item, _Pack):
         return _unpack(runner, record, item, counted)
-    key = record.key.decode() if record.key else ""
+    key = intern(record.key.decode()) if record.key else ""
     if isinstance(item, Contribution):
         return runner.on_counted(partition, key, item, item.at, record.topic, record.offset)
     if isinstance(item, RoundPart):  # a round's shares are kept apart from the districts
@@ -264,7 +267,7 @@ def _unpack(runner: AnyRunner, record: Record, pack: _Pack, counted: bool) -> Re
     effects = RecordEffects()
     for key, item in pack.items:
         if isinstance(item, Sampled | Result | Retest | Escalate):
-            runner.on_input(partition, key, item, person_rules.forward_time(item), None,
+            runner.on_input(partition, intern(key), item, person_rules.forward_time(item), None,
                             into=effects)
     return effects
 

@@ -112,7 +112,16 @@ class StageStore:
             data = self.parts[partition]
             for key in dirty:
                 value = data.get(key)
-                yield partition, key.encode(), None if value is None else _encode(value)
+                if value is None:
+                    yield partition, key.encode(), None
+                    continue
+                encoded = _encode(value)
+                if type(value) is DedupChunk:
+                    # Its digests are in the partition's Dedup from now on (a restore reads
+                    # them from the changelog): the row stays, empty, so that it is still
+                    # deleted once the retention passes its hour (~50 bytes a person).
+                    data[key] = DedupChunk(value.hour, b"")
+                yield partition, key.encode(), encoded
             dirty.clear()
 
     def restore(self, partition: int, records: Iterable[tuple[bytes | None, bytes | None]]

@@ -30,6 +30,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import suppress
 from pathlib import Path
@@ -39,7 +40,7 @@ import msgspec
 
 from closedloop.schemas.decode import Rejection, dead_letter
 from closedloop.schemas.policy import Policy
-from closedloop.streams.engine import gc_tuning
+from closedloop.streams.engine import gc_tuning, malloc_tuning
 from closedloop.streams.engine.clock import wall_now
 from closedloop.streams.engine.records import Batch, Handled, Outgoing, Record, handle_record
 from closedloop.streams.engine.stage_runner import AnyRunner
@@ -65,9 +66,25 @@ about once per batch, small enough to apply in a few seconds."""
 YIELD_EVERY = 2_000
 """Records applied between two yields to the event loop (a fraction of a second): the
 consumer's heartbeats must reach the group coordinator within its session timeout."""
-MAX_BATCH_BYTES = 1_000_000
+MAX_BATCH_BYTES = 512 * 1024
 """The producer's batch size: a pack and a batch's changelog go out in a few requests (the
-broker's default limit is about 1 MB)."""
+broker's default limit is about 1 MB). Each topic partition a batch writes holds one being
+filled and one or two sent and not yet acknowledged, so a smaller size lowers the worker's
+peak (``closedloop bench memory``: 1 MB, 3,237 bytes a person; 512 KiB, 2,867). It must
+hold the largest record a batch writes: a partition's event ids of one hour, one 15-byte
+digest per input record (:data:`MAX_RECORDS`), ~400 KB of JSON."""
+FETCH_MAX_BYTES = 8 * 1024 * 1024
+"""The most one fetch response may carry over all partitions (aiokafka's default: 50 MB). A
+worker reads a dozen topics on each of its partitions, and the responses it holds while a
+batch is applied and written set its peak memory (``closedloop bench memory``: 2,785
+bytes a person with the default, 2,684 with this); a batch still fills from the records
+already fetched (up to 4 MiB per partition)."""
+MAX_UNACKED_BYTES = 4 * 1024 * 1024
+"""Bytes of sent batches a transaction lets wait for the broker's acknowledgement before it
+makes more: a testing round's batch writes a status and a state for every person, and
+without a bound every batch of it waits in the producer at once, which set the worker's
+peak memory (``closedloop bench memory``: 2,867 bytes a person without the bound, 2,785
+with it)."""
 TRANSACTION_TIMEOUT_MS = 10_000
 """How long a crashed worker's open transaction holds back readers of the partitions it
 wrote, when no restart with the same data directory aborts it sooner."""
@@ -164,7 +181,8 @@ class WorkerLoop:
             group_id=self.app_id, enable_auto_commit=False, auto_offset_reset="earliest",
             isolation_level="read_committed",
             session_timeout_ms=10_000, heartbeat_interval_ms=1_000,
-            max_partition_fetch_bytes=4 * 1024 * 1024, **config)
+            max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=FETCH_MAX_BYTES,
+            **config)
         self.consumer.subscribe(self.reads, listener=_listener(self))
         await self.consumer.start()
 
@@ -192,6 +210,7 @@ class WorkerLoop:
         from aiokafka.errors import KafkaError
 
         gc_tuning.throughput()
+        malloc_tuning.give_back_large_blocks()
         self._stopping = stopping
         while not stopping():
             batch = await self.consumer.getmany(timeout_ms=100, max_records=self.max_records)
@@ -567,12 +586,16 @@ class _Sender:
     """Records into aiokafka batch builders, one per topic partition: a record appended costs
     a fraction of a ``send`` (no future and no accumulator lookup per record)."""
 
-    def __init__(self, producer: Any) -> None:
+    def __init__(self, producer: Any, max_unacked: int = MAX_UNACKED_BYTES) -> None:
         self.producer = producer
+        self.max_unacked = max_unacked
+        self.waits = 0  # times a batch's acknowledgement was awaited to stay under the bound
         self.builders: dict[tuple[str, int], Any] = {}
         self.sent: list[tuple[tuple[str, int], Any, int]] = []  # (where, future, records)
         self.records = 0
         self.full: list[tuple[tuple[str, int], Any]] = []  # filled, in order, not yet sent
+        self.unacked: deque[tuple[Any, int]] = deque()  # (future, bytes), oldest first
+        self.unacked_bytes = 0
 
     def append(self, topic: str, partition: int, key: bytes | None, value: bytes | None
                ) -> None:
@@ -605,8 +628,16 @@ class _Sender:
     async def _send(self, where: tuple[str, int], builder: Any) -> None:
         count = builder.record_count()
         if count:
+            size = builder.size()
             future = await self.producer.send_batch(builder, where[0], partition=where[1])
             self.sent.append((where, future, count))
+            self.unacked.append((future, size))
+            self.unacked_bytes += size
+            while self.unacked_bytes > self.max_unacked:
+                oldest, size = self.unacked.popleft()
+                self.unacked_bytes -= size
+                self.waits += 1
+                await oldest  # raises if it failed: the transaction is then aborted
 
     async def flush(self) -> None:
         """Send what is left and wait for every batch's acknowledgement (raises if one

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from closedloop.streams.engine.dedup import BUCKET, Dedup
+import sys
+
+from closedloop.streams.engine.dedup import BUCKET, Dedup, digest
 
 HOUR0 = 1_662_426_000 // BUCKET * BUCKET  # the start of an hour
 RETENTION = 72 * 3600
@@ -35,3 +37,19 @@ def test_an_id_is_remembered_until_the_retention_passed_its_hour() -> None:
     assert not dedup.seen("sampling", "ev-2", gone, gone)
     assert len(dedup) == 1
     assert not dedup.seen("sampling", "ev-1", gone, gone)
+
+
+def test_a_durable_dedup_keeps_its_set_compact_across_takes() -> None:
+    # 30,000 ids: a set that size has quadrupled its table to 131,072 slots (~4.4 a key)
+    dedup = Dedup(RETENTION, durable=True)
+    for n in range(30_000):
+        assert not dedup.seen("sampling", f"ev-{n}", HOUR0 + n % BUCKET, HOUR0)
+    new, forgotten = dedup.take()
+    assert sum(len(digests) for digests in new.values()) == 30_000 * 15 and not forgotten
+    table = (sys.getsizeof(dedup._seen) - sys.getsizeof(set())) // 16
+    assert table <= 4 * len(dedup) == 4 * 30_000
+    # the copy still knows every id, and still remembers new ones
+    assert all(dedup.seen("sampling", f"ev-{n}", HOUR0, HOUR0) for n in range(30_000))
+    assert not dedup.seen("sampling", "ev-new", HOUR0, HOUR0)
+    assert dedup.seen("sampling", "ev-new", HOUR0, HOUR0)
+    assert dedup.take()[0] == {HOUR0 // BUCKET: digest("sampling", "ev-new")}

@@ -130,6 +130,17 @@ def test_a_pack_is_cut_into_records_the_broker_takes() -> None:
     assert len(packs) == 3 and all(len(r.value or b"") < 1_000_000 for r in packs)
 
 
+def test_a_batchs_event_ids_of_one_hour_fit_in_one_producer_batch() -> None:
+    from closedloop.streams.engine.dedup import DIGEST
+    from closedloop.streams.engine.stage_runner import DedupChunk, dedup_key
+    from closedloop.streams.kafka.loop import MAX_BATCH_BYTES, MAX_RECORDS
+
+    # every record of a batch an input of one partition, all in one hour
+    row = msgspec.json.encode(DedupChunk(500_000, bytes(DIGEST) * MAX_RECORDS))
+    key = dedup_key(500_000, 9_999).encode()
+    assert len(row) + len(key) + 100 < MAX_BATCH_BYTES  # 100: the record's own framing
+
+
 def test_a_pack_of_contributions_counts_once_however_often_it_is_delivered() -> None:
     tables: dict[str, dict[str, object]] = {}
     run = runners(policy(), 1, lambda stage, _state: tables.setdefault(stage, {}))

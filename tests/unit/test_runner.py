@@ -177,6 +177,44 @@ def test_the_rows_of_an_hour_the_retention_passed_leave_the_table() -> None:
     assert old not in rows and len(rows) == 1
 
 
+def test_a_worker_keeps_the_event_ids_it_changelogged_once_and_still_expires_their_rows(
+) -> None:
+    from closedloop.agents.state import PersonState
+    from closedloop.streams.engine.stage_runner import DedupChunk
+    from closedloop.streams.engine.store import StageStore
+
+    # given a push applied on a worker's store and the batch's changelog written
+    store = StageStore(PersonState)
+    store.enter(0)
+    run = StageRunner(PERSON, policy(), store, upstream=0, inputs=("travel",),
+                      mark_every=10**9)
+    event = _travel_event("p:000000000001", PUSHED, "tr-1")
+    run.on_input(0, "p:000000000001", event, epoch(PUSHED), "tr-1", topic="travel", offset=0)
+    run.flush(store.enter)
+    log = [(key, value) for _, key, value in store.changes()]
+    (row,) = [key.decode() for key, _ in log if key.decode().startswith(DEDUP_PREFIX)]
+    # then the changelog holds the digests, and the store's row no longer does
+    kept = store.get(row)
+    assert isinstance(kept, DedupChunk) and kept.digests == b""
+    assert run.on_input(0, "p:000000000001", event, epoch(PUSHED), "tr-1", topic="travel",
+                        offset=1).duplicate
+    # and a worker restoring the partition from that changelog knows the event
+    restored = StageStore(PersonState)
+    restored.restore(0, log)
+    restored.enter(0)
+    second = StageRunner(PERSON, policy(), restored, upstream=0, inputs=("travel",))
+    second.assign(0, restored.keys(0))
+    assert second.on_input(0, "p:000000000001", event, epoch(PUSHED), "tr-1",
+                           topic="travel", offset=1).duplicate
+    # and once the retention passes the row's hour, the row is deleted from the changelog
+    later = at(PUSHED, days=4)
+    run.on_tick(0, epoch(later), {})
+    run.on_input(0, "p:000000000002", _travel_event("p:000000000002", later, "tr-2"),
+                 epoch(later), "tr-2", topic="travel", offset=2)
+    run.flush(store.enter)
+    assert (0, row.encode(), None) in list(store.changes())
+
+
 def test_event_ids_an_older_worker_kept_in_each_state_are_read_back_as_the_partitions() -> None:
     # given a changelog written when each person's state held its own event ids
     from closedloop.agents.state import PersonState
