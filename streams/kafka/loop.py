@@ -46,6 +46,7 @@ from closedloop.streams.engine.stage_runner import AnyRunner
 from closedloop.streams.engine.stage_runner import runners as make_runners
 from closedloop.streams.engine.store import StageStore
 from closedloop.streams.engine.topology import TOPOLOGY, partition_of
+from closedloop.streams.kafka.membership import group_instance_id
 from closedloop.streams.kafka.metrics import WorkerMetrics, scrape_lags
 from closedloop.streams.kafka.reachability import Reachability, describe
 from closedloop.streams.kafka.receipts import record_receipt
@@ -109,6 +110,7 @@ class WorkerLoop:
                  ) -> None:
         self.settings, self.policy, self.app_id = settings, policy, app_id
         self.transactional_id = transactional_id(app_id, data_dir)
+        self.group_instance_id = group_instance_id(app_id, data_dir)
         self.n = settings.partitions
         self.wall = clock == "wall"
         self.telemetry = telemetry
@@ -161,7 +163,8 @@ class WorkerLoop:
         config = self.settings.aiokafka()
         await self._new_producer()
         self.consumer = AIOKafkaConsumer(
-            group_id=self.app_id, enable_auto_commit=False, auto_offset_reset="earliest",
+            group_id=self.app_id, group_instance_id=self.group_instance_id,
+            enable_auto_commit=False, auto_offset_reset="earliest",
             isolation_level="read_committed",
             session_timeout_ms=10_000, heartbeat_interval_ms=1_000,
             max_partition_fetch_bytes=4 * 1024 * 1024, **config)
