@@ -32,6 +32,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import suppress
+from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -51,6 +52,7 @@ from closedloop.streams.kafka.metrics import WorkerMetrics, scrape_lags
 from closedloop.streams.kafka.reachability import Reachability, describe
 from closedloop.streams.kafka.receipts import record_receipt
 from closedloop.streams.kafka.settings import KafkaSettings
+from closedloop.streams.kafka.snapshot import Snapshots, topic_ids
 from closedloop.streams.kafka.topics import TopicSpec, topic_specs
 
 __all__ = ["MAX_RECORDS", "WorkerLoop", "changelog_topics", "target_partition",
@@ -123,6 +125,8 @@ class WorkerLoop:
         self.changelog = {spec.name.removesuffix("-state"): spec.address
                           for spec in self.changelogs}
         self.changelog_addresses = set(self.changelog.values())
+        self.stage_of = {topic: stage for stage, topic in self.changelog.items()}
+        self.snapshots = Snapshots(Path(data_dir) / "snapshots")
         self.stores = {wiring.name: StageStore(wiring.stage.state) for wiring in TOPOLOGY.stages}
         # Wall mode: a lapse due before this worker started was missed during downtime.
         catch_up_before = wall_now() - policy.allowed_lateness if self.wall else None
@@ -156,6 +160,7 @@ class WorkerLoop:
             admin = KafkaAdminClient(**self.settings.kafka_python())
             try:
                 ensure_topics(admin, self.changelogs)
+                self.snapshots.topic_ids = topic_ids(admin, sorted(self.changelog_addresses))
             finally:
                 admin.close()
 
@@ -204,6 +209,8 @@ class WorkerLoop:
                     await self._batch(batch, arrived)
                 except KafkaError as exc:
                     await self._recover(exc)
+                else:
+                    self._snapshot(idle=not any(batch.values()))
 
     # -- one batch --------------------------------------------------------------------------
 
@@ -346,6 +353,18 @@ class WorkerLoop:
             for partition, key, value in store.changes():
                 yield topic, partition, key, value
 
+    def _snapshot(self, idle: bool) -> None:
+        """After a committed batch, the snapshot of at most one stage partition: its state
+        now is its changelog up to the end this worker's last write left
+        (:mod:`~closedloop.streams.kafka.snapshot`)."""
+        due = self.snapshots.due(
+            self.written, lambda topic, p: len(self.stores[self.stage_of[topic]].parts.get(p, ())),
+            idle)
+        if due is not None:
+            topic, partition = due
+            self.snapshots.take(topic, partition, self.written[due],
+                                self.stores[self.stage_of[topic]].parts.get(partition, {}))
+
     # -- partitions -------------------------------------------------------------------------
 
     async def revoked(self) -> None:
@@ -466,17 +485,27 @@ class WorkerLoop:
             await consumer.stop()
 
     async def _restore(self, partitions: list[int], ends: dict[tuple[str, int], int]) -> None:
-        """Read each stage's changelog of ``partitions`` from the start to its end."""
+        """Read each stage's changelog of ``partitions`` to its end: from the offset of the
+        partition's snapshot in the data directory if there is one it can use, else from
+        the start."""
         from aiokafka.structs import TopicPartition
 
+        started = time.monotonic()
         tps = [TopicPartition(topic, p) for topic in self.changelog.values() for p in partitions]
         records: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {
             (tp.topic, tp.partition): [] for tp in tps}
+        snapshots = self.snapshots.load_all({where: ends[where] for where in records})
+        start = {where: 0 if snapshot is None else snapshot.offset
+                 for where, snapshot in snapshots.items()}
 
         async def read(consumer: Any) -> None:
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
-            left = {tp for tp in tps if ends[(tp.topic, tp.partition)] > 0}
+            for tp in tps:
+                if start[(tp.topic, tp.partition)]:
+                    consumer.seek(tp, start[(tp.topic, tp.partition)])
+            left = {tp for tp in tps if ends[(tp.topic, tp.partition)] > start[
+                (tp.topic, tp.partition)]}
             while left:
                 for tp in list(left):
                     if await consumer.position(tp) >= ends[(tp.topic, tp.partition)]:
@@ -490,16 +519,24 @@ class WorkerLoop:
                         if m.offset < ends[(tp.topic, tp.partition)])
 
         await self._restorer_call(read)
+        restored = 0
         for stage, runner in self.runners.items():
             store, topic = self.stores[stage], self.changelog[stage]
             for partition in partitions:
-                store.restore(partition, records[(topic, partition)])
+                snapshot = snapshots[(topic, partition)]
+                tail = records[(topic, partition)]
+                restored += store.restore(
+                    partition, tail if snapshot is None else chain(snapshot.pairs, tail))
                 self.written[(topic, partition)] = ends[(topic, partition)]
                 store.enter(partition)
                 keys = store.keys(partition)
                 runner.assign(partition, keys)
                 self.telemetry.assigned(stage, partition,
                                         ((key, store.get(key)) for key in keys))
+        log.info("closedloop: restored %s keys of partitions %s in %.3f s (%s from snapshots, "
+                 "%s changelog records read)", restored, partitions, time.monotonic() - started,
+                 sum(s.keys for s in snapshots.values() if s is not None),
+                 sum(len(r) for r in records.values()))
 
     # -- what the runners and /metrics ask ----------------------------------------------------
 
