@@ -115,16 +115,18 @@ class StageStore:
                 yield partition, key.encode(), None if value is None else _encode(value)
             dirty.clear()
 
-    def restore(self, partition: int, records: Iterable[tuple[bytes | None, bytes | None]]
-                ) -> int:
-        """Rebuild ``partition`` from its changelog records, oldest first; returns the keys.
+    def restore(self, partition: int, records: Iterable[tuple[bytes | None, bytes | None]],
+                base: dict[str, object] | None = None) -> int:
+        """Rebuild ``partition`` from its changelog records, oldest first, on top of ``base``
+        (its rows as of the first record, decoded: a local snapshot's), else from nothing;
+        returns the keys.
 
         A record this version cannot read (another version's, or damaged) is skipped with a
         warning that names no key: the state it held is lost, never the worker. The event
         ids a state remembered itself, as states did before partitions kept them, become
         the partition's (:func:`_legacy_rows`).
         """
-        data: dict[str, object] = {}
+        data: dict[str, object] = {} if base is None else base
         legacy: dict[str, dict[str, int]] = {}
         skipped = 0
         for raw_key, value in records:
