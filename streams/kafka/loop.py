@@ -32,7 +32,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import suppress
-from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -126,7 +125,8 @@ class WorkerLoop:
                           for spec in self.changelogs}
         self.changelog_addresses = set(self.changelog.values())
         self.stage_of = {topic: stage for stage, topic in self.changelog.items()}
-        self.snapshots = Snapshots(Path(data_dir) / "snapshots")
+        self.snapshots = Snapshots(Path(data_dir) / "snapshots", states={
+            self.changelog[wiring.name]: wiring.stage.state for wiring in TOPOLOGY.stages})
         self.stores = {wiring.name: StageStore(wiring.stage.state) for wiring in TOPOLOGY.stages}
         # Wall mode: a lapse due before this worker started was missed during downtime.
         catch_up_before = wall_now() - policy.allowed_lateness if self.wall else None
@@ -525,8 +525,8 @@ class WorkerLoop:
             for partition in partitions:
                 snapshot = snapshots[(topic, partition)]
                 tail = records[(topic, partition)]
-                restored += store.restore(
-                    partition, tail if snapshot is None else chain(snapshot.pairs, tail))
+                restored += store.restore(partition, tail) if snapshot is None \
+                    else snapshot.restore(store, partition, tail)
                 self.written[(topic, partition)] = ends[(topic, partition)]
                 store.enter(partition)
                 keys = store.keys(partition)

@@ -26,6 +26,7 @@ that ends them, and the CRC-32 of every frame.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import struct
@@ -33,14 +34,24 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from itertools import islice
+from functools import cache
+from itertools import chain, islice
 from pathlib import Path
 from typing import Final
 
 import msgspec
 
-__all__ = ["MAX_AGE_S", "Header", "Loaded", "Snapshots", "encoded_rows", "read", "topic_ids",
-           "write"]
+from closedloop.agents.state import Keyed, upgraded
+from closedloop.streams.engine.stage_runner import (
+    DEDUP_PREFIX,
+    META_PREFIX,
+    DedupChunk,
+    PartitionMeta,
+)
+from closedloop.streams.engine.store import StageStore
+
+__all__ = ["MAX_AGE_S", "Header", "Loaded", "Pairs", "Snapshots", "decoded_rows", "encoded_rows",
+           "read", "schema_of", "topic_ids", "write"]
 
 log = logging.getLogger("closedloop.worker")
 
@@ -73,6 +84,7 @@ class Header(msgspec.Struct, frozen=True):
     offset: int  # the changelog's offset the state holds every record before
     keys: int
     written_at: float  # Unix time
+    schema: str  # schema_of the stage's state when it was written
 
 
 _decode_header = msgspec.msgpack.Decoder(Header).decode
@@ -118,7 +130,7 @@ def write(path: Path, header: Header, pairs: Iterable[tuple[bytes, bytes]]) -> i
     return size + _LENGTH.size
 
 
-def read(path: Path) -> tuple[Header, Iterator[tuple[bytes, bytes]]]:
+def read(path: Path) -> tuple[Header, Pairs]:
     """A snapshot's header and its pairs, the whole file checked first; raises
     :class:`Damaged` (and :class:`OSError` when it cannot be read)."""
     data = memoryview(path.read_bytes())
@@ -138,7 +150,17 @@ def read(path: Path) -> tuple[Header, Iterator[tuple[bytes, bytes]]]:
         chunks = [_decode_pairs(frame) for frame in frames[1:-1]]
     except msgspec.DecodeError as exc:
         raise Damaged(f"undecodable ({exc})") from None
-    return header, (pair for chunk in chunks for pair in chunk)
+    return header, Pairs(chunks)
+
+
+class Pairs:
+    """A snapshot's (key, value) pairs, in order; iterated as often as asked."""
+
+    def __init__(self, chunks: list[list[tuple[bytes, bytes]]]) -> None:
+        self.chunks = chunks
+
+    def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
+        return (pair for chunk in self.chunks for pair in chunk)
 
 
 def _frames(body: memoryview) -> Iterator[memoryview]:
@@ -160,13 +182,61 @@ def encoded_rows(data: Mapping[str, object]) -> Iterator[tuple[bytes, bytes]]:
         yield key.encode(), _encode_json(value)
 
 
+@cache
+def schema_of(state: type[Keyed]) -> str:
+    """A fingerprint of the JSON shapes of a stage's rows (its state, its partition rows):
+    a snapshot written with the same is read with plain decoders, the upgrades of older
+    shapes skipped (the states it holds were in memory, upgraded already)."""
+    components = msgspec.json.schema_components([state, PartitionMeta, DedupChunk])
+    return hashlib.sha256(msgspec.json.encode(components)).hexdigest()[:16]
+
+
+@cache
+def _plain_decoder(state: type[Keyed]) -> Callable[[bytes], Keyed]:
+    return msgspec.json.Decoder(state).decode
+
+
+_decode_meta = msgspec.json.Decoder(PartitionMeta).decode
+_decode_chunk = msgspec.json.Decoder(DedupChunk).decode
+
+
+def decoded_rows(pairs: Iterable[tuple[bytes, bytes]], state: type[Keyed]) -> dict[str, object]:
+    """A partition's rows from pairs in this version's encoding; raises
+    :class:`msgspec.DecodeError` on one it cannot read."""
+    decode = _plain_decoder(state)
+    rows: dict[str, object] = {}
+    for raw_key, value in pairs:
+        key = raw_key.decode()
+        if key.startswith(META_PREFIX):
+            rows[key] = _decode_meta(value)
+        elif key.startswith(DEDUP_PREFIX):
+            rows[key] = _decode_chunk(value)
+        else:
+            rows[key] = upgraded(decode(value))
+    return rows
+
+
 @dataclass(slots=True)
 class Loaded:
     """A usable snapshot: the offset to read the changelog on from, and its pairs."""
 
     offset: int
     keys: int
-    pairs: Iterator[tuple[bytes, bytes]]
+    pairs: Pairs
+    state: type[Keyed] | None  # the stage's state, when the pairs are in this version's shapes
+
+    def restore(self, store: StageStore, partition: int,
+                tail: Iterable[tuple[bytes | None, bytes | None]]) -> int:
+        """Rebuild the partition in ``store`` from this snapshot and the changelog records
+        after it (``tail``); returns its keys."""
+        if self.state is not None:
+            try:
+                base = decoded_rows(self.pairs, self.state)
+            except msgspec.DecodeError:
+                pass  # the changelog's own decoding skips what it cannot read, with a warning
+            else:
+                return store.restore(partition, tail, base=base)
+        return store.restore(partition, chain(self.pairs, tail))
 
 
 @dataclass
@@ -174,6 +244,7 @@ class Snapshots:
     """The snapshots in one data directory: which are due, taking and loading them."""
 
     directory: Path
+    states: dict[str, type[Keyed]] = field(default_factory=dict)  # changelog -> its state
     topic_ids: dict[str, str] = field(default_factory=dict)  # changelog -> Kafka topic id
     taken: dict[tuple[str, int], tuple[int, float]] = field(default_factory=dict)
     """(changelog, partition) -> (offset, monotonic time) of its latest snapshot."""
@@ -207,8 +278,9 @@ class Snapshots:
         """Snapshot ``data``, the partition's state as its changelog holds it before
         ``offset``, at once (the state must not change meanwhile); a failure to write is
         logged and the previous snapshot stays."""
+        state = self.states.get(topic)
         header = Header(topic, self.topic_ids[topic], partition, offset, len(data),
-                        time.time())
+                        time.time(), "" if state is None else schema_of(state))
         started = time.monotonic()
         self.directory.mkdir(parents=True, exist_ok=True)
         try:
@@ -253,7 +325,10 @@ class Snapshots:
                 self.taken.pop((topic, partition), None)
                 continue
             self.taken[(topic, partition)] = (header.offset, time.monotonic())
-            loaded[(topic, partition)] = Loaded(header.offset, header.keys, pairs)
+            state = self.states.get(topic)
+            loaded[(topic, partition)] = Loaded(
+                header.offset, header.keys, pairs,
+                state if state is not None and header.schema == schema_of(state) else None)
         if discarded:
             log.warning("closedloop: snapshots not used, their partitions restored from the "
                         "changelog alone: %s", "; ".join(discarded))

@@ -8,8 +8,11 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
+from closedloop.agents.state import PersonState
+from closedloop.streams.engine.store import StageStore
 from closedloop.streams.kafka.snapshot import (
     BUSY_EVERY_S,
     MAX_AGE_S,
@@ -75,7 +78,7 @@ def test_a_snapshot_renamed_to_another_partition_is_discarded(snapshots: Snapsho
 def test_a_snapshot_older_than_the_changelog_keeps_tombstones_is_discarded(
     snapshots: Snapshots
 ) -> None:
-    old = Header(TOPIC, TOPIC_ID, 3, 120, 2, time.time() - MAX_AGE_S - 1)
+    old = Header(TOPIC, TOPIC_ID, 3, 120, 2, time.time() - MAX_AGE_S - 1, "")
     write(snapshots.path(TOPIC, 3), old, PAIRS)
     assert reopened(snapshots).load(TOPIC, 3, end=125) is None
 
@@ -109,7 +112,7 @@ def test_a_failed_write_leaves_the_previous_snapshot_and_no_temporary_file(
         raise OSError(28, "No space left on device")
 
     with pytest.raises(OSError):
-        write(snapshots.path(TOPIC, 3), Header(TOPIC, TOPIC_ID, 3, 200, 2, time.time()),
+        write(snapshots.path(TOPIC, 3), Header(TOPIC, TOPIC_ID, 3, 200, 2, time.time(), ""),
               failing())
     assert [p.name for p in snapshots.directory.iterdir()] == [snapshots.path(TOPIC, 3).name]
     header, _ = read(snapshots.path(TOPIC, 3))
@@ -149,3 +152,37 @@ def test_a_tail_small_against_the_partition_is_not_worth_a_snapshot(tmp_path: Pa
 def test_a_changelog_without_a_topic_id_gets_no_snapshot(tmp_path: Path) -> None:
     made = Snapshots(tmp_path, topic_ids={})
     assert made.due({(TOPIC, 1): 500}, size_of(1), idle=True) is None
+
+
+PERSON = (b'{"last":1648863633,"gc_due":1649516400,"district":"d03","samples":[[1648852733,'
+          b'"tb-000001fa",10,"site-d03-26",null,null,"d03"]],"last_result":[1648863633,'
+          b'"negative"],"roster":[[1648825200,"pop-00000003","d03","g03-03","resident"]]}')
+
+
+@pytest.mark.parametrize("schema_changed", [False, True])
+def test_a_snapshot_restores_what_the_changelog_would_with_its_tail_on_top(
+    tmp_path: Path, schema_changed: bool
+) -> None:
+    # given a person partition's rows, one of them deleted and one changed after the snapshot
+    store = StageStore(PersonState)
+    changelog = [(f"r:{n:08x}".encode(), PERSON.replace(b"d03", f"d{n:02d}".encode()))
+                 for n in range(5)]
+    store.restore(1, changelog)
+    made = Snapshots(tmp_path, states={TOPIC: PersonState}, topic_ids={TOPIC: TOPIC_ID})
+    made.take(TOPIC, 1, len(changelog), store.parts[1])
+    tail: list[tuple[bytes | None, bytes | None]] = [
+        (b"r:00000001", None), (b"r:00000002", PERSON.replace(b"d03", b"d15"))]
+    if schema_changed:  # written by a version whose shapes differ: read as the changelog is
+        header, pairs = read(made.path(TOPIC, 1))
+        write(made.path(TOPIC, 1), msgspec.structs.replace(header, schema="another"), pairs)
+    # when it is restored from the snapshot and the tail
+    loaded = Snapshots(tmp_path, states={TOPIC: PersonState},
+                       topic_ids={TOPIC: TOPIC_ID}).load(TOPIC, 1, end=len(changelog) + 3)
+    assert loaded is not None and (loaded.state is None) == schema_changed
+    restored = StageStore(PersonState)
+    keys = loaded.restore(restored, 1, tail)
+    # then it holds what reading the whole changelog gives
+    replayed = StageStore(PersonState)
+    replayed.restore(1, [*changelog, *tail])
+    assert keys == 4
+    assert restored.parts[1] == replayed.parts[1]
