@@ -476,7 +476,9 @@ class WorkerLoop:
     async def _restorer_call(self, call: Callable[[Any], Any]) -> Any:
         from aiokafka import AIOKafkaConsumer
 
+        # Big fetches: a restore reads whole changelogs, in as few round trips as it can.
         consumer = AIOKafkaConsumer(enable_auto_commit=False, isolation_level="read_committed",
+                                    max_partition_fetch_bytes=8 * 1024 * 1024,
                                     **self.settings.aiokafka())
         await consumer.start()
         try:
@@ -492,13 +494,17 @@ class WorkerLoop:
 
         started = time.monotonic()
         tps = [TopicPartition(topic, p) for topic in self.changelog.values() for p in partitions]
-        records: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {
-            (tp.topic, tp.partition): [] for tp in tps}
+        # Each key's last record only: a changelog not yet compacted holds several of a key,
+        # and decoding the ones a later record replaces is wasted.
+        records: dict[tuple[str, int], dict[bytes | None, bytes | None]] = {
+            (tp.topic, tp.partition): {} for tp in tps}
+        read_count = 0
         snapshots = self.snapshots.load_all({where: ends[where] for where in records})
         start = {where: 0 if snapshot is None else snapshot.offset
                  for where, snapshot in snapshots.items()}
 
         async def read(consumer: Any) -> None:
+            nonlocal read_count
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             for tp in tps:
@@ -514,9 +520,11 @@ class WorkerLoop:
                     break
                 fetched = await consumer.getmany(*left, timeout_ms=500)
                 for tp, messages in fetched.items():
-                    records[(tp.topic, tp.partition)].extend(
-                        (m.key, m.value) for m in messages
-                        if m.offset < ends[(tp.topic, tp.partition)])
+                    end, latest = ends[(tp.topic, tp.partition)], records[(tp.topic, tp.partition)]
+                    for m in messages:
+                        if m.offset < end:
+                            latest[m.key] = m.value
+                            read_count += 1
 
         await self._restorer_call(read)
         restored = 0
@@ -524,7 +532,7 @@ class WorkerLoop:
             store, topic = self.stores[stage], self.changelog[stage]
             for partition in partitions:
                 snapshot = snapshots[(topic, partition)]
-                tail = records[(topic, partition)]
+                tail = records[(topic, partition)].items()
                 restored += store.restore(partition, tail) if snapshot is None \
                     else snapshot.restore(store, partition, tail)
                 self.written[(topic, partition)] = ends[(topic, partition)]
@@ -536,7 +544,7 @@ class WorkerLoop:
         log.info("closedloop: restored %s keys of partitions %s in %.3f s (%s from snapshots, "
                  "%s changelog records read)", restored, partitions, time.monotonic() - started,
                  sum(s.keys for s in snapshots.values() if s is not None),
-                 sum(len(r) for r in records.values()))
+                 read_count)
 
     # -- what the runners and /metrics ask ----------------------------------------------------
 
