@@ -210,7 +210,7 @@ class WorkerLoop:
                 except KafkaError as exc:
                     await self._recover(exc)
                 else:
-                    self._snapshot(idle=not any(batch.values()))
+                    await self._snapshot(idle=not any(batch.values()))
 
     # -- one batch --------------------------------------------------------------------------
 
@@ -353,17 +353,19 @@ class WorkerLoop:
             for partition, key, value in store.changes():
                 yield topic, partition, key, value
 
-    def _snapshot(self, idle: bool) -> None:
+    async def _snapshot(self, idle: bool) -> None:
         """After a committed batch, the snapshot of at most one stage partition: its state
         now is its changelog up to the end this worker's last write left
-        (:mod:`~closedloop.streams.kafka.snapshot`)."""
+        (:mod:`~closedloop.streams.kafka.snapshot`). Called holding the batch lock: nothing
+        changes the state while the snapshot yields to the event loop between chunks."""
         due = self.snapshots.due(
             self.written, lambda topic, p: len(self.stores[self.stage_of[topic]].parts.get(p, ())),
             idle)
         if due is not None:
             topic, partition = due
-            self.snapshots.take(topic, partition, self.written[due],
-                                self.stores[self.stage_of[topic]].parts.get(partition, {}))
+            await self.snapshots.take_async(
+                topic, partition, self.written[due],
+                self.stores[self.stage_of[topic]].parts.get(partition, {}))
 
     # -- partitions -------------------------------------------------------------------------
 

@@ -26,13 +26,14 @@ that ends them, and the CRC-32 of every frame.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
 import struct
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from itertools import chain, islice
@@ -96,6 +97,18 @@ class Damaged(Exception):
 
 def write(path: Path, header: Header, pairs: Iterable[tuple[bytes, bytes]]) -> int:
     """Write a snapshot atomically; returns its size in bytes."""
+    steps = writing(path, header, pairs)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return int(done.value)
+
+
+def writing(path: Path, header: Header, pairs: Iterable[tuple[bytes, bytes]]
+            ) -> Generator[None, None, int]:
+    """:func:`write`, a step for each chunk: the caller may do something else between two
+    (the worker answers its group's heartbeats and its web pages); returns the size."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     crc = 0
     size = len(MAGIC)
@@ -114,6 +127,7 @@ def write(path: Path, header: Header, pairs: Iterable[tuple[bytes, bytes]]) -> i
             it = iter(pairs)
             while chunk := list(islice(it, CHUNK)):
                 frame(_encode(chunk))
+                yield
             frame(b"")
             out.write(_LENGTH.pack(crc))
             out.flush()
@@ -274,17 +288,30 @@ class Snapshots:
         return None if best is None else best[1]
 
     def take(self, topic: str, partition: int, offset: int,
-                   data: Mapping[str, object]) -> None:
+             data: Mapping[str, object]) -> None:
         """Snapshot ``data``, the partition's state as its changelog holds it before
-        ``offset``, at once (the state must not change meanwhile); a failure to write is
-        logged and the previous snapshot stays."""
+        ``offset``, at once; a failure to write is logged and the previous snapshot
+        stays."""
+        steps = self.taking(topic, partition, offset, data)
+        while next(steps, True) is None:
+            pass
+
+    async def take_async(self, topic: str, partition: int, offset: int,
+                         data: Mapping[str, object]) -> None:
+        """:meth:`take`, yielding to the event loop between two chunks: the caller makes
+        sure nothing changes ``data`` meanwhile (the worker holds its batch lock)."""
+        for _ in self.taking(topic, partition, offset, data):
+            await asyncio.sleep(0)
+
+    def taking(self, topic: str, partition: int, offset: int,
+               data: Mapping[str, object]) -> Iterator[None]:
         state = self.states.get(topic)
         header = Header(topic, self.topic_ids[topic], partition, offset, len(data),
                         time.time(), "" if state is None else schema_of(state))
         started = time.monotonic()
         self.directory.mkdir(parents=True, exist_ok=True)
         try:
-            size = write(self.path(topic, partition), header, encoded_rows(data))
+            size = yield from writing(self.path(topic, partition), header, encoded_rows(data))
         except OSError as exc:
             log.warning("closedloop: could not write the snapshot of %s[%s] (%s); the "
                         "previous one stays", topic, partition, exc.strerror or exc)
