@@ -13,9 +13,11 @@ import pytest
 
 from closedloop.agents.state import PersonState
 from closedloop.streams.engine.store import StageStore
+from closedloop.streams.kafka import snapshot
 from closedloop.streams.kafka.snapshot import (
     BUSY_EVERY_S,
     MAX_AGE_S,
+    SPACING,
     Header,
     Snapshots,
     encoded_rows,
@@ -142,11 +144,39 @@ def test_a_busy_partition_waits_for_its_snapshot_to_age(tmp_path: Path) -> None:
     assert made.due(written, size_of(50), idle=False, now=10.0 + BUSY_EVERY_S) == (TOPIC, 1)
 
 
-def test_a_tail_small_against_the_partition_is_not_worth_a_snapshot(tmp_path: Path) -> None:
+def test_a_busy_partition_whose_tail_is_small_against_its_keys_waits(tmp_path: Path) -> None:
     made = Snapshots(tmp_path, topic_ids={TOPIC: TOPIC_ID}, taken={(TOPIC, 1): (100, 0.0)})
-    # a wall clock's ticks: a few records past a snapshot of 100,000 keys
-    assert made.due({(TOPIC, 1): 130}, size_of(100_000), idle=True,
+    # a few records past a snapshot of 100,000 keys, while records keep coming
+    assert made.due({(TOPIC, 1): 130}, size_of(100_000), idle=False,
                     now=10 * BUSY_EVERY_S) is None
+
+
+def test_an_idle_worker_snapshots_even_a_small_tail(tmp_path: Path) -> None:
+    made = Snapshots(tmp_path, topic_ids={TOPIC: TOPIC_ID}, taken={(TOPIC, 1): (100, 5.0)})
+    assert made.due({(TOPIC, 1): 101}, size_of(100_000), idle=True, now=6.0) == (TOPIC, 1)
+
+
+def test_after_a_snapshot_the_next_waits_in_proportion_to_its_cost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[float] = []
+
+    def clock() -> float:  # the snapshot begins at 10.0 and takes 0.5 s
+        calls.append(10.0 if not calls else 10.5)
+        return calls[-1]
+
+    monkeypatch.setattr(snapshot.time, "monotonic", clock)
+    made = Snapshots(tmp_path, topic_ids={TOPIC: TOPIC_ID})
+    made.take(TOPIC, 1, 100, STATE)
+    written = {(TOPIC, 1): 100, (TOPIC, 2): 50}
+    assert made.resume_at == 10.5 + SPACING * 0.5
+    # a tail small against its partition waits, busy or idle; one worth a snapshot waits only
+    # while records keep coming
+    small = size_of(1_000)
+    assert made.due(written, small, idle=True, now=made.resume_at - 1) is None
+    assert made.due(written, small, idle=True, now=made.resume_at) == (TOPIC, 2)
+    assert made.due(written, size_of(2), idle=False, now=made.resume_at - 1) is None
+    assert made.due(written, size_of(2), idle=True, now=made.resume_at - 1) == (TOPIC, 2)
 
 
 def test_a_changelog_without_a_topic_id_gets_no_snapshot(tmp_path: Path) -> None:
