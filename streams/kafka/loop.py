@@ -478,9 +478,7 @@ class WorkerLoop:
     async def _restorer_call(self, call: Callable[[Any], Any]) -> Any:
         from aiokafka import AIOKafkaConsumer
 
-        # Big fetches: a restore reads whole changelogs, in as few round trips as it can.
         consumer = AIOKafkaConsumer(enable_auto_commit=False, isolation_level="read_committed",
-                                    max_partition_fetch_bytes=8 * 1024 * 1024,
                                     **self.settings.aiokafka())
         await consumer.start()
         try:
