@@ -34,6 +34,7 @@ import struct
 import time
 import zlib
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import cache
 from itertools import chain, islice
@@ -138,7 +139,8 @@ def writing(path: Path, header: Header, pairs: Iterable[tuple[bytes, bytes]]
             os.fsync(out.fileno())
         os.replace(temporary, path)
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        with suppress(OSError):
+            temporary.unlink(missing_ok=True)
         raise
     directory = os.open(path.parent, os.O_RDONLY)
     try:
@@ -322,16 +324,17 @@ class Snapshots:
         header = Header(topic, self.topic_ids[topic], partition, offset, len(data),
                         time.time(), "" if state is None else schema_of(state))
         started = time.monotonic()
-        self.directory.mkdir(parents=True, exist_ok=True)
         try:
+            self.directory.mkdir(parents=True, exist_ok=True)
             size = yield from writing(self.path(topic, partition), header, encoded_rows(data))
-        except OSError as exc:
+        except OSError as exc:  # a full or read-only disk: the worker goes on without
             log.warning("closedloop: could not write the snapshot of %s[%s] (%s); the "
                         "previous one stays", topic, partition, exc.strerror or exc)
-            self.taken[(topic, partition)] = (offset, time.monotonic())  # not at once again
-            return
-        self.taken[(topic, partition)] = (offset, time.monotonic())
+            size = 0
+        self.taken[(topic, partition)] = (offset, time.monotonic())  # not again at once
         self.resume_at = time.monotonic() + SPACING * (time.monotonic() - started)
+        if not size:
+            return
         log.debug("closedloop: snapshot of %s[%s] at offset %s: %s keys, %s bytes, %.3f s",
                   topic, partition, offset, len(data), size, time.monotonic() - started)
 
@@ -362,7 +365,8 @@ class Snapshots:
                 reason = self._unusable(header, topic, partition, end)
             if reason is not None:
                 discarded.append(f"{topic}[{partition}] {reason}")
-                path.unlink(missing_ok=True)
+                with suppress(OSError):  # not removable: it is refused again next time
+                    path.unlink(missing_ok=True)
                 self.taken.pop((topic, partition), None)
                 continue
             self.taken[(topic, partition)] = (header.offset, time.monotonic())

@@ -216,3 +216,14 @@ def test_a_snapshot_restores_what_the_changelog_would_with_its_tail_on_top(
     replayed.restore(1, [*changelog, *tail])
     assert keys == 4
     assert restored.parts[1] == replayed.parts[1]
+
+
+def test_a_data_directory_that_cannot_hold_snapshots_is_logged_never_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "snapshots").write_bytes(b"a file where the directory should be")
+    made = Snapshots(tmp_path / "snapshots", topic_ids={TOPIC: TOPIC_ID})
+    with caplog.at_level(logging.WARNING, "closedloop.worker"):
+        made.take(TOPIC, 1, 100, STATE)
+    assert "could not write the snapshot" in caplog.text
+    assert made.due({(TOPIC, 1): 100}, size_of(2), idle=True, now=made.resume_at) is None
