@@ -60,6 +60,7 @@ __all__ = [
     "Sampled",
     "TubeState",
     "Visit",
+    "changelog_batch_decoder",
     "changelog_decoder",
     "is_blank",
     "legacy_ids",
@@ -380,6 +381,34 @@ def changelog_decoder(state: type[Keyed]) -> Callable[[bytes], Keyed]:
         return upgraded(_unflattened(decode_flat(raw)))
 
     return person
+
+
+def changelog_batch_decoder(
+    state: type[Keyed],
+) -> tuple[Callable[[bytes], bool], Callable[[bytes], list[Keyed] | None]]:
+    """(``older``, ``decode``): ``older(raw)`` is false for a changelogged state of ``state``'s
+    stage that :func:`changelog_decoder` reads as it is, :func:`upgraded` at most (not a flat
+    person, no event ids of its own); ``decode`` reads a JSON array of such states in one
+    call (a restore's millions of records would cost a call each), or gives None when one of
+    them cannot be read: then read them one by one.
+    """
+    decode = msgspec.json.Decoder(list[state]).decode  # type: ignore[valid-type]
+    flat = _FLAT_KEY.search if state is PersonState else None
+
+    def older(raw: bytes) -> bool:
+        return b'"ids"' in raw or (flat is not None and flat(raw) is not None)
+
+    def states(array: bytes) -> list[Keyed] | None:
+        try:
+            decoded: list[Keyed] = decode(array)
+        except msgspec.DecodeError:
+            return None
+        for st in decoded:
+            if st.req is not None:
+                upgraded(st)
+        return decoded
+
+    return older, states
 
 
 class _Remembered(msgspec.Struct):

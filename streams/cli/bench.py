@@ -1,4 +1,4 @@
-"""``closedloop bench replay|round|deadlines|worker|memory|hostile|console|live``: ratios
+"""``closedloop bench replay|round|deadlines|worker|memory|restart|hostile|console|live``: ratios
 against a baseline, never bare times, and the live worker's lag and latency.
 
 ``replay``: orjson parse-only of one generated city versus full replay, and peak memory per
@@ -7,6 +7,9 @@ testing round of N persons (:mod:`closedloop.streams.bench.rounds`). ``deadlines
 deadline index's cost per event at two sizes. ``worker``: the Kafka worker end to end
 versus the raw client (:mod:`closedloop.streams.bench.worker`). ``memory``: the worker's
 peak memory per tracked person on a city with a round (:mod:`closedloop.streams.bench.memory`).
+``restart``: a worker killed with -9 and restarted on its data directory after consuming the
+round city, its seconds to ready against a fresh node's, and the fresh node's restore rate
+(:mod:`closedloop.streams.bench.restart`).
 ``hostile``: inputs whose cost must stay linear (a long round with a report a minute, a
 flapping county: size N against 2N) and the peak memory of a long line holding an identifier
 (:mod:`closedloop.streams.bench.hostile`). ``console``: the web console's pages on a
@@ -85,6 +88,10 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     bench_memory.add_parser(sub.add_parser(
         "memory", help="the Kafka worker's peak memory per tracked person on a round city",
         formatter_class=argparse.RawDescriptionHelpFormatter))
+    _restart_parser(sub.add_parser(
+        "restart", help="a worker killed with -9 and restarted on its data directory: seconds "
+        "to ready; a fresh node's restore rate",
+        formatter_class=argparse.RawDescriptionHelpFormatter))
     _console_parser(sub.add_parser(
         "console", help="the web console's pages on a PostgreSQL ledger of 1,000,000 alerts",
         formatter_class=argparse.RawDescriptionHelpFormatter))
@@ -107,6 +114,18 @@ def _console_parser(parser: argparse.ArgumentParser) -> None:
                         help="timed requests of each page (default 200)")
     parser.add_argument("--seed", type=int, default=1, help="seed (default 1)")
     parser.add_argument("--keep", action="store_true", help="keep the schema (its name printed)")
+
+
+def _restart_parser(parser: argparse.ArgumentParser) -> None:
+    from closedloop.streams.bench import restart as bench_restart
+    from closedloop.streams.cli.arguments import positive
+
+    parser.description = bench_restart.__doc__
+    parser.add_argument("--persons", type=positive, default=1_000_000,
+                        help="persons on the round city's roster (default 1000000)")
+    parser.add_argument("--partitions", type=positive, default=4,
+                        help="partitions of every topic (default 4)")
+    parser.add_argument("--seed", type=int, default=1, help="seed (default 1)")
 
 
 def _live_parser(parser: argparse.ArgumentParser) -> None:
@@ -176,6 +195,10 @@ def run(args: argparse.Namespace) -> int:
         from closedloop.streams.bench import worker as bench_worker
 
         return bench_worker.run(args)
+    if args.bench == "restart":
+        from closedloop.streams.bench import restart as bench_restart
+
+        return bench_restart.run(args)
     if args.bench == "console":
         from closedloop.streams.bench import console as bench_console
 

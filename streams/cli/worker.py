@@ -15,6 +15,7 @@ import sys
 
 from closedloop.schemas.policy import PolicyError, load_policy
 from closedloop.streams.kafka.app import build_app, serve
+from closedloop.streams.kafka.membership import lock_data_dir
 from closedloop.streams.kafka.settings import KafkaSettings
 from closedloop.streams.kafka.topics import declare_topics
 
@@ -67,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     if created:
         print(f"closedloop worker: created {len(created)} topics", file=sys.stderr)
     os.makedirs(args.data_dir, exist_ok=True)
-    app = build_app(settings, policy, clock=args.clock, app_id=args.app_id,
-                    data_dir=args.data_dir, web_port=args.web_port)
-    serve(app, args.loglevel)
+    with lock_data_dir(args.data_dir):  # held while the worker runs (membership.py)
+        app = build_app(settings, policy, clock=args.clock, app_id=args.app_id,
+                        data_dir=args.data_dir, web_port=args.web_port)
+        serve(app, args.loglevel)
     return 0

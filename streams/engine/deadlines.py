@@ -81,10 +81,23 @@ class DeadlineIndex:
         return keys
 
     def rebuild(self, items: Iterable[tuple[str, Keyed]]) -> None:
-        """Recreate the index from keyed state, e.g. when partitions are assigned."""
-        self._heap.clear()
-        self._at.clear()
-        self._live.clear()
-        self.earliest = NEVER
+        """Recreate the index from keyed state, e.g. when partitions are assigned: what
+        :meth:`schedule` would make of each, built at once (a restore brings a million)."""
+        live: dict[str, int] = {}
         for key, state in items:
-            self.schedule(key, next_due(state))
+            due = next_due(state)
+            if due is not None and live.get(key, due) >= due:
+                live[key] = due
+        at: dict[int, str | list[str]] = {}
+        for key, due in live.items():
+            keys = at.get(due)
+            if keys is None:
+                at[due] = key
+            elif isinstance(keys, str):
+                at[due] = [keys, key]
+            else:
+                keys.append(key)
+        heap = list(at)
+        heapq.heapify(heap)
+        self._heap, self._at, self._live = heap, at, live
+        self.earliest = heap[0] if heap else NEVER

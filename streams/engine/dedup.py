@@ -129,22 +129,25 @@ class Dedup:
     def load(self, hour: int, digests: bytes) -> None:
         """Remember the digests :meth:`take` handed over for ``hour`` (a restore). Buckets are
         kept in hour order, so load the hours oldest first."""
-        for start in range(0, len(digests), DIGEST):
-            key = digests[start:start + DIGEST]
-            if key not in self._seen:
-                self._seen.add(key)
-                self._insert(hour, key)
+        seen = self._seen
+        # A chunk at a time, not a digest at a time: a restore loads millions.
+        keys = [key for key in dict.fromkeys(digests[start:start + DIGEST]
+                                             for start in range(0, len(digests), DIGEST))
+                if key not in seen]
+        if keys:
+            seen.update(keys)
+            self._insert(hour, keys)
 
-    def _insert(self, hour: int, key: bytes) -> None:
+    def _insert(self, hour: int, keys: list[bytes]) -> None:
         """``_keep``, for an hour that may come before the newest bucket (a restore)."""
         buckets = self._buckets
         for index in range(len(buckets) - 1, -1, -1):
             if buckets[index][0] == hour:
-                buckets[index][1].append(key)
+                buckets[index][1].extend(keys)
                 return
             if buckets[index][0] < hour:
-                buckets.insert(index + 1, (hour, [key]))
+                buckets.insert(index + 1, (hour, keys))
                 break
         else:
-            buckets.appendleft((hour, [key]))
+            buckets.appendleft((hour, keys))
         self._expires = (buckets[0][0] + 1) * BUCKET

@@ -20,10 +20,14 @@ from collections.abc import Iterable, Iterator
 
 import msgspec
 
-from closedloop.agents.state import Keyed, changelog_decoder, legacy_ids
+from closedloop.agents.state import (
+    Keyed,
+    changelog_batch_decoder,
+    changelog_decoder,
+    legacy_ids,
+)
 from closedloop.streams.engine.dedup import BUCKET, digest
 from closedloop.streams.engine.stage_runner import (
-    DEDUP_PREFIX,
     META_PREFIX,
     DedupChunk,
     PartitionMeta,
@@ -46,8 +50,8 @@ class StageStore:
     its shares were counted.
     """
 
-    __slots__ = ("_data", "_decode_chunk", "_decode_meta", "_decode_state", "_dirty",
-                 "_dirty_of", "parts", "published")
+    __slots__ = ("_data", "_decode_chunk", "_decode_meta", "_decode_state", "_decode_states",
+                 "_dirty", "_dirty_of", "_older", "parts", "published")
 
     def __init__(self, state: type[Keyed]) -> None:
         self.parts: dict[int, dict[str, object]] = {}
@@ -55,6 +59,7 @@ class StageStore:
         self._data: dict[str, object] = {}
         self._dirty: set[str] = set()
         self._decode_state = changelog_decoder(state)  # older shapes upgraded
+        self._older, self._decode_states = changelog_batch_decoder(state)  # a restore's
         self._decode_meta = msgspec.json.Decoder(PartitionMeta).decode
         self._decode_chunk = msgspec.json.Decoder(DedupChunk).decode
         # person stage: a digest of each person's last published status, per partition
@@ -124,38 +129,56 @@ class StageStore:
                 yield partition, key.encode(), encoded
             dirty.clear()
 
-    def restore(self, partition: int, records: Iterable[tuple[bytes | None, bytes | None]]
-                ) -> int:
-        """Rebuild ``partition`` from its changelog records, oldest first; returns the keys.
+    def restore(self, partition: int, records: Iterable[tuple[bytes | None, bytes | None]],
+                base: dict[str, object] | None = None) -> int:
+        """Rebuild ``partition`` from its changelog records, oldest first, on top of ``base``
+        (its rows as of the first record, decoded: a local snapshot's), else from nothing;
+        returns the keys.
 
         A record this version cannot read (another version's, or damaged) is skipped with a
         warning that names no key: the state it held is lost, never the worker. The event
         ids a state remembered itself, as states did before partitions kept them, become
         the partition's (:func:`_legacy_rows`).
         """
-        data: dict[str, object] = {}
-        legacy: dict[str, dict[str, int]] = {}
-        skipped = 0
+        data: dict[str, object] = {} if base is None else base
+        latest: dict[str, bytes | None] = {}  # the last record of each key wins
         for raw_key, value in records:
-            if raw_key is None:
-                continue
-            key = raw_key.decode("utf-8", "replace")
-            legacy.pop(key, None)
+            if raw_key is not None:
+                latest[raw_key.decode("utf-8", "replace")] = value
+        keys: list[str] = []
+        values: list[bytes] = []
+        one_by_one: list[tuple[str, bytes]] = []  # older shapes, read as they always were
+        older = self._older
+        skipped = 0
+        for key, value in latest.items():
             if value is None:
                 data.pop(key, None)
-                continue
+            elif is_partition_row(key):
+                try:
+                    data[key] = (self._decode_meta(value) if key.startswith(META_PREFIX)
+                                 else self._decode_chunk(value))
+                except msgspec.DecodeError:
+                    skipped += 1
+            elif older(value):
+                one_by_one.append((key, value))
+            else:
+                keys.append(key)
+                values.append(value)
+        legacy: dict[str, dict[str, int]] = {}
+        states = self._decode_states(b"[" + b",".join(values) + b"]") if values else []
+        if states is not None and len(states) == len(keys):
+            data.update(zip(keys, states, strict=True))
+        else:  # one cannot be read (or reads as two): one by one, to skip just that one
+            one_by_one.extend(zip(keys, values, strict=True))
+        for key, value in one_by_one:
             try:
-                if key.startswith(META_PREFIX):
-                    data[key] = self._decode_meta(value)
-                elif key.startswith(DEDUP_PREFIX):
-                    data[key] = self._decode_chunk(value)
-                else:
-                    data[key] = self._decode_state(value)
-                    ids = legacy_ids(value)
-                    if ids:
-                        legacy[key] = ids
+                data[key] = self._decode_state(value)
             except msgspec.DecodeError:
                 skipped += 1
+                continue
+            ids = legacy_ids(value)
+            if ids:
+                legacy[key] = ids
         if skipped:
             log.warning("closedloop: %s changelog records of partition %s could not be read "
                         "and were skipped", skipped, partition)

@@ -47,10 +47,12 @@ from closedloop.streams.engine.stage_runner import AnyRunner
 from closedloop.streams.engine.stage_runner import runners as make_runners
 from closedloop.streams.engine.store import StageStore
 from closedloop.streams.engine.topology import TOPOLOGY, partition_of
+from closedloop.streams.kafka.membership import group_instance_id
 from closedloop.streams.kafka.metrics import WorkerMetrics, scrape_lags
 from closedloop.streams.kafka.reachability import Reachability, describe
 from closedloop.streams.kafka.receipts import record_receipt
 from closedloop.streams.kafka.settings import KafkaSettings
+from closedloop.streams.kafka.snapshot import Snapshots, topic_ids
 from closedloop.streams.kafka.topics import TopicSpec, topic_specs
 
 __all__ = ["MAX_RECORDS", "WorkerLoop", "changelog_topics", "target_partition",
@@ -126,6 +128,7 @@ class WorkerLoop:
                  ) -> None:
         self.settings, self.policy, self.app_id = settings, policy, app_id
         self.transactional_id = transactional_id(app_id, data_dir)
+        self.group_instance_id = group_instance_id(app_id, data_dir)
         self.n = settings.partitions
         self.wall = clock == "wall"
         self.telemetry = telemetry
@@ -138,6 +141,9 @@ class WorkerLoop:
         self.changelog = {spec.name.removesuffix("-state"): spec.address
                           for spec in self.changelogs}
         self.changelog_addresses = set(self.changelog.values())
+        self.stage_of = {topic: stage for stage, topic in self.changelog.items()}
+        self.snapshots = Snapshots(Path(data_dir) / "snapshots", states={
+            self.changelog[wiring.name]: wiring.stage.state for wiring in TOPOLOGY.stages})
         self.stores = {wiring.name: StageStore(wiring.stage.state) for wiring in TOPOLOGY.stages}
         # Wall mode: a lapse due before this worker started was missed during downtime.
         catch_up_before = wall_now() - policy.allowed_lateness if self.wall else None
@@ -171,6 +177,7 @@ class WorkerLoop:
             admin = KafkaAdminClient(**self.settings.kafka_python())
             try:
                 ensure_topics(admin, self.changelogs)
+                self.snapshots.topic_ids = topic_ids(admin, sorted(self.changelog_addresses))
             finally:
                 admin.close()
 
@@ -178,7 +185,8 @@ class WorkerLoop:
         config = self.settings.aiokafka()
         await self._new_producer()
         self.consumer = AIOKafkaConsumer(
-            group_id=self.app_id, enable_auto_commit=False, auto_offset_reset="earliest",
+            group_id=self.app_id, group_instance_id=self.group_instance_id,
+            enable_auto_commit=False, auto_offset_reset="earliest",
             isolation_level="read_committed",
             session_timeout_ms=10_000, heartbeat_interval_ms=1_000,
             max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=FETCH_MAX_BYTES,
@@ -220,6 +228,8 @@ class WorkerLoop:
                     await self._batch(batch, arrived)
                 except KafkaError as exc:
                     await self._recover(exc)
+                else:
+                    await self._snapshot(idle=not any(batch.values()))
 
     # -- one batch --------------------------------------------------------------------------
 
@@ -362,6 +372,20 @@ class WorkerLoop:
             for partition, key, value in store.changes():
                 yield topic, partition, key, value
 
+    async def _snapshot(self, idle: bool) -> None:
+        """After a committed batch, the snapshot of at most one stage partition: its state
+        now is its changelog up to the end this worker's last write left
+        (:mod:`~closedloop.streams.kafka.snapshot`). Called holding the batch lock: nothing
+        changes the state while the snapshot yields to the event loop between chunks."""
+        due = self.snapshots.due(
+            self.written, lambda topic, p: len(self.stores[self.stage_of[topic]].parts.get(p, ())),
+            idle)
+        if due is not None:
+            topic, partition = due
+            await self.snapshots.take_async(
+                topic, partition, self.written[due],
+                self.stores[self.stage_of[topic]].parts.get(partition, {}))
+
     # -- partitions -------------------------------------------------------------------------
 
     async def revoked(self) -> None:
@@ -482,17 +506,31 @@ class WorkerLoop:
             await consumer.stop()
 
     async def _restore(self, partitions: list[int], ends: dict[tuple[str, int], int]) -> None:
-        """Read each stage's changelog of ``partitions`` from the start to its end."""
+        """Read each stage's changelog of ``partitions`` to its end: from the offset of the
+        partition's snapshot in the data directory if there is one it can use, else from
+        the start."""
         from aiokafka.structs import TopicPartition
 
+        started = time.monotonic()
         tps = [TopicPartition(topic, p) for topic in self.changelog.values() for p in partitions]
-        records: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {
-            (tp.topic, tp.partition): [] for tp in tps}
+        # Each key's last record only: a changelog not yet compacted holds several of a key,
+        # and decoding the ones a later record replaces is wasted.
+        records: dict[tuple[str, int], dict[bytes | None, bytes | None]] = {
+            (tp.topic, tp.partition): {} for tp in tps}
+        read_count = 0
+        snapshots = self.snapshots.load_all({where: ends[where] for where in records})
+        start = {where: 0 if snapshot is None else snapshot.offset
+                 for where, snapshot in snapshots.items()}
 
         async def read(consumer: Any) -> None:
+            nonlocal read_count
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
-            left = {tp for tp in tps if ends[(tp.topic, tp.partition)] > 0}
+            for tp in tps:
+                if start[(tp.topic, tp.partition)]:
+                    consumer.seek(tp, start[(tp.topic, tp.partition)])
+            left = {tp for tp in tps if ends[(tp.topic, tp.partition)] > start[
+                (tp.topic, tp.partition)]}
             while left:
                 for tp in list(left):
                     if await consumer.position(tp) >= ends[(tp.topic, tp.partition)]:
@@ -501,21 +539,31 @@ class WorkerLoop:
                     break
                 fetched = await consumer.getmany(*left, timeout_ms=500)
                 for tp, messages in fetched.items():
-                    records[(tp.topic, tp.partition)].extend(
-                        (m.key, m.value) for m in messages
-                        if m.offset < ends[(tp.topic, tp.partition)])
+                    end, latest = ends[(tp.topic, tp.partition)], records[(tp.topic, tp.partition)]
+                    for m in messages:
+                        if m.offset < end:
+                            latest[m.key] = m.value
+                            read_count += 1
 
         await self._restorer_call(read)
+        restored = 0
         for stage, runner in self.runners.items():
             store, topic = self.stores[stage], self.changelog[stage]
             for partition in partitions:
-                store.restore(partition, records[(topic, partition)])
+                snapshot = snapshots[(topic, partition)]
+                tail = records[(topic, partition)].items()
+                restored += store.restore(partition, tail) if snapshot is None \
+                    else snapshot.restore(store, partition, tail)
                 self.written[(topic, partition)] = ends[(topic, partition)]
                 store.enter(partition)
                 keys = store.keys(partition)
                 runner.assign(partition, keys)
                 self.telemetry.assigned(stage, partition,
                                         ((key, store.get(key)) for key in keys))
+        log.info("closedloop: restored %s keys of partitions %s in %.3f s (%s from snapshots, "
+                 "%s changelog records read)", restored, partitions, time.monotonic() - started,
+                 sum(s.keys for s in snapshots.values() if s is not None),
+                 read_count)
 
     # -- what the runners and /metrics ask ----------------------------------------------------
 

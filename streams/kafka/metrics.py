@@ -176,8 +176,15 @@ class KeyTally:
     def load(self, partition: int, items: Iterable[tuple[str, object]]) -> None:
         """A recovered partition: its keys as they are now, without observing anything."""
         self.drop(partition)
+        person = self.stage == "person"
         for key, st in items:
-            self.update(partition, key, st, observe=False)
+            # A restore brings every key, and most have nothing to tally (no open
+            # requirement, no push, no turnaround): those skip update(), which would find so.
+            if not isinstance(st, Keyed):
+                continue
+            if st.req or (isinstance(st, PersonState) and st.loops is not None if person
+                          else isinstance(st, TubeState) and st.first is not None):
+                self.update(partition, key, st, observe=False)
 
     def drop(self, partition: int) -> None:
         for summary in self.keys.pop(partition, {}).values():

@@ -60,3 +60,36 @@ def test_bench_memory_prints_the_workers_peak_and_its_share_per_person(
         figures[name] = float(found.group(1).replace(",", ""))
     assert figures["events"] > 0 and figures["persons"] > 0
     assert figures["worker"] >= figures["idle"] > 0
+
+
+RESTART_LINES = {
+    "lines": r"^lines\s+([\d,]+)$",
+    "restart": r"^kill -9, restart\s+([\d.,]+) s to ready .*?: ([\d,]+) keys restored in "
+               r"[\d.,]+ s, ([\d,]+) from snapshots, ([\d,]+) changelog records read$",
+    "fresh": r"^fresh node\s+([\d.,]+) s to ready .*?: ([\d,]+) keys from ([\d,]+) changelog "
+             r"records",
+    "rate": r"^fresh node restore\s+([\d,]+) keys/s",
+    "snapshot": r"^snapshot write\s+([\d,]+) keys/s",
+}
+
+
+def test_bench_restart_prints_seconds_to_ready_and_the_fresh_nodes_restore_rate(
+        kafka_bootstrap: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "closedloop.streams.cli", "bench", "restart", "--persons",
+         "500", "--partitions", "2"],
+        env={**os.environ, "CLOSEDLOOP_KAFKA": kafka_bootstrap},
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = {name: re.search(pattern, done.stdout, re.M) for name, pattern in
+             RESTART_LINES.items()}
+    assert all(found.values()), f"missing {[n for n, f in found.items() if not f]} in:\n" \
+        f"{done.stdout}"
+    figures = {name: [float(g.replace(",", "")) for g in match.groups()]
+               for name, match in found.items() if match}
+    # the restart restored every key from its snapshots, as many as the fresh node restored
+    # from the changelogs
+    ready, keys, from_snapshots, _ = figures["restart"]
+    assert ready > 0 and keys == from_snapshots == figures["fresh"][1] > 0
+    assert figures["rate"][0] > 0 and figures["snapshot"][0] > 0

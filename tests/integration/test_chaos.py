@@ -22,10 +22,10 @@ import pytest
 from cluster_harness import Cluster
 from worker_harness import (
     CLOSEDLOOP,
+    City,
     Deployment,
     assert_published_once,
-    replay_outputs,
-    simulate,
+    replayed_round_city,
     split_file,
 )
 
@@ -36,19 +36,10 @@ STAGES = ("tube", "person", "report")
 # over and catches up half the replicas the suite's usual four would give it.
 PARTITIONS = 2
 
-City = tuple[Path, dict[str, list[dict[str, Any]]]]
-
 
 @pytest.fixture(scope="module")
 def city(tmp_path_factory: pytest.TempPathFactory) -> City:
-    workdir = tmp_path_factory.mktemp("chaos-city")
-    path = workdir / "city.jsonl"
-    simulate(path, people=600, days=3, seed=5, round_=True)
-    expected = replay_outputs(path, UNTIL, workdir)
-    # every output is exercised: alerts of several loops, daily and round reports
-    assert len({a["kind"] for a in expected["alerts"]}) >= 6
-    assert expected["daily-report"] and expected["round-report"]
-    return path, expected
+    return replayed_round_city(tmp_path_factory.mktemp("chaos-city"), 5, UNTIL)
 
 
 @pytest.fixture
@@ -187,9 +178,10 @@ def test_a_worker_stopped_and_restarted_mid_run_as_a_rolling_deploy_does_changes
     deployment.start_worker()
     deployment.produce(first)
     deployment.wait_settled()
-    # when one of two workers is stopped (SIGTERM: it commits what it handled and leaves the
-    # group), the other takes over while the second half arrives, and the first comes back
-    # on its data directory and takes its partitions back
+    # when one of two workers is stopped (SIGTERM: it commits what it handled; a static
+    # member, it keeps its place in the group) while the second half arrives, and comes back
+    # on its data directory: it rejoins under the same identity and goes on with its
+    # partitions
     deployment.kill(leaving, signal.SIGTERM)
     assert leaving.returncode == 0, leaving.log_path.read_text()[-2000:]  # type: ignore[attr-defined]
     sending = producing(deployment, second)

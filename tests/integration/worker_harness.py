@@ -296,6 +296,21 @@ def replay(
     return outputs["alerts"], outputs["daily-report"]
 
 
+City = tuple[Path, dict[str, list[dict[str, Any]]]]
+
+
+def replayed_round_city(workdir: Path, seed: int, until: str) -> City:
+    """A simulated 600-person city with a testing round (``simulate --round``) and replay's
+    outputs of it up to ``until``, checked to exercise every output: alerts of several
+    loops, daily and round reports."""
+    path = workdir / "city.jsonl"
+    simulate(path, people=600, days=3, seed=seed, round_=True)
+    expected = replay_outputs(path, until, workdir)
+    assert len({a["kind"] for a in expected["alerts"]}) >= 6
+    assert expected["daily-report"] and expected["round-report"]
+    return path, expected
+
+
 def replay_outputs(path: Path, until: str, workdir: Path) -> dict[str, list[dict[str, Any]]]:
     """``closedloop replay``'s alerts, escalations, daily and round reports, by the worker's
     topic names."""

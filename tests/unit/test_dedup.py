@@ -53,3 +53,22 @@ def test_a_durable_dedup_keeps_its_set_compact_across_takes() -> None:
     assert not dedup.seen("sampling", "ev-new", HOUR0, HOUR0)
     assert dedup.seen("sampling", "ev-new", HOUR0, HOUR0)
     assert dedup.take()[0] == {HOUR0 // BUCKET: digest("sampling", "ev-new")}
+
+
+def test_loaded_digests_are_remembered_once_each_and_expire_with_their_hour() -> None:
+    dedup = Dedup(RETENTION)
+    one, two, three = (digest("sampling", f"ev-{n}") for n in (1, 2, 3))
+    later = HOUR0 + BUCKET
+    dedup.load(later // BUCKET, two + three + two)  # a repeat inside a chunk counts once
+    dedup.load(HOUR0 // BUCKET, one + two)  # an older hour after a newer one: ev-2 is known
+    assert len(dedup) == 3
+    assert dedup.seen("sampling", "ev-1", HOUR0, HOUR0)
+    assert dedup.seen("sampling", "ev-3", later, later)
+    # the older hour goes first, and ev-2 with the hour it was first loaded in
+    gone = HOUR0 + BUCKET + RETENTION
+    assert not dedup.seen("lab", "ev-9", gone, gone)
+    assert not dedup.seen("sampling", "ev-1", gone, gone)
+    assert dedup.seen("sampling", "ev-2", gone, gone)
+    gone_too = later + BUCKET + RETENTION
+    assert not dedup.seen("lab", "ev-8", gone_too, gone_too)
+    assert not dedup.seen("sampling", "ev-2", gone_too, gone_too)

@@ -75,3 +75,16 @@ def test_date_of_is_the_day_whose_local_midnights_enclose_the_instant() -> None:
         for epoch in range(start - 2 * 86400, start + 20 * 86400, 900):
             found = cal.date_of(epoch)
             assert cal.day_start(found) <= epoch < cal.day_start(found + timedelta(days=1))
+
+
+def test_rebuild_indexes_what_scheduling_each_key_would() -> None:
+    states = [("k", TubeState(gc_due=40)), ("a", TubeState(gc_due=30)), ("n", TubeState()),
+              ("b", TubeState(gc_due=30)), ("c", TubeState(gc_due=30)),
+              ("k", TubeState(gc_due=35)), ("k", TubeState(gc_due=50))]  # a key twice: earliest
+    rebuilt, scheduled = DeadlineIndex(), DeadlineIndex()
+    rebuilt.schedule("stale", 1)
+    rebuilt.rebuild(states)
+    for key, state in states:
+        scheduled.schedule(key, state.gc_due)
+    assert rebuilt.earliest == scheduled.earliest == 30 and len(rebuilt) == len(scheduled) == 4
+    assert rebuilt.pop_due(100) == scheduled.pop_due(100) == ["a", "b", "c", "k"]

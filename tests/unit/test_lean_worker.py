@@ -15,7 +15,14 @@ from helpers import policy
 
 from closedloop.agents.calendar import Calendar
 from closedloop.agents.requirements import Context, fire_due
-from closedloop.agents.state import Contribution, PersonState, ReportState, Sampled, TubeState
+from closedloop.agents.state import (
+    Contribution,
+    PersonState,
+    ReportState,
+    Sampled,
+    TubeState,
+    changelog_batch_decoder,
+)
 from closedloop.streams.engine.records import PACK_LIMIT, Batch, Record, handle_record
 from closedloop.streams.engine.stage_runner import PartitionMeta, RecordEffects, meta_key, runners
 from closedloop.streams.engine.store import StageStore
@@ -296,3 +303,32 @@ def test_a_shared_record_sent_twice_is_broadcast_once() -> None:
     again = handle_record("tube", tube, Record("area", 1, 1, b"cn-110105", value), policy())
     assert len(first.effects.broadcasts) == 1 and not first.effects.duplicate
     assert again.effects.broadcasts == [] and again.effects.duplicate and again.consumed
+
+
+def test_a_partition_reads_alike_in_one_call_or_record_by_record() -> None:
+    writer = StageStore(TubeState)
+    writer.enter(0)
+    for n in range(50):
+        writer[f"tb-{n}"] = TubeState(first=n, recv=n + 5, req={"lab": n} if n % 3 else None,
+                                      gc_due=n + 100)
+    log = [(key, value) for _, key, value in writer.changes()]
+    _, decode = changelog_batch_decoder(TubeState)
+    assert decode(b"[" + b",".join(v for _, v in log if v) + b"]")  # read in one call
+    at_once, one_by_one = StageStore(TubeState), StageStore(TubeState)
+    at_once.restore(0, log)
+    one_by_one.restore(0, [*log, (b"tb-x", b"{not json")])  # a record read alone: all are
+    assert at_once.parts[0] == one_by_one.parts[0] and len(at_once.parts[0]) == 50
+    two_in_one = StageStore(TubeState)  # a damaged record that would read as two states
+    two_in_one.restore(0, [*log, (b"tb-y", b'{"gc_due": 1},{"gc_due": 2}')])
+    assert two_in_one.parts[0] == at_once.parts[0]
+
+
+def test_states_in_an_older_shape_are_told_apart_and_a_bad_array_is_none() -> None:
+    person_older, _ = changelog_batch_decoder(PersonState)
+    assert person_older(b'{"last": 1, "push": {"risk": "high"}}')  # a loop written flat
+    tube_older, tubes = changelog_batch_decoder(TubeState)
+    assert tube_older(b'{"gc_due": 5, "ids": {"lab:lb-1": 1}}')  # its own event ids
+    assert not tube_older(b'{"gc_due": 5}') and not person_older(b'{"last": 1}')
+    assert tubes(b'[{"gc_due": 5}, {not json]') is None
+    got = tubes(b'[{"gc_due": 5}, {"req": {"gc": 7, "lab": 1}}]')
+    assert got is not None and [(t.gc_due, t.req) for t in got] == [(5, None), (7, {"lab": 1})]

@@ -105,6 +105,29 @@ def test_recovered_keys_are_counted_but_not_measured_again() -> None:
     assert tally.kinds == {} and tally.keys == {}
 
 
+def test_loading_a_partition_tallies_what_updating_each_key_would() -> None:
+    tubes, persons = Feed(TUBE), Feed(PERSON)
+    tubes.apply("tb-7", sampling("p:000000000007", "tb-7", T0))  # owes its lab records
+    tubes.apply("tb-7", lab("tb-7", at(T0, hours=2)))
+    tubes.apply("tb-8", lab("tb-8", at(T0, hours=3), "negative"))  # an orphan, no sampling
+    tubes.apply("tb-9", sampling("p:000000000009", "tb-9", T0))
+    tubes.apply("tb-9", lab("tb-9", at(T0, hours=2)))
+    tubes.apply("tb-9", lab("tb-9", at(T0, hours=4), "negative"))  # done: turnarounds only
+    person = "p:000000000011"
+    persons.apply(person, travel(person, T0, risk="medium"))
+    persons.apply(person, followup(person, at(T0, hours=1), "located"))
+    persons.apply("p:000000000012", sampling("p:000000000012", "tb-12", T0))
+    for stage, feed in (("tube", tubes), ("person", persons)):
+        items = [*feed.table.items(), ("gone", None), ("idle", TubeState(gc_due=5))]
+        loaded, updated = KeyTally(policy(), stage), KeyTally(policy(), stage)
+        loaded.load(0, items)
+        for key, st in items:
+            updated.update(0, key, st, observe=False)
+        assert loaded.keys == updated.keys and loaded.kinds == updated.kinds
+        assert loaded.keys[0], stage  # something was tallied
+    assert loaded.under_control({0: epoch(at(T0, hours=2))}) == {"home_quarantine": 1}
+
+
 def test_counts_follow_a_key_whose_state_is_forgotten() -> None:
     tally = KeyTally(policy(), "tube")
     tally.update(0, "tb-4", TubeState(req={"orphan": 1}, gc_due=2))

@@ -102,9 +102,15 @@ def test_quieten_puts_one_filter_on_each_root_handler_once() -> None:
     root = logging.getLogger()
     handler = logging.NullHandler()
     root.addHandler(handler)
+    first = None
     try:
         first = quieten()
         quieten()
         assert [f for f in handler.filters if isinstance(f, OncePerWindow)] == [first]
     finally:
         root.removeHandler(handler)
+        # pytest's own capture handlers sit on the root logger too, for the whole session:
+        # left there, the filter would hold back the repeated warnings later tests look for
+        for other in root.handlers:
+            if first is not None:
+                other.removeFilter(first)
