@@ -238,8 +238,10 @@ def test_every_page_at_desktop_and_phone_width_in_both_languages(
 
     def switch(lang: str) -> None:
         browser.find(f'.lang button[value="{lang}"]').click()
-        browser.wait_for(lambda: browser.driver.find_element(
-            "css selector", "html").get_attribute("lang").startswith(lang))
+        # read by script, not through an element handle: the handle may be of the page the
+        # click is leaving, which Chromium answers with an error no retry can mend
+        browser.wait_for(lambda: str(browser.driver.execute_script(
+            "return document.documentElement.lang")).startswith(lang))
 
     browser.go(f"{console.url}/login")
     for lang in ("zh", "en"):
