@@ -1,0 +1,163 @@
+"""Reading changelog partitions to given ends for a restore: each key's last committed value.
+
+A restore reads every record a changelog keeps (about two a key at a city's size: the
+active segments are never compacted) and keeps the last value of each key. aiokafka's
+consumer hands each record over as an object of eleven fields the restore never reads, and
+building those cost about half of a fresh node's restore. So the restorer sends its own
+fetch requests (aiokafka's client and protocol) and walks each response's record batches
+with aiokafka's batch reader, keeping a record's key and value only.
+
+It reads what a ``read_committed`` consumer reads (Kafka's transactions, KIP-98): control
+batches (transaction markers) are never records; each fetch response lists the aborted
+transactions overlapping what it returns, as (producer id, first offset); a transactional
+batch is skipped while its producer has an aborted transaction that began at or before the
+batch and whose abort marker has not been passed yet. A partition is read from its start
+offset up to its end (its last stable offset when the restore began, so nothing it returns
+is undecided); a record at or past the end is left to the consume loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+__all__ = ["FETCH_BYTES", "PARTITION_BYTES", "Read", "read_latest"]
+
+Where = tuple[str, int]  # (topic, partition)
+
+READ_COMMITTED: Final = 1
+PARTITION_BYTES: Final = 8 * 1024 * 1024
+"""The most one fetch returns of a partition: many of the producer's batches (512 KiB at
+most), so a restore makes few round trips."""
+FETCH_BYTES: Final = 32 * 1024 * 1024
+"""The most one fetch response carries over all its partitions: what the restore holds
+undecoded at once."""
+MAX_WAIT_MS: Final = 100
+"""How long the broker may hold a fetch that finds nothing (a partition whose remaining
+offsets hold no committed record yet): the pace at which it is asked again."""
+_CONTROL_KEY: Final = struct.Struct(">hh")  # a transaction marker's key: version, type
+_ABORT: Final = 0
+
+
+@dataclass(slots=True)
+class _Partition:
+    position: int  # the next offset to fetch
+    end: int
+    latest: dict[bytes | None, bytes | None] = field(default_factory=dict)
+    records: int = 0  # records read (committed, in range)
+
+    def take(self, data: bytes, aborted_transactions: list[tuple[int, int]] | None) -> None:
+        """Apply one fetch response's record batches of this partition."""
+        from aiokafka.errors import CorruptRecordException
+        from aiokafka.record.memory_records import MemoryRecords
+
+        batches = MemoryRecords(data)
+        # (first offset, producer id), oldest first: a producer joins ``aborting`` once a
+        # batch at or past its aborted transaction's first offset comes
+        aborted = sorted((first, producer) for producer, first in aborted_transactions or ())
+        next_aborted = 0
+        aborting: set[int] = set()
+        position, end, latest = self.position, self.end, self.latest
+        moved_to = position
+        records = 0
+        while batches.has_next():
+            batch = batches.next_batch()
+            if batch is None:  # the response's last batch, cut short: fetched again
+                break
+            if not batch.validate_crc():
+                raise CorruptRecordException(f"a changelog batch at offset {batch.base_offset}"
+                                             " fails its checksum")
+            base, following = batch.base_offset, batch.next_offset
+            moved_to = max(moved_to, following)
+            producer = batch.producer_id
+            if producer is not None and producer >= 0:
+                while next_aborted < len(aborted) and aborted[next_aborted][0] <= base:
+                    aborting.add(aborted[next_aborted][1])
+                    next_aborted += 1
+                if batch.is_control_batch:
+                    if producer in aborting and _is_abort(batch):
+                        aborting.discard(producer)
+                    continue
+                if batch.is_transactional and producer in aborting:
+                    continue
+            elif batch.is_control_batch:
+                continue
+            if following <= position or base >= end:
+                continue
+            if base >= position and following <= end:
+                for record in batch:
+                    latest[record.key] = record.value
+                    records += 1
+            else:  # the batch straddles the start or the end
+                for record in batch:
+                    if position <= record.offset < end:
+                        latest[record.key] = record.value
+                        records += 1
+        self.position = moved_to
+        self.records += records
+
+
+def _is_abort(batch: Any) -> bool:
+    for marker in batch:
+        key = marker.key
+        return key is not None and len(key) >= _CONTROL_KEY.size and \
+            _CONTROL_KEY.unpack_from(key)[1] == _ABORT
+    return False
+
+
+@dataclass(slots=True)
+class Read:
+    """What :func:`read_latest` read: each partition's last value of each key (None for a
+    tombstone), and how many records it read for them."""
+
+    latest: dict[Where, dict[bytes | None, bytes | None]]
+    records: int
+
+
+async def read_latest(client: Any, ranges: Mapping[Where, tuple[int, int]], *,
+                      partition_bytes: int = PARTITION_BYTES) -> Read:
+    """Read each (topic, partition) of ``ranges`` from its start offset to its end, with
+    ``client`` (a started :class:`aiokafka.client.AIOKafkaClient`), at most
+    ``partition_bytes`` of a partition a fetch; raises a
+    :class:`aiokafka.errors.KafkaError` when a fetch fails (the caller tries again, from
+    the start)."""
+    from aiokafka.errors import (
+        LeaderNotAvailableError,
+        NotLeaderForPartitionError,
+        UnknownTopicOrPartitionError,
+    )
+    from aiokafka.errors import for_code as error_for_code
+    from aiokafka.protocol.fetch import FetchRequest
+    from aiokafka.structs import TopicPartition
+
+    reading = {where: _Partition(start, end) for where, (start, end) in ranges.items()}
+    await client.set_topics(sorted({topic for topic, _ in ranges}))
+    while left := [where for where, part in reading.items() if part.position < part.end]:
+        by_node: dict[int, dict[str, list[tuple[int, int, int]]]] = {}
+        for topic, partition in left:
+            node = client.cluster.leader_for_partition(TopicPartition(topic, partition))
+            if node is None or node < 0:
+                await client.force_metadata_update()
+                raise LeaderNotAvailableError(f"no leader for {topic}[{partition}]")
+            by_node.setdefault(node, {}).setdefault(topic, []).append(
+                (partition, reading[(topic, partition)].position, partition_bytes))
+        responses = await asyncio.gather(*(
+            client.send(node, FetchRequest(MAX_WAIT_MS, 1, FETCH_BYTES, READ_COMMITTED,
+                                           list(topics.items())))
+            for node, topics in by_node.items()))
+        for response in responses:
+            for topic, partitions in response.topics:
+                for partition, code, _highwater, *rest in partitions:
+                    if code:
+                        error = error_for_code(code)
+                        if error in (NotLeaderForPartitionError, UnknownTopicOrPartitionError):
+                            client.force_metadata_update()  # for the next attempt
+                        raise error(f"fetching {topic}[{partition}]")
+                    # the aborted transactions' place in a partition's fields moved in v11
+                    aborted = rest[2] if response.API_VERSION >= 11 else rest[-2]
+                    reading[(topic, partition)].take(rest[-1], aborted)
+    return Read({where: part.latest for where, part in reading.items()},
+                sum(part.records for part in reading.values()))
