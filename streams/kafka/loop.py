@@ -56,7 +56,7 @@ from closedloop.streams.kafka.settings import KafkaSettings
 from closedloop.streams.kafka.snapshot import Snapshots, topic_ids
 from closedloop.streams.kafka.topics import TopicSpec, topic_specs
 
-__all__ = ["MAX_RECORDS", "WorkerLoop", "changelog_topics", "target_partition",
+__all__ = ["CHANGELOG_CONFIG", "MAX_RECORDS", "WorkerLoop", "changelog_topics", "target_partition",
            "transactional_id"]
 
 log = logging.getLogger("closedloop.worker")
@@ -113,11 +113,28 @@ def transactional_id(app_id: str, data_dir: str) -> str:
     return known
 
 
+CHANGELOG_CONFIG: dict[str, str] = {
+    "cleanup.policy": "compact",
+    # The log cleaner never compacts a partition's active segment, and Kafka's default
+    # segment (1 GiB) holds a whole city's changelog partition: a fresh node would read every
+    # record each key ever had. Segments of 16 MiB leave at most that uncompacted; a lower
+    # dirty ratio than the default 0.5 lets the cleaner work once a fifth is stale (a
+    # testing round rewrites every person), and a segment rolls after an hour even when
+    # little is written, so a quiet changelog's tail is compacted too. Compaction only
+    # makes a restore read less: its result does not depend on it.
+    "segment.bytes": str(16 * 1024 * 1024),
+    "min.cleanable.dirty.ratio": "0.2",
+    "segment.ms": str(3_600_000),
+}
+"""The configuration of a changelog topic the worker creates (one that exists keeps its
+own: ``docs/KAFKA.md`` says how to set these on it)."""
+
+
 def changelog_topics(app_id: str, settings: KafkaSettings) -> list[TopicSpec]:
     """Each stage's compacted changelog topic (``{app_id}-{stage}-state-changelog``)."""
     return [TopicSpec(name=f"{stage}-state", address=f"{app_id}-{stage}-state-changelog",
                       partitions=settings.partitions, replication=settings.replication,
-                      config={"cleanup.policy": "compact"})
+                      config=dict(CHANGELOG_CONFIG))
             for stage in TOPOLOGY.wiring]
 
 
