@@ -14,13 +14,19 @@ batch is skipped while its producer has an aborted transaction that began at or 
 batch and whose abort marker has not been passed yet. A partition is read from its start
 offset up to its end (its last stable offset when the restore began, so nothing it returns
 is undecided); a record at or past the end is left to the consume loop.
+
+The next fetch goes out before a response's records are read (the offsets it asks for come
+from the batches' headers), and a partition read to its end is handed to the caller at once
+(``done``): the broker reads and sends while this process decodes. A fetch response is
+filled partition after partition in the order asked (:data:`PARTITION_BYTES`), so the
+partitions end one after another, not all at the last fetch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -29,12 +35,13 @@ __all__ = ["FETCH_BYTES", "PARTITION_BYTES", "Read", "read_latest"]
 Where = tuple[str, int]  # (topic, partition)
 
 READ_COMMITTED: Final = 1
-PARTITION_BYTES: Final = 8 * 1024 * 1024
-"""The most one fetch returns of a partition: many of the producer's batches (512 KiB at
-most), so a restore makes few round trips."""
-FETCH_BYTES: Final = 32 * 1024 * 1024
-"""The most one fetch response carries over all its partitions: what the restore holds
-undecoded at once."""
+FETCH_BYTES: Final = 16 * 1024 * 1024
+"""The most one fetch response carries: what the restore holds undecoded at once, many of
+the producer's batches (512 KiB at most), so a restore makes few round trips."""
+PARTITION_BYTES: Final = FETCH_BYTES
+"""The most one fetch returns of a partition: all a response may carry, so that the broker,
+filling it partition after partition in the order asked, sends one partition until it is
+read to its end, then the next; each is rebuilt while the next is fetched."""
 MAX_WAIT_MS: Final = 100
 """How long the broker may hold a fetch that finds nothing (a partition whose remaining
 offsets hold no committed record yet): the pace at which it is asked again."""
@@ -49,8 +56,23 @@ class _Partition:
     latest: dict[bytes | None, bytes | None] = field(default_factory=dict)
     records: int = 0  # records read (committed, in range)
 
-    def take(self, data: bytes, aborted_transactions: list[tuple[int, int]] | None) -> None:
-        """Apply one fetch response's record batches of this partition."""
+    def ahead(self, data: bytes) -> int:
+        """The offset after the last whole batch of a fetch response (its last batch may be
+        cut short: it is fetched again)."""
+        from aiokafka.record.memory_records import MemoryRecords
+
+        batches = MemoryRecords(data)
+        following = self.position
+        while batches.has_next():
+            batch = batches.next_batch()
+            if batch is None:
+                break
+            following = max(following, batch.next_offset)
+        return following
+
+    def take(self, data: bytes, aborted_transactions: list[tuple[int, int]] | None,
+             position: int) -> None:
+        """Apply the record batches of one fetch response made at ``position``."""
         from aiokafka.errors import CorruptRecordException
         from aiokafka.record.memory_records import MemoryRecords
 
@@ -60,8 +82,7 @@ class _Partition:
         aborted = sorted((first, producer) for producer, first in aborted_transactions or ())
         next_aborted = 0
         aborting: set[int] = set()
-        position, end, latest = self.position, self.end, self.latest
-        moved_to = position
+        end, latest = self.end, self.latest
         records = 0
         while batches.has_next():
             batch = batches.next_batch()
@@ -71,7 +92,6 @@ class _Partition:
                 raise CorruptRecordException(f"a changelog batch at offset {batch.base_offset}"
                                              " fails its checksum")
             base, following = batch.base_offset, batch.next_offset
-            moved_to = max(moved_to, following)
             producer = batch.producer_id
             if producer is not None and producer >= 0:
                 while next_aborted < len(aborted) and aborted[next_aborted][0] <= base:
@@ -96,7 +116,6 @@ class _Partition:
                     if position <= record.offset < end:
                         latest[record.key] = record.value
                         records += 1
-        self.position = moved_to
         self.records += records
 
 
@@ -118,46 +137,86 @@ class Read:
 
 
 async def read_latest(client: Any, ranges: Mapping[Where, tuple[int, int]], *,
-                      partition_bytes: int = PARTITION_BYTES) -> Read:
+                      partition_bytes: int = PARTITION_BYTES,
+                      done: Callable[[Where, dict[bytes | None, bytes | None]], None]
+                      | None = None) -> Read:
     """Read each (topic, partition) of ``ranges`` from its start offset to its end, with
     ``client`` (a started :class:`aiokafka.client.AIOKafkaClient`), at most
-    ``partition_bytes`` of a partition a fetch; raises a
-    :class:`aiokafka.errors.KafkaError` when a fetch fails (the caller tries again, from
-    the start)."""
-    from aiokafka.errors import (
-        LeaderNotAvailableError,
-        NotLeaderForPartitionError,
-        UnknownTopicOrPartitionError,
-    )
-    from aiokafka.errors import for_code as error_for_code
+    ``partition_bytes`` of a partition a fetch; ``done(where, latest)`` is called for each
+    as soon as it is read to its end. Raises a :class:`aiokafka.errors.KafkaError` when a
+    fetch fails (the caller tries again, from the start)."""
+    reading = {where: _Partition(start, end) for where, (start, end) in ranges.items()}
+    finished: set[Where] = set()
+
+    def settle() -> None:
+        for where, part in reading.items():
+            if where not in finished and part.position >= part.end:
+                finished.add(where)
+                if done is not None:
+                    done(where, part.latest)
+
+    await client.set_topics(sorted({topic for topic, _ in ranges}))
+    settle()
+    pending = await _fetch(client, reading, partition_bytes)
+    try:
+        while pending is not None:
+            responses = await pending
+            taken = []
+            for response in responses:
+                for topic, partitions in response.topics:
+                    for partition, code, _highwater, *rest in partitions:
+                        _raise_for(client, code, topic, partition)
+                        part = reading[(topic, partition)]
+                        # the aborted transactions' place among the fields moved in v11
+                        aborted = rest[2] if response.API_VERSION >= 11 else rest[-2]
+                        taken.append((part, rest[-1], aborted, part.position))
+                        part.position = part.ahead(rest[-1])
+            pending = await _fetch(client, reading, partition_bytes)
+            for part, data, aborted, position in taken:
+                part.take(data, aborted, position)
+            del taken
+            settle()
+    finally:
+        if pending is not None:
+            pending.cancel()
+    return Read({where: part.latest for where, part in reading.items()},
+                sum(part.records for part in reading.values()))
+
+
+async def _fetch(client: Any, reading: Mapping[Where, _Partition], partition_bytes: int
+                 ) -> asyncio.Future[list[Any]] | None:
+    """Send a fetch to each leader of the partitions not read to their end, in a stable
+    order; their responses to come, or None when every partition is read."""
+    from aiokafka.errors import LeaderNotAvailableError
     from aiokafka.protocol.fetch import FetchRequest
     from aiokafka.structs import TopicPartition
 
-    reading = {where: _Partition(start, end) for where, (start, end) in ranges.items()}
-    await client.set_topics(sorted({topic for topic, _ in ranges}))
-    while left := [where for where, part in reading.items() if part.position < part.end]:
-        by_node: dict[int, dict[str, list[tuple[int, int, int]]]] = {}
-        for topic, partition in left:
-            node = client.cluster.leader_for_partition(TopicPartition(topic, partition))
-            if node is None or node < 0:
-                await client.force_metadata_update()
-                raise LeaderNotAvailableError(f"no leader for {topic}[{partition}]")
-            by_node.setdefault(node, {}).setdefault(topic, []).append(
-                (partition, reading[(topic, partition)].position, partition_bytes))
-        responses = await asyncio.gather(*(
-            client.send(node, FetchRequest(MAX_WAIT_MS, 1, FETCH_BYTES, READ_COMMITTED,
-                                           list(topics.items())))
-            for node, topics in by_node.items()))
-        for response in responses:
-            for topic, partitions in response.topics:
-                for partition, code, _highwater, *rest in partitions:
-                    if code:
-                        error = error_for_code(code)
-                        if error in (NotLeaderForPartitionError, UnknownTopicOrPartitionError):
-                            client.force_metadata_update()  # for the next attempt
-                        raise error(f"fetching {topic}[{partition}]")
-                    # the aborted transactions' place in a partition's fields moved in v11
-                    aborted = rest[2] if response.API_VERSION >= 11 else rest[-2]
-                    reading[(topic, partition)].take(rest[-1], aborted)
-    return Read({where: part.latest for where, part in reading.items()},
-                sum(part.records for part in reading.values()))
+    by_node: dict[int, dict[str, list[tuple[int, int, int]]]] = {}
+    for (topic, partition), part in sorted(reading.items()):
+        if part.position >= part.end:
+            continue
+        node = client.cluster.leader_for_partition(TopicPartition(topic, partition))
+        if node is None or node < 0:
+            await client.force_metadata_update()
+            raise LeaderNotAvailableError(f"no leader for {topic}[{partition}]")
+        by_node.setdefault(node, {}).setdefault(topic, []).append(
+            (partition, part.position, partition_bytes))
+    if not by_node:
+        return None
+    sent = asyncio.gather(*(
+        client.send(node, FetchRequest(MAX_WAIT_MS, 1, FETCH_BYTES, READ_COMMITTED,
+                                       list(topics.items())))
+        for node, topics in by_node.items()))
+    await asyncio.sleep(0)  # the requests go out now, not at the caller's next wait
+    return sent
+
+
+def _raise_for(client: Any, code: int, topic: str, partition: int) -> None:
+    from aiokafka.errors import NotLeaderForPartitionError, UnknownTopicOrPartitionError
+    from aiokafka.errors import for_code as error_for_code
+
+    if code:
+        error = error_for_code(code)
+        if error in (NotLeaderForPartitionError, UnknownTopicOrPartitionError):
+            client.force_metadata_update()  # for the next attempt
+        raise error(f"fetching {topic}[{partition}]")

@@ -530,15 +530,18 @@ class WorkerLoop:
         finally:
             await consumer.stop()
 
-    async def _restorer_read(self, ranges: dict[tuple[str, int], tuple[int, int]]) -> Read:
-        """Each changelog partition of ``ranges`` read from its start to its end: each
-        key's last committed value (:mod:`~closedloop.streams.kafka.changelog_reader`)."""
+    async def _restorer_read(self, ranges: dict[tuple[str, int], tuple[int, int]],
+                             done: Callable[[tuple[str, int], dict[bytes | None, bytes | None]],
+                                            None]) -> Read:
+        """Each changelog partition of ``ranges`` read from its start to its end, each key's
+        last committed value handed to ``done`` as soon as a partition is read
+        (:mod:`~closedloop.streams.kafka.changelog_reader`)."""
         from aiokafka.client import AIOKafkaClient
 
         client = AIOKafkaClient(**self.settings.aiokafka())
         await client.bootstrap()
         try:
-            return await read_latest(client, ranges)
+            return await read_latest(client, ranges, done=done)
         finally:
             await client.close()
 
@@ -546,32 +549,33 @@ class WorkerLoop:
                        bounds: dict[tuple[str, int], tuple[int, int]]) -> None:
         """Read each stage's changelog of ``partitions`` to its end: from the offset of the
         partition's snapshot in the data directory if there is one it can use, else from
-        the start."""
+        the start. Each is rebuilt as soon as it is read, while the others are fetched."""
         started = time.monotonic()
         wheres = [(topic, p) for topic in self.changelog.values() for p in partitions]
         ends = {where: bounds[where][1] for where in wheres}
         snapshots = self.snapshots.load_all(ends)
+        restored = 0
+
+        def rebuild(where: tuple[str, int], latest: dict[bytes | None, bytes | None]) -> None:
+            nonlocal restored
+            topic, partition = where
+            stage = self.stage_of[topic]
+            store, runner, snapshot = self.stores[stage], self.runners[stage], snapshots[where]
+            restored += store.restore(partition, latest.items()) if snapshot is None \
+                else snapshot.restore(store, partition, latest.items())
+            latest.clear()  # its values are decoded: not held till the others are read
+            self.written[where] = ends[where]
+            store.enter(partition)
+            keys = store.keys(partition)
+            runner.assign(partition, keys)
+            self.telemetry.assigned(stage, partition, ((key, store.get(key)) for key in keys))
+
         # from the snapshot's offset, or the changelog's first (records deleted before it
         # are gone whoever reads)
         read = await self._restorer_read({where: (max(bounds[where][0], 0 if snapshot is None
                                                       else snapshot.offset), ends[where])
-                                          for where, snapshot in snapshots.items()})
-        records = read.latest
+                                          for where, snapshot in snapshots.items()}, rebuild)
         read_count = read.records
-        restored = 0
-        for stage, runner in self.runners.items():
-            store, topic = self.stores[stage], self.changelog[stage]
-            for partition in partitions:
-                snapshot = snapshots[(topic, partition)]
-                tail = records[(topic, partition)].items()
-                restored += store.restore(partition, tail) if snapshot is None \
-                    else snapshot.restore(store, partition, tail)
-                self.written[(topic, partition)] = ends[(topic, partition)]
-                store.enter(partition)
-                keys = store.keys(partition)
-                runner.assign(partition, keys)
-                self.telemetry.assigned(stage, partition,
-                                        ((key, store.get(key)) for key in keys))
         log.info("closedloop: restored %s keys of partitions %s in %.3f s (%s from snapshots, "
                  "%s changelog records read)", restored, partitions, time.monotonic() - started,
                  sum(s.keys for s in snapshots.values() if s is not None),

@@ -90,14 +90,20 @@ async def _scenario(bootstrap: str, topic: str) -> None:
 
 
 async def _read(bootstrap: str, ranges: dict[tuple[str, int], tuple[int, int]]) -> Any:
+    """The reader's result, checked against what it handed over partition by partition."""
     from aiokafka.client import AIOKafkaClient
 
+    handed: list[tuple[tuple[str, int], dict[bytes | None, bytes | None]]] = []
     client = AIOKafkaClient(bootstrap_servers=bootstrap)
     await client.bootstrap()
     try:
-        return await read_latest(client, ranges, partition_bytes=SMALL_FETCH)
+        read = await read_latest(client, ranges, partition_bytes=SMALL_FETCH,
+                                 done=lambda where, latest: handed.append((where, dict(latest))))
     finally:
         await client.close()
+    assert sorted(where for where, _ in handed) == sorted(ranges)  # each once, when read
+    assert dict(handed) == read.latest
+    return read
 
 
 async def _ends(bootstrap: str, topic: str) -> dict[int, int]:
