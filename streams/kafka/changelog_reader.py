@@ -141,7 +141,8 @@ async def read_latest(client: Any, ranges: Mapping[Where, tuple[int, int]], *,
                       done: Callable[[Where, dict[bytes | None, bytes | None]], None]
                       | None = None) -> Read:
     """Read each (topic, partition) of ``ranges`` from its start offset to its end, with
-    ``client`` (a started :class:`aiokafka.client.AIOKafkaClient`), at most
+    ``client`` (a started :class:`aiokafka.client.AIOKafkaClient`; None when every
+    partition starts at its end), at most
     ``partition_bytes`` of a partition a fetch; ``done(where, latest)`` is called for each
     as soon as it is read to its end. Raises a :class:`aiokafka.errors.KafkaError` when a
     fetch fails (the caller tries again, from the start)."""
@@ -155,8 +156,9 @@ async def read_latest(client: Any, ranges: Mapping[Where, tuple[int, int]], *,
                 if done is not None:
                     done(where, part.latest)
 
-    await client.set_topics(sorted({topic for topic, _ in ranges}))
-    settle()
+    settle()  # a partition with nothing to read (a snapshot at its end) is rebuilt at once
+    if len(finished) < len(reading):
+        await client.set_topics(sorted({topic for topic, _ in ranges}))
     pending = await _fetch(client, reading, partition_bytes)
     try:
         while pending is not None:
