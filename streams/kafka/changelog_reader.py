@@ -1,7 +1,7 @@
 """Reading changelog partitions to given ends for a restore: each key's last committed value.
 
-A restore reads every record a changelog keeps (about two a key at a city's size: the
-active segments are never compacted) and keeps the last value of each key. aiokafka's
+A restore reads every record a changelog keeps (more than one a key: the cleaner never
+compacts a partition's active segment) and keeps the last value of each key. aiokafka's
 consumer hands each record over as an object of eleven fields the restore never reads, and
 building those cost about half of a fresh node's restore. So the restorer sends its own
 fetch requests (aiokafka's client and protocol) and walks each response's record batches
