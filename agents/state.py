@@ -388,7 +388,9 @@ def changelog_batch_decoder(
 ) -> tuple[Callable[[bytes], bool], Callable[[bytes], list[Keyed] | None]]:
     """(``older``, ``decode``): ``older(raw)`` is false for a changelogged state of ``state``'s
     stage that :func:`changelog_decoder` reads as it is, :func:`upgraded` at most (not a flat
-    person, no event ids of its own); ``decode`` reads a JSON array of such states in one
+    person, no event ids of its own), and for a JSON array of such states (it looks for the
+    older shapes' keys anywhere: one call answers for a whole restore, as a rule, and one
+    by one only when it finds some); ``decode`` reads a JSON array of such states in one
     call (a restore's millions of records would cost a call each), or gives None when one of
     them cannot be read: then read them one by one.
     """

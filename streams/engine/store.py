@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
+from itertools import compress
 
 import msgspec
 
@@ -159,13 +160,19 @@ class StageStore:
                                  else self._decode_chunk(value))
                 except msgspec.DecodeError:
                     skipped += 1
-            elif older(value):
-                one_by_one.append((key, value))
             else:
                 keys.append(key)
                 values.append(value)
+        array = b"[" + b",".join(values) + b"]"
+        if values and older(array):  # one asks for all (a call each cost a restore seconds)
+            current = [not older(value) for value in values]
+            one_by_one.extend((key, value) for key, value, ok in zip(keys, values, current,
+                                                                      strict=True) if not ok)
+            keys = list(compress(keys, current))
+            values = list(compress(values, current))
+            array = b"[" + b",".join(values) + b"]"
         legacy: dict[str, dict[str, int]] = {}
-        states = self._decode_states(b"[" + b",".join(values) + b"]") if values else []
+        states = self._decode_states(array) if values else []
         if states is not None and len(states) == len(keys):
             data.update(zip(keys, states, strict=True))
         else:  # one cannot be read (or reads as two): one by one, to skip just that one

@@ -47,6 +47,7 @@ from closedloop.streams.engine.stage_runner import AnyRunner
 from closedloop.streams.engine.stage_runner import runners as make_runners
 from closedloop.streams.engine.store import StageStore
 from closedloop.streams.engine.topology import TOPOLOGY, partition_of
+from closedloop.streams.kafka.changelog_reader import Read, read_latest
 from closedloop.streams.kafka.membership import group_instance_id
 from closedloop.streams.kafka.metrics import WorkerMetrics, scrape_lags
 from closedloop.streams.kafka.reachability import Reachability, describe
@@ -55,7 +56,7 @@ from closedloop.streams.kafka.settings import KafkaSettings
 from closedloop.streams.kafka.snapshot import Snapshots, topic_ids
 from closedloop.streams.kafka.topics import TopicSpec, topic_specs
 
-__all__ = ["MAX_RECORDS", "WorkerLoop", "changelog_topics", "target_partition",
+__all__ = ["CHANGELOG_CONFIG", "MAX_RECORDS", "WorkerLoop", "changelog_topics", "target_partition",
            "transactional_id"]
 
 log = logging.getLogger("closedloop.worker")
@@ -112,11 +113,28 @@ def transactional_id(app_id: str, data_dir: str) -> str:
     return known
 
 
+CHANGELOG_CONFIG: dict[str, str] = {
+    "cleanup.policy": "compact",
+    # The log cleaner never compacts a partition's active segment, and Kafka's default
+    # segment (1 GiB) holds a whole city's changelog partition: a fresh node would read every
+    # record each key ever had. Segments of 16 MiB leave at most that uncompacted; a lower
+    # dirty ratio than the default 0.5 lets the cleaner work once a fifth is stale (a
+    # testing round rewrites every person), and a segment rolls after an hour even when
+    # little is written, so a quiet changelog's tail is compacted too. Compaction only
+    # makes a restore read less: its result does not depend on it.
+    "segment.bytes": str(16 * 1024 * 1024),
+    "min.cleanable.dirty.ratio": "0.2",
+    "segment.ms": str(3_600_000),
+}
+"""The configuration of a changelog topic the worker creates (one that exists keeps its
+own: ``docs/KAFKA.md`` says how to set these on it)."""
+
+
 def changelog_topics(app_id: str, settings: KafkaSettings) -> list[TopicSpec]:
     """Each stage's compacted changelog topic (``{app_id}-{stage}-state-changelog``)."""
     return [TopicSpec(name=f"{stage}-state", address=f"{app_id}-{stage}-state-changelog",
                       partitions=settings.partitions, replication=settings.replication,
-                      config={"cleanup.policy": "compact"})
+                      config=dict(CHANGELOG_CONFIG))
             for stage in TOPOLOGY.wiring]
 
 
@@ -401,15 +419,15 @@ class WorkerLoop:
         async def take() -> list[int]:  # again from the start if the cluster goes away
             for gone in sorted(self.owned - partitions):
                 self._forget(gone)
-            ends = await self._changelog_ends(partitions)
+            bounds = await self._changelog_bounds(partitions)
             fresh = sorted(p for p in partitions if p not in self.owned or any(
-                not _ours(ends[(self.changelog[stage], p)],
+                not _ours(bounds[(self.changelog[stage], p)][1],
                           self.written.get((self.changelog[stage], p)))
                 for stage in TOPOLOGY.wiring))
             for partition in fresh:
                 self._forget(partition)
             if fresh:
-                await self._restore(fresh, ends)
+                await self._restore(fresh, bounds)
             for tp in assigned:
                 committed = await self.consumer.committed(tp)
                 if committed is not None:
@@ -445,9 +463,9 @@ class WorkerLoop:
             await self._new_producer()
             for partition in partitions:
                 self._forget(partition)
-            ends = await self._changelog_ends(set(partitions))
+            bounds = await self._changelog_bounds(set(partitions))
             if partitions:
-                await self._restore(partitions, ends)
+                await self._restore(partitions, bounds)
             self.owned = set(partitions)
             for tp in self.consumer.assignment():
                 offset = self.committed.get((self.short[tp.topic], tp.partition))
@@ -485,14 +503,21 @@ class WorkerLoop:
             self.written.pop((self.changelog[stage], partition), None)
         self.owned.discard(partition)
 
-    async def _changelog_ends(self, partitions: set[int]) -> dict[tuple[str, int], int]:
+    async def _changelog_bounds(self, partitions: set[int]
+                                ) -> dict[tuple[str, int], tuple[int, int]]:
+        """(changelog, partition) -> (its first offset, its end as a read-committed reader
+        sees it)."""
         from aiokafka.structs import TopicPartition
 
         tps = [TopicPartition(topic, p) for topic in self.changelog.values() for p in partitions]
         if not tps:
             return {}
-        offsets = await self._restorer_call(lambda c: c.end_offsets(tps))
-        return {(tp.topic, tp.partition): int(end) for tp, end in offsets.items()}
+
+        async def bounds(consumer: Any) -> tuple[dict[Any, int], dict[Any, int]]:
+            return await consumer.beginning_offsets(tps), await consumer.end_offsets(tps)
+
+        firsts, ends = await self._restorer_call(bounds)
+        return {(tp.topic, tp.partition): (int(firsts[tp]), int(ends[tp])) for tp in tps}
 
     async def _restorer_call(self, call: Callable[[Any], Any]) -> Any:
         from aiokafka import AIOKafkaConsumer
@@ -505,61 +530,54 @@ class WorkerLoop:
         finally:
             await consumer.stop()
 
-    async def _restore(self, partitions: list[int], ends: dict[tuple[str, int], int]) -> None:
+    async def _restorer_read(self, ranges: dict[tuple[str, int], tuple[int, int]],
+                             done: Callable[[tuple[str, int], dict[bytes | None, bytes | None]],
+                                            None]) -> Read:
+        """Each changelog partition of ``ranges`` read from its start to its end, each key's
+        last committed value handed to ``done`` as soon as a partition is read
+        (:mod:`~closedloop.streams.kafka.changelog_reader`)."""
+        from aiokafka.client import AIOKafkaClient
+
+        if all(start >= end for start, end in ranges.values()):  # snapshots at the ends
+            return await read_latest(None, ranges, done=done)
+        client = AIOKafkaClient(**self.settings.aiokafka())
+        await client.bootstrap()
+        try:
+            return await read_latest(client, ranges, done=done)
+        finally:
+            await client.close()
+
+    async def _restore(self, partitions: list[int],
+                       bounds: dict[tuple[str, int], tuple[int, int]]) -> None:
         """Read each stage's changelog of ``partitions`` to its end: from the offset of the
         partition's snapshot in the data directory if there is one it can use, else from
-        the start."""
-        from aiokafka.structs import TopicPartition
-
+        the start. Each is rebuilt as soon as it is read, while the others are fetched."""
         started = time.monotonic()
-        tps = [TopicPartition(topic, p) for topic in self.changelog.values() for p in partitions]
-        # Each key's last record only: a changelog not yet compacted holds several of a key,
-        # and decoding the ones a later record replaces is wasted.
-        records: dict[tuple[str, int], dict[bytes | None, bytes | None]] = {
-            (tp.topic, tp.partition): {} for tp in tps}
-        read_count = 0
-        snapshots = self.snapshots.load_all({where: ends[where] for where in records})
-        start = {where: 0 if snapshot is None else snapshot.offset
-                 for where, snapshot in snapshots.items()}
-
-        async def read(consumer: Any) -> None:
-            nonlocal read_count
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            for tp in tps:
-                if start[(tp.topic, tp.partition)]:
-                    consumer.seek(tp, start[(tp.topic, tp.partition)])
-            left = {tp for tp in tps if ends[(tp.topic, tp.partition)] > start[
-                (tp.topic, tp.partition)]}
-            while left:
-                for tp in list(left):
-                    if await consumer.position(tp) >= ends[(tp.topic, tp.partition)]:
-                        left.discard(tp)
-                if not left:
-                    break
-                fetched = await consumer.getmany(*left, timeout_ms=500)
-                for tp, messages in fetched.items():
-                    end, latest = ends[(tp.topic, tp.partition)], records[(tp.topic, tp.partition)]
-                    for m in messages:
-                        if m.offset < end:
-                            latest[m.key] = m.value
-                            read_count += 1
-
-        await self._restorer_call(read)
+        wheres = [(topic, p) for topic in self.changelog.values() for p in partitions]
+        ends = {where: bounds[where][1] for where in wheres}
+        snapshots = self.snapshots.load_all(ends)
         restored = 0
-        for stage, runner in self.runners.items():
-            store, topic = self.stores[stage], self.changelog[stage]
-            for partition in partitions:
-                snapshot = snapshots[(topic, partition)]
-                tail = records[(topic, partition)].items()
-                restored += store.restore(partition, tail) if snapshot is None \
-                    else snapshot.restore(store, partition, tail)
-                self.written[(topic, partition)] = ends[(topic, partition)]
-                store.enter(partition)
-                keys = store.keys(partition)
-                runner.assign(partition, keys)
-                self.telemetry.assigned(stage, partition,
-                                        ((key, store.get(key)) for key in keys))
+
+        def rebuild(where: tuple[str, int], latest: dict[bytes | None, bytes | None]) -> None:
+            nonlocal restored
+            topic, partition = where
+            stage = self.stage_of[topic]
+            store, runner, snapshot = self.stores[stage], self.runners[stage], snapshots[where]
+            restored += store.restore(partition, latest.items()) if snapshot is None \
+                else snapshot.restore(store, partition, latest.items())
+            latest.clear()  # its values are decoded: not held till the others are read
+            self.written[where] = ends[where]
+            store.enter(partition)
+            keys = store.keys(partition)
+            runner.assign(partition, keys)
+            self.telemetry.assigned(stage, partition, ((key, store.get(key)) for key in keys))
+
+        # from the snapshot's offset, or the changelog's first (records deleted before it
+        # are gone whoever reads)
+        read = await self._restorer_read({where: (max(bounds[where][0], 0 if snapshot is None
+                                                      else snapshot.offset), ends[where])
+                                          for where, snapshot in snapshots.items()}, rebuild)
+        read_count = read.records
         log.info("closedloop: restored %s keys of partitions %s in %.3f s (%s from snapshots, "
                  "%s changelog records read)", restored, partitions, time.monotonic() - started,
                  sum(s.keys for s in snapshots.values() if s is not None),
