@@ -23,6 +23,11 @@ gauges, cohorts, retests, identity, entries, visits) live in one :class:`PersonL
 ``PersonState.loops``, None for a testing round's typical person (one slot, not thirteen:
 ~96 bytes a person). A person changelogged before, with those fields at the top level, is
 read by :func:`changelog_decoder` (the worker's one way to read a changelog) into ``loops``.
+
+A sample holds its place (site, coordinates, district) as one :class:`Site` shared by the
+samples taken there, and a tube its members as a tuple of person ids with a tuple of their
+swab times beside it: samples changelogged with their place inline and tubes with a dict of
+members are read by :func:`changelog_decoder` into these forms.
 """
 
 from __future__ import annotations

@@ -8,12 +8,14 @@ from typing import Any
 
 import msgspec
 import orjson
+import pytest
 from helpers import T0, at, epoch, lab, policy, sampling
 
 from closedloop.agents import tubes
 from closedloop.agents.calendar import Calendar
 from closedloop.agents.requirements import Context
 from closedloop.agents.state import (
+    Keyed,
     PersonState,
     Sampled,
     Site,
@@ -26,8 +28,7 @@ from closedloop.streams.engine.store import StageStore
 from closedloop.streams.engine.topology import PERSON
 from closedloop.streams.kafka.snapshot import Snapshots, read, write
 
-TOPIC = "closedloop-tube-changelog"
-TOPIC_ID = "tid-tube"
+TOPIC_ID = "tid-changelog"
 
 
 def _context(clock: int) -> Context:
@@ -80,7 +81,7 @@ def test_a_tube_read_from_the_old_shape_behaves_as_the_new_one() -> None:
     made = _pooled_tube()
     restored = _restored([(b"tube-0001", _as_written_before(made))])
     report = _event(lab("tube-0001", at(T0, hours=3), "positive"), Lab)
-    outs: list[tuple[object, object, TubeState]] = []
+    outs: list[tuple[list[tuple[str, object]], list[object], TubeState]] = []
     for st in (made, restored):
         ctx = _context(0)
         tubes.on_lab(ctx, st, "tube-0001", report)
@@ -93,25 +94,6 @@ def test_a_tube_read_from_the_old_shape_behaves_as_the_new_one() -> None:
         ("person-a", "Result"), ("person-a", "Retest"), ("person-b", "Result"),
         ("person-b", "Retest"), ("person-c", "Sampled"), ("person-c", "Result"),
         ("person-c", "Retest")]
-
-
-def test_an_old_shape_snapshot_restores_as_its_changelog_would(tmp_path: Path) -> None:
-    made = _pooled_tube()
-    old = _as_written_before(made)
-    snapshots = Snapshots(tmp_path, states={TOPIC: TubeState}, topic_ids={TOPIC: TOPIC_ID})
-    store = StageStore(TubeState)
-    store.restore(0, [(b"tube-0001", msgspec.json.encode(made))])
-    snapshots.take(TOPIC, 0, 1, store.parts[0])
-    header, _ = read(snapshots.path(TOPIC, 0))
-    # written by the version before: its shapes, its schema
-    write(snapshots.path(TOPIC, 0), msgspec.structs.replace(header, schema="before"),
-          [(b"tube-0001", old)])
-    loaded = Snapshots(tmp_path, states={TOPIC: TubeState},
-                       topic_ids={TOPIC: TOPIC_ID}).load(TOPIC, 0, end=1)
-    assert loaded is not None and loaded.state is None  # read as the changelog is
-    restored = StageStore(TubeState)
-    assert loaded.restore(restored, 0, []) == 1
-    assert restored.parts[0]["tube-0001"] == made
 
 
 def _swabbed_person() -> PersonState:
@@ -158,3 +140,31 @@ def test_a_person_with_flat_loops_and_inline_places_reads_into_both_forms() -> N
     assert isinstance(read, PersonState) and read.loops is not None
     assert read.loops.id_days == ["2022-09-06"]
     assert msgspec.structs.replace(read, loops=None) == made
+
+
+@pytest.mark.parametrize("stage", ["tube", "person"])
+def test_an_old_shape_snapshot_restores_as_its_changelog_would(tmp_path: Path,
+                                                               stage: str) -> None:
+    made: Keyed
+    state: type[Keyed]
+    if stage == "tube":
+        tube = _pooled_tube()
+        made, old, state = tube, _as_written_before(tube), TubeState
+    else:
+        person = _swabbed_person()
+        made, old, state = person, _with_places_inline(person), PersonState
+    topic = f"closedloop-{stage}-changelog"
+    snapshots = Snapshots(tmp_path, states={topic: state}, topic_ids={topic: TOPIC_ID})
+    store = StageStore(state)
+    store.restore(0, [(b"key-0001", msgspec.json.encode(made))])
+    snapshots.take(topic, 0, 1, store.parts[0])
+    header, _ = read(snapshots.path(topic, 0))
+    # written by the version before: its shapes, its schema
+    write(snapshots.path(topic, 0), msgspec.structs.replace(header, schema="before"),
+          [(b"key-0001", old)])
+    loaded = Snapshots(tmp_path, states={topic: state},
+                       topic_ids={topic: TOPIC_ID}).load(topic, 0, end=1)
+    assert loaded is not None and loaded.state is None  # read as the changelog is
+    restored = StageStore(state)
+    assert loaded.restore(restored, 0, []) == 1
+    assert restored.parts[0]["key-0001"] == made
