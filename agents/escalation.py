@@ -200,7 +200,7 @@ def _tube_progressed(ctx: Context, st: Keyed, entry: EscalationEntry, until: int
 def _sampling_found(ctx: Context, st: Keyed, entry: EscalationEntry, until: int) -> bool:
     if not isinstance(st, TubeState):
         return False
-    return any(at <= until for at in (st.members or {}).values())
+    return any(at <= until for at in st.swabbed or ())
 
 
 def _sampled_after(ctx: Context, st: Keyed, entry: EscalationEntry, until: int) -> bool:

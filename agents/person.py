@@ -33,6 +33,7 @@ from closedloop.agents.state import (
     Retest,
     Sample,
     Sampled,
+    Site,
 )
 from closedloop.schemas.events import (
     Action,
@@ -53,8 +54,8 @@ __all__ = ["HANDLERS", "PERSON_EVENTS", "forward_time", "on_event", "on_forward"
 PERSON_EVENTS: Final = (Travel, Followup, Cohort, Action, Population, Checkpoint, Clinic)
 """The person-keyed input events."""
 PRUNE_ABOVE: Final = 12  # facts kept per list before old ones are looked at
-PLACES: Final = 1 << 12  # distinct coordinates shared before the table starts anew
-_PLACES: dict[float, float] = {}
+SITES: Final = 1 << 12  # distinct sites shared before the table starts anew
+_SITES: dict[tuple[str, float | None, float | None, str], Site] = {}
 
 HANDLERS: Final[dict[str, LapseHandler[PersonState]]] = {
     **travel.HANDLERS,
@@ -102,16 +103,16 @@ def forward_time(msg: Forward) -> int:
 def on_forward(ctx: Context, st: PersonState, person_id: str, msg: Forward) -> None:
     """A message the tube join re-keyed to this person."""
     if isinstance(msg, Sampled):
-        # sites and districts repeat across a city's millions of samples, a tube id across
-        # its pool's members: one string each (~50 bytes a person saved on a pooled round);
-        # a site's coordinates and a sampling's instant one object each, too (~90 a sample)
-        sample = Sample(shared(msg.at), intern(msg.tube), msg.pool, intern(msg.site),
-                        _place(msg.lat), _place(msg.lon), intern(msg.district))
+        # a tube id repeats across its pool's members: one string (~50 bytes a person saved
+        # on a pooled round); a sampling's instant one object, and a site (its id, its
+        # coordinates, its district) one Site for the city's samples (~120 a sample)
+        sample = Sample(shared(msg.at), intern(msg.tube), msg.pool,
+                        _site(msg.site, msg.lat, msg.lon, msg.district))
         samples = st.samples
         if samples is None:
             st.samples = (sample,)
             if st.district is None:
-                st.district = sample.district
+                st.district = sample.place.district
             identity.on_sampled(ctx, st, person_id, sample)
         else:
             tube = sample.tube
@@ -139,18 +140,20 @@ def on_forward(ctx: Context, st: PersonState, person_id: str, msg: Forward) -> N
     keep_alive(ctx, st, forward_time(msg))
 
 
-def _place(coordinate: float | None) -> float | None:
-    """``coordinate`` as the float object already standing for it: a sample's are its
-    site's, and a city's samples come from a few hundred sites (each float is 24 bytes).
-    The table starts anew once it holds ``PLACES`` coordinates, so odd input keeps it small.
+def _site(site: str, lat: float | None, lon: float | None, district: str) -> Site:
+    """The :class:`Site` object already standing for this place: a city's samples come from
+    a few hundred sites (a Site, its id, district and two floats would be ~170 bytes each).
+    The table starts anew once it holds ``SITES`` places, so odd input keeps it small.
     """
-    if not coordinate:  # None, or a zero: 0.0 and -0.0 are equal keys but print apart
-        return coordinate
-    kept = _PLACES.get(coordinate)
+    key = (site, lat, lon, district)
+    kept = _SITES.get(key)
     if kept is None:
-        if len(_PLACES) >= PLACES:
-            _PLACES.clear()
-        _PLACES[coordinate] = kept = coordinate
+        kept = Site(intern(site), lat, lon, intern(district))
+        if lat == 0 or lon == 0:  # 0.0 and -0.0 are equal keys but print apart: not shared
+            return kept
+        if len(_SITES) >= SITES:
+            _SITES.clear()
+        _SITES[key] = kept
     return kept
 
 

@@ -269,7 +269,7 @@ def _contrib(st: PersonState, defn: RoundDef, instant: int) -> Contrib:
     site = None
     if not on_roster and st.samples:
         first = _first(st.samples, defn.opens, instant, defn.districts)
-        site = None if first is None else first.district
+        site = None if first is None else first.place.district
     return district, sampled, site
 
 
@@ -421,7 +421,7 @@ def _first(samples: tuple[Sample, ...] | None, low: int, high: int,
     for sample in samples or ():
         if sample.at > high:
             break
-        if sample.at >= low and (districts is None or sample.district in districts):
+        if sample.at >= low and (districts is None or sample.place.district in districts):
             return sample
     return None
 

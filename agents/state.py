@@ -23,6 +23,11 @@ gauges, cohorts, retests, identity, entries, visits) live in one :class:`PersonL
 ``PersonState.loops``, None for a testing round's typical person (one slot, not thirteen:
 ~96 bytes a person). A person changelogged before, with those fields at the top level, is
 read by :func:`changelog_decoder` (the worker's one way to read a changelog) into ``loops``.
+
+A sample holds its place (site, coordinates, district) as one :class:`Site` shared by the
+samples taken there, and a tube its members as a tuple of person ids with a tuple of their
+swab times beside it: samples changelogged with their place inline and tubes with a dict of
+members are read by :func:`changelog_decoder` into these forms.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ __all__ = [
     "RoundPart",
     "Sample",
     "Sampled",
+    "Site",
     "TubeState",
     "Visit",
     "changelog_batch_decoder",
@@ -81,16 +87,58 @@ def split_name(name: str) -> tuple[str, str]:
 # -- small records ----------------------------------------------------------------------------
 
 
-class Sample(msgspec.Struct, array_like=True, frozen=True, gc=False):
-    """One swab of a person, as the person's loops need it (tests, retests, identity)."""
+class Site(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """Where a swab was taken: one object for every sample taken there (a city's samples
+    come from a few hundred sites; agents/person.py shares them)."""
 
-    at: int  # collection time
-    tube: str  # a retest must be in another tube
-    pool: int  # pool_size: a pooled positive's retest must be a single tube
     site: str  # identity: two sites too far apart for the time between them
     lat: float | None
     lon: float | None
     district: str  # the district of an identity_suspect alert
+
+
+class Sample(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """One swab of a person, as the person's loops need it (tests, retests, identity).
+
+    Four slots, its place shared: 48 bytes a sample, where seven slots took 80.
+    """
+
+    at: int  # collection time
+    tube: str  # a retest must be in another tube
+    pool: int  # pool_size: a pooled positive's retest must be a single tube
+    place: Site
+
+    @property
+    def site(self) -> str:
+        return self.place.site
+
+    @property
+    def lat(self) -> float | None:
+        return self.place.lat
+
+    @property
+    def lon(self) -> float | None:
+        return self.place.lon
+
+    @property
+    def district(self) -> str:
+        return self.place.district
+
+
+class _FlatSample(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """A sample as changelogged before :class:`Site`: its place's four fields inline."""
+
+    at: int
+    tube: str
+    pool: int
+    site: str
+    lat: float | None
+    lon: float | None
+    district: str
+
+    def upgraded(self) -> Sample:
+        return Sample(self.at, self.tube, self.pool,
+                      Site(self.site, self.lat, self.lon, self.district))
 
 
 class LabReport(msgspec.Struct, array_like=True, frozen=True, gc=False):
@@ -228,13 +276,25 @@ class Keyed(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
 class TubeState(Keyed, kw_only=True, omit_defaults=True, gc=False):
     """The tube join: its members' swabs and its lab records."""
 
-    members: dict[str, int] | None = None  # person_id -> swab time
+    # its members (interned person ids, in arrival order) and, beside them, their swab times:
+    # two tuples a tube, where a dict took ~230 bytes (a round's ~3 members a tube)
+    persons: tuple[str, ...] | None = None
+    swabbed: tuple[int, ...] | None = None  # swabbed[i]: when persons[i] was swabbed
     pool: int | None = None  # pool_size, fixed by the first sampling
     district: str | None = None  # of the first sampling
     first: int | None = None  # the earliest collection: the SLAs count from it
-    sla: list[str] | None = None  # lab stages already judged (once per tube and stage)
+    # lab stages already judged (once per tube and stage): one shared tuple per combination
+    sla: tuple[str, ...] | None = None
     recv: int | None = None  # the earliest lab record
     rep: LabReport | None = None
+
+
+class _DictTubeState(TubeState, kw_only=True, omit_defaults=True, gc=False):
+    """A changelogged tube as written before ``persons``/``swabbed``: its members in a dict,
+    person_id -> swab time (in arrival order, as JSON keeps it). Read, then moved into the
+    tuples (:func:`_untangled`); never kept."""
+
+    members: dict[str, int] | None = None
 
 
 class PersonLoops(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
@@ -301,6 +361,18 @@ class _FlatPersonState(PersonState, kw_only=True, omit_defaults=True, gc=False):
     id_days: list[str] | None = None
     entries: dict[str, Entry] | None = None
     visits: dict[str, Visit] | None = None
+
+
+class _FlatSamplesPersonState(PersonState, kw_only=True, omit_defaults=True, gc=False):
+    """A changelogged person whose samples hold their place inline (before :class:`Site`)."""
+
+    samples: tuple[_FlatSample, ...] | None = None  # type: ignore[assignment]
+
+
+class _FlatAllPersonState(_FlatPersonState, kw_only=True, omit_defaults=True, gc=False):
+    """A person changelogged with its loops flat and its samples' places inline."""
+
+    samples: tuple[_FlatSample, ...] | None = None  # type: ignore[assignment]
 
 
 class ReportState(Keyed, kw_only=True, omit_defaults=True, gc=False):
@@ -371,14 +443,30 @@ def changelog_decoder(state: type[Keyed]) -> Callable[[bytes], Keyed]:
     Raises :class:`msgspec.DecodeError` on a record it cannot read.
     """
     decode = msgspec.json.Decoder(state).decode
+    if state is TubeState:
+        decode_dict = msgspec.json.Decoder(_DictTubeState).decode
+
+        def tube(raw: bytes) -> Keyed:
+            if _MEMBERS_KEY not in raw:
+                return upgraded(decode(raw))
+            return upgraded(_untangled(decode_dict(raw)))
+
+        return tube
     if state is not PersonState:
         return lambda raw: upgraded(decode(raw))
     decode_flat = msgspec.json.Decoder(_FlatPersonState).decode
+    decode_inline = msgspec.json.Decoder(_FlatSamplesPersonState).decode
+    decode_both = msgspec.json.Decoder(_FlatAllPersonState).decode
 
     def person(raw: bytes) -> Keyed:
-        if _FLAT_KEY.search(raw) is None:  # the usual person: no loop, in either shape
-            return upgraded(decode(raw))
-        return upgraded(_unflattened(decode_flat(raw)))
+        flat = _FLAT_KEY.search(raw) is not None
+        if _INLINE_SAMPLE.search(raw) is None:
+            if not flat:  # the usual person: no loop, in either shape
+                return upgraded(decode(raw))
+            return upgraded(_unflattened(decode_flat(raw)))
+        if flat:
+            return upgraded(_unflattened(_placed(decode_both(raw))))
+        return upgraded(_unflattened(_placed(decode_inline(raw))))
 
     return person
 
@@ -396,9 +484,11 @@ def changelog_batch_decoder(
     """
     decode = msgspec.json.Decoder(list[state]).decode  # type: ignore[valid-type]
     flat = _FLAT_KEY.search if state is PersonState else None
+    tube = state is TubeState
 
     def older(raw: bytes) -> bool:
-        return b'"ids"' in raw or (flat is not None and flat(raw) is not None)
+        return (b'"ids"' in raw or (tube and _MEMBERS_KEY in raw) or (flat is not None and (
+            flat(raw) is not None or _INLINE_SAMPLE.search(raw) is not None)))
 
     def states(array: bytes) -> list[Keyed] | None:
         try:
@@ -429,9 +519,38 @@ def legacy_ids(raw: bytes) -> dict[str, int] | None:
     return _decode_remembered(raw).ids
 
 
-def _unflattened(old: _FlatPersonState) -> PersonState:
-    """``old`` as a :class:`PersonState`, its flat loop fields (if any) in ``loops``."""
-    flat = {name: value for name in _FLAT_FIELDS if (value := getattr(old, name)) is not None}
+# a sample changelogged with its place inline: its fourth item is the site's id, a string
+# (a tube id, like a site id, has no quote in it: the contract's identifier pattern)
+_INLINE_SAMPLE: Final = re.compile(
+    rb'"samples"\s*:\s*\[\s*\[\s*-?\d+\s*,\s*"[^"]*"\s*,\s*-?\d+\s*,\s*"')
+
+
+def _placed(old: PersonState) -> PersonState:
+    """``old``, decoded with its samples' places inline, with samples of this version."""
+    inline: tuple[_FlatSample, ...] | None = old.samples  # type: ignore[assignment]
+    if inline is not None:
+        old.samples = tuple(sample.upgraded() for sample in inline)
+    return old
+
+
+_MEMBERS_KEY: Final = b'"members"'  # a tube's members as a dict: no other state has the key
+_TUBE_FIELDS: Final = TubeState.__struct_fields__
+
+
+def _untangled(old: _DictTubeState) -> TubeState:
+    """``old`` as a :class:`TubeState`, its members' dict as ``persons`` and ``swabbed``."""
+    fields = {name: getattr(old, name) for name in _TUBE_FIELDS}
+    if old.members:
+        fields["persons"] = tuple(old.members)
+        fields["swabbed"] = tuple(old.members.values())
+    return TubeState(**fields)
+
+
+def _unflattened(old: PersonState) -> PersonState:
+    """``old`` (a subclass, as decoded) as a :class:`PersonState`, its flat loop fields (if
+    any) in ``loops``."""
+    flat = {name: value for name in _FLAT_FIELDS
+            if (value := getattr(old, name, None)) is not None}
     loops = old.loops
     if flat:
         loops = PersonLoops(**flat) if loops is None else msgspec.structs.replace(loops, **flat)

@@ -23,6 +23,7 @@ The first sampling fixes the tube's ``pool_size``; a member beyond it is rejecte
 
 from __future__ import annotations
 
+from functools import lru_cache
 from sys import intern
 from typing import Final
 
@@ -59,23 +60,22 @@ def on_sampling(
     ctx: Context, st: TubeState, tube_id: str, event: Sampling
 ) -> Rejection | None:
     at = event_time(ctx, event)
-    members = st.members
-    if members is None:
-        st.members = members = {}
+    persons = st.persons or ()
     pool_size = st.pool
     if pool_size is None:
         st.pool = pool_size = event.pool_size
     # The person's id once for the city: the person table's key is the same string (the
     # embedded driver interns every key), not a copy per tube (~60 bytes a person).
     person_id = intern(event.person_id)
-    if person_id in members:
+    if person_id in persons:
         return None  # the same person again in the same tube: one member
-    if len(members) >= pool_size:
+    if len(persons) >= pool_size:
         return Rejection(
             "pool_overflow",
             f"tube already has its {pool_size} member(s) (pool_size {pool_size})",
         )
-    members[person_id] = at
+    st.persons = (*persons, person_id)
+    st.swabbed = (*(st.swabbed or ()), at)
     # Sites and districts are few and repeat in every sample: share one string of each.
     site, district = intern(event.site_id), intern(event.district)
     if st.district is None:
@@ -88,10 +88,10 @@ def on_sampling(
         st.first = at
         for stage, within in (("transport", ctx.policy.received_within),
                               ("result", ctx.policy.reported_within)):
-            if st.sla is None or stage not in st.sla:  # the name: one string for all tubes
+            if st.sla is None or stage not in st.sla:
                 open_req(st, intern(f"lab:{stage}"), at + within)
     if st.rep is not None:
-        _apply_result(ctx, st, st.rep, members, tube_id, [person_id])
+        _apply_result(ctx, st, st.rep, [(person_id, at)], tube_id)
     keep_alive(ctx, st, at)
     return None
 
@@ -108,11 +108,11 @@ def on_lab(ctx: Context, st: TubeState, tube_id: str, event: Lab) -> None:
             event.result == "positive" and first.result != "positive")):
         # a city's labs are few: one string each, not one per tube
         st.rep = report = LabReport(at, event.result or "", intern(event.lab_id))
-        members = st.members or {}
+        swabbed = st.swabbed
         orphan_due = at + ctx.policy.orphan_after
-        if first is None and (not members or min(members.values()) > orphan_due):
+        if first is None and (not swabbed or min(swabbed) > orphan_due):
             open_req(st, "orphan", orphan_due)  # (no generator per report)
-        _apply_result(ctx, st, report, members, tube_id, sorted(members))
+        _apply_result(ctx, st, report, sorted(members(st)), tube_id)
     keep_alive(ctx, st, at)
 
 
@@ -130,16 +130,15 @@ def _apply_result(
     ctx: Context,
     st: TubeState,
     report: LabReport,
-    members: dict[str, int],
+    swabs: list[tuple[str, int]],
     tube_id: str,
-    persons: list[str],
 ) -> None:
-    """Tell each member its result; raise a single tube's positive; ask pooled retests."""
+    """Tell each member swabbed (person id, swab time) its result; raise a single tube's
+    positive; ask pooled retests."""
     reported, result, lab_id = report.at, report.result, report.lab_id
     single = st.pool == 1
     district = st.district
-    for person_id in persons:
-        sampled = members[person_id]
+    for person_id, sampled in swabs:
         ctx.out.forwards.append((person_id, Result(max(reported, sampled), tube_id, result)))
         if result == "positive" and single:
             if raise_alert(
@@ -159,8 +158,8 @@ def _apply_result(
             ctx.out.forwards.append((person_id, Retest(
                 tube_id, reported, result, result == "positive", district,
             )))
-    if result == "positive" and not single and persons:
-        _arm_pool(st, reported, tube_id, min(members[p] for p in persons))
+    if result == "positive" and not single and swabs:
+        _arm_pool(st, reported, tube_id, min(sampled for _, sampled in swabs))
 
 
 def _arm_pool(st: TubeState, reported: int, tube_id: str, sampled: int) -> None:
@@ -187,12 +186,11 @@ def _lapse_pool(ctx: Context, st: TubeState, tube_id: str, name: str, due: int) 
     clock fired this, so the list does not depend on how far the clock lags."""
     if st.pool == 1 or st.rep is None:
         return None
-    members = st.members or {}
-    listed = sorted(person for person, sampled in members.items() if sampled <= due)
+    listed = sorted(person for person, sampled in members(st) if sampled <= due)
     if listed:
         _raise_pool_positive(ctx, st, st.rep, tube_id, due, listed)
         return None
-    return min((sampled for sampled in members.values() if sampled > due), default=None)
+    return min((sampled for sampled in st.swabbed or () if sampled > due), default=None)
 
 
 def _lapse_lab(ctx: Context, st: TubeState, tube_id: str, name: str, due: int) -> int | None:
@@ -205,9 +203,7 @@ def _lapse_lab(ctx: Context, st: TubeState, tube_id: str, name: str, due: int) -
     if deadline > due:
         return deadline
     done = st.recv if stage == "transport" else (None if st.rep is None else st.rep.at)
-    if st.sla is None:
-        st.sla = []
-    st.sla.append(intern(stage))  # one "transport" and one "result" for every tube
+    st.sla = _judged(st.sla, stage)
     if done is not None and done <= deadline:
         return None
     raise_alert(
@@ -222,7 +218,7 @@ def _lapse_lab(ctx: Context, st: TubeState, tube_id: str, name: str, due: int) -
 def _lapse_orphan(ctx: Context, st: TubeState, tube_id: str, name: str, due: int) -> int | None:
     """Only a swab taken by ``due`` prevents it: one taken later but applied before a lagging
     clock fired the check must not (the alert must not depend on how far the clock lags)."""
-    if st.members is not None and any(sampled <= due for sampled in st.members.values()):
+    if any(sampled <= due for sampled in st.swabbed or ()):
         return None
     report = st.rep
     if report is None:
@@ -234,6 +230,18 @@ def _lapse_orphan(ctx: Context, st: TubeState, tube_id: str, name: str, due: int
                  "orphan_after_hours": ctx.policy.orphan_after / 3600},
     )
     return None
+
+
+def members(st: TubeState) -> list[tuple[str, int]]:
+    """The tube's members and their swab times, (person id, swabbed at), in arrival order."""
+    return list(zip(st.persons or (), st.swabbed or (), strict=True))
+
+
+@lru_cache(maxsize=64)
+def _judged(sla: tuple[str, ...] | None, stage: str) -> tuple[str, ...]:
+    """``sla`` with ``stage`` added: one tuple for every tube that judged the same stages
+    (a tuple of its own each, or a list, took ~96 bytes a tube)."""
+    return (*(sla or ()), intern(stage))
 
 
 HANDLERS: Final[dict[str, LapseHandler[TubeState]]] = {

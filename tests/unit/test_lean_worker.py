@@ -8,6 +8,7 @@ bus (tests/replay) runs the same Batch in every arrival order and must still equ
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -135,6 +136,29 @@ def test_a_pack_is_cut_into_records_the_broker_takes() -> None:
                                            for i in range(PACK_LIMIT * 2 + 1)]))
     packs = [r for r in batch.records(run) if r.topic == "person-tests"]
     assert len(packs) == 3 and all(len(r.value or b"") < 1_000_000 for r in packs)
+
+
+@pytest.mark.parametrize("items", [1, 2, PACK_LIMIT, PACK_LIMIT + 1, PACK_LIMIT * 2])
+def test_a_pack_written_as_its_items_are_made_is_the_packs_encoding(items: int) -> None:
+    from closedloop.agents.state import Contribution
+    from closedloop.streams.engine.records import _Pack
+
+    run = runners(policy(), 1, lambda _stage, _state: {})
+    batch = Batch(1)
+    made: list[tuple[str, Any]] = [
+        (f"p:{i:012x}", sampled()) if i % 3 else (f"d{i}", Contribution(f"d{i}", i, "x", -1))
+        for i in range(items)]
+    for key, item in made:
+        if isinstance(item, Contribution):
+            batch.add("tube", 0, RecordEffects(contributions=[item]))
+        else:
+            batch.add("tube", 0, RecordEffects(forwards=[(key, item)]))
+    packs = [r.value for r in batch.records(run) if r.topic in ("person-tests", "report-parts")]
+    forwards = [pair for pair in made if not isinstance(pair[1], Contribution)]
+    parts = [pair for pair in made if isinstance(pair[1], Contribution)]
+    expected = [msgspec.json.encode(_Pack(chunk[i:i + PACK_LIMIT]))
+                for chunk in (forwards, parts) for i in range(0, len(chunk), PACK_LIMIT)]
+    assert sorted(packs) == sorted(expected)  # type: ignore[type-var]
 
 
 def test_a_batchs_event_ids_of_one_hour_fit_in_one_producer_batch() -> None:
