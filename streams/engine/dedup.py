@@ -160,10 +160,10 @@ class Dedup:
         base, live = self._base, len(self)
         size = max(_SMALLEST, _SPREAD * room)
         tags, entries = bytearray(size), array("I", bytes(4 * size))
-        log = self._log
+        log = bytes(self._log)  # slices of bytes are bytes (hashable) at once
         for number in range(live):
             key = log[number * DIGEST:(number + 1) * DIGEST]
-            slot = hash(bytes(key)) % size
+            slot = hash(key) % size
             while tags[slot]:
                 slot += 1
                 if slot == size:
