@@ -20,6 +20,7 @@ from typing import Final
 
 from closedloop.agents.requirements import next_due
 from closedloop.agents.state import Keyed
+from closedloop.streams.engine.tight import tightened
 
 __all__ = ["NEVER", "DeadlineIndex"]
 
@@ -59,6 +60,12 @@ class DeadlineIndex:
             self._at[due] = [keys, key]
         else:
             keys.append(key)
+
+    def compact(self) -> None:
+        """Copy the key and instant tables into tight ones if the keys and instants that
+        came and went left them sparse (the worker calls it once per batch)."""
+        self._live = tightened(self._live)
+        self._at = tightened(self._at)
 
     def has_due(self, clock: int) -> bool:
         """Cheap test before :meth:`pop_due` (may be true for a stale entry)."""

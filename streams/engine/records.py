@@ -42,6 +42,10 @@ __all__ = ["Batch", "Direct", "Handled", "Outgoing", "Record", "handle_record", 
 _encoder = msgspec.json.Encoder()
 _encode = _encoder.encode
 log = logging.getLogger("closedloop.worker")
+# A published status's digest is kept per person for as long as the worker runs: below
+# 2**60 an int has two 30-bit digits (32 bytes) instead of the three (48 bytes, pymalloc
+# rounding 36 up) most 64-bit hashes take.
+_DIGEST_BITS = (1 << 60) - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,7 +450,7 @@ def _statuses(runner: AnyRunner, partition: int, keys: list[str], topic: str,
             log.exception("closedloop: a status could not be made; skipped")
             continue
         if seen is not None:
-            digest = hash(_encode(msgspec.structs.replace(status, updated_at="")))
+            digest = hash(_encode(msgspec.structs.replace(status, updated_at=""))) & _DIGEST_BITS
             if seen.get(key) == digest:
                 continue  # only its updated_at would change
             seen[key] = digest

@@ -242,6 +242,7 @@ class StageRunner(Generic[S]):
             return
         for number in sorted(self.partitions):
             part = self.partitions[number]
+            part.index.compact()
             new, forgotten = part.dedup.take()
             if number not in self._unsaved and not new and not forgotten:
                 continue
