@@ -25,23 +25,33 @@ import msgspec
 
 from closedloop.agents.calendar import Calendar
 from closedloop.agents.effects import Effects
+from closedloop.agents.entry import entry_lag, is_late
 from closedloop.agents.escalation import action_outcome
 from closedloop.agents.requirements import Context
 from closedloop.agents.round_sum import round_key
 from closedloop.agents.shared import Shared
+from closedloop.agents.sources import Entered, rejected_part, routes
 from closedloop.agents.state import Contribution, Keyed, PersonState, RoundPart, Sampled
-from closedloop.schemas.decode import Rejection, dead_letter, decode_line, validate_event
-from closedloop.schemas.events import KEY_FIELD, Action, Area, Event, Round
+from closedloop.schemas.decode import (
+    Rejection,
+    dead_letter,
+    decode_line,
+    envelope_receipt,
+    validate_event,
+)
+from closedloop.schemas.events import KEY_FIELD, Action, Area, Event, Lab, Round
 from closedloop.schemas.instants import epoch_seconds
 from closedloop.schemas.outputs import DeadLetter, RoundReport
 from closedloop.schemas.policy import Policy
-from closedloop.streams.engine.clock import Watermark
+from closedloop.streams.engine.clock import MIN_EPOCH, Watermark
 from closedloop.streams.engine.dedup import Dedup
+from closedloop.streams.engine.envelopes import Publishable, publishable
 from closedloop.streams.engine.stage_runner import AnyRunner, runners
 from closedloop.streams.engine.topology import TOPOLOGY
 
 __all__ = ["EmbeddedDriver", "Origin", "Outputs"]
 
+RAW_IDENTIFIER: Final = "raw_identifier"
 _APPLIED = {topic: f"applied:{topic}" for topic in TOPOLOGY.inputs}
 
 SPILL_ROWS: Final = 100_000
@@ -103,6 +113,7 @@ class EmbeddedDriver:
         self._forwards_to = receiver[TOPOLOGY.route[Sampled]].applier(0)
         self._counts_to = receiver[TOPOLOGY.route[Contribution]].applier(0)
         self._shares_to = receiver[TOPOLOGY.route[RoundPart]].applier(0)
+        self._entries_to = receiver[TOPOLOGY.route[Entered]].applier(0)
         self.out = Outputs()  # replaced by drain() only
         # the rules' context, shared by the runners: one object, not one per event (each
         # step only sets its clock); its ``out`` is self.out
@@ -136,16 +147,17 @@ class EmbeddedDriver:
         """One replay line ``{"topic": …, "value": …}``: the fast path of ``replay``."""
         self.stats["events_read"] += 1
         decoded = decode_line(line, self.policy.cohorts, received_at=self.received_at,
-                              max_clock_skew=self.policy.max_clock_skew)
+                              max_clock_skew=self.policy.max_clock_skew, with_receipt=True)
         if isinstance(decoded, Rejection):
             self.reject(decoded, line, origin, None)
             return
-        topic, event = decoded
+        topic, event, receipt = decoded
         if isinstance(event, Rejection):
-            self.reject(event, line, origin, topic)
+            self.reject(event, line, origin, topic, counted=_published(line))
             return
         try:  # _guarded, inlined: replay runs this once per line
-            self.pipe_event(topic, event, line, origin)
+            self.pipe_event(topic, event, line, origin,
+                            receipt=None if receipt is None else epoch_seconds(receipt))
         except Exception as exc:
             self._failed(exc, line, origin, topic)
 
@@ -161,12 +173,15 @@ class EmbeddedDriver:
         out = self.out  # what the failed line left to route must not carry over
         out.forwards, out.contributions, out.round_parts = [], [], []
         self.reject(Rejection("internal_error", f"the engine failed on this line "
-                              f"({type(exc).__name__}); it was skipped"), raw, origin, topic)
+                              f"({type(exc).__name__}); it was skipped"), raw, origin, topic,
+                    counted=False)
 
     def pipe_event(self, topic: str, event: Event, raw: bytes, origin: Origin,
-                   clocked: bool = True) -> None:
+                   clocked: bool = True, receipt: int | None = None) -> None:
         """Apply one decoded input; ``clocked`` False: its time does not move the clock (an
-        action recorded in the ledger, fed to a replay at its effective instant)."""
+        action recorded in the ledger, fed to a replay at its effective instant).
+        ``receipt``: the line's own receipt (epoch seconds), None when its entry lag is
+        unknown."""
         at = epoch_seconds(event.occurred_at)
         clock = self.clock
         if self._dedup[topic].seen(topic, event.event_id, at, clock.value):
@@ -190,15 +205,33 @@ class EmbeddedDriver:
             self._count_action(key, event, self._topic_runs[topic])
         if applied:  # so that read = applied + duplicates + rejected
             self.stats[_APPLIED[topic]] += 1
+            if receipt is not None or type(event) is Lab:  # most lines send the stage nothing
+                self._entered(topic, event, at, receipt)
         out = self.out  # _settle, without a call for the many events that make nothing due
         if out.forwards or out.contributions or out.round_parts:
             self._route(out)
-        tube, person, unit, report = self._indexes
-        if min(tube.earliest, person.earliest, unit.earliest, report.earliest) <= self._ctx.clock:
+        tube, person, unit, entry, report = self._indexes
+        if min(tube.earliest, person.earliest, unit.earliest, entry.earliest,
+               report.earliest) <= self._ctx.clock:
             self._settle()
         tracked = len(self.persons)
         if tracked > self._peak:
             self._peak = self.stats["persons_tracked_peak"] = tracked
+
+    def _entered(self, topic: str, event: Event, at: int, receipt: int | None) -> None:
+        """What a line applied sends the data-entry stage and its district's report, as the
+        worker's record intake sends them (agents/sources.py); its entry lag, when known, in
+        the summary."""
+        sent, contribution = routes(self.policy, topic, event, at, receipt)
+        apply = self._entries_to
+        for key, item in sent:
+            apply(key, item, None)
+        if contribution is not None:
+            self._counts_to(contribution.district, contribution, None)
+        if receipt is not None:
+            self.stats["entries_known_lag"] += 1
+            if is_late(self.policy, topic, entry_lag(receipt, at)):
+                self.stats["entries_late"] += 1
 
     def _count_action(self, key: str, event: Action, runs: tuple[AnyRunner, ...]) -> None:
         """An action applied (by kind), ignored (by reason: counted, never rejected), or
@@ -222,8 +255,19 @@ class EmbeddedDriver:
         """Keyed applies and fires so far, over the stages."""
         return sum(run.steps for run in self._upstream_first)
 
-    def reject(self, rejection: Rejection, raw: bytes, origin: Origin, topic: str | None) -> None:
+    def reject(self, rejection: Rejection, raw: bytes, origin: Origin, topic: str | None,
+               *, counted: bool = True) -> None:
+        """Dead-letter an input; ``counted``: it counts in its district's report when it names
+        a valid one (an input the engine failed on does not: the worker's cannot either; nor
+        does a line without a known topic or one holding a raw identifier, which never reach
+        a topic; nor one read before the clock started)."""
         self.stats[f"rejected:{rejection.reason}"] += 1
+        if (counted and rejection.reason != RAW_IDENTIFIER and (origin.topic or topic)
+                and self.clock.value != MIN_EPOCH):  # no report is next before the clock
+            part = rejected_part(_rejected_value(raw, origin.line is not None),
+                                 self.clock.value)
+            if part is not None:
+                self._counts_to(part.district, part, None)
         self.out.dead_letters.append(
             dead_letter(
                 rejection, raw, topic=origin.topic or topic, partition=origin.partition,
@@ -279,8 +323,9 @@ class EmbeddedDriver:
         if out.forwards or out.contributions or out.round_parts:
             self._route(out)
         clock = self.clock.value
-        tube, person, unit, report = self._indexes
-        if min(tube.earliest, person.earliest, unit.earliest, report.earliest) > clock:
+        tube, person, unit, entry, report = self._indexes
+        if min(tube.earliest, person.earliest, unit.earliest, entry.earliest,
+               report.earliest) > clock:
             return  # most events make nothing due
         for run, index in zip(self._upstream_first, self._indexes, strict=True):
             if index.earliest <= clock:
@@ -319,3 +364,21 @@ class EmbeddedDriver:
             self.spill(reports)
             self._held_rows = self._reported = 0
 
+
+
+def _published(line: bytes) -> bool:
+    """Would ``closedloop produce`` send this line to its topic? A line it refuses (a
+    compacted topic's record without its key, a received_at that is no instant) never
+    reaches a worker, which counts it in no report: nor does replay."""
+    return (isinstance(publishable(line), Publishable)
+            and not isinstance(envelope_receipt(line), Rejection))
+
+
+def _rejected_value(raw: bytes, line: bool) -> object:
+    """A rejected input's value as parsed JSON, for the district it counts in: a replay
+    line's envelope ``value`` (``line``), else the record itself; None when not JSON."""
+    try:
+        parsed = msgspec.json.decode(raw)
+    except (msgspec.MsgspecError, ValueError, RecursionError):
+        return None
+    return parsed.get("value") if line and isinstance(parsed, dict) else parsed

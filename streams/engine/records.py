@@ -20,8 +20,10 @@ import msgspec
 
 from closedloop.agents import person as person_rules
 from closedloop.agents.entries import without_proof
+from closedloop.agents.entry import entry_lag, is_late
 from closedloop.agents.escalation import action_outcome
 from closedloop.agents.round_sum import round_key
+from closedloop.agents.sources import Entered, LabSeen, rejected_part, routes
 from closedloop.agents.state import (
     Contribution,
     Escalate,
@@ -34,6 +36,7 @@ from closedloop.schemas.decode import Rejection, decode_event
 from closedloop.schemas.events import KEY_FIELD, Action, Area, Checkpoint, Event, Round
 from closedloop.schemas.instants import epoch_seconds
 from closedloop.schemas.policy import Policy
+from closedloop.streams.engine.clock import MIN_EPOCH
 from closedloop.streams.engine.stage_runner import AnyRunner, RecordEffects
 from closedloop.streams.engine.topology import TOPOLOGY, partition_of
 
@@ -57,6 +60,9 @@ class Record:
     # which then bounds the event's times; or why that header is refused
     own: datetime | None = None
     refused: Rejection | None = None
+    # v1.2: the instant its entry lag is measured from (epoch seconds), None when unknown:
+    # its header's received_at, or the timestamp of a record without that header
+    lag_from: int | None = None
 
 
 class Direct(Protocol):
@@ -88,6 +94,7 @@ class Handled:
     action_ignored: str | None = None  # why an action reaching the subject's state was ignored
     entry: tuple[str, str] | None = None  # a checkpoint entry applied: (role, proof outcome)
     error: Exception | None = None  # what the stage raised (the record is dead-lettered)
+    lag: tuple[str, int, bool] | None = None  # v1.2: (topic, entry lag, late) when known
 
 
 class _Tick(msgspec.Struct, tag="tick", tag_field="type"):
@@ -111,7 +118,7 @@ class _Shared(msgspec.Struct, tag="shared", tag_field="type"):
     event: msgspec.Raw  # the event's JSON as it came
 
 
-_Item = Sampled | Result | Retest | Escalate | Contribution | RoundPart
+_Item = Sampled | Result | Retest | Escalate | Contribution | RoundPart | Entered | LabSeen
 
 
 class _Pack(msgspec.Struct, tag="pack", tag_field="type"):
@@ -168,12 +175,18 @@ def _decode_keyed(record: Record, policy: Policy) -> tuple[str, Event | Rejectio
 def _owned_input(runner: AnyRunner, record: Record, policy: Policy) -> Handled:
     key, decoded = _decode_keyed(record, policy)
     if isinstance(decoded, Rejection):
+        clock = runner.effective_clock(record.partition)  # before a tick it releases
         fx = runner.on_skipped(record.partition, record.topic, record.offset)
+        _count_rejected(fx, record, decoded, clock)
         return Handled(fx, rejection=decoded, consumed=True)
     at = epoch_seconds(decoded.occurred_at)
     fx = runner.on_input(record.partition, key, decoded, at, decoded.event_id,
                          topic=record.topic, offset=record.offset)
     handled = Handled(fx, rejection=fx.rejection, consumed=True)
+    if fx.rejection is not None:  # a rule refused it, at the clock it moved
+        _count_rejected(fx, record, fx.rejection, runner.effective_clock(record.partition))
+    elif not fx.duplicate:
+        handled.lag = _entered(fx, policy, record, decoded, at)
     if not fx.duplicate and fx.rejection is None and isinstance(decoded, Action) \
             and key in runner.table:
         # counted where the subject's state is: a person's here, a tube's on the tube stage
@@ -183,6 +196,40 @@ def _owned_input(runner: AnyRunner, record: Record, policy: Policy) -> Handled:
         missing = without_proof(policy, at, None if proof is None else int(proof.timestamp()))
         handled.entry = (decoded.role, "without_proof" if missing else "with_proof")
     return handled
+
+
+def _entered(fx: RecordEffects, policy: Policy, record: Record, event: Event, at: int
+             ) -> tuple[str, int, bool] | None:
+    """A valid record applied by its owner: what it sends the data-entry stage and its
+    district's report (agents/sources.py), and its entry lag when known (for the metrics)."""
+    sent, contribution = routes(policy, record.topic, event, at, record.lag_from)
+    if sent:
+        fx.entered.extend(sent)
+    if contribution is not None:
+        fx.contributions.append(contribution)
+    if record.lag_from is None:
+        return None
+    lag = entry_lag(record.lag_from, at)
+    return record.topic, lag, is_late(policy, record.topic, lag)
+
+
+def _count_rejected(fx: RecordEffects, record: Record, rejection: Rejection, clock: int
+                    ) -> None:
+    """A rejected input counts in its district's report (``entries_rejected``) when its value
+    names a valid district, in the first report not yet raised at ``clock``, the partition's
+    when it was read (a rejected record moves no clock); one
+    holding a raw identifier does not (it must never have reached a topic: no producer of
+    ours sends it, and replay counts it nowhere either), nor one read before the clock
+    started."""
+    if rejection.reason == "raw_identifier" or clock == MIN_EPOCH:
+        return  # no report is known to be next before the partition's clock has started
+    try:
+        value = msgspec.json.decode(record.value)
+    except (msgspec.MsgspecError, ValueError, RecursionError):
+        return  # not JSON (or not UTF-8): it names no district
+    part = rejected_part(value, clock)
+    if part is not None:
+        fx.contributions.append(part)
 
 
 def _quiet_input(runner: AnyRunner, record: Record, policy: Policy) -> Handled:
@@ -217,7 +264,9 @@ def _shared_input(runner: AnyRunner, record: Record, policy: Policy) -> Handled:
     every person partition. Its offset counts for ticks; its event time moves no clock."""
     _, decoded = _decode_keyed(record, policy)
     if isinstance(decoded, Rejection):
+        clock = runner.effective_clock(record.partition)  # before a tick it releases
         fx = runner.on_skipped(record.partition, record.topic, record.offset)
+        _count_rejected(fx, record, decoded, clock)
         return Handled(fx, rejection=decoded, consumed=True)
     duplicate = runner.seen(record.partition, record.topic, decoded.event_id,
                             epoch_seconds(decoded.occurred_at))
@@ -252,6 +301,9 @@ def _internal(runner: AnyRunner, record: Record, counted: bool) -> RecordEffects
     if isinstance(item, RoundPart):  # a round's shares are kept apart from the districts
         return runner.on_counted(partition, round_key(item.round_id), item, item.at,
                                  record.topic, record.offset)
+    if isinstance(item, Entered | LabSeen):
+        return runner.on_counted(partition, key, item, _entry_time(item), record.topic,
+                                 record.offset)
     return runner.on_input(partition, key, item, person_rules.forward_time(item), None)
 
 
@@ -260,9 +312,11 @@ def _unpack(runner: AnyRunner, record: Record, pack: _Pack, counted: bool) -> Re
     contributions (counted once per offset, the pack as a whole)."""
     partition = record.partition
     if counted:
-        items = [(round_key(item.round_id) if isinstance(item, RoundPart) else key, item,
-                  item.at) for key, item in pack.items
-                 if isinstance(item, Contribution | RoundPart)]
+        items: list[tuple[str, object, int]] = [
+            (round_key(item.round_id) if isinstance(item, RoundPart) else key, item, item.at)
+            for key, item in pack.items if isinstance(item, Contribution | RoundPart)]
+        items.extend((key, item, _entry_time(item)) for key, item in pack.items
+                     if isinstance(item, Entered | LabSeen))
         return runner.on_counted_many(partition, items, record.topic, record.offset)
     effects = RecordEffects()
     for key, item in pack.items:
@@ -270,6 +324,10 @@ def _unpack(runner: AnyRunner, record: Record, pack: _Pack, counted: bool) -> Re
             runner.on_input(partition, intern(key), item, person_rules.forward_time(item), None,
                             into=effects)
     return effects
+
+
+def _entry_time(item: Entered | LabSeen) -> int:
+    return item.receipt if isinstance(item, Entered) else item.at
 
 
 def tick_record(at: int, after: dict[str, dict[str, int]] | None = None) -> bytes:
@@ -331,6 +389,8 @@ class Batch:
             self._item(route[Contribution], item.district, item)
         for share in fx.round_parts:
             self._item(route[RoundPart], share.round_id, share)
+        for key, entered in fx.entered:
+            self._item(route[type(entered)], key, entered)
         if fx.broadcasts:
             self._internal.extend(Outgoing(topic, None, value, target)
                                   for value in fx.broadcasts for topic in TOPOLOGY.shared_to

@@ -28,8 +28,10 @@ import msgspec
 from closedloop.agents import rounds
 from closedloop.agents.calendar import Calendar
 from closedloop.agents.effects import Effects
+from closedloop.agents.entry import EntryState
 from closedloop.agents.requirements import Context, next_due
 from closedloop.agents.shared import Shared
+from closedloop.agents.sources import Entered, LabSeen
 from closedloop.agents.state import Keyed, PersonState, ReportState, TubeState
 from closedloop.agents.units import UnitKey
 from closedloop.schemas.decode import Rejection
@@ -130,6 +132,8 @@ class RecordEffects(Effects):
     touched: set[str] = field(default_factory=set)
     mark: int | None = None  # the stage clock to announce downstream, if it moved a step
     broadcasts: list[bytes] = field(default_factory=list)  # shared facts, to every partition
+    # what the record intake sends the data-entry stage (agents/sources.py routes)
+    entered: list[tuple[str, Entered | LabSeen]] = field(default_factory=list)
 
 
 class _Partition:
@@ -698,8 +702,8 @@ class _ScanItems(ItemsView[str, PersonState]):
 
 
 AnyRunner = (StageRunner[TubeState] | StageRunner[PersonState] | StageRunner[UnitKey]
-             | StageRunner[ReportState])
-"""A runner of any of the three stages (the worker and the bus hold one of each)."""
+             | StageRunner[EntryState] | StageRunner[ReportState])
+"""A runner of any of the stages (the worker and the bus hold one of each)."""
 
 
 def runners(
