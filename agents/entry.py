@@ -206,9 +206,13 @@ class LabState(msgspec.Struct, kw_only=True):
     ended: dict[int, int | None] = msgspec.field(default_factory=dict)  # start -> end
 
 
-def on_lab(policy: Policy, st: LabState, tube_id: str, status: str, at: int) -> int | None:
+def on_lab(policy: Policy, st: LabState, tube_id: str, status: str, at: int,
+           clock: int | None = None) -> int | None:
     """A lab record of ``tube_id`` (``received`` or ``reported`` at ``at``); returns the
-    state's next deadline: the first instant of the next silence, as the facts stand."""
+    state's next deadline: the first instant of the next silence, as the facts stand.
+    ``clock``: the stage's clock (the watermark) when it is read; when no silence begins by
+    it, what it has judged is forgotten as at a deadline, so that a busy lab that is never
+    silent keeps only its tubes in flight and its latest reports."""
     times = st.tubes.get(tube_id)
     if times is None:
         st.tubes[tube_id] = times = [None, None]
@@ -220,7 +224,10 @@ def on_lab(policy: Policy, st: LabState, tube_id: str, status: str, at: int) -> 
         for start, end in st.ended.items():
             if at > start and (end is None or at < end):
                 st.ended[start] = at
-    return silence_start(policy, st)
+    following = silence_start(policy, st)
+    if clock is not None and (following is None or following > clock):
+        _judged(st, clock)
+    return following
 
 
 def reported_again(st: LabState, due: int, until: int) -> bool:
@@ -245,6 +252,8 @@ def silence_start(policy: Policy, st: LabState) -> int | None:
     for gap in range(first, len(reports)):
         begins = reports[gap] if gap >= 0 else None  # None: before the first report
         ends = reports[gap + 1] if gap + 1 < len(reports) else None
+        if begins is not None and ends is not None and ends - begins <= quiet:
+            continue  # a silence begins quiet after a report at the earliest
         waiting = [rcv for rcv, rep in st.tubes.values()
                    if rcv is not None and (rep is None or (ends is not None and rep >= ends))]
         if not waiting:
@@ -292,17 +301,25 @@ def _forget(policy: Policy, st: LabState, clock: int) -> None:
     then). A tube waiting longer than ``state_retention`` is forgotten, as every key is:
     one lost tube must not keep its lab silent for ever; so is a silence's end, whose
     escalation is over long before (it lasts two ``escalate_after`` windows)."""
+    _judged(st, clock)
+    oldest = clock - policy.state_retention
+    for tube in [tube for tube, (rcv, _) in st.tubes.items()
+                 if rcv is not None and rcv < oldest]:
+        del st.tubes[tube]
+    for start in [start for start in st.ended if start < oldest]:
+        del st.ended[start]
+
+
+def _judged(st: LabState, clock: int) -> None:
+    """No silence begins in [``st.examined``, ``clock``] on the facts known: what only such
+    a silence could need goes (the reports before the latest at or before the clock, the
+    tubes reported by it, which no later gap holds waiting)."""
     st.examined = clock if st.examined is None else max(st.examined, clock)
     at = bisect.bisect_right(st.reports, clock)
     if at > 1:
         del st.reports[: at - 1]
-    oldest = clock - policy.state_retention
-    done = [tube for tube, (rcv, rep) in st.tubes.items()
-            if (rep is not None and rep <= clock) or (rcv is not None and rcv < oldest)]
-    for tube in done:
+    for tube in [tube for tube, (_, rep) in st.tubes.items() if rep is not None and rep <= clock]:
         del st.tubes[tube]
-    for start in [start for start in st.ended if start < oldest]:
-        del st.ended[start]
 
 
 class EntryState(Keyed, kw_only=True, omit_defaults=True, gc=False):

@@ -122,7 +122,7 @@ def on_lab_seen(ctx: Context, st: EntryState, key: str, item: LabSeen) -> None:
     lab = st.lab
     if lab is None:
         st.lab = lab = LabState()
-    _arm_silence(st, on_lab(ctx.policy, lab, item.tube, item.status, item.at))
+    _arm_silence(st, on_lab(ctx.policy, lab, item.tube, item.status, item.at, ctx.clock))
     keep_alive(ctx, st, item.at)
 
 

@@ -7,6 +7,7 @@ late_share 0.2; lab_silent_after 3 h; daily cut-off 22:00 Asia/Shanghai.
 from __future__ import annotations
 
 import dataclasses
+import random
 from datetime import datetime
 from fractions import Fraction
 from typing import Any
@@ -285,6 +286,49 @@ class TestLabSilent:
         assert raised == []
         # the latest report before the clock, and no tube: every one was reported
         assert st.reports == [at("09-06 06:30") + 199 * 60] and st.tubes == {}
+
+    def test_read_with_its_clock_a_busy_lab_keeps_only_its_tubes_in_flight(self) -> None:
+        # a lab that is never silent reaches no deadline, so no firing forgets for it: the
+        # clock it is read at does
+        st = entry.LabState()
+        start = at("09-06 06:00")
+        for n in range(2000):  # a tube a minute, each reported 30 min after it arrived
+            clock = start + n * 60 - POLICY.allowed_lateness
+            for tube, status in ((f"t{n}", "received"), (f"t{n - 30}", "reported")):
+                due = entry.on_lab(POLICY, st, tube, status, start + n * 60, clock)
+                assert due is not None and due > clock
+        assert len(st.tubes) <= 40 and len(st.reports) <= 10
+
+    @pytest.mark.parametrize("seed", range(6))
+    def test_the_clock_at_reading_changes_no_silence(self, seed: int) -> None:
+        # a lab with stalls, read within the allowed lateness of its records' order
+        rng = random.Random(seed)
+        records: list[tuple[int, str, str]] = []
+        when = at("09-06 06:00")
+        for n in range(400):
+            when += rng.choice([60, 300, 900, 3 * 3600, 5 * 3600]) if rng.random() < 0.1 \
+                else rng.randrange(30, 600)
+            records.append((when, f"t{n}", "received"))
+            if rng.random() < 0.97:
+                records.append((when + rng.randrange(600, 6 * 3600), f"t{n}", "reported"))
+        records.sort()
+        arrival = sorted(records, key=lambda r: r[0] + rng.randrange(POLICY.allowed_lateness))
+        assert self._silences(arrival, with_clock=True) == self._silences(arrival,
+                                                                            with_clock=False)
+
+    @staticmethod
+    def _silences(records: list[tuple[int, str, str]], with_clock: bool
+                  ) -> list[tuple[int, dict[str, Any]]]:
+        st, raised, due, latest = entry.LabState(), [], None, 0
+        for when, tube, status in records:
+            latest = max(latest, when)
+            clock = latest - POLICY.allowed_lateness
+            due = entry.on_lab(POLICY, st, tube, status, when, clock if with_clock else None)
+            while due is not None and due <= clock:
+                fired, due = entry.fire_silence(POLICY, CAL, st, "lab-1", clock)
+                raised.extend(fired)
+        raised.extend(entry.fire_silence(POLICY, CAL, st, "lab-1", latest + 86400)[0])
+        return [(alert.due, alert.details) for alert in raised]
 
 
 class TestASilentLabsEscalation:
