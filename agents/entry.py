@@ -204,6 +204,7 @@ class LabState(msgspec.Struct, kw_only=True):
     reports: list[int] = msgspec.field(default_factory=list)
     examined: int | None = None
     ended: dict[int, int | None] = msgspec.field(default_factory=dict)  # start -> end
+    swept: int | None = None  # the clock its reported tubes were last forgotten at
 
 
 def on_lab(policy: Policy, st: LabState, tube_id: str, status: str, at: int,
@@ -254,16 +255,29 @@ def silence_start(policy: Policy, st: LabState) -> int | None:
         ends = reports[gap + 1] if gap + 1 < len(reports) else None
         if begins is not None and ends is not None and ends - begins <= quiet:
             continue  # a silence begins quiet after a report at the earliest
-        waiting = [rcv for rcv, rep in st.tubes.values()
-                   if rcv is not None and (rep is None or (ends is not None and rep >= ends))]
-        if not waiting:
-            continue
-        start = min(waiting) + quiet
-        if begins is not None:
-            start = max(start, begins + quiet)
+        if begins is not None and _waited_since(st.tubes, begins, ends):
+            start = begins + quiet  # the usual case, found without a scan of every tube
+        else:
+            waiting = [rcv for rcv, rep in st.tubes.values()
+                       if rcv is not None and (rep is None or (ends is not None and rep >= ends))]
+            if not waiting:
+                continue
+            start = min(waiting) + quiet
+            if begins is not None:
+                start = max(start, begins + quiet)
         if (ends is None or start < ends) and (since is None or start >= since):
             return start
     return None
+
+
+def _waited_since(tubes: Mapping[str, list[int | None]], begins: int, ends: int | None
+                  ) -> bool:
+    """Does a tube received at or before ``begins`` wait through the gap to ``ends``? Tubes
+    are kept in arrival order, so in a busy lab the first ones tried are old ones still
+    waiting."""
+    return any(rcv is not None and rcv <= begins and (rep is None or (ends is not None
+                                                                       and rep >= ends))
+               for rcv, rep in tubes.values())
 
 
 def fire_silence(policy: Policy, cal: Calendar, st: LabState, lab_id: str, clock: int
@@ -301,7 +315,7 @@ def _forget(policy: Policy, st: LabState, clock: int) -> None:
     then). A tube waiting longer than ``state_retention`` is forgotten, as every key is:
     one lost tube must not keep its lab silent for ever; so is a silence's end, whose
     escalation is over long before (it lasts two ``escalate_after`` windows)."""
-    _judged(st, clock)
+    _judged(st, clock, sweep=True)
     oldest = clock - policy.state_retention
     for tube in [tube for tube, (rcv, _) in st.tubes.items()
                  if rcv is not None and rcv < oldest]:
@@ -310,16 +324,25 @@ def _forget(policy: Policy, st: LabState, clock: int) -> None:
         del st.ended[start]
 
 
-def _judged(st: LabState, clock: int) -> None:
+SWEEP_EVERY: Final = 600
+"""How much the clock moves between two sweeps of a lab's reported tubes on arrival (seconds):
+a tube reported before the clock only costs its scan until then, never a wrong silence."""
+
+
+def _judged(st: LabState, clock: int, sweep: bool = False) -> None:
     """No silence begins in [``st.examined``, ``clock``] on the facts known: what only such
-    a silence could need goes (the reports before the latest at or before the clock, the
-    tubes reported by it, which no later gap holds waiting)."""
+    a silence could need goes (the reports before the latest at or before the clock, and
+    now and then, or when ``sweep``, the tubes reported by it: no later gap holds them
+    waiting)."""
     st.examined = clock if st.examined is None else max(st.examined, clock)
     at = bisect.bisect_right(st.reports, clock)
     if at > 1:
         del st.reports[: at - 1]
-    for tube in [tube for tube, (_, rep) in st.tubes.items() if rep is not None and rep <= clock]:
-        del st.tubes[tube]
+    if sweep or st.swept is None or clock - st.swept >= SWEEP_EVERY:
+        st.swept = clock
+        for tube in [tube for tube, (_, rep) in st.tubes.items()
+                     if rep is not None and rep <= clock]:
+            del st.tubes[tube]
 
 
 class EntryState(Keyed, kw_only=True, omit_defaults=True, gc=False):
