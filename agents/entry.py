@@ -205,6 +205,9 @@ class LabState(msgspec.Struct, kw_only=True):
     examined: int | None = None
     ended: dict[int, int | None] = msgspec.field(default_factory=dict)  # start -> end
     swept: int | None = None  # the clock its reported tubes were last forgotten at
+    # every gap between reports ending at or before this instant holds no silence on the
+    # facts known: a later search starts there (a record that could change that lowers it)
+    quiet_through: int | None = None
 
 
 def on_lab(policy: Policy, st: LabState, tube_id: str, status: str, at: int,
@@ -219,7 +222,9 @@ def on_lab(policy: Policy, st: LabState, tube_id: str, status: str, at: int,
         st.tubes[tube_id] = times = [None, None]
     slot = 0 if status == "received" else 1
     known = times[slot]
-    times[slot] = at if known is None else min(known, at)
+    now_known = times[slot] = at if known is None else min(known, at)
+    if st.quiet_through is not None:
+        _unsettle(policy, st, status, now_known)
     if status == "reported":
         bisect.insort(st.reports, at)
         for start, end in st.ended.items():
@@ -229,6 +234,21 @@ def on_lab(policy: Policy, st: LabState, tube_id: str, status: str, at: int,
     if clock is not None and (following is None or following > clock):
         _judged(st, clock)
     return following
+
+
+def _unsettle(policy: Policy, st: LabState, status: str, at: int) -> None:
+    """A tube received at ``at`` waits in the gaps ending after it, where it may begin a
+    silence ending after ``at`` + ``lab_silent_after``; a report at ``at`` splits the gap
+    holding it, whose first part may now be a silence. Gaps ending before either stay
+    quiet."""
+    reports, quiet_through = st.reports, st.quiet_through
+    if status == "received":
+        if quiet_through is not None and at + policy.lab_silent_after < quiet_through:
+            before = bisect.bisect_right(reports, at + policy.lab_silent_after)
+            st.quiet_through = reports[before - 1] if before else None
+    elif quiet_through is not None and at <= quiet_through:
+        before = bisect.bisect_left(reports, at)
+        st.quiet_through = reports[before - 1] if before else None
 
 
 def reported_again(st: LabState, due: int, until: int) -> bool:
@@ -250,9 +270,20 @@ def silence_start(policy: Policy, st: LabState) -> int | None:
     reports = st.reports
     since = st.examined
     first = -1 if since is None else bisect.bisect_right(reports, since) - 1
-    for gap in range(first, len(reports)):
+    if st.quiet_through is not None:
+        first = max(first, bisect.bisect_right(reports, st.quiet_through) - 1)
+    last = len(reports) - 1  # the open gap, after the latest report
+    gaps = [first]
+    if last > first:  # a silence begins quiet after a report at the earliest: only a gap
+        # longer than that can hold one (listed in one pass: a lab's gaps are mostly short)
+        gaps.extend([gap for gap in range(first + 1, last) if reports[gap + 1] - reports[gap]
+                     > quiet])
+        gaps.append(last)
+    for gap in gaps:
         begins = reports[gap] if gap >= 0 else None  # None: before the first report
-        ends = reports[gap + 1] if gap + 1 < len(reports) else None
+        ends = reports[gap + 1] if gap < last else None
+        if gap > first:  # the gaps before this one are short or quiet
+            st.quiet_through = begins
         if begins is not None and ends is not None and ends - begins <= quiet:
             continue  # a silence begins quiet after a report at the earliest
         if begins is not None and _waited_since(st.tubes, begins, ends):

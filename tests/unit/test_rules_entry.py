@@ -317,6 +317,24 @@ class TestLabSilent:
         assert self._silences(arrival, with_clock=True) == self._silences(arrival,
                                                                             with_clock=False)
 
+    @pytest.mark.parametrize("seed", range(8))
+    def test_what_a_search_remembers_never_hides_a_silence(self, seed: int) -> None:
+        # records in any order at all: after each, the next silence is what a search over
+        # the same facts without its memory of quiet gaps finds
+        rng = random.Random(seed)
+        records = []
+        for n in range(60):
+            received = at("09-06 06:00") + rng.randrange(0, 24 * 3600)
+            records.append((f"t{n}", "received", received))
+            if rng.random() < 0.8:
+                records.append((f"t{n}", "reported", received + rng.randrange(0, 5 * 3600)))
+        rng.shuffle(records)
+        st = entry.LabState()
+        for tube, status, when in records:
+            found = entry.on_lab(POLICY, st, tube, status, when)
+            fresh = msgspec.structs.replace(st, quiet_through=None)
+            assert found == entry.silence_start(POLICY, fresh)
+
     @staticmethod
     def _silences(records: list[tuple[int, str, str]], with_clock: bool
                   ) -> list[tuple[int, dict[str, Any]]]:
