@@ -348,11 +348,19 @@ def _forget(policy: Policy, st: LabState, clock: int) -> None:
     escalation is over long before (it lasts two ``escalate_after`` windows)."""
     _judged(st, clock, sweep=True)
     oldest = clock - policy.state_retention
-    for tube in [tube for tube, (rcv, _) in st.tubes.items()
-                 if rcv is not None and rcv < oldest]:
+    for tube in [tube for tube, (rcv, rep) in st.tubes.items()
+                 if _first_seen(rcv, rep) < oldest]:
         del st.tubes[tube]
     for start in [start for start in st.ended if start < oldest]:
         del st.ended[start]
+
+
+def _first_seen(rcv: int | None, rep: int | None) -> int:
+    """When a tube's first record of the lab happened (a tube has one at least)."""
+    return rcv if rcv is not None else rep if rep is not None else MAX_INSTANT
+
+
+MAX_INSTANT: Final = 2**62
 
 
 SWEEP_EVERY: Final = 600
@@ -371,8 +379,10 @@ def _judged(st: LabState, clock: int, sweep: bool = False) -> None:
         del st.reports[: at - 1]
     if sweep or st.swept is None or clock - st.swept >= SWEEP_EVERY:
         st.swept = clock
-        for tube in [tube for tube, (_, rep) in st.tubes.items()
-                     if rep is not None and rep <= clock]:
+        # a tube whose received record has not come yet stays: forgotten, that record
+        # would make it a tube waiting for ever
+        for tube in [tube for tube, (rcv, rep) in st.tubes.items()
+                     if rcv is not None and rep is not None and rep <= clock]:
             del st.tubes[tube]
 
 
