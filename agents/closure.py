@@ -10,8 +10,8 @@ A contribution for a day already reported (later than allowed lateness) goes int
 *v1.2* data entry: a record of known entry lag naming a district contributes its lag once
 (:func:`entry_contribution`, at its occurred_at), counted in ``entries`` and, when late, in
 ``entries_late``, its lag kept for the day's 90th percentile; a rejected input whose value
-names a valid district contributes to ``entries_rejected`` in the first report not yet
-raised when it is read (:func:`rejected_contribution`).
+names a valid district contributes to ``entries_rejected`` at its own occurred_at when it
+has a plausible one, else as it is read (:func:`rejected_contribution`; docs/RULES.md).
 """
 
 from __future__ import annotations
@@ -101,11 +101,13 @@ def entry_contribution(policy: Policy, district: str, topic: str, occurred: int,
                         else ENTRY, lag)
 
 
-def rejected_contribution(district: str, clock: int) -> Contribution:
-    """A rejected input naming ``district`` (agents/entry.py ``rejected_district``), read when
-    the clock was at ``clock``: it counts in the first report not yet raised then, the one
-    whose cut-off is after the clock (a report is raised when the clock reaches its cut-off)."""
-    return Contribution(district, clock + 1, REJECTED, 1)
+def rejected_contribution(district: str, at: int, count: int = 1) -> Contribution:
+    """``count`` rejected inputs naming ``district`` (agents/entry.py ``rejected_district``)
+    that count at ``at``: their own instant (``rejected_instant``), or one second after the
+    clock they were read at. They count as a late valid record does: in the report whose
+    window holds ``at``, or when that one is raised already, the first not yet raised (a
+    report is raised when the clock reaches its cut-off)."""
+    return Contribution(district, at, REJECTED, count)
 
 
 def handle_contribution(ctx: Context, st: ReportState, district: str, item: Contribution

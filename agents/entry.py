@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Mapping
+from datetime import datetime, tzinfo
 from fractions import Fraction
 from typing import Any, Final
 
@@ -42,6 +43,8 @@ from closedloop.schemas.events import (
     Sampling,
 )
 from closedloop.schemas.identifiers import contains_raw
+from closedloop.schemas.instants import epoch_seconds
+from closedloop.schemas.plausible import EARLIEST
 from closedloop.schemas.policy import Policy
 from closedloop.schemas.text import text_problem
 
@@ -60,6 +63,7 @@ __all__ = [
     "on_entry",
     "on_lab",
     "rejected_district",
+    "rejected_instant",
     "reported_again",
     "silence_start",
     "source_of",
@@ -432,3 +436,32 @@ def rejected_district(value: object) -> str | None:
     # key and name of a report (§2)
     return district if text_problem(district) is None and not contains_raw(district) else None
 
+
+
+_EARLIEST: Final = int(EARLIEST.timestamp())
+
+
+def rejected_instant(value: object, zone: tzinfo, bound: float | None, skew: int
+                     ) -> int | None:
+    """The instant a rejected value counts at, when the value itself says one: its
+    ``occurred_at``, a string naming an instant as RFC 3339 writes it (one without an offset
+    read in the policy's ``zone``, as the city's clerks write their local time), at or
+    after 2000-01-01 and at most ``skew`` after ``bound`` (the run's receipt that bounds an
+    event's times, §1; None: no upper bound). None when it says none: the value then counts
+    as read. A function of the value alone, so that every partitioning of the inputs counts
+    it in the same report."""
+    if not isinstance(value, dict):
+        return None
+    text = value.get("occurred_at")
+    if not isinstance(text, str):
+        return None
+    try:
+        parsed = msgspec.convert(text, datetime)
+    except msgspec.ValidationError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=zone)
+    instant = epoch_seconds(parsed)
+    if instant < _EARLIEST or (bound is not None and instant > bound + skew):
+        return None
+    return instant

@@ -23,7 +23,7 @@ from typing import Final
 import msgspec
 
 from closedloop.agents import escalation
-from closedloop.agents.closure import entry_contribution, rejected_contribution
+from closedloop.agents.closure import entry_contribution
 from closedloop.agents.entry import (
     EntryState,
     LabState,
@@ -34,6 +34,7 @@ from closedloop.agents.entry import (
     on_entry,
     on_lab,
     rejected_district,
+    rejected_instant,
     source_of,
     subject_of,
 )
@@ -96,12 +97,18 @@ def routes(policy: Policy, topic: str, event: Event, occurred: int, receipt: int
     return sent, contribution
 
 
-def rejected_part(value: object, clock: int) -> Contribution | None:
-    """What a rejected input sends its district's report (``entries_rejected``): ``value`` is
-    the rejected event as parsed JSON (None when it was not even JSON), read when the clock
-    was at ``clock``; nothing when it names no valid district."""
+def rejected_part(policy: Policy, value: object, bound: float | None
+                  ) -> tuple[str, int | None] | None:
+    """Where a rejected input counts in ``entries_rejected``: ``value`` is the rejected event
+    as parsed JSON (None when it was not even JSON), ``bound`` the run's receipt that bounds
+    an event's times. Its district and the instant it counts at (its own occurred_at, see
+    :func:`~closedloop.agents.entry.rejected_instant`), None for the instant when the value
+    says none (it then counts one second after the clock it is read at, held until that
+    clock has started); nothing when it names no valid district."""
     district = rejected_district(value)
-    return None if district is None else rejected_contribution(district, clock)
+    if district is None:
+        return None
+    return district, rejected_instant(value, policy.zone, bound, policy.max_clock_skew)
 
 
 def on_entered(ctx: Context, st: EntryState, key: str, item: Entered) -> None:

@@ -24,6 +24,7 @@ from typing import Any, Final
 import msgspec
 
 from closedloop.agents.calendar import Calendar
+from closedloop.agents.closure import rejected_contribution
 from closedloop.agents.effects import Effects
 from closedloop.agents.entry import entry_lag, is_late
 from closedloop.agents.escalation import action_outcome
@@ -130,6 +131,8 @@ class EmbeddedDriver:
         # actions kept for an alert not raised yet: (time, key, alert_id, action, stage runs)
         self._held: list[tuple[int, str, str, str, tuple[AnyRunner, ...]]] = []
         self._reported = 0  # round reports of the current drain whose rows were counted
+        # rejected values naming a district but no instant, read before the clock started
+        self._rejected_held: Counter[str] = Counter()
 
     # -- inputs -----------------------------------------------------------------------------
 
@@ -188,6 +191,8 @@ class EmbeddedDriver:
             self.stats["duplicates_ignored"] += 1
             return
         self._ctx.clock = clock.observe(at) if clocked else clock.value
+        if self._rejected_held and clock.value != MIN_EPOCH:
+            self._release_rejected()
         # interned: a person's id is kept once, shared with the tubes' members, and a
         # tube's with its persons' samples
         key = intern(getattr(event, KEY_FIELD[topic]))
@@ -262,12 +267,8 @@ class EmbeddedDriver:
         does a line without a known topic or one holding a raw identifier, which never reach
         a topic; nor one read before the clock started)."""
         self.stats[f"rejected:{rejection.reason}"] += 1
-        if (counted and rejection.reason != RAW_IDENTIFIER and (origin.topic or topic)
-                and self.clock.value != MIN_EPOCH):  # no report is next before the clock
-            part = rejected_part(_rejected_value(raw, origin.line is not None),
-                                 self.clock.value)
-            if part is not None:
-                self._counts_to(part.district, part, None)
+        if counted and rejection.reason != RAW_IDENTIFIER and (origin.topic or topic):
+            self._count_rejected(_rejected_value(raw, origin.line is not None))
         self.out.dead_letters.append(
             dead_letter(
                 rejection, raw, topic=origin.topic or topic, partition=origin.partition,
@@ -275,9 +276,34 @@ class EmbeddedDriver:
             )
         )
 
+    def _count_rejected(self, value: object) -> None:
+        """A rejected value naming a valid district counts in its report: at its own
+        occurred_at when it has a plausible one, else one second after the clock, held
+        until the clock has started (agents/sources.py ``rejected_part``), as the worker's
+        intake partitions count theirs."""
+        found = rejected_part(self.policy, value, self.received_at)
+        if found is None:
+            return
+        district, at = found
+        if at is None:
+            if self.clock.value == MIN_EPOCH:
+                self._rejected_held[district] += 1
+                return
+            at = self.clock.value + 1
+        self._counts_to(district, rejected_contribution(district, at), None)
+
+    def _release_rejected(self) -> None:
+        """The clock has started: the rejected values held until then count after it."""
+        held, self._rejected_held = self._rejected_held, Counter()
+        for district, count in sorted(held.items()):
+            self._counts_to(district, rejected_contribution(district, self.clock.value + 1,
+                                                            count), None)
+
     def advance_to(self, instant: int) -> None:
         """Move the clock to ``instant`` (``--until``) and fire everything due by then."""
         self._ctx.clock = self.clock.advance_to(instant)
+        if self._rejected_held and self.clock.value != MIN_EPOCH:
+            self._release_rejected()
         self._settle()
 
     # -- outputs ----------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Protocol
 import msgspec
 
 from closedloop.agents import person as person_rules
+from closedloop.agents.closure import rejected_contribution
 from closedloop.agents.entries import without_proof
 from closedloop.agents.entry import entry_lag, is_late
 from closedloop.agents.escalation import action_outcome
@@ -176,15 +177,21 @@ def _owned_input(runner: AnyRunner, record: Record, policy: Policy) -> Handled:
     key, decoded = _decode_keyed(record, policy)
     if isinstance(decoded, Rejection):
         clock = runner.effective_clock(record.partition)  # before a tick it releases
+        # held before the skip, so that a tick the skip releases starts the clock for it
+        counted = _rejected_count(runner, record, decoded, clock, policy)
         fx = runner.on_skipped(record.partition, record.topic, record.offset)
-        _count_rejected(fx, record, decoded, clock)
+        if counted is not None:
+            fx.contributions.append(counted)
         return Handled(fx, rejection=decoded, consumed=True)
     at = epoch_seconds(decoded.occurred_at)
     fx = runner.on_input(record.partition, key, decoded, at, decoded.event_id,
                          topic=record.topic, offset=record.offset)
     handled = Handled(fx, rejection=fx.rejection, consumed=True)
     if fx.rejection is not None:  # a rule refused it, at the clock it moved
-        _count_rejected(fx, record, fx.rejection, runner.effective_clock(record.partition))
+        counted = _rejected_count(runner, record, fx.rejection,
+                                  runner.effective_clock(record.partition), policy)
+        if counted is not None:
+            fx.contributions.append(counted)
     elif not fx.duplicate:
         handled.lag = _entered(fx, policy, record, decoded, at)
     if not fx.duplicate and fx.rejection is None and isinstance(decoded, Action) \
@@ -213,23 +220,31 @@ def _entered(fx: RecordEffects, policy: Policy, record: Record, event: Event, at
     return record.topic, lag, is_late(policy, record.topic, lag)
 
 
-def _count_rejected(fx: RecordEffects, record: Record, rejection: Rejection, clock: int
-                    ) -> None:
+def _rejected_count(runner: AnyRunner, record: Record, rejection: Rejection, clock: int,
+                    policy: Policy) -> Contribution | None:
     """A rejected input counts in its district's report (``entries_rejected``) when its value
-    names a valid district, in the first report not yet raised at ``clock``, the partition's
-    when it was read (a rejected record moves no clock); one
-    holding a raw identifier does not (it must never have reached a topic: no producer of
-    ours sends it, and replay counts it nowhere either), nor one read before the clock
-    started."""
-    if rejection.reason == "raw_identifier" or clock == MIN_EPOCH:
-        return  # no report is known to be next before the partition's clock has started
+    names a valid district: at its own occurred_at when it has a plausible one, else one
+    second after ``clock`` (the partition's when it was read: a rejected record moves no
+    clock); before that clock has started it is held in the partition, and counts once it
+    has (agents/sources.py ``rejected_part``). One holding a raw identifier does not count
+    (it must never have reached a topic: no producer of ours sends it, and replay counts it
+    nowhere either)."""
+    if rejection.reason == "raw_identifier":
+        return None
     try:
         value = msgspec.json.decode(record.value)
     except (msgspec.MsgspecError, ValueError, RecursionError):
-        return  # not JSON (or not UTF-8): it names no district
-    part = rejected_part(value, clock)
-    if part is not None:
-        fx.contributions.append(part)
+        return None  # not JSON (or not UTF-8): it names no district
+    found = rejected_part(policy, value, record.received_at)
+    if found is None:
+        return None
+    district, at = found
+    if at is not None:
+        return rejected_contribution(district, at)
+    if clock != MIN_EPOCH:
+        return rejected_contribution(district, clock + 1)
+    runner.hold_rejected(record.partition, district)
+    return None
 
 
 def _quiet_input(runner: AnyRunner, record: Record, policy: Policy) -> Handled:
@@ -265,8 +280,11 @@ def _shared_input(runner: AnyRunner, record: Record, policy: Policy) -> Handled:
     _, decoded = _decode_keyed(record, policy)
     if isinstance(decoded, Rejection):
         clock = runner.effective_clock(record.partition)  # before a tick it releases
+        # held before the skip, so that a tick the skip releases starts the clock for it
+        counted = _rejected_count(runner, record, decoded, clock, policy)
         fx = runner.on_skipped(record.partition, record.topic, record.offset)
-        _count_rejected(fx, record, decoded, clock)
+        if counted is not None:
+            fx.contributions.append(counted)
         return Handled(fx, rejection=decoded, consumed=True)
     duplicate = runner.seen(record.partition, record.topic, decoded.event_id,
                             epoch_seconds(decoded.occurred_at))

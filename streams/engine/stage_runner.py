@@ -27,6 +27,7 @@ import msgspec
 
 from closedloop.agents import rounds
 from closedloop.agents.calendar import Calendar
+from closedloop.agents.closure import rejected_contribution
 from closedloop.agents.effects import Effects
 from closedloop.agents.entry import EntryState
 from closedloop.agents.requirements import Context, next_due
@@ -103,6 +104,7 @@ class PartitionMeta(msgspec.Struct, kw_only=True, gc=False):
     clock: int
     seen: dict[str, int] = {}
     shared: Shared | None = None  # the person stage's areas and rounds
+    held: dict[str, int] = {}  # rejected inputs per district waiting for the clock to start
 
 
 class DedupChunk(msgspec.Struct, array_like=True, gc=False):
@@ -137,8 +139,9 @@ class RecordEffects(Effects):
 
 
 class _Partition:
-    __slots__ = ("chunks", "clock", "ctx", "dedup", "heard", "index", "marked", "marks",
-                 "number", "pending", "processed", "seen", "shared", "tick", "topics")
+    __slots__ = ("chunks", "clock", "ctx", "dedup", "heard", "held", "index", "marked",
+                 "marks", "number", "pending", "processed", "seen", "shared", "tick",
+                 "topics")
 
     def __init__(self, number: int, lateness: int, retention: int, durable: bool) -> None:
         self.number = number
@@ -156,6 +159,9 @@ class _Partition:
         self.shared = Shared()  # areas and rounds every person partition holds whole
         self.ctx: Context | None = None  # the rules' context, reused from record to record
         self.heard = False  # has every input log delivered something here yet?
+        # rejected inputs naming a district but no instant, read before the clock started:
+        # they count once it has (no report is known to be next before)
+        self.held: dict[str, int] = {}
 
 
 class StageRunner(Generic[S]):
@@ -258,6 +264,7 @@ class StageRunner(Generic[S]):
                     marked=part.marked, max_seen=part.clock.max_seen, clock=part.clock.value,
                     seen=dict(part.seen),
                     shared=part.shared if part.shared != Shared() else None,
+                    held=dict(part.held),
                 )
             if new or forgotten:
                 self._save_ids(part, new, forgotten)
@@ -293,6 +300,7 @@ class StageRunner(Generic[S]):
         part.clock.max_seen = saved.max_seen
         part.clock.value = saved.clock
         part.seen = dict(saved.seen)
+        part.held = dict(saved.held)
         if saved.shared is not None:
             part.shared = saved.shared
             part.index.schedule(ROUNDS, rounds.next_due(self.policy, part.shared))
@@ -466,6 +474,14 @@ class StageRunner(Generic[S]):
             self._save(part)
         return effects
 
+    def hold_rejected(self, partition: int, district: str) -> None:
+        """A rejected input naming ``district`` and no instant of its own, read before the
+        partition's clock started: it counts one second after the clock once it has (the
+        effects of the record that starts it carry the count)."""
+        part = self._part(partition)
+        part.held[district] = part.held.get(district, 0) + 1
+        self._save(part)
+
     def on_tick(
         self, partition: int, instant: int, after: dict[str, int] | None = None
     ) -> RecordEffects:
@@ -610,7 +626,14 @@ class StageRunner(Generic[S]):
                 msgspec.structs.replace(share, source=part.number, of=self.of)
                 for share in effects.round_parts]
         clock = ctx.clock
-        if clock == MIN_EPOCH or (clock <= part.marked and not force_mark):
+        if clock == MIN_EPOCH:
+            return
+        if part.held:
+            effects.contributions.extend(rejected_contribution(district, clock + 1, count)
+                                         for district, count in sorted(part.held.items()))
+            part.held = {}
+            self._save(part)
+        if clock <= part.marked and not force_mark:
             return
         caught_up_with_tick = part.tick > part.marked and clock >= part.tick
         if force_mark or caught_up_with_tick or clock >= part.marked + self.mark_every:

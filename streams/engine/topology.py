@@ -20,9 +20,11 @@ and it has a source, a ``LabSeen`` keyed by lab_id for every lab record, on the 
 stage's internal topic; and its district's entry contribution to the report stage. Only the
 tube stage (sampling, lab) and the person stage (followup, checkpoint, clinic) own topics
 whose records have a source, so the entry stage's clock is theirs. A rejected input whose
-value names a valid district sends that district's report its ``entries_rejected``
-(:func:`~closedloop.agents.sources.rejected_part`). The entry stage reads actions quietly:
-a ``late_entries`` or ``lab_silent`` alert's subject is its key.
+value names a valid district sends that district's report its ``entries_rejected``, at
+the value's own occurred_at when plausible, else as read, held by the reading partition
+until its clock starts (:func:`~closedloop.agents.sources.rejected_part`). The entry
+stage reads actions quietly: a ``late_entries`` or ``lab_silent`` alert's subject is its
+key.
 
 An action is keyed by its alert's subject, which a tube or a person stage owns: both read
 it, and each applies it only where that key holds the alert's escalation.
