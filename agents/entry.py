@@ -60,6 +60,7 @@ __all__ = [
     "is_late",
     "judge_day",
     "nearest_rank_p90",
+    "on_entries",
     "on_entry",
     "on_lab",
     "rejected_district",
@@ -151,6 +152,21 @@ def on_entry(policy: Policy, cal: Calendar, st: SourceState, topic: str, receipt
     day.late += is_late(policy, topic, lag)
     if district is not None:
         day.districts[district] = day.districts.get(district, 0) + 1
+    return min(st.days)
+
+
+def on_entries(st: SourceState, cutoff: int, lags: list[int], late: int,
+               districts: Mapping[str, int]) -> int:
+    """Count records of one day at once, their cut-off found as :func:`on_entry` finds it
+    (the same as counting them one by one: a day holds counts and a multiset of lags);
+    returns the state's next deadline."""
+    day = st.days.get(cutoff)
+    if day is None:
+        st.days[cutoff] = day = SourceDay()
+    day.lags.extend(lags)
+    day.late += late
+    for district, count in districts.items():
+        day.districts[district] = day.districts.get(district, 0) + count
     return min(st.days)
 
 
@@ -441,18 +457,26 @@ def rejected_district(value: object) -> str | None:
 _EARLIEST: Final = int(EARLIEST.timestamp())
 
 
-def rejected_instant(value: object, zone: tzinfo, bound: float | None, skew: int
-                     ) -> int | None:
+def rejected_instant(value: object, zone: tzinfo, bound: float | None, skew: int,
+                     others: tuple[str, ...] = ()) -> int | None:
     """The instant a rejected value counts at, when the value itself says one: its
-    ``occurred_at``, a string naming an instant as RFC 3339 writes it (one without an offset
-    read in the policy's ``zone``, as the city's clerks write their local time), at or
-    after 2000-01-01 and at most ``skew`` after ``bound`` (the run's receipt that bounds an
-    event's times, §1; None: no upper bound). None when it says none: the value then counts
-    as read. A function of the value alone, so that every partitioning of the inputs counts
-    it in the same report."""
+    ``occurred_at``, else the first of ``others`` (the topic's other times: a travel's
+    ``arrived_at``) that names one: a string naming an instant as RFC 3339 writes it (one
+    without an offset read in the policy's ``zone``, as the city's clerks write their local
+    time), at or after 2000-01-01 and at most ``skew`` after ``bound`` (the run's receipt
+    that bounds an event's times, §1; None: no upper bound). None when it says none: the
+    value then counts as read. A function of the value alone, so that every partitioning of
+    the inputs counts it in the same report."""
     if not isinstance(value, dict):
         return None
-    text = value.get("occurred_at")
+    for field in ("occurred_at", *others):
+        instant = _plausible(value.get(field), zone, bound, skew)
+        if instant is not None:
+            return instant
+    return None
+
+
+def _plausible(text: object, zone: tzinfo, bound: float | None, skew: int) -> int | None:
     if not isinstance(text, str):
         return None
     try:

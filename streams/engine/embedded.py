@@ -25,13 +25,14 @@ import msgspec
 
 from closedloop.agents.calendar import Calendar
 from closedloop.agents.closure import rejected_contribution
+from closedloop.agents.combine import EntryCombiner
 from closedloop.agents.effects import Effects
-from closedloop.agents.entry import entry_lag, is_late
+from closedloop.agents.entry import EntryState, source_of
 from closedloop.agents.escalation import action_outcome
 from closedloop.agents.requirements import Context
 from closedloop.agents.round_sum import round_key
 from closedloop.agents.shared import Shared
-from closedloop.agents.sources import Entered, rejected_part, routes
+from closedloop.agents.sources import Entered, LabSeen, rejected_part
 from closedloop.agents.state import Contribution, Keyed, PersonState, RoundPart, Sampled
 from closedloop.schemas.decode import (
     Rejection,
@@ -115,6 +116,15 @@ class EmbeddedDriver:
         self._counts_to = receiver[TOPOLOGY.route[Contribution]].applier(0)
         self._shares_to = receiver[TOPOLOGY.route[RoundPart]].applier(0)
         self._entries_to = receiver[TOPOLOGY.route[Entered]].applier(0)
+        entry_table = receiver[TOPOLOGY.route[Entered]].table
+
+        def judged(key: str) -> int | None:
+            st = entry_table.get(key)
+            days = st.days if isinstance(st, EntryState) else None
+            return None if days is None else days.judged
+
+        # a run's data-entry parts, combined per key and day before they are applied
+        self._combined = EntryCombiner(policy, self.cal, judged)
         self.out = Outputs()  # replaced by drain() only
         # the rules' context, shared by the runners: one object, not one per event (each
         # step only sets its clock); its ``out`` is self.out
@@ -200,6 +210,8 @@ class EmbeddedDriver:
         if not applies and isinstance(event, Area | Round):
             self._holder.share(0, event)
         applied = True
+        if type(event) is Action and self._combined:  # the entry stage reads actions too
+            self._apply_combined()
         for apply in applies:
             rejection = apply(key, event, at)
             if rejection is not None:  # a rule refused it (a pool overflow): not applied
@@ -217,7 +229,7 @@ class EmbeddedDriver:
             self._route(out)
         tube, person, unit, entry, report = self._indexes
         if min(tube.earliest, person.earliest, unit.earliest, entry.earliest,
-               report.earliest) <= self._ctx.clock:
+               report.earliest, self._combined.due) <= self._ctx.clock:
             self._settle()
         tracked = len(self.persons)
         if tracked > self._peak:
@@ -225,18 +237,16 @@ class EmbeddedDriver:
 
     def _entered(self, topic: str, event: Event, at: int, receipt: int | None) -> None:
         """What a line applied sends the data-entry stage and its district's report, as the
-        worker's record intake sends them (agents/sources.py); its entry lag, when known, in
-        the summary."""
-        sent, contribution = routes(self.policy, topic, event, at, receipt)
-        apply = self._entries_to
-        for key, item in sent:
-            apply(key, item, None)
-        if contribution is not None:
-            self._counts_to(contribution.district, contribution, None)
+        worker's record intake sends them (agents/sources.py ``routes``): a lab record's
+        ``LabSeen`` at once, a record of known lag combined with the run's others
+        (agents/combine.py); its entry lag, when known, in the summary."""
         if receipt is not None:
             self.stats["entries_known_lag"] += 1
-            if is_late(self.policy, topic, entry_lag(receipt, at)):
+            if self._combined.record(topic, source_of(event), getattr(event, "district", None),
+                                     receipt, at, self._ctx.clock):
                 self.stats["entries_late"] += 1
+        if type(event) is Lab:
+            self._entries_to(event.lab_id, LabSeen(event.tube_id, event.status, at), None)
 
     def _count_action(self, key: str, event: Action, runs: tuple[AnyRunner, ...]) -> None:
         """An action applied (by kind), ignored (by reason: counted, never rejected), or
@@ -268,7 +278,8 @@ class EmbeddedDriver:
         a topic; nor one read before the clock started)."""
         self.stats[f"rejected:{rejection.reason}"] += 1
         if counted and rejection.reason != RAW_IDENTIFIER and (origin.topic or topic):
-            self._count_rejected(_rejected_value(raw, origin.line is not None))
+            self._count_rejected(origin.topic or topic,
+                                 _rejected_value(raw, origin.line is not None))
         self.out.dead_letters.append(
             dead_letter(
                 rejection, raw, topic=origin.topic or topic, partition=origin.partition,
@@ -276,12 +287,12 @@ class EmbeddedDriver:
             )
         )
 
-    def _count_rejected(self, value: object) -> None:
+    def _count_rejected(self, topic: str | None, value: object) -> None:
         """A rejected value naming a valid district counts in its report: at its own
         occurred_at when it has a plausible one, else one second after the clock, held
         until the clock has started (agents/sources.py ``rejected_part``), as the worker's
         intake partitions count theirs."""
-        found = rejected_part(self.policy, value, self.received_at)
+        found = rejected_part(self.policy, topic, value, self.received_at)
         if found is None:
             return
         district, at = found
@@ -330,7 +341,10 @@ class EmbeddedDriver:
         self._held = still
 
     def drain(self) -> Outputs:
-        """Hand over what was produced since the last drain."""
+        """Hand over what was produced since the last drain (the state then holds every
+        line read)."""
+        if self._combined:
+            self._apply_combined()
         if self._held:
             self.settle_actions(final=False)
         out, self.out = self.out, Outputs()
@@ -350,14 +364,27 @@ class EmbeddedDriver:
             self._route(out)
         clock = self.clock.value
         tube, person, unit, entry, report = self._indexes
+        combined = self._combined
         if min(tube.earliest, person.earliest, unit.earliest, entry.earliest,
-               report.earliest) > clock:
+               report.earliest, combined.due) > clock:
             return  # most events make nothing due
         for run, index in zip(self._upstream_first, self._indexes, strict=True):
+            if combined and (index is entry or index is report) and (
+                    index.earliest <= clock or combined.due <= clock):
+                self._apply_combined()  # before either stage fires: it must see them
             if index.earliest <= clock:
                 run.fire(0)
                 if out.forwards or out.contributions or out.round_parts:
                     self._route(out)
+
+    def _apply_combined(self) -> None:
+        """Apply the data-entry parts combined so far: each key's day, each district's lags
+        (agents/combine.py)."""
+        days, lags = self._combined.take()
+        for key, day in days:
+            self._entries_to(key, day, None)
+        for district, item in lags:
+            self._counts_to(district, item, None)
 
     def _route(self, out: Outputs) -> None:
         """Deliver forwards, contributions and round shares to the stages they are for."""

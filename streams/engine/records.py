@@ -176,7 +176,7 @@ def _decode_keyed(record: Record, policy: Policy) -> tuple[str, Event | Rejectio
 def _owned_input(runner: AnyRunner, record: Record, policy: Policy) -> Handled:
     key, decoded = _decode_keyed(record, policy)
     if isinstance(decoded, Rejection):
-        clock = runner.effective_clock(record.partition)  # before a tick it releases
+        clock = runner.reading_clock(record.partition)  # before a tick it releases
         # held before the skip, so that a tick the skip releases starts the clock for it
         counted = _rejected_count(runner, record, decoded, clock, policy)
         fx = runner.on_skipped(record.partition, record.topic, record.offset)
@@ -189,7 +189,7 @@ def _owned_input(runner: AnyRunner, record: Record, policy: Policy) -> Handled:
     handled = Handled(fx, rejection=fx.rejection, consumed=True)
     if fx.rejection is not None:  # a rule refused it, at the clock it moved
         counted = _rejected_count(runner, record, fx.rejection,
-                                  runner.effective_clock(record.partition), policy)
+                                  runner.reading_clock(record.partition), policy)
         if counted is not None:
             fx.contributions.append(counted)
     elif not fx.duplicate:
@@ -224,18 +224,18 @@ def _rejected_count(runner: AnyRunner, record: Record, rejection: Rejection, clo
                     policy: Policy) -> Contribution | None:
     """A rejected input counts in its district's report (``entries_rejected``) when its value
     names a valid district: at its own occurred_at when it has a plausible one, else one
-    second after ``clock`` (the partition's when it was read: a rejected record moves no
-    clock); before that clock has started it is held in the partition, and counts once it
-    has (agents/sources.py ``rejected_part``). One holding a raw identifier does not count
-    (it must never have reached a topic: no producer of ours sends it, and replay counts it
-    nowhere either)."""
+    second after ``clock``, where the partition had read to (``reading_clock``: a rejected
+    record moves no clock); before it has read anything the input is held in the
+    partition, and counts once it has (agents/sources.py ``rejected_part``). One holding a
+    raw identifier does not count (it must never have reached a topic: no producer of ours
+    sends it, and replay counts it nowhere either)."""
     if rejection.reason == "raw_identifier":
         return None
     try:
         value = msgspec.json.decode(record.value)
     except (msgspec.MsgspecError, ValueError, RecursionError):
         return None  # not JSON (or not UTF-8): it names no district
-    found = rejected_part(policy, value, record.received_at)
+    found = rejected_part(policy, record.topic, value, record.received_at)
     if found is None:
         return None
     district, at = found
@@ -279,7 +279,7 @@ def _shared_input(runner: AnyRunner, record: Record, policy: Policy) -> Handled:
     every person partition. Its offset counts for ticks; its event time moves no clock."""
     _, decoded = _decode_keyed(record, policy)
     if isinstance(decoded, Rejection):
-        clock = runner.effective_clock(record.partition)  # before a tick it releases
+        clock = runner.reading_clock(record.partition)  # before a tick it releases
         # held before the skip, so that a tick the skip releases starts the clock for it
         counted = _rejected_count(runner, record, decoded, clock, policy)
         fx = runner.on_skipped(record.partition, record.topic, record.offset)

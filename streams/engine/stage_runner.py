@@ -474,12 +474,36 @@ class StageRunner(Generic[S]):
             self._save(part)
         return effects
 
+    def reading_clock(self, partition: int) -> int:
+        """Where the partition has read to, in event time: the latest event time of any of
+        its input logs less ``allowed_lateness``, or its clock when a tick took it further;
+        replay's one clock, as if the partition's logs were one. A rejected input without a
+        time of its own counts there (its own clock, the slowest of its logs', may lag
+        replay's by hours when one of them is sparse). MIN_EPOCH before any."""
+        return self._reading(self._part(partition))
+
+    def _reading(self, part: _Partition) -> int:
+        topics = part.topics
+        latest = (max(topics.values()) - self.policy.allowed_lateness if topics
+                  else MIN_EPOCH)
+        own = part.clock.value
+        return latest if latest > own else own
+
     def hold_rejected(self, partition: int, district: str) -> None:
         """A rejected input naming ``district`` and no instant of its own, read before the
-        partition's clock started: it counts one second after the clock once it has (the
-        effects of the record that starts it carry the count)."""
+        partition had read anything: it counts one second after :meth:`reading_clock` once
+        that has started (the effects of the record that starts it carry the count)."""
         part = self._part(partition)
         part.held[district] = part.held.get(district, 0) + 1
+        self._save(part)
+
+    def _release_held(self, part: _Partition, effects: RecordEffects) -> None:
+        reading = self._reading(part)
+        if reading == MIN_EPOCH:
+            return
+        effects.contributions.extend(rejected_contribution(district, reading + 1, count)
+                                     for district, count in sorted(part.held.items()))
+        part.held = {}
         self._save(part)
 
     def on_tick(
@@ -625,15 +649,10 @@ class StageRunner(Generic[S]):
             effects.round_parts[:] = [
                 msgspec.structs.replace(share, source=part.number, of=self.of)
                 for share in effects.round_parts]
-        clock = ctx.clock
-        if clock == MIN_EPOCH:
-            return
         if part.held:
-            effects.contributions.extend(rejected_contribution(district, clock + 1, count)
-                                         for district, count in sorted(part.held.items()))
-            part.held = {}
-            self._save(part)
-        if clock <= part.marked and not force_mark:
+            self._release_held(part, effects)
+        clock = ctx.clock
+        if clock == MIN_EPOCH or (clock <= part.marked and not force_mark):
             return
         caught_up_with_tick = part.tick > part.marked and clock >= part.tick
         if force_mark or caught_up_with_tick or clock >= part.marked + self.mark_every:

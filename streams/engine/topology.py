@@ -201,11 +201,14 @@ SUPERVISION: Final = Stage("supervision", units.UnitKey, _appliers(
     ((Inspection,), units.on_inspection), ((Action,), units.on_action),
 ), units.HANDLERS, units.unit_status)
 ENTRY: Final = Stage("entry", EntryState, _appliers(
-    ((sources.Entered,), sources.on_entered), ((sources.LabSeen,), sources.on_lab_seen),
+    ((sources.Entered,), sources.on_entered), ((sources.EnteredDay,), sources.on_entered_day),
+    ((sources.LabSeen,), sources.on_lab_seen),
     ((Action,), sources.on_action),
 ), sources.HANDLERS)
 REPORT: Final = Stage("report", ReportState, _appliers(
-    ((Contribution,), closure.handle_contribution), ((RoundPart,), _on_round_part),
+    ((Contribution,), closure.handle_contribution), ((closure.EntryLags,),
+                                                      closure.handle_entry_lags),
+    ((RoundPart,), _on_round_part),
 ), closure.HANDLERS)
 
 AnyStage = (Stage[TubeState] | Stage[PersonState] | Stage[units.UnitKey]

@@ -158,20 +158,24 @@ class TestWhereARecordGoes:
     def test_a_rejected_value_counts_at_its_own_plausible_occurred_at(self) -> None:
         bound = at("09-07 00:00")
         value = {"district": "xuhui", "pool_size": 0, "occurred_at": "2022-09-06T12:00:00+08:00"}
-        assert rejected_part(POLICY, value, bound) == ("xuhui", at("09-06 12:00"))
+        assert rejected_part(POLICY, "sampling", value, bound) == ("xuhui", at("09-06 12:00"))
         # without an offset: read in the policy's zone, as the city's clerks write it
         naive = {**value, "occurred_at": "2022-09-06T12:00:00"}
-        assert rejected_part(POLICY, naive, bound) == ("xuhui", at("09-06 12:00"))
+        assert rejected_part(POLICY, "sampling", naive, bound) == ("xuhui", at("09-06 12:00"))
         # exactly max_clock_skew after the bound is plausible, a second more is not
         skewed = {**value, "occurred_at": "2022-09-07T00:15:00+08:00"}
-        assert rejected_part(POLICY, skewed, bound) == ("xuhui", bound + 900)
+        assert rejected_part(POLICY, "sampling", skewed, bound) == ("xuhui", bound + 900)
         later = {**value, "occurred_at": "2022-09-07T00:15:01+08:00"}
-        assert rejected_part(POLICY, later, bound) == ("xuhui", None)
+        assert rejected_part(POLICY, "sampling", later, bound) == ("xuhui", None)
         for spoiled in ("1999-12-31T23:59:59Z", "yesterday", 1662436800, None):
-            assert rejected_part(POLICY, {**value, "occurred_at": spoiled}, bound) == (
+            assert rejected_part(POLICY, "sampling", {**value, "occurred_at": spoiled}, bound) == (
                 "xuhui", None)
-        assert rejected_part(POLICY, {"district": "xuhui"}, None) == ("xuhui", None)
+        assert rejected_part(POLICY, "sampling", {"district": "xuhui"}, None) == ("xuhui", None)
+        # without an occurred_at, another time the topic's record names
+        push = {"district": "xuhui", "arrived_at": "2022-09-06T08:00:00+08:00"}
+        assert rejected_part(POLICY, "travel", push, None) == ("xuhui", at("09-06 08:00"))
+        assert rejected_part(POLICY, None, push, None) == ("xuhui", None)
 
     def test_a_rejected_value_naming_no_valid_district_counts_nowhere(self) -> None:
-        assert rejected_part(POLICY, {"district": "13912345678"}, None) is None
-        assert rejected_part(POLICY, None, None) is None
+        assert rejected_part(POLICY, "sampling", {"district": "13912345678"}, None) is None
+        assert rejected_part(POLICY, "sampling", None, None) is None
