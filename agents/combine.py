@@ -4,7 +4,9 @@ district's report an entry contribution, and applying each as a keyed step of it
 replay a third of its speed. Parts going to one key and counting in one day add up (counts
 add; a day keeps its lags as a multiset, for the nearest-rank percentile), so they are
 combined per (key, topic, cut-off) into one :class:`EnteredDay` and per (district, report
-window) into one :class:`EntryLags`, and applied in one step each.
+window) into one :class:`EntryLags`, and applied in one step each. An entry whose report
+window the clock has passed already (entered after its day's cut-off) is not held: its
+report is due at once (:attr:`EntryCombiner.overdue`).
 
 Combining is exact when the combined parts are applied before anything could see the
 difference: before the data-entry or report stage fires (a day's cut-off, judged or
@@ -38,7 +40,7 @@ class EntryCombiner:
     None."""
 
     __slots__ = ("_cal", "_days", "_hi", "_judged", "_lo", "_reports", "_sources",
-                 "_within", "due")
+                 "_within", "due", "overdue")
 
     def __init__(self, policy: Policy, cal: Calendar,
                  judged: Callable[[str], int | None]) -> None:
@@ -52,6 +54,9 @@ class EntryCombiner:
         # the report window (lo, hi] last found: most parts of a run fall in one
         self._lo = self._hi = NEVER
         self.due = NEVER  # the earliest cut-off of a part held
+        # entry lags of a report window the clock has passed, to apply at once, uncombined:
+        # the report of their day is due now, or raised (they count in the next)
+        self.overdue: list[tuple[str, EntryLags]] = []
 
     def _cutoff(self, instant: int) -> int:
         """The cut-off of the report window (previous cut-off, cut-off] holding ``instant``."""
@@ -97,6 +102,9 @@ class EntryCombiner:
                 day.districts[district] = day.districts.get(district, 0) + 1
         if district is not None:  # entry_contribution, at its occurred_at
             cutoff = self._cutoff(occurred)
+            if cutoff <= clock:  # a day the clock has passed: its report is due at once
+                self.overdue.append((district, EntryLags(occurred, [lag], int(late))))
+                return late
             lags = self._reports.get((district, cutoff))
             if lags is None:
                 self._reports[(district, cutoff)] = lags = EntryLags(occurred, [], 0)

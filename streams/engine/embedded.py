@@ -242,9 +242,14 @@ class EmbeddedDriver:
         (agents/combine.py); its entry lag, when known, in the summary."""
         if receipt is not None:
             self.stats["entries_known_lag"] += 1
-            if self._combined.record(topic, source_of(event), getattr(event, "district", None),
-                                     receipt, at, self._ctx.clock):
+            combined = self._combined
+            if combined.record(topic, source_of(event), getattr(event, "district", None),
+                               receipt, at, self._ctx.clock):
                 self.stats["entries_late"] += 1
+            if combined.overdue:
+                for district, lags in combined.overdue:
+                    self._counts_to(district, lags, None)
+                combined.overdue.clear()
         if type(event) is Lab:
             self._entries_to(event.lab_id, LabSeen(event.tube_id, event.status, at), None)
 

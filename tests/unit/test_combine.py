@@ -81,6 +81,9 @@ def test_combined_parts_leave_every_source_and_report_as_one_by_one() -> None:
             late = combiner.record("sampling", sampling.site_id, sampling.district, receipt,
                                    occurred, clock)
             assert late == (contribution.field == "entry_late")
+            for district, overdue in combiner.overdue:  # applied at once, as replay does
+                handle_entry_lags(ctx, combined_reports[district], district, overdue)
+            combiner.overdue.clear()
         # due by the earliest cut-off held: the clock must not pass it before they apply
         assert combiner.due <= earliest
         days, lags = combiner.take()
