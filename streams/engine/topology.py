@@ -19,7 +19,10 @@ record without one): an ``Entered`` keyed ``<topic>:<source>`` when its entry la
 and it has a source, a ``LabSeen`` keyed by lab_id for every lab record, on the entry
 stage's internal topic; and its district's entry contribution to the report stage. Only the
 tube stage (sampling, lab) and the person stage (followup, checkpoint, clinic) own topics
-whose records have a source, so the entry stage's clock is theirs. A rejected input whose
+whose records have a source, so the entry stage's clock is theirs. Replay combines a run's
+``Entered`` parts and entry contributions per key and day before applying them
+(:mod:`closedloop.agents.combine`, one step for many lines); the worker applies them one
+by one; both leave the same states. A rejected input whose
 value names a valid district sends that district's report its ``entries_rejected``, at
 the value's own occurred_at when plausible, else as read, held by the reading partition
 until its clock starts (:func:`~closedloop.agents.sources.rejected_part`). The entry
