@@ -8,6 +8,10 @@ window) into one :class:`EntryLags`, and applied in one step each. An entry whos
 window the clock has passed already (entered after its day's cut-off) is not held: its
 report is due at once (:attr:`EntryCombiner.overdue`).
 
+Replay combines a run's records (:meth:`EntryCombiner.record`); the worker's data-entry
+and report stages combine the parts of one pack, applied at one clock
+(:meth:`EntryCombiner.entered`, :meth:`EntryCombiner.contributed`).
+
 Combining is exact when the combined parts are applied before anything could see the
 difference: before the data-entry or report stage fires (a day's cut-off, judged or
 reported, a key forgotten), before the clock reaches the earliest cut-off held here
@@ -24,8 +28,8 @@ from typing import Final
 
 from closedloop.agents.calendar import Calendar
 from closedloop.agents.closure import EntryLags
-from closedloop.agents.entry import subject_of
-from closedloop.agents.sources import EnteredDay
+from closedloop.agents.entry import entry_lag, subject_of
+from closedloop.agents.sources import Entered, EnteredDay
 from closedloop.schemas.policy import Policy
 
 __all__ = ["NEVER", "EntryCombiner"]
@@ -83,36 +87,55 @@ class EntryCombiner:
             if known is None:
                 key = subject_of(topic, source)
                 known = self._sources[(topic, source)] = (key, self._judged(key))
-            key, judged = known
-            # counting_cutoff: the first cut-off at or after the receipt that neither the
-            # clock nor the source has passed
-            passed = clock if judged is None or judged < clock else judged
-            cutoff = self._cutoff(receipt if receipt > passed else passed + 1)
-            day = self._days.get((key, cutoff))
-            if day is None:
-                self._days[(key, cutoff)] = day = EnteredDay(topic, cutoff, [], 0, {},
-                                                             receipt, clock, receipt)
-                if cutoff < self.due:
-                    self.due = cutoff
-            day.lags.append(lag)
-            day.late += late
-            if receipt > day.last:
-                day.last = receipt
-            if district is not None:
-                day.districts[district] = day.districts.get(district, 0) + 1
-        if district is not None:  # entry_contribution, at its occurred_at
-            cutoff = self._cutoff(occurred)
-            if cutoff <= clock:  # a day the clock has passed: its report is due at once
-                self.overdue.append((district, EntryLags(occurred, [lag], int(late))))
-                return late
-            lags = self._reports.get((district, cutoff))
-            if lags is None:
-                self._reports[(district, cutoff)] = lags = EntryLags(occurred, [], 0)
-                if cutoff < self.due:
-                    self.due = cutoff
-            lags.lags.append(lag)
-            lags.late += late
+            self._day(known[0], known[1], topic, receipt, lag, late, district, clock)
+        if district is not None:
+            self.contributed(district, occurred, lag, late, clock)
         return late
+
+    def entered(self, key: str, item: Entered, clock: int) -> None:
+        """An :class:`Entered` part for ``key`` applied when the stage's clock is at
+        ``clock`` (the worker's data-entry stage, a pack of them at one clock)."""
+        known = self._sources.get((item.topic, key))
+        if known is None:
+            known = self._sources[(item.topic, key)] = (key, self._judged(key))
+        lag = entry_lag(item.receipt, item.occurred)
+        within = self._within.get(item.topic)
+        self._day(key, known[1], item.topic, item.receipt, lag,
+                  within is not None and lag > within, item.district, clock)
+
+    def _day(self, key: str, judged: int | None, topic: str, receipt: int, lag: int,
+             late: bool, district: str | None, clock: int) -> None:
+        # counting_cutoff: the first cut-off at or after the receipt that neither the clock
+        # nor the source has passed
+        passed = clock if judged is None or judged < clock else judged
+        cutoff = self._cutoff(receipt if receipt > passed else passed + 1)
+        day = self._days.get((key, cutoff))
+        if day is None:
+            self._days[(key, cutoff)] = day = EnteredDay(topic, cutoff, [], 0, {}, receipt,
+                                                         clock, receipt)
+            if cutoff < self.due:
+                self.due = cutoff
+        day.lags.append(lag)
+        day.late += late
+        if receipt > day.last:
+            day.last = receipt
+        if district is not None:
+            day.districts[district] = day.districts.get(district, 0) + 1
+
+    def contributed(self, district: str, at: int, lag: int, late: bool, clock: int) -> None:
+        """An entry contribution of ``district`` at ``at`` (``entry_contribution``) applied
+        when the report stage's clock is at ``clock``."""
+        cutoff = self._cutoff(at)
+        if cutoff <= clock:  # a day the clock has passed: its report is due at once
+            self.overdue.append((district, EntryLags(at, [lag], int(late))))
+            return
+        lags = self._reports.get((district, cutoff))
+        if lags is None:
+            self._reports[(district, cutoff)] = lags = EntryLags(at, [], 0)
+            if cutoff < self.due:
+                self.due = cutoff
+        lags.lags.append(lag)
+        lags.late += late
 
     def __bool__(self) -> bool:
         return bool(self._days or self._reports)

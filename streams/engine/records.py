@@ -14,14 +14,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from sys import intern
-from typing import Protocol
+from typing import Final, Protocol
 
 import msgspec
 
 from closedloop.agents import person as person_rules
-from closedloop.agents.closure import rejected_contribution
+from closedloop.agents.closure import ENTRY, ENTRY_LATE, rejected_contribution
+from closedloop.agents.combine import EntryCombiner
 from closedloop.agents.entries import without_proof
-from closedloop.agents.entry import entry_lag, is_late
+from closedloop.agents.entry import EntryState, entry_lag, is_late
 from closedloop.agents.escalation import action_outcome
 from closedloop.agents.round_sum import round_key
 from closedloop.agents.sources import Entered, LabSeen, rejected_part, routes
@@ -130,6 +131,8 @@ class _Pack(msgspec.Struct, tag="pack", tag_field="type"):
 
     items: list[tuple[str, _Item]]
 
+
+ENTRY_FIELDS: Final = (ENTRY, ENTRY_LATE)  # a report's entry contributions, combined
 
 _decode_internal = msgspec.json.Decoder(_Tick | _Mark | _Shared | _Pack | _Item).decode
 """Every record of an internal topic, by its ``type``."""
@@ -330,18 +333,63 @@ def _unpack(runner: AnyRunner, record: Record, pack: _Pack, counted: bool) -> Re
     contributions (counted once per offset, the pack as a whole)."""
     partition = record.partition
     if counted:
-        items: list[tuple[str, object, int]] = [
-            (round_key(item.round_id) if isinstance(item, RoundPart) else key, item, item.at)
-            for key, item in pack.items if isinstance(item, Contribution | RoundPart)]
-        items.extend((key, item, _entry_time(item)) for key, item in pack.items
-                     if isinstance(item, Entered | LabSeen))
-        return runner.on_counted_many(partition, items, record.topic, record.offset)
+        return runner.on_counted_many(partition, _counted_items(runner, partition, pack),
+                                      record.topic, record.offset)
     effects = RecordEffects()
     for key, item in pack.items:
         if isinstance(item, Sampled | Result | Retest | Escalate):
             runner.on_input(partition, intern(key), item, person_rules.forward_time(item), None,
                             into=effects)
     return effects
+
+
+def _counted_items(runner: AnyRunner, partition: int, pack: _Pack
+                   ) -> list[tuple[str, object, int]]:
+    """A pack's items that count, in its order, its entry parts (``Entered``, entry
+    contributions) combined per key and day as replay combines a run's (agents/combine.py):
+    the stage's clock is the same for the whole pack, and no source's or report's day can
+    fire within it but a day the clock has passed, whose entries stay in their place, one
+    by one (a report they make due is raised before the items after them)."""
+    combiner: EntryCombiner | None = None
+    clock = runner.effective_clock(partition)
+    items: list[tuple[str, object, int]] = []
+    for key, item in pack.items:
+        if isinstance(item, Contribution):
+            if item.field in ENTRY_FIELDS:
+                if combiner is None:
+                    combiner = _combiner(runner)
+                combiner.contributed(key, item.at, item.d, item.field == ENTRY_LATE, clock)
+                if combiner.overdue:
+                    items.extend((district, lags, lags.at)
+                                 for district, lags in combiner.overdue)
+                    combiner.overdue.clear()
+            else:
+                items.append((key, item, item.at))
+        elif isinstance(item, RoundPart):
+            items.append((round_key(item.round_id), item, item.at))
+    for key, item in pack.items:
+        if isinstance(item, LabSeen):
+            items.append((key, item, item.at))
+        elif isinstance(item, Entered):
+            if combiner is None:
+                combiner = _combiner(runner)
+            combiner.entered(key, item, clock)
+    if combiner is not None:
+        days, lags = combiner.take()
+        items.extend((district, day_lags, day_lags.at) for district, day_lags in lags)
+        items.extend((key, day, day.last) for key, day in days)
+    return items
+
+
+def _combiner(runner: AnyRunner) -> EntryCombiner:
+    table = runner.table
+
+    def judged(key: str) -> int | None:
+        st = table.get(key)
+        days = st.days if isinstance(st, EntryState) else None
+        return None if days is None else days.judged
+
+    return EntryCombiner(runner.policy, runner.cal, judged)
 
 
 def _entry_time(item: Entered | LabSeen) -> int:

@@ -21,13 +21,13 @@ stage's internal topic; and its district's entry contribution to the report stag
 tube stage (sampling, lab) and the person stage (followup, checkpoint, clinic) own topics
 whose records have a source, so the entry stage's clock is theirs. Replay combines a run's
 ``Entered`` parts and entry contributions per key and day before applying them
-(:mod:`closedloop.agents.combine`, one step for many lines); the worker applies them one
-by one; both leave the same states. A rejected input whose
-value names a valid district sends that district's report its ``entries_rejected``, at
-the value's own occurred_at when plausible, else as read, held by the reading partition
-until its clock starts (:func:`~closedloop.agents.sources.rejected_part`). The entry
-stage reads actions quietly: a ``late_entries`` or ``lab_silent`` alert's subject is its
-key.
+(:mod:`closedloop.agents.combine`, one step for many lines), and the worker's entry and
+report stages combine each pack's the same way; both leave the states one by one would.
+A rejected input whose value names a valid district sends that district's report its
+``entries_rejected``, at the value's own occurred_at (or another time it names) when
+plausible, else as read, held by the reading partition until it has read something
+(:func:`~closedloop.agents.sources.rejected_part`). The entry stage reads actions quietly:
+a ``late_entries`` or ``lab_silent`` alert's subject is its key.
 
 An action is keyed by its alert's subject, which a tube or a person stage owns: both read
 it, and each applies it only where that key holds the alert's escalation.

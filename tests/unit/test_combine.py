@@ -98,3 +98,25 @@ def test_combined_parts_leave_every_source_and_report_as_one_by_one() -> None:
             _sorted_lags(st)
         assert one == combined, seed
         assert one_reports == combined_reports, seed
+
+
+def test_the_workers_parts_combine_as_replays_records() -> None:
+    """The worker combines a pack's ``Entered`` parts and entry contributions, one clock for
+    the pack; replay combines the records they come from: the same groups."""
+    judged = {"sampling:site-2": at("09-06 22:00")}
+    clock = at("09-06 23:00")
+    from_records = EntryCombiner(POLICY, CAL, judged.get)
+    from_parts = EntryCombiner(POLICY, CAL, judged.get)
+    for _, sampling, occurred, receipt in _records(3):
+        from_records.record("sampling", sampling.site_id, sampling.district, receipt,
+                            occurred, clock)
+        sent, contribution = routes(POLICY, "sampling", sampling, occurred, receipt)
+        for key, item in sent:
+            assert isinstance(item, Entered)
+            from_parts.entered(key, item, clock)
+        assert contribution is not None
+        from_parts.contributed(contribution.district, contribution.at, contribution.d,
+                               contribution.field == "entry_late", clock)
+    assert from_records.overdue and from_parts.overdue == from_records.overdue
+    assert from_parts.due == from_records.due
+    assert from_parts.take() == from_records.take()
