@@ -204,6 +204,13 @@ class Dedup:
                     bytes(log[(max(first, start) - base) * DIGEST:(last - base) * DIGEST]))
         return {hour: b"".join(parts) for hour, parts in new.items()}
 
+    def reserve(self, count: int) -> None:
+        """Room for ``count`` more ids without a rebuild: a restore about to :meth:`load`
+        that many sizes the table once, where growing by each hour's load would rebuild it
+        every time it filled."""
+        if self._filled + count > self._limit:
+            self._rebuild(len(self) + count)
+
     def load(self, hour: int, digests: bytes) -> None:
         """Remember the digests :meth:`take` handed over for ``hour`` (a restore). Runs are
         kept in hour order, so load the hours oldest first: an hour older than the newest

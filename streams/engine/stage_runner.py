@@ -37,7 +37,7 @@ from closedloop.schemas.events import Area, Round
 from closedloop.schemas.policy import Policy
 from closedloop.streams.engine.clock import MIN_EPOCH, Watermark
 from closedloop.streams.engine.deadlines import DeadlineIndex
-from closedloop.streams.engine.dedup import Dedup
+from closedloop.streams.engine.dedup import DIGEST, Dedup
 from closedloop.streams.engine.topology import (
     TOPOLOGY,
     Stage,
@@ -202,22 +202,23 @@ class StageRunner(Generic[S]):
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def assign(self, partition: int, keys: list[str] | None = None) -> None:
+    def assign(self, partition: int, rows: Mapping[str, object] | None = None) -> None:
         """(Re)build a partition's deadline index and remembered event ids from the table
-        after recovery (``keys``: its stage keys, when the caller has them at hand).
+        after recovery (``rows``: the partition's rows, its keys' states and its own, when
+        the caller has them at hand: a restore brings a million, read once here).
 
         A partition this worker already holds keeps its clock state in memory (the table's
         copy may be older); a new one loads it from the table.
         """
         part = self._part(partition)
-        rows = list(self.table)
-        if keys is None:
-            keys = [key for key in rows if not is_partition_row(key)]
-        part.index.rebuild((key, st) for key in keys
-                           if isinstance(st := self.table.get(key), Keyed))
-        chunks = sorted((chunk.hour, key, chunk) for key in rows if key.startswith(DEDUP_PREFIX)
-                        and isinstance(chunk := self.table.get(key), DedupChunk))
+        if rows is None:
+            table = self.table
+            rows = {key: table.get(key) for key in table}
+        part.index.rebuild((key, st) for key, st in rows.items() if isinstance(st, Keyed))
+        chunks = sorted((chunk.hour, key, chunk) for key, chunk in rows.items()
+                        if isinstance(chunk, DedupChunk))
         part.chunks = {}
+        part.dedup.reserve(sum(len(chunk.digests) for _, _, chunk in chunks) // DIGEST)
         for hour, key, chunk in chunks:
             part.dedup.load(hour, chunk.digests)
             part.chunks.setdefault(hour, []).append(key)

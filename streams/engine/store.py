@@ -25,6 +25,7 @@ from closedloop.agents.state import (
     Keyed,
     changelog_batch_decoder,
     changelog_decoder,
+    changelog_exact_decoder,
     legacy_ids,
 )
 from closedloop.streams.engine.dedup import BUCKET, digest
@@ -51,8 +52,8 @@ class StageStore:
     its shares were counted.
     """
 
-    __slots__ = ("_data", "_decode_chunk", "_decode_meta", "_decode_state", "_decode_states",
-                 "_dirty", "_dirty_of", "_older", "parts", "published")
+    __slots__ = ("_data", "_decode_chunk", "_decode_exact", "_decode_meta", "_decode_state",
+                 "_decode_states", "_dirty", "_dirty_of", "_older", "parts", "published")
 
     def __init__(self, state: type[Keyed]) -> None:
         self.parts: dict[int, dict[str, object]] = {}
@@ -60,7 +61,8 @@ class StageStore:
         self._data: dict[str, object] = {}
         self._dirty: set[str] = set()
         self._decode_state = changelog_decoder(state)  # older shapes upgraded
-        self._older, self._decode_states = changelog_batch_decoder(state)  # a restore's
+        self._decode_exact = changelog_exact_decoder(state)  # a restore's, in one call
+        self._older, self._decode_states = changelog_batch_decoder(state)  # and when not
         self._decode_meta = msgspec.json.Decoder(PartitionMeta).decode
         self._decode_chunk = msgspec.json.Decoder(DedupChunk).decode
         # person stage: a digest of each person's last published status, per partition
@@ -164,7 +166,11 @@ class StageStore:
                 keys.append(key)
                 values.append(value)
         array = b"[" + b",".join(values) + b"]"
-        if values and older(array):  # one asks for all (a call each cost a restore seconds)
+        exact = self._decode_exact(array) if values else []
+        if exact is not None and len(exact) == len(keys):  # this version's shape, as a rule
+            data.update(zip(keys, exact, strict=True))
+            keys, values = [], []
+        elif values and older(array):  # one asks for all (a call each cost a restore seconds)
             current = [not older(value) for value in values]
             one_by_one.extend((key, value) for key, value, ok in zip(keys, values, current,
                                                                       strict=True) if not ok)

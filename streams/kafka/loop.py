@@ -568,9 +568,9 @@ class WorkerLoop:
             latest.clear()  # its values are decoded: not held till the others are read
             self.written[where] = ends[where]
             store.enter(partition)
-            keys = store.keys(partition)
-            runner.assign(partition, keys)
-            self.telemetry.assigned(stage, partition, ((key, store.get(key)) for key in keys))
+            rows = store.parts[partition]
+            runner.assign(partition, rows)
+            self.telemetry.assigned(stage, partition, rows.items())
 
         # from the snapshot's offset, or the changelog's first (records deleted before it
         # are gone whoever reads)

@@ -139,3 +139,17 @@ def test_loaded_digests_are_remembered_once_each_and_expire_with_their_hour() ->
     gone_too = later + BUCKET + RETENTION
     assert not dedup.seen("lab", "ev-8", gone_too, gone_too)
     assert not dedup.seen("sampling", "ev-2", gone_too, gone_too)
+
+
+def test_a_reserved_table_loads_hours_without_growing_and_remembers_them_all() -> None:
+    dedup = Dedup(RETENTION, durable=True)
+    hours = {HOUR0 // BUCKET + n: b"".join(digest("sampling", f"ev-{n}-{i}") for i in range(3000))
+             for n in range(4)}
+    dedup.reserve(sum(len(chunk) for chunk in hours.values()) // 15)
+    table = dedup._tags
+    for hour, chunk in hours.items():
+        dedup.load(hour, chunk)
+    assert dedup._tags is table and len(dedup) == 12_000
+    assert all(dedup.seen("sampling", f"ev-{n}-{i}", HOUR0, HOUR0)
+               for n in range(4) for i in (0, 1_500, 2_999))
+    assert not dedup.seen("sampling", "ev-9-0", HOUR0, HOUR0)

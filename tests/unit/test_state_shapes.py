@@ -16,12 +16,14 @@ from closedloop.agents.calendar import Calendar
 from closedloop.agents.requirements import Context
 from closedloop.agents.state import (
     Keyed,
+    PersonLoops,
     PersonState,
     Sampled,
     Site,
     TubeState,
     changelog_batch_decoder,
     changelog_decoder,
+    changelog_exact_decoder,
 )
 from closedloop.schemas.events import Lab, Sampling
 from closedloop.streams.engine.store import StageStore
@@ -168,3 +170,42 @@ def test_an_old_shape_snapshot_restores_as_its_changelog_would(tmp_path: Path,
     restored = StageStore(state)
     assert loaded.restore(restored, 0, []) == 1
     assert restored.parts[0]["key-0001"] == made
+
+
+def test_persons_of_this_shape_with_loops_read_in_one_call_as_persons() -> None:
+    # given persons of this version, one with a loop whose keys an older person had on top
+    plain = _swabbed_person()
+    looped = _swabbed_person()
+    looped.loops = PersonLoops(located=[epoch(T0)], id_days=["2022-09-06"])
+    array = msgspec.json.encode([plain, looped])
+    # then the exact reader takes them in one call, as this version's persons, equal
+    got = changelog_exact_decoder(PersonState)(array)
+    assert got is not None and [type(st) for st in got] == [PersonState, PersonState]
+    assert got == [plain, looped]
+    # while the search for older shapes would have sent the looped one record by record
+    older, _ = changelog_batch_decoder(PersonState)
+    assert older(msgspec.json.encode(looped)) and not older(msgspec.json.encode(plain))
+
+
+@pytest.mark.parametrize("old", [
+    pytest.param(lambda st: _with_places_inline(st), id="places-inline"),
+    pytest.param(lambda st: _with_places_inline(st, id_days=["2022-09-06"]), id="flat-too"),
+    pytest.param(lambda st: msgspec.json.encode({**msgspec.json.decode(msgspec.json.encode(st)),
+                                                  "ids": {"sampling:ev-1": 1}}), id="own-ids"),
+])
+def test_an_array_holding_one_older_person_is_not_read_exactly(old: Any) -> None:
+    made = _swabbed_person()
+    array = b"[" + msgspec.json.encode(made) + b"," + old(made) + b"]"
+    assert changelog_exact_decoder(PersonState)(array) is None
+    # and the store still reads both, the older one upgraded
+    store = StageStore(PersonState)
+    store.restore(0, [(b"person-a", msgspec.json.encode(made)), (b"person-b", old(made))])
+    assert store.parts[0]["person-a"] == made
+    assert isinstance(store.parts[0]["person-b"], PersonState)
+
+
+def test_a_tube_with_its_members_in_a_dict_is_not_read_exactly() -> None:
+    exact = changelog_exact_decoder(TubeState)
+    assert exact(b'[{"first": 5}, {"first": 6, "members": {"person-a": 5}}]') is None
+    got = exact(b'[{"first": 5, "req": {"gc": 9}}]')
+    assert got is not None and type(got[0]) is TubeState and got[0].gc_due == 9
