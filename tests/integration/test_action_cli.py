@@ -25,11 +25,16 @@ ALERT_ID = alert_id("unlocated", PERSON, 1662433200)
 
 
 @pytest.fixture
-def prefix(kafka_admin: Any, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
-           ) -> Iterator[str]:
+def prefix(kafka_admin: Any, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch,
+           tmp_path: Path) -> Iterator[str]:
     """A fresh prefix (with 3 partitions a topic, declared by the command) on the test broker,
-    which is what actions go to by default when CLOSEDLOOP_KAFKA is set; removed afterwards."""
+    which is what actions go to by default when CLOSEDLOOP_KAFKA is set; removed afterwards.
+    The command runs in an empty directory with no ledger configured: the default ledger
+    (``closedloop.db`` there), which ``closedloop demo`` leaves in a checkout, would be
+    consulted for the alert's subject."""
     name = f"act{uuid.uuid4().hex[:10]}"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CLOSEDLOOP_DATABASE_URL", raising=False)
     monkeypatch.setenv("CLOSEDLOOP_KAFKA", kafka_bootstrap)
     monkeypatch.delenv("CLOSEDLOOP_ACTIONS_VIA", raising=False)
     monkeypatch.setenv("CLOSEDLOOP_TOPIC_PREFIX", name)
