@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Mapping
+from datetime import datetime, tzinfo
 from fractions import Fraction
 from typing import Any, Final
 
@@ -42,6 +43,8 @@ from closedloop.schemas.events import (
     Sampling,
 )
 from closedloop.schemas.identifiers import contains_raw
+from closedloop.schemas.instants import epoch_seconds
+from closedloop.schemas.plausible import EARLIEST
 from closedloop.schemas.policy import Policy
 from closedloop.schemas.text import text_problem
 
@@ -57,9 +60,11 @@ __all__ = [
     "is_late",
     "judge_day",
     "nearest_rank_p90",
+    "on_entries",
     "on_entry",
     "on_lab",
     "rejected_district",
+    "rejected_instant",
     "reported_again",
     "silence_start",
     "source_of",
@@ -150,6 +155,21 @@ def on_entry(policy: Policy, cal: Calendar, st: SourceState, topic: str, receipt
     return min(st.days)
 
 
+def on_entries(st: SourceState, cutoff: int, lags: list[int], late: int,
+               districts: Mapping[str, int]) -> int:
+    """Count records of one day at once, their cut-off found as :func:`on_entry` finds it
+    (the same as counting them one by one: a day holds counts and a multiset of lags);
+    returns the state's next deadline."""
+    day = st.days.get(cutoff)
+    if day is None:
+        st.days[cutoff] = day = SourceDay()
+    day.lags.extend(lags)
+    day.late += late
+    for district, count in districts.items():
+        day.districts[district] = day.districts.get(district, 0) + count
+    return min(st.days)
+
+
 def judge_day(policy: Policy, st: SourceState, topic: str, source: str, cutoff: int
               ) -> tuple[Raised | None, int | None]:
     """At ``cutoff``: the day's ``late_entries`` alert, if the source earns one, and the
@@ -204,23 +224,51 @@ class LabState(msgspec.Struct, kw_only=True):
     reports: list[int] = msgspec.field(default_factory=list)
     examined: int | None = None
     ended: dict[int, int | None] = msgspec.field(default_factory=dict)  # start -> end
+    swept: int | None = None  # the clock its reported tubes were last forgotten at
+    # every gap between reports ending at or before this instant holds no silence on the
+    # facts known: a later search starts there (a record that could change that lowers it)
+    quiet_through: int | None = None
 
 
-def on_lab(policy: Policy, st: LabState, tube_id: str, status: str, at: int) -> int | None:
+def on_lab(policy: Policy, st: LabState, tube_id: str, status: str, at: int,
+           clock: int | None = None) -> int | None:
     """A lab record of ``tube_id`` (``received`` or ``reported`` at ``at``); returns the
-    state's next deadline: the first instant of the next silence, as the facts stand."""
+    state's next deadline: the first instant of the next silence, as the facts stand.
+    ``clock``: the stage's clock (the watermark) when it is read; when no silence begins by
+    it, what it has judged is forgotten as at a deadline, so that a busy lab that is never
+    silent keeps only its tubes in flight and its latest reports."""
     times = st.tubes.get(tube_id)
     if times is None:
         st.tubes[tube_id] = times = [None, None]
     slot = 0 if status == "received" else 1
     known = times[slot]
-    times[slot] = at if known is None else min(known, at)
+    now_known = times[slot] = at if known is None else min(known, at)
+    if st.quiet_through is not None:
+        _unsettle(policy, st, status, now_known)
     if status == "reported":
         bisect.insort(st.reports, at)
         for start, end in st.ended.items():
             if at > start and (end is None or at < end):
                 st.ended[start] = at
-    return silence_start(policy, st)
+    following = silence_start(policy, st)
+    if clock is not None and (following is None or following > clock):
+        _judged(st, clock)
+    return following
+
+
+def _unsettle(policy: Policy, st: LabState, status: str, at: int) -> None:
+    """A tube received at ``at`` waits in the gaps ending after it, where it may begin a
+    silence ending after ``at`` + ``lab_silent_after``; a report at ``at`` splits the gap
+    holding it, whose first part may now be a silence. Gaps ending before either stay
+    quiet."""
+    reports, quiet_through = st.reports, st.quiet_through
+    if status == "received":
+        if quiet_through is not None and at + policy.lab_silent_after < quiet_through:
+            before = bisect.bisect_right(reports, at + policy.lab_silent_after)
+            st.quiet_through = reports[before - 1] if before else None
+    elif quiet_through is not None and at <= quiet_through:
+        before = bisect.bisect_left(reports, at)
+        st.quiet_through = reports[before - 1] if before else None
 
 
 def reported_again(st: LabState, due: int, until: int) -> bool:
@@ -242,19 +290,45 @@ def silence_start(policy: Policy, st: LabState) -> int | None:
     reports = st.reports
     since = st.examined
     first = -1 if since is None else bisect.bisect_right(reports, since) - 1
-    for gap in range(first, len(reports)):
+    if st.quiet_through is not None:
+        first = max(first, bisect.bisect_right(reports, st.quiet_through) - 1)
+    last = len(reports) - 1  # the open gap, after the latest report
+    gaps = [first]
+    if last > first:  # a silence begins quiet after a report at the earliest: only a gap
+        # longer than that can hold one (listed in one pass: a lab's gaps are mostly short)
+        gaps.extend([gap for gap in range(first + 1, last) if reports[gap + 1] - reports[gap]
+                     > quiet])
+        gaps.append(last)
+    for gap in gaps:
         begins = reports[gap] if gap >= 0 else None  # None: before the first report
-        ends = reports[gap + 1] if gap + 1 < len(reports) else None
-        waiting = [rcv for rcv, rep in st.tubes.values()
-                   if rcv is not None and (rep is None or (ends is not None and rep >= ends))]
-        if not waiting:
-            continue
-        start = min(waiting) + quiet
-        if begins is not None:
-            start = max(start, begins + quiet)
+        ends = reports[gap + 1] if gap < last else None
+        if gap > first:  # the gaps before this one are short or quiet
+            st.quiet_through = begins
+        if begins is not None and ends is not None and ends - begins <= quiet:
+            continue  # a silence begins quiet after a report at the earliest
+        if begins is not None and _waited_since(st.tubes, begins, ends):
+            start = begins + quiet  # the usual case, found without a scan of every tube
+        else:
+            waiting = [rcv for rcv, rep in st.tubes.values()
+                       if rcv is not None and (rep is None or (ends is not None and rep >= ends))]
+            if not waiting:
+                continue
+            start = min(waiting) + quiet
+            if begins is not None:
+                start = max(start, begins + quiet)
         if (ends is None or start < ends) and (since is None or start >= since):
             return start
     return None
+
+
+def _waited_since(tubes: Mapping[str, list[int | None]], begins: int, ends: int | None
+                  ) -> bool:
+    """Does a tube received at or before ``begins`` wait through the gap to ``ends``? Tubes
+    are kept in arrival order, so in a busy lab the first ones tried are old ones still
+    waiting."""
+    return any(rcv is not None and rcv <= begins and (rep is None or (ends is not None
+                                                                       and rep >= ends))
+               for rcv, rep in tubes.values())
 
 
 def fire_silence(policy: Policy, cal: Calendar, st: LabState, lab_id: str, clock: int
@@ -292,17 +366,44 @@ def _forget(policy: Policy, st: LabState, clock: int) -> None:
     then). A tube waiting longer than ``state_retention`` is forgotten, as every key is:
     one lost tube must not keep its lab silent for ever; so is a silence's end, whose
     escalation is over long before (it lasts two ``escalate_after`` windows)."""
+    _judged(st, clock, sweep=True)
+    oldest = clock - policy.state_retention
+    for tube in [tube for tube, (rcv, rep) in st.tubes.items()
+                 if _first_seen(rcv, rep) < oldest]:
+        del st.tubes[tube]
+    for start in [start for start in st.ended if start < oldest]:
+        del st.ended[start]
+
+
+def _first_seen(rcv: int | None, rep: int | None) -> int:
+    """When a tube's first record of the lab happened (a tube has one at least)."""
+    return rcv if rcv is not None else rep if rep is not None else MAX_INSTANT
+
+
+MAX_INSTANT: Final = 2**62
+
+
+SWEEP_EVERY: Final = 600
+"""How much the clock moves between two sweeps of a lab's reported tubes on arrival (seconds):
+a tube reported before the clock only costs its scan until then, never a wrong silence."""
+
+
+def _judged(st: LabState, clock: int, sweep: bool = False) -> None:
+    """No silence begins in [``st.examined``, ``clock``] on the facts known: what only such
+    a silence could need goes (the reports before the latest at or before the clock, and
+    now and then, or when ``sweep``, the tubes reported by it: no later gap holds them
+    waiting)."""
     st.examined = clock if st.examined is None else max(st.examined, clock)
     at = bisect.bisect_right(st.reports, clock)
     if at > 1:
         del st.reports[: at - 1]
-    oldest = clock - policy.state_retention
-    done = [tube for tube, (rcv, rep) in st.tubes.items()
-            if (rep is not None and rep <= clock) or (rcv is not None and rcv < oldest)]
-    for tube in done:
-        del st.tubes[tube]
-    for start in [start for start in st.ended if start < oldest]:
-        del st.ended[start]
+    if sweep or st.swept is None or clock - st.swept >= SWEEP_EVERY:
+        st.swept = clock
+        # a tube whose received record has not come yet stays: forgotten, that record
+        # would make it a tube waiting for ever
+        for tube in [tube for tube, (rcv, rep) in st.tubes.items()
+                     if rcv is not None and rep is not None and rep <= clock]:
+            del st.tubes[tube]
 
 
 class EntryState(Keyed, kw_only=True, omit_defaults=True, gc=False):
@@ -351,3 +452,40 @@ def rejected_district(value: object) -> str | None:
     # key and name of a report (§2)
     return district if text_problem(district) is None and not contains_raw(district) else None
 
+
+
+_EARLIEST: Final = int(EARLIEST.timestamp())
+
+
+def rejected_instant(value: object, zone: tzinfo, bound: float | None, skew: int,
+                     others: tuple[str, ...] = ()) -> int | None:
+    """The instant a rejected value counts at, when the value itself says one: its
+    ``occurred_at``, else the first of ``others`` (the topic's other times: a travel's
+    ``arrived_at``) that names one: a string naming an instant as RFC 3339 writes it (one
+    without an offset read in the policy's ``zone``, as the city's clerks write their local
+    time), at or after 2000-01-01 and at most ``skew`` after ``bound`` (the run's receipt
+    that bounds an event's times, §1; None: no upper bound). None when it says none: the
+    value then counts as read. A function of the value alone, so that every partitioning of
+    the inputs counts it in the same report."""
+    if not isinstance(value, dict):
+        return None
+    for field in ("occurred_at", *others):
+        instant = _plausible(value.get(field), zone, bound, skew)
+        if instant is not None:
+            return instant
+    return None
+
+
+def _plausible(text: object, zone: tzinfo, bound: float | None, skew: int) -> int | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        parsed = msgspec.convert(text, datetime)
+    except msgspec.ValidationError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=zone)
+    instant = epoch_seconds(parsed)
+    if instant < _EARLIEST or (bound is not None and instant > bound + skew):
+        return None
+    return instant

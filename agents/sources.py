@@ -23,7 +23,7 @@ from typing import Final
 import msgspec
 
 from closedloop.agents import escalation
-from closedloop.agents.closure import entry_contribution, rejected_contribution
+from closedloop.agents.closure import entry_contribution
 from closedloop.agents.entry import (
     EntryState,
     LabState,
@@ -31,9 +31,11 @@ from closedloop.agents.entry import (
     entry_lag,
     fire_silence,
     judge_day,
+    on_entries,
     on_entry,
     on_lab,
     rejected_district,
+    rejected_instant,
     source_of,
     subject_of,
 )
@@ -50,11 +52,12 @@ from closedloop.agents.requirements import (
     raise_alert,
 )
 from closedloop.agents.state import Contribution
-from closedloop.schemas.events import Action, Event, Lab
+from closedloop.schemas.events import MODELS, Action, Event, Lab
+from closedloop.schemas.plausible import OTHER_TIMES
 from closedloop.schemas.policy import Policy
 
-__all__ = ["HANDLERS", "Entered", "LabSeen", "on_action", "on_entered", "on_lab_seen",
-           "rejected_part", "routes"]
+__all__ = ["HANDLERS", "Entered", "EnteredDay", "LabSeen", "on_action", "on_entered",
+           "on_entered_day", "on_lab_seen", "rejected_part", "routes"]
 
 
 class Entered(msgspec.Struct, tag="entered", tag_field="type", gc=False):
@@ -72,6 +75,22 @@ class LabSeen(msgspec.Struct, tag="lab_seen", tag_field="type", gc=False):
     tube: str
     status: str
     at: int  # its occurred_at
+
+
+class EnteredDay(msgspec.Struct, gc=False):
+    """:class:`Entered` parts of one ``<topic>:<source>`` counting in one day, combined
+    (agents/combine.py): the day's cut-off, found as each part's would have been, their
+    lags, how many were late, their districts; the first part's receipt and the clock it was
+    read at, and the latest receipt (a key's activity, as each part notes it)."""
+
+    topic: str
+    cutoff: int
+    lags: list[int]
+    late: int
+    districts: dict[str, int]
+    first: int
+    first_clock: int
+    last: int
 
 
 def routes(policy: Policy, topic: str, event: Event, occurred: int, receipt: int | None
@@ -96,12 +115,22 @@ def routes(policy: Policy, topic: str, event: Event, occurred: int, receipt: int
     return sent, contribution
 
 
-def rejected_part(value: object, clock: int) -> Contribution | None:
-    """What a rejected input sends its district's report (``entries_rejected``): ``value`` is
-    the rejected event as parsed JSON (None when it was not even JSON), read when the clock
-    was at ``clock``; nothing when it names no valid district."""
+def rejected_part(policy: Policy, topic: str | None, value: object, bound: float | None
+                  ) -> tuple[str, int | None] | None:
+    """Where a rejected input of ``topic`` (None: unknown) counts in ``entries_rejected``:
+    ``value`` is the rejected event as parsed JSON (None when it was not even JSON),
+    ``bound`` the run's receipt that bounds an event's times. Its district and the instant
+    it counts at (its own occurred_at, else another time it names, see
+    :func:`~closedloop.agents.entry.rejected_instant`), None for the instant when the value
+    says none (it then counts one second after the clock it is read at, held until that
+    clock has started); nothing when it names no valid district."""
     district = rejected_district(value)
-    return None if district is None else rejected_contribution(district, clock)
+    if district is None:
+        return None
+    model = MODELS.get(topic) if topic is not None else None
+    others = () if model is None else OTHER_TIMES[model]
+    return district, rejected_instant(value, policy.zone, bound, policy.max_clock_skew,
+                                      others)
 
 
 def on_entered(ctx: Context, st: EntryState, key: str, item: Entered) -> None:
@@ -116,13 +145,24 @@ def on_entered(ctx: Context, st: EntryState, key: str, item: Entered) -> None:
     keep_alive(ctx, st, item.receipt)
 
 
+def on_entered_day(ctx: Context, st: EntryState, key: str, item: EnteredDay) -> None:
+    """Parts counting in one day at once: what :func:`on_entered` does to each, in one step."""
+    days = st.days
+    if days is None:
+        st.days = days = SourceState()
+    open_req_by(st, "day", on_entries(days, item.cutoff, item.lags, item.late,
+                                      item.districts))
+    keep_alive(ctx, st, item.first, clock=item.first_clock)
+    keep_alive(ctx, st, item.last)
+
+
 def on_lab_seen(ctx: Context, st: EntryState, key: str, item: LabSeen) -> None:
     """A lab record: the lab's next silence as the facts now stand is its ``silent``
     deadline (a report may move it later, a late ``received`` record earlier)."""
     lab = st.lab
     if lab is None:
         st.lab = lab = LabState()
-    _arm_silence(st, on_lab(ctx.policy, lab, item.tube, item.status, item.at))
+    _arm_silence(st, on_lab(ctx.policy, lab, item.tube, item.status, item.at, ctx.clock))
     keep_alive(ctx, st, item.at)
 
 

@@ -7,6 +7,7 @@ late_share 0.2; lab_silent_after 3 h; daily cut-off 22:00 Asia/Shanghai.
 from __future__ import annotations
 
 import dataclasses
+import random
 from datetime import datetime
 from fractions import Fraction
 from typing import Any
@@ -285,6 +286,79 @@ class TestLabSilent:
         assert raised == []
         # the latest report before the clock, and no tube: every one was reported
         assert st.reports == [at("09-06 06:30") + 199 * 60] and st.tubes == {}
+
+    def test_read_with_its_clock_a_busy_lab_keeps_only_its_tubes_in_flight(self) -> None:
+        # a lab that is never silent reaches no deadline, so no firing forgets for it: the
+        # clock it is read at does
+        st = entry.LabState()
+        start = at("09-06 06:00")
+        for n in range(2000):  # a tube a minute, each reported 30 min after it arrived
+            clock = start + n * 60 - POLICY.allowed_lateness
+            for tube, status in ((f"t{n}", "received"), (f"t{n - 30}", "reported"))[
+                    :2 if n >= 30 else 1]:
+                due = entry.on_lab(POLICY, st, tube, status, start + n * 60, clock)
+                assert due is not None and due > clock
+        # 30 in flight, and those reported since the last sweep
+        assert len(st.tubes) <= 30 + entry.SWEEP_EVERY // 60 + 5 and len(st.reports) <= 10
+
+    def test_a_tube_reported_before_the_clock_and_received_later_is_not_waiting(self) -> None:
+        # its report is long before the clock when its received record comes: forgetting
+        # the tube then would make it wait for ever
+        st = entry.LabState()
+        entry.on_lab(POLICY, st, "t1", "reported", at("09-06 10:00"), at("09-06 09:55"))
+        entry.on_lab(POLICY, st, "t2", "received", at("09-06 13:00"), at("09-06 13:55"))
+        entry.on_lab(POLICY, st, "t1", "received", at("09-06 12:30"), at("09-06 13:55"))
+        raised, _ = entry.fire_silence(POLICY, CAL, st, "lab-1", at("09-06 16:00"))
+        assert [(a.due, a.details["pending_tubes"]) for a in raised] == [(at("09-06 16:00"), 1)]
+
+    @pytest.mark.parametrize("seed", range(6))
+    def test_the_clock_at_reading_changes_no_silence(self, seed: int) -> None:
+        # a lab with stalls, read within the allowed lateness of its records' order
+        rng = random.Random(seed)
+        records: list[tuple[int, str, str]] = []
+        when = at("09-06 06:00")
+        for n in range(400):
+            when += rng.choice([60, 300, 900, 3 * 3600, 5 * 3600]) if rng.random() < 0.1 \
+                else rng.randrange(30, 600)
+            records.append((when, f"t{n}", "received"))
+            if rng.random() < 0.97:
+                records.append((when + rng.randrange(600, 6 * 3600), f"t{n}", "reported"))
+        records.sort()
+        arrival = sorted(records, key=lambda r: r[0] + rng.randrange(POLICY.allowed_lateness))
+        assert self._silences(arrival, with_clock=True) == self._silences(arrival,
+                                                                            with_clock=False)
+
+    @pytest.mark.parametrize("seed", range(8))
+    def test_what_a_search_remembers_never_hides_a_silence(self, seed: int) -> None:
+        # records in any order at all: after each, the next silence is what a search over
+        # the same facts without its memory of quiet gaps finds
+        rng = random.Random(seed)
+        records = []
+        for n in range(60):
+            received = at("09-06 06:00") + rng.randrange(0, 24 * 3600)
+            records.append((f"t{n}", "received", received))
+            if rng.random() < 0.8:
+                records.append((f"t{n}", "reported", received + rng.randrange(0, 5 * 3600)))
+        rng.shuffle(records)
+        st = entry.LabState()
+        for tube, status, when in records:
+            found = entry.on_lab(POLICY, st, tube, status, when)
+            fresh = msgspec.structs.replace(st, quiet_through=None)
+            assert found == entry.silence_start(POLICY, fresh)
+
+    @staticmethod
+    def _silences(records: list[tuple[int, str, str]], with_clock: bool
+                  ) -> list[tuple[int, dict[str, Any]]]:
+        st, raised, due, latest = entry.LabState(), [], None, 0
+        for when, tube, status in records:
+            latest = max(latest, when)
+            clock = latest - POLICY.allowed_lateness
+            due = entry.on_lab(POLICY, st, tube, status, when, clock if with_clock else None)
+            while due is not None and due <= clock:
+                fired, due = entry.fire_silence(POLICY, CAL, st, "lab-1", clock)
+                raised.extend(fired)
+        raised.extend(entry.fire_silence(POLICY, CAL, st, "lab-1", latest + 86400)[0])
+        return [(alert.due, alert.details) for alert in raised]
 
 
 class TestASilentLabsEscalation:

@@ -155,9 +155,27 @@ class TestWhereARecordGoes:
         visit = self.event("followup", person_id="pz:00000001", kind="visit")
         assert routes(POLICY, "followup", visit, occurred, occurred + 60) == ([], None)
 
-    def test_a_rejected_value_naming_a_valid_district_counts_in_the_next_report(self) -> None:
-        clock = at("09-06 12:00")
-        assert rejected_part({"district": "xuhui", "pool_size": 0}, clock) == Contribution(
-            "xuhui", clock + 1, "entries_rejected", 1)
-        assert rejected_part({"district": "13912345678"}, clock) is None
-        assert rejected_part(None, clock) is None
+    def test_a_rejected_value_counts_at_its_own_plausible_occurred_at(self) -> None:
+        bound = at("09-07 00:00")
+        value = {"district": "xuhui", "pool_size": 0, "occurred_at": "2022-09-06T12:00:00+08:00"}
+        assert rejected_part(POLICY, "sampling", value, bound) == ("xuhui", at("09-06 12:00"))
+        # without an offset: read in the policy's zone, as the city's clerks write it
+        naive = {**value, "occurred_at": "2022-09-06T12:00:00"}
+        assert rejected_part(POLICY, "sampling", naive, bound) == ("xuhui", at("09-06 12:00"))
+        # exactly max_clock_skew after the bound is plausible, a second more is not
+        skewed = {**value, "occurred_at": "2022-09-07T00:15:00+08:00"}
+        assert rejected_part(POLICY, "sampling", skewed, bound) == ("xuhui", bound + 900)
+        later = {**value, "occurred_at": "2022-09-07T00:15:01+08:00"}
+        assert rejected_part(POLICY, "sampling", later, bound) == ("xuhui", None)
+        for spoiled in ("1999-12-31T23:59:59Z", "yesterday", 1662436800, None):
+            assert rejected_part(POLICY, "sampling", {**value, "occurred_at": spoiled}, bound) == (
+                "xuhui", None)
+        assert rejected_part(POLICY, "sampling", {"district": "xuhui"}, None) == ("xuhui", None)
+        # without an occurred_at, another time the topic's record names
+        push = {"district": "xuhui", "arrived_at": "2022-09-06T08:00:00+08:00"}
+        assert rejected_part(POLICY, "travel", push, None) == ("xuhui", at("09-06 08:00"))
+        assert rejected_part(POLICY, None, push, None) == ("xuhui", None)
+
+    def test_a_rejected_value_naming_no_valid_district_counts_nowhere(self) -> None:
+        assert rejected_part(POLICY, "sampling", {"district": "13912345678"}, None) is None
+        assert rejected_part(POLICY, "sampling", None, None) is None
