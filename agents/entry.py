@@ -62,7 +62,7 @@ __all__ = [
     "nearest_rank_p90",
     "on_entries",
     "on_entry",
-    "on_lab",
+    "on_told",
     "rejected_district",
     "rejected_instant",
     "reported_again",
@@ -213,62 +213,67 @@ def nearest_rank_p90(values: list[int]) -> int:
 # -- lab_silent, per lab ------------------------------------------------------------------------
 
 
-class LabState(msgspec.Struct, kw_only=True):
-    """What a lab's silence is judged on: per tube, when it was received and first reported
-    (event time); the lab's report instants, sorted; how far silences have been judged
-    (every silence beginning before ``examined`` was raised or found not to be one); and,
-    for each silence raised, its end (the lab's first report after it, None while it lasts),
-    which the alert's escalation asks after."""
+class LabState(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What a lab's silence is judged on, in a size that does not grow with its tubes in
+    flight (its tubes tell it only how many wait, agents/lab_waits.py): how many tubes wait
+    at ``examined`` - 1 and the changes of that count after it (instant -> change); its
+    report instants, sorted (the latest before ``examined`` and every later one); how far
+    silences have been judged (every silence beginning before ``examined`` was raised or
+    found not to be one); and, for each silence raised, its end (the lab's first report
+    after it, None while it lasts), which the alert's escalation asks after."""
 
-    tubes: dict[str, list[int | None]] = msgspec.field(default_factory=dict)  # [rcv, rep]
+    waiting: int = 0
+    changes: dict[int, int] = msgspec.field(default_factory=dict)
     reports: list[int] = msgspec.field(default_factory=list)
     examined: int | None = None
     ended: dict[int, int | None] = msgspec.field(default_factory=dict)  # start -> end
-    swept: int | None = None  # the clock its reported tubes were last forgotten at
-    # every gap between reports ending at or before this instant holds no silence on the
-    # facts known: a later search starts there (a record that could change that lowers it)
-    quiet_through: int | None = None
 
 
-def on_lab(policy: Policy, st: LabState, tube_id: str, status: str, at: int,
-           clock: int | None = None) -> int | None:
-    """A lab record of ``tube_id`` (``received`` or ``reported`` at ``at``); returns the
-    state's next deadline: the first instant of the next silence, as the facts stand.
-    ``clock``: the stage's clock (the watermark) when it is read; when no silence begins by
-    it, what it has judged is forgotten as at a deadline, so that a busy lab that is never
-    silent keeps only its tubes in flight and its latest reports."""
-    times = st.tubes.get(tube_id)
-    if times is None:
-        st.tubes[tube_id] = times = [None, None]
-    slot = 0 if status == "received" else 1
-    known = times[slot]
-    now_known = times[slot] = at if known is None else min(known, at)
-    if st.quiet_through is not None:
-        _unsettle(policy, st, status, now_known)
-    if status == "reported":
-        bisect.insort(st.reports, at)
-        for start, end in st.ended.items():
-            if at > start and (end is None or at < end):
-                st.ended[start] = at
+def on_told(policy: Policy, st: LabState, starts: list[int], stops: list[int],
+            reports: list[int], clock: int | None = None) -> int | None:
+    """What the lab's tubes told it (agents/lab_waits.py): +1 waiting at each of
+    ``starts``, -1 at each of ``stops``, and reports at ``reports``; returns the state's next
+    deadline: the first instant of the next silence, as the facts stand. ``clock``: the
+    stage's clock when it is read; when no silence begins by it, what it has judged is
+    forgotten, so that a busy lab that is never silent keeps only what lies ahead."""
+    examined = st.examined
+    changes = st.changes
+    for instants, step in ((starts, 1), (stops, -1)):
+        for instant in instants:
+            if examined is not None and instant < examined:
+                st.waiting += step  # before what is judged: it counts from there on
+            else:
+                left = changes.get(instant, 0) + step
+                if left:
+                    changes[instant] = left
+                else:
+                    del changes[instant]
+    for at in reports:
+        _reported(st, at)
     following = silence_start(policy, st)
     if clock is not None and (following is None or following > clock):
         _judged(st, clock)
     return following
 
 
-def _unsettle(policy: Policy, st: LabState, status: str, at: int) -> None:
-    """A tube received at ``at`` waits in the gaps ending after it, where it may begin a
-    silence ending after ``at`` + ``lab_silent_after``; a report at ``at`` splits the gap
-    holding it, whose first part may now be a silence. Gaps ending before either stay
-    quiet."""
-    reports, quiet_through = st.reports, st.quiet_through
-    if status == "received":
-        if quiet_through is not None and at + policy.lab_silent_after < quiet_through:
-            before = bisect.bisect_right(reports, at + policy.lab_silent_after)
-            st.quiet_through = reports[before - 1] if before else None
-    elif quiet_through is not None and at <= quiet_through:
-        before = bisect.bisect_left(reports, at)
-        st.quiet_through = reports[before - 1] if before else None
+def _reported(st: LabState, at: int) -> None:
+    for start, end in st.ended.items():
+        if at > start and (end is None or at < end):
+            st.ended[start] = at
+    reports, examined = st.reports, st.examined
+    if examined is not None and at < examined:
+        # what is judged needs only its latest report
+        if reports and reports[0] < examined:
+            if at > reports[0]:
+                reports[0] = at
+        else:
+            reports.insert(0, at)
+    elif not reports or at > reports[-1]:
+        reports.append(at)
+    else:
+        place = bisect.bisect_left(reports, at)
+        if reports[place] != at:
+            reports.insert(place, at)
 
 
 def reported_again(st: LabState, due: int, until: int) -> bool:
@@ -282,53 +287,40 @@ def reported_again(st: LabState, due: int, until: int) -> bool:
 def silence_start(policy: Policy, st: LabState) -> int | None:
     """The first instant, at or after ``st.examined``, of a silence of the lab, or None.
 
-    Between two consecutive reports R and R' the tubes waiting are the same (received, and
-    reported at R' or later, or never), so the lab is silent from max(R, the earliest of
-    their receipts) + ``lab_silent_after`` until R': each gap holds at most one silence.
+    The lab is silent at t when a tube waits at t and its latest report at or before t (if
+    any) is at least ``lab_silent_after`` before t; a silence begins at t when the lab is
+    silent at t and was not at t - 1. Both change only where the count of waiting tubes
+    changes, at a report, or ``lab_silent_after`` after one: those instants are walked in
+    order.
     """
     quiet = policy.lab_silent_after
-    reports = st.reports
+    reports, changes = st.reports, st.changes
     since = st.examined
-    first = -1 if since is None else bisect.bisect_right(reports, since) - 1
-    if st.quiet_through is not None:
-        first = max(first, bisect.bisect_right(reports, st.quiet_through) - 1)
-    last = len(reports) - 1  # the open gap, after the latest report
-    gaps = [first]
-    if last > first:  # a silence begins quiet after a report at the earliest: only a gap
-        # longer than that can hold one (listed in one pass: a lab's gaps are mostly short)
-        gaps.extend([gap for gap in range(first + 1, last) if reports[gap + 1] - reports[gap]
-                     > quiet])
-        gaps.append(last)
-    for gap in gaps:
-        begins = reports[gap] if gap >= 0 else None  # None: before the first report
-        ends = reports[gap + 1] if gap < last else None
-        if gap > first:  # the gaps before this one are short or quiet
-            st.quiet_through = begins
-        if begins is not None and ends is not None and ends - begins <= quiet:
-            continue  # a silence begins quiet after a report at the earliest
-        if begins is not None and _waited_since(st.tubes, begins, ends):
-            start = begins + quiet  # the usual case, found without a scan of every tube
-        else:
-            waiting = [rcv for rcv, rep in st.tubes.values()
-                       if rcv is not None and (rep is None or (ends is not None and rep >= ends))]
-            if not waiting:
-                continue
-            start = min(waiting) + quiet
-            if begins is not None:
-                start = max(start, begins + quiet)
-        if (ends is None or start < ends) and (since is None or start >= since):
-            return start
+    if not changes and st.waiting <= 0:
+        return None  # no tube waits, nor will on the facts known
+    points = sorted({*changes, *reports, *(at + quiet for at in reports)}
+                    | ({since} if since is not None else set()))
+    waiting = st.waiting
+    place = 0  # the reports at or before the instant looked at: reports[:place]
+    latest: int | None = None
+    count = len(reports)
+    silent_before = False
+    if since is not None:
+        place = bisect.bisect_right(reports, since - 1)
+        latest = reports[place - 1] if place else None
+        silent_before = waiting > 0 and (latest is None or since - 1 >= latest + quiet)
+    for point in points:
+        if since is not None and point < since:
+            continue
+        waiting += changes.get(point, 0)
+        while place < count and reports[place] <= point:
+            latest = reports[place]
+            place += 1
+        silent = waiting > 0 and (latest is None or point >= latest + quiet)
+        if silent and not silent_before:
+            return point
+        silent_before = silent
     return None
-
-
-def _waited_since(tubes: Mapping[str, list[int | None]], begins: int, ends: int | None
-                  ) -> bool:
-    """Does a tube received at or before ``begins`` wait through the gap to ``ends``? Tubes
-    are kept in arrival order, so in a busy lab the first ones tried are old ones still
-    waiting."""
-    return any(rcv is not None and rcv <= begins and (rep is None or (ends is not None
-                                                                       and rep >= ends))
-               for rcv, rep in tubes.values())
 
 
 def fire_silence(policy: Policy, cal: Calendar, st: LabState, lab_id: str, clock: int
@@ -343,67 +335,39 @@ def fire_silence(policy: Policy, cal: Calendar, st: LabState, lab_id: str, clock
         raised.append(_lab_silent(policy, cal, st, lab_id, start))
         after = bisect.bisect_right(st.reports, start)
         st.ended[start] = st.reports[after] if after < len(st.reports) else None
-        st.examined = start + 1
+        _judged(st, start)
         start = silence_start(policy, st)
-    _forget(policy, st, clock)
+    _judged(st, clock)
+    oldest = clock - policy.state_retention
+    for begun in [begun for begun in st.ended if begun < oldest]:
+        del st.ended[begun]  # its escalation is over long before (two escalate_after)
     return raised, start
 
 
 def _lab_silent(policy: Policy, cal: Calendar, st: LabState, lab_id: str, start: int
                 ) -> Raised:
-    cut = start - policy.lab_silent_after
-    pending = sum(1 for rcv, rep in st.tubes.values()
-                  if rcv is not None and rcv <= cut and (rep is None or rep > start))
+    pending = st.waiting + sum(change for instant, change in st.changes.items()
+                               if instant <= start)
     before = bisect.bisect_left(st.reports, start)
     last = cal.iso(st.reports[before - 1]) if before else None
     return Raised(kind=LAB_SILENT, subject=lab_id, due=start, district=None,
                   details={"pending_tubes": pending, "last_reported_at": last})
 
 
-def _forget(policy: Policy, st: LabState, clock: int) -> None:
-    """Every silence beginning by ``clock`` is judged: keep what a later one can need (the
-    latest report at or before the clock and every later one, the tubes not reported by
-    then). A tube waiting longer than ``state_retention`` is forgotten, as every key is:
-    one lost tube must not keep its lab silent for ever; so is a silence's end, whose
-    escalation is over long before (it lasts two ``escalate_after`` windows)."""
-    _judged(st, clock, sweep=True)
-    oldest = clock - policy.state_retention
-    for tube in [tube for tube, (rcv, rep) in st.tubes.items()
-                 if _first_seen(rcv, rep) < oldest]:
-        del st.tubes[tube]
-    for start in [start for start in st.ended if start < oldest]:
-        del st.ended[start]
-
-
-def _first_seen(rcv: int | None, rep: int | None) -> int:
-    """When a tube's first record of the lab happened (a tube has one at least)."""
-    return rcv if rcv is not None else rep if rep is not None else MAX_INSTANT
-
-
-MAX_INSTANT: Final = 2**62
-
-
-SWEEP_EVERY: Final = 600
-"""How much the clock moves between two sweeps of a lab's reported tubes on arrival (seconds):
-a tube reported before the clock only costs its scan until then, never a wrong silence."""
-
-
-def _judged(st: LabState, clock: int, sweep: bool = False) -> None:
-    """No silence begins in [``st.examined``, ``clock``] on the facts known: what only such
-    a silence could need goes (the reports before the latest at or before the clock, and
-    now and then, or when ``sweep``, the tubes reported by it: no later gap holds them
-    waiting)."""
-    st.examined = clock if st.examined is None else max(st.examined, clock)
-    at = bisect.bisect_right(st.reports, clock)
+def _judged(st: LabState, through: int) -> None:
+    """No silence begins after the ones raised up to ``through`` (inclusive) on the facts
+    known: fold the count's changes by then into it, and keep the reports from the latest
+    at or before it on."""
+    if st.examined is not None and through < st.examined:
+        return
+    st.examined = through + 1
+    changes = st.changes
+    folded = [instant for instant in changes if instant <= through]
+    for instant in folded:
+        st.waiting += changes.pop(instant)
+    at = bisect.bisect_right(st.reports, through)
     if at > 1:
         del st.reports[: at - 1]
-    if sweep or st.swept is None or clock - st.swept >= SWEEP_EVERY:
-        st.swept = clock
-        # a tube whose received record has not come yet stays: forgotten, that record
-        # would make it a tube waiting for ever
-        for tube in [tube for tube, (rcv, rep) in st.tubes.items()
-                     if rcv is not None and rep is not None and rep <= clock]:
-            del st.tubes[tube]
 
 
 class EntryState(Keyed, kw_only=True, omit_defaults=True, gc=False):

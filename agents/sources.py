@@ -7,8 +7,10 @@ are keyed by tube, a site's by tube, a worker's by person):
 
 - :class:`Entered`, keyed ``<topic>:<source>`` (the ``late_entries`` alert's subject, so an
   operator's action on it reaches this key): a record of known entry lag with a source;
-- :class:`LabSeen`, keyed by lab_id (the ``lab_silent`` alert's subject): every valid ``lab``
-  record, whatever its receipt (a silence is judged in event time only).
+- :class:`~closedloop.agents.state.LabTold`, keyed by lab_id (the ``lab_silent`` alert's
+  subject): what the tube stage tells a lab of its tubes (agents/lab_waits.py): how its count
+  of waiting tubes changes, and its reports, whatever their receipt (a silence is judged in
+  event time only).
 
 Both live in one :class:`~closedloop.agents.entry.EntryState`: a lab_id that happens to
 read like ``<topic>:<source>`` shares the key, and each part keeps its own facts.
@@ -33,7 +35,7 @@ from closedloop.agents.entry import (
     judge_day,
     on_entries,
     on_entry,
-    on_lab,
+    on_told,
     rejected_district,
     rejected_instant,
     source_of,
@@ -51,13 +53,13 @@ from closedloop.agents.requirements import (
     open_req_by,
     raise_alert,
 )
-from closedloop.agents.state import Contribution
-from closedloop.schemas.events import MODELS, Action, Event, Lab
+from closedloop.agents.state import Contribution, LabTold
+from closedloop.schemas.events import MODELS, Action, Event
 from closedloop.schemas.plausible import OTHER_TIMES
 from closedloop.schemas.policy import Policy
 
-__all__ = ["HANDLERS", "Entered", "EnteredDay", "LabSeen", "on_action", "on_entered",
-           "on_entered_day", "on_lab_seen", "rejected_part", "routes"]
+__all__ = ["HANDLERS", "Entered", "EnteredDay", "on_action", "on_entered",
+           "on_entered_day", "on_lab_told", "rejected_part", "routes"]
 
 
 class Entered(msgspec.Struct, tag="entered", tag_field="type", gc=False):
@@ -67,14 +69,6 @@ class Entered(msgspec.Struct, tag="entered", tag_field="type", gc=False):
     receipt: int  # its own receipt, epoch seconds
     occurred: int
     district: str | None
-
-
-class LabSeen(msgspec.Struct, tag="lab_seen", tag_field="type", gc=False):
-    """Input -> data-entry stage: a lab record (``received`` or ``reported``) of a tube."""
-
-    tube: str
-    status: str
-    at: int  # its occurred_at
 
 
 class EnteredDay(msgspec.Struct, gc=False):
@@ -94,12 +88,13 @@ class EnteredDay(msgspec.Struct, gc=False):
 
 
 def routes(policy: Policy, topic: str, event: Event, occurred: int, receipt: int | None
-           ) -> tuple[list[tuple[str, Entered | LabSeen]], Contribution | None]:
+           ) -> tuple[list[tuple[str, Entered]], Contribution | None]:
     """What a valid input record of ``topic`` sends on, read where it is decoded: to the
-    data-entry stage, keyed (its source's day when its lag is known, its lab's silence for
-    every lab record), and to its district's daily report (when its lag is known and it
-    names a district). ``receipt``: its own receipt (epoch seconds), None when unknown."""
-    sent: list[tuple[str, Entered | LabSeen]] = []
+    data-entry stage, keyed by its source's day when its lag is known (a lab's silence is
+    told by the tube stage, agents/lab_waits.py), and to its district's daily report (when
+    its lag is known and it names a district). ``receipt``: its own receipt (epoch
+    seconds), None when unknown."""
+    sent: list[tuple[str, Entered]] = []
     district: str | None = getattr(event, "district", None)
     contribution = None
     if receipt is not None:
@@ -110,8 +105,6 @@ def routes(policy: Policy, topic: str, event: Event, occurred: int, receipt: int
         if district is not None:
             contribution = entry_contribution(policy, district, topic, occurred,
                                               entry_lag(receipt, occurred))
-    if isinstance(event, Lab):
-        sent.append((event.lab_id, LabSeen(event.tube_id, event.status, occurred)))
     return sent, contribution
 
 
@@ -156,14 +149,15 @@ def on_entered_day(ctx: Context, st: EntryState, key: str, item: EnteredDay) -> 
     keep_alive(ctx, st, item.last)
 
 
-def on_lab_seen(ctx: Context, st: EntryState, key: str, item: LabSeen) -> None:
-    """A lab record: the lab's next silence as the facts now stand is its ``silent``
-    deadline (a report may move it later, a late ``received`` record earlier)."""
+def on_lab_told(ctx: Context, st: EntryState, key: str, item: LabTold) -> None:
+    """What a lab's tubes told it: the lab's next silence as the facts now stand is its
+    ``silent`` deadline (a report may move it later, a wait told late earlier)."""
     lab = st.lab
     if lab is None:
         st.lab = lab = LabState()
-    _arm_silence(st, on_lab(ctx.policy, lab, item.tube, item.status, item.at, ctx.clock))
-    keep_alive(ctx, st, item.at)
+    _arm_silence(st, on_told(ctx.policy, lab, item.starts, item.stops, item.reports,
+                             ctx.clock))
+    keep_alive(ctx, st, max((*item.starts, *item.stops, *item.reports), default=ctx.clock))
 
 
 def on_action(ctx: Context, st: EntryState, key: str, event: Action) -> None:

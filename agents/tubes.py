@@ -28,6 +28,7 @@ from sys import intern
 from typing import Final
 
 from closedloop.agents import escalation
+from closedloop.agents.lab_waits import lapse_wait, on_lab_record
 from closedloop.agents.requirements import (
     Context,
     LapseHandler,
@@ -113,6 +114,7 @@ def on_lab(ctx: Context, st: TubeState, tube_id: str, event: Lab) -> None:
         if first is None and (not swabbed or min(swabbed) > orphan_due):
             open_req(st, "orphan", orphan_due)  # (no generator per report)
         _apply_result(ctx, st, report, sorted(members(st)), tube_id)
+    on_lab_record(ctx, st, event.lab_id, event.status, at)  # what its lab must know
     keep_alive(ctx, st, at)
 
 
@@ -248,6 +250,7 @@ HANDLERS: Final[dict[str, LapseHandler[TubeState]]] = {
     "lab": _lapse_lab,
     "pool": _lapse_pool,
     "orphan": _lapse_orphan,
+    "wait": lapse_wait,
     "esc": escalation.lapse_escalation,
     "gc": lapse_gc,
 }

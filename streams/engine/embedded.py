@@ -32,7 +32,7 @@ from closedloop.agents.escalation import action_outcome
 from closedloop.agents.requirements import Context
 from closedloop.agents.round_sum import round_key
 from closedloop.agents.shared import Shared
-from closedloop.agents.sources import Entered, LabSeen, rejected_part
+from closedloop.agents.sources import Entered, rejected_part
 from closedloop.agents.state import Contribution, Keyed, PersonState, RoundPart, Sampled
 from closedloop.schemas.decode import (
     Rejection,
@@ -41,7 +41,7 @@ from closedloop.schemas.decode import (
     envelope_receipt,
     validate_event,
 )
-from closedloop.schemas.events import KEY_FIELD, Action, Area, Event, Lab, Round
+from closedloop.schemas.events import KEY_FIELD, Action, Area, Event, Round
 from closedloop.schemas.instants import epoch_seconds
 from closedloop.schemas.outputs import DeadLetter, RoundReport
 from closedloop.schemas.policy import Policy
@@ -184,7 +184,7 @@ class EmbeddedDriver:
 
     def _failed(self, exc: Exception, raw: bytes, origin: Origin, topic: str) -> None:
         out = self.out  # what the failed line left to route must not carry over
-        out.forwards, out.contributions, out.round_parts = [], [], []
+        out.forwards, out.contributions, out.round_parts, out.labs = [], [], [], []
         self.reject(Rejection("internal_error", f"the engine failed on this line "
                               f"({type(exc).__name__}); it was skipped"), raw, origin, topic,
                     counted=False)
@@ -222,10 +222,10 @@ class EmbeddedDriver:
             self._count_action(key, event, self._topic_runs[topic])
         if applied:  # so that read = applied + duplicates + rejected
             self.stats[_APPLIED[topic]] += 1
-            if receipt is not None or type(event) is Lab:  # most lines send the stage nothing
+            if receipt is not None:  # most lines send the stage nothing
                 self._entered(topic, event, at, receipt)
         out = self.out  # _settle, without a call for the many events that make nothing due
-        if out.forwards or out.contributions or out.round_parts:
+        if out.forwards or out.contributions or out.round_parts or out.labs:
             self._route(out)
         tube, person, unit, entry, report = self._indexes
         if min(tube.earliest, person.earliest, unit.earliest, entry.earliest,
@@ -236,10 +236,9 @@ class EmbeddedDriver:
             self._peak = self.stats["persons_tracked_peak"] = tracked
 
     def _entered(self, topic: str, event: Event, at: int, receipt: int | None) -> None:
-        """What a line applied sends the data-entry stage and its district's report, as the
-        worker's record intake sends them (agents/sources.py ``routes``): a lab record's
-        ``LabSeen`` at once, a record of known lag combined with the run's others
-        (agents/combine.py); its entry lag, when known, in the summary."""
+        """What a line of known lag sends the data-entry stage and its district's report, as
+        the worker's record intake sends them (agents/sources.py ``routes``), combined with
+        the run's others (agents/combine.py); its entry lag in the summary."""
         if receipt is not None:
             self.stats["entries_known_lag"] += 1
             combined = self._combined
@@ -250,8 +249,6 @@ class EmbeddedDriver:
                 for district, lags in combined.overdue:
                     self._counts_to(district, lags, None)
                 combined.overdue.clear()
-        if type(event) is Lab:
-            self._entries_to(event.lab_id, LabSeen(event.tube_id, event.status, at), None)
 
     def _count_action(self, key: str, event: Action, runs: tuple[AnyRunner, ...]) -> None:
         """An action applied (by kind), ignored (by reason: counted, never rejected), or
@@ -365,7 +362,7 @@ class EmbeddedDriver:
         """Hand on what the step made, then let each stage fire what the clock reached,
         upstream first, handing on what each fire made before the next stage's turn."""
         out = self.out
-        if out.forwards or out.contributions or out.round_parts:
+        if out.forwards or out.contributions or out.round_parts or out.labs:
             self._route(out)
         clock = self.clock.value
         tube, person, unit, entry, report = self._indexes
@@ -379,7 +376,7 @@ class EmbeddedDriver:
                 self._apply_combined()  # before either stage fires: it must see them
             if index.earliest <= clock:
                 run.fire(0)
-                if out.forwards or out.contributions or out.round_parts:
+                if out.forwards or out.contributions or out.round_parts or out.labs:
                     self._route(out)
 
     def _apply_combined(self) -> None:
@@ -408,6 +405,13 @@ class EmbeddedDriver:
             apply = self._shares_to
             for share in parts:
                 apply(round_key(share.round_id), share, None)
+        if out.labs and self._indexes[0].earliest > self.clock.value:
+            # once the tube stage has fired what the clock reached: a lab reads its tubes'
+            # waits begun by its clock before it judges that clock (agents/lab_waits.py)
+            labs, out.labs = out.labs, []
+            apply = self._entries_to
+            for lab_id, told in labs:
+                apply(lab_id, told, None)
 
     def _round_instant(self) -> None:
         """An instant's round shares are made: reported at once (one partition: each share

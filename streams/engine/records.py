@@ -25,10 +25,11 @@ from closedloop.agents.entries import without_proof
 from closedloop.agents.entry import EntryState, entry_lag, is_late
 from closedloop.agents.escalation import action_outcome
 from closedloop.agents.round_sum import round_key
-from closedloop.agents.sources import Entered, LabSeen, rejected_part, routes
+from closedloop.agents.sources import Entered, rejected_part, routes
 from closedloop.agents.state import (
     Contribution,
     Escalate,
+    LabTold,
     Result,
     Retest,
     RoundPart,
@@ -125,7 +126,7 @@ class _Shared(msgspec.Struct, tag="shared", tag_field="type"):
     event: msgspec.Raw  # the event's JSON as it came
 
 
-_Item = Sampled | Result | Retest | Escalate | Contribution | RoundPart | Entered | LabSeen
+_Item = Sampled | Result | Retest | Escalate | Contribution | RoundPart | Entered | LabTold
 
 
 class _Pack(msgspec.Struct, tag="pack", tag_field="type"):
@@ -327,7 +328,7 @@ def _internal(runner: AnyRunner, record: Record, counted: bool) -> RecordEffects
     if isinstance(item, RoundPart):  # a round's shares are kept apart from the districts
         return runner.on_counted(partition, round_key(item.round_id), item, item.at,
                                  record.topic, record.offset)
-    if isinstance(item, Entered | LabSeen):
+    if isinstance(item, Entered | LabTold):
         return runner.on_counted(partition, key, item, _entry_time(item), record.topic,
                                  record.offset)
     return runner.on_input(partition, key, item, person_rules.forward_time(item), None)
@@ -373,8 +374,8 @@ def _counted_items(runner: AnyRunner, partition: int, pack: _Pack
         elif isinstance(item, RoundPart):
             items.append((round_key(item.round_id), item, item.at))
     for key, item in pack.items:
-        if isinstance(item, LabSeen):
-            items.append((key, item, item.at))
+        if isinstance(item, LabTold):
+            items.append((key, item, _entry_time(item)))
         elif isinstance(item, Entered):
             if combiner is None:
                 combiner = _combiner(runner)
@@ -397,8 +398,10 @@ def _combiner(runner: AnyRunner) -> EntryCombiner:
     return EntryCombiner(runner.policy, runner.cal, judged)
 
 
-def _entry_time(item: Entered | LabSeen) -> int:
-    return item.receipt if isinstance(item, Entered) else item.at
+def _entry_time(item: Entered | LabTold) -> int:
+    if isinstance(item, Entered):
+        return item.receipt
+    return max((*item.starts, *item.stops, *item.reports), default=MIN_EPOCH)
 
 
 def tick_record(at: int, after: dict[str, dict[str, int]] | None = None) -> bytes:
@@ -495,6 +498,8 @@ class Batch:
             self._item(route[RoundPart], share.round_id, share)
         for key, entered in fx.entered:
             self._item(route[type(entered)], key, entered)
+        for lab_id, told in fx.labs:
+            self._item(route[LabTold], lab_id, told)
         if fx.broadcasts:
             self._internal.extend(Outgoing(topic, None, value, target)
                                   for value in fx.broadcasts for topic in TOPOLOGY.shared_to

@@ -32,7 +32,7 @@ from closedloop.agents.effects import Effects
 from closedloop.agents.entry import EntryState
 from closedloop.agents.requirements import Context, next_due
 from closedloop.agents.shared import Shared
-from closedloop.agents.sources import Entered, LabSeen
+from closedloop.agents.sources import Entered
 from closedloop.agents.state import Keyed, PersonState, ReportState, TubeState
 from closedloop.agents.units import UnitKey
 from closedloop.schemas.decode import Rejection
@@ -135,7 +135,7 @@ class RecordEffects(Effects):
     mark: int | None = None  # the stage clock to announce downstream, if it moved a step
     broadcasts: list[bytes] = field(default_factory=list)  # shared facts, to every partition
     # what the record intake sends the data-entry stage (agents/sources.py routes)
-    entered: list[tuple[str, Entered | LabSeen]] = field(default_factory=list)
+    entered: list[tuple[str, Entered]] = field(default_factory=list)
 
 
 class _Partition:

@@ -16,8 +16,11 @@ topic, once it has applied a valid record that is no duplicate, sends what
 :func:`~closedloop.agents.sources.routes` makes of it with the record's own receipt (replay:
 the line's ``received_at``; the worker: its ``received_at`` header, or the timestamp of a
 record without one): an ``Entered`` keyed ``<topic>:<source>`` when its entry lag is known
-and it has a source, a ``LabSeen`` keyed by lab_id for every lab record, on the entry
-stage's internal topic; and its district's entry contribution to the report stage. Only the
+and it has a source, on the entry stage's internal topic; and its district's entry
+contribution to the report stage. A lab's silence is told by the tube stage, which sees
+every lab record of a tube: a ``LabTold`` keyed by lab_id with how the lab's count of
+waiting tubes changes (when a tube's wait begins, at a deadline of the tube, and ends) and
+its reports (:mod:`closedloop.agents.lab_waits`), never a tube id. Only the
 tube stage (sampling, lab) and the person stage (followup, checkpoint, clinic) own topics
 whose records have a source, so the entry stage's clock is theirs. Replay combines a run's
 ``Entered`` parts and entry contributions per key and day before applying them
@@ -54,6 +57,7 @@ from closedloop.agents.state import (
     FORWARD_TYPES,
     Contribution,
     Keyed,
+    LabTold,
     PersonState,
     ReportState,
     RoundPart,
@@ -205,7 +209,7 @@ SUPERVISION: Final = Stage("supervision", units.UnitKey, _appliers(
 ), units.HANDLERS, units.unit_status)
 ENTRY: Final = Stage("entry", EntryState, _appliers(
     ((sources.Entered,), sources.on_entered), ((sources.EnteredDay,), sources.on_entered_day),
-    ((sources.LabSeen,), sources.on_lab_seen),
+    ((LabTold,), sources.on_lab_told),
     ((Action,), sources.on_action),
 ), sources.HANDLERS)
 REPORT: Final = Stage("report", ReportState, _appliers(
@@ -434,7 +438,8 @@ TOPOLOGY: Final = Topology(
               title="Data-entry record or clock mark",
               about="Internal: what the data-entry stage judges, re-keyed where the records "
               "are read: a record of known entry lag keyed by `<topic>:<source>` (its "
-              "source's day) and every lab record keyed by lab_id (the lab's silence), "
+              "source's day), what a lab's tubes tell it keyed by lab_id (how many wait, its "
+              "reports: the lab's silence), "
               "and the clock marks of every tube and person partition. Co-partitioned with "
               "action (keyed by subject). Not a public contract."),
         Topic("alerts", "output", "subject", retention_days=OUTPUT_RETENTION_DAYS),
@@ -459,7 +464,7 @@ TOPOLOGY: Final = Topology(
         # a source's day and a lab's silence, whatever key their records arrive under; an
         # action on their alerts reaches it as on a unit's
         Wiring(ENTRY, ENTRIES_TOPIC, quiet=("action",), upstream=("tube", "person"),
-               receives=(sources.Entered, sources.LabSeen), counted=True),
+               receives=(sources.Entered, LabTold), counted=True),
         Wiring(REPORT, CONTRIBUTIONS_TOPIC, upstream=("tube", "person", "supervision"),
                receives=(Contribution, RoundPart), counted=True),
     ),

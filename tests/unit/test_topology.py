@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from closedloop.agents.sources import Entered, LabSeen
-from closedloop.agents.state import Contribution, ReportState, RoundPart, Sampled
+from closedloop.agents.sources import Entered
+from closedloop.agents.state import Contribution, LabTold, ReportState, RoundPart, Sampled
 from closedloop.schemas.events import KEY_FIELD
 from closedloop.streams.engine.topology import (
     PERSON,
@@ -53,7 +53,7 @@ class TestTheTopology:
     def test_items_travel_on_the_internal_topic_of_the_stage_that_receives_them(self) -> None:
         assert TOPOLOGY.route[Sampled] == "person-tests"
         assert TOPOLOGY.route[Contribution] == TOPOLOGY.route[RoundPart] == "report-parts"
-        assert TOPOLOGY.route[Entered] == TOPOLOGY.route[LabSeen] == "entry-parts"
+        assert TOPOLOGY.route[Entered] == TOPOLOGY.route[LabTold] == "entry-parts"
         assert TOPOLOGY.shared_to == ("person-tests",)
         assert TOPOLOGY.carried == ("person-tests", "report-parts", "entry-parts")
 
