@@ -289,37 +289,49 @@ def silence_start(policy: Policy, st: LabState) -> int | None:
 
     The lab is silent at t when a tube waits at t and its latest report at or before t (if
     any) is at least ``lab_silent_after`` before t; a silence begins at t when the lab is
-    silent at t and was not at t - 1. Both change only where the count of waiting tubes
-    changes, at a report, or ``lab_silent_after`` after one: those instants are walked in
-    order.
+    silent at t and was not at t - 1. Between two consecutive reports R and R' it can be
+    silent only in [R + ``lab_silent_after``, R'): there it is silent wherever a tube waits,
+    so a silence begins at that gap's first instant if a tube waits then, or where the count
+    of waiting tubes rises from none. Gaps no longer than ``lab_silent_after`` hold none.
     """
-    quiet = policy.lab_silent_after
-    reports, changes = st.reports, st.changes
-    since = st.examined
-    if not changes and st.waiting <= 0:
+    changes = st.changes
+    waiting = st.waiting  # the count at examined - 1, then as the walk goes
+    if not changes and waiting <= 0:
         return None  # no tube waits, nor will on the facts known
-    points = sorted({*changes, *reports, *(at + quiet for at in reports)}
-                    | ({since} if since is not None else set()))
-    waiting = st.waiting
-    place = 0  # the reports at or before the instant looked at: reports[:place]
-    latest: int | None = None
-    count = len(reports)
-    silent_before = False
-    if since is not None:
-        place = bisect.bisect_right(reports, since - 1)
-        latest = reports[place - 1] if place else None
-        silent_before = waiting > 0 and (latest is None or since - 1 >= latest + quiet)
-    for point in points:
-        if since is not None and point < since:
-            continue
-        waiting += changes.get(point, 0)
-        while place < count and reports[place] <= point:
-            latest = reports[place]
-            place += 1
-        silent = waiting > 0 and (latest is None or point >= latest + quiet)
-        if silent and not silent_before:
-            return point
-        silent_before = silent
+    quiet = policy.lab_silent_after
+    reports = st.reports
+    since = st.examined
+    ordered = sorted(changes.items()) if changes else []
+    count, last = len(ordered), len(reports) - 1
+    at = 0  # ordered[:at] are counted in ``waiting``
+    gap = -1 if since is None else bisect.bisect_right(reports, since - 1) - 1
+    while gap <= last:
+        begins = reports[gap] if gap >= 0 else None  # None: before the first report
+        ends = reports[gap + 1] if gap < last else None  # None: the open gap
+        gap += 1
+        lo = None if begins is None else begins + quiet
+        if ends is not None and lo is not None and lo >= ends:
+            continue  # a short gap holds no silence (its changes are counted later)
+        fresh = True  # whether a silence may begin at lo whatever the count before it
+        if since is not None and (lo is None or lo < since):
+            lo, fresh = since, False  # silent at since - 1 too if a tube waited then
+        if lo is not None:
+            before = waiting
+            while at < count and ordered[at][0] < lo:
+                before += ordered[at][1]
+                at += 1
+            waiting = before
+            while at < count and ordered[at][0] == lo:
+                waiting += ordered[at][1]
+                at += 1
+            if waiting > 0 and (fresh or before <= 0) and (ends is None or lo < ends):
+                return lo
+        while at < count and (ends is None or ordered[at][0] < ends):
+            instant, change = ordered[at]
+            at += 1
+            if waiting <= 0 < waiting + change:
+                return instant
+            waiting += change
     return None
 
 

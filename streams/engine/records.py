@@ -352,7 +352,10 @@ def _unpack(runner: AnyRunner, record: Record, pack: _Pack, counted: bool) -> Re
 def _counted_items(runner: AnyRunner, partition: int, pack: _Pack
                    ) -> list[tuple[str, object, int]]:
     """A pack's items that count, in its order, its entry parts (``Entered``, entry
-    contributions) combined per key and day as replay combines a run's (agents/combine.py):
+    contributions) combined per key and day as replay combines a run's (agents/combine.py),
+    and what a lab's tubes tell it combined per lab (one clock for the pack: the lab's
+    state is that of one by one, but for a wait begun before that clock, a fact read after
+    the lab judged it, agents/entry.py ``on_told``):
     the stage's clock is the same for the whole pack, and no source's or report's day can
     fire within it but a day the clock has passed, whose entries stay in their place, one
     by one (a report they make due is raised before the items after them)."""
@@ -373,13 +376,21 @@ def _counted_items(runner: AnyRunner, partition: int, pack: _Pack
                 items.append((key, item, item.at))
         elif isinstance(item, RoundPart):
             items.append((round_key(item.round_id), item, item.at))
+    labs: dict[str, LabTold] = {}
     for key, item in pack.items:
         if isinstance(item, LabTold):
-            items.append((key, item, _entry_time(item)))
+            held = labs.get(key)
+            if held is None:
+                labs[key] = item
+            else:  # a lab applies what its tubes tell it in any order, as one
+                held.starts.extend(item.starts)
+                held.stops.extend(item.stops)
+                held.reports.extend(item.reports)
         elif isinstance(item, Entered):
             if combiner is None:
                 combiner = _combiner(runner)
             combiner.entered(key, item, clock)
+    items.extend((key, told, _entry_time(told)) for key, told in labs.items())
     if combiner is not None:
         days, lags = combiner.take()
         items.extend((district, day_lags, day_lags.at) for district, day_lags in lags)
