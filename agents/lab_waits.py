@@ -16,23 +16,34 @@ the clock of a tube partition, so the lab knows every wait begun by its own cloc
 none ahead of what its upstream has read. A report ends it (told with the report); so does
 the retention, once the clock reaches it. A record read later that moves either end (an
 earlier receipt, an earlier report) tells the difference.
+
+Once a tube of one lab has both records and nothing is left for the clock to tell, its
+wait is settled and forgotten (most tubes: ~100 bytes each); a later report of it is still
+told as a report, and a later ``received`` record of it changes nothing.
 """
 
 from __future__ import annotations
 
 from sys import intern
 
-from closedloop.agents.requirements import Context, close_req, open_req
+from closedloop.agents.requirements import Context, close_req, due_of, open_req
 from closedloop.agents.state import LabTold, LabWait, TubeState
+from closedloop.schemas.instants import shared
 
 __all__ = ["lapse_wait", "on_lab_record"]
 
 _Told = tuple[int, int | None] | None
 
 
-def on_lab_record(ctx: Context, st: TubeState, lab_id: str, status: str, at: int) -> None:
+def on_lab_record(ctx: Context, st: TubeState, lab_id: str, status: str, at: int,
+                  settled: bool) -> None:
     """A ``received`` or ``reported`` record of the tube at ``lab_id`` (event time ``at``):
-    tell the lab what changes."""
+    tell the lab what changes. ``settled``: the tube's wait at that lab was settled (its
+    first report came from it, and no wait is kept)."""
+    if settled:
+        if status == "reported":
+            ctx.out.labs.append((lab_id, LabTold([], [], [at])))
+        return
     wait = _wait_of(st, lab_id)
     reported: list[int] = []
     if status == "received":
@@ -45,6 +56,9 @@ def on_lab_record(ctx: Context, st: TubeState, lab_id: str, status: str, at: int
             wait.rep = at
     _tell(ctx, wait, reported)
     _arm(ctx, st)
+    if wait is st.wait and wait.more is None and wait.got is not None and (
+            wait.rep is not None and due_of(st, "wait") is None):
+        st.wait = None  # settled: nothing is left to tell of it
 
 
 def lapse_wait(ctx: Context, st: TubeState, tube_id: str, name: str, due: int) -> int | None:
@@ -119,7 +133,9 @@ def _tell(ctx: Context, wait: LabWait, reported: list[int]) -> None:
         for instant in [instant for instant in starts if instant in stops]:
             starts.remove(instant)
             stops.remove(instant)
-        wait.told, wait.until = (None, None) if now is None else now
+        # instants as shared ints: a tube in flight keeps them (32 bytes each otherwise)
+        wait.told, wait.until = (None, None) if now is None else (
+            shared(now[0]), None if now[1] is None else shared(now[1]))
     if starts or stops or reported:
         ctx.out.labs.append((wait.lab, LabTold(starts, stops, reported)))
 

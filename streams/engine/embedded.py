@@ -116,6 +116,11 @@ class EmbeddedDriver:
         self._counts_to = receiver[TOPOLOGY.route[Contribution]].applier(0)
         self._shares_to = receiver[TOPOLOGY.route[RoundPart]].applier(0)
         self._entries_to = receiver[TOPOLOGY.route[Entered]].applier(0)
+        # the data-entry stage's own applier of the inputs it reads (actions)
+        entry_run = receiver[TOPOLOGY.route[Entered]]
+        self._entry_reads = {topic: next((apply for run, apply in zip(
+            self._topic_runs[topic], self._topic_applies[topic], strict=True)
+            if run is entry_run), None) for topic in self._topic_runs}
         entry_table = receiver[TOPOLOGY.route[Entered]].table
 
         def judged(key: str) -> int | None:
@@ -200,6 +205,7 @@ class EmbeddedDriver:
         if self._dedup[topic].seen(topic, event.event_id, at, clock.value):
             self.stats["duplicates_ignored"] += 1
             return
+        fired = clock.value  # what the stages have fired through
         self._ctx.clock = clock.observe(at) if clocked else clock.value
         if self._rejected_held and clock.value != MIN_EPOCH:
             self._release_rejected()
@@ -212,8 +218,17 @@ class EmbeddedDriver:
         applied = True
         if type(event) is Action and self._combined:  # the entry stage reads actions too
             self._apply_combined()
+        entry_reads = self._entry_reads[topic]
         for apply in applies:
-            rejection = apply(key, event, at)
+            if apply is entry_reads:
+                # the data-entry stage reads at what its upstream has fired through, as the
+                # worker's does by its clock marks: a lab knows every tube's wait begun by
+                # its clock (agents/lab_waits.py); the tube stage fires this step's later
+                self._ctx.clock, now = fired, self._ctx.clock
+                rejection = apply(key, event, at)
+                self._ctx.clock = now
+            else:
+                rejection = apply(key, event, at)
             if rejection is not None:  # a rule refused it (a pool overflow): not applied
                 self.reject(rejection, raw, origin, topic)
                 applied = False

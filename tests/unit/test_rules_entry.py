@@ -209,6 +209,7 @@ class Tubes:
         self.st = entry.LabState()
         self.tubes: dict[str, TubeState] = {}
         self.due: list[tuple[int, str]] = []  # (wait deadline, tube), a heap
+        self.reported: set[str] = set()
 
     def _tell(self, ctx: Context, clock: int | None) -> int | None:
         following = entry.silence_start(POLICY, self.st)
@@ -248,7 +249,11 @@ class Tubes:
             self.advance(clock)
         ctx = Context(POLICY, CAL, FAR if clock is None else clock)
         st = self.tubes.setdefault(tube, TubeState())
-        lab_waits.on_lab_record(ctx, st, "lab-1", status, when)
+        # as the tube stage decides it (agents/tubes.py): reported by this lab, no wait kept
+        settled = st.wait is None and tube in self.reported
+        lab_waits.on_lab_record(ctx, st, "lab-1", status, when, settled)
+        if status == "reported":
+            self.reported.add(tube)
         self._armed(tube, st)
         return self._tell(ctx, clock if lab_clock else None)
 
@@ -331,6 +336,22 @@ class TestLabSilent:
         st = lab_state(("t1", "received", "09-06 09:00"), ("t1", "received", "09-06 08:00")).st
         (alert,), _ = entry.fire_silence(POLICY, CAL, st, "lab-1", at("09-06 13:00"))
         assert (alert.due, alert.details["pending_tubes"]) == (at("09-06 11:00"), 1)
+
+    def test_a_settled_wait_is_forgotten_its_later_reports_still_told(self) -> None:
+        # t1 received 08:00, reported 12:00: it waited 11:00-12:00, and nothing is left
+        lab = lab_state(("t1", "received", "09-06 08:00"), ("t1", "reported", "09-06 12:00"))
+        assert lab.tubes["t1"].wait is None
+        (first,), _ = entry.fire_silence(POLICY, CAL, lab.st, "lab-1", at("09-06 12:00"))
+        assert first.due == at("09-06 11:00")
+        # a second report of it, later, is a report of the lab: it ends the 15:00 silence
+        # another tube would begin
+        lab.record("t2", "received", at("09-06 10:00"))
+        lab.record("t1", "reported", at("09-06 14:00"))
+        assert entry.silence_start(POLICY, lab.st) == at("09-06 17:00")
+        # an earlier receipt read after both records changes nothing: the wait is settled
+        lab.record("t1", "received", at("09-06 07:00"))
+        (alert,), _ = entry.fire_silence(POLICY, CAL, lab.st, "lab-1", at("09-06 17:00"))
+        assert (alert.due, alert.details["pending_tubes"]) == (at("09-06 17:00"), 1)
 
     def test_arrival_order_within_the_lateness_changes_nothing(self) -> None:
         records = [("t1", "received", "09-06 08:00"), ("t2", "received", "09-06 08:02"),
