@@ -30,9 +30,10 @@ from closedloop.agents.calendar import Calendar
 from closedloop.agents.closure import EntryLags
 from closedloop.agents.entry import entry_lag, subject_of
 from closedloop.agents.sources import Entered, EnteredDay
+from closedloop.agents.state import LabTold
 from closedloop.schemas.policy import Policy
 
-__all__ = ["NEVER", "EntryCombiner"]
+__all__ = ["NEVER", "EntryCombiner", "LabParts"]
 
 NEVER: Final = 2**62
 """The due instant of a combiner holding nothing."""
@@ -147,3 +148,53 @@ class EntryCombiner:
         self._days, self._reports, self._sources = {}, {}, {}
         self.due = NEVER
         return days, reports
+
+
+class LabParts:
+    """What tubes tell their labs (:class:`~closedloop.agents.state.LabTold`), one part per
+    lab until :meth:`take`: a lab's state adds up its parts in any order (agents/entry.py
+    ``on_told``), so one step applies them all. ``due``: the earliest instant a held part
+    could begin a silence at (a wait's beginning, ``lab_silent_after`` after a report):
+    they must be applied before the clock reaches it, before the lab's own deadlines fire,
+    and before an action reaches the lab."""
+
+    __slots__ = ("_held", "_quiet", "due")
+
+    def __init__(self, policy: Policy) -> None:
+        self._quiet = policy.lab_silent_after
+        self._held: dict[str, LabTold] = {}
+        self.due = NEVER
+
+    def add(self, lab_id: str, part: LabTold) -> None:
+        """Hold ``part`` (made for this holder: its lists may be extended)."""
+        held = self._held.get(lab_id)
+        if held is None:
+            self._held[lab_id] = part
+        else:
+            held.starts.extend(part.starts)
+            held.stops.extend(part.stops)
+            held.reports.extend(part.reports)
+        due = self.due
+        for start in part.starts:
+            if start < due:
+                due = start
+        if part.reports:
+            reported = min(part.reports) + self._quiet
+            if reported < due:
+                due = reported
+        self.due = due
+
+    def __bool__(self) -> bool:
+        return bool(self._held)
+
+    def __contains__(self, lab_id: object) -> bool:
+        return lab_id in self._held
+
+    def pop(self, lab_id: str) -> LabTold | None:
+        """One lab's held part (the others stay held; ``due`` may stay early)."""
+        return self._held.pop(lab_id, None)
+
+    def take(self) -> list[tuple[str, LabTold]]:
+        held, self._held = list(self._held.items()), {}
+        self.due = NEVER
+        return held

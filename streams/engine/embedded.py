@@ -25,7 +25,7 @@ import msgspec
 
 from closedloop.agents.calendar import Calendar
 from closedloop.agents.closure import rejected_contribution
-from closedloop.agents.combine import EntryCombiner
+from closedloop.agents.combine import EntryCombiner, LabParts
 from closedloop.agents.effects import Effects
 from closedloop.agents.entry import EntryState, source_of
 from closedloop.agents.escalation import action_outcome
@@ -130,6 +130,8 @@ class EmbeddedDriver:
 
         # a run's data-entry parts, combined per key and day before they are applied
         self._combined = EntryCombiner(policy, self.cal, judged)
+        # what tubes tell their labs, one part per lab until the lab must see them
+        self._labs = LabParts(policy)
         self.out = Outputs()  # replaced by drain() only
         # the rules' context, shared by the runners: one object, not one per event (each
         # step only sets its clock); its ``out`` is self.out
@@ -216,8 +218,13 @@ class EmbeddedDriver:
         if not applies and isinstance(event, Area | Round):
             self._holder.share(0, event)
         applied = True
-        if type(event) is Action and self._combined:  # the entry stage reads actions too
-            self._apply_combined()
+        if type(event) is Action:  # the entry stage reads actions too
+            if self._combined:
+                self._apply_combined()
+            if key in self._labs:
+                self._ctx.clock, now = fired, self._ctx.clock
+                self._entries_to(key, self._labs.pop(key), None)
+                self._ctx.clock = now
         entry_reads = self._entry_reads[topic]
         for apply in applies:
             if apply is entry_reads:
@@ -244,7 +251,7 @@ class EmbeddedDriver:
             self._route(out)
         tube, person, unit, entry, report = self._indexes
         if min(tube.earliest, person.earliest, unit.earliest, entry.earliest,
-               report.earliest, self._combined.due) <= self._ctx.clock:
+               report.earliest, self._combined.due, self._labs.due) <= self._ctx.clock:
             self._settle()
         tracked = len(self.persons)
         if tracked > self._peak:
@@ -362,6 +369,8 @@ class EmbeddedDriver:
         line read)."""
         if self._combined:
             self._apply_combined()
+        if self._labs:
+            self._apply_labs()
         if self._held:
             self.settle_actions(final=False)
         out, self.out = self.out, Outputs()
@@ -381,14 +390,16 @@ class EmbeddedDriver:
             self._route(out)
         clock = self.clock.value
         tube, person, unit, entry, report = self._indexes
-        combined = self._combined
+        combined, labs = self._combined, self._labs
         if min(tube.earliest, person.earliest, unit.earliest, entry.earliest,
-               report.earliest, combined.due) > clock:
+               report.earliest, combined.due, labs.due) > clock:
             return  # most events make nothing due
         for run, index in zip(self._upstream_first, self._indexes, strict=True):
             if combined and (index is entry or index is report) and (
                     index.earliest <= clock or combined.due <= clock):
                 self._apply_combined()  # before either stage fires: it must see them
+            if labs and index is entry and (index.earliest <= clock or labs.due <= clock):
+                self._apply_labs()  # the tube stage has fired what the clock reached
             if index.earliest <= clock:
                 run.fire(0)
                 if out.forwards or out.contributions or out.round_parts or out.labs:
@@ -402,6 +413,11 @@ class EmbeddedDriver:
             self._entries_to(key, day, None)
         for district, item in lags:
             self._counts_to(district, item, None)
+
+    def _apply_labs(self) -> None:
+        """Apply what the tubes told their labs, one step a lab (agents/combine.py)."""
+        for lab_id, told in self._labs.take():
+            self._entries_to(lab_id, told, None)
 
     def _route(self, out: Outputs) -> None:
         """Deliver forwards, contributions and round shares to the stages they are for."""
@@ -420,13 +436,14 @@ class EmbeddedDriver:
             apply = self._shares_to
             for share in parts:
                 apply(round_key(share.round_id), share, None)
-        if out.labs and self._indexes[0].earliest > self.clock.value:
-            # once the tube stage has fired what the clock reached: a lab reads its tubes'
-            # waits begun by its clock before it judges that clock (agents/lab_waits.py)
+        if out.labs:
+            # held, and applied once the tube stage has fired what the clock reached: a lab
+            # reads its tubes' waits begun by its clock before it judges that clock
+            # (agents/lab_waits.py)
             labs, out.labs = out.labs, []
-            apply = self._entries_to
+            hold = self._labs.add
             for lab_id, told in labs:
-                apply(lab_id, told, None)
+                hold(lab_id, told)
 
     def _round_instant(self) -> None:
         """An instant's round shares are made: reported at once (one partition: each share

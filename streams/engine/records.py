@@ -20,7 +20,7 @@ import msgspec
 
 from closedloop.agents import person as person_rules
 from closedloop.agents.closure import ENTRY, ENTRY_LATE, rejected_contribution
-from closedloop.agents.combine import EntryCombiner
+from closedloop.agents.combine import EntryCombiner, LabParts
 from closedloop.agents.entries import without_proof
 from closedloop.agents.entry import EntryState, entry_lag, is_late
 from closedloop.agents.escalation import action_outcome
@@ -376,21 +376,15 @@ def _counted_items(runner: AnyRunner, partition: int, pack: _Pack
                 items.append((key, item, item.at))
         elif isinstance(item, RoundPart):
             items.append((round_key(item.round_id), item, item.at))
-    labs: dict[str, LabTold] = {}
+    labs = LabParts(runner.policy)  # a lab adds up what its tubes tell it in any order
     for key, item in pack.items:
         if isinstance(item, LabTold):
-            held = labs.get(key)
-            if held is None:
-                labs[key] = item
-            else:  # a lab applies what its tubes tell it in any order, as one
-                held.starts.extend(item.starts)
-                held.stops.extend(item.stops)
-                held.reports.extend(item.reports)
+            labs.add(key, item)
         elif isinstance(item, Entered):
             if combiner is None:
                 combiner = _combiner(runner)
             combiner.entered(key, item, clock)
-    items.extend((key, told, _entry_time(told)) for key, told in labs.items())
+    items.extend((key, told, _entry_time(told)) for key, told in labs.take())
     if combiner is not None:
         days, lags = combiner.take()
         items.extend((district, day_lags, day_lags.at) for district, day_lags in lags)
