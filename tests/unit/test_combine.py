@@ -11,11 +11,11 @@ from helpers import local as at
 
 from closedloop.agents.calendar import Calendar
 from closedloop.agents.closure import handle_contribution, handle_entry_lags
-from closedloop.agents.combine import NEVER, EntryCombiner
-from closedloop.agents.entry import EntryState, SourceState
+from closedloop.agents.combine import NEVER, EntryCombiner, LabParts
+from closedloop.agents.entry import EntryState, LabState, SourceState, on_told
 from closedloop.agents.requirements import Context
 from closedloop.agents.sources import Entered, on_entered, on_entered_day, routes
-from closedloop.agents.state import ReportState
+from closedloop.agents.state import LabTold, ReportState
 from closedloop.schemas.events import Sampling
 from closedloop.schemas.policy import default_policy
 
@@ -120,3 +120,33 @@ def test_the_workers_parts_combine_as_replays_records() -> None:
     assert from_records.overdue and from_parts.overdue == from_records.overdue
     assert from_parts.due == from_records.due
     assert from_parts.take() == from_records.take()
+
+
+class TestALabsHeldParts:
+    """What tubes tell a lab, held as one part (agents/combine.py ``LabParts``), leaves the
+    lab's state as the parts one by one do, at one clock: the parts of facts the clock has
+    not passed, as a lab is told them (a wait when the tube stage's clock reaches it,
+    which the lab's clock follows; reports as they are read)."""
+
+    def test_one_step_equals_the_parts_one_by_one(self) -> None:
+        rng = random.Random(7)
+        start = at("09-06 06:00")
+        parts = [LabTold(sorted(rng.sample(range(start, start + 20000, 60), 3)),
+                         [start + 30000 + n], [start + rng.randrange(0, 40000)])
+                 for n in range(40)]
+        clock = start - 1
+        one_by_one = LabState()
+        followed = [on_told(POLICY, one_by_one, p.starts, p.stops, p.reports, clock)
+                    for p in parts]
+        held = LabParts(POLICY)
+        for part in parts:
+            held.add("lab-1", LabTold(list(part.starts), list(part.stops),
+                                      list(part.reports)))
+        assert held.due == min(min(min(p.starts), min(p.reports) + POLICY.lab_silent_after)
+                               for p in parts)
+        ((lab_id, told),) = held.take()
+        at_once = LabState()
+        assert lab_id == "lab-1" and not held and held.due == NEVER
+        assert on_told(POLICY, at_once, told.starts, told.stops, told.reports, clock) == \
+            followed[-1]
+        assert at_once == one_by_one
