@@ -10,14 +10,16 @@ A contribution for a day already reported (later than allowed lateness) goes int
 *v1.2* data entry: a record of known entry lag naming a district contributes its lag once
 (:func:`entry_contribution`, at its occurred_at), counted in ``entries`` and, when late, in
 ``entries_late``, its lag kept for the day's 90th percentile; a rejected input whose value
-names a valid district contributes to ``entries_rejected`` in the first report not yet
-raised when it is read (:func:`rejected_contribution`).
+names a valid district contributes to ``entries_rejected`` at its own occurred_at when it
+has a plausible one, else as it is read (:func:`rejected_contribution`; docs/RULES.md).
 """
 
 from __future__ import annotations
 
 from datetime import date, timedelta
 from typing import Final
+
+import msgspec
 
 from closedloop.agents.entry import EntryTally, is_late
 from closedloop.agents.requirements import (
@@ -30,8 +32,9 @@ from closedloop.agents.state import Contribution, Interval, PersonState, ReportS
 from closedloop.schemas.outputs import DailyReport
 from closedloop.schemas.policy import Policy
 
-__all__ = ["HANDLERS", "close_interval", "entry_contribution", "handle_contribution",
-           "rejected_contribution", "set_interval"]
+__all__ = ["HANDLERS", "EntryLags", "close_interval", "entry_contribution",
+           "handle_contribution", "handle_entry_lags", "rejected_contribution",
+           "set_interval"]
 
 COUNTS: Final = ("pushed", "located", "tests_missed", "positives")
 GAUGES: Final = ("under_control", "followup_overdue_open", "findings_open")
@@ -101,36 +104,68 @@ def entry_contribution(policy: Policy, district: str, topic: str, occurred: int,
                         else ENTRY, lag)
 
 
-def rejected_contribution(district: str, clock: int) -> Contribution:
-    """A rejected input naming ``district`` (agents/entry.py ``rejected_district``), read when
-    the clock was at ``clock``: it counts in the first report not yet raised then, the one
-    whose cut-off is after the clock (a report is raised when the clock reaches its cut-off)."""
-    return Contribution(district, clock + 1, REJECTED, 1)
+def rejected_contribution(district: str, at: int, count: int = 1) -> Contribution:
+    """``count`` rejected inputs naming ``district`` (agents/entry.py ``rejected_district``)
+    that count at ``at``: their own instant (``rejected_instant``), or one second after the
+    clock they were read at. They count as a late valid record does: in the report whose
+    window holds ``at``, or when that one is raised already, the first not yet raised (a
+    report is raised when the clock reaches its cut-off)."""
+    return Contribution(district, at, REJECTED, count)
 
 
 def handle_contribution(ctx: Context, st: ReportState, district: str, item: Contribution
                         ) -> None:
     """Add one contribution to its report day, and make sure that day's report is due."""
-    day = ctx.cal.report_date(item.at)
+    day, bucket = _bucket(ctx, st, item.at)
+    field = item.field
+    if field in (ENTRY, ENTRY_LATE):
+        _lags_of(st, day).append(item.d)
+        if field == ENTRY_LATE:
+            bucket[ENTRY_LATE] = bucket.get(ENTRY_LATE, 0) + 1
+    else:
+        bucket[field] = bucket.get(field, 0) + item.d
+
+
+class EntryLags(msgspec.Struct, gc=False):
+    """Entry contributions of one district whose instants share one report window, combined
+    (what :func:`entry_contribution` makes, one record at a time): ``at`` is one of their
+    instants, ``lags`` all their entry lags, ``late`` how many were late."""
+
+    at: int
+    lags: list[int]
+    late: int
+
+
+def handle_entry_lags(ctx: Context, st: ReportState, district: str, item: EntryLags) -> None:
+    """Add combined entry contributions to their report day, as one by one (a day keeps a
+    count and a multiset of lags)."""
+    day, bucket = _bucket(ctx, st, item.at)
+    _lags_of(st, day).extend(item.lags)
+    if item.late:
+        bucket[ENTRY_LATE] = bucket.get(ENTRY_LATE, 0) + item.late
+
+
+def _bucket(ctx: Context, st: ReportState, at: int) -> tuple[str, dict[str, int]]:
+    """The report day a contribution at ``at`` counts in (its window's, or the first not yet
+    reported), and that day's counts; the day's report is made due."""
+    day = ctx.cal.report_date(at)
     reported = st.reported
     if reported is not None and day.isoformat() <= reported:
         day = date.fromisoformat(reported) + timedelta(days=1)
     days = st.days
     if days is None:
         st.days = days = {}
-    bucket = days.setdefault(day.isoformat(), {})
-    field = item.field
-    if field in (ENTRY, ENTRY_LATE):
-        lags = st.lags
-        if lags is None:
-            st.lags = lags = {}
-        lags.setdefault(day.isoformat(), []).append(item.d)
-        if field == ENTRY_LATE:
-            bucket[ENTRY_LATE] = bucket.get(ENTRY_LATE, 0) + 1
-    else:
-        bucket[field] = bucket.get(field, 0) + item.d
-    cutoff = ctx.cal.cutoff_at(day)
-    open_req_by(st, "report", cutoff)  # an earlier day, arriving late but in time
+    iso = day.isoformat()
+    bucket = days.setdefault(iso, {})
+    open_req_by(st, "report", ctx.cal.cutoff_at(day))  # an earlier day, arriving late
+    return iso, bucket
+
+
+def _lags_of(st: ReportState, day: str) -> list[int]:
+    lags = st.lags
+    if lags is None:
+        st.lags = lags = {}
+    return lags.setdefault(day, [])
 
 
 def _lapse_report(ctx: Context, st: ReportState, district: str, name: str, due: int

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from closedloop.agents.state import Contribution, Forward, RoundPart
+from closedloop.agents.state import Contribution, Forward, LabTold, RoundPart
 from closedloop.schemas.outputs import Alert, DailyReport, RoundReport
 
 __all__ = ["Effects"]
@@ -27,6 +27,7 @@ class Effects:
     forwards: list[tuple[str, Forward]] = field(default_factory=list)  # to the person stage
     contributions: list[Contribution] = field(default_factory=list)  # to the report stage
     round_parts: list[RoundPart] = field(default_factory=list)  # agents/rounds.py shares
+    labs: list[tuple[str, LabTold]] = field(default_factory=list)  # to the data-entry stage
     # Keys whose gc lapse decided to forget them: the stage deletes each as it finishes with
     # it (a decision about the key, not state: never changelogged).
     gone: set[str] = field(default_factory=set)

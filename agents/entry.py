@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Mapping
+from datetime import datetime, tzinfo
 from fractions import Fraction
 from typing import Any, Final
 
@@ -42,6 +43,8 @@ from closedloop.schemas.events import (
     Sampling,
 )
 from closedloop.schemas.identifiers import contains_raw
+from closedloop.schemas.instants import epoch_seconds
+from closedloop.schemas.plausible import EARLIEST
 from closedloop.schemas.policy import Policy
 from closedloop.schemas.text import text_problem
 
@@ -57,9 +60,11 @@ __all__ = [
     "is_late",
     "judge_day",
     "nearest_rank_p90",
+    "on_entries",
     "on_entry",
-    "on_lab",
+    "on_told",
     "rejected_district",
+    "rejected_instant",
     "reported_again",
     "silence_start",
     "source_of",
@@ -150,6 +155,21 @@ def on_entry(policy: Policy, cal: Calendar, st: SourceState, topic: str, receipt
     return min(st.days)
 
 
+def on_entries(st: SourceState, cutoff: int, lags: list[int], late: int,
+               districts: Mapping[str, int]) -> int:
+    """Count records of one day at once, their cut-off found as :func:`on_entry` finds it
+    (the same as counting them one by one: a day holds counts and a multiset of lags);
+    returns the state's next deadline."""
+    day = st.days.get(cutoff)
+    if day is None:
+        st.days[cutoff] = day = SourceDay()
+    day.lags.extend(lags)
+    day.late += late
+    for district, count in districts.items():
+        day.districts[district] = day.districts.get(district, 0) + count
+    return min(st.days)
+
+
 def judge_day(policy: Policy, st: SourceState, topic: str, source: str, cutoff: int
               ) -> tuple[Raised | None, int | None]:
     """At ``cutoff``: the day's ``late_entries`` alert, if the source earns one, and the
@@ -193,34 +213,67 @@ def nearest_rank_p90(values: list[int]) -> int:
 # -- lab_silent, per lab ------------------------------------------------------------------------
 
 
-class LabState(msgspec.Struct, kw_only=True):
-    """What a lab's silence is judged on: per tube, when it was received and first reported
-    (event time); the lab's report instants, sorted; how far silences have been judged
-    (every silence beginning before ``examined`` was raised or found not to be one); and,
-    for each silence raised, its end (the lab's first report after it, None while it lasts),
-    which the alert's escalation asks after."""
+class LabState(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What a lab's silence is judged on, in a size that does not grow with its tubes in
+    flight (its tubes tell it only how many wait, agents/lab_waits.py): how many tubes wait
+    at ``examined`` - 1 and the changes of that count after it (instant -> change); its
+    report instants, sorted (the latest before ``examined`` and every later one); how far
+    silences have been judged (every silence beginning before ``examined`` was raised or
+    found not to be one); and, for each silence raised, its end (the lab's first report
+    after it, None while it lasts), which the alert's escalation asks after."""
 
-    tubes: dict[str, list[int | None]] = msgspec.field(default_factory=dict)  # [rcv, rep]
+    waiting: int = 0
+    changes: dict[int, int] = msgspec.field(default_factory=dict)
     reports: list[int] = msgspec.field(default_factory=list)
     examined: int | None = None
     ended: dict[int, int | None] = msgspec.field(default_factory=dict)  # start -> end
 
 
-def on_lab(policy: Policy, st: LabState, tube_id: str, status: str, at: int) -> int | None:
-    """A lab record of ``tube_id`` (``received`` or ``reported`` at ``at``); returns the
-    state's next deadline: the first instant of the next silence, as the facts stand."""
-    times = st.tubes.get(tube_id)
-    if times is None:
-        st.tubes[tube_id] = times = [None, None]
-    slot = 0 if status == "received" else 1
-    known = times[slot]
-    times[slot] = at if known is None else min(known, at)
-    if status == "reported":
-        bisect.insort(st.reports, at)
-        for start, end in st.ended.items():
-            if at > start and (end is None or at < end):
-                st.ended[start] = at
-    return silence_start(policy, st)
+def on_told(policy: Policy, st: LabState, starts: list[int], stops: list[int],
+            reports: list[int], clock: int | None = None) -> int | None:
+    """What the lab's tubes told it (agents/lab_waits.py): +1 waiting at each of
+    ``starts``, -1 at each of ``stops``, and reports at ``reports``; returns the state's next
+    deadline: the first instant of the next silence, as the facts stand. ``clock``: the
+    stage's clock when it is read; when no silence begins by it, what it has judged is
+    forgotten, so that a busy lab that is never silent keeps only what lies ahead."""
+    examined = st.examined
+    changes = st.changes
+    for instants, step in ((starts, 1), (stops, -1)):
+        for instant in instants:
+            if examined is not None and instant < examined:
+                st.waiting += step  # before what is judged: it counts from there on
+            else:
+                left = changes.get(instant, 0) + step
+                if left:
+                    changes[instant] = left
+                else:
+                    del changes[instant]
+    for at in reports:
+        _reported(st, at)
+    following = silence_start(policy, st)
+    if clock is not None and (following is None or following > clock):
+        _judged(st, clock)
+    return following
+
+
+def _reported(st: LabState, at: int) -> None:
+    for start, end in st.ended.items():
+        if at > start and (end is None or at < end):
+            st.ended[start] = at
+    reports, examined = st.reports, st.examined
+    if examined is not None and at < examined:
+        # what is judged needs only its latest report
+        if reports and reports[0] < examined:
+            if at > reports[0]:
+                reports[0] = at
+        else:
+            reports.insert(0, at)
+    elif not reports or at > reports[-1]:
+        reports.append(at)
+    else:
+        place = bisect.bisect_left(reports, at)
+        if reports[place] != at:
+            reports.insert(place, at)
 
 
 def reported_again(st: LabState, due: int, until: int) -> bool:
@@ -234,26 +287,51 @@ def reported_again(st: LabState, due: int, until: int) -> bool:
 def silence_start(policy: Policy, st: LabState) -> int | None:
     """The first instant, at or after ``st.examined``, of a silence of the lab, or None.
 
-    Between two consecutive reports R and R' the tubes waiting are the same (received, and
-    reported at R' or later, or never), so the lab is silent from max(R, the earliest of
-    their receipts) + ``lab_silent_after`` until R': each gap holds at most one silence.
+    The lab is silent at t when a tube waits at t and its latest report at or before t (if
+    any) is at least ``lab_silent_after`` before t; a silence begins at t when the lab is
+    silent at t and was not at t - 1. Between two consecutive reports R and R' it can be
+    silent only in [R + ``lab_silent_after``, R'): there it is silent wherever a tube waits,
+    so a silence begins at that gap's first instant if a tube waits then, or where the count
+    of waiting tubes rises from none. Gaps no longer than ``lab_silent_after`` hold none.
     """
+    changes = st.changes
+    waiting = st.waiting  # the count at examined - 1, then as the walk goes
+    if not changes and waiting <= 0:
+        return None  # no tube waits, nor will on the facts known
     quiet = policy.lab_silent_after
     reports = st.reports
     since = st.examined
-    first = -1 if since is None else bisect.bisect_right(reports, since) - 1
-    for gap in range(first, len(reports)):
+    ordered = sorted(changes.items()) if changes else []
+    count, last = len(ordered), len(reports) - 1
+    at = 0  # ordered[:at] are counted in ``waiting``
+    gap = -1 if since is None else bisect.bisect_right(reports, since - 1) - 1
+    while gap <= last:
         begins = reports[gap] if gap >= 0 else None  # None: before the first report
-        ends = reports[gap + 1] if gap + 1 < len(reports) else None
-        waiting = [rcv for rcv, rep in st.tubes.values()
-                   if rcv is not None and (rep is None or (ends is not None and rep >= ends))]
-        if not waiting:
-            continue
-        start = min(waiting) + quiet
-        if begins is not None:
-            start = max(start, begins + quiet)
-        if (ends is None or start < ends) and (since is None or start >= since):
-            return start
+        ends = reports[gap + 1] if gap < last else None  # None: the open gap
+        gap += 1
+        lo = None if begins is None else begins + quiet
+        if ends is not None and lo is not None and lo >= ends:
+            continue  # a short gap holds no silence (its changes are counted later)
+        fresh = True  # whether a silence may begin at lo whatever the count before it
+        if since is not None and (lo is None or lo < since):
+            lo, fresh = since, False  # silent at since - 1 too if a tube waited then
+        if lo is not None:
+            before = waiting
+            while at < count and ordered[at][0] < lo:
+                before += ordered[at][1]
+                at += 1
+            waiting = before
+            while at < count and ordered[at][0] == lo:
+                waiting += ordered[at][1]
+                at += 1
+            if waiting > 0 and (fresh or before <= 0) and (ends is None or lo < ends):
+                return lo
+        while at < count and (ends is None or ordered[at][0] < ends):
+            instant, change = ordered[at]
+            at += 1
+            if waiting <= 0 < waiting + change:
+                return instant
+            waiting += change
     return None
 
 
@@ -269,40 +347,39 @@ def fire_silence(policy: Policy, cal: Calendar, st: LabState, lab_id: str, clock
         raised.append(_lab_silent(policy, cal, st, lab_id, start))
         after = bisect.bisect_right(st.reports, start)
         st.ended[start] = st.reports[after] if after < len(st.reports) else None
-        st.examined = start + 1
+        _judged(st, start)
         start = silence_start(policy, st)
-    _forget(policy, st, clock)
+    _judged(st, clock)
+    oldest = clock - policy.state_retention
+    for begun in [begun for begun in st.ended if begun < oldest]:
+        del st.ended[begun]  # its escalation is over long before (two escalate_after)
     return raised, start
 
 
 def _lab_silent(policy: Policy, cal: Calendar, st: LabState, lab_id: str, start: int
                 ) -> Raised:
-    cut = start - policy.lab_silent_after
-    pending = sum(1 for rcv, rep in st.tubes.values()
-                  if rcv is not None and rcv <= cut and (rep is None or rep > start))
+    pending = st.waiting + sum(change for instant, change in st.changes.items()
+                               if instant <= start)
     before = bisect.bisect_left(st.reports, start)
     last = cal.iso(st.reports[before - 1]) if before else None
     return Raised(kind=LAB_SILENT, subject=lab_id, due=start, district=None,
                   details={"pending_tubes": pending, "last_reported_at": last})
 
 
-def _forget(policy: Policy, st: LabState, clock: int) -> None:
-    """Every silence beginning by ``clock`` is judged: keep what a later one can need (the
-    latest report at or before the clock and every later one, the tubes not reported by
-    then). A tube waiting longer than ``state_retention`` is forgotten, as every key is:
-    one lost tube must not keep its lab silent for ever; so is a silence's end, whose
-    escalation is over long before (it lasts two ``escalate_after`` windows)."""
-    st.examined = clock if st.examined is None else max(st.examined, clock)
-    at = bisect.bisect_right(st.reports, clock)
+def _judged(st: LabState, through: int) -> None:
+    """No silence begins after the ones raised up to ``through`` (inclusive) on the facts
+    known: fold the count's changes by then into it, and keep the reports from the latest
+    at or before it on."""
+    if st.examined is not None and through < st.examined:
+        return
+    st.examined = through + 1
+    changes = st.changes
+    folded = [instant for instant in changes if instant <= through]
+    for instant in folded:
+        st.waiting += changes.pop(instant)
+    at = bisect.bisect_right(st.reports, through)
     if at > 1:
         del st.reports[: at - 1]
-    oldest = clock - policy.state_retention
-    done = [tube for tube, (rcv, rep) in st.tubes.items()
-            if (rep is not None and rep <= clock) or (rcv is not None and rcv < oldest)]
-    for tube in done:
-        del st.tubes[tube]
-    for start in [start for start in st.ended if start < oldest]:
-        del st.ended[start]
 
 
 class EntryState(Keyed, kw_only=True, omit_defaults=True, gc=False):
@@ -351,3 +428,40 @@ def rejected_district(value: object) -> str | None:
     # key and name of a report (§2)
     return district if text_problem(district) is None and not contains_raw(district) else None
 
+
+
+_EARLIEST: Final = int(EARLIEST.timestamp())
+
+
+def rejected_instant(value: object, zone: tzinfo, bound: float | None, skew: int,
+                     others: tuple[str, ...] = ()) -> int | None:
+    """The instant a rejected value counts at, when the value itself says one: its
+    ``occurred_at``, else the first of ``others`` (the topic's other times: a travel's
+    ``arrived_at``) that names one: a string naming an instant as RFC 3339 writes it (one
+    without an offset read in the policy's ``zone``, as the city's clerks write their local
+    time), at or after 2000-01-01 and at most ``skew`` after ``bound`` (the run's receipt
+    that bounds an event's times, §1; None: no upper bound). None when it says none: the
+    value then counts as read. A function of the value alone, so that every partitioning of
+    the inputs counts it in the same report."""
+    if not isinstance(value, dict):
+        return None
+    for field in ("occurred_at", *others):
+        instant = _plausible(value.get(field), zone, bound, skew)
+        if instant is not None:
+            return instant
+    return None
+
+
+def _plausible(text: object, zone: tzinfo, bound: float | None, skew: int) -> int | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        parsed = msgspec.convert(text, datetime)
+    except msgspec.ValidationError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=zone)
+    instant = epoch_seconds(parsed)
+    if instant < _EARLIEST or (bound is not None and instant > bound + skew):
+        return None
+    return instant

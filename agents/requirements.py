@@ -272,16 +272,19 @@ def fire_due(
             open_req(st, name, following)
 
 
-def keep_alive(ctx: Context, st: Keyed, at: int) -> None:
+def keep_alive(ctx: Context, st: Keyed, at: int, clock: int | None = None) -> None:
     """Note activity; the ``gc`` requirement forgets a key idle for ``state_retention``.
 
     Cheap on the hot path: it records the latest activity, and arms ``gc`` only once; the
     handler looks at the activity when it falls due and re-arms itself if need be.
+    ``clock``: the clock the activity was read at, when not the context's (a combined
+    part applied later, as its first part would have been).
     """
     if at > st.last:
         st.last = at
     if st.gc_due is None:  # one int object per instant (shared): every key has a gc due
-        st.gc_due = shared(max(at, ctx.clock) + ctx.policy.state_retention)
+        st.gc_due = shared(max(at, ctx.clock if clock is None else clock)
+                           + ctx.policy.state_retention)
 
 
 def lapse_gc(ctx: Context, st: Keyed, key: str, name: str, due: int) -> int | None:

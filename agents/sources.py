@@ -7,8 +7,10 @@ are keyed by tube, a site's by tube, a worker's by person):
 
 - :class:`Entered`, keyed ``<topic>:<source>`` (the ``late_entries`` alert's subject, so an
   operator's action on it reaches this key): a record of known entry lag with a source;
-- :class:`LabSeen`, keyed by lab_id (the ``lab_silent`` alert's subject): every valid ``lab``
-  record, whatever its receipt (a silence is judged in event time only).
+- :class:`~closedloop.agents.state.LabTold`, keyed by lab_id (the ``lab_silent`` alert's
+  subject): what the tube stage tells a lab of its tubes (agents/lab_waits.py): how its count
+  of waiting tubes changes, and its reports, whatever their receipt (a silence is judged in
+  event time only).
 
 Both live in one :class:`~closedloop.agents.entry.EntryState`: a lab_id that happens to
 read like ``<topic>:<source>`` shares the key, and each part keeps its own facts.
@@ -23,7 +25,7 @@ from typing import Final
 import msgspec
 
 from closedloop.agents import escalation
-from closedloop.agents.closure import entry_contribution, rejected_contribution
+from closedloop.agents.closure import entry_contribution
 from closedloop.agents.entry import (
     EntryState,
     LabState,
@@ -31,9 +33,11 @@ from closedloop.agents.entry import (
     entry_lag,
     fire_silence,
     judge_day,
+    on_entries,
     on_entry,
-    on_lab,
+    on_told,
     rejected_district,
+    rejected_instant,
     source_of,
     subject_of,
 )
@@ -49,12 +53,13 @@ from closedloop.agents.requirements import (
     open_req_by,
     raise_alert,
 )
-from closedloop.agents.state import Contribution
-from closedloop.schemas.events import Action, Event, Lab
+from closedloop.agents.state import Contribution, LabTold
+from closedloop.schemas.events import MODELS, Action, Event
+from closedloop.schemas.plausible import OTHER_TIMES
 from closedloop.schemas.policy import Policy
 
-__all__ = ["HANDLERS", "Entered", "LabSeen", "on_action", "on_entered", "on_lab_seen",
-           "rejected_part", "routes"]
+__all__ = ["HANDLERS", "Entered", "EnteredDay", "on_action", "on_entered",
+           "on_entered_day", "on_lab_told", "rejected_part", "routes"]
 
 
 class Entered(msgspec.Struct, tag="entered", tag_field="type", gc=False):
@@ -66,21 +71,30 @@ class Entered(msgspec.Struct, tag="entered", tag_field="type", gc=False):
     district: str | None
 
 
-class LabSeen(msgspec.Struct, tag="lab_seen", tag_field="type", gc=False):
-    """Input -> data-entry stage: a lab record (``received`` or ``reported``) of a tube."""
+class EnteredDay(msgspec.Struct, gc=False):
+    """:class:`Entered` parts of one ``<topic>:<source>`` counting in one day, combined
+    (agents/combine.py): the day's cut-off, found as each part's would have been, their
+    lags, how many were late, their districts; the first part's receipt and the clock it was
+    read at, and the latest receipt (a key's activity, as each part notes it)."""
 
-    tube: str
-    status: str
-    at: int  # its occurred_at
+    topic: str
+    cutoff: int
+    lags: list[int]
+    late: int
+    districts: dict[str, int]
+    first: int
+    first_clock: int
+    last: int
 
 
 def routes(policy: Policy, topic: str, event: Event, occurred: int, receipt: int | None
-           ) -> tuple[list[tuple[str, Entered | LabSeen]], Contribution | None]:
+           ) -> tuple[list[tuple[str, Entered]], Contribution | None]:
     """What a valid input record of ``topic`` sends on, read where it is decoded: to the
-    data-entry stage, keyed (its source's day when its lag is known, its lab's silence for
-    every lab record), and to its district's daily report (when its lag is known and it
-    names a district). ``receipt``: its own receipt (epoch seconds), None when unknown."""
-    sent: list[tuple[str, Entered | LabSeen]] = []
+    data-entry stage, keyed by its source's day when its lag is known (a lab's silence is
+    told by the tube stage, agents/lab_waits.py), and to its district's daily report (when
+    its lag is known and it names a district). ``receipt``: its own receipt (epoch
+    seconds), None when unknown."""
+    sent: list[tuple[str, Entered]] = []
     district: str | None = getattr(event, "district", None)
     contribution = None
     if receipt is not None:
@@ -91,17 +105,25 @@ def routes(policy: Policy, topic: str, event: Event, occurred: int, receipt: int
         if district is not None:
             contribution = entry_contribution(policy, district, topic, occurred,
                                               entry_lag(receipt, occurred))
-    if isinstance(event, Lab):
-        sent.append((event.lab_id, LabSeen(event.tube_id, event.status, occurred)))
     return sent, contribution
 
 
-def rejected_part(value: object, clock: int) -> Contribution | None:
-    """What a rejected input sends its district's report (``entries_rejected``): ``value`` is
-    the rejected event as parsed JSON (None when it was not even JSON), read when the clock
-    was at ``clock``; nothing when it names no valid district."""
+def rejected_part(policy: Policy, topic: str | None, value: object, bound: float | None
+                  ) -> tuple[str, int | None] | None:
+    """Where a rejected input of ``topic`` (None: unknown) counts in ``entries_rejected``:
+    ``value`` is the rejected event as parsed JSON (None when it was not even JSON),
+    ``bound`` the run's receipt that bounds an event's times. Its district and the instant
+    it counts at (its own occurred_at, else another time it names, see
+    :func:`~closedloop.agents.entry.rejected_instant`), None for the instant when the value
+    says none (it then counts one second after the clock it is read at, held until that
+    clock has started); nothing when it names no valid district."""
     district = rejected_district(value)
-    return None if district is None else rejected_contribution(district, clock)
+    if district is None:
+        return None
+    model = MODELS.get(topic) if topic is not None else None
+    others = () if model is None else OTHER_TIMES[model]
+    return district, rejected_instant(value, policy.zone, bound, policy.max_clock_skew,
+                                      others)
 
 
 def on_entered(ctx: Context, st: EntryState, key: str, item: Entered) -> None:
@@ -116,14 +138,26 @@ def on_entered(ctx: Context, st: EntryState, key: str, item: Entered) -> None:
     keep_alive(ctx, st, item.receipt)
 
 
-def on_lab_seen(ctx: Context, st: EntryState, key: str, item: LabSeen) -> None:
-    """A lab record: the lab's next silence as the facts now stand is its ``silent``
-    deadline (a report may move it later, a late ``received`` record earlier)."""
+def on_entered_day(ctx: Context, st: EntryState, key: str, item: EnteredDay) -> None:
+    """Parts counting in one day at once: what :func:`on_entered` does to each, in one step."""
+    days = st.days
+    if days is None:
+        st.days = days = SourceState()
+    open_req_by(st, "day", on_entries(days, item.cutoff, item.lags, item.late,
+                                      item.districts))
+    keep_alive(ctx, st, item.first, clock=item.first_clock)
+    keep_alive(ctx, st, item.last)
+
+
+def on_lab_told(ctx: Context, st: EntryState, key: str, item: LabTold) -> None:
+    """What a lab's tubes told it: the lab's next silence as the facts now stand is its
+    ``silent`` deadline (a report may move it later, a wait told late earlier)."""
     lab = st.lab
     if lab is None:
         st.lab = lab = LabState()
-    _arm_silence(st, on_lab(ctx.policy, lab, item.tube, item.status, item.at))
-    keep_alive(ctx, st, item.at)
+    _arm_silence(st, on_told(ctx.policy, lab, item.starts, item.stops, item.reports,
+                             ctx.clock))
+    keep_alive(ctx, st, max((*item.starts, *item.stops, *item.reports), default=ctx.clock))
 
 
 def on_action(ctx: Context, st: EntryState, key: str, event: Action) -> None:

@@ -51,6 +51,8 @@ __all__ = [
     "Interval",
     "Keyed",
     "LabReport",
+    "LabTold",
+    "LabWait",
     "LastResult",
     "Membership",
     "PersonLoops",
@@ -149,6 +151,21 @@ class LabReport(msgspec.Struct, array_like=True, frozen=True, gc=False):
     at: int
     result: str  # negative | positive | invalid
     lab_id: str
+
+
+class LabWait(msgspec.Struct, array_like=True, omit_defaults=True, gc=False):
+    """What a tube's lab must know of its wait (CONTRACT.md v1.2 §4 ``lab_silent``): the
+    earliest ``received`` and ``reported`` records of the tube at ``lab`` (event time), and
+    the interval [``told``, ``until``) over which that lab counts the tube waiting (``until``
+    None: open), as told so far. ``more``: the same for another lab's records of the tube
+    (a tube nearly always has one lab)."""
+
+    lab: str
+    got: int | None = None
+    rep: int | None = None
+    told: int | None = None
+    until: int | None = None
+    more: tuple[LabWait, ...] | None = None
 
 
 class LastResult(msgspec.Struct, array_like=True, frozen=True, gc=False):
@@ -289,6 +306,7 @@ class TubeState(Keyed, kw_only=True, omit_defaults=True, gc=False):
     sla: tuple[str, ...] | None = None
     recv: int | None = None  # the earliest lab record
     rep: LabReport | None = None
+    wait: LabWait | None = None  # what its lab counts of it (agents/lab_waits.py)
 
 
 class _DictTubeState(TubeState, kw_only=True, omit_defaults=True, gc=False):
@@ -651,6 +669,17 @@ class RoundPart(msgspec.Struct, tag="rpart", tag_field="type", gc=False):
     delays: dict[str, list[int]] = {}
     source: int = 0  # the person partition
     of: int = 1  # how many person partitions send a share
+
+
+class LabTold(msgspec.Struct, tag="lab_told", tag_field="type", gc=False):
+    """Tube -> data-entry stage, keyed by lab_id: how the lab's count of waiting tubes
+    changes (+1 at each of ``starts``, -1 at each of ``stops``, event time) and the instants
+    of its ``reported`` records. Never a tube id: the lab's state must not grow with its
+    tubes in flight."""
+
+    starts: list[int]
+    stops: list[int]
+    reports: list[int]
 
 
 class Contribution(msgspec.Struct, tag="part", tag_field="type", gc=False):

@@ -28,6 +28,7 @@ from sys import intern
 from typing import Final
 
 from closedloop.agents import escalation
+from closedloop.agents.lab_waits import lapse_wait, on_lab_record
 from closedloop.agents.requirements import (
     Context,
     LapseHandler,
@@ -98,9 +99,12 @@ def on_sampling(
 
 def on_lab(ctx: Context, st: TubeState, tube_id: str, event: Lab) -> None:
     at = event_time(ctx, event)
+    first = st.rep
+    # the tube's wait at its first report's lab is settled once that lab has both records
+    # (agents/lab_waits.py keeps no wait then)
+    settled = st.wait is None and first is not None and first.lab_id == event.lab_id
     if st.recv is None or at < st.recv:
         st.recv = at
-    first = st.rep
     # The first report is the tube's result; a positive after another result replaces it:
     # a tube reported positive is positive (§4), whatever report came first (a lab's
     # correction, or two reports read in swapped order).
@@ -113,6 +117,7 @@ def on_lab(ctx: Context, st: TubeState, tube_id: str, event: Lab) -> None:
         if first is None and (not swabbed or min(swabbed) > orphan_due):
             open_req(st, "orphan", orphan_due)  # (no generator per report)
         _apply_result(ctx, st, report, sorted(members(st)), tube_id)
+    on_lab_record(ctx, st, event.lab_id, event.status, at, settled)  # what its lab must know
     keep_alive(ctx, st, at)
 
 
@@ -248,6 +253,7 @@ HANDLERS: Final[dict[str, LapseHandler[TubeState]]] = {
     "lab": _lapse_lab,
     "pool": _lapse_pool,
     "orphan": _lapse_orphan,
+    "wait": lapse_wait,
     "esc": escalation.lapse_escalation,
     "gc": lapse_gc,
 }

@@ -369,6 +369,10 @@ def _check_alert(alert: Mapping[str, Any]) -> Iterator[str]:
     if kind in ("lab_sla_breached", "orphan_result", "pool_positive"):
         if alert.get("person_id") is not None or alert.get("tube_id") != subject:
             yield "a tube alert has person_id null and tube_id = subject"
+    elif kind in ("late_entries", "lab_silent", "rectification_overdue", "recheck_missed",
+                  "recheck_failed", "repeat_offender"):
+        if alert.get("person_id") is not None or alert.get("tube_id") is not None:
+            yield "a source's, lab's or unit's alert has person_id and tube_id null"
     elif alert.get("person_id") != subject:
         yield "a person alert has person_id = subject"
     if kind in ("unlocated", "followup_overdue", "test_missed", "identity_suspect") and (
@@ -643,3 +647,71 @@ def supervision_edges(t0: str) -> list[Envelope]:
             events.insert(place + offset, {"topic": "inspection", "value": value})
         place += len(order)
     return events
+
+
+def received(item: Envelope, when: str) -> Envelope:
+    """``item`` with its envelope's ``received_at`` (contract v1.2 §1): its own receipt."""
+    return {**item, "received_at": when}
+
+
+def entry_edges(t0: str) -> tuple[list[Envelope], list[Envelope], str]:
+    """Every edge of the data-entry rules (CONTRACT.md v1.2 §4 "Data entry"), in two parts
+    and the instant between them: the first part ends with a record that moves the clock
+    (the watermark) past its day's cut-off, which a worker gets from ``clock --until`` that
+    instant; the second holds records received before that cut-off but read after it, and
+    two bad receipts. Each edge has a source (or lab) of its own; lines are in arrival order
+    (by receipt), as a platform's export is. Default policy: sampling within 2 h, followup
+    4 h, at least 10 records a day, late share 0.2, a lab silent after 3 h, cut-off 22:00.
+    """
+    hour = 3600.0
+    first: list[tuple[str, Envelope]] = []
+
+    def arrive(item: Envelope, lag: float) -> None:
+        """``item`` entered ``lag`` seconds after it happened."""
+        when = at(item["value"]["occurred_at"], seconds=lag)
+        first.append((when, received(item, when)))
+
+    def site(name: str, lags: list[float], district: str = "district-a") -> None:
+        for i, lag in enumerate(lags):
+            arrive(sampling(f"pe-{name}-{i:02d}", f"tb-{name}-{i:02d}", at(t0, minutes=5 * i),
+                            site=name, district=district, event_id=f"{name}-{i}"), lag)
+
+    late, on_time, within = 3 * hour, 600.0, 2 * hour
+    site("site-share", [late] * 2 + [on_time] * 8)  # exactly late_share and late_entries_min
+    site("site-below", [late] * 2 + [on_time] * 9)  # 2 of 11: under the share
+    site("site-few", [late] * 9)  # every one late, one record short of the minimum
+    site("site-within", [within] * 10)  # a lag of exactly entry_within is on time
+    site("site-over", [within + 1] * 10)  # a second more is late
+    for i in range(10):  # a grid worker's night: the person stage's source, 5 h late
+        arrive(followup(f"pe-night-{i:02d}", at(t0, minutes=10 * i), "visit",
+                        worker_id="gw-night", event_id=f"night-{i}"), 5 * hour)
+    # labs with one tube each, received at t0: reported one second before the silence would
+    # begin, exactly at its first instant (then not waiting any more), a second after it
+    # (silent from t0 + 3 h to its report), and never (silent, escalated by nobody acting)
+    for name, report in (("lab-ended", 3 * hour - 1), ("lab-exact", 3 * hour),
+                         ("lab-late", 3 * hour + 1), ("lab-stuck", None)):
+        arrive(lab(f"tb-{name}", t0, lab_id=name, event_id=f"{name}-rcv"), 60)
+        if report is not None:
+            arrive(lab(f"tb-{name}", at(t0, seconds=report), "negative", lab_id=name,
+                       event_id=f"{name}-rep"), 60)
+    cutoff = at(t0, hours=13)  # 22:00 local
+    between = at(cutoff, minutes=5)
+    arrive(sampling("pe-clock", "tb-clock", at(between, minutes=5), site="site-clock",
+                    event_id="clock"), 0)
+    events = [item for _, item in sorted(first, key=lambda pair: pair[0])]
+    # received before the cut-off but read after the clock passed it: the next day's
+    later: list[Envelope] = []
+    for i in range(10):
+        happened = at(t0, hours=9, minutes=5 * i)
+        later.append(received(sampling(f"pe-after-{i:02d}", f"tb-after-{i:02d}", happened,
+                                       site="site-after", event_id=f"after-{i}"),
+                              at(happened, hours=3)))
+    # a received_at without an offset (never published), and one beyond the skew
+    later.append(received(sampling("pe-naive", "tb-naive", at(t0, days=1), site="site-bad",
+                                   event_id="naive"), "2022-09-07T09:00:00"))
+    later.append(received(sampling("pe-far-00", "tb-far", at(t0, days=1), site="site-bad",
+                                   event_id="far"), "2099-01-01T00:00:00+08:00"))
+    later.append(received(sampling("pe-day-02", "tb-day2", at(t0, days=1, hours=1),
+                                   site="site-clock", event_id="day2"),
+                          at(t0, days=1, hours=1)))
+    return events, later, between

@@ -2,8 +2,10 @@
 
 No services needed: this is the same engine code the Kafka worker runs, driven in-process.
 It prints alerts by kind, an example of each kind, the last daily closure report (with its
-gates, sentinel clinics and supervision rounds, 督导检查) and the city-wide testing round of
-the second day (close and final: who was missed, who was caught up); with ``--out DIR`` it
+gates, sentinel clinics, supervision rounds, 督导检查, and data entry, 录入及时: the day's late
+sources and the run's silent labs; its sources enter records with their habits, as
+``simulate --receipts`` writes them) and the city-wide testing round of the second day
+(close and final: who was missed, who was caught up); with ``--out DIR`` it
 also keeps the city, alerts, reports, round reports and dead letters as JSON Lines there.
 
 It fills the default SQL ledger ($CLOSEDLOOP_DATABASE_URL, else closedloop.db in the current
@@ -88,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     config = CityConfig(seed=args.seed, people=args.people, days=args.days, round=True,
-                        inspections=True)
+                        inspections=True, receipts=True)
     started = time.perf_counter()
     city: Iterable[bytes] = list(simulate(config))
     policy = default_policy()
@@ -161,10 +163,14 @@ def run(args: argparse.Namespace) -> int:
                 ("the same day's supervision loop (督导检查: findings, rectification, "
                  "look-back):",
                  ["findings_new", "findings_open", "rectifications_overdue",
-                  "rechecks_failed", "repeat_offenders"])):
+                  "rechecks_failed", "repeat_offenders"]),
+                ("the same day's data entry (录入及时: records of known entry lag, late, "
+                 "rejected):", ["entries", "entries_late", "entries_rejected"])):
             if title:
                 print(title)
             print(_table([*today, totals(today, columns)], ["district", *columns]))
+    entry_alerts = [orjson.loads(line) for line in alerts.getvalue().splitlines()]
+    _print_entry(entry_alerts, last, policy)
     round_reports = [orjson.loads(line) for line in rounds.getvalue().splitlines()]
     round_id = _print_round(round_reports)
     print(_ledger_note(ledger_url, args.ledger, new_alerts, last, round_id))
@@ -177,6 +183,33 @@ def run(args: argparse.Namespace) -> int:
               f"{policy_iso(until, policy)}")
     sys.stdout.flush()
     return 0
+
+
+LATE_COLUMNS = ["source", "district", "entries", "late", "late_share", "lag_p90_minutes",
+                "worst_lag_minutes"]
+SILENT_COLUMNS = ["lab", "silent_from", "pending_tubes", "last_reported_at"]
+
+
+def _print_entry(alerts: list[dict[str, Any]], day: str | None, policy: Any) -> None:
+    """The day's late sources (late_entries at its cut-off) and every silent lab of the run
+    (lab_silent), as tables."""
+    late = [a for a in alerts if a["kind"] == "late_entries"
+            and day is not None and a["due_at"][:10] == day]
+    if late:
+        print(f"\nlate sources (录入不及时) at the {day} cut-off: at least "
+              f"{policy.late_entries_min} records, {float(policy.late_share):.0%} or more "
+              "entered late")
+        print(_table([{"source": a["subject"], "district": a["district"] or "-",
+                       **{c: a["details"][c] for c in LATE_COLUMNS[2:]}} for a in late],
+                     LATE_COLUMNS))
+    silent = [a for a in alerts if a["kind"] == "lab_silent"]
+    if silent:
+        print(f"\nsilent labs (检测机构停报): tubes waiting and no report for "
+              f"{policy.lab_silent_after / 3600:g} h")
+        print(_table([{"lab": a["subject"], "silent_from": a["due_at"],
+                       "pending_tubes": a["details"]["pending_tubes"],
+                       "last_reported_at": a["details"]["last_reported_at"] or "-"}
+                      for a in silent], SILENT_COLUMNS))
 
 
 ROUND_COLUMNS = ["district", "in_scope", "sampled", "missed", "caught_up", "not_on_roster",

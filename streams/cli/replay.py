@@ -303,6 +303,10 @@ def summary(
         lines.append("supervision records counted, not applied: " + ", ".join(
             f"{_SUPERVISION_COUNTED[name]} {ignored[name]:,}" for name in _SUPERVISION_COUNTED
             if ignored.get(name)))
+    if stats.get("entries_known_lag"):  # v1.2: lines that carried their own received_at
+        lines.append(f"entries of known entry lag {stats['entries_known_lag']:,}; late "
+                     f"{stats.get('entries_late', 0):,} (longer than their topic's "
+                     "entry_within)")
     lines.append(f"daily reports {result.reports:,}" + (
         "" if reports_kept or not result.reports
         else " (not kept: pass --reports FILE to keep them)"))

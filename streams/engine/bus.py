@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 import msgspec
 
 from closedloop.agents.state import Keyed
-from closedloop.schemas.decode import dead_letter
+from closedloop.schemas.decode import (
+    RECEIVED_AT_HEADER,
+    Rejection,
+    dead_letter,
+    envelope_receipt,
+    header_value,
+)
 from closedloop.schemas.outputs import (
     Alert,
     DailyReport,
@@ -35,6 +41,7 @@ from closedloop.streams.engine.records import Batch, Record, handle_record, tick
 from closedloop.streams.engine.stage_runner import runners
 from closedloop.streams.engine.store import StageStore
 from closedloop.streams.engine.topology import TOPOLOGY, partition_of
+from closedloop.streams.kafka.receipts import record_receipt
 
 __all__ = ["BusOutputs", "PartitionedBus"]
 
@@ -65,7 +72,9 @@ class PartitionedBus:
     ``order`` picks the interleaving: ``"fifo"`` delivers one record at a time from the
     stages' queues in turn; ``"reverse"`` drains the queues in the opposite turn, in batches;
     any other string seeds a random choice of queue and batch size. ``received_at`` is the
-    timestamp every record gets, as the broker would stamp it (the receipt of §1's rule).
+    timestamp every record gets, as the broker would stamp it, and the instant the worker
+    reads it at (the receipt of §1's rules); an input record carries the ``received_at``
+    header ``closedloop produce`` gives it, read as the worker reads it.
     """
 
     def __init__(self, policy: Policy, partitions: int = 4, order: str = "fifo",
@@ -94,8 +103,14 @@ class PartitionedBus:
                 self.out.dead_letters.append(dead_letter(
                     record.rejection, line.rstrip(b"\r\n"), topic=record.topic, line=number))
                 continue
+            receipt = envelope_receipt(line.rstrip(b"\r\n"))
+            if isinstance(receipt, Rejection):
+                self.out.dead_letters.append(dead_letter(
+                    receipt, line.rstrip(b"\r\n"), topic=record.topic, line=number))
+                continue
             partition = 0 if record.key is None else partition_of(record.key.decode(), self.n)
-            self._append(record.topic, partition, record.key, record.value)
+            self._append(record.topic, partition, record.key, record.value,
+                         header_value(receipt))
 
     def tick(self, at: int) -> None:
         """``clock --until``: a tick to every stage partition, after the inputs sent so far."""
@@ -167,9 +182,22 @@ class PartitionedBus:
         elif topic == "person-status" and key is not None:
             self.out.status[key.decode()] = None if value is None else _decode_status(value)
 
-    def _append(self, topic: str, partition: int, key: bytes | None, value: bytes) -> None:
+    def _append(self, topic: str, partition: int, key: bytes | None, value: bytes,
+                header: bytes | None = None) -> None:
+        """Append a record; ``header``: an input record's ``received_at`` header, read as
+        the worker reads a consumed record's (streams/kafka/receipts.py)."""
         log = self.logs.setdefault((topic, partition), [])
-        log.append(Record(topic, partition, len(log), key, value, self._received_at))
+        if header is None:
+            log.append(Record(topic, partition, len(log), key, value, self._received_at))
+            return
+        stamped = None if self._received_at is None else int(self._received_at * 1000)
+        receipt = record_receipt([(RECEIVED_AT_HEADER, header)], stamped, self._received_at,
+                                 self.policy.max_clock_skew)
+        if isinstance(receipt, Rejection):
+            log.append(Record(topic, partition, len(log), key, value, refused=receipt))
+        else:
+            log.append(Record(topic, partition, len(log), key, value, receipt.bound,
+                              receipt.own, lag_from=receipt.lag_from))
 
     def _store(self, stage: str, state: type[Keyed]) -> StageStore:
         return self.stores.setdefault(stage, StageStore(state))

@@ -19,12 +19,17 @@ from typing import Final, Protocol
 import msgspec
 
 from closedloop.agents import person as person_rules
+from closedloop.agents.closure import ENTRY, ENTRY_LATE, rejected_contribution
+from closedloop.agents.combine import EntryCombiner, LabParts
 from closedloop.agents.entries import without_proof
+from closedloop.agents.entry import EntryState, entry_lag, is_late
 from closedloop.agents.escalation import action_outcome
 from closedloop.agents.round_sum import round_key
+from closedloop.agents.sources import Entered, rejected_part, routes
 from closedloop.agents.state import (
     Contribution,
     Escalate,
+    LabTold,
     Result,
     Retest,
     RoundPart,
@@ -34,6 +39,7 @@ from closedloop.schemas.decode import Rejection, decode_event
 from closedloop.schemas.events import KEY_FIELD, Action, Area, Checkpoint, Event, Round
 from closedloop.schemas.instants import epoch_seconds
 from closedloop.schemas.policy import Policy
+from closedloop.streams.engine.clock import MIN_EPOCH
 from closedloop.streams.engine.stage_runner import AnyRunner, RecordEffects
 from closedloop.streams.engine.topology import TOPOLOGY, partition_of
 
@@ -62,6 +68,9 @@ class Record:
     # which then bounds the event's times; or why that header is refused
     own: datetime | None = None
     refused: Rejection | None = None
+    # v1.2: the instant its entry lag is measured from (epoch seconds), None when unknown:
+    # its header's received_at, or the timestamp of a record without that header
+    lag_from: int | None = None
 
 
 class Direct(Protocol):
@@ -93,6 +102,7 @@ class Handled:
     action_ignored: str | None = None  # why an action reaching the subject's state was ignored
     entry: tuple[str, str] | None = None  # a checkpoint entry applied: (role, proof outcome)
     error: Exception | None = None  # what the stage raised (the record is dead-lettered)
+    lag: tuple[str, int, bool] | None = None  # v1.2: (topic, entry lag, late) when known
 
 
 class _Tick(msgspec.Struct, tag="tick", tag_field="type"):
@@ -116,7 +126,7 @@ class _Shared(msgspec.Struct, tag="shared", tag_field="type"):
     event: msgspec.Raw  # the event's JSON as it came
 
 
-_Item = Sampled | Result | Retest | Escalate | Contribution | RoundPart
+_Item = Sampled | Result | Retest | Escalate | Contribution | RoundPart | Entered | LabTold
 
 
 class _Pack(msgspec.Struct, tag="pack", tag_field="type"):
@@ -127,6 +137,8 @@ class _Pack(msgspec.Struct, tag="pack", tag_field="type"):
 
     items: list[tuple[str, _Item]]
 
+
+ENTRY_FIELDS: Final = (ENTRY, ENTRY_LATE)  # a report's entry contributions, combined
 
 _decode_internal = msgspec.json.Decoder(_Tick | _Mark | _Shared | _Pack | _Item).decode
 """Every record of an internal topic, by its ``type``."""
@@ -173,12 +185,24 @@ def _decode_keyed(record: Record, policy: Policy) -> tuple[str, Event | Rejectio
 def _owned_input(runner: AnyRunner, record: Record, policy: Policy) -> Handled:
     key, decoded = _decode_keyed(record, policy)
     if isinstance(decoded, Rejection):
+        clock = runner.reading_clock(record.partition)  # before a tick it releases
+        # held before the skip, so that a tick the skip releases starts the clock for it
+        counted = _rejected_count(runner, record, decoded, clock, policy)
         fx = runner.on_skipped(record.partition, record.topic, record.offset)
+        if counted is not None:
+            fx.contributions.append(counted)
         return Handled(fx, rejection=decoded, consumed=True)
     at = epoch_seconds(decoded.occurred_at)
     fx = runner.on_input(record.partition, key, decoded, at, decoded.event_id,
                          topic=record.topic, offset=record.offset)
     handled = Handled(fx, rejection=fx.rejection, consumed=True)
+    if fx.rejection is not None:  # a rule refused it, at the clock it moved
+        counted = _rejected_count(runner, record, fx.rejection,
+                                  runner.reading_clock(record.partition), policy)
+        if counted is not None:
+            fx.contributions.append(counted)
+    elif not fx.duplicate:
+        handled.lag = _entered(fx, policy, record, decoded, at)
     if not fx.duplicate and fx.rejection is None and isinstance(decoded, Action) \
             and key in runner.table:
         # counted where the subject's state is: a person's here, a tube's on the tube stage
@@ -188,6 +212,48 @@ def _owned_input(runner: AnyRunner, record: Record, policy: Policy) -> Handled:
         missing = without_proof(policy, at, None if proof is None else int(proof.timestamp()))
         handled.entry = (decoded.role, "without_proof" if missing else "with_proof")
     return handled
+
+
+def _entered(fx: RecordEffects, policy: Policy, record: Record, event: Event, at: int
+             ) -> tuple[str, int, bool] | None:
+    """A valid record applied by its owner: what it sends the data-entry stage and its
+    district's report (agents/sources.py), and its entry lag when known (for the metrics)."""
+    sent, contribution = routes(policy, record.topic, event, at, record.lag_from)
+    if sent:
+        fx.entered.extend(sent)
+    if contribution is not None:
+        fx.contributions.append(contribution)
+    if record.lag_from is None:
+        return None
+    lag = entry_lag(record.lag_from, at)
+    return record.topic, lag, is_late(policy, record.topic, lag)
+
+
+def _rejected_count(runner: AnyRunner, record: Record, rejection: Rejection, clock: int,
+                    policy: Policy) -> Contribution | None:
+    """A rejected input counts in its district's report (``entries_rejected``) when its value
+    names a valid district: at its own occurred_at when it has a plausible one, else one
+    second after ``clock``, where the partition had read to (``reading_clock``: a rejected
+    record moves no clock); before it has read anything the input is held in the
+    partition, and counts once it has (agents/sources.py ``rejected_part``). One holding a
+    raw identifier does not count (it must never have reached a topic: no producer of ours
+    sends it, and replay counts it nowhere either)."""
+    if rejection.reason == "raw_identifier":
+        return None
+    try:
+        value = msgspec.json.decode(record.value)
+    except (msgspec.MsgspecError, ValueError, RecursionError):
+        return None  # not JSON (or not UTF-8): it names no district
+    found = rejected_part(policy, record.topic, value, record.received_at)
+    if found is None:
+        return None
+    district, at = found
+    if at is not None:
+        return rejected_contribution(district, at)
+    if clock != MIN_EPOCH:
+        return rejected_contribution(district, clock + 1)
+    runner.hold_rejected(record.partition, district)
+    return None
 
 
 def _quiet_input(runner: AnyRunner, record: Record, policy: Policy) -> Handled:
@@ -222,7 +288,12 @@ def _shared_input(runner: AnyRunner, record: Record, policy: Policy) -> Handled:
     every person partition. Its offset counts for ticks; its event time moves no clock."""
     _, decoded = _decode_keyed(record, policy)
     if isinstance(decoded, Rejection):
+        clock = runner.reading_clock(record.partition)  # before a tick it releases
+        # held before the skip, so that a tick the skip releases starts the clock for it
+        counted = _rejected_count(runner, record, decoded, clock, policy)
         fx = runner.on_skipped(record.partition, record.topic, record.offset)
+        if counted is not None:
+            fx.contributions.append(counted)
         return Handled(fx, rejection=decoded, consumed=True)
     duplicate = runner.seen(record.partition, record.topic, decoded.event_id,
                             epoch_seconds(decoded.occurred_at))
@@ -257,6 +328,9 @@ def _internal(runner: AnyRunner, record: Record, counted: bool) -> RecordEffects
     if isinstance(item, RoundPart):  # a round's shares are kept apart from the districts
         return runner.on_counted(partition, round_key(item.round_id), item, item.at,
                                  record.topic, record.offset)
+    if isinstance(item, Entered | LabTold):
+        return runner.on_counted(partition, key, item, _entry_time(item), record.topic,
+                                 record.offset)
     return runner.on_input(partition, key, item, person_rules.forward_time(item), None)
 
 
@@ -265,16 +339,74 @@ def _unpack(runner: AnyRunner, record: Record, pack: _Pack, counted: bool) -> Re
     contributions (counted once per offset, the pack as a whole)."""
     partition = record.partition
     if counted:
-        items = [(round_key(item.round_id) if isinstance(item, RoundPart) else key, item,
-                  item.at) for key, item in pack.items
-                 if isinstance(item, Contribution | RoundPart)]
-        return runner.on_counted_many(partition, items, record.topic, record.offset)
+        return runner.on_counted_many(partition, _counted_items(runner, partition, pack),
+                                      record.topic, record.offset)
     effects = RecordEffects()
     for key, item in pack.items:
         if isinstance(item, Sampled | Result | Retest | Escalate):
             runner.on_input(partition, intern(key), item, person_rules.forward_time(item), None,
                             into=effects)
     return effects
+
+
+def _counted_items(runner: AnyRunner, partition: int, pack: _Pack
+                   ) -> list[tuple[str, object, int]]:
+    """A pack's items that count, in its order, its entry parts (``Entered``, entry
+    contributions) combined per key and day as replay combines a run's (agents/combine.py),
+    and what a lab's tubes tell it combined per lab (one clock for the pack: the lab's
+    state is that of one by one, but for a wait begun before that clock, a fact read after
+    the lab judged it, agents/entry.py ``on_told``):
+    the stage's clock is the same for the whole pack, and no source's or report's day can
+    fire within it but a day the clock has passed, whose entries stay in their place, one
+    by one (a report they make due is raised before the items after them)."""
+    combiner: EntryCombiner | None = None
+    clock = runner.effective_clock(partition)
+    items: list[tuple[str, object, int]] = []
+    for key, item in pack.items:
+        if isinstance(item, Contribution):
+            if item.field in ENTRY_FIELDS:
+                if combiner is None:
+                    combiner = _combiner(runner)
+                combiner.contributed(key, item.at, item.d, item.field == ENTRY_LATE, clock)
+                if combiner.overdue:
+                    items.extend((district, lags, lags.at)
+                                 for district, lags in combiner.overdue)
+                    combiner.overdue.clear()
+            else:
+                items.append((key, item, item.at))
+        elif isinstance(item, RoundPart):
+            items.append((round_key(item.round_id), item, item.at))
+    labs = LabParts(runner.policy)  # a lab adds up what its tubes tell it in any order
+    for key, item in pack.items:
+        if isinstance(item, LabTold):
+            labs.add(key, item)
+        elif isinstance(item, Entered):
+            if combiner is None:
+                combiner = _combiner(runner)
+            combiner.entered(key, item, clock)
+    items.extend((key, told, _entry_time(told)) for key, told in labs.take())
+    if combiner is not None:
+        days, lags = combiner.take()
+        items.extend((district, day_lags, day_lags.at) for district, day_lags in lags)
+        items.extend((key, day, day.last) for key, day in days)
+    return items
+
+
+def _combiner(runner: AnyRunner) -> EntryCombiner:
+    table = runner.table
+
+    def judged(key: str) -> int | None:
+        st = table.get(key)
+        days = st.days if isinstance(st, EntryState) else None
+        return None if days is None else days.judged
+
+    return EntryCombiner(runner.policy, runner.cal, judged)
+
+
+def _entry_time(item: Entered | LabTold) -> int:
+    if isinstance(item, Entered):
+        return item.receipt
+    return max((*item.starts, *item.stops, *item.reports), default=MIN_EPOCH)
 
 
 def tick_record(at: int, after: dict[str, dict[str, int]] | None = None) -> bytes:
@@ -369,6 +501,10 @@ class Batch:
             self._item(route[Contribution], item.district, item)
         for share in fx.round_parts:
             self._item(route[RoundPart], share.round_id, share)
+        for key, entered in fx.entered:
+            self._item(route[type(entered)], key, entered)
+        for lab_id, told in fx.labs:
+            self._item(route[LabTold], lab_id, told)
         if fx.broadcasts:
             self._internal.extend(Outgoing(topic, None, value, target)
                                   for value in fx.broadcasts for topic in TOPOLOGY.shared_to

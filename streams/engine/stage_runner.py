@@ -27,9 +27,12 @@ import msgspec
 
 from closedloop.agents import rounds
 from closedloop.agents.calendar import Calendar
+from closedloop.agents.closure import rejected_contribution
 from closedloop.agents.effects import Effects
+from closedloop.agents.entry import EntryState
 from closedloop.agents.requirements import Context, next_due
 from closedloop.agents.shared import Shared
+from closedloop.agents.sources import Entered
 from closedloop.agents.state import Keyed, PersonState, ReportState, TubeState
 from closedloop.agents.units import UnitKey
 from closedloop.schemas.decode import Rejection
@@ -101,6 +104,7 @@ class PartitionMeta(msgspec.Struct, kw_only=True, gc=False):
     clock: int
     seen: dict[str, int] = {}
     shared: Shared | None = None  # the person stage's areas and rounds
+    held: dict[str, int] = {}  # rejected inputs per district waiting for the clock to start
 
 
 class DedupChunk(msgspec.Struct, array_like=True, gc=False):
@@ -130,11 +134,14 @@ class RecordEffects(Effects):
     touched: set[str] = field(default_factory=set)
     mark: int | None = None  # the stage clock to announce downstream, if it moved a step
     broadcasts: list[bytes] = field(default_factory=list)  # shared facts, to every partition
+    # what the record intake sends the data-entry stage (agents/sources.py routes)
+    entered: list[tuple[str, Entered]] = field(default_factory=list)
 
 
 class _Partition:
-    __slots__ = ("chunks", "clock", "ctx", "dedup", "heard", "index", "marked", "marks",
-                 "number", "pending", "processed", "seen", "shared", "tick", "topics")
+    __slots__ = ("chunks", "clock", "ctx", "dedup", "heard", "held", "index", "marked",
+                 "marks", "number", "pending", "processed", "seen", "shared", "tick",
+                 "topics")
 
     def __init__(self, number: int, lateness: int, retention: int, durable: bool) -> None:
         self.number = number
@@ -152,6 +159,9 @@ class _Partition:
         self.shared = Shared()  # areas and rounds every person partition holds whole
         self.ctx: Context | None = None  # the rules' context, reused from record to record
         self.heard = False  # has every input log delivered something here yet?
+        # rejected inputs naming a district but no instant, read before the clock started:
+        # they count once it has (no report is known to be next before)
+        self.held: dict[str, int] = {}
 
 
 class StageRunner(Generic[S]):
@@ -256,6 +266,7 @@ class StageRunner(Generic[S]):
                     marked=part.marked, max_seen=part.clock.max_seen, clock=part.clock.value,
                     seen=dict(part.seen),
                     shared=part.shared if part.shared != Shared() else None,
+                    held=dict(part.held),
                 )
             if new or forgotten:
                 self._save_ids(part, new, forgotten)
@@ -291,6 +302,7 @@ class StageRunner(Generic[S]):
         part.clock.max_seen = saved.max_seen
         part.clock.value = saved.clock
         part.seen = dict(saved.seen)
+        part.held = dict(saved.held)
         if saved.shared is not None:
             part.shared = saved.shared
             part.index.schedule(ROUNDS, rounds.next_due(self.policy, part.shared))
@@ -464,6 +476,38 @@ class StageRunner(Generic[S]):
             self._save(part)
         return effects
 
+    def reading_clock(self, partition: int) -> int:
+        """Where the partition has read to, in event time: the latest event time of any of
+        its input logs less ``allowed_lateness``, or its clock when a tick took it further;
+        replay's one clock, as if the partition's logs were one. A rejected input without a
+        time of its own counts there (its own clock, the slowest of its logs', may lag
+        replay's by hours when one of them is sparse). MIN_EPOCH before any."""
+        return self._reading(self._part(partition))
+
+    def _reading(self, part: _Partition) -> int:
+        topics = part.topics
+        latest = (max(topics.values()) - self.policy.allowed_lateness if topics
+                  else MIN_EPOCH)
+        own = part.clock.value
+        return latest if latest > own else own
+
+    def hold_rejected(self, partition: int, district: str) -> None:
+        """A rejected input naming ``district`` and no instant of its own, read before the
+        partition had read anything: it counts one second after :meth:`reading_clock` once
+        that has started (the effects of the record that starts it carry the count)."""
+        part = self._part(partition)
+        part.held[district] = part.held.get(district, 0) + 1
+        self._save(part)
+
+    def _release_held(self, part: _Partition, effects: RecordEffects) -> None:
+        reading = self._reading(part)
+        if reading == MIN_EPOCH:
+            return
+        effects.contributions.extend(rejected_contribution(district, reading + 1, count)
+                                     for district, count in sorted(part.held.items()))
+        part.held = {}
+        self._save(part)
+
     def on_tick(
         self, partition: int, instant: int, after: dict[str, int] | None = None
     ) -> RecordEffects:
@@ -607,6 +651,8 @@ class StageRunner(Generic[S]):
             effects.round_parts[:] = [
                 msgspec.structs.replace(share, source=part.number, of=self.of)
                 for share in effects.round_parts]
+        if part.held:
+            self._release_held(part, effects)
         clock = ctx.clock
         if clock == MIN_EPOCH or (clock <= part.marked and not force_mark):
             return
@@ -700,8 +746,8 @@ class _ScanItems(ItemsView[str, PersonState]):
 
 
 AnyRunner = (StageRunner[TubeState] | StageRunner[PersonState] | StageRunner[UnitKey]
-             | StageRunner[ReportState])
-"""A runner of any of the three stages (the worker and the bus hold one of each)."""
+             | StageRunner[EntryState] | StageRunner[ReportState])
+"""A runner of any of the stages (the worker and the bus hold one of each)."""
 
 
 def runners(

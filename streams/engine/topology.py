@@ -8,7 +8,29 @@
     person stage ──round shares (key round_id)──> report stage ──> round-report
     inspection (key unit) ──> supervision stage ──contributions──> report stage
                               supervision stage ──> unit-status
+    tube + person stages ──entries (key <topic>:<source>, lab_id)──> entry stage
     every stage ──> alerts; tube + person stages ──> escalations
+
+Records reach the data-entry stage from the record intake: the stage that owns an input
+topic, once it has applied a valid record that is no duplicate, sends what
+:func:`~closedloop.agents.sources.routes` makes of it with the record's own receipt (replay:
+the line's ``received_at``; the worker: its ``received_at`` header, or the timestamp of a
+record without one): an ``Entered`` keyed ``<topic>:<source>`` when its entry lag is known
+and it has a source, on the entry stage's internal topic; and its district's entry
+contribution to the report stage. A lab's silence is told by the tube stage, which sees
+every lab record of a tube: a ``LabTold`` keyed by lab_id with how the lab's count of
+waiting tubes changes (when a tube's wait begins, at a deadline of the tube, and ends) and
+its reports (:mod:`closedloop.agents.lab_waits`), never a tube id. Only the
+tube stage (sampling, lab) and the person stage (followup, checkpoint, clinic) own topics
+whose records have a source, so the entry stage's clock is theirs. Replay combines a run's
+``Entered`` parts and entry contributions per key and day before applying them
+(:mod:`closedloop.agents.combine`, one step for many lines), and the worker's entry and
+report stages combine each pack's the same way; both leave the states one by one would.
+A rejected input whose value names a valid district sends that district's report its
+``entries_rejected``, at the value's own occurred_at (or another time it names) when
+plausible, else as read, held by the reading partition until it has read something
+(:func:`~closedloop.agents.sources.rejected_part`). The entry stage reads actions quietly:
+a ``late_entries`` or ``lab_silent`` alert's subject is its key.
 
 An action is keyed by its alert's subject, which a tube or a person stage owns: both read
 it, and each applies it only where that key holds the alert's escalation.
@@ -27,13 +49,15 @@ from typing import Any, Final, Generic, Literal, Protocol, TypeVar
 
 import msgspec
 
-from closedloop.agents import closure, person, round_sum, rounds, tubes, units
+from closedloop.agents import closure, person, round_sum, rounds, sources, tubes, units
+from closedloop.agents.entry import EntryState
 from closedloop.agents.requirements import Context, LapseHandler, fire_due, next_due
 from closedloop.agents.shared import Shared, apply_area
 from closedloop.agents.state import (
     FORWARD_TYPES,
     Contribution,
     Keyed,
+    LabTold,
     PersonState,
     ReportState,
     RoundPart,
@@ -47,6 +71,7 @@ from closedloop.schemas.policy import Policy
 
 __all__ = [
     "DEADLETTER_RETENTION_DAYS",
+    "ENTRY",
     "INPUT_RETENTION_DAYS",
     "INTERNAL_RETENTION_DAYS",
     "OUTPUT_RETENTION_DAYS",
@@ -182,12 +207,19 @@ PERSON: Final = Stage("person", PersonState, _appliers(
 SUPERVISION: Final = Stage("supervision", units.UnitKey, _appliers(
     ((Inspection,), units.on_inspection), ((Action,), units.on_action),
 ), units.HANDLERS, units.unit_status)
+ENTRY: Final = Stage("entry", EntryState, _appliers(
+    ((sources.Entered,), sources.on_entered), ((sources.EnteredDay,), sources.on_entered_day),
+    ((LabTold,), sources.on_lab_told),
+    ((Action,), sources.on_action),
+), sources.HANDLERS)
 REPORT: Final = Stage("report", ReportState, _appliers(
-    ((Contribution,), closure.handle_contribution), ((RoundPart,), _on_round_part),
+    ((Contribution,), closure.handle_contribution), ((closure.EntryLags,),
+                                                      closure.handle_entry_lags),
+    ((RoundPart,), _on_round_part),
 ), closure.HANDLERS)
 
 AnyStage = (Stage[TubeState] | Stage[PersonState] | Stage[units.UnitKey]
-            | Stage[ReportState])
+            | Stage[EntryState] | Stage[ReportState])
 
 SHARED_TOPICS: Final = ("area", "round")
 """Inputs every person partition holds whole (agents/shared.py), not keyed state."""
@@ -373,6 +405,7 @@ def _inputs() -> tuple[Topic, ...]:
 
 FORWARDS_TOPIC: Final = "person-tests"
 CONTRIBUTIONS_TOPIC: Final = "report-parts"
+ENTRIES_TOPIC: Final = "entry-parts"
 
 TOPOLOGY: Final = Topology(
     topics=(
@@ -401,6 +434,14 @@ TOPOLOGY: Final = Topology(
               about="Internal: clock ticks sent to every partition of the supervision stage "
               "(keyed by unit_id: the inspection topic's partitions), so its deadlines fire "
               "while inspections are idle. Not a public contract."),
+        Topic(ENTRIES_TOPIC, "internal", "subject", retention_days=INTERNAL_RETENTION_DAYS,
+              title="Data-entry record or clock mark",
+              about="Internal: what the data-entry stage judges, re-keyed where the records "
+              "are read: a record of known entry lag keyed by `<topic>:<source>` (its "
+              "source's day), what a lab's tubes tell it keyed by lab_id (how many wait, its "
+              "reports: the lab's silence), "
+              "and the clock marks of every tube and person partition. Co-partitioned with "
+              "action (keyed by subject). Not a public contract."),
         Topic("alerts", "output", "subject", retention_days=OUTPUT_RETENTION_DAYS),
         Topic("escalations", "output", "subject", retention_days=OUTPUT_RETENTION_DAYS),
         Topic("person-status", "output", "person_id", compact=True),
@@ -420,6 +461,10 @@ TOPOLOGY: Final = Topology(
         # inspections, keyed by unit; an action on a unit's alert reaches it as on a tube's
         Wiring(SUPERVISION, "unit-ticks", owns=("inspection",), quiet=("action",),
                status="unit-status"),
+        # a source's day and a lab's silence, whatever key their records arrive under; an
+        # action on their alerts reaches it as on a unit's
+        Wiring(ENTRY, ENTRIES_TOPIC, quiet=("action",), upstream=("tube", "person"),
+               receives=(sources.Entered, LabTold), counted=True),
         Wiring(REPORT, CONTRIBUTIONS_TOPIC, upstream=("tube", "person", "supervision"),
                receives=(Contribution, RoundPart), counted=True),
     ),

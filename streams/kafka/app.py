@@ -12,6 +12,9 @@ consumer and producer, and the loop reads, applies and writes in batches with ai
 - the person stage: ``travel``, ``followup``, ``cohort``, ``action``, ``population``,
   ``checkpoint``, ``clinic`` and ``person-tests`` (the tube join's forwards, its clock marks,
   the shared facts and the person ticks; key person_id);
+- the supervision stage: ``inspection``, ``unit-ticks`` and ``action`` (key unit_id);
+- the data-entry stage: ``entry-parts`` (what the tube and person stages' record intake sends
+  it, key ``<topic>:<source>`` or lab_id, and their clock marks) and ``action``;
 - the report stage: ``report-parts`` (contributions and clock marks, key district; the person
   partitions' shares of testing rounds' reports, key round_id), to ``daily-report`` and
   ``round-report``.

@@ -306,6 +306,8 @@ class WorkerLoop:
                 telemetry.ignored.labels(what).inc(n)
         if done.entry is not None:
             inc(telemetry.entries, *done.entry)
+        if done.lag is not None:
+            telemetry.entered(*done.lag)
         if done.rejection is not None:
             inc(telemetry.rejected, name, done.rejection.reason)
         if done.error is not None:
@@ -748,4 +750,4 @@ def _record(name: str, partition: int, message: Any, max_clock_skew: int) -> Rec
     if isinstance(receipt, Rejection):
         return Record(name, partition, message.offset, message.key, value, refused=receipt)
     return Record(name, partition, message.offset, message.key, value, receipt.bound,
-                  receipt.own)
+                  receipt.own, lag_from=receipt.lag_from)

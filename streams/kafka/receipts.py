@@ -38,11 +38,12 @@ class Receipt:
 
 
 def record_receipt(headers: Iterable[tuple[str, bytes]] | None, timestamp_ms: int | None,
-                   now: float, max_clock_skew: int) -> Receipt | Rejection:
+                   now: float | None, max_clock_skew: int) -> Receipt | Rejection:
     """The receipt of a record with these headers and Kafka timestamp (milliseconds; None or
-    not positive: unknown), read at wall-clock ``now`` (epoch seconds)."""
-    stamped = None if timestamp_ms is None or timestamp_ms <= 0 else min(timestamp_ms / 1000,
-                                                                          now)
+    not positive: unknown), read at wall-clock ``now`` (epoch seconds; None only on the
+    in-memory bus of tests that leave the receipt's bound unchecked)."""
+    stamped = None if timestamp_ms is None or timestamp_ms <= 0 else (
+        timestamp_ms / 1000 if now is None else min(timestamp_ms / 1000, now))
     values = [value for key, value in headers or () if key == RECEIVED_AT_HEADER]
     if not values:
         return Receipt(stamped, None, None if stamped is None else int(stamped))

@@ -330,6 +330,6 @@ def test_metrics_of_a_simulated_city_are_catalogued_sensible_and_anonymous(
         assert value == 0, labels  # everything produced has been read
     lags = families["closedloop_watermark_lag_seconds"]
     assert {labels["stage"] for _, labels, _ in lags} == {"tube", "person", "supervision",
-                                                          "report"}
+                                                          "entry", "report"}
     # event-clock mode: the clock is --until (or later, a tick) in 2022, years behind wall time
     assert all(value > 0 for _, _, value in lags)

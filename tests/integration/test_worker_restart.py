@@ -28,7 +28,7 @@ from worker_harness import (
 from closedloop.streams.kafka.snapshot import Header, read, write
 
 UNTIL = "2022-09-10T12:00:00+08:00"
-STAGES = ("tube", "person", "report")
+STAGES = ("tube", "person", "entry", "report")  # the stages the round city keys
 RESTORED = re.compile(rb"restored \d+ keys of partitions .*? \((\d+) from snapshots, "
                       rb"(\d+) changelog records read\)")
 

@@ -27,7 +27,7 @@ from closedloop.agents.state import (
 from closedloop.streams.engine.records import PACK_LIMIT, Batch, Record, handle_record
 from closedloop.streams.engine.stage_runner import PartitionMeta, RecordEffects, meta_key, runners
 from closedloop.streams.engine.store import StageStore
-from closedloop.streams.engine.topology import partition_of
+from closedloop.streams.engine.topology import TOPOLOGY, partition_of
 
 N = 4
 
@@ -125,7 +125,10 @@ def test_forwards_are_packed_per_target_partition_and_marks_sent_last_once() -> 
     marks = [r for r in records if r.value and b'"type":"mark"' in r.value]
     assert {r.partition for r in packs} == {partition_of(p, N) for p in persons}
     assert len(packs) == len({partition_of(p, N) for p in persons})  # one per partition
-    assert [msgspec.json.decode(m.value)["at"] for m in marks] == [1_039] * (2 * N)
+    # once to every partition of each downstream stage: person, entry and report
+    assert [msgspec.json.decode(m.value)["at"] for m in marks] == [1_039] * (
+        len(TOPOLOGY.marks["tube"]) * N)
+    assert len(TOPOLOGY.marks["tube"]) == 3
     assert records.index(marks[0]) > max(records.index(p) for p in packs)
 
 

@@ -65,14 +65,15 @@ def test_a_day_without_lags_has_a_null_percentile() -> None:
     assert (made.entries, made.entry_lag_p90_minutes, made.entries_rejected) == (0, None, 1)
 
 
-def test_a_rejection_counts_in_the_first_report_not_yet_raised_when_it_is_read() -> None:
+def test_a_rejection_counts_in_the_report_of_its_instant_or_the_first_not_yet_raised() -> None:
     st = ReportState()
-    # read with the clock one second before the cut-off: that day's report
-    contribute(st, rejected_contribution("xuhui", CUTOFF_6 - 1))
-    # read with the clock at the cut-off: that report is raised, the next one counts it
-    contribute(st, rejected_contribution("xuhui", CUTOFF_6))
+    # at the cut-off: that day's report; a second after it: the next one
+    contribute(st, rejected_contribution("xuhui", CUTOFF_6),
+               rejected_contribution("xuhui", CUTOFF_6 + 1))
     assert report(st, CUTOFF_6).entries_rejected == 1
-    assert report(st, at("09-07 22:00")).entries_rejected == 1
+    # one whose instant lies in a day already reported counts in the first not yet raised
+    contribute(st, rejected_contribution("xuhui", CUTOFF_6 - 3600, 2))
+    assert report(st, at("09-07 22:00")).entries_rejected == 3
 
 
 def test_an_entry_for_a_day_already_reported_counts_in_the_next() -> None:

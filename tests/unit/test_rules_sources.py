@@ -14,13 +14,12 @@ from closedloop.agents.requirements import Context, fire_due, next_due
 from closedloop.agents.sources import (
     HANDLERS,
     Entered,
-    LabSeen,
     on_entered,
-    on_lab_seen,
+    on_lab_told,
     rejected_part,
     routes,
 )
-from closedloop.agents.state import Contribution
+from closedloop.agents.state import Contribution, LabTold
 from closedloop.schemas.events import MODELS, Event
 from closedloop.schemas.policy import default_policy
 
@@ -82,24 +81,29 @@ class TestASourcesDay:
 
 
 class TestALabsSilence:
-    def seen(self, st: EntryState, tube: str, status: str, when: str) -> None:
-        on_lab_seen(Context(POLICY, CAL, 0), st, "lab-1", LabSeen(tube, status, at(when)))
+    # what the tube stage tells the lab (agents/lab_waits.py): a tube received at 08:00
+    # begins to wait at 11:00; a report is an instant
+    def waits(self, st: EntryState, when: str) -> None:
+        on_lab_told(Context(POLICY, CAL, 0), st, "lab-1", LabTold([at(when)], [], []))
+
+    def reported(self, st: EntryState, instant: int) -> None:
+        on_lab_told(Context(POLICY, CAL, 0), st, "lab-1", LabTold([], [], [instant]))
 
     def test_raised_at_its_first_instant_and_ended_by_the_next_report(self) -> None:
         st = EntryState()
-        self.seen(st, "t1", "received", "09-06 08:00")
+        self.waits(st, "09-06 11:00")
         assert st.req == {"silent": at("09-06 11:00")}
         assert fire(st, "lab-1", at("09-06 11:00") - 1).out.alerts == []
         (alert,) = fire(st, "lab-1", at("09-06 11:00")).out.alerts
         assert (alert.kind, alert.subject, alert.district) == ("lab_silent", "lab-1", None)
         # the lab reports again at 12:30: the escalation at 13:00 is satisfied
-        self.seen(st, "t2", "reported", "09-06 12:30")
+        self.reported(st, at("09-06 12:30"))
         assert fire(st, "lab-1", at("09-06 13:00")).out.escalations == []
         assert st.esc is None
 
     def test_without_a_report_the_silence_escalates(self) -> None:
         st = EntryState()
-        self.seen(st, "t1", "received", "09-06 08:00")
+        self.waits(st, "09-06 11:00")
         fire(st, "lab-1", at("09-06 11:00"))
         ctx = fire(st, "lab-1", at("09-06 13:00"))
         assert [(e.details["alert_kind"], e.details["level"]) for e in ctx.out.escalations] == [
@@ -107,9 +111,8 @@ class TestALabsSilence:
 
     def test_a_report_one_second_before_the_silence_prevents_it(self) -> None:
         st = EntryState()
-        self.seen(st, "t1", "received", "09-06 08:00")
-        on_lab_seen(Context(POLICY, CAL, 0), st, "lab-1",
-                    LabSeen("t2", "reported", at("09-06 11:00") - 1))
+        self.waits(st, "09-06 11:00")
+        self.reported(st, at("09-06 11:00") - 1)
         # t1 still waits; the silence would begin at 11:00, but the lab reported at
         # 10:59:59: the next possible one is three hours after that report
         assert st.req == {"silent": at("09-06 14:00") - 1}
@@ -138,13 +141,13 @@ class TestWhereARecordGoes:
                               site_id="site-17", district="xuhui", pool_size=1)
         assert routes(POLICY, "sampling", sampling, at("09-06 09:00"), None) == ([], None)
 
-    def test_a_lab_record_goes_to_its_labs_silence_whatever_its_receipt(self) -> None:
+    def test_a_lab_record_goes_only_to_its_labs_day_its_silence_is_the_tubes_to_tell(
+            self) -> None:
         lab = self.event("lab", tube_id="tb-1", lab_id="lab-2", status="received")
         occurred = at("09-06 09:00")
-        assert routes(POLICY, "lab", lab, occurred, None) == (
-            [("lab-2", LabSeen("tb-1", "received", occurred))], None)
+        assert routes(POLICY, "lab", lab, occurred, None) == ([], None)
         sent, part = routes(POLICY, "lab", lab, occurred, occurred + 60)
-        assert [key for key, _ in sent] == ["lab:lab-2", "lab-2"] and part is None
+        assert [key for key, _ in sent] == ["lab:lab-2"] and part is None
 
     def test_a_record_without_source_counts_only_in_its_districts_report(self) -> None:
         push = self.event("travel", person_id="pz:00000001", district="xuhui",
@@ -155,9 +158,27 @@ class TestWhereARecordGoes:
         visit = self.event("followup", person_id="pz:00000001", kind="visit")
         assert routes(POLICY, "followup", visit, occurred, occurred + 60) == ([], None)
 
-    def test_a_rejected_value_naming_a_valid_district_counts_in_the_next_report(self) -> None:
-        clock = at("09-06 12:00")
-        assert rejected_part({"district": "xuhui", "pool_size": 0}, clock) == Contribution(
-            "xuhui", clock + 1, "entries_rejected", 1)
-        assert rejected_part({"district": "13912345678"}, clock) is None
-        assert rejected_part(None, clock) is None
+    def test_a_rejected_value_counts_at_its_own_plausible_occurred_at(self) -> None:
+        bound = at("09-07 00:00")
+        value = {"district": "xuhui", "pool_size": 0, "occurred_at": "2022-09-06T12:00:00+08:00"}
+        assert rejected_part(POLICY, "sampling", value, bound) == ("xuhui", at("09-06 12:00"))
+        # without an offset: read in the policy's zone, as the city's clerks write it
+        naive = {**value, "occurred_at": "2022-09-06T12:00:00"}
+        assert rejected_part(POLICY, "sampling", naive, bound) == ("xuhui", at("09-06 12:00"))
+        # exactly max_clock_skew after the bound is plausible, a second more is not
+        skewed = {**value, "occurred_at": "2022-09-07T00:15:00+08:00"}
+        assert rejected_part(POLICY, "sampling", skewed, bound) == ("xuhui", bound + 900)
+        later = {**value, "occurred_at": "2022-09-07T00:15:01+08:00"}
+        assert rejected_part(POLICY, "sampling", later, bound) == ("xuhui", None)
+        for spoiled in ("1999-12-31T23:59:59Z", "yesterday", 1662436800, None):
+            assert rejected_part(POLICY, "sampling", {**value, "occurred_at": spoiled}, bound) == (
+                "xuhui", None)
+        assert rejected_part(POLICY, "sampling", {"district": "xuhui"}, None) == ("xuhui", None)
+        # without an occurred_at, another time the topic's record names
+        push = {"district": "xuhui", "arrived_at": "2022-09-06T08:00:00+08:00"}
+        assert rejected_part(POLICY, "travel", push, None) == ("xuhui", at("09-06 08:00"))
+        assert rejected_part(POLICY, None, push, None) == ("xuhui", None)
+
+    def test_a_rejected_value_naming_no_valid_district_counts_nowhere(self) -> None:
+        assert rejected_part(POLICY, "sampling", {"district": "13912345678"}, None) is None
+        assert rejected_part(POLICY, "sampling", None, None) is None

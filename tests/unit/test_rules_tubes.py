@@ -30,8 +30,10 @@ class TestLabSla:
         ]
         # when two days pass
         alerts, *_ = run(events, until=at(COLLECTED, days=2))
-        # then no SLA breach
-        assert alerts == []
+        # then no SLA breach; the lab, reporting nothing for 8 h with the tube waiting, is
+        # silent from 3 h after it received it (contract v1.2 §4: lab_silent)
+        assert [(a["kind"], a["due_at"]) for a in alerts] == [
+            ("lab_silent", at(COLLECTED, hours=7))]
 
     def test_received_one_second_late_breaches_transport_once(self) -> None:
         # given a swab at 09:00, received 13:00:01, reported 20:00
@@ -442,8 +444,10 @@ class TestOrphanResult:
         # given a received record and no report
         # when three days pass
         alerts, *_ = run([lab(TUBE, REPORTED)], until=at(REPORTED, days=3))
-        # then nothing is an orphan
-        assert alerts == []
+        # then nothing is an orphan (the lab, holding the tube unreported, is silent 3 h
+        # later: contract v1.2 §4)
+        assert [(a["kind"], a["due_at"]) for a in alerts] == [
+            ("lab_silent", at(REPORTED, hours=3))]
 
 
 class TestTwoReports:

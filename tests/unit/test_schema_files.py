@@ -41,7 +41,7 @@ PERSON = "pz:c4ca4238a0b923820dcc509a6f75849b"
 
 OUTPUT_TOPICS = ("alerts", "escalations", "person-status", "daily-report", "deadletter",
                  "round-report", "unit-status")
-INTERNAL_TOPICS = ("person-tests", "report-parts", "tube-ticks", "unit-ticks")
+INTERNAL_TOPICS = ("person-tests", "report-parts", "tube-ticks", "unit-ticks", "entry-parts")
 ALL_TOPICS = {f"closedloop.{name}.v1" for name in (*MODELS, *OUTPUT_TOPICS, *INTERNAL_TOPICS)}
 
 

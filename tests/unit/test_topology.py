@@ -7,7 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from closedloop.agents.state import Contribution, ReportState, RoundPart, Sampled
+from closedloop.agents.sources import Entered
+from closedloop.agents.state import Contribution, LabTold, ReportState, RoundPart, Sampled
 from closedloop.schemas.events import KEY_FIELD
 from closedloop.streams.engine.topology import (
     PERSON,
@@ -31,25 +32,30 @@ class TestTheTopology:
         assert TOPOLOGY.owner["sampling"] == "tube" and TOPOLOGY.owner["travel"] == "person"
         assert TOPOLOGY.owner["area"] == TOPOLOGY.owner["round"] == "tube"
         assert TOPOLOGY.owner["inspection"] == "supervision"
-        # an alert's subject is a tube, a person or a unit: its action reaches each stage
-        assert TOPOLOGY.readers["action"] == ("tube", "person", "supervision")
+        # an alert's subject is a tube, a person, a unit, a source or a lab: its action
+        # reaches each stage
+        assert TOPOLOGY.readers["action"] == ("tube", "person", "supervision", "entry")
         assert [stage.name for stage in TOPOLOGY.appliers["action"]] == [
-            "tube", "person", "supervision"]
+            "tube", "person", "supervision", "entry"]
         assert TOPOLOGY.appliers["area"] == TOPOLOGY.appliers["round"] == ()
 
     def test_marks_go_downstream_and_ticks_to_every_stage_with_a_clock_of_its_own(
             self) -> None:
-        assert TOPOLOGY.marks == {"tube": ("person-tests", "report-parts"),
-                                  "person": ("report-parts",),
-                                  "supervision": ("report-parts",), "report": ()}
+        assert TOPOLOGY.marks == {"tube": ("person-tests", "entry-parts", "report-parts"),
+                                  "person": ("entry-parts", "report-parts"),
+                                  "supervision": ("report-parts",), "entry": (),
+                                  "report": ()}
+        # the data-entry stage's clock is its upstream's: it owns no input
         assert TOPOLOGY.ticks == ("tube-ticks", "person-tests", "unit-ticks")
         assert TOPOLOGY.upstream_partitions("report", 4) == 12
+        assert TOPOLOGY.upstream_partitions("entry", 4) == 8
 
     def test_items_travel_on_the_internal_topic_of_the_stage_that_receives_them(self) -> None:
         assert TOPOLOGY.route[Sampled] == "person-tests"
         assert TOPOLOGY.route[Contribution] == TOPOLOGY.route[RoundPart] == "report-parts"
+        assert TOPOLOGY.route[Entered] == TOPOLOGY.route[LabTold] == "entry-parts"
         assert TOPOLOGY.shared_to == ("person-tests",)
-        assert TOPOLOGY.carried == ("person-tests", "report-parts")
+        assert TOPOLOGY.carried == ("person-tests", "report-parts", "entry-parts")
 
     def test_the_topics_a_worker_declares_are_the_topologys_with_their_compaction(
             self) -> None:
@@ -74,7 +80,7 @@ class TestANewLoop:
         # then everything else follows
         assert grown.readers["audit"] == ("source",)
         assert grown.owner["audit"] == "source"
-        assert grown.marks["person"] == ("report-parts", "source-parts")
+        assert grown.marks["person"] == ("entry-parts", "report-parts", "source-parts")
         assert grown.ticks == ("tube-ticks", "person-tests", "unit-ticks", "source-parts")
         assert "audit" in grown.inputs and "source-parts" in grown.internal
 
