@@ -25,7 +25,7 @@ import msgspec
 
 from closedloop.agents.calendar import Calendar
 from closedloop.agents.closure import rejected_contribution
-from closedloop.agents.combine import EntryCombiner, LabParts
+from closedloop.agents.combine import NEVER, EntryCombiner, LabParts
 from closedloop.agents.effects import Effects
 from closedloop.agents.entry import EntryState, source_of
 from closedloop.agents.escalation import action_outcome
@@ -130,8 +130,13 @@ class EmbeddedDriver:
 
         # a run's data-entry parts, combined per key and day before they are applied
         self._combined = EntryCombiner(policy, self.cal, judged)
+        def reports_of(lab_id: str) -> list[int] | None:
+            st = entry_table.get(lab_id)
+            lab = st.lab if isinstance(st, EntryState) else None
+            return None if lab is None else lab.reports
+
         # what tubes tell their labs, one part per lab until the lab must see them
-        self._labs = LabParts(policy)
+        self._labs = LabParts(policy, reports_of)
         self.out = Outputs()  # replaced by drain() only
         # the rules' context, shared by the runners: one object, not one per event (each
         # step only sets its clock); its ``out`` is self.out
@@ -395,10 +400,12 @@ class EmbeddedDriver:
                report.earliest, combined.due, labs.due) > clock:
             return  # most events make nothing due
         for run, index in zip(self._upstream_first, self._indexes, strict=True):
-            if combined and (index is entry or index is report) and (
+            # (a holder holding anything has a ``due`` before NEVER)
+            if combined.due != NEVER and (index is entry or index is report) and (
                     index.earliest <= clock or combined.due <= clock):
                 self._apply_combined()  # before either stage fires: it must see them
-            if labs and index is entry and (index.earliest <= clock or labs.due <= clock):
+            if labs.due != NEVER and index is entry and (
+                    index.earliest <= clock or labs.due <= clock):
                 self._apply_labs()  # the tube stage has fired what the clock reached
             if index.earliest <= clock:
                 run.fire(0)
