@@ -144,6 +144,7 @@ class EmbeddedDriver:
                             shared=self.shared)
         for run in self._upstream_first:
             run.adopt(0, self.clock, self.shared, self._ctx)
+        self._clock_at = _ClockAt(self._ctx)
         self.stats: Counter[str] = Counter()
         self._peak = 0  # persons_tracked_peak, mirrored so each event skips a Counter lookup
         # Where round reports go when more than SPILL_ROWS rows wait for the next drain: it
@@ -227,18 +228,13 @@ class EmbeddedDriver:
             if self._combined:
                 self._apply_combined()
             if key in self._labs:
-                self._ctx.clock, now = fired, self._ctx.clock
-                self._entries_to(key, self._labs.pop(key), None)
-                self._ctx.clock = now
-        entry_reads = self._entry_reads[topic]
+                with self._clock_at(fired):
+                    self._entries_to(key, self._labs.pop(key), None)
+        entry_reads = self._entry_reads[topic]  # None but for actions
         for apply in applies:
             if apply is entry_reads:
-                # the data-entry stage reads at what its upstream has fired through, as the
-                # worker's does by its clock marks: a lab knows every tube's wait begun by
-                # its clock (agents/lab_waits.py); the tube stage fires this step's later
-                self._ctx.clock, now = fired, self._ctx.clock
-                rejection = apply(key, event, at)
-                self._ctx.clock = now
+                with self._clock_at(fired):
+                    rejection = apply(key, event, at)
             else:
                 rejection = apply(key, event, at)
             if rejection is not None:  # a rule refused it (a pool overflow): not applied
@@ -465,6 +461,30 @@ class EmbeddedDriver:
             self.spill(reports)
             self._held_rows = self._reported = 0
 
+
+
+class _ClockAt:
+    """``with clock_at(instant):`` the rules' context reads at ``instant``, and at its own
+    clock again after. What the data-entry stage is handed in a step (an action, a lab's
+    held parts before it) is read at what its upstream has fired through, as the worker's
+    stage reads by its clock marks: a lab knows every tube's wait begun by its clock
+    (agents/lab_waits.py), and the tube stage fires this step's later."""
+
+    __slots__ = ("_at", "_ctx", "_own")
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self._at = self._own = ctx.clock
+
+    def __call__(self, instant: int) -> _ClockAt:
+        self._at = instant
+        return self
+
+    def __enter__(self) -> None:
+        self._own, self._ctx.clock = self._ctx.clock, self._at
+
+    def __exit__(self, *exc: object) -> None:
+        self._ctx.clock = self._own
 
 
 def _published(line: bytes) -> bool:
