@@ -197,8 +197,8 @@ class LabParts:
             reported = min(part.reports) + quiet
             if reported < due:
                 due = reported
-        for changes in (part.starts, part.stops):
-            for instant in changes:
+        if part.starts or part.stops:  # (most parts are a report alone)
+            for instant in (*part.starts, *part.stops):
                 if instant < due:  # its bound is at least the instant itself
                     latest = self._latest_report(lab_id, held.reports, instant)
                     bound = instant if latest is None else max(instant, latest + quiet)
@@ -207,16 +207,19 @@ class LabParts:
         self.due = due
 
     def _latest_report(self, lab_id: str, held: list[int], instant: int) -> int | None:
-        """The latest report at or before ``instant`` that the lab knows or is held for it
-        (a later one read meanwhile only delays a silence: the bound stays below it)."""
+        """A report at or before ``instant``, the latest held for the lab if there is one
+        (held reports are the lab's newest), else the latest its state knows; None when
+        neither has one. Any earlier report than the latest only makes the bound earlier,
+        as a later one read meanwhile delays a silence: the bound stays below it."""
         at = bisect_right(held, instant)
-        latest = held[at - 1] if at else None
+        if at:
+            return held[at - 1]
         known = None if self._reports_of is None else self._reports_of(lab_id)
         if known:
             at = bisect_right(known, instant)
-            if at and (latest is None or known[at - 1] > latest):
-                latest = known[at - 1]
-        return latest
+            if at:
+                return known[at - 1]
+        return None
 
     def __bool__(self) -> bool:
         return bool(self._held)

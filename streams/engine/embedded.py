@@ -397,10 +397,10 @@ class EmbeddedDriver:
             return  # most events make nothing due
         for run, index in zip(self._upstream_first, self._indexes, strict=True):
             # (a holder holding anything has a ``due`` before NEVER)
-            if combined.due != NEVER and (index is entry or index is report) and (
+            if (index is entry or index is report) and combined.due != NEVER and (
                     index.earliest <= clock or combined.due <= clock):
                 self._apply_combined()  # before either stage fires: it must see them
-            if labs.due != NEVER and index is entry and (
+            if index is entry and labs.due != NEVER and (
                     index.earliest <= clock or labs.due <= clock):
                 self._apply_labs()  # the tube stage has fired what the clock reached
             if index.earliest <= clock:
