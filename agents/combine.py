@@ -178,6 +178,17 @@ class LabParts:
         self._held: dict[str, LabTold] = {}
         self.due = NEVER
 
+    def merge(self, lab_id: str, part: LabTold) -> None:
+        """Hold ``part`` (made for this holder: its lists may be extended) without finding
+        when it is due: for a holder applied at once (the worker's, one a pack)."""
+        held = self._held.get(lab_id)
+        if held is None:
+            self._held[lab_id] = part
+        else:
+            held.starts.extend(part.starts)
+            held.stops.extend(part.stops)
+            held.reports.extend(part.reports)
+
     def add(self, lab_id: str, part: LabTold) -> None:
         """Hold ``part`` (made for this holder: its lists may be extended)."""
         held = self._held.get(lab_id)

@@ -380,7 +380,7 @@ def _counted_items(runner: AnyRunner, partition: int, pack: _Pack
         elif isinstance(item, LabTold):
             if labs is None:  # a lab adds up what its tubes tell it in any order
                 labs = LabParts(runner.policy)
-            labs.add(key, item)
+            labs.merge(key, item)
         elif isinstance(item, Entered):
             if combiner is None:
                 combiner = _combiner(runner)
