@@ -22,6 +22,7 @@ judged day (which only a fire of that stage changes), as :func:`on_entry` finds 
 
 from __future__ import annotations
 
+from bisect import bisect_right, insort
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Final
@@ -153,20 +154,33 @@ class EntryCombiner:
 class LabParts:
     """What tubes tell their labs (:class:`~closedloop.agents.state.LabTold`), one part per
     lab until :meth:`take`: a lab's state adds up its parts in any order (agents/entry.py
-    ``on_told``), so one step applies them all. ``due``: the earliest instant a held part
-    could begin a silence at (a wait's beginning, ``lab_silent_after`` after a report):
-    they must be applied before the clock reaches it, before the lab's own deadlines fire,
-    and before an action reaches the lab."""
+    ``on_told``), so one step applies them all. ``due``: an instant no held part can begin
+    a silence before: they must be applied before the clock reaches it, before the lab's own
+    deadlines fire, and before an action reaches the lab. NEVER while nothing is held.
 
-    __slots__ = ("_held", "_quiet", "due")
+    A lab is silent at t only when its latest report at or before t is at least
+    ``lab_silent_after`` before t. So a change of its count of waiting tubes at x (a wait
+    begun, or one ended by its retention) can begin a silence only at x or later, and not
+    before the latest report known at or before x plus ``lab_silent_after``: a lab reporting
+    every few minutes holds its tubes' waits for hours, where the instant of each (at the
+    clock when the tube stage tells it) made them all due at once. A held report R ends a
+    silence the lab may believe goes on: a new one can begin at R + ``lab_silent_after``.
+    ``reports_of(lab_id)``: the lab's report instants as its state holds them, sorted (the
+    latest before what it judged and every later one), or None; without it a change is due
+    at its own instant."""
 
-    def __init__(self, policy: Policy) -> None:
+    __slots__ = ("_held", "_quiet", "_reports_of", "due")
+
+    def __init__(self, policy: Policy,
+                 reports_of: Callable[[str], list[int] | None] | None = None) -> None:
         self._quiet = policy.lab_silent_after
+        self._reports_of = reports_of
         self._held: dict[str, LabTold] = {}
         self.due = NEVER
 
-    def add(self, lab_id: str, part: LabTold) -> None:
-        """Hold ``part`` (made for this holder: its lists may be extended)."""
+    def merge(self, lab_id: str, part: LabTold) -> None:
+        """Hold ``part`` (made for this holder: its lists may be extended) without finding
+        when it is due: for a holder applied at once (the worker's, one a pack)."""
         held = self._held.get(lab_id)
         if held is None:
             self._held[lab_id] = part
@@ -174,15 +188,49 @@ class LabParts:
             held.starts.extend(part.starts)
             held.stops.extend(part.stops)
             held.reports.extend(part.reports)
-        due = self.due
-        for start in part.starts:
-            if start < due:
-                due = start
+
+    def add(self, lab_id: str, part: LabTold) -> None:
+        """Hold ``part`` (made for this holder: its lists may be extended)."""
+        held = self._held.get(lab_id)
+        if held is None:
+            self._held[lab_id] = held = part
+            held.reports.sort()
+        else:
+            held.starts.extend(part.starts)
+            held.stops.extend(part.stops)
+            for report in part.reports:  # kept sorted: mostly in order, so appended
+                if held.reports and report < held.reports[-1]:
+                    insort(held.reports, report)
+                else:
+                    held.reports.append(report)
+        due, quiet = self.due, self._quiet
         if part.reports:
-            reported = min(part.reports) + self._quiet
+            reported = min(part.reports) + quiet
             if reported < due:
                 due = reported
+        if part.starts or part.stops:  # (most parts are a report alone)
+            for instant in (*part.starts, *part.stops):
+                if instant < due:  # its bound is at least the instant itself
+                    latest = self._latest_report(lab_id, held.reports, instant)
+                    bound = instant if latest is None else max(instant, latest + quiet)
+                    if bound < due:
+                        due = bound
         self.due = due
+
+    def _latest_report(self, lab_id: str, held: list[int], instant: int) -> int | None:
+        """A report at or before ``instant``, the latest held for the lab if there is one
+        (held reports are the lab's newest), else the latest its state knows; None when
+        neither has one. Any earlier report than the latest only makes the bound earlier,
+        as a later one read meanwhile delays a silence: the bound stays below it."""
+        at = bisect_right(held, instant)
+        if at:
+            return held[at - 1]
+        known = None if self._reports_of is None else self._reports_of(lab_id)
+        if known:
+            at = bisect_right(known, instant)
+            if at:
+                return known[at - 1]
+        return None
 
     def __bool__(self) -> bool:
         return bool(self._held)

@@ -44,6 +44,8 @@ def on_lab_record(ctx: Context, st: TubeState, lab_id: str, status: str, at: int
         if status == "reported":
             ctx.out.labs.append((lab_id, LabTold([], [], [at])))
         return
+    if _one_wait(ctx, st, lab_id, status, at):
+        return
     wait = _wait_of(st, lab_id)
     reported: list[int] = []
     if status == "received":
@@ -61,8 +63,64 @@ def on_lab_record(ctx: Context, st: TubeState, lab_id: str, status: str, at: int
         st.wait = None  # settled: nothing is left to tell of it
 
 
+def _one_wait(ctx: Context, st: TubeState, lab_id: str, status: str, at: int) -> bool:
+    """What :func:`on_lab_record` does for the records of a tube at one lab, in the order
+    nearly every tube has them, without its general bookkeeping: the first ``received``
+    record before its wait begins, and the first ``reported`` record before the wait
+    begins or after it was told open. Returns False, changing nothing, for any other."""
+    policy = ctx.policy
+    wait = st.wait
+    if wait is None:
+        if status != "received":
+            return False
+        begins = at + policy.lab_silent_after
+        if begins >= at + policy.state_retention or begins <= ctx.clock:
+            return False
+        st.wait = LabWait(intern(lab_id), at)
+        open_req(st, "wait", begins)  # told when the clock reaches it
+        return True
+    got = wait.got
+    if (status != "reported" or wait.more is not None or wait.lab != lab_id or got is None
+            or wait.rep is not None):
+        return False
+    begins = got + policy.lab_silent_after
+    if wait.told is None and at <= begins:
+        stops = []  # reported before its wait could begin: the lab needs the report alone
+    elif (wait.told == begins and wait.until is None and begins < at
+          and begins <= ctx.clock and at < got + policy.state_retention):
+        stops = [at]  # the wait told open ends at the report
+    else:
+        return False
+    ctx.out.labs.append((wait.lab, LabTold([], stops, [at])))
+    close_req(st, "wait")
+    st.wait = None  # settled: nothing is left to tell of it
+    return True
+
+
+def _one_begun(ctx: Context, st: TubeState) -> int | None:
+    """What :func:`lapse_wait` does when the clock reaches the beginning of a tube's one
+    wait, not yet told and unreported (nearly every wait told): tell it open, and return
+    its retention, the next deadline. None, changing nothing, in any other case."""
+    wait = st.wait
+    if wait is None or wait.more is not None or wait.told is not None or wait.rep is not None:
+        return None
+    got = wait.got
+    if got is None:
+        return None
+    begins = got + ctx.policy.lab_silent_after
+    retained = got + ctx.policy.state_retention
+    if not begins <= ctx.clock < retained:
+        return None
+    ctx.out.labs.append((wait.lab, LabTold([begins], [], [])))
+    wait.told = shared(begins)
+    return retained
+
+
 def lapse_wait(ctx: Context, st: TubeState, tube_id: str, name: str, due: int) -> int | None:
     """The clock reached a wait's beginning or its retention: tell the lab."""
+    retained = _one_begun(ctx, st)
+    if retained is not None:
+        return retained
     wait: LabWait | None = st.wait
     while wait is not None:
         _tell(ctx, wait, [])

@@ -25,7 +25,7 @@ import msgspec
 
 from closedloop.agents.calendar import Calendar
 from closedloop.agents.closure import rejected_contribution
-from closedloop.agents.combine import EntryCombiner, LabParts
+from closedloop.agents.combine import NEVER, EntryCombiner, LabParts
 from closedloop.agents.effects import Effects
 from closedloop.agents.entry import EntryState, source_of
 from closedloop.agents.escalation import action_outcome
@@ -130,8 +130,13 @@ class EmbeddedDriver:
 
         # a run's data-entry parts, combined per key and day before they are applied
         self._combined = EntryCombiner(policy, self.cal, judged)
+        def reports_of(lab_id: str) -> list[int] | None:
+            st = entry_table.get(lab_id)
+            lab = st.lab if isinstance(st, EntryState) else None
+            return None if lab is None else lab.reports
+
         # what tubes tell their labs, one part per lab until the lab must see them
-        self._labs = LabParts(policy)
+        self._labs = LabParts(policy, reports_of)
         self.out = Outputs()  # replaced by drain() only
         # the rules' context, shared by the runners: one object, not one per event (each
         # step only sets its clock); its ``out`` is self.out
@@ -139,6 +144,7 @@ class EmbeddedDriver:
                             shared=self.shared)
         for run in self._upstream_first:
             run.adopt(0, self.clock, self.shared, self._ctx)
+        self._clock_at = _ClockAt(self._ctx)
         self.stats: Counter[str] = Counter()
         self._peak = 0  # persons_tracked_peak, mirrored so each event skips a Counter lookup
         # Where round reports go when more than SPILL_ROWS rows wait for the next drain: it
@@ -222,18 +228,13 @@ class EmbeddedDriver:
             if self._combined:
                 self._apply_combined()
             if key in self._labs:
-                self._ctx.clock, now = fired, self._ctx.clock
-                self._entries_to(key, self._labs.pop(key), None)
-                self._ctx.clock = now
-        entry_reads = self._entry_reads[topic]
+                with self._clock_at(fired):
+                    self._entries_to(key, self._labs.pop(key), None)
+        entry_reads = self._entry_reads[topic]  # None but for actions
         for apply in applies:
             if apply is entry_reads:
-                # the data-entry stage reads at what its upstream has fired through, as the
-                # worker's does by its clock marks: a lab knows every tube's wait begun by
-                # its clock (agents/lab_waits.py); the tube stage fires this step's later
-                self._ctx.clock, now = fired, self._ctx.clock
-                rejection = apply(key, event, at)
-                self._ctx.clock = now
+                with self._clock_at(fired):
+                    rejection = apply(key, event, at)
             else:
                 rejection = apply(key, event, at)
             if rejection is not None:  # a rule refused it (a pool overflow): not applied
@@ -395,10 +396,12 @@ class EmbeddedDriver:
                report.earliest, combined.due, labs.due) > clock:
             return  # most events make nothing due
         for run, index in zip(self._upstream_first, self._indexes, strict=True):
-            if combined and (index is entry or index is report) and (
+            # (a holder holding anything has a ``due`` before NEVER)
+            if (index is entry or index is report) and combined.due != NEVER and (
                     index.earliest <= clock or combined.due <= clock):
                 self._apply_combined()  # before either stage fires: it must see them
-            if labs and index is entry and (index.earliest <= clock or labs.due <= clock):
+            if index is entry and labs.due != NEVER and (
+                    index.earliest <= clock or labs.due <= clock):
                 self._apply_labs()  # the tube stage has fired what the clock reached
             if index.earliest <= clock:
                 run.fire(0)
@@ -458,6 +461,30 @@ class EmbeddedDriver:
             self.spill(reports)
             self._held_rows = self._reported = 0
 
+
+
+class _ClockAt:
+    """``with clock_at(instant):`` the rules' context reads at ``instant``, and at its own
+    clock again after. What the data-entry stage is handed in a step (an action, a lab's
+    held parts before it) is read at what its upstream has fired through, as the worker's
+    stage reads by its clock marks: a lab knows every tube's wait begun by its clock
+    (agents/lab_waits.py), and the tube stage fires this step's later."""
+
+    __slots__ = ("_at", "_ctx", "_own")
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self._at = self._own = ctx.clock
+
+    def __call__(self, instant: int) -> _ClockAt:
+        self._at = instant
+        return self
+
+    def __enter__(self) -> None:
+        self._own, self._ctx.clock = self._ctx.clock, self._at
+
+    def __exit__(self, *exc: object) -> None:
+        self._ctx.clock = self._own
 
 
 def _published(line: bytes) -> bool:

@@ -360,6 +360,7 @@ def _counted_items(runner: AnyRunner, partition: int, pack: _Pack
     fire within it but a day the clock has passed, whose entries stay in their place, one
     by one (a report they make due is raised before the items after them)."""
     combiner: EntryCombiner | None = None
+    labs: LabParts | None = None  # most packs hold no lab's part
     clock = runner.effective_clock(partition)
     items: list[tuple[str, object, int]] = []
     for key, item in pack.items:
@@ -376,15 +377,16 @@ def _counted_items(runner: AnyRunner, partition: int, pack: _Pack
                 items.append((key, item, item.at))
         elif isinstance(item, RoundPart):
             items.append((round_key(item.round_id), item, item.at))
-    labs = LabParts(runner.policy)  # a lab adds up what its tubes tell it in any order
-    for key, item in pack.items:
-        if isinstance(item, LabTold):
-            labs.add(key, item)
+        elif isinstance(item, LabTold):
+            if labs is None:  # a lab adds up what its tubes tell it in any order
+                labs = LabParts(runner.policy)
+            labs.merge(key, item)
         elif isinstance(item, Entered):
             if combiner is None:
                 combiner = _combiner(runner)
             combiner.entered(key, item, clock)
-    items.extend((key, told, _entry_time(told)) for key, told in labs.take())
+    if labs is not None:
+        items.extend((key, told, _entry_time(told)) for key, told in labs.take())
     if combiner is not None:
         days, lags = combiner.take()
         items.extend((district, day_lags, day_lags.at) for district, day_lags in lags)

@@ -12,7 +12,7 @@ from helpers import local as at
 from closedloop.agents.calendar import Calendar
 from closedloop.agents.closure import handle_contribution, handle_entry_lags
 from closedloop.agents.combine import NEVER, EntryCombiner, LabParts
-from closedloop.agents.entry import EntryState, LabState, SourceState, on_told
+from closedloop.agents.entry import EntryState, LabState, SourceState, on_told, silence_start
 from closedloop.agents.requirements import Context
 from closedloop.agents.sources import Entered, on_entered, on_entered_day, routes
 from closedloop.agents.state import LabTold, ReportState
@@ -142,11 +142,43 @@ class TestALabsHeldParts:
         for part in parts:
             held.add("lab-1", LabTold(list(part.starts), list(part.stops),
                                       list(part.reports)))
-        assert held.due == min(min(min(p.starts), min(p.reports) + POLICY.lab_silent_after)
-                               for p in parts)
+        assert held.due <= min(min(p.reports) + POLICY.lab_silent_after for p in parts)
         ((lab_id, told),) = held.take()
         at_once = LabState()
         assert lab_id == "lab-1" and not held and held.due == NEVER
         assert on_told(POLICY, at_once, told.starts, told.stops, told.reports, clock) == \
             followed[-1]
         assert at_once == one_by_one
+
+    def test_held_parts_are_due_before_any_silence_they_bring_forward(self) -> None:
+        """A lab that has not been told its held parts fires at its own next silence; the
+        parts must reach it by ``due`` when, told, the lab's first silence would come
+        earlier than that: the first silence of the lab told them is never before both its
+        own deadline untold and ``due``. Waits told late, retentions ending them, reports
+        held, around reports the lab knows, before and after the instant it judged to."""
+        rng = random.Random(13)
+        quiet = POLICY.lab_silent_after
+        base = at("09-06 06:00")
+        brought_forward = 0
+
+        def instants(n: int) -> list[int]:
+            return [base + rng.randrange(0, 5 * quiet, 60) for _ in range(rng.randrange(n))]
+
+        for _ in range(400):
+            known = LabState()
+            on_told(POLICY, known, instants(4), instants(2), instants(5),
+                    rng.choice((None, base + rng.randrange(0, 3 * quiet, 60))))
+            untold = silence_start(POLICY, known)
+            held = LabParts(POLICY, lambda lab_id, reports=known.reports: reports)
+            for _ in range(rng.randrange(1, 5)):
+                held.add("lab-1", LabTold(instants(3), instants(2), instants(2)))
+            told = LabState(waiting=known.waiting, changes=dict(known.changes),
+                            reports=list(known.reports), examined=known.examined)
+            due = held.due
+            for _, part in held.take():
+                on_told(POLICY, told, part.starts, part.stops, part.reports)
+            first = silence_start(POLICY, told)
+            if first is not None:
+                assert min(NEVER if untold is None else untold, due) <= first
+                brought_forward += untold is None or first < untold
+        assert brought_forward > 20  # the held parts did bring silences forward
