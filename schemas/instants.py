@@ -18,7 +18,7 @@ __all__ = ["RECENT", "epoch_seconds", "parse_instant", "shared"]
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_IN: dict[tzinfo, datetime] = {}  # per fixed offset (msgspec decodes minutes: bounded)
 _EXACT: Final = 1 << 32  # below it, int(float) of whole seconds plus microseconds truncates
-RECENT: Final = 1 << 12  # distinct instants shared before the table starts anew
+RECENT: Final = 1 << 15  # distinct instants shared before the table starts anew
 _RECENT: dict[int, int] = {}
 
 
@@ -28,7 +28,11 @@ def shared(seconds: int) -> int:
     An int above 256 is an object of 32 bytes, and a city's facts bunch on few distinct
     seconds at a time (a round's roster records and their gc deadlines on a few thousand for
     a million persons): kept in state, each would hold its own copy. The table starts anew
-    once it holds ``RECENT`` instants, so it stays small and follows the stream's event time.
+    once it holds ``RECENT`` instants, so it stays small (~2 MB) and follows the stream's
+    event time. The worker's stages apply the same fact a batch apart (a swab's tube, then
+    its person from the tube's forward), up to 20,000 records and as many instants: a
+    table of a few thousand started anew between them, and the person kept a copy of each
+    instant the tube already held (~50 bytes a person of a round).
     """
     kept = _RECENT.get(seconds)
     if kept is None:

@@ -42,7 +42,6 @@ Every runtime path (the worker, the in-memory buses of replay and the tests) cal
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Generic, Literal, Protocol, TypeVar
@@ -474,12 +473,27 @@ topics a worker declares and the AsyncAPI document are all built from this value
 is its stage, its topics and one :class:`Wiring` here."""
 
 
-@functools.lru_cache(maxsize=1 << 16)
+PLACED: Final = 1 << 16
+"""Keys whose partition is remembered before the table starts anew."""
+_PLACED: dict[int, dict[str, int]] = {}  # partition count -> key -> its partition
+
+
 def partition_of(key: str, partitions: int) -> int:
     """The partition Kafka's default partitioner gives ``key`` (murmur2, as producers use).
 
-    kafka-python's murmur2 is pure Python, and a batch re-keys the same persons and
-    districts again and again: the latest keys are remembered."""
-    from kafka.partitioner.default import murmur2
+    kafka-python's murmur2 is pure Python (~3 µs a key), and a batch re-keys the same
+    persons and districts again and again: the latest keys are remembered, in a plain dict
+    (~40 bytes a key, where an ``lru_cache`` entry took ~150: the worker's table is full on
+    a large city) that starts anew once it holds ``PLACED`` keys."""
+    placed = _PLACED.get(partitions)
+    if placed is None:
+        placed = _PLACED[partitions] = {}
+    partition = placed.get(key)
+    if partition is None:
+        from kafka.partitioner.default import murmur2
 
-    return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+        partition = int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+        if len(placed) >= PLACED:
+            placed.clear()
+        placed[key] = partition
+    return partition

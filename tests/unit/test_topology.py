@@ -10,6 +10,7 @@ import pytest
 from closedloop.agents.sources import Entered
 from closedloop.agents.state import Contribution, LabTold, ReportState, RoundPart, Sampled
 from closedloop.schemas.events import KEY_FIELD
+from closedloop.streams.engine import topology
 from closedloop.streams.engine.topology import (
     PERSON,
     REPORT,
@@ -18,6 +19,7 @@ from closedloop.streams.engine.topology import (
     Topic,
     Topology,
     Wiring,
+    partition_of,
 )
 from closedloop.streams.kafka.topics import topic_specs
 
@@ -99,3 +101,27 @@ class TestANewLoop:
         with pytest.raises(ValueError, match="not an internal topic"):
             Topology(topics=TOPOLOGY.topics, stages=(
                 *TOPOLOGY.stages, Wiring(replace(PERSON, name="other"), "travel")))
+
+
+# Kafka's own murmur2 of these keys (its clients' UtilsTest), as a signed 32-bit int: a
+# producer in any language puts a key where the Java client does
+JAVA_MURMUR2 = {"21": -973932308, "foobar": -790332482, "abc": 479470107,
+                "a-little-bit-long-string": -985981536,
+                "a-little-bit-longer-string": -1486304829,
+                "lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971}
+
+
+@pytest.mark.parametrize("partitions", [1, 3, 4, 12])
+def test_a_key_goes_to_the_partition_the_java_client_gives_it(partitions: int) -> None:
+    for key, java in JAVA_MURMUR2.items():
+        assert partition_of(key, partitions) == (java & 0x7FFFFFFF) % partitions
+
+
+def test_remembered_partitions_start_anew_when_full_and_stay_right(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(topology, "PLACED", 4)
+    monkeypatch.setattr(topology, "_PLACED", {})
+    first = [partition_of(key, 12) for key in JAVA_MURMUR2]
+    assert all(len(placed) <= 4 for placed in topology._PLACED.values())
+    assert [partition_of(key, 12) for key in JAVA_MURMUR2] == first
+    assert first == [(java & 0x7FFFFFFF) % 12 for java in JAVA_MURMUR2.values()]
