@@ -241,13 +241,14 @@ class WorkerLoop:
         while not stopping():
             batch = await self.consumer.getmany(timeout_ms=100, max_records=self.max_records)
             arrived = time.monotonic()
+            idle = not any(batch.values())  # before the batch lets its records go
             async with self.lock:
                 try:
                     await self._batch(batch, arrived)
                 except KafkaError as exc:
                     await self._recover(exc)
                 else:
-                    await self._snapshot(idle=not any(batch.values()))
+                    await self._snapshot(idle=idle)
 
     # -- one batch --------------------------------------------------------------------------
 
@@ -260,14 +261,19 @@ class WorkerLoop:
             if tp.partition not in self.owned or not messages:
                 continue  # fetched before a rebalance took it away: its new owner reads it
             name = self.short[tp.topic]
-            for start in range(0, len(messages), YIELD_EVERY):
-                chunk = messages[start:start + YIELD_EVERY]
+            offsets[tp] = messages[-1].offset + 1
+            while messages:
+                chunk = messages[:YIELD_EVERY]
+                # Applied records are let go as the batch goes on (the consumer's lists are
+                # the batch's own): its statuses and changelog, made at its end, take their
+                # room instead of adding to it.
+                del messages[:YIELD_EVERY]
                 for stage in TOPOLOGY.readers[name]:
                     self._apply(stage, name, tp.topic, tp.partition, chunk, out, arrived)
+                del chunk
                 # Let the consumer's heartbeat and the web pages run: a batch of 20,000
                 # records takes seconds. Every _apply enters its partition afresh.
                 await asyncio.sleep(0)
-            offsets[tp] = messages[-1].offset + 1
         # No tick while the cluster does not answer: its transaction could not commit.
         if self.wall and self.owned and self.reach.up and time.monotonic() >= self._next_tick:
             self._next_tick = time.monotonic() + WALL_TICK_S
