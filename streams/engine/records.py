@@ -50,8 +50,12 @@ _encode = _encoder.encode
 log = logging.getLogger("closedloop.worker")
 # A published status's digest is kept per person for as long as the worker runs: below
 # 2**60 an int has two 30-bit digits (32 bytes) instead of the three (48 bytes, pymalloc
-# rounding 36 up) most 64-bit hashes take.
+# rounding 36 up) most 64-bit hashes take. It leaves out what the table's key already says
+# (a person's id), so a pool's members, sampled and told their result alike, have equal
+# digests: one int object for them while it is recent (_DIGESTS, started anew when full).
 _DIGEST_BITS = (1 << 60) - 1
+_DIGESTS: dict[int, int] = {}
+DIGESTS_KEPT = 1 << 14
 
 
 @dataclass(frozen=True, slots=True)
@@ -575,6 +579,10 @@ def _statuses(runner: AnyRunner, partition: int, keys: list[str], topic: str,
     status_of = runner.stage.status
     if status_of is None:
         return
+    unkeyed = {"updated_at": ""}
+    field = TOPOLOGY.topic[topic].key
+    if field is not None:  # the table's key already tells statuses of two keys apart
+        unkeyed[field] = ""
     for key in keys:
         st = runner.table.get(key)
         if not isinstance(st, runner.stage.state):
@@ -588,8 +596,20 @@ def _statuses(runner: AnyRunner, partition: int, keys: list[str], topic: str,
             log.exception("closedloop: a status could not be made; skipped")
             continue
         if seen is not None:
-            digest = hash(_encode(msgspec.structs.replace(status, updated_at=""))) & _DIGEST_BITS
+            digest = _digest(status, unkeyed)
             if seen.get(key) == digest:
                 continue  # only its updated_at would change
             seen[key] = digest
         yield Outgoing(topic, key.encode(), _encode(status))
+
+
+def _digest(status: msgspec.Struct, unkeyed: dict[str, str]) -> int:
+    """What tells ``status`` apart but for the fields ``unkeyed`` blanks (its key, its
+    ``updated_at``): the int object already standing for it, while recent."""
+    digest = hash(_encode(msgspec.structs.replace(status, **unkeyed))) & _DIGEST_BITS
+    kept = _DIGESTS.get(digest)
+    if kept is None:
+        if len(_DIGESTS) >= DIGESTS_KEPT:
+            _DIGESTS.clear()
+        _DIGESTS[digest] = kept = digest
+    return kept

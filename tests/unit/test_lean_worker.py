@@ -233,6 +233,24 @@ def test_a_status_that_changed_only_in_updated_at_is_not_published_again() -> No
     assert changed is not None and b'"district":"e"' in changed
 
 
+def test_persons_whose_statuses_differ_only_in_their_id_keep_one_digest_object() -> None:
+    """A worker keeps a digest per person it published; a pool's members are told alike, and
+    their equal digests must not cost an int each."""
+    tables: dict[str, dict[str, object]] = {"person": {
+        "p:1": PersonState(district="d"), "p:2": PersonState(district="d"),
+        "p:3": PersonState(district="e")}}
+    run = runners(policy(), 1, lambda stage, _state: tables.setdefault(stage, {}))
+    seen: dict[int, dict[str, int]] = {}
+    batch = Batch(1)
+    batch.add("person", 0, RecordEffects(touched={"p:1", "p:2", "p:3"}))
+    published = [r.key for r in batch.records(run, None,
+                                              lambda _stage, p: seen.setdefault(p, {}))
+                 if r.topic == "person-status"]
+    assert published == [b"p:1", b"p:2", b"p:3"]  # each person's status still goes out
+    digests = seen[0]
+    assert digests["p:1"] is digests["p:2"] and digests["p:1"] != digests["p:3"]
+
+
 def test_a_status_the_rules_fail_on_is_skipped_and_the_batch_goes_on(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from dataclasses import replace
