@@ -134,7 +134,11 @@ def on_forward(ctx: Context, st: PersonState, person_id: str, msg: Forward) -> N
     if isinstance(msg, Retest):
         retests.on_retest_needed(ctx, st, person_id, msg)
     elif isinstance(msg, Result):
-        st.last_result = _last_result(msg.at, msg.result)
+        st.last_result = result = _last_result(msg.at, msg.result)
+        # its instant the object the tube holds (a forward's is decoded afresh): the
+        # person's latest activity is most often this result
+        keep_alive(ctx, st, result.at)
+        return
     elif isinstance(msg, Escalate):
         open_escalation(ctx, st, msg.alert, msg.entry, msg.at)
     keep_alive(ctx, st, forward_time(msg))

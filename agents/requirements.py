@@ -280,8 +280,8 @@ def keep_alive(ctx: Context, st: Keyed, at: int, clock: int | None = None) -> No
     ``clock``: the clock the activity was read at, when not the context's (a combined
     part applied later, as its first part would have been).
     """
-    if at > st.last:  # the instant's shared object: a forward's is decoded afresh
-        st.last = shared(at)
+    if at > st.last:
+        st.last = at
     if st.gc_due is None:  # one int object per instant (shared): every key has a gc due
         st.gc_due = shared(max(at, ctx.clock if clock is None else clock)
                            + ctx.policy.state_retention)
