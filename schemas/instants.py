@@ -10,36 +10,47 @@ keeps millions of them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timezone, tzinfo
 from typing import Final
 
-__all__ = ["RECENT", "epoch_seconds", "parse_instant", "shared"]
+__all__ = ["RECENT", "epoch_seconds", "parse_instant", "recent_objects", "shared"]
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_IN: dict[tzinfo, datetime] = {}  # per fixed offset (msgspec decodes minutes: bounded)
 _EXACT: Final = 1 << 32  # below it, int(float) of whole seconds plus microseconds truncates
 RECENT: Final = 1 << 15  # distinct instants shared before the table starts anew
-_RECENT: dict[int, int] = {}
 
 
-def shared(seconds: int) -> int:
-    """``seconds`` as the int object already standing for that instant, while it is recent.
+def recent_objects(limit: int) -> Callable[[int], int]:
+    """A function that gives an int back as the object already standing for an equal one,
+    while it is recent: its table starts anew once it holds ``limit`` values, so it stays
+    small and follows the stream.
 
-    An int above 256 is an object of 32 bytes, and a city's facts bunch on few distinct
-    seconds at a time (a round's roster records and their gc deadlines on a few thousand for
-    a million persons): kept in state, each would hold its own copy. The table starts anew
-    once it holds ``RECENT`` instants, so it stays small (~2 MB) and follows the stream's
-    event time. The worker's stages apply the same fact a batch apart (a swab's tube, then
-    its person from the tube's forward), up to 20,000 records and as many instants: a
-    table of a few thousand started anew between them, and the person kept a copy of each
-    instant the tube already held (~50 bytes a person of a round).
-    """
-    kept = _RECENT.get(seconds)
-    if kept is None:
-        if len(_RECENT) >= RECENT:
-            _RECENT.clear()
-        _RECENT[seconds] = kept = seconds
-    return kept
+    An int above 256 is an object of 32 bytes: kept in state, a million equal ones would
+    each hold their own copy."""
+    table: dict[int, int] = {}
+
+    def one(value: int) -> int:
+        kept = table.get(value)
+        if kept is None:
+            if len(table) >= limit:
+                table.clear()
+            table[value] = kept = value
+        return kept
+
+    return one
+
+
+shared: Final = recent_objects(RECENT)
+"""``seconds`` as the int object already standing for that instant, while it is recent.
+
+A city's facts bunch on few distinct seconds at a time (a round's roster records and their
+gc deadlines on a few thousand for a million persons). The table holds ``RECENT`` instants
+(~2 MB): the worker's stages apply the same fact a batch apart (a swab's tube, then its
+person from the tube's forward), up to 20,000 records and as many instants, and a table of
+a few thousand, started anew between them, left the person a copy of each instant the tube
+already held (~50 bytes a person of a round)."""
 
 
 def epoch_seconds(instant: datetime) -> int:

@@ -37,7 +37,7 @@ from closedloop.agents.state import (
 )
 from closedloop.schemas.decode import Rejection, decode_event
 from closedloop.schemas.events import KEY_FIELD, Action, Area, Checkpoint, Event, Round
-from closedloop.schemas.instants import epoch_seconds
+from closedloop.schemas.instants import epoch_seconds, recent_objects
 from closedloop.schemas.policy import Policy
 from closedloop.streams.engine.clock import MIN_EPOCH
 from closedloop.streams.engine.stage_runner import AnyRunner, RecordEffects
@@ -52,10 +52,9 @@ log = logging.getLogger("closedloop.worker")
 # 2**60 an int has two 30-bit digits (32 bytes) instead of the three (48 bytes, pymalloc
 # rounding 36 up) most 64-bit hashes take. It leaves out what the table's key already says
 # (a person's id), so a pool's members, sampled and told their result alike, have equal
-# digests: one int object for them while it is recent (_DIGESTS, started anew when full).
+# digests: one int object for them while it is recent.
 _DIGEST_BITS = (1 << 60) - 1
-_DIGESTS: dict[int, int] = {}
-DIGESTS_KEPT = 1 << 14
+_one_digest = recent_objects(1 << 14)
 
 
 @dataclass(frozen=True, slots=True)
@@ -606,10 +605,5 @@ def _statuses(runner: AnyRunner, partition: int, keys: list[str], topic: str,
 def _digest(status: msgspec.Struct, unkeyed: dict[str, str]) -> int:
     """What tells ``status`` apart but for the fields ``unkeyed`` blanks (its key, its
     ``updated_at``): the int object already standing for it, while recent."""
-    digest = hash(_encode(msgspec.structs.replace(status, **unkeyed))) & _DIGEST_BITS
-    kept = _DIGESTS.get(digest)
-    if kept is None:
-        if len(_DIGESTS) >= DIGESTS_KEPT:
-            _DIGESTS.clear()
-        _DIGESTS[digest] = kept = digest
-    return kept
+    return _one_digest(hash(_encode(msgspec.structs.replace(status, **unkeyed)))
+                       & _DIGEST_BITS)
