@@ -19,24 +19,29 @@ __all__ = ["RECENT", "epoch_seconds", "parse_instant", "recent_objects", "shared
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_IN: dict[tzinfo, datetime] = {}  # per fixed offset (msgspec decodes minutes: bounded)
 _EXACT: Final = 1 << 32  # below it, int(float) of whole seconds plus microseconds truncates
-RECENT: Final = 1 << 15  # distinct instants shared before the table starts anew
+RECENT: Final = 1 << 15  # the latest distinct instants always shared
 
 
 def recent_objects(limit: int) -> Callable[[int], int]:
     """A function that gives an int back as the object already standing for an equal one,
-    while it is recent: its table starts anew once it holds ``limit`` values, so it stays
-    small and follows the stream.
+    while it is recent: any of the last ``limit`` distinct values it was given, and at most
+    twice as many (two tables: the newer fills, then the older one is dropped), so it stays
+    small and follows the stream. A single table started anew when full would forget every
+    value at once, those just seen too.
 
     An int above 256 is an object of 32 bytes: kept in state, a million equal ones would
     each hold their own copy."""
-    table: dict[int, int] = {}
+    newer: dict[int, int] = {}
+    older: dict[int, int] = {}
 
     def one(value: int) -> int:
-        kept = table.get(value)
+        nonlocal newer, older
+        kept = newer.get(value)
         if kept is None:
-            if len(table) >= limit:
-                table.clear()
-            table[value] = kept = value
+            kept = older.get(value, value)
+            if len(newer) >= limit:
+                older, newer = newer, {}
+            newer[kept] = kept
         return kept
 
     return one
@@ -46,11 +51,11 @@ shared: Final = recent_objects(RECENT)
 """``seconds`` as the int object already standing for that instant, while it is recent.
 
 A city's facts bunch on few distinct seconds at a time (a round's roster records and their
-gc deadlines on a few thousand for a million persons). The table holds ``RECENT`` instants
-(~2 MB): the worker's stages apply the same fact a batch apart (a swab's tube, then its
-person from the tube's forward), up to 20,000 records and as many instants, and a table of
-a few thousand, started anew between them, left the person a copy of each instant the tube
-already held (~50 bytes a person of a round)."""
+gc deadlines on a few thousand for a million persons). It remembers the last ``RECENT``
+instants at least (~2–4 MB): the worker's stages apply the same fact a batch apart (a
+swab's tube, then its person from the tube's forward), up to 20,000 records and as many
+instants, and a table of a few thousand, started anew between them, left the person a copy
+of each instant the tube already held (~50 bytes a person of a round)."""
 
 
 def epoch_seconds(instant: datetime) -> int:

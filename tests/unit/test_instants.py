@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from closedloop.schemas.instants import RECENT, epoch_seconds, shared
+from closedloop.schemas.instants import RECENT, epoch_seconds, recent_objects, shared
 
 EDGES = [
     datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=23, minutes=59))),
@@ -61,3 +61,16 @@ def test_one_int_object_stands_for_a_recent_instant() -> None:
     for n in range(RECENT):  # past RECENT other instants the table starts anew
         shared(first + 1 + n)
     assert shared(first) == first
+
+
+def test_a_recent_value_stays_one_object_when_the_table_fills_up() -> None:
+    """Forgetting every value at once when the table is full would forget those just seen
+    too: the worker's person stage would copy the instants its tube stage still holds."""
+    one = recent_objects(4)
+    kept = one(int("1662400000"))
+    for n in range(4):  # the table fills up and starts a new one
+        one(1_662_500_000 + n)
+    assert one(int("1662400000")) is kept
+    for n in range(20):  # long forgotten: an equal value, not necessarily the object
+        one(1_662_600_000 + n)
+    assert one(int("1662400000")) == kept
