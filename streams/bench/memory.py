@@ -55,6 +55,10 @@ class MemoryBench:
     persons: int = 0  # replay's peak count of tracked persons on the same lines
     idle_kib: int = 0  # an idle worker's peak RSS
     worker_kib: int = 0  # the worker's peak RSS, the city consumed to the end
+    # its RSS then, and its CPU from assignment to its last output: the peak over the end
+    # is what a batch held for a moment (buffers, a batch's records and outputs)
+    worker_end_kib: int = 0
+    worker_cpu_seconds: float = 0.0
     replay_growth_kib: int = 0  # replay's peak RSS growth over the same lines
 
     @property
@@ -101,6 +105,8 @@ def bench_memory(people: int, days: int, partitions: int, seed: int = 1, *,
             if worker.peak_rss_kib is None:
                 raise RuntimeError("no /proc: the worker's peak memory cannot be read here")
             result.worker_kib = worker.peak_rss_kib
+            result.worker_end_kib = worker.end_rss_kib or 0
+            result.worker_cpu_seconds = worker.cpu_seconds or 0.0
         finally:
             _delete(settings, f"{prefix}-app")
     return result
@@ -190,6 +196,9 @@ def run(args: argparse.Namespace) -> int:
           f"consumed to the end ({args.partitions} partitions)")
     print(f"worker per person      {r.worker_bytes_per_person:>12,.0f} bytes over the idle "
           "worker (target <= 1,536)")
+    print(f"worker at the end      {r.worker_end_kib / 1024:>12,.1f} MiB RSS, "
+          f"{(r.worker_end_kib - r.idle_kib) * 1024 / r.persons:,.0f} bytes a person over the "
+          f"idle worker's peak; {r.worker_cpu_seconds:,.1f} s of CPU")
     print(f"replay per person      {r.replay_bytes_per_person:>12,.0f} bytes of peak RSS "
           "growth")
     return 0

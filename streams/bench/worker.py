@@ -92,6 +92,7 @@ class WorkerBench:
     last_output: float = 0.0
     outputs: dict[str, int] = field(default_factory=dict)
     peak_rss_kib: int | None = None  # the worker's peak resident memory (Linux: VmHWM)
+    end_rss_kib: int | None = None  # its resident memory once its outputs are quiet (VmRSS)
 
     @property
     def raw_per_s(self) -> float:
@@ -371,6 +372,7 @@ def _measure_worker(settings: KafkaSettings, tmp: Path, result: WorkerBench, set
             consumer, baseline, last)
         if not result.outputs:
             raise RuntimeError("the worker produced nothing")
+        result.end_rss_kib = rss_kib(worker.pid)  # first: the peak read after is at least it
         result.peak_rss_kib = peak_rss_kib(worker.pid)
     finally:
         _stop(worker, signal.SIGTERM)
@@ -476,11 +478,20 @@ def _cpu_seconds(pid: int) -> float | None:
 
 def peak_rss_kib(pid: int) -> int | None:
     """A process's peak resident memory so far in KiB (``VmHWM``), or None without /proc."""
+    return _status_kib(pid, "VmHWM")
+
+
+def rss_kib(pid: int) -> int | None:
+    """A process's resident memory now in KiB (``VmRSS``), or None without /proc."""
+    return _status_kib(pid, "VmRSS")
+
+
+def _status_kib(pid: int, name: str) -> int | None:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return None
-    found = re.search(r"^VmHWM:\s+(\d+) kB$", status, re.M)
+    found = re.search(rf"^{name}:\s+(\d+) kB$", status, re.M)
     return None if found is None else int(found.group(1))
 
 

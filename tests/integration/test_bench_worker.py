@@ -47,6 +47,8 @@ MEMORY_LINES = {
     "idle": r"^idle worker\s+([\d,.]+) MiB peak RSS$",
     "worker": r"^worker\s+([\d,.]+) MiB peak RSS, the city consumed to the end",
     "per person": r"^worker per person\s+(-?[\d,]+) bytes over the idle worker",
+    "end": r"^worker at the end\s+([\d,.]+) MiB RSS, -?[\d,]+ bytes a person over the idle "
+           r"worker's peak; ([\d,.]+) s of CPU$",
 }
 
 
@@ -60,6 +62,9 @@ def test_bench_memory_prints_the_workers_peak_and_its_share_per_person(
         figures[name] = float(found.group(1).replace(",", ""))
     assert figures["events"] > 0 and figures["persons"] > 0
     assert figures["worker"] >= figures["idle"] > 0
+    assert 0 < figures["end"] <= figures["worker"]  # resident at the end: at most the peak
+    cpu = re.search(MEMORY_LINES["end"], stdout, re.M)
+    assert cpu is not None and float(cpu.group(2).replace(",", "")) > 0
 
 
 RESTART_LINES = {
