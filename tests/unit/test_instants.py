@@ -58,7 +58,7 @@ def test_one_int_object_stands_for_a_recent_instant() -> None:
     assert again == first and again is first  # state keeps one object, not a copy a fact
     computed = int(str(first))  # an equal int made apart
     assert shared(computed) is first
-    for n in range(RECENT):  # past RECENT other instants the table starts anew
+    for n in range(RECENT):  # past RECENT other instants: equal, if no longer the object
         shared(first + 1 + n)
     assert shared(first) == first
 
